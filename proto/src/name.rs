@@ -1,0 +1,475 @@
+//! The one DNS name type of the workspace.
+//!
+//! A [`Name`] is an absolute domain name held in *canonical wire form*: a sequence of
+//! length-prefixed labels, ASCII letters folded to lower case (RFC 4034 §6.2), ending with the
+//! root label. Every way of making one checks its input (RFC 1035 §2.3.4: labels of 1 to 63
+//! octets, at most 255 octets in all), so a `Name` that exists is valid. Equality and hashing are
+//! on the canonical bytes, which makes a `Name` a cheap hash-table key.
+//!
+//! Registry data (domains, hosts, zones) is stored with [`Name::to_string`]: lower-case A-labels
+//! without the trailing dot. IDNs given in U-labels are converted with UTS #46 by
+//! [`Name::from_user`].
+
+use std::fmt;
+
+/// Maximum length of a name in wire form, root label included (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// Maximum length of one label (RFC 1035 §2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Why a text or wire name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    #[error("empty name")]
+    Empty,
+    #[error("empty label")]
+    EmptyLabel,
+    #[error("label longer than 63 octets ({0} octets)")]
+    LabelTooLong(usize),
+    #[error("name longer than 255 octets in wire form ({0} octets)")]
+    NameTooLong(usize),
+    #[error("character {0:?} not allowed in a host name")]
+    BadCharacter(char),
+    #[error("label {0:?} starts or ends with a hyphen")]
+    HyphenAtEdge(String),
+    #[error("not a valid internationalised domain name: {0}")]
+    Idna(String),
+    #[error("malformed wire-format name")]
+    BadWire,
+    #[error("compression pointer does not point backwards")]
+    BadPointer,
+}
+
+/// An absolute domain name in canonical (lower-case) wire form.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name {
+    wire: Box<[u8]>,
+}
+
+impl Name {
+    /// The root name `.`.
+    pub fn root() -> Self {
+        Self {
+            wire: Box::new([0]),
+        }
+    }
+
+    /// Parses a name in presentation form (`foo.example` or `foo.example.`), folding case.
+    ///
+    /// Labels may hold letters, digits, `-`, `_` and a lone `*` (wildcard owner names); use
+    /// [`Name::check_hostname`] for the stricter host name rules (RFC 952/1123). Escapes
+    /// (`\.`, `\065`) are not accepted: registry data never needs them.
+    pub fn from_ascii(text: &str) -> Result<Self, NameError> {
+        if text.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if text == "." {
+            return Ok(Self::root());
+        }
+        let text = text.strip_suffix('.').unwrap_or(text);
+        let mut wire = Vec::with_capacity(text.len() + 2);
+        for label in text.split('.') {
+            if label.is_empty() {
+                return Err(NameError::EmptyLabel);
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(NameError::LabelTooLong(label.len()));
+            }
+            for c in label.chars() {
+                if !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*') {
+                    return Err(NameError::BadCharacter(c));
+                }
+            }
+            if label.contains('*') && label != "*" {
+                return Err(NameError::BadCharacter('*'));
+            }
+            wire.push(label.len() as u8);
+            wire.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+        wire.push(0);
+        if wire.len() > MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(wire.len()));
+        }
+        Ok(Self {
+            wire: wire.into_boxed_slice(),
+        })
+    }
+
+    /// Parses a name typed by a person: U-labels are converted to A-labels (UTS #46,
+    /// non-transitional, as IDNA2008 registries expect), then the result is checked as
+    /// [`Name::from_ascii`] does.
+    pub fn from_user(text: &str) -> Result<Self, NameError> {
+        if text.is_ascii() {
+            return Self::from_ascii(text);
+        }
+        let ascii = idna::domain_to_ascii_strict(text.trim_end_matches('.'))
+            .map_err(|e| NameError::Idna(e.to_string()))?;
+        Self::from_ascii(&ascii)
+    }
+
+    /// Reads a possibly compressed name from a DNS message starting at `pos`.
+    ///
+    /// Returns the name and the offset just after it in the message. Compression pointers must
+    /// point strictly backwards (before the start of the label sequence that holds them), which
+    /// rules out loops.
+    pub fn from_wire(msg: &[u8], pos: usize) -> Result<(Self, usize), NameError> {
+        let mut wire = Vec::with_capacity(32);
+        let end = read_wire_name(msg, pos, |label| {
+            wire.push(label.len() as u8);
+            wire.extend(label.iter().map(u8::to_ascii_lowercase));
+        })?;
+        wire.push(0);
+        Ok((
+            Self {
+                wire: wire.into_boxed_slice(),
+            },
+            end,
+        ))
+    }
+
+    /// Builds a name from canonical wire bytes, checking them.
+    pub fn from_canonical_wire(bytes: &[u8]) -> Result<Self, NameError> {
+        let (name, end) = Self::from_wire(bytes, 0)?;
+        if end != bytes.len() {
+            return Err(NameError::BadWire);
+        }
+        Ok(name)
+    }
+
+    /// The canonical wire form, root label included.
+    pub fn as_wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// True for the root name.
+    pub fn is_root(&self) -> bool {
+        self.wire.len() == 1
+    }
+
+    /// Iterates over the labels from the leftmost, the root label excluded.
+    pub fn labels(&self) -> Labels<'_> {
+        Labels { rest: &self.wire }
+    }
+
+    /// Number of labels, the root label excluded.
+    pub fn label_count(&self) -> usize {
+        self.labels().count()
+    }
+
+    /// The leftmost label (empty for the root).
+    pub fn first_label(&self) -> &[u8] {
+        self.labels().next().unwrap_or(&[])
+    }
+
+    /// The name with its leftmost label removed; `None` for the root.
+    pub fn parent(&self) -> Option<Self> {
+        if self.is_root() {
+            return None;
+        }
+        let skip = 1 + self.wire[0] as usize;
+        Some(Self {
+            wire: self.wire[skip..].into(),
+        })
+    }
+
+    /// True if `self` is `other` or below it.
+    pub fn is_subdomain_of(&self, other: &Self) -> bool {
+        let (s, o) = (self.as_wire(), other.as_wire());
+        if o.len() > s.len() || !s.ends_with(o) {
+            return false;
+        }
+        // The suffix must start on a label boundary.
+        let offset = s.len() - o.len();
+        let mut pos = 0;
+        while pos < offset {
+            pos += 1 + s[pos] as usize;
+        }
+        pos == offset
+    }
+
+    /// For a name strictly below `apex`, the name one label below `apex` on the way to it
+    /// (`www.foo.tld` under `tld` gives `foo.tld`): the registered domain that a delegation
+    /// in a TLD is keyed by.
+    pub fn child_of(&self, apex: &Self) -> Option<Self> {
+        if !self.is_subdomain_of(apex) || self.wire.len() == apex.wire.len() {
+            return None;
+        }
+        let keep = apex.wire.len();
+        let mut pos = 0;
+        loop {
+            let next = pos + 1 + self.wire[pos] as usize;
+            if self.wire.len() - next == keep {
+                return Some(Self {
+                    wire: self.wire[pos..].into(),
+                });
+            }
+            pos = next;
+        }
+    }
+
+    /// Prepends a label (used to build `ns1.<domain>` and the like).
+    pub fn prepend(&self, label: &str) -> Result<Self, NameError> {
+        if self.is_root() {
+            Self::from_ascii(label)
+        } else {
+            Self::from_ascii(&format!("{label}.{self}"))
+        }
+    }
+
+    /// Checks the host name rules that registries apply to domain and host names
+    /// (RFC 952 as relaxed by RFC 1123 §2.1: letters, digits and hyphens, no hyphen at either
+    /// end of a label; A-labels `xn--` are LDH too).
+    pub fn check_hostname(&self) -> Result<(), NameError> {
+        for label in self.labels() {
+            for &b in label {
+                if !(b.is_ascii_alphanumeric() || b == b'-') {
+                    return Err(NameError::BadCharacter(b as char));
+                }
+            }
+            if label.first() == Some(&b'-') || label.last() == Some(&b'-') {
+                return Err(NameError::HyphenAtEdge(
+                    String::from_utf8_lossy(label).into_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Presentation form with the trailing dot, as master files want it.
+    pub fn to_fqdn(&self) -> String {
+        if self.is_root() {
+            ".".to_owned()
+        } else {
+            format!("{self}.")
+        }
+    }
+}
+
+/// Walks the labels of a possibly compressed wire name in `msg` starting at `pos`, giving each
+/// label to `f`. Returns the offset just after the name at `pos`. This is the single checked
+/// decoder for names in messages: total length ≤ 255, labels ≤ 63 (the 0b01/0b10 label types of
+/// RFC 6891 §5 are refused), pointers strictly backwards.
+pub fn read_wire_name(
+    msg: &[u8],
+    mut pos: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Result<usize, NameError> {
+    let mut total = 1usize; // root label
+    let mut end: Option<usize> = None;
+    // Start of the label run we are reading: a pointer must point before it.
+    let mut run_start = pos;
+    loop {
+        let len = *msg.get(pos).ok_or(NameError::BadWire)? as usize;
+        match len & 0xC0 {
+            0x00 => {
+                if len == 0 {
+                    return Ok(end.unwrap_or(pos + 1));
+                }
+                let label = msg.get(pos + 1..pos + 1 + len).ok_or(NameError::BadWire)?;
+                total += 1 + len;
+                if total > MAX_NAME_LEN {
+                    return Err(NameError::NameTooLong(total));
+                }
+                f(label);
+                pos += 1 + len;
+            }
+            0xC0 => {
+                let low = *msg.get(pos + 1).ok_or(NameError::BadWire)? as usize;
+                let target = ((len & 0x3F) << 8) | low;
+                if target >= run_start {
+                    return Err(NameError::BadPointer);
+                }
+                if end.is_none() {
+                    end = Some(pos + 2);
+                }
+                pos = target;
+                run_start = target;
+            }
+            _ => return Err(NameError::BadWire),
+        }
+    }
+}
+
+/// Iterator over the labels of a [`Name`].
+#[derive(Clone)]
+pub struct Labels<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len = *self.rest.first()? as usize;
+        if len == 0 {
+            return None;
+        }
+        let label = &self.rest[1..1 + len];
+        self.rest = &self.rest[1 + len..];
+        Some(label)
+    }
+}
+
+impl fmt::Display for Name {
+    /// Presentation form without the trailing dot (`.` for the root): the stored form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_root() {
+            return f.write_str(".");
+        }
+        for (i, label) in self.labels().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            // Labels only ever hold the characters from_ascii accepts or, from the wire,
+            // arbitrary octets: escape those as master files do (RFC 1035 §5.1).
+            for &b in label {
+                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
+                    write!(f, "{}", b as char)?;
+                } else {
+                    write!(f, "\\{b:03}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Name({self})")
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        Self::from_ascii(s)
+    }
+}
+
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::from_user(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_folds_case() {
+        let n = Name::from_ascii("WWW.Example.TLD.").unwrap();
+        assert_eq!(n.to_string(), "www.example.tld");
+        assert_eq!(n.to_fqdn(), "www.example.tld.");
+        assert_eq!(n.label_count(), 3);
+        assert_eq!(n, Name::from_ascii("www.example.tld").unwrap());
+        assert_eq!(n.as_wire(), b"\x03www\x07example\x03tld\x00");
+    }
+
+    #[test]
+    fn refuses_bad_text() {
+        assert_eq!(Name::from_ascii(""), Err(NameError::Empty));
+        assert_eq!(Name::from_ascii("a..b"), Err(NameError::EmptyLabel));
+        assert_eq!(
+            Name::from_ascii(&"a".repeat(64)),
+            Err(NameError::LabelTooLong(64))
+        );
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(Name::from_ascii(&long), Err(NameError::NameTooLong(257)));
+        let ok = [
+            "a".repeat(63),
+            "a".repeat(63),
+            "a".repeat(63),
+            "a".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(Name::from_ascii(&ok).unwrap().as_wire().len(), 255);
+        assert_eq!(Name::from_ascii("a b"), Err(NameError::BadCharacter(' ')));
+        assert_eq!(Name::from_ascii("a*.b"), Err(NameError::BadCharacter('*')));
+        assert!(Name::from_ascii("*.b").is_ok());
+    }
+
+    #[test]
+    fn hostname_rules() {
+        assert!(
+            Name::from_ascii("xn--bcher-kva.tld")
+                .unwrap()
+                .check_hostname()
+                .is_ok()
+        );
+        assert!(matches!(
+            Name::from_ascii("-a.tld").unwrap().check_hostname(),
+            Err(NameError::HyphenAtEdge(_))
+        ));
+        assert!(
+            Name::from_ascii("_dmarc.tld")
+                .unwrap()
+                .check_hostname()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn idn_to_a_label() {
+        let n = Name::from_user("Bücher.tld").unwrap();
+        assert_eq!(n.to_string(), "xn--bcher-kva.tld");
+        assert!(matches!(
+            Name::from_user("a b\u{e9}.tld"),
+            Err(NameError::Idna(_))
+        ));
+    }
+
+    #[test]
+    fn hierarchy() {
+        let tld = Name::from_ascii("tld").unwrap();
+        let www = Name::from_ascii("www.foo.tld").unwrap();
+        assert!(www.is_subdomain_of(&tld));
+        assert!(!Name::from_ascii("xtld").unwrap().is_subdomain_of(&tld));
+        assert!(!Name::from_ascii("a.xtld").unwrap().is_subdomain_of(&tld));
+        assert!(www.is_subdomain_of(&Name::root()));
+        assert_eq!(www.child_of(&tld).unwrap().to_string(), "foo.tld");
+        assert_eq!(tld.child_of(&tld), None);
+        assert_eq!(www.parent().unwrap().to_string(), "foo.tld");
+        assert_eq!(Name::root().parent(), None);
+        assert_eq!(tld.prepend("ns1").unwrap().to_string(), "ns1.tld");
+    }
+
+    #[test]
+    fn wire_decoding_checks_pointers() {
+        // "foo.tld" at 0, then a pointer to it at 9: fine.
+        let mut msg = b"\x03foo\x03tld\x00".to_vec();
+        msg.extend_from_slice(b"\x03www\xC0\x00");
+        let (n, end) = Name::from_wire(&msg, 9).unwrap();
+        assert_eq!(n.to_string(), "www.foo.tld");
+        assert_eq!(end, msg.len());
+        // A pointer to itself, or forwards, is refused.
+        assert_eq!(Name::from_wire(b"\xC0\x00", 0), Err(NameError::BadPointer));
+        assert_eq!(
+            Name::from_wire(b"\x01a\xC0\x04\x00", 0),
+            Err(NameError::BadPointer)
+        );
+        // Two pointers that point at each other.
+        assert_eq!(
+            Name::from_wire(b"\xC0\x02\xC0\x00", 2).map(|_| ()),
+            Err(NameError::BadPointer)
+        );
+        // Truncated and reserved label types.
+        assert_eq!(Name::from_wire(b"\x05ab", 0), Err(NameError::BadWire));
+        assert_eq!(Name::from_wire(b"\x41a\x00", 0), Err(NameError::BadWire));
+        assert_eq!(
+            Name::from_canonical_wire(b"\x03foo\x00")
+                .unwrap()
+                .to_string(),
+            "foo"
+        );
+    }
+}

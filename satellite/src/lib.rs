@@ -1,0 +1,1 @@
+//! The Orrery satellite (issue 3).
