@@ -1,1 +1,102 @@
-fn main() {}
+//! `orrery-generator`: writes the registry's zones as BIND master files, plus a `named.conf`
+//! fragment, for the fallback cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use orrery_generator::{Outcome, generate_zone, run_hook, write_named_conf};
+use orrery_proto::Name;
+use orrery_store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "orrery-generator",
+    version,
+    about = "Write BIND zone files from the registry store"
+)]
+struct Cli {
+    /// Store URL: `sqlite:PATH` or `postgres://…`.
+    #[arg(long, env = "ORRERY_DB", default_value = "sqlite:orrery.db")]
+    db: String,
+    /// Directory for the zone files.
+    #[arg(long, default_value = "zones")]
+    out: PathBuf,
+    /// Zone to generate (repeat); default: every zone in the store.
+    #[arg(long)]
+    zone: Vec<String>,
+    /// Where to write the named.conf fragment; default: OUT/named.conf.zones.
+    #[arg(long)]
+    named_conf: Option<PathBuf>,
+    /// Command run after each zone written (`sh -c`), with ORRERY_ZONE, ORRERY_ZONE_FILE and
+    /// ORRERY_SERIAL set; e.g. 'rndc reload "$ORRERY_ZONE"'.
+    #[arg(long)]
+    hook: Option<String>,
+    /// Rewrite zones even when their serial has not changed.
+    #[arg(long)]
+    force: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orrery-generator: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = Store::open(&cli.db).await?;
+    std::fs::create_dir_all(&cli.out)?;
+    let out = std::fs::canonicalize(&cli.out)?;
+    let zones: Vec<Name> = if cli.zone.is_empty() {
+        store.zones().await?.into_iter().map(|z| z.name).collect()
+    } else {
+        cli.zone
+            .iter()
+            .map(|z| Name::from_user(z).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
+            .collect::<Result<_, _>>()?
+    };
+    let mut failed = 0;
+    for zone in &zones {
+        match generate_zone(&store, zone, &out, cli.force).await {
+            Ok(Outcome::Written {
+                path,
+                serial,
+                delegations,
+                records,
+            }) => {
+                tracing::info!(zone = %zone, serial, delegations, records, path = %path.display(), "zone written");
+                if let Some(hook) = &cli.hook
+                    && let Err(e) = run_hook(hook, zone, &path, serial)
+                {
+                    tracing::error!("{e}");
+                    failed += 1;
+                }
+            }
+            Ok(Outcome::Unchanged { serial, .. }) => {
+                tracing::info!(zone = %zone, serial, "zone unchanged, skipped");
+            }
+            Err(e) => {
+                tracing::error!(zone = %zone, "{e}");
+                failed += 1;
+            }
+        }
+    }
+    let conf = cli
+        .named_conf
+        .unwrap_or_else(|| out.join("named.conf.zones"));
+    write_named_conf(&zones, &out, &conf)?;
+    store.close().await;
+    anyhow::ensure!(failed == 0, "{failed} zone(s) failed");
+    Ok(())
+}

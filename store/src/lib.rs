@@ -1,1 +1,201 @@
-//! placeholder
+//! The registry's SQL store: schema, change journal, typed reads and validated writes.
+//!
+//! PostgreSQL is the production backend; SQLite, embedded through sqlx, is the zero-setup
+//! default. Both hold the same logical model (see `migrations/`), and every write to the
+//! registry tables is journalled *by the database itself* (triggers), so any registration system
+//! that writes the tables feeds the cluster, not only this crate.
+//!
+//! # Layout
+//! - [`journal`]: following the change journal (`changes after serial S`) without ever skipping
+//!   a change, and zone serials derived from it.
+//! - [`read`]: consistent reads of whole zones and of single objects as `orrery_proto` types.
+//! - [`write`]: the validated writes behind the administrative CLI.
+//! - [`synthetic`]: the deterministic synthetic-TLD generator and bulk loader.
+//! - `dialect`: the few SQL spellings that differ between the two backends.
+//!
+//! One code path serves both backends: queries are written once with `$n` placeholders (which
+//! SQLite accepts too) and dispatched on the pool type by the `on_pool!` macro, so each query is
+//! compiled against both drivers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+mod dialect;
+pub mod journal;
+pub mod read;
+pub mod synthetic;
+pub mod write;
+
+pub use journal::{ChangesSince, JournalEntry};
+pub use read::{HostSelection, ZoneItem};
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Errors of the store, with the object or field they concern.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("unsupported store URL {0:?}: use postgres://… or sqlite:PATH")]
+    BadUrl(String),
+    #[error("cannot migrate the schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{kind} {key} does not exist")]
+    NotFound { kind: &'static str, key: String },
+    #[error("{kind} {key} already exists")]
+    Exists { kind: &'static str, key: String },
+    #[error("bad row in table {table} ({key}): {reason}")]
+    BadRow {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn invalid(field: &'static str, reason: impl ToString) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool, once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Postgres($pool) => $body,
+            $crate::Pool::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A connection pool to the registry store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    pub(crate) sql: dialect::Dialect,
+}
+
+impl Store {
+    /// Opens the store at `url` (`postgres://…`, `sqlite:PATH`, `sqlite::memory:`) and brings its
+    /// schema up to date. A SQLite file is created if missing.
+    pub async fn open(url: &str) -> Result<Self> {
+        let connect_err = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(connect_err)?;
+            Self {
+                pool: Pool::Postgres(pool),
+                sql: dialect::Dialect::Postgres,
+            }
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30));
+            // An in-memory database exists per connection: keep exactly one.
+            let max = if url.contains(":memory:") { 1 } else { 4 };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .connect_with(opts)
+                .await
+                .map_err(connect_err)?;
+            Self {
+                pool: Pool::Sqlite(pool),
+                sql: dialect::Dialect::Sqlite,
+            }
+        } else {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the schema migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// The backend behind this store.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh in-memory SQLite store with the schema applied.
+    pub(crate) async fn memory_store() -> Store {
+        Store::open("sqlite::memory:")
+            .await
+            .expect("in-memory store")
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
+    }
+}

@@ -1,1 +1,578 @@
-fn main() {}
+//! `orrery-admin`: writes the registry store as a registration system would, and inspects it.
+//!
+//! Every command validates all of its input before writing and writes in one transaction, so a
+//! refused command changes nothing. Errors name the field at fault and exit with status 2.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use orrery_proto::{Contact, Ds, EppStatus, Name, Registrar, Timestamp};
+use orrery_store::read::parse_ds;
+use orrery_store::synthetic::SyntheticTld;
+use orrery_store::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
+use orrery_store::{ChangesSince, Store, StoreError};
+
+#[derive(Parser)]
+#[command(
+    name = "orrery-admin",
+    version,
+    about = "Administer an Orrery registry store"
+)]
+struct Cli {
+    /// Store URL: `sqlite:PATH` (created if missing) or `postgres://…`.
+    #[arg(long, env = "ORRERY_DB", default_value = "sqlite:orrery.db")]
+    db: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the store's schema (every command also does).
+    Init,
+    /// Zones.
+    #[command(subcommand)]
+    Zone(ZoneCmd),
+    /// Registrars.
+    #[command(subcommand)]
+    Registrar(RegistrarCmd),
+    /// Contacts.
+    #[command(subcommand)]
+    Contact(ContactCmd),
+    /// Domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Set the glue addresses of a host inside a zone of the registry.
+    Glue {
+        host: String,
+        /// The addresses (none removes the glue).
+        addresses: Vec<String>,
+    },
+    /// Create a zone filled with a deterministic synthetic TLD.
+    LoadSynthetic {
+        #[arg(long, default_value = "test")]
+        zone: String,
+        #[arg(long, default_value_t = 1000)]
+        domains: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Print journal rows after a serial.
+    Journal {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Print the changes after a serial as whole objects.
+    Changes {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 10_000)]
+        max: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZoneCmd {
+    /// Add a zone.
+    Add {
+        name: String,
+        /// SOA MNAME (primary master).
+        #[arg(long)]
+        mname: String,
+        /// SOA RNAME (responsible mailbox, as a name).
+        #[arg(long)]
+        rname: String,
+        /// Apex nameserver, `NAME` or `NAME=ADDR[,ADDR…]` for hosts inside the zone. Repeat.
+        #[arg(long = "ns", required = true)]
+        ns: Vec<String>,
+        #[arg(long, default_value_t = 1800)]
+        refresh: u32,
+        #[arg(long, default_value_t = 900)]
+        retry: u32,
+        #[arg(long, default_value_t = 2_419_200)]
+        expire: u32,
+        /// Negative-caching TTL (RFC 2308).
+        #[arg(long, default_value_t = 3600)]
+        minimum: u32,
+        #[arg(long, default_value_t = 3600)]
+        soa_ttl: u32,
+        #[arg(long, default_value_t = 172_800)]
+        ns_ttl: u32,
+        #[arg(long, default_value_t = 86_400)]
+        ds_ttl: u32,
+    },
+    /// List zones with their serials.
+    List,
+}
+
+#[derive(Subcommand)]
+enum RegistrarCmd {
+    /// Add a registrar.
+    Add {
+        handle: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        iana_id: Option<u32>,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        whois_server: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        abuse_email: Option<String>,
+        #[arg(long)]
+        abuse_phone: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContactCmd {
+    /// Add a contact.
+    Add {
+        handle: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: Option<String>,
+        /// Street line (repeat, at most 3).
+        #[arg(long)]
+        street: Vec<String>,
+        #[arg(long)]
+        city: String,
+        #[arg(long)]
+        province: Option<String>,
+        #[arg(long)]
+        postcode: Option<String>,
+        /// ISO 3166-1 alpha-2 country code.
+        #[arg(long)]
+        country: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        voice: Option<String>,
+        #[arg(long)]
+        fax: Option<String>,
+        /// Publish this contact's data in Whois/RDAP (default: redacted).
+        #[arg(long)]
+        disclose: bool,
+        /// Sponsoring registrar.
+        #[arg(long)]
+        registrar: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct NsArgs {
+    /// Nameserver, `NAME` or `NAME=ADDR[,ADDR…]` (glue, for hosts inside a zone). Repeat.
+    #[arg(long = "ns")]
+    ns: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Create a domain.
+    Add {
+        name: String,
+        #[arg(long)]
+        registrar: String,
+        #[arg(long)]
+        registrant: Option<String>,
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        tech: Option<String>,
+        #[arg(long)]
+        billing: Option<String>,
+        /// Registration period in years.
+        #[arg(long, default_value_t = 1, conflicts_with = "expires")]
+        years: u32,
+        /// Expiry date (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        expires: Option<String>,
+        /// EPP status (repeat); default `ok`.
+        #[arg(long)]
+        status: Vec<String>,
+        #[command(flatten)]
+        ns: NsArgs,
+        /// DS record `KEYTAG ALGORITHM DIGESTTYPE HEX` (repeat).
+        #[arg(long)]
+        ds: Vec<String>,
+    },
+    /// Change a domain's registrar, contacts, expiry or statuses.
+    Update {
+        name: String,
+        #[arg(long)]
+        registrar: Option<String>,
+        #[arg(long)]
+        registrant: Option<String>,
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        tech: Option<String>,
+        #[arg(long)]
+        billing: Option<String>,
+        #[arg(long)]
+        expires: Option<String>,
+        /// EPP status to add (repeat).
+        #[arg(long)]
+        add_status: Vec<String>,
+        /// EPP status to remove (repeat).
+        #[arg(long)]
+        remove_status: Vec<String>,
+    },
+    /// Replace a domain's nameservers.
+    Ns {
+        name: String,
+        #[command(flatten)]
+        ns: NsArgs,
+    },
+    /// Replace a domain's DS records (none removes them).
+    Ds {
+        name: String,
+        /// DS record `KEYTAG ALGORITHM DIGESTTYPE HEX` (repeat).
+        #[arg(long)]
+        ds: Vec<String>,
+    },
+    /// Delete a domain.
+    Delete { name: String },
+    /// Show a domain.
+    Show { name: String },
+}
+
+/// A refused command: the field and why.
+#[derive(Debug)]
+struct Refused(String);
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn invalid(field: &str, e: impl std::fmt::Display) -> Refused {
+    Refused(format!("invalid {field}: {e}"))
+}
+
+fn name(field: &str, text: &str) -> Result<Name, Refused> {
+    Name::from_user(text).map_err(|e| invalid(field, format!("{text:?}: {e}")))
+}
+
+fn ns_specs(list: &[String]) -> Result<Vec<NsSpec>, Refused> {
+    list.iter()
+        .map(|item| {
+            let (n, addrs) = match item.split_once('=') {
+                Some((n, a)) => (n, a),
+                None => (item.as_str(), ""),
+            };
+            let addresses = addrs
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    a.trim()
+                        .parse::<IpAddr>()
+                        .map_err(|_| invalid("ns", format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(NsSpec {
+                name: name("ns", n)?,
+                addresses,
+            })
+        })
+        .collect()
+}
+
+fn statuses(field: &str, list: &[String]) -> Result<Vec<EppStatus>, Refused> {
+    list.iter()
+        .map(|s| {
+            EppStatus::parse(s).ok_or_else(|| invalid(field, format!("{s:?} is not an EPP status")))
+        })
+        .collect()
+}
+
+fn ds_list(list: &[String]) -> Result<Vec<Ds>, Refused> {
+    list.iter()
+        .map(|s| parse_ds(s).map_err(|e| invalid("ds", e)))
+        .collect()
+}
+
+fn time(field: &str, text: &str) -> Result<Timestamp, Refused> {
+    Timestamp::parse(text).map_err(|e| invalid(field, e))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Refused(msg)) => {
+            eprintln!("orrery-admin: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Refused> {
+    let store = Store::open(&cli.db).await?;
+    match cli.command {
+        Command::Init => println!("store ready ({:?})", store.backend()),
+        Command::Zone(ZoneCmd::Add {
+            name: n,
+            mname,
+            rname,
+            ns,
+            refresh,
+            retry,
+            expire,
+            minimum,
+            soa_ttl,
+            ns_ttl,
+            ds_ttl,
+        }) => {
+            let zone = NewZone {
+                name: name("zone", &n)?,
+                mname: name("mname", &mname)?,
+                rname: name("rname", &rname)?,
+                refresh,
+                retry,
+                expire,
+                minimum,
+                soa_ttl,
+                ns_ttl,
+                ds_ttl,
+                nameservers: ns_specs(&ns)?,
+            };
+            store.add_zone(&zone).await?;
+            println!("zone {} added", zone.name);
+        }
+        Command::Zone(ZoneCmd::List) => {
+            for z in store.zones().await? {
+                let serial = store.zone_serial(&z.name).await?.unwrap_or(0);
+                println!(
+                    "{}\tserial {serial}\tns {}",
+                    z.name.to_fqdn(),
+                    z.nameservers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+        }
+        Command::Registrar(RegistrarCmd::Add {
+            handle,
+            name,
+            iana_id,
+            url,
+            whois_server,
+            email,
+            phone,
+            abuse_email,
+            abuse_phone,
+        }) => {
+            store
+                .add_registrar(&Registrar {
+                    handle: handle.clone(),
+                    name,
+                    iana_id,
+                    url,
+                    whois_server,
+                    email,
+                    phone,
+                    abuse_email,
+                    abuse_phone,
+                })
+                .await?;
+            println!("registrar {handle} added");
+        }
+        Command::Contact(ContactCmd::Add {
+            handle,
+            name,
+            org,
+            street,
+            city,
+            province,
+            postcode,
+            country,
+            email,
+            voice,
+            fax,
+            disclose,
+            registrar,
+        }) => {
+            let now = Timestamp::now();
+            let c = Contact {
+                handle: handle.clone(),
+                name,
+                organisation: org,
+                street,
+                city,
+                province,
+                postcode,
+                country,
+                email,
+                voice,
+                fax,
+                disclose,
+                created: now,
+                updated: now,
+            };
+            store.add_contact(&c, registrar.as_deref()).await?;
+            println!("contact {handle} added");
+        }
+        Command::Domain(cmd) => domain(&store, cmd).await?,
+        Command::Glue { host, addresses } => {
+            let host = name("host", &host)?;
+            let addrs = addresses
+                .iter()
+                .map(|a| {
+                    a.parse::<IpAddr>()
+                        .map_err(|_| invalid("address", format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            store.set_host_addresses(&host, &addrs).await?;
+            println!("glue of {host} set");
+        }
+        Command::LoadSynthetic {
+            zone,
+            domains,
+            seed,
+        } => {
+            let spec = SyntheticTld {
+                zone: name("zone", &zone)?,
+                domains,
+                seed,
+            };
+            let r = store.load_synthetic(&spec).await?;
+            println!(
+                "loaded {} domains, {} hosts, {} glue addresses, {} DS, {} contacts, {} registrars into {} in {:.2} s",
+                r.domains,
+                r.hosts,
+                r.addresses,
+                r.ds,
+                r.contacts,
+                r.registrars,
+                spec.zone.to_fqdn(),
+                r.elapsed.as_secs_f64()
+            );
+        }
+        Command::Journal { after, limit } => {
+            for e in store.journal_since(after, limit).await? {
+                println!("{}\t{}\t{}\t{}", e.serial, e.op, e.object, e.key);
+            }
+        }
+        Command::Changes { after, max } => match store.changes_since(after, max).await? {
+            ChangesSince::Batch(b) => {
+                println!("changes after {} up to {}:", b.after, b.upto);
+                for c in b.changes {
+                    println!("{c:?}");
+                }
+            }
+            ChangesSince::TooFarBehind { pending } => {
+                println!("more than {max} changes pending ({pending}+): take a snapshot")
+            }
+        },
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn domain(store: &Store, cmd: DomainCmd) -> Result<(), Refused> {
+    match cmd {
+        DomainCmd::Add {
+            name: n,
+            registrar,
+            registrant,
+            admin,
+            tech,
+            billing,
+            years,
+            expires,
+            status,
+            ns,
+            ds,
+        } => {
+            let expires = match expires {
+                Some(e) => time("expires", &e)?,
+                None => {
+                    if !(1..=10).contains(&years) {
+                        return Err(invalid("years", format!("{years} is not from 1 to 10")));
+                    }
+                    Timestamp(Timestamp::now().0 + i64::from(years) * 365 * 86_400)
+                }
+            };
+            let d = NewDomain {
+                name: name("name", &n)?,
+                registrar,
+                registrant,
+                admin,
+                tech,
+                billing,
+                expires,
+                statuses: statuses("status", &status)?,
+                nameservers: ns_specs(&ns.ns)?,
+                ds: ds_list(&ds)?,
+            };
+            store.add_domain(&d).await?;
+            println!("domain {} added", d.name);
+        }
+        DomainCmd::Update {
+            name: n,
+            registrar,
+            registrant,
+            admin,
+            tech,
+            billing,
+            expires,
+            add_status,
+            remove_status,
+        } => {
+            let n = name("name", &n)?;
+            let u = DomainUpdate {
+                registrar,
+                registrant,
+                admin,
+                tech,
+                billing,
+                expires: expires.map(|e| time("expires", &e)).transpose()?,
+                add_statuses: statuses("add-status", &add_status)?,
+                remove_statuses: statuses("remove-status", &remove_status)?,
+            };
+            store.update_domain(&n, &u).await?;
+            println!("domain {n} updated");
+        }
+        DomainCmd::Ns { name: n, ns } => {
+            let n = name("name", &n)?;
+            store.set_nameservers(&n, &ns_specs(&ns.ns)?).await?;
+            println!("nameservers of {n} set");
+        }
+        DomainCmd::Ds { name: n, ds } => {
+            let n = name("name", &n)?;
+            store.set_ds(&n, &ds_list(&ds)?).await?;
+            println!("DS of {n} set");
+        }
+        DomainCmd::Delete { name: n } => {
+            let n = name("name", &n)?;
+            store.delete_domain(&n).await?;
+            println!("domain {n} deleted");
+        }
+        DomainCmd::Show { name: n } => {
+            let n = name("name", &n)?;
+            match store.domain(&n).await? {
+                Some(d) => println!("{d:#?}"),
+                None => return Err(Refused(format!("domain {n} does not exist"))),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! Typed, consistent reads of the store as `orrery_proto` model objects.
+//!
+//! A whole zone is read inside one snapshot transaction and *streamed* to a visitor in name
+//! order, so a caller that writes as it goes (the generator) keeps flat memory however large the
+//! zone. The same row-to-model conversions serve single-object reads and the journal follower,
+//! and they check every row: a malformed name, address, status or DS in the database is reported
+//! as [`StoreError::BadRow`] naming the table and key, never passed on.
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt;
+use orrery_proto::{
+    Contact, Domain, Ds, EppStatus, Host, Name, Registrar, Serial, Soa, Timestamp, Zone,
+};
+
+use sqlx::AssertSqlSafe;
+
+use crate::dialect::Dialect;
+use crate::{Result, Store, StoreError, on_pool};
+
+/// Which hosts of a zone [`Store::visit_zone`] yields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostSelection {
+    /// Only hosts whose addresses belong in the zone's DNS data: in the zone, with addresses,
+    /// used by a delegated domain or as an apex nameserver, and not under a domain that is out of
+    /// DNS (held, or without nameservers). This is what the generator publishes as glue and what
+    /// a satellite serves.
+    Published,
+    /// Every host object in the zone.
+    All,
+}
+
+/// One item of a zone read by [`Store::visit_zone`]: first the zone, then every domain in name
+/// order, then the selected hosts in name order.
+#[derive(Debug)]
+pub enum ZoneItem<'a> {
+    Zone { zone: &'a Zone, serial: Serial },
+    Domain(Domain),
+    Host(Host),
+}
+
+fn bad_row(table: &'static str, key: &str, reason: impl ToString) -> StoreError {
+    StoreError::BadRow {
+        table,
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_name(table: &'static str, key: &str, text: &str) -> Result<Name> {
+    Name::from_ascii(text).map_err(|e| bad_row(table, key, format!("name {text:?}: {e}")))
+}
+
+fn parse_names(table: &'static str, key: &str, list: Option<&str>) -> Result<Vec<Name>> {
+    let mut names = list
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_name(table, key, s))
+        .collect::<Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
+fn u32_field(table: &'static str, key: &str, field: &str, v: i32) -> Result<u32> {
+    u32::try_from(v).map_err(|_| bad_row(table, key, format!("{field} {v} is negative")))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ZoneRow {
+    pub(crate) id: i64,
+    name: String,
+    soa_mname: String,
+    soa_rname: String,
+    soa_refresh: i32,
+    soa_retry: i32,
+    soa_expire: i32,
+    soa_minimum: i32,
+    soa_ttl: i32,
+    ns_ttl: i32,
+    ds_ttl: i32,
+    ns: Option<String>,
+}
+
+impl ZoneRow {
+    pub(crate) fn select(sql: Dialect, filter: &str) -> String {
+        format!(
+            "SELECT z.id, z.name, z.soa_mname, z.soa_rname, z.soa_refresh, z.soa_retry, \
+             z.soa_expire, z.soa_minimum, z.soa_ttl, z.ns_ttl, z.ds_ttl, \
+             (SELECT {} FROM zone_ns zn JOIN host h ON h.id = zn.host_id \
+               WHERE zn.zone_id = z.id) AS ns \
+             FROM zone z {filter} ORDER BY z.name",
+            sql.agg("h.name", " ")
+        )
+    }
+
+    pub(crate) fn into_model(self) -> Result<Zone> {
+        let k = self.name.as_str();
+        Ok(Zone {
+            name: parse_name("zone", k, k)?,
+            soa: Soa {
+                mname: parse_name("zone", k, &self.soa_mname)?,
+                rname: parse_name("zone", k, &self.soa_rname)?,
+                refresh: u32_field("zone", k, "soa_refresh", self.soa_refresh)?,
+                retry: u32_field("zone", k, "soa_retry", self.soa_retry)?,
+                expire: u32_field("zone", k, "soa_expire", self.soa_expire)?,
+                minimum: u32_field("zone", k, "soa_minimum", self.soa_minimum)?,
+            },
+            soa_ttl: u32_field("zone", k, "soa_ttl", self.soa_ttl)?,
+            ns_ttl: u32_field("zone", k, "ns_ttl", self.ns_ttl)?,
+            ds_ttl: u32_field("zone", k, "ds_ttl", self.ds_ttl)?,
+            nameservers: parse_names("zone", k, self.ns.as_deref())?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DomainRow {
+    name: String,
+    zone: String,
+    roid: String,
+    registrar: String,
+    created: i64,
+    updated: i64,
+    expires: i64,
+    registrant: Option<String>,
+    admin: Option<String>,
+    tech: Option<String>,
+    billing: Option<String>,
+    statuses: Option<String>,
+    ns: Option<String>,
+    ds: Option<String>,
+}
+
+impl DomainRow {
+    pub(crate) fn select(sql: Dialect, filter: &str) -> String {
+        format!(
+            "SELECT d.name, z.name AS zone, d.roid, r.handle AS registrar, \
+             {} AS created, {} AS updated, {} AS expires, \
+             c1.handle AS registrant, c2.handle AS admin, c3.handle AS tech, c4.handle AS billing, \
+             (SELECT {} FROM domain_status s WHERE s.domain_id = d.id) AS statuses, \
+             (SELECT {} FROM domain_ns dn JOIN host h ON h.id = dn.host_id \
+               WHERE dn.domain_id = d.id) AS ns, \
+             (SELECT {} FROM ds WHERE ds.domain_id = d.id) AS ds \
+             FROM domain d JOIN zone z ON z.id = d.zone_id \
+             JOIN registrar r ON r.id = d.registrar_id \
+             LEFT JOIN contact c1 ON c1.id = d.registrant_id \
+             LEFT JOIN contact c2 ON c2.id = d.admin_id \
+             LEFT JOIN contact c3 ON c3.id = d.tech_id \
+             LEFT JOIN contact c4 ON c4.id = d.billing_id \
+             {filter} ORDER BY d.name",
+            sql.epoch("d.created"),
+            sql.epoch("d.updated"),
+            sql.epoch("d.expires"),
+            sql.agg("s.status", " "),
+            sql.agg("h.name", " "),
+            sql.agg(
+                &format!(
+                    "{} || ' ' || {} || ' ' || {} || ' ' || ds.digest",
+                    sql.text("ds.key_tag"),
+                    sql.text("ds.algorithm"),
+                    sql.text("ds.digest_type")
+                ),
+                ","
+            ),
+        )
+    }
+
+    pub(crate) fn into_model(self) -> Result<Domain> {
+        let k = self.name.as_str();
+        let mut statuses = self
+            .statuses
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                EppStatus::parse(s)
+                    .ok_or_else(|| bad_row("domain_status", k, format!("unknown EPP status {s:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        statuses.sort();
+        let mut ds = self
+            .ds
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_ds(s).map_err(|e| bad_row("ds", k, e)))
+            .collect::<Result<Vec<_>>>()?;
+        ds.sort_by(|a, b| {
+            (a.key_tag, a.algorithm, a.digest_type, &a.digest).cmp(&(
+                b.key_tag,
+                b.algorithm,
+                b.digest_type,
+                &b.digest,
+            ))
+        });
+        Ok(Domain {
+            name: parse_name("domain", k, k)?,
+            zone: parse_name("domain", k, &self.zone)?,
+            roid: self.roid,
+            registrar: self.registrar,
+            created: Timestamp(self.created),
+            updated: Timestamp(self.updated),
+            expires: Timestamp(self.expires),
+            statuses,
+            registrant: self.registrant,
+            admin: self.admin,
+            tech: self.tech,
+            billing: self.billing,
+            nameservers: parse_names("domain_ns", k, self.ns.as_deref())?,
+            ds,
+        })
+    }
+}
+
+/// Parses `KEYTAG ALGORITHM DIGESTTYPE HEX` (the DS presentation format, RFC 4034 §5.3) and
+/// checks the digest length.
+pub fn parse_ds(text: &str) -> Result<Ds, String> {
+    let mut parts = text.split_whitespace();
+    let mut num = |what: &str, max: u32| -> Result<u32, String> {
+        let p = parts.next().ok_or_else(|| format!("missing {what}"))?;
+        p.parse::<u32>()
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or_else(|| format!("{what} {p:?} is not a number from 0 to {max}"))
+    };
+    let key_tag = num("key tag", 65535)? as u16;
+    let algorithm = num("algorithm", 255)? as u8;
+    let digest_type = num("digest type", 255)? as u8;
+    let hex: String = parts.collect();
+    if hex.is_empty() {
+        return Err("missing digest".into());
+    }
+    let digest = decode_hex(&hex).ok_or_else(|| format!("digest {hex:?} is not hexadecimal"))?;
+    let ds = Ds {
+        key_tag,
+        algorithm,
+        digest_type,
+        digest,
+    };
+    ds.check()?;
+    Ok(ds)
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct HostRow {
+    name: String,
+    registrar: Option<String>,
+    created: i64,
+    updated: i64,
+    addresses: Option<String>,
+}
+
+impl HostRow {
+    pub(crate) fn select(sql: Dialect, filter: &str) -> String {
+        format!(
+            "SELECT h.name, r.handle AS registrar, {} AS created, {} AS updated, \
+             (SELECT {} FROM host_address a WHERE a.host_id = h.id) AS addresses \
+             FROM host h LEFT JOIN registrar r ON r.id = h.registrar_id {filter} ORDER BY h.name",
+            sql.epoch("h.created"),
+            sql.epoch("h.updated"),
+            sql.agg(&sql.addr("a.address"), " "),
+        )
+    }
+
+    /// The condition for [`HostSelection::Published`] on host `h`.
+    fn published_filter() -> &'static str {
+        "AND EXISTS (SELECT 1 FROM host_address a WHERE a.host_id = h.id) \
+         AND (h.domain_id IS NULL OR EXISTS (SELECT 1 FROM domain sd WHERE sd.id = h.domain_id \
+              AND NOT EXISTS (SELECT 1 FROM domain_status s WHERE s.domain_id = sd.id \
+                              AND s.status IN ('clientHold', 'serverHold')) \
+              AND EXISTS (SELECT 1 FROM domain_ns x WHERE x.domain_id = sd.id))) \
+         AND (EXISTS (SELECT 1 FROM zone_ns zn WHERE zn.host_id = h.id AND zn.zone_id = h.zone_id) \
+              OR EXISTS (SELECT 1 FROM domain_ns dn JOIN domain d ON d.id = dn.domain_id \
+                         WHERE dn.host_id = h.id AND NOT EXISTS (SELECT 1 FROM domain_status s \
+                         WHERE s.domain_id = d.id AND s.status IN ('clientHold', 'serverHold'))))"
+    }
+
+    pub(crate) fn into_model(self) -> Result<Host> {
+        let k = self.name.as_str();
+        let mut addresses = self
+            .addresses
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| bad_row("host_address", k, format!("{s:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        addresses.sort();
+        Ok(Host {
+            name: parse_name("host", k, k)?,
+            addresses,
+            registrar: self.registrar,
+            created: Timestamp(self.created),
+            updated: Timestamp(self.updated),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContactRow {
+    handle: String,
+    name: String,
+    organisation: Option<String>,
+    street: String,
+    city: String,
+    province: Option<String>,
+    postcode: Option<String>,
+    country: String,
+    email: String,
+    voice: Option<String>,
+    fax: Option<String>,
+    disclose: bool,
+    created: i64,
+    updated: i64,
+}
+
+impl ContactRow {
+    pub(crate) fn select(sql: Dialect, filter: &str) -> String {
+        format!(
+            "SELECT c.handle, c.name, c.organisation, c.street, c.city, c.province, c.postcode, \
+             c.country, c.email, c.voice, c.fax, c.disclose, {} AS created, {} AS updated \
+             FROM contact c {filter} ORDER BY c.handle",
+            sql.epoch("c.created"),
+            sql.epoch("c.updated"),
+        )
+    }
+
+    pub(crate) fn into_model(self) -> Contact {
+        Contact {
+            handle: self.handle,
+            name: self.name,
+            organisation: self.organisation,
+            street: self
+                .street
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            city: self.city,
+            province: self.province,
+            postcode: self.postcode,
+            country: self.country,
+            email: self.email,
+            voice: self.voice,
+            fax: self.fax,
+            disclose: self.disclose,
+            created: Timestamp(self.created),
+            updated: Timestamp(self.updated),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RegistrarRow {
+    handle: String,
+    name: String,
+    iana_id: Option<i64>,
+    url: Option<String>,
+    whois_server: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    abuse_email: Option<String>,
+    abuse_phone: Option<String>,
+}
+
+impl RegistrarRow {
+    pub(crate) fn select(filter: &str) -> String {
+        format!(
+            "SELECT g.handle, g.name, g.iana_id, g.url, g.whois_server, g.email, g.phone, \
+             g.abuse_email, g.abuse_phone FROM registrar g {filter} ORDER BY g.handle"
+        )
+    }
+
+    pub(crate) fn into_model(self) -> Result<Registrar> {
+        let iana_id = match self.iana_id {
+            None => None,
+            Some(v) => Some(u32::try_from(v).map_err(|_| {
+                bad_row(
+                    "registrar",
+                    &self.handle,
+                    format!("iana_id {v} out of range"),
+                )
+            })?),
+        };
+        Ok(Registrar {
+            handle: self.handle,
+            name: self.name,
+            iana_id,
+            url: self.url,
+            whois_server: self.whois_server,
+            email: self.email,
+            phone: self.phone,
+            abuse_email: self.abuse_email,
+            abuse_phone: self.abuse_phone,
+        })
+    }
+}
+
+impl Store {
+    /// Every zone of the registry.
+    pub async fn zones(&self) -> Result<Vec<Zone>> {
+        let sql = ZoneRow::select(self.sql, "");
+        let rows: Vec<ZoneRow> =
+            on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).fetch_all(p).await?);
+        rows.into_iter().map(ZoneRow::into_model).collect()
+    }
+
+    /// One zone by apex name.
+    pub async fn zone(&self, apex: &Name) -> Result<Option<Zone>> {
+        let sql = ZoneRow::select(self.sql, "WHERE z.name = $1");
+        let row: Option<ZoneRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(apex.to_string()).fetch_optional(p).await?);
+        row.map(ZoneRow::into_model).transpose()
+    }
+
+    /// One domain by name.
+    pub async fn domain(&self, name: &Name) -> Result<Option<Domain>> {
+        let sql = DomainRow::select(self.sql, "WHERE d.name = $1");
+        let row: Option<DomainRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(name.to_string()).fetch_optional(p).await?);
+        row.map(DomainRow::into_model).transpose()
+    }
+
+    /// One host by name.
+    pub async fn host(&self, name: &Name) -> Result<Option<Host>> {
+        let sql = HostRow::select(self.sql, "WHERE h.name = $1");
+        let row: Option<HostRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(name.to_string()).fetch_optional(p).await?);
+        row.map(HostRow::into_model).transpose()
+    }
+
+    /// One contact by handle.
+    pub async fn contact(&self, handle: &str) -> Result<Option<Contact>> {
+        let sql = ContactRow::select(self.sql, "WHERE c.handle = $1");
+        let row: Option<ContactRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(handle).fetch_optional(p).await?);
+        Ok(row.map(ContactRow::into_model))
+    }
+
+    /// One registrar by handle.
+    pub async fn registrar(&self, handle: &str) -> Result<Option<Registrar>> {
+        let sql = RegistrarRow::select("WHERE g.handle = $1");
+        let row: Option<RegistrarRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(handle).fetch_optional(p).await?);
+        row.map(RegistrarRow::into_model).transpose()
+    }
+
+    /// Reads the zone at `apex` from one consistent snapshot and streams it to `visit`: the zone
+    /// with its serial (the last journal serial that touched it), then every domain in name
+    /// order, then the selected hosts. Memory does not grow with the zone. Returns `Ok(None)`
+    /// when there is no such zone.
+    pub async fn visit_zone<E>(
+        &self,
+        apex: &Name,
+        hosts: HostSelection,
+        mut visit: impl FnMut(ZoneItem<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Option<Serial>, E>
+    where
+        E: From<StoreError>,
+    {
+        let zone_sql = ZoneRow::select(self.sql, "WHERE z.name = $1");
+        let domain_sql = DomainRow::select(self.sql, "WHERE d.zone_id = $1");
+        let host_filter = match hosts {
+            HostSelection::All => "WHERE h.zone_id = $1".to_owned(),
+            HostSelection::Published => {
+                format!("WHERE h.zone_id = $1 {}", HostRow::published_filter())
+            }
+        };
+        let host_sql = HostRow::select(self.sql, &host_filter);
+        let serial_sql = "SELECT COALESCE(MAX(serial), 0) FROM journal WHERE zone_id = $1";
+        let snapshot = self.sql.snapshot_statement();
+        let db = |e: sqlx::Error| E::from(StoreError::Sql(e));
+        on_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(db)?;
+            if let Some(stmt) = snapshot {
+                sqlx::query(stmt).execute(&mut *tx).await.map_err(db)?;
+            }
+            let row: Option<ZoneRow> = sqlx::query_as(AssertSqlSafe(zone_sql.as_str()))
+                .bind(apex.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let Some(row) = row else { return Ok(None) };
+            let zone_id = row.id;
+            let zone = row.into_model()?;
+            let serial: i64 = sqlx::query_scalar(serial_sql)
+                .bind(zone_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            visit(ZoneItem::Zone { zone: &zone, serial })?;
+            {
+                let mut rows = sqlx::query_as::<_, DomainRow>(AssertSqlSafe(domain_sql.as_str())).bind(zone_id).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(ZoneItem::Domain(row.into_model()?))?;
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, HostRow>(AssertSqlSafe(host_sql.as_str())).bind(zone_id).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(ZoneItem::Host(row.into_model()?))?;
+                }
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(Some(serial))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ds_presentation_format() {
+        let ds = parse_ds(&format!("12345 13 2 {}", "ab".repeat(32))).unwrap();
+        assert_eq!((ds.key_tag, ds.algorithm, ds.digest_type), (12345, 13, 2));
+        assert_eq!(ds.digest, vec![0xAB; 32]);
+        assert!(parse_ds("1 13 2 abcd").unwrap_err().contains("needs 32"));
+        assert!(parse_ds("70000 13 2 ab").unwrap_err().contains("key tag"));
+        assert!(parse_ds("1 13 2 zz").unwrap_err().contains("hexadecimal"));
+        assert!(parse_ds("1 13").unwrap_err().contains("digest type"));
+    }
+}
