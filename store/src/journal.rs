@@ -197,3 +197,230 @@ impl Store {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::{EppStatus, Name, Registrar, Timestamp};
+
+    use super::*;
+    use crate::testing::memory_store;
+    use crate::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    async fn seeded() -> Store {
+        let store = memory_store().await;
+        store
+            .add_zone(&NewZone {
+                name: n("test"),
+                mname: n("a.nic.test"),
+                rname: n("hostmaster.nic.test"),
+                refresh: 1800,
+                retry: 900,
+                expire: 2_419_200,
+                minimum: 3600,
+                soa_ttl: 3600,
+                ns_ttl: 172_800,
+                ds_ttl: 86_400,
+                nameservers: vec![NsSpec {
+                    name: n("a.nic.test"),
+                    addresses: vec!["127.0.0.1".parse().unwrap()],
+                }],
+            })
+            .await
+            .unwrap();
+        store
+            .add_registrar(&Registrar {
+                handle: "R1".into(),
+                name: "Registrar One".into(),
+                iana_id: Some(9999),
+                url: None,
+                whois_server: None,
+                email: None,
+                phone: None,
+                abuse_email: None,
+                abuse_phone: None,
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    fn new_domain(name: &str, ns: Vec<NsSpec>) -> NewDomain {
+        NewDomain {
+            name: n(name),
+            registrar: "R1".into(),
+            registrant: None,
+            admin: None,
+            tech: None,
+            billing: None,
+            expires: Timestamp(2_000_000_000),
+            statuses: vec![],
+            nameservers: ns,
+            ds: vec![],
+        }
+    }
+
+    fn batch(c: ChangesSince) -> ChangeBatch {
+        match c {
+            ChangesSince::Batch(b) => b,
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn follows_every_change_as_whole_objects() {
+        let store = seeded().await;
+        let s0 = store.head().await.unwrap();
+        assert!(s0 > 0);
+        store
+            .add_domain(&new_domain(
+                "foo.test",
+                vec![
+                    NsSpec {
+                        name: n("ns1.foo.test"),
+                        addresses: vec!["192.0.2.1".parse().unwrap()],
+                    },
+                    NsSpec {
+                        name: n("ns.elsewhere.example"),
+                        addresses: vec![],
+                    },
+                ],
+            ))
+            .await
+            .unwrap();
+        let b = batch(store.changes_since(s0, 1000).await.unwrap());
+        assert_eq!(b.after, s0);
+        assert_eq!(b.upto, store.head().await.unwrap());
+        let domain = b
+            .changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Domain(d) => Some(d.clone()),
+                _ => None,
+            })
+            .expect("the domain is in the batch");
+        assert_eq!(domain.name, n("foo.test"));
+        assert_eq!(domain.statuses, vec![EppStatus::Ok]);
+        assert_eq!(
+            domain.nameservers,
+            vec![n("ns.elsewhere.example"), n("ns1.foo.test")]
+        );
+        assert!(b.changes.iter().any(|c| matches!(c, Change::Host(h) if h.name == n("ns1.foo.test") && h.addresses.len() == 1)));
+
+        // A hold shows up as the domain's new state, once.
+        let s1 = b.upto;
+        store
+            .update_domain(
+                &n("foo.test"),
+                &DomainUpdate {
+                    add_statuses: vec![EppStatus::ClientHold],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let b = batch(store.changes_since(s1, 1000).await.unwrap());
+        assert_eq!(b.changes.len(), 1, "{:?}", b.changes);
+        match &b.changes[0] {
+            Change::Domain(d) => {
+                assert_eq!(d.statuses, vec![EppStatus::ClientHold]);
+                assert!(!d.is_delegated());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        // Deleting removes the domain and its unused subordinate host.
+        let s2 = b.upto;
+        store.delete_domain(&n("foo.test")).await.unwrap();
+        let b = batch(store.changes_since(s2, 1000).await.unwrap());
+        assert!(b.changes.contains(&Change::DomainRemoved(n("foo.test"))));
+        assert!(b.changes.contains(&Change::HostRemoved(n("ns1.foo.test"))));
+        assert_eq!(
+            b.changes
+                .iter()
+                .filter(|c| matches!(c, Change::DomainRemoved(_)))
+                .count(),
+            1
+        );
+
+        // Nothing new: an empty batch that does not move backwards.
+        let b = batch(store.changes_since(b.upto, 1000).await.unwrap());
+        assert!(b.changes.is_empty());
+        assert_eq!(b.after, b.upto);
+
+        // Serials are strictly increasing.
+        let all = store.journal_since(0, 10_000).await.unwrap();
+        assert!(all.windows(2).all(|w| w[0].serial < w[1].serial));
+        assert!(matches!(
+            store.changes_since(0, 3).await.unwrap(),
+            ChangesSince::TooFarBehind { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn refused_writes_write_nothing() {
+        let store = seeded().await;
+        let head = store.head().await.unwrap();
+        let mut d = new_domain("foo.test", vec![]);
+        d.registrar = "NOPE".into();
+        let err = store.add_domain(&d).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Invalid {
+                    field: "registrar",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let d = new_domain("foo.other", vec![]);
+        assert!(matches!(
+            store.add_domain(&d).await.unwrap_err(),
+            StoreError::Invalid { field: "name", .. }
+        ));
+        // In-bailiwick host without glue, out-of-zone host with glue.
+        let d = new_domain(
+            "foo.test",
+            vec![NsSpec {
+                name: n("ns1.foo.test"),
+                addresses: vec![],
+            }],
+        );
+        assert!(matches!(
+            store.add_domain(&d).await.unwrap_err(),
+            StoreError::Invalid { field: "ns", .. }
+        ));
+        let d = new_domain(
+            "foo.test",
+            vec![NsSpec {
+                name: n("ns.x.example"),
+                addresses: vec!["192.0.2.1".parse().unwrap()],
+            }],
+        );
+        assert!(matches!(
+            store.add_domain(&d).await.unwrap_err(),
+            StoreError::Invalid { field: "ns", .. }
+        ));
+        let mut d = new_domain("foo.test", vec![]);
+        d.ds = vec![orrery_proto::Ds {
+            key_tag: 1,
+            algorithm: 13,
+            digest_type: 2,
+            digest: vec![1; 20],
+        }];
+        assert!(matches!(
+            store.add_domain(&d).await.unwrap_err(),
+            StoreError::Invalid { field: "ds", .. }
+        ));
+        assert_eq!(
+            store.head().await.unwrap(),
+            head,
+            "a refused write journalled something"
+        );
+        assert!(store.domain(&n("foo.test")).await.unwrap().is_none());
+    }
+}

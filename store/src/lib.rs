@@ -20,7 +20,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 mod dialect;
@@ -109,10 +110,13 @@ impl Store {
             source,
         };
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .log_slow_statements(log::LevelFilter::Off, Duration::MAX);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
+                .connect_with(opts)
                 .await
                 .map_err(connect_err)?;
             Self {
@@ -126,7 +130,9 @@ impl Store {
                 .foreign_keys(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                // Whole-zone reads are long by design: they are not "slow statements".
+                .log_slow_statements(log::LevelFilter::Off, Duration::MAX);
             // An in-memory database exists per connection: keep exactly one.
             let max = if url.contains(":memory:") { 1 } else { 4 };
             let pool = SqlitePoolOptions::new()

@@ -286,7 +286,8 @@ impl Store {
 
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let tag = zone.to_string().replace('.', "-").to_ascii_uppercase();
-        let now = Timestamp::now().0;
+        // Dates are relative to a fixed day, not the clock: the same seed gives the same data.
+        let now = Y2000 + 26 * YEAR;
         let n = spec.domains;
         let registrars = (n / 10_000).clamp(5, 100);
         let contacts = (n / 4).max(10);
@@ -594,5 +595,63 @@ mod tests {
             let v6: std::net::Ipv6Addr = glue_v6(c).parse().unwrap();
             assert_eq!(&v6.segments()[..2], &[0x2001, 0xdb8]);
         }
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+    use crate::testing::memory_store;
+    use crate::{HostSelection, ZoneItem};
+
+    async fn names(store: &Store, zone: &Name) -> (Vec<String>, usize, usize) {
+        let (mut names, mut delegated, mut hosts) = (Vec::new(), 0, 0);
+        store
+            .visit_zone(zone, HostSelection::Published, |item| {
+                match item {
+                    ZoneItem::Domain(d) => {
+                        delegated += usize::from(d.is_delegated());
+                        names.push(d.name.to_string());
+                    }
+                    ZoneItem::Host(_) => hosts += 1,
+                    ZoneItem::Zone { .. } => {}
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        (names, delegated, hosts)
+    }
+
+    #[tokio::test]
+    async fn loads_a_deterministic_realistic_tld() {
+        let zone = Name::from_ascii("test").unwrap();
+        let spec = SyntheticTld {
+            zone: zone.clone(),
+            domains: 2000,
+            seed: 42,
+        };
+        let a = memory_store().await;
+        let report = a.load_synthetic(&spec).await.unwrap();
+        assert_eq!(report.domains, 2000);
+        let (names_a, delegated, published_hosts) = names(&a, &zone).await;
+        assert_eq!(names_a.len(), 2000);
+        // About 1.5% are on hold.
+        assert!((1940..2000).contains(&delegated), "{delegated}");
+        // About 30% have two in-bailiwick hosts; the two apex hosts are published too.
+        assert!((1000..1400).contains(&published_hosts), "{published_hosts}");
+        // About 8% have DS.
+        assert!((100..230).contains(&report.ds), "{}", report.ds);
+
+        let b = memory_store().await;
+        b.load_synthetic(&spec).await.unwrap();
+        assert_eq!(names(&b, &zone).await.0, names_a, "same seed, same TLD");
+        // A second load into the same zone is refused and writes nothing.
+        let head = b.head().await.unwrap();
+        assert!(matches!(
+            b.load_synthetic(&spec).await,
+            Err(StoreError::Invalid { field: "zone", .. })
+        ));
+        assert_eq!(b.head().await.unwrap(), head);
     }
 }

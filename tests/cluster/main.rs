@@ -1,1 +1,6 @@
+//! Cluster-level tests: the store, the generator and real peers (PostgreSQL, BIND) together.
+//! One test binary (link time matters on two cores), one module per subject.
 
+mod bind_fallback;
+mod harness;
+mod journal_pg;
