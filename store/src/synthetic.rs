@@ -188,7 +188,8 @@ fn glue_v4(c: u64) -> String {
 }
 
 fn glue_v6(c: u64) -> String {
-    format!("2001:db8::{:x}:{:x}", (c >> 16) & 0xffff, (c & 0xffff) + 1)
+    // 2001:db8::1:X:Y — every counter value gives a valid, non-zero address.
+    format!("2001:db8::1:{:x}:{:x}", (c >> 16) & 0xffff, c & 0xffff)
 }
 
 async fn next_id(tx: &mut Tx, table: &str) -> Result<i64> {
@@ -586,7 +587,7 @@ mod tests {
 
     #[test]
     fn glue_stays_in_reserved_ranges() {
-        for c in [0u64, 1, 253, 254, 65_000, 130_000, 1_000_000] {
+        for c in [0u64, 1, 253, 254, 65_000, 65_535, 65_536, 130_000, 1_000_000, u64::MAX] {
             let v4: std::net::Ipv4Addr = glue_v4(c).parse().unwrap();
             let o = v4.octets();
             assert_eq!(o[0], 198);

@@ -213,3 +213,29 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
     }
     pg.close().await;
 }
+
+/// A committed change wakes listeners on `orrery_journal` with the new head serial; a rolled-back
+/// one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_commits_notify_listeners() {
+    let Some(server) = postgres_url() else { return };
+    let db = PgDatabase::create(&server).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen("orrery_journal").await.unwrap();
+    let pool = PgPoolOptions::new().max_connections(1).connect(&db.url).await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('GONE', 'rolled back')").execute(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('KEPT', 'committed')").execute(&pool).await.unwrap();
+
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.expect("a notification").unwrap();
+    assert_eq!(note.payload(), store.head().await.unwrap().to_string());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv()).await.is_err(),
+        "one commit, one notification"
+    );
+    pool.close().await;
+    store.close().await;
+}
