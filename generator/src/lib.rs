@@ -428,33 +428,114 @@ mod tests {
         use orrery_store::synthetic::SyntheticTld;
         let store = Store::open("sqlite::memory:").await.unwrap();
         let apex = n("test");
-        store.load_synthetic(&SyntheticTld { zone: apex.clone(), domains: 300, seed: 3 }).await.unwrap();
+        store
+            .load_synthetic(&SyntheticTld {
+                zone: apex.clone(),
+                domains: 300,
+                seed: 3,
+            })
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
 
-        let first = generate_zone(&store, &apex, dir.path(), false).await.unwrap();
-        let Outcome::Written { path, serial, delegations, .. } = first.clone() else { panic!("{first:?}") };
+        let first = generate_zone(&store, &apex, dir.path(), false)
+            .await
+            .unwrap();
+        let Outcome::Written {
+            path,
+            serial,
+            delegations,
+            ..
+        } = first.clone()
+        else {
+            panic!("{first:?}")
+        };
         assert!((280..=300).contains(&delegations), "{delegations}");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("test.zone")], "no temporary file is left behind");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("test.zone")],
+            "no temporary file is left behind"
+        );
         assert_eq!(recorded_serial(&path), Some(serial));
-        assert_eq!(generate_zone(&store, &apex, dir.path(), false).await.unwrap(), Outcome::Unchanged { path: path.clone(), serial });
-        assert!(matches!(generate_zone(&store, &apex, dir.path(), true).await.unwrap(), Outcome::Written { .. }));
+        assert_eq!(
+            generate_zone(&store, &apex, dir.path(), false)
+                .await
+                .unwrap(),
+            Outcome::Unchanged {
+                path: path.clone(),
+                serial
+            }
+        );
+        assert!(matches!(
+            generate_zone(&store, &apex, dir.path(), true)
+                .await
+                .unwrap(),
+            Outcome::Written { .. }
+        ));
 
         // A change moves the serial forward and rewrites the file.
-        let victim = fs::read_to_string(&path).unwrap().lines().find(|l| l.contains("\tNS\t") && !l.starts_with('@')).unwrap().split('\t').next().unwrap().to_owned();
+        let victim = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("\tNS\t") && !l.starts_with('@'))
+            .unwrap()
+            .split('\t')
+            .next()
+            .unwrap()
+            .to_owned();
         let victim = n(&format!("{victim}.test"));
-        store.update_domain(&victim, &orrery_store::write::DomainUpdate { add_statuses: vec![EppStatus::ServerHold], ..Default::default() }).await.unwrap();
-        let Outcome::Written { serial: s2, .. } = generate_zone(&store, &apex, dir.path(), false).await.unwrap() else { panic!() };
+        store
+            .update_domain(
+                &victim,
+                &orrery_store::write::DomainUpdate {
+                    add_statuses: vec![EppStatus::ServerHold],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let Outcome::Written { serial: s2, .. } = generate_zone(&store, &apex, dir.path(), false)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
         assert!(s2 > serial);
         let text = fs::read_to_string(&path).unwrap();
-        assert!(!text.lines().any(|l| l.starts_with(&format!("{}\t", victim.first_label().escape_ascii()))));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{}\t", victim.first_label().escape_ascii())))
+        );
 
         // The hook sees the zone, its file and its SOA serial.
         let mark = dir.path().join("hook.out");
-        run_hook(&format!("echo \"$ORRERY_ZONE $ORRERY_SERIAL $ORRERY_ZONE_FILE\" > {}", mark.display()), &apex, &path, s2).unwrap();
-        assert_eq!(fs::read_to_string(&mark).unwrap().trim(), format!("test {} {}", soa_serial(s2), path.display()));
-        assert!(matches!(run_hook("exit 3", &apex, &path, s2), Err(GenerateError::Hook { .. })));
-        assert!(matches!(generate_zone(&store, &n("nozone"), dir.path(), false).await, Err(GenerateError::NoSuchZone(_))));
+        run_hook(
+            &format!(
+                "echo \"$ORRERY_ZONE $ORRERY_SERIAL $ORRERY_ZONE_FILE\" > {}",
+                mark.display()
+            ),
+            &apex,
+            &path,
+            s2,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&mark).unwrap().trim(),
+            format!("test {} {}", soa_serial(s2), path.display())
+        );
+        assert!(matches!(
+            run_hook("exit 3", &apex, &path, s2),
+            Err(GenerateError::Hook { .. })
+        ));
+        assert!(matches!(
+            generate_zone(&store, &n("nozone"), dir.path(), false).await,
+            Err(GenerateError::NoSuchZone(_))
+        ));
     }
 
     #[test]
@@ -463,7 +544,9 @@ mod tests {
         let conf = dir.path().join("zones.conf");
         write_named_conf(&[n("test"), n("example")], Path::new("/srv/zones"), &conf).unwrap();
         let text = fs::read_to_string(&conf).unwrap();
-        assert!(text.contains("zone \"test\" {\n\ttype primary;\n\tfile \"/srv/zones/test.zone\";\n\tnotify no;\n};"));
+        assert!(text.contains(
+            "zone \"test\" {\n\ttype primary;\n\tfile \"/srv/zones/test.zone\";\n\tnotify no;\n};"
+        ));
         assert!(text.contains("zone \"example\""));
     }
 }

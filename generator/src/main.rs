@@ -48,7 +48,8 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("orrery-generator: {e:#}");
+            // Our errors already carry their causes in their message.
+            eprintln!("orrery-generator: {e}");
             ExitCode::from(1)
         }
     }
