@@ -1,3 +1,146 @@
-//! The Orrery master: it follows the store's change journal, caches zone state and recent
-//! changes, and hands each satellite its configuration and updates over mutually authenticated
-//! gRPC. Not built yet: this crate marks the place in the architecture.
+//! The Orrery master: it follows the store's change journal, caches the whole registry and a
+//! window of recent changes in memory, and hands each satellite its configuration and updates
+//! over mutually authenticated gRPC (the contract is `orrery_proto::link`).
+//!
+//! ```text
+//!  store ──changes_since──▶ JournalFollower ──apply──▶ Cache (registry + window + snapshot)
+//!    ▲ NOTIFY orrery_journal ─wake─┘                          │ read only
+//!                                                             ▼
+//!  satellites ──TLS (client cert)──▶ serve (identity) ──▶ LinkService: Boot, CheckIn,
+//!                                                          Follow (push), Snapshot (chunks)
+//! ```
+//!
+//! Satellites only dial out; the master never connects to them. Database load is independent
+//! of the number of satellites: only the follower talks to the store.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration (master and every satellite), validated once.
+//! - [`certs`]: the private CA and certificate issuance behind `orrery-master certs`.
+//! - [`follow_journal`]: the journal follower and the PostgreSQL NOTIFY listener.
+//! - [`cache`]: registry state, change window, shared snapshot.
+//! - [`satellites`]: per-satellite configuration and last reported status.
+//! - [`service`]: the `Link` gRPC service.
+//! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
+
+pub mod cache;
+pub mod certs;
+pub mod config;
+pub mod follow_journal;
+pub mod satellites;
+pub mod serve;
+pub mod service;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use orrery_proto::link::tls::{TlsError, TlsMaterial, server_config};
+use orrery_store::{Backend, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::config::MasterConfig;
+use crate::follow_journal::JournalFollower;
+use crate::satellites::Satellites;
+use crate::service::LinkService;
+
+/// A master that could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MasterError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// A running master: its tasks, and handles on its state for statistics and tests.
+#[derive(Debug)]
+pub struct Master {
+    cache: Arc<Cache>,
+    satellites: Arc<Satellites>,
+    store_calls: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    tasks: JoinSet<()>,
+}
+
+impl Master {
+    /// Loads the registry from `store`, then serves the link on every listener until
+    /// `shutdown` is cancelled. The listeners are already bound (tests bind `127.0.0.1:0`).
+    pub async fn start(
+        config: &MasterConfig,
+        store: Store,
+        tls: &TlsMaterial,
+        listeners: Vec<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, MasterError> {
+        let tls = server_config(tls)?;
+        let cache = Arc::new(Cache::new(config.link.clone()));
+        let satellites = Arc::new(Satellites::new(config.satellites.clone()));
+        let follower = JournalFollower::new(store.clone(), cache.clone(), config.follow.clone());
+        follower.load().await?;
+        let store_calls = follower.store_calls();
+        let wake = follower.waker();
+        let mut tasks = JoinSet::new();
+        if store.backend() == Backend::Postgres {
+            tasks.spawn(follow_journal::listen_for_commits(
+                config.store.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(follower.run(shutdown.clone()));
+        let service = LinkService::new(
+            cache.clone(),
+            satellites.clone(),
+            config.link.heartbeat_interval,
+            shutdown.clone(),
+        );
+        for listener in listeners {
+            let (tls, service, shutdown) = (tls.clone(), service.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = serve::serve(listener, tls, service, shutdown).await {
+                    tracing::error!(error = %e, "link server failed");
+                }
+            });
+        }
+        Ok(Self {
+            cache,
+            satellites,
+            store_calls,
+            wake,
+            tasks,
+        })
+    }
+
+    /// The cache (read-only use).
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// Satellite configuration and status.
+    pub fn satellites(&self) -> &Arc<Satellites> {
+        &self.satellites
+    }
+
+    /// Store calls made by the follower so far.
+    pub fn store_calls(&self) -> u64 {
+        self.store_calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wakes the journal follower at once, as a NOTIFY would.
+    pub fn wake_follower(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until every task has ended (after the shutdown token is cancelled).
+    pub async fn join(mut self) {
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "master task failed");
+            }
+        }
+    }
+}

@@ -5,10 +5,11 @@
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
-//!
-//! The gRPC messages of the master–satellite link will live here too, generated from `.proto`
-//! files, with conversions to and from the model.
+//! - [`link`]: the master–satellite gRPC link: messages generated from
+//!   `proto/orrery/v1/link.proto`, checked conversions to and from the model, mutual TLS and
+//!   the satellite's dial-in client.
 
+pub mod link;
 pub mod model;
 pub mod name;
 

@@ -1,1 +1,49 @@
-//! The Orrery satellite (issue 3).
+//! The Orrery satellite: authoritative DNS for a registry's zones, answered from preallocated
+//! hash tables through a Selector chain of leaves (issue 3).
+//!
+//! ```text
+//!  UDP socket ─┐   worker thread (N, fixed at start-up)         TCP connection (RFC 7766)
+//!              ▼   owns its Event: buffers reused for ever       takes an Event from a
+//!  recv_from ──► Event::load (wire: parse header, question, OPT)  free list, returns it
+//!                     │
+//!                     ▼
+//!               Selector ── chain "main" ─► statistics ─► validate_query ─► acl ─► route_class ─► lookup
+//!                     │                                                          │ Jump
+//!                     │                    chain "chaos" ─► chaos ◄──────────────┘
+//!                     ▼
+//!               Response (64 KiB buffer, compression, TC) ──► send_to / framed write
+//!                     ▲
+//!  ZoneStore ─────────┘ one lock-free ArcSwap load per query; batches swap whole versions
+//! ```
+//!
+//! # Layout
+//! - [`wire`]: the allocation-free DNS codec and the [`wire::Event`] each query travels in.
+//! - [`zone`]: the zone data ([`zone::ZoneSet`]) and its atomically swapped versions
+//!   ([`zone::store::ZoneStore`]).
+//! - [`leaf`]: the [`leaf::Leaf`] trait, the [`leaf::Selector`] and one file per leaf.
+//! - [`pipeline`]: ties the Selector, the zone store and the server-wide settings together.
+//! - [`server`]: UDP worker threads and the TCP listener, with graceful shutdown.
+//! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
+//! - [`config`]: the TOML configuration, validated once into typed values.
+//!
+//! # Design in one paragraph
+//! Everything a query needs is allocated at start-up: an [`wire::Event`] per worker (or per TCP
+//! connection, from a free list) holds the parsed query in fixed arrays and a 64 KiB response
+//! buffer; leaves are long-lived objects built from configuration; the zone version is
+//! borrowed, not cloned. A test with a counting global allocator proves that steady-state query
+//! handling allocates nothing (`tests/no_alloc.rs`).
+
+pub mod config;
+pub mod leaf;
+pub mod pipeline;
+pub mod server;
+pub mod snapshot;
+pub mod wire;
+pub mod zone;
+
+pub use config::{Config, ConfigError};
+pub use leaf::{Selector, SelectorConfig};
+pub use pipeline::Pipeline;
+pub use snapshot::{SnapshotData, SnapshotError, read_snapshot, write_snapshot};
+pub use zone::ZoneSet;
+pub use zone::store::ZoneStore;

@@ -1,0 +1,166 @@
+//! Following the store's change journal into the [`Cache`].
+//!
+//! The follower is the master's only reader of the store. It loads the whole registry once
+//! (`changes_since(0)`: every object the journal ever named, at its current state, from one
+//! snapshot), then asks for the changes after its serial whenever it is woken, and at least
+//! every `poll_interval`. On PostgreSQL a listener on the `orrery_journal` channel (notified by
+//! the store's commit trigger) wakes it at once; notifications only shorten the wait, so a lost
+//! one costs at most one poll interval, and serials are never skipped because every read is
+//! `serial > head` (the store's guarantee).
+//!
+//! The number of store calls depends on time and on the rate of commits, never on the number
+//! of satellites: [`JournalFollower::store_calls`] counts them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use orrery_store::{ChangesSince, Store, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::config::FollowSettings;
+
+/// The PostgreSQL channel the store notifies after each commit that journalled something.
+pub const NOTIFY_CHANNEL: &str = "orrery_journal";
+
+/// Reads the journal into the cache.
+#[derive(Debug, Clone)]
+pub struct JournalFollower {
+    store: Store,
+    cache: Arc<Cache>,
+    settings: FollowSettings,
+    calls: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+}
+
+impl JournalFollower {
+    pub fn new(store: Store, cache: Arc<Cache>, settings: FollowSettings) -> Self {
+        Self {
+            store,
+            cache,
+            settings,
+            calls: Arc::default(),
+            wake: Arc::default(),
+        }
+    }
+
+    /// The count of store calls made so far (each one a fixed handful of SQL statements in one
+    /// snapshot transaction).
+    pub fn store_calls(&self) -> Arc<AtomicU64> {
+        self.calls.clone()
+    }
+
+    /// Wakes the follower at once (what a NOTIFY does).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    async fn changes_since(
+        &self,
+        after: orrery_proto::Serial,
+        max: usize,
+    ) -> Result<ChangesSince, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.store.changes_since(after, max).await
+    }
+
+    /// Loads the whole registry, replacing the cache. Returns the serial loaded.
+    pub async fn load(&self) -> Result<orrery_proto::Serial, StoreError> {
+        let ChangesSince::Batch(full) = self.changes_since(0, usize::MAX).await? else {
+            unreachable!("no limit on a full load");
+        };
+        let serial = full.upto;
+        self.cache.load(full);
+        tracing::info!(
+            serial,
+            objects = self.cache.objects(),
+            "loaded the registry into the cache"
+        );
+        Ok(serial)
+    }
+
+    /// Reads and applies the changes after the cache's serial. Returns how many changes were
+    /// applied (a full reload counts as the objects loaded).
+    pub async fn poll_once(&self) -> Result<usize, StoreError> {
+        let head = self.cache.head();
+        match self
+            .changes_since(head, self.settings.max_batch_entries)
+            .await?
+        {
+            ChangesSince::Batch(batch) => {
+                let (after, upto, n) = (batch.after, batch.upto, batch.changes.len());
+                if n == 0 && upto == after {
+                    return Ok(0);
+                }
+                if let Err(gap) = self.cache.apply(batch) {
+                    tracing::error!(error = %gap, "journal batch does not follow the cache; reloading");
+                    self.load().await?;
+                    return Ok(self.cache.objects());
+                }
+                tracing::debug!(after, upto, changes = n, "applied journal batch");
+                Ok(n)
+            }
+            ChangesSince::TooFarBehind { pending } => {
+                tracing::warn!(
+                    pending,
+                    limit = self.settings.max_batch_entries,
+                    "journal moved too far at once; reloading the whole registry"
+                );
+                self.load().await?;
+                Ok(self.cache.objects())
+            }
+        }
+    }
+
+    /// Polls until `shutdown`: at once when woken, else every poll interval. Store errors are
+    /// logged and retried; the cache keeps serving meanwhile.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.poll_once().await {
+                tracing::warn!(error = %e, "reading the journal failed; retrying");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+}
+
+/// Listens on [`NOTIFY_CHANNEL`] and wakes the follower for each notification, reconnecting
+/// after errors (and waking once after each reconnect, for notifications missed meanwhile).
+/// For PostgreSQL stores only.
+pub async fn listen_for_commits(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+    use sqlx::postgres::PgListener;
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            tracing::info!(
+                channel = NOTIFY_CHANNEL,
+                "listening for journal notifications"
+            );
+            wake.notify_one();
+            loop {
+                listener.recv().await?;
+                wake.notify_one();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = attempt => if let Err(e) = r {
+                tracing::warn!(error = %e, "journal notifications lost; polling meanwhile");
+            },
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,180 @@
+//! `orrery-master`: runs the master, checks its configuration, and manages the link's
+//! certificates.
+//!
+//! ```text
+//! orrery-master run --config /etc/orrery/master.toml
+//! orrery-master check-config --config /etc/orrery/master.toml
+//! orrery-master certs ca --dir /etc/orrery/certs
+//! orrery-master certs issue --dir /etc/orrery/certs --master m1
+//! orrery-master certs issue --dir /etc/orrery/certs --satellite sat1
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orrery_master::Master;
+use orrery_master::certs::{Role, write_ca, write_issued};
+use orrery_master::config::MasterConfig;
+use orrery_proto::link::tls::{SatelliteId, TlsMaterial};
+use orrery_store::Store;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Orrery master: journal follower, cache and satellite link"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the master (SIGHUP reloads the satellites' configuration; SIGTERM/Ctrl-C stop).
+    Run {
+        #[arg(long, env = "ORRERY_MASTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print what it configures.
+    CheckConfig {
+        #[arg(long, env = "ORRERY_MASTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Create the private CA or issue certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create ca.pem and ca.key in DIR.
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// Issue a master or satellite certificate signed by DIR/ca.key.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A master's name: writes NAME.master.{pem,key} (DNS names NAME.master.orrery, master.orrery).
+        #[arg(
+            long,
+            conflicts_with = "satellite",
+            required_unless_present = "satellite"
+        )]
+        master: Option<String>,
+        /// A satellite's identity: writes NAME.satellite.{pem,key} (DNS name NAME.satellite.orrery).
+        #[arg(long)]
+        satellite: Option<String>,
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => tokio::runtime::Runtime::new()?.block_on(run(config)),
+        Command::CheckConfig { config } => {
+            let c = MasterConfig::load(&config)?;
+            println!(
+                "{}: store {}, listen {:?}, {} satellites",
+                config.display(),
+                c.store,
+                c.listen,
+                c.satellites.len()
+            );
+            for (id, s) in &c.satellites {
+                println!("  {id}: config version {}", s.version());
+            }
+            Ok(())
+        }
+        Command::Certs { command } => certs(command),
+    }
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Ca { dir, days } => {
+            let (cert, key) = write_ca(&dir, days)?;
+            println!(
+                "CA certificate {}\nCA key         {} (keep it offline)",
+                cert.display(),
+                key.display()
+            );
+        }
+        CertsCommand::Issue {
+            dir,
+            master,
+            satellite,
+            days,
+        } => {
+            let role = match (master, satellite) {
+                (Some(m), None) => Role::Master(SatelliteId::new(&m)?),
+                (None, Some(s)) => Role::Satellite(SatelliteId::new(&s)?),
+                _ => anyhow::bail!("give exactly one of --master NAME or --satellite NAME"),
+            };
+            let (cert, key) = write_issued(&dir, &role, days)?;
+            println!(
+                "certificate {}\nkey         {}",
+                cert.display(),
+                key.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = MasterConfig::load(&path)?;
+    let tls = TlsMaterial::load(&config.tls)?;
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| "opening the store")?;
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let master = Master::start(&config, store, &tls, listeners, shutdown.clone()).await?;
+    let satellites = master.satellites().clone();
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match MasterConfig::load(&path) {
+                Ok(new) => {
+                    if new.store != config.store || new.listen != config.listen || new.tls != config.tls {
+                        tracing::warn!("store, listen and tls changes need a restart; applying the satellites' configuration only");
+                    }
+                    tracing::info!(satellites = new.satellites.len(), "configuration reloaded");
+                    satellites.set_config(new.satellites);
+                }
+                Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
+            },
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    master.join().await;
+    Ok(())
+}

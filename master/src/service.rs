@@ -1,0 +1,255 @@
+//! The `Link` gRPC service: boot, check-in, change streams and snapshots, all served from the
+//! [`Cache`] and the [`Satellites`] registry. This type holds no store handle: however many
+//! satellites call, the database sees only the journal follower.
+//!
+//! Every call first requires a configured identity (`require_satellite`): the name comes from
+//! the verified certificate (see `serve.rs`); a name the configuration does not list is refused
+//! with PERMISSION_DENIED and a log line naming it and its address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orrery_proto::link::pb::{self, follow_event::Event};
+use orrery_proto::link::{SatelliteSettings, pb::link_server::Link};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::cache::{Cache, Catchup};
+use crate::satellites::Satellites;
+use crate::serve::PeerInfo;
+
+/// Events buffered per change stream before the sender waits for the satellite.
+const STREAM_BUFFER: usize = 16;
+
+/// The master's implementation of the link.
+#[derive(Clone, Debug)]
+pub struct LinkService {
+    cache: Arc<Cache>,
+    satellites: Arc<Satellites>,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+}
+
+impl LinkService {
+    /// `shutdown` also ends the long-lived change streams, so that a graceful shutdown does
+    /// not wait for satellites to hang up.
+    pub fn new(
+        cache: Arc<Cache>,
+        satellites: Arc<Satellites>,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            cache,
+            satellites,
+            heartbeat,
+            shutdown,
+        }
+    }
+
+    /// The caller's identity and settings, or the refusal.
+    fn require_satellite<T>(
+        &self,
+        req: &Request<T>,
+        call: &str,
+    ) -> Result<(PeerInfo, SatelliteSettings), Status> {
+        let Some(peer) = req.extensions().get::<PeerInfo>().cloned() else {
+            tracing::warn!(call, "refused call: connection has no satellite identity");
+            return Err(Status::unauthenticated("no satellite identity"));
+        };
+        match self.satellites.settings(&peer.identity) {
+            Some(settings) => Ok((peer, settings)),
+            None => {
+                tracing::warn!(
+                    satellite = %peer.identity,
+                    peer = %peer.addr,
+                    call,
+                    "refused call: unknown satellite identity (not in the master's configuration)"
+                );
+                Err(Status::permission_denied(format!(
+                    "satellite {:?} is not configured on this master",
+                    peer.identity.as_str()
+                )))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Link for LinkService {
+    async fn boot(
+        &self,
+        req: Request<pb::BootRequest>,
+    ) -> Result<Response<pb::BootResponse>, Status> {
+        let (peer, settings) = self.require_satellite(&req, "Boot")?;
+        let req = req.into_inner();
+        let (head, window_start) = self.cache.positions();
+        tracing::info!(
+            satellite = %peer.identity,
+            peer = %peer.addr,
+            version = %req.software_version,
+            applied_serial = req.applied_serial,
+            head,
+            "satellite booted"
+        );
+        self.satellites.booted(&peer.identity, peer.addr, &req);
+        Ok(Response::new(pb::BootResponse {
+            identity: peer.identity.to_string(),
+            config: Some((&settings).into()),
+            head_serial: head,
+            window_start,
+        }))
+    }
+
+    async fn check_in(
+        &self,
+        req: Request<pb::CheckInRequest>,
+    ) -> Result<Response<pb::CheckInResponse>, Status> {
+        let (peer, settings) = self.require_satellite(&req, "CheckIn")?;
+        let req = req.into_inner();
+        let config = pb::SatelliteConfig::from(&settings);
+        let changed = config.version != req.config_version;
+        if !req.restart_required.is_empty() {
+            tracing::info!(satellite = %peer.identity, fields = ?req.restart_required, "satellite needs a restart to apply its configuration");
+        }
+        self.satellites.checked_in(&peer.identity, peer.addr, req);
+        let (head, window_start) = self.cache.positions();
+        Ok(Response::new(pb::CheckInResponse {
+            checkin_interval_ms: config.checkin_interval_ms,
+            config: changed.then_some(config),
+            head_serial: head,
+            window_start,
+        }))
+    }
+
+    type FollowStream = ReceiverStream<Result<pb::FollowEvent, Status>>;
+
+    async fn follow(
+        &self,
+        req: Request<pb::FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let (peer, _) = self.require_satellite(&req, "Follow")?;
+        let from = req.into_inner().from_serial;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let cache = self.cache.clone();
+        let heartbeat = self.heartbeat;
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let outcome = stream_changes(&cache, from, heartbeat, &tx, &shutdown).await;
+            tracing::debug!(satellite = %peer.identity, peer = %peer.addr, ?outcome, "change stream ended");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<pb::SnapshotChunk, Status>>;
+
+    async fn snapshot(
+        &self,
+        req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let (peer, _) = self.require_satellite(&req, "Snapshot")?;
+        let req = req.into_inner();
+        let snapshot = if req.serial == 0 {
+            // Building may take a while for a large registry: keep it off the I/O threads.
+            let cache = self.cache.clone();
+            tokio::task::spawn_blocking(move || cache.snapshot())
+                .await
+                .map_err(|e| Status::internal(format!("snapshot build failed: {e}")))?
+        } else {
+            self.cache.snapshot_at(req.serial).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "snapshot at serial {} is no longer held; ask for serial 0",
+                    req.serial
+                ))
+            })?
+        };
+        let count = snapshot.chunks.len();
+        let start = req.start_chunk as usize;
+        if start >= count {
+            return Err(Status::out_of_range(format!(
+                "snapshot {} has {count} chunks, asked to start at {start}",
+                snapshot.serial
+            )));
+        }
+        tracing::info!(satellite = %peer.identity, serial = snapshot.serial, start, count, "sending snapshot");
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            for chunk in &snapshot.chunks[start..] {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    sent = tx.send(Ok(chunk.clone())) => if sent.is_err() { return },
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// How a change stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    SatelliteLeft,
+    SnapshotRequired,
+    Shutdown,
+}
+
+/// Sends every batch after `from` as it arrives, heartbeats while quiet.
+async fn stream_changes(
+    cache: &Cache,
+    mut from: orrery_proto::Serial,
+    heartbeat: Duration,
+    tx: &mpsc::Sender<Result<pb::FollowEvent, Status>>,
+    shutdown: &CancellationToken,
+) -> StreamEnd {
+    let mut generation = cache.subscribe();
+    loop {
+        // Mark the current generation seen *before* reading, so a batch applied after the
+        // read wakes us.
+        generation.borrow_and_update();
+        match cache.since(from) {
+            Catchup::Batches(batches) => {
+                for batch in batches {
+                    from = batch.upto;
+                    let event = pb::FollowEvent {
+                        event: Some(Event::Batch((*batch).clone())),
+                    };
+                    tokio::select! {
+                        () = shutdown.cancelled() => return StreamEnd::Shutdown,
+                        sent = tx.send(Ok(event)) => if sent.is_err() { return StreamEnd::SatelliteLeft },
+                    }
+                }
+            }
+            Catchup::SnapshotRequired {
+                window_start,
+                head,
+                reason,
+            } => {
+                let event = pb::FollowEvent {
+                    event: Some(Event::SnapshotRequired(pb::SnapshotRequired {
+                        window_start,
+                        head_serial: head,
+                        reason,
+                    })),
+                };
+                let _ = tx.send(Ok(event)).await;
+                return StreamEnd::SnapshotRequired;
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return StreamEnd::Shutdown,
+            () = tx.closed() => return StreamEnd::SatelliteLeft,
+            changed = generation.changed() => if changed.is_err() { return StreamEnd::Shutdown },
+            () = tokio::time::sleep(heartbeat) => {
+                let event = pb::FollowEvent {
+                    event: Some(Event::Heartbeat(pb::Heartbeat { head_serial: cache.head() })),
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return StreamEnd::SatelliteLeft;
+                }
+            }
+        }
+    }
+}

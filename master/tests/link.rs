@@ -1,0 +1,705 @@
+//! The master end to end over loopback: a SQLite store, a master with mutual TLS, and simulated
+//! satellites (gRPC clients in this process) using certificates made here with rcgen.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use orrery_master::Master;
+use orrery_master::cache::Registry;
+use orrery_master::certs::{Issued, Role, create_ca, issue, issue_between};
+use orrery_master::config::MasterConfig;
+use orrery_proto::link::SatelliteSettings;
+use orrery_proto::link::client::{
+    DialConfig, Dialer, LinkClient, SnapshotProgress, fetch_snapshot,
+};
+use orrery_proto::link::pb::{self, follow_event::Event};
+use orrery_proto::link::tls::{SatelliteId, TlsMaterial, client_config};
+use orrery_proto::{ChangeBatch, EppStatus, Name, Registrar, Serial, Timestamp};
+use orrery_store::Store;
+use orrery_store::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+// ───────────────────────────── log capture ─────────────────────────────
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary (tests run in parallel: search for something specific).
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        captured
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+}
+
+// ───────────────────────────── the cluster ─────────────────────────────
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn sat_name(i: usize) -> String {
+    format!("sat{i}")
+}
+
+struct TestMaster {
+    _dir: tempfile::TempDir,
+    store: Store,
+    master: Option<Master>,
+    addr: SocketAddr,
+    ca: Issued,
+    shutdown: CancellationToken,
+}
+
+impl TestMaster {
+    /// A master over a fresh SQLite store holding one zone and one registrar, knowing
+    /// satellites `sat0 … sat{n-1}`, polling the journal only when woken (so that store calls
+    /// can be counted exactly).
+    async fn start(satellites: usize) -> Self {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("orrery.db").display());
+        let store = Store::open(&url).await.unwrap();
+        seed(&store).await;
+        let mut text = format!(
+            r#"
+            [master]
+            store = "{url}"
+            listen = ["127.0.0.1:0"]
+            poll_interval_ms = 3600000
+            heartbeat_interval_ms = 500
+            snapshot_chunk_objects = 3
+            [tls]
+            ca = "ca.pem"
+            cert = "m1.master.pem"
+            key = "m1.master.key"
+            [satellite_defaults]
+            dns = {{ udp = ["127.0.0.1:5353"], tcp = ["127.0.0.1:5353"] }}
+            checkin_interval_ms = 1000
+            selector = "std"
+            [selectors.std]
+            chains = [{{ name = "main", leaves = ["lookup"] }}]
+            [selectors.std.leaves.lookup]
+            kind = "lookup"
+            "#
+        );
+        for i in 0..satellites {
+            text.push_str(&format!("[satellites.{}]\n", sat_name(i)));
+        }
+        let config = MasterConfig::parse(&text, dir.path()).unwrap();
+        let ca = create_ca(30).unwrap();
+        let m = issue(
+            &ca.key_pem,
+            &Role::Master(SatelliteId::new("m1").unwrap()),
+            30,
+        )
+        .unwrap();
+        let tls = TlsMaterial::from_pem(ca.cert_pem.clone(), m.cert_pem, m.key_pem).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let master = Master::start(
+            &config,
+            store.clone(),
+            &tls,
+            vec![listener],
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            _dir: dir,
+            store,
+            master: Some(master),
+            addr,
+            ca,
+            shutdown,
+        }
+    }
+
+    fn master(&self) -> &Master {
+        self.master.as_ref().unwrap()
+    }
+
+    /// Client material for satellite `name`, certified by this cluster's CA.
+    fn satellite_tls(&self, name: &str) -> TlsMaterial {
+        let s = issue(
+            &self.ca.key_pem,
+            &Role::Satellite(SatelliteId::new(name).unwrap()),
+            30,
+        )
+        .unwrap();
+        TlsMaterial::from_pem(self.ca.cert_pem.clone(), s.cert_pem, s.key_pem).unwrap()
+    }
+
+    async fn dial(
+        &self,
+        tls: &TlsMaterial,
+    ) -> Result<LinkClient, orrery_proto::link::client::LinkError> {
+        let mut config = DialConfig::new(vec![self.addr.to_string()], client_config(tls));
+        config.connect_timeout = Duration::from_secs(10);
+        Dialer::new(config).connect_to(&self.addr.to_string()).await
+    }
+
+    /// Makes the follower read the journal now, as a NOTIFY would.
+    fn wake(&self) {
+        self.master().wake_follower();
+    }
+}
+
+impl Drop for TestMaster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn seed(store: &Store) {
+    store
+        .add_zone(&NewZone {
+            name: n("test"),
+            mname: n("a.nic.test"),
+            rname: n("hostmaster.nic.test"),
+            refresh: 1800,
+            retry: 900,
+            expire: 2_419_200,
+            minimum: 3600,
+            soa_ttl: 3600,
+            ns_ttl: 172_800,
+            ds_ttl: 86_400,
+            nameservers: vec![NsSpec {
+                name: n("a.nic.test"),
+                addresses: vec!["127.0.0.1".parse().unwrap()],
+            }],
+        })
+        .await
+        .unwrap();
+    store
+        .add_registrar(&Registrar {
+            handle: "R1".into(),
+            name: "Registrar One".into(),
+            iana_id: Some(9999),
+            url: None,
+            whois_server: None,
+            email: None,
+            phone: None,
+            abuse_email: None,
+            abuse_phone: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn new_domain(name: &str, ns: &str, glue: Option<&str>) -> NewDomain {
+    NewDomain {
+        name: n(name),
+        registrar: "R1".into(),
+        registrant: None,
+        admin: None,
+        tech: None,
+        billing: None,
+        expires: Timestamp(2_000_000_000),
+        statuses: vec![],
+        nameservers: vec![NsSpec {
+            name: n(ns),
+            addresses: glue.map(|g| g.parse().unwrap()).into_iter().collect(),
+        }],
+        ds: vec![],
+    }
+}
+
+/// The registry changes the tests make: adds, a hold, a deletion.
+async fn make_change(store: &Store, step: usize) {
+    match step % 4 {
+        0 | 1 => store
+            .add_domain(&new_domain(
+                &format!("d{step}.test"),
+                &format!("ns1.d{step}.test"),
+                Some("192.0.2.1"),
+            ))
+            .await
+            .unwrap(),
+        2 => store
+            .update_domain(
+                &n(&format!("d{}.test", step - 2)),
+                &DomainUpdate {
+                    add_statuses: vec![EppStatus::ClientHold],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        _ => store
+            .delete_domain(&n(&format!("d{}.test", step - 2)))
+            .await
+            .unwrap(),
+    }
+}
+
+// ───────────────────────────── a simulated satellite ─────────────────────────────
+
+/// What one simulated satellite saw.
+#[derive(Debug, Default)]
+struct SatelliteRun {
+    snapshot_serial: Serial,
+    batches: Vec<(Serial, Serial)>,
+    registry: Registry,
+    settings: Option<SatelliteSettings>,
+}
+
+/// Boots, takes a snapshot, checks in once, then follows changes until `stop`, publishing its
+/// applied serial on `progress`.
+async fn run_satellite(
+    mut client: LinkClient,
+    progress: watch::Sender<Serial>,
+    stop: CancellationToken,
+) -> SatelliteRun {
+    let mut run = SatelliteRun::default();
+    let boot = client
+        .boot(pb::BootRequest {
+            software_version: "test".into(),
+            hostname: "localhost".into(),
+            applied_serial: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let settings = SatelliteSettings::try_from(boot.config.unwrap()).unwrap();
+    let mut snapshot_progress = None;
+    let (serial, objects) = fetch_snapshot(&mut client, &mut snapshot_progress)
+        .await
+        .unwrap();
+    run.snapshot_serial = serial;
+    run.registry.apply(objects);
+    let checkin = client
+        .check_in(pb::CheckInRequest {
+            applied_serial: serial,
+            config_version: settings.version(),
+            statistics: Some(pb::Statistics {
+                uptime_seconds: 1,
+                objects: run.registry.len() as u64,
+                ..Default::default()
+            }),
+            restart_required: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(checkin.config.is_none(), "config unchanged since boot");
+    run.settings = Some(settings);
+    let _ = progress.send(serial);
+    let mut stream = client
+        .follow(pb::FollowRequest {
+            from_serial: serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => break,
+            e = stream.message() => e.unwrap(),
+        };
+        match event.and_then(|e| e.event) {
+            Some(Event::Batch(b)) => {
+                let batch = ChangeBatch::try_from(b).unwrap();
+                run.batches.push((batch.after, batch.upto));
+                run.registry.apply(batch.changes);
+                let _ = progress.send(batch.upto);
+            }
+            Some(Event::Heartbeat(_)) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    run
+}
+
+/// Runs `satellites` simulated satellites through `changes` commits; returns the store calls
+/// the master made.
+async fn run_cluster(satellites: usize, changes: usize) -> u64 {
+    let t = TestMaster::start(satellites).await;
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut progress = Vec::new();
+    // Certificates and connections first, then everything runs at once.
+    for i in 0..satellites {
+        let tls = t.satellite_tls(&sat_name(i));
+        let client = t.dial(&tls).await.unwrap();
+        let (tx, rx) = watch::channel(-1);
+        progress.push(rx);
+        tasks.push(tokio::spawn(run_satellite(client, tx, stop.clone())));
+    }
+    let wait_all = |target: Serial, progress: &mut Vec<watch::Receiver<Serial>>| {
+        let progress = progress.clone();
+        async move {
+            for mut rx in progress {
+                tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|s| *s >= target))
+                    .await
+                    .expect("a satellite did not catch up in time")
+                    .unwrap();
+            }
+        }
+    };
+    let head = t.master().cache().head();
+    wait_all(head, &mut progress).await;
+    let mut propagation = Vec::new();
+    for step in 0..changes {
+        make_change(&t.store, step).await;
+        let target = t.store.head().await.unwrap();
+        let woken = std::time::Instant::now();
+        t.wake();
+        wait_all(target, &mut progress).await;
+        propagation.push(woken.elapsed());
+    }
+    propagation.sort();
+    if let (Some(p50), Some(max)) = (propagation.get(propagation.len() / 2), propagation.last()) {
+        eprintln!(
+            "{satellites} satellites: from wake-up to the last satellite p50 {p50:?}, max {max:?}"
+        );
+    }
+    let head = t.master().cache().head();
+    assert_eq!(head, t.store.head().await.unwrap());
+    stop.cancel();
+    let master_objects = t.master().cache().with_registry(|r| {
+        (
+            r.domains.keys().cloned().collect::<BTreeSet<_>>(),
+            r.hosts.keys().cloned().collect::<BTreeSet<_>>(),
+            r.len(),
+        )
+    });
+    for task in tasks {
+        let run = task.await.unwrap();
+        // Every batch arrived, in order, without a gap, up to the master's head.
+        let mut at = run.snapshot_serial;
+        for (after, upto) in &run.batches {
+            assert!(*after <= at && *upto > at, "batch {after}..{upto} at {at}");
+            at = *upto;
+        }
+        assert_eq!(at, head);
+        assert!(!run.batches.is_empty() || changes == 0);
+        // And the satellite holds exactly the master's state.
+        assert_eq!(
+            (
+                run.registry
+                    .domains
+                    .keys()
+                    .cloned()
+                    .collect::<BTreeSet<_>>(),
+                run.registry.hosts.keys().cloned().collect::<BTreeSet<_>>(),
+                run.registry.len(),
+            ),
+            master_objects
+        );
+        assert_eq!(
+            run.registry
+                .domains
+                .get(&n("d0.test"))
+                .map(|d| d.is_delegated()),
+            t.master()
+                .cache()
+                .with_registry(|r| r.domains.get(&n("d0.test")).map(|d| d.is_delegated()))
+        );
+        assert!(run.settings.unwrap().selector_toml.contains("lookup"));
+    }
+    // Every satellite's check-in was recorded.
+    assert_eq!(t.master().satellites().all_status().len(), satellites);
+    t.master().store_calls()
+}
+
+// ───────────────────────────── tests ─────────────────────────────
+
+/// The master's store calls per batch do not depend on the number of satellites: 200
+/// satellites over mutual TLS each receive every batch, and the master made exactly as many
+/// store calls as with one satellite (one full load, one first poll, one poll per commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_satellites_cost_the_store_nothing_more() {
+    const CHANGES: usize = 8;
+    let one = run_cluster(1, CHANGES).await;
+    let many = run_cluster(200, CHANGES).await;
+    assert_eq!(
+        one,
+        2 + CHANGES as u64,
+        "load + first poll + one poll per commit"
+    );
+    assert_eq!(many, one, "store calls grew with the number of satellites");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_is_refused() {
+    let t = TestMaster::start(1).await;
+    let other_ca = create_ca(30).unwrap();
+    let s = issue(
+        &other_ca.key_pem,
+        &Role::Satellite(SatelliteId::new("sat0").unwrap()),
+        30,
+    )
+    .unwrap();
+    // The client trusts the real CA (so it accepts the master) but presents a foreign cert.
+    let tls = TlsMaterial::from_pem(t.ca.cert_pem.clone(), s.cert_pem, s.key_pem).unwrap();
+    let refused = match t.dial(&tls).await {
+        Err(_) => true,
+        Ok(mut c) => c.boot(pb::BootRequest::default()).await.is_err(),
+    };
+    assert!(refused, "a foreign certificate was accepted");
+    wait_for_log("client certificate not issued by this cluster's CA").await;
+    assert!(
+        t.master()
+            .satellites()
+            .status(&SatelliteId::new("sat0").unwrap())
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    let t = TestMaster::start(1).await;
+    let now = time::OffsetDateTime::now_utc();
+    let s = issue_between(
+        &t.ca.key_pem,
+        &Role::Satellite(SatelliteId::new("sat0").unwrap()),
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    let tls = TlsMaterial::from_pem(t.ca.cert_pem.clone(), s.cert_pem, s.key_pem).unwrap();
+    let refused = match t.dial(&tls).await {
+        Err(_) => true,
+        Ok(mut c) => c.boot(pb::BootRequest::default()).await.is_err(),
+    };
+    assert!(refused, "an expired certificate was accepted");
+    wait_for_log("client certificate expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_identity_is_refused_by_name() {
+    let t = TestMaster::start(1).await;
+    let tls = t.satellite_tls("stranger");
+    let mut client = t.dial(&tls).await.unwrap();
+    let status = client.boot(pb::BootRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(status.message().contains("stranger"), "{status}");
+    wait_for_log("unknown satellite identity").await;
+    assert!(log_text().contains("satellite=stranger"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_refused() {
+    let t = TestMaster::start(1).await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .domain_name(orrery_proto::link::tls::MASTER_NAME)
+        .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca.cert_pem));
+    let mut config = DialConfig::new(vec![t.addr.to_string()], tls);
+    config.connect_timeout = Duration::from_secs(10);
+    let refused = match Dialer::new(config).connect_to(&t.addr.to_string()).await {
+        Err(_) => true,
+        Ok(mut c) => c.boot(pb::BootRequest::default()).await.is_err(),
+    };
+    assert!(refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_satellite_behind_the_window_is_told_to_take_a_snapshot() {
+    let t = TestMaster::start(1).await;
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    let head = t.master().cache().head();
+    assert!(head > 1);
+    let mut stream = client
+        .follow(pb::FollowRequest { from_serial: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().and_then(|e| e.event) {
+        Some(Event::SnapshotRequired(s)) => {
+            assert_eq!((s.window_start, s.head_serial), (head, head));
+        }
+        other => panic!("expected snapshot_required, got {other:?}"),
+    }
+    assert!(stream.message().await.unwrap().is_none(), "stream ends");
+    // Ahead of the master: also a snapshot.
+    let mut stream = client
+        .follow(pb::FollowRequest {
+            from_serial: head + 100,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|e| e.event),
+        Some(Event::SnapshotRequired(_))
+    ));
+    // A quiet stream carries heartbeats.
+    let mut stream = client
+        .follow(pb::FollowRequest { from_serial: head })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        stream.message().await.unwrap().and_then(|e| e.event),
+        Some(Event::Heartbeat(pb::Heartbeat { head_serial })) if head_serial == head
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_snapshot_transfer_resumes_from_its_next_chunk() {
+    let t = TestMaster::start(1).await;
+    for step in 0..2 {
+        make_change(&t.store, step).await;
+    }
+    t.wake();
+    let target = t.store.head().await.unwrap();
+    while t.master().cache().head() < target {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    // Read the first chunk only, then drop the stream, as a cut connection would.
+    let first = {
+        let mut stream = client
+            .snapshot(pb::SnapshotRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().unwrap()
+    };
+    assert!(first.count > 1, "several chunks (3 objects each)");
+    let chunk = orrery_proto::link::convert::Chunk::try_from(first.clone()).unwrap();
+    let mut progress = Some(SnapshotProgress {
+        serial: chunk.serial,
+        count: chunk.count,
+        total_objects: chunk.total_objects,
+        next_chunk: 1,
+        objects: chunk.objects,
+    });
+    let (serial, objects) = fetch_snapshot(&mut client, &mut progress).await.unwrap();
+    assert_eq!(serial, target);
+    assert_eq!(objects.len() as u64, first.total_objects);
+    assert_eq!(objects.len(), t.master().cache().objects());
+    assert!(progress.is_none());
+
+    // A snapshot the master no longer holds: FAILED_PRECONDITION, and the helper restarts.
+    let status = client
+        .snapshot(pb::SnapshotRequest {
+            serial: serial - 1,
+            start_chunk: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let mut stale = Some(SnapshotProgress {
+        serial: serial - 1,
+        count: 9,
+        total_objects: 99,
+        next_chunk: 1,
+        objects: vec![],
+    });
+    let (again, objects) = fetch_snapshot(&mut client, &mut stale).await.unwrap();
+    assert_eq!(
+        (again, objects.len()),
+        (serial, t.master().cache().objects())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_configuration_arrives_at_the_next_check_in() {
+    let t = TestMaster::start(1).await;
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    let boot = client
+        .boot(pb::BootRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(boot.identity, "sat0");
+    let settings = SatelliteSettings::try_from(boot.config.unwrap()).unwrap();
+    let checkin = |version: String| pb::CheckInRequest {
+        applied_serial: 1,
+        config_version: version,
+        statistics: Some(pb::Statistics {
+            queries_by_qtype: [(1, 10), (28, 2)].into_iter().collect(),
+            ..Default::default()
+        }),
+        restart_required: vec![],
+    };
+    let r = client
+        .check_in(checkin(settings.version()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.config.is_none());
+    assert_eq!(r.checkin_interval_ms, 1000);
+
+    let mut changed = settings.clone();
+    changed.checkin_interval = Duration::from_secs(5);
+    let id = SatelliteId::new("sat0").unwrap();
+    t.master()
+        .satellites()
+        .set_config([(id.clone(), changed.clone())].into_iter().collect());
+    let r = client
+        .check_in(checkin(settings.version()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.checkin_interval_ms, 5000);
+    assert_eq!(
+        SatelliteSettings::try_from(r.config.unwrap()).unwrap(),
+        changed
+    );
+    let status = t.master().satellites().status(&id).unwrap();
+    assert_eq!(status.checkins, 2);
+    assert_eq!(status.statistics.unwrap().queries_by_qtype[&1], 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_and_tasks() {
+    let mut t = TestMaster::start(1).await;
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    let head = t.master().cache().head();
+    let mut stream = client
+        .follow(pb::FollowRequest { from_serial: head })
+        .await
+        .unwrap()
+        .into_inner();
+    t.shutdown.cancel();
+    let master = t.master.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), master.join())
+        .await
+        .expect("the master did not stop");
+    // The satellite sees its stream end (or fail) rather than hang.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.message().await {}
+    })
+    .await;
+    assert!(ended.is_ok());
+}
+
+async fn wait_for_log(needle: &str) {
+    for _ in 0..200 {
+        if log_text().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no log line containing {needle:?} in:\n{}", log_text());
+}

@@ -1,0 +1,961 @@
+//! Conversions between the link's messages ([`pb`]) and the registry model.
+//!
+//! Model → message is infallible (`From`). Message → model (`TryFrom`) checks everything a
+//! peer could get wrong, and answers a [`ConvertError`] naming the object, its key and the
+//! field: names go through [`Name::from_ascii`] (RFC 1035 §2.3.4), addresses must be 4 or 16
+//! octets, DS fields must fit their widths and the digest its type (RFC 4034 §5.1), statuses
+//! must be EPP spellings (RFC 5731 §2.3), batches must not run backwards. Nothing here panics on
+//! any input.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use prost::Message;
+
+use super::pb;
+use super::pb::change::Change as PbChange;
+use crate::model::{
+    Change, ChangeBatch, Contact, Domain, Ds, EppStatus, Host, Registrar, Serial, Soa, Timestamp,
+    Zone,
+};
+use crate::name::Name;
+
+/// A message from the link that does not make a valid model object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object} {key:?}: field {field}: {reason}")]
+pub struct ConvertError {
+    /// The kind of object (`domain`, `host`, `batch`, `config` …).
+    pub object: &'static str,
+    /// Its name or handle as received (may be empty when the key itself is bad).
+    pub key: String,
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Builds [`ConvertError`]s for one object.
+struct Ctx<'a> {
+    object: &'static str,
+    key: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &'static str, reason: impl ToString) -> ConvertError {
+        ConvertError {
+            object: self.object,
+            key: self.key.to_owned(),
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn name(&self, field: &'static str, text: &str) -> Result<Name, ConvertError> {
+        Name::from_ascii(text).map_err(|e| self.err(field, format!("{text:?}: {e}")))
+    }
+
+    fn names(&self, field: &'static str, list: &[String]) -> Result<Vec<Name>, ConvertError> {
+        list.iter().map(|t| self.name(field, t)).collect()
+    }
+
+    fn u8(&self, field: &'static str, v: u32) -> Result<u8, ConvertError> {
+        u8::try_from(v).map_err(|_| self.err(field, format!("{v} does not fit in 8 bits")))
+    }
+
+    fn required<T>(&self, field: &'static str, v: Option<T>) -> Result<T, ConvertError> {
+        v.ok_or_else(|| self.err(field, "missing"))
+    }
+}
+
+fn name_text(n: &Name) -> String {
+    n.to_string()
+}
+
+fn names_text(list: &[Name]) -> Vec<String> {
+    list.iter().map(name_text).collect()
+}
+
+// ─────────────────────────────── zones ───────────────────────────────
+
+impl From<&Zone> for pb::Zone {
+    fn from(z: &Zone) -> Self {
+        Self {
+            name: name_text(&z.name),
+            soa: Some(pb::Soa {
+                mname: name_text(&z.soa.mname),
+                rname: name_text(&z.soa.rname),
+                refresh: z.soa.refresh,
+                retry: z.soa.retry,
+                expire: z.soa.expire,
+                minimum: z.soa.minimum,
+            }),
+            soa_ttl: z.soa_ttl,
+            ns_ttl: z.ns_ttl,
+            ds_ttl: z.ds_ttl,
+            nameservers: names_text(&z.nameservers),
+        }
+    }
+}
+
+impl TryFrom<pb::Zone> for Zone {
+    type Error = ConvertError;
+
+    fn try_from(z: pb::Zone) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "zone",
+            key: &z.name,
+        };
+        let soa = cx.required("soa", z.soa.as_ref())?;
+        Ok(Self {
+            name: cx.name("name", &z.name)?,
+            soa: Soa {
+                mname: cx.name("soa.mname", &soa.mname)?,
+                rname: cx.name("soa.rname", &soa.rname)?,
+                refresh: soa.refresh,
+                retry: soa.retry,
+                expire: soa.expire,
+                minimum: soa.minimum,
+            },
+            soa_ttl: z.soa_ttl,
+            ns_ttl: z.ns_ttl,
+            ds_ttl: z.ds_ttl,
+            nameservers: cx.names("nameservers", &z.nameservers)?,
+        })
+    }
+}
+
+// ─────────────────────────────── domains ───────────────────────────────
+
+impl From<&Ds> for pb::Ds {
+    fn from(d: &Ds) -> Self {
+        Self {
+            key_tag: u32::from(d.key_tag),
+            algorithm: u32::from(d.algorithm),
+            digest_type: u32::from(d.digest_type),
+            digest: d.digest.clone(),
+        }
+    }
+}
+
+impl From<&Domain> for pb::Domain {
+    fn from(d: &Domain) -> Self {
+        Self {
+            name: name_text(&d.name),
+            zone: name_text(&d.zone),
+            roid: d.roid.clone(),
+            registrar: d.registrar.clone(),
+            created: d.created.0,
+            updated: d.updated.0,
+            expires: d.expires.0,
+            statuses: d.statuses.iter().map(|s| s.as_str().to_owned()).collect(),
+            registrant: d.registrant.clone(),
+            admin: d.admin.clone(),
+            tech: d.tech.clone(),
+            billing: d.billing.clone(),
+            nameservers: names_text(&d.nameservers),
+            ds: d.ds.iter().map(pb::Ds::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::Domain> for Domain {
+    type Error = ConvertError;
+
+    fn try_from(d: pb::Domain) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "domain",
+            key: &d.name,
+        };
+        let name = cx.name("name", &d.name)?;
+        let zone = cx.name("zone", &d.zone)?;
+        if !name.is_subdomain_of(&zone) || name == zone {
+            return Err(cx.err("zone", format!("{zone} is not a parent of the domain")));
+        }
+        let statuses = d
+            .statuses
+            .iter()
+            .map(|s| {
+                EppStatus::parse(s).ok_or_else(|| cx.err("statuses", format!("{s:?} unknown")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ds =
+            d.ds.iter()
+                .map(|ds| {
+                    let key_tag = u16::try_from(ds.key_tag).map_err(|_| {
+                        cx.err(
+                            "ds.key_tag",
+                            format!("{} does not fit in 16 bits", ds.key_tag),
+                        )
+                    })?;
+                    let ds = Ds {
+                        key_tag,
+                        algorithm: cx.u8("ds.algorithm", ds.algorithm)?,
+                        digest_type: cx.u8("ds.digest_type", ds.digest_type)?,
+                        digest: ds.digest.clone(),
+                    };
+                    ds.check().map_err(|e| cx.err("ds.digest", e))?;
+                    Ok(ds)
+                })
+                .collect::<Result<Vec<_>, ConvertError>>()?;
+        let nameservers = cx.names("nameservers", &d.nameservers)?;
+        Ok(Self {
+            name,
+            zone,
+            roid: d.roid,
+            registrar: d.registrar,
+            created: Timestamp(d.created),
+            updated: Timestamp(d.updated),
+            expires: Timestamp(d.expires),
+            statuses,
+            registrant: d.registrant,
+            admin: d.admin,
+            tech: d.tech,
+            billing: d.billing,
+            nameservers,
+            ds,
+        })
+    }
+}
+
+// ─────────────────────────────── hosts ───────────────────────────────
+
+fn address_bytes(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+impl From<&Host> for pb::Host {
+    fn from(h: &Host) -> Self {
+        Self {
+            name: name_text(&h.name),
+            addresses: h.addresses.iter().map(address_bytes).collect(),
+            registrar: h.registrar.clone(),
+            created: h.created.0,
+            updated: h.updated.0,
+        }
+    }
+}
+
+impl TryFrom<pb::Host> for Host {
+    type Error = ConvertError;
+
+    fn try_from(h: pb::Host) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "host",
+            key: &h.name,
+        };
+        let addresses = h
+            .addresses
+            .iter()
+            .map(|a| {
+                if let Ok(v4) = <[u8; 4]>::try_from(a.as_slice()) {
+                    Ok(IpAddr::V4(Ipv4Addr::from(v4)))
+                } else if let Ok(v6) = <[u8; 16]>::try_from(a.as_slice()) {
+                    Ok(IpAddr::V6(Ipv6Addr::from(v6)))
+                } else {
+                    Err(cx.err(
+                        "addresses",
+                        format!("{} octets, not 4 (IPv4) or 16 (IPv6)", a.len()),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            name: cx.name("name", &h.name)?,
+            addresses,
+            registrar: h.registrar,
+            created: Timestamp(h.created),
+            updated: Timestamp(h.updated),
+        })
+    }
+}
+
+// ─────────────────────────── contacts and registrars ───────────────────────────
+
+impl From<&Contact> for pb::Contact {
+    fn from(c: &Contact) -> Self {
+        Self {
+            handle: c.handle.clone(),
+            name: c.name.clone(),
+            organisation: c.organisation.clone(),
+            street: c.street.clone(),
+            city: c.city.clone(),
+            province: c.province.clone(),
+            postcode: c.postcode.clone(),
+            country: c.country.clone(),
+            email: c.email.clone(),
+            voice: c.voice.clone(),
+            fax: c.fax.clone(),
+            disclose: c.disclose,
+            created: c.created.0,
+            updated: c.updated.0,
+        }
+    }
+}
+
+/// The most street lines EPP allows (RFC 5733 §2.4.1).
+const MAX_STREET_LINES: usize = 3;
+
+impl TryFrom<pb::Contact> for Contact {
+    type Error = ConvertError;
+
+    fn try_from(c: pb::Contact) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "contact",
+            key: &c.handle,
+        };
+        if c.handle.is_empty() {
+            return Err(cx.err("handle", "empty"));
+        }
+        if c.street.len() > MAX_STREET_LINES {
+            return Err(cx.err(
+                "street",
+                format!("{} lines, at most {MAX_STREET_LINES}", c.street.len()),
+            ));
+        }
+        Ok(Self {
+            handle: c.handle,
+            name: c.name,
+            organisation: c.organisation,
+            street: c.street,
+            city: c.city,
+            province: c.province,
+            postcode: c.postcode,
+            country: c.country,
+            email: c.email,
+            voice: c.voice,
+            fax: c.fax,
+            disclose: c.disclose,
+            created: Timestamp(c.created),
+            updated: Timestamp(c.updated),
+        })
+    }
+}
+
+impl From<&Registrar> for pb::Registrar {
+    fn from(r: &Registrar) -> Self {
+        Self {
+            handle: r.handle.clone(),
+            name: r.name.clone(),
+            iana_id: r.iana_id,
+            url: r.url.clone(),
+            whois_server: r.whois_server.clone(),
+            email: r.email.clone(),
+            phone: r.phone.clone(),
+            abuse_email: r.abuse_email.clone(),
+            abuse_phone: r.abuse_phone.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Registrar> for Registrar {
+    type Error = ConvertError;
+
+    fn try_from(r: pb::Registrar) -> Result<Self, ConvertError> {
+        if r.handle.is_empty() {
+            return Err(Ctx {
+                object: "registrar",
+                key: "",
+            }
+            .err("handle", "empty"));
+        }
+        Ok(Self {
+            handle: r.handle,
+            name: r.name,
+            iana_id: r.iana_id,
+            url: r.url,
+            whois_server: r.whois_server,
+            email: r.email,
+            phone: r.phone,
+            abuse_email: r.abuse_email,
+            abuse_phone: r.abuse_phone,
+        })
+    }
+}
+
+// ─────────────────────────────── changes ───────────────────────────────
+
+impl From<&Change> for pb::Change {
+    fn from(c: &Change) -> Self {
+        let change = match c {
+            Change::Zone(z) => PbChange::Zone(z.into()),
+            Change::ZoneRemoved(n) => PbChange::ZoneRemoved(name_text(n)),
+            Change::Domain(d) => PbChange::Domain(d.into()),
+            Change::DomainRemoved(n) => PbChange::DomainRemoved(name_text(n)),
+            Change::Host(h) => PbChange::Host(h.into()),
+            Change::HostRemoved(n) => PbChange::HostRemoved(name_text(n)),
+            Change::Contact(c) => PbChange::Contact(c.into()),
+            Change::ContactRemoved(h) => PbChange::ContactRemoved(h.clone()),
+            Change::Registrar(r) => PbChange::Registrar(r.into()),
+            Change::RegistrarRemoved(h) => PbChange::RegistrarRemoved(h.clone()),
+        };
+        Self {
+            change: Some(change),
+        }
+    }
+}
+
+fn removed_name(object: &'static str, text: &str) -> Result<Name, ConvertError> {
+    Ctx { object, key: text }.name("name", text)
+}
+
+fn removed_handle(object: &'static str, handle: String) -> Result<String, ConvertError> {
+    if handle.is_empty() {
+        return Err(Ctx { object, key: "" }.err("handle", "empty"));
+    }
+    Ok(handle)
+}
+
+impl TryFrom<pb::Change> for Change {
+    type Error = ConvertError;
+
+    fn try_from(c: pb::Change) -> Result<Self, ConvertError> {
+        let Some(change) = c.change else {
+            return Err(Ctx {
+                object: "change",
+                key: "",
+            }
+            .err("change", "no object set"));
+        };
+        Ok(match change {
+            PbChange::Zone(z) => Self::Zone(z.try_into()?),
+            PbChange::ZoneRemoved(n) => Self::ZoneRemoved(removed_name("zone", &n)?),
+            PbChange::Domain(d) => Self::Domain(d.try_into()?),
+            PbChange::DomainRemoved(n) => Self::DomainRemoved(removed_name("domain", &n)?),
+            PbChange::Host(h) => Self::Host(h.try_into()?),
+            PbChange::HostRemoved(n) => Self::HostRemoved(removed_name("host", &n)?),
+            PbChange::Contact(c) => Self::Contact(c.try_into()?),
+            PbChange::ContactRemoved(h) => Self::ContactRemoved(removed_handle("contact", h)?),
+            PbChange::Registrar(r) => Self::Registrar(r.try_into()?),
+            PbChange::RegistrarRemoved(h) => {
+                Self::RegistrarRemoved(removed_handle("registrar", h)?)
+            }
+        })
+    }
+}
+
+impl From<&ChangeBatch> for pb::ChangeBatch {
+    fn from(b: &ChangeBatch) -> Self {
+        Self {
+            after: b.after,
+            upto: b.upto,
+            changes: b.changes.iter().map(pb::Change::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::ChangeBatch> for ChangeBatch {
+    type Error = ConvertError;
+
+    fn try_from(b: pb::ChangeBatch) -> Result<Self, ConvertError> {
+        let key = format!("{}..{}", b.after, b.upto);
+        let cx = Ctx {
+            object: "batch",
+            key: &key,
+        };
+        check_serial(&cx, "after", b.after)?;
+        if b.upto < b.after {
+            return Err(cx.err("upto", "before `after`"));
+        }
+        Ok(Self {
+            after: b.after,
+            upto: b.upto,
+            changes: b
+                .changes
+                .into_iter()
+                .map(Change::try_from)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+fn check_serial(cx: &Ctx<'_>, field: &'static str, s: Serial) -> Result<(), ConvertError> {
+    if s < 0 {
+        return Err(cx.err(field, format!("negative serial {s}")));
+    }
+    Ok(())
+}
+
+/// A checked snapshot chunk: its place in the snapshot and its objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub serial: Serial,
+    pub index: u32,
+    pub count: u32,
+    pub total_objects: u64,
+    /// Upserts only.
+    pub objects: Vec<Change>,
+}
+
+impl TryFrom<pb::SnapshotChunk> for Chunk {
+    type Error = ConvertError;
+
+    fn try_from(c: pb::SnapshotChunk) -> Result<Self, ConvertError> {
+        let key = format!("{}#{}", c.serial, c.index);
+        let cx = Ctx {
+            object: "snapshot chunk",
+            key: &key,
+        };
+        check_serial(&cx, "serial", c.serial)?;
+        if c.index >= c.count {
+            return Err(cx.err("index", format!("not below count {}", c.count)));
+        }
+        let objects = c
+            .objects
+            .into_iter()
+            .map(Change::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(removal) = objects.iter().find(|o| {
+            matches!(
+                o,
+                Change::ZoneRemoved(_)
+                    | Change::DomainRemoved(_)
+                    | Change::HostRemoved(_)
+                    | Change::ContactRemoved(_)
+                    | Change::RegistrarRemoved(_)
+            )
+        }) {
+            return Err(cx.err(
+                "objects",
+                format!("a snapshot holds no removals: {removal:?}"),
+            ));
+        }
+        Ok(Self {
+            serial: c.serial,
+            index: c.index,
+            count: c.count,
+            total_objects: c.total_objects,
+            objects,
+        })
+    }
+}
+
+// ───────────────────────────── satellite configuration ─────────────────────────────
+
+/// A satellite's configuration as the master holds it and the satellite applies it: the typed
+/// form of [`pb::SatelliteConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SatelliteSettings {
+    /// How often the satellite checks in.
+    pub checkin_interval: Duration,
+    /// DNS listen addresses; `None` when the satellite serves no DNS.
+    pub dns: Option<DnsListen>,
+    /// Whois TCP listen addresses; `None` when the satellite serves no Whois.
+    pub whois: Option<Vec<SocketAddr>>,
+    /// Worker threads per socket; `None` lets the satellite choose.
+    pub workers: Option<u32>,
+    /// Memory budget for zone data, in bytes; `None` for no limit.
+    pub memory_budget: Option<u64>,
+    /// NSID option value (RFC 5001).
+    pub nsid: Option<Vec<u8>>,
+    /// `hostname.bind`/`id.server` answer (RFC 4892).
+    pub hostname: Option<String>,
+    /// The Selector's `[leaves.*]` and `[[chains]]` as TOML text, in the satellite's format.
+    pub selector_toml: String,
+}
+
+/// Where a satellite serves DNS.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DnsListen {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// The shortest check-in interval a satellite accepts.
+pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(100);
+
+impl SatelliteSettings {
+    /// A digest of every field: equal settings give equal versions on both ends, so the master
+    /// sends the configuration only when the satellite runs another one.
+    pub fn version(&self) -> String {
+        pb::SatelliteConfig::from(self).version
+    }
+}
+
+/// FNV-1a, 64 bits, in hex: stable across platforms and releases, unlike `DefaultHasher`.
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn addrs_text(list: &[SocketAddr]) -> Vec<String> {
+    list.iter().map(SocketAddr::to_string).collect()
+}
+
+impl From<&SatelliteSettings> for pb::SatelliteConfig {
+    fn from(s: &SatelliteSettings) -> Self {
+        let mut msg = Self {
+            version: String::new(),
+            checkin_interval_ms: u32::try_from(s.checkin_interval.as_millis()).unwrap_or(u32::MAX),
+            dns: s.dns.as_ref().map(|d| pb::DnsService {
+                udp: addrs_text(&d.udp),
+                tcp: addrs_text(&d.tcp),
+            }),
+            whois: s
+                .whois
+                .as_ref()
+                .map(|w| pb::WhoisService { tcp: addrs_text(w) }),
+            workers: s.workers.unwrap_or(0),
+            memory_budget_bytes: s.memory_budget.unwrap_or(0),
+            nsid: s.nsid.clone().unwrap_or_default(),
+            hostname: s.hostname.clone().unwrap_or_default(),
+            selector_toml: s.selector_toml.clone(),
+        };
+        // The version is the digest of the message without it; prost encodes fields in number
+        // order and this message has no maps, so equal settings give equal bytes.
+        msg.version = fnv1a_hex(&msg.encode_to_vec());
+        msg
+    }
+}
+
+impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
+    type Error = ConvertError;
+
+    fn try_from(c: pb::SatelliteConfig) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "config",
+            key: &c.version,
+        };
+        let interval = Duration::from_millis(u64::from(c.checkin_interval_ms));
+        if interval < MIN_CHECKIN_INTERVAL {
+            return Err(cx.err(
+                "checkin_interval_ms",
+                format!(
+                    "{} ms, at least {MIN_CHECKIN_INTERVAL:?}",
+                    c.checkin_interval_ms
+                ),
+            ));
+        }
+        let addrs = |field: &'static str, list: &[String]| {
+            list.iter()
+                .map(|a| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| cx.err(field, format!("{a:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let dns = c
+            .dns
+            .as_ref()
+            .map(|d| {
+                Ok::<_, ConvertError>(DnsListen {
+                    udp: addrs("dns.udp", &d.udp)?,
+                    tcp: addrs("dns.tcp", &d.tcp)?,
+                })
+            })
+            .transpose()?;
+        let whois = c
+            .whois
+            .as_ref()
+            .map(|w| addrs("whois.tcp", &w.tcp))
+            .transpose()?;
+        if c.nsid.len() > usize::from(u16::MAX) {
+            return Err(cx.err("nsid", "longer than an EDNS option can carry"));
+        }
+        Ok(Self {
+            checkin_interval: interval,
+            dns,
+            whois,
+            workers: (c.workers != 0).then_some(c.workers),
+            memory_budget: (c.memory_budget_bytes != 0).then_some(c.memory_budget_bytes),
+            nsid: (!c.nsid.is_empty()).then_some(c.nsid),
+            hostname: (!c.hostname.is_empty()).then_some(c.hostname),
+            selector_toml: c.selector_toml,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn domain() -> Domain {
+        Domain {
+            name: n("foo.test"),
+            zone: n("test"),
+            roid: "D1-TEST".into(),
+            registrar: "R1".into(),
+            created: Timestamp(1),
+            updated: Timestamp(2),
+            expires: Timestamp(3),
+            statuses: vec![EppStatus::ClientHold, EppStatus::ServerTransferProhibited],
+            registrant: Some("C1".into()),
+            admin: None,
+            tech: Some("C2".into()),
+            billing: None,
+            nameservers: vec![n("ns1.foo.test"), n("ns.other.example")],
+            ds: vec![Ds {
+                key_tag: 65535,
+                algorithm: 13,
+                digest_type: 2,
+                digest: vec![7; 32],
+            }],
+        }
+    }
+
+    fn every_change() -> Vec<Change> {
+        vec![
+            Change::Registrar(Registrar {
+                handle: "R1".into(),
+                name: "One".into(),
+                iana_id: Some(9999),
+                url: Some("https://r1.example".into()),
+                whois_server: None,
+                email: None,
+                phone: None,
+                abuse_email: Some("abuse@r1.example".into()),
+                abuse_phone: None,
+            }),
+            Change::Contact(Contact {
+                handle: "C1".into(),
+                name: "Ann".into(),
+                organisation: None,
+                street: vec!["1 Road".into(), "Flat 2".into()],
+                city: "Town".into(),
+                province: None,
+                postcode: Some("12345".into()),
+                country: "FR".into(),
+                email: "ann@example.org".into(),
+                voice: None,
+                fax: None,
+                disclose: true,
+                created: Timestamp(5),
+                updated: Timestamp(6),
+            }),
+            Change::Zone(Zone {
+                name: n("test"),
+                soa: Soa {
+                    mname: n("a.nic.test"),
+                    rname: n("hostmaster.nic.test"),
+                    refresh: 1800,
+                    retry: 900,
+                    expire: 2_419_200,
+                    minimum: 3600,
+                },
+                soa_ttl: 3600,
+                ns_ttl: 172_800,
+                ds_ttl: 86_400,
+                nameservers: vec![n("a.nic.test")],
+            }),
+            Change::Host(Host {
+                name: n("ns1.foo.test"),
+                addresses: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+                registrar: Some("R1".into()),
+                created: Timestamp(-5),
+                updated: Timestamp(0),
+            }),
+            Change::Domain(domain()),
+            Change::ZoneRemoved(n("old")),
+            Change::DomainRemoved(n("gone.test")),
+            Change::HostRemoved(n("ns.gone.test")),
+            Change::ContactRemoved("C9".into()),
+            Change::RegistrarRemoved("R9".into()),
+        ]
+    }
+
+    #[test]
+    fn every_change_round_trips_through_bytes() {
+        let batch = ChangeBatch {
+            after: 10,
+            upto: 42,
+            changes: every_change(),
+        };
+        let bytes = pb::ChangeBatch::from(&batch).encode_to_vec();
+        let decoded = pb::ChangeBatch::decode(bytes.as_slice()).unwrap();
+        assert_eq!(ChangeBatch::try_from(decoded).unwrap(), batch);
+    }
+
+    fn pb_domain() -> pb::Domain {
+        pb::Domain::from(&domain())
+    }
+
+    fn domain_err(d: pb::Domain) -> ConvertError {
+        Domain::try_from(d).unwrap_err()
+    }
+
+    #[test]
+    fn malformed_domains_are_refused_with_their_field() {
+        let mut d = pb_domain();
+        d.name = "foo..test".into();
+        let e = domain_err(d);
+        assert_eq!((e.object, e.field), ("domain", "name"));
+
+        let mut d = pb_domain();
+        d.name = "x".repeat(64) + ".test";
+        assert_eq!(domain_err(d).field, "name");
+
+        let mut d = pb_domain();
+        d.zone = "other".into();
+        assert_eq!(domain_err(d).field, "zone");
+
+        let mut d = pb_domain();
+        d.nameservers.push("bad name.test".into());
+        assert_eq!(domain_err(d).field, "nameservers");
+
+        let mut d = pb_domain();
+        d.statuses.push("clienthold".into());
+        assert_eq!(domain_err(d).field, "statuses");
+
+        let mut d = pb_domain();
+        d.ds[0].digest.pop();
+        let e = domain_err(d);
+        assert_eq!(e.field, "ds.digest");
+        assert!(e.to_string().contains("needs 32"), "{e}");
+
+        let mut d = pb_domain();
+        d.ds[0].key_tag = 65536;
+        assert_eq!(domain_err(d).field, "ds.key_tag");
+
+        let mut d = pb_domain();
+        d.ds[0].algorithm = 256;
+        assert_eq!(domain_err(d).field, "ds.algorithm");
+
+        let mut d = pb_domain();
+        d.ds[0].digest_type = 3;
+        assert_eq!(domain_err(d).field, "ds.digest");
+    }
+
+    #[test]
+    fn malformed_objects_are_refused() {
+        let mut h = pb::Host::from(&Host {
+            name: n("ns1.foo.test"),
+            addresses: vec![],
+            registrar: None,
+            created: Timestamp(0),
+            updated: Timestamp(0),
+        });
+        h.addresses.push(vec![1, 2, 3]);
+        assert_eq!(Host::try_from(h).unwrap_err().field, "addresses");
+
+        let z = pb::Zone {
+            name: "test".into(),
+            soa: None,
+            ..Default::default()
+        };
+        assert_eq!(Zone::try_from(z).unwrap_err().field, "soa");
+
+        assert_eq!(
+            Change::try_from(pb::Change { change: None })
+                .unwrap_err()
+                .field,
+            "change"
+        );
+        assert!(
+            Change::try_from(pb::Change {
+                change: Some(PbChange::DomainRemoved(String::new()))
+            })
+            .is_err()
+        );
+        assert!(
+            Change::try_from(pb::Change {
+                change: Some(PbChange::ContactRemoved(String::new()))
+            })
+            .is_err()
+        );
+        let backwards = pb::ChangeBatch {
+            after: 5,
+            upto: 4,
+            changes: vec![],
+        };
+        assert_eq!(ChangeBatch::try_from(backwards).unwrap_err().field, "upto");
+        let negative = pb::ChangeBatch {
+            after: -1,
+            upto: 4,
+            changes: vec![],
+        };
+        assert_eq!(ChangeBatch::try_from(negative).unwrap_err().field, "after");
+
+        let chunk = pb::SnapshotChunk {
+            serial: 3,
+            index: 2,
+            count: 2,
+            total_objects: 0,
+            objects: vec![],
+        };
+        assert_eq!(Chunk::try_from(chunk).unwrap_err().field, "index");
+        let chunk = pb::SnapshotChunk {
+            serial: 3,
+            index: 0,
+            count: 1,
+            total_objects: 1,
+            objects: vec![pb::Change::from(&Change::DomainRemoved(n("x.test")))],
+        };
+        assert_eq!(Chunk::try_from(chunk).unwrap_err().field, "objects");
+    }
+
+    /// Arbitrary bytes never panic the decoder or the conversions.
+    #[test]
+    fn garbage_never_panics() {
+        let good = pb::ChangeBatch::from(&ChangeBatch {
+            after: 1,
+            upto: 2,
+            changes: every_change(),
+        })
+        .encode_to_vec();
+        // Deterministic corruption: flip, truncate and splice at many positions.
+        for i in 0..good.len() {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut bytes = good.clone();
+                bytes[i] ^= mask;
+                if let Ok(msg) = pb::ChangeBatch::decode(bytes.as_slice()) {
+                    let _ = ChangeBatch::try_from(msg);
+                }
+            }
+            if let Ok(msg) = pb::ChangeBatch::decode(&good[..i]) {
+                let _ = ChangeBatch::try_from(msg);
+            }
+        }
+    }
+
+    fn settings() -> SatelliteSettings {
+        SatelliteSettings {
+            checkin_interval: Duration::from_secs(60),
+            dns: Some(DnsListen {
+                udp: vec!["127.0.0.1:5353".parse().unwrap()],
+                tcp: vec!["[::1]:5353".parse().unwrap()],
+            }),
+            whois: None,
+            workers: Some(2),
+            memory_budget: Some(1 << 30),
+            nsid: Some(b"sat1".to_vec()),
+            hostname: Some("sat1.example".into()),
+            selector_toml: "[[chains]]\nname = \"main\"\nleaves = []\n".into(),
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_and_version() {
+        let s = settings();
+        let msg = pb::SatelliteConfig::from(&s);
+        assert_eq!(msg.version, s.version());
+        let back = SatelliteSettings::try_from(msg).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.version(), s.version());
+        let mut other = s.clone();
+        other.checkin_interval = Duration::from_secs(30);
+        assert_ne!(other.version(), s.version());
+
+        let mut msg = pb::SatelliteConfig::from(&s);
+        msg.dns.as_mut().unwrap().udp.push("127.0.0.1".into());
+        assert_eq!(
+            SatelliteSettings::try_from(msg).unwrap_err().field,
+            "dns.udp"
+        );
+        let mut msg = pb::SatelliteConfig::from(&s);
+        msg.checkin_interval_ms = 0;
+        assert_eq!(
+            SatelliteSettings::try_from(msg).unwrap_err().field,
+            "checkin_interval_ms"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The satellite's configuration: a TOML file (`deny_unknown_fields` everywhere), validated
+//! once into typed values ([`Config`]) with errors that name the bad field.
+//!
+//! The `[leaves.*]` and `[[chains]]` tables are the Selector's plain-data description
+//! ([`SelectorConfig`]); later the master sends the same data at boot. See
+//! `config.example.toml` for every field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::leaf::{ChainConfig, LeafConfig, Selector, SelectorConfig, SelectorError};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: ServerSection,
+    #[serde(default)]
+    edns: EdnsSection,
+    leaves: BTreeMap<String, LeafConfig>,
+    chains: Vec<ChainConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    #[serde(default)]
+    udp: Vec<String>,
+    #[serde(default)]
+    tcp: Vec<String>,
+    workers: Option<usize>,
+    tcp_idle_timeout_ms: Option<u64>,
+    tcp_max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdnsSection {
+    /// NSID as text.
+    nsid: Option<String>,
+    /// NSID as hex, for binary identifiers.
+    nsid_hex: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    /// UDP worker threads per UDP socket.
+    pub workers: usize,
+    /// RFC 7766 §6.2.3: close idle TCP connections after this long.
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections served at once; more are closed on accept.
+    pub tcp_max_connections: usize,
+    /// NSID (RFC 5001), sent when a query asks for it.
+    pub nsid: Option<Vec<u8>>,
+    pub selector: SelectorConfig,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("config field {field}: {message}")]
+    Field { field: String, message: String },
+    #[error("config [leaves]/[[chains]]: {0}")]
+    Selector(#[from] SelectorError),
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates configuration text; the Selector is built once to check it.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text)?;
+        let field = |field: &str, message: String| ConfigError::Field {
+            field: field.to_owned(),
+            message,
+        };
+        let addrs = |name: &str, list: &[String]| {
+            list.iter()
+                .map(|a| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|_| field(name, format!("{a:?} is not an address:port")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let udp = addrs("server.udp", &file.server.udp)?;
+        let tcp = addrs("server.tcp", &file.server.tcp)?;
+        if udp.is_empty() && tcp.is_empty() {
+            return Err(field("server", "no udp or tcp listen address".into()));
+        }
+        let workers = file.server.workers.unwrap_or(2);
+        if !(1..=1024).contains(&workers) {
+            return Err(field(
+                "server.workers",
+                format!("{workers} is not in 1..=1024"),
+            ));
+        }
+        let tcp_max_connections = file.server.tcp_max_connections.unwrap_or(1024);
+        if tcp_max_connections == 0 {
+            return Err(field(
+                "server.tcp_max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        let nsid = match (file.edns.nsid, file.edns.nsid_hex) {
+            (Some(_), Some(_)) => {
+                return Err(field("edns.nsid", "give nsid or nsid_hex, not both".into()));
+            }
+            (Some(text), None) => Some(text.into_bytes()),
+            (None, Some(hex)) => Some(parse_hex(&hex).ok_or_else(|| {
+                field(
+                    "edns.nsid_hex",
+                    format!("{hex:?} is not an even number of hex digits"),
+                )
+            })?),
+            (None, None) => None,
+        };
+        if nsid.as_ref().is_some_and(|n| n.len() > 512) {
+            return Err(field("edns.nsid", "longer than 512 octets".into()));
+        }
+        let selector = SelectorConfig {
+            leaves: file.leaves,
+            chains: file.chains,
+        };
+        Selector::build(&selector)?;
+        Ok(Self {
+            udp,
+            tcp,
+            workers,
+            tcp_idle_timeout: Duration::from_millis(
+                file.server.tcp_idle_timeout_ms.unwrap_or(10_000),
+            ),
+            tcp_max_connections,
+            nsid,
+            selector,
+        })
+    }
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    #[test]
+    fn parses_the_example() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.udp, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.nsid.as_deref(), Some(&b"sat1.example"[..]));
+        assert_eq!(c.selector.chains[0].name, "main");
+    }
+
+    #[test]
+    fn names_bad_fields() {
+        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 0")).unwrap_err();
+        assert!(err.to_string().contains("server.workers"), "{err}");
+        let err = Config::parse(&EXAMPLE.replace("127.0.0.1:5353", "localhost")).unwrap_err();
+        assert!(err.to_string().contains("server.udp"), "{err}");
+        let err = Config::parse(&EXAMPLE.replace("[server]", "[server]\nbogus = 1")).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err =
+            Config::parse(&EXAMPLE.replace("\"lookup\"]", "\"lookup\", \"nope\"]")).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
+        assert_eq!(parse_hex("0"), None);
+    }
+}

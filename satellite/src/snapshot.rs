@@ -1,0 +1,515 @@
+//! The satellite's snapshot file: everything it serves, so it can start (or restart while the
+//! master is unreachable) without anyone's help.
+//!
+//! # Format (version 1)
+//! ```text
+//! offset  size  field
+//!      0     8  magic "ORRSNAP\0"
+//!      8     4  format version, u32 little-endian (1)
+//!     12     4  CRC-32 (IEEE) of every byte from offset 16 to the end
+//!     16     8  journal serial, i64 LE
+//!     24     8  body length, u64 LE
+//!     32     …  body
+//! ```
+//! The body is a compact hand-rolled binary of the model types (zones, hosts, domains; each list
+//! prefixed by a u32 count; names as a length octet and canonical wire bytes, checked again on
+//! read; strings as u32 length and UTF-8; integers little-endian). Hand-rolled rather than a
+//! serde format because the model types have no serde derives for this and the layout must stay
+//! stable across releases: a new layout gets a new version number, and readers refuse versions
+//! they do not know. Version 2 will add contacts and registrars (issue 5).
+//!
+//! A file is read whole and checked (magic, version, length, checksum) before anything is
+//! decoded, and decoding builds new values only: a truncated or corrupt file is refused with an
+//! error naming it, never half-loaded. Writing is atomic: a temporary file in the same
+//! directory, fsync, rename, fsync of the directory.
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use orrery_proto::{Domain, Ds, EppStatus, Host, Name, Serial, Soa, Timestamp, Zone};
+
+const MAGIC: &[u8; 8] = b"ORRSNAP\0";
+/// Current format version.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 32;
+
+/// What a snapshot holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotData {
+    /// Journal serial the data reflects.
+    pub serial: Serial,
+    pub zones: Vec<Zone>,
+    pub domains: Vec<Domain>,
+    pub hosts: Vec<Host>,
+}
+
+/// Why a snapshot could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot {path}: not a snapshot file (bad magic)")]
+    BadMagic { path: PathBuf },
+    #[error(
+        "snapshot {path}: format version {version} is not supported (this build reads {FORMAT_VERSION})"
+    )]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    #[error("snapshot {path}: truncated: {found} octets where {expected} were announced")]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("snapshot {path}: checksum mismatch, the file is corrupt")]
+    Checksum { path: PathBuf },
+    #[error("snapshot {path}: corrupt body: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// Writes `data` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+pub fn write_snapshot(path: &Path, data: &SnapshotData) -> Result<(), SnapshotError> {
+    let io = |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = encode(data);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Reads and checks a snapshot file.
+pub fn read_snapshot(path: &Path) -> Result<SnapshotData, SnapshotError> {
+    let bytes = fs::read(path).map_err(|source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    decode(&bytes).map_err(|e| e.at(path))
+}
+
+/// Encodes a snapshot into bytes (header included).
+pub fn encode(data: &SnapshotData) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(HEADER_LEN + 64 * data.domains.len()));
+    w.0.extend_from_slice(MAGIC);
+    w.u32(FORMAT_VERSION);
+    w.u32(0); // checksum, patched below
+    w.i64(data.serial);
+    w.u64(0); // body length, patched below
+    w.u32(data.zones.len() as u32);
+    for z in &data.zones {
+        w.name(&z.name);
+        w.name(&z.soa.mname);
+        w.name(&z.soa.rname);
+        for v in [z.soa.refresh, z.soa.retry, z.soa.expire, z.soa.minimum] {
+            w.u32(v);
+        }
+        for v in [z.soa_ttl, z.ns_ttl, z.ds_ttl] {
+            w.u32(v);
+        }
+        w.names(&z.nameservers);
+    }
+    w.u32(data.hosts.len() as u32);
+    for h in &data.hosts {
+        w.name(&h.name);
+        w.u32(h.addresses.len() as u32);
+        for a in &h.addresses {
+            match a {
+                IpAddr::V4(v4) => {
+                    w.0.push(4);
+                    w.0.extend_from_slice(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    w.0.push(6);
+                    w.0.extend_from_slice(&v6.octets());
+                }
+            }
+        }
+        w.opt_str(h.registrar.as_deref());
+        w.i64(h.created.0);
+        w.i64(h.updated.0);
+    }
+    w.u32(data.domains.len() as u32);
+    for d in &data.domains {
+        w.name(&d.name);
+        w.name(&d.zone);
+        w.str(&d.roid);
+        w.str(&d.registrar);
+        for t in [d.created, d.updated, d.expires] {
+            w.i64(t.0);
+        }
+        w.u32(d.statuses.len() as u32);
+        for s in &d.statuses {
+            w.str(s.as_str());
+        }
+        for c in [&d.registrant, &d.admin, &d.tech, &d.billing] {
+            w.opt_str(c.as_deref());
+        }
+        w.names(&d.nameservers);
+        w.u32(d.ds.len() as u32);
+        for ds in &d.ds {
+            w.0.extend_from_slice(&ds.key_tag.to_le_bytes());
+            w.0.push(ds.algorithm);
+            w.0.push(ds.digest_type);
+            w.bytes(&ds.digest);
+        }
+    }
+    let mut bytes = w.0;
+    let body_len = (bytes.len() - HEADER_LEN) as u64;
+    bytes[24..32].copy_from_slice(&body_len.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[16..]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// A decoding error not yet tied to a path.
+#[derive(Debug)]
+pub enum DecodeError {
+    BadMagic,
+    UnsupportedVersion(u32),
+    Truncated { expected: u64, found: u64 },
+    Checksum,
+    Corrupt(String),
+}
+
+impl DecodeError {
+    fn at(self, path: &Path) -> SnapshotError {
+        let path = path.to_owned();
+        match self {
+            Self::BadMagic => SnapshotError::BadMagic { path },
+            Self::UnsupportedVersion(version) => {
+                SnapshotError::UnsupportedVersion { path, version }
+            }
+            Self::Truncated { expected, found } => SnapshotError::Truncated {
+                path,
+                expected,
+                found,
+            },
+            Self::Checksum => SnapshotError::Checksum { path },
+            Self::Corrupt(detail) => SnapshotError::Corrupt { path, detail },
+        }
+    }
+}
+
+/// Decodes snapshot bytes, checking everything.
+pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated {
+            expected: HEADER_LEN as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 octets"));
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 octets"));
+    let serial = i64::from_le_bytes(bytes[16..24].try_into().expect("8 octets"));
+    let body_len = u64::from_le_bytes(bytes[24..32].try_into().expect("8 octets"));
+    let found = (bytes.len() - HEADER_LEN) as u64;
+    if found != body_len {
+        return Err(DecodeError::Truncated {
+            expected: body_len + HEADER_LEN as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    if crc32fast::hash(&bytes[16..]) != crc {
+        return Err(DecodeError::Checksum);
+    }
+    let mut r = Reader {
+        buf: &bytes[HEADER_LEN..],
+    };
+    let corrupt = DecodeError::Corrupt;
+    let mut data = SnapshotData {
+        serial,
+        ..SnapshotData::default()
+    };
+    for _ in 0..r.count()? {
+        let name = r.name()?;
+        let soa = Soa {
+            mname: r.name()?,
+            rname: r.name()?,
+            refresh: r.u32()?,
+            retry: r.u32()?,
+            expire: r.u32()?,
+            minimum: r.u32()?,
+        };
+        data.zones.push(Zone {
+            name,
+            soa,
+            soa_ttl: r.u32()?,
+            ns_ttl: r.u32()?,
+            ds_ttl: r.u32()?,
+            nameservers: r.names()?,
+        });
+    }
+    for _ in 0..r.count()? {
+        let name = r.name()?;
+        let mut addresses = Vec::new();
+        for _ in 0..r.count()? {
+            match r.take(1)?[0] {
+                4 => {
+                    let o: [u8; 4] = r.take(4)?.try_into().expect("4 octets");
+                    addresses.push(IpAddr::V4(Ipv4Addr::from(o)));
+                }
+                6 => {
+                    let o: [u8; 16] = r.take(16)?.try_into().expect("16 octets");
+                    addresses.push(IpAddr::V6(Ipv6Addr::from(o)));
+                }
+                f => return Err(corrupt(format!("address family {f}"))),
+            }
+        }
+        data.hosts.push(Host {
+            name,
+            addresses,
+            registrar: r.opt_str()?,
+            created: Timestamp(r.i64()?),
+            updated: Timestamp(r.i64()?),
+        });
+    }
+    for _ in 0..r.count()? {
+        let name = r.name()?;
+        let zone = r.name()?;
+        let roid = r.str()?;
+        let registrar = r.str()?;
+        let (created, updated, expires) = (
+            Timestamp(r.i64()?),
+            Timestamp(r.i64()?),
+            Timestamp(r.i64()?),
+        );
+        let mut statuses = Vec::new();
+        for _ in 0..r.count()? {
+            let s = r.str()?;
+            statuses.push(
+                EppStatus::parse(&s).ok_or_else(|| corrupt(format!("unknown status {s:?}")))?,
+            );
+        }
+        let registrant = r.opt_str()?;
+        let admin = r.opt_str()?;
+        let tech = r.opt_str()?;
+        let billing = r.opt_str()?;
+        let nameservers = r.names()?;
+        let mut ds = Vec::new();
+        for _ in 0..r.count()? {
+            let head = r.take(4)?;
+            ds.push(Ds {
+                key_tag: u16::from_le_bytes([head[0], head[1]]),
+                algorithm: head[2],
+                digest_type: head[3],
+                digest: r.bytes()?.to_vec(),
+            });
+        }
+        data.domains.push(Domain {
+            name,
+            zone,
+            roid,
+            registrar,
+            created,
+            updated,
+            expires,
+            statuses,
+            registrant,
+            admin,
+            tech,
+            billing,
+            nameservers,
+            ds,
+        });
+    }
+    if !r.buf.is_empty() {
+        return Err(corrupt(format!(
+            "{} octets after the last record",
+            r.buf.len()
+        )));
+    }
+    Ok(data)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.0.push(1);
+                self.str(s);
+            }
+            None => self.0.push(0),
+        }
+    }
+    fn name(&mut self, n: &Name) {
+        let wire = n.as_wire();
+        self.0.push(wire.len() as u8);
+        self.0.extend_from_slice(wire);
+    }
+    fn names(&mut self, names: &[Name]) {
+        self.u32(names.len() as u32);
+        for n in names {
+            self.name(n);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.buf.len() {
+            return Err(DecodeError::Corrupt(format!(
+                "record runs past the end ({n} octets wanted, {} left)",
+                self.buf.len()
+            )));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 octets"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 octets"),
+        ))
+    }
+    /// A count, bounded by what the remaining bytes could hold (no huge preallocation).
+    fn count(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > self.buf.len() {
+            return Err(DecodeError::Corrupt(format!("count {n} exceeds the file")));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| DecodeError::Corrupt("string is not UTF-8".into()))
+    }
+    fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.take(1)?[0] {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            t => Err(DecodeError::Corrupt(format!("option tag {t}"))),
+        }
+    }
+    fn name(&mut self) -> Result<Name, DecodeError> {
+        let n = self.take(1)?[0] as usize;
+        let wire = self.take(n)?;
+        Name::from_canonical_wire(wire).map_err(|e| DecodeError::Corrupt(format!("name: {e}")))
+    }
+    fn names(&mut self) -> Result<Vec<Name>, DecodeError> {
+        (0..self.count()?).map(|_| self.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::tests::{domain, host, n, zone};
+
+    pub(crate) fn sample_data() -> SnapshotData {
+        let mut d = domain("foo.tld", "tld", &["ns1.foo.tld", "ns.other.example"]);
+        d.ds = vec![Ds {
+            key_tag: 7,
+            algorithm: 13,
+            digest_type: 2,
+            digest: vec![1; 32],
+        }];
+        d.registrant = Some("C1".into());
+        d.statuses = vec![EppStatus::ClientHold, EppStatus::ServerTransferProhibited];
+        let mut h = host("ns1.foo.tld", &["192.0.2.1", "2001:db8::1"]);
+        h.registrar = Some("r1".into());
+        SnapshotData {
+            serial: 42,
+            zones: vec![zone("tld", &["a.nic.tld"])],
+            domains: vec![d, domain("bar.tld", "tld", &[])],
+            hosts: vec![h, host("a.nic.tld", &[])],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zones.snap");
+        let data = sample_data();
+        write_snapshot(&path, &data).unwrap();
+        assert_eq!(read_snapshot(&path).unwrap(), data);
+        assert!(!dir.path().join("zones.snap.tmp").exists());
+        assert_eq!(data.zones[0].name, n("tld"));
+    }
+
+    #[test]
+    fn refuses_truncated_and_corrupt_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.snap");
+        let bytes = encode(&sample_data());
+        for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+            fs::write(&path, &bytes[..cut]).unwrap();
+            let err = read_snapshot(&path).unwrap_err();
+            assert!(err.to_string().contains("bad.snap"), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    SnapshotError::Truncated { .. } | SnapshotError::BadMagic { .. }
+                ),
+                "{err}"
+            );
+        }
+        for i in [9, 13, 17, 40, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            fs::write(&path, &b).unwrap();
+            assert!(read_snapshot(&path).is_err(), "flip at {i}");
+        }
+        let mut b = bytes.clone();
+        b[8] = 2;
+        fs::write(&path, &b).unwrap();
+        assert!(matches!(
+            read_snapshot(&path),
+            Err(SnapshotError::UnsupportedVersion { version: 2, .. })
+        ));
+        let err = read_snapshot(&dir.path().join("missing.snap")).unwrap_err();
+        assert!(err.to_string().contains("missing.snap"));
+    }
+}

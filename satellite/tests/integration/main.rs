@@ -1,0 +1,8 @@
+//! Integration tests of the satellite, in one test binary (link time matters on 2 cores).
+
+mod dig;
+mod fixtures;
+mod fuzz;
+mod harness;
+mod queries;
+mod shutdown;
