@@ -223,17 +223,32 @@ async fn journal_commits_notify_listeners() {
     let store = Store::open(&db.url).await.unwrap();
     let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
     listener.listen("orrery_journal").await.unwrap();
-    let pool = PgPoolOptions::new().max_connections(1).connect(&db.url).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
 
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('GONE', 'rolled back')").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('GONE', 'rolled back')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
-    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('KEPT', 'committed')").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('KEPT', 'committed')")
+        .execute(&pool)
+        .await
+        .unwrap();
 
-    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.expect("a notification").unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
     assert_eq!(note.payload(), store.head().await.unwrap().to_string());
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), listener.recv()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
         "one commit, one notification"
     );
     pool.close().await;
