@@ -31,7 +31,7 @@ pub mod synthetic;
 pub mod write;
 
 pub use journal::{ChangesSince, JournalEntry};
-pub use read::{HostSelection, ZoneItem};
+pub use read::{HostSelection, RegistryItem, ZoneItem};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,9 +22,10 @@ use crate::{Result, Store, StoreError, on_pool};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostSelection {
     /// Only hosts whose addresses belong in the zone's DNS data: in the zone, with addresses,
-    /// used by a delegated domain or as an apex nameserver, and not under a domain that is out of
-    /// DNS (held, or without nameservers). This is what the generator publishes as glue and what
-    /// a satellite serves.
+    /// and used by a delegated domain or as an apex nameserver. This is what the generator
+    /// publishes and what a satellite serves. A host stays published while a delegated domain
+    /// uses it even if its own superordinate domain is on hold: a hold on one domain must not
+    /// break the delegations of others (the glue is then authoritative data in the zone).
     Published,
     /// Every host object in the zone.
     All,
@@ -278,10 +279,6 @@ impl HostRow {
     /// The condition for [`HostSelection::Published`] on host `h`.
     fn published_filter() -> &'static str {
         "AND EXISTS (SELECT 1 FROM host_address a WHERE a.host_id = h.id) \
-         AND (h.domain_id IS NULL OR EXISTS (SELECT 1 FROM domain sd WHERE sd.id = h.domain_id \
-              AND NOT EXISTS (SELECT 1 FROM domain_status s WHERE s.domain_id = sd.id \
-                              AND s.status IN ('clientHold', 'serverHold')) \
-              AND EXISTS (SELECT 1 FROM domain_ns x WHERE x.domain_id = sd.id))) \
          AND (EXISTS (SELECT 1 FROM zone_ns zn WHERE zn.host_id = h.id AND zn.zone_id = h.zone_id) \
               OR EXISTS (SELECT 1 FROM domain_ns dn JOIN domain d ON d.id = dn.domain_id \
                          WHERE dn.host_id = h.id AND NOT EXISTS (SELECT 1 FROM domain_status s \
@@ -518,9 +515,128 @@ impl Store {
     }
 }
 
+/// One item of the whole registry read by [`Store::visit_registry`], in this order: the
+/// serial of the snapshot, then registrars, contacts, zones, hosts and domains.
+#[derive(Debug)]
+pub enum RegistryItem {
+    Serial(Serial),
+    Registrar(Registrar),
+    Contact(Contact),
+    Zone(Zone),
+    Host(Host),
+    Domain(Domain),
+}
+
+impl Store {
+    /// Reads the whole registry from one consistent snapshot and streams it to `visit`, starting
+    /// with the journal serial the snapshot reflects (a follower continues from there with
+    /// [`Store::changes_since`]). Every host is included, inside a zone or not.
+    pub async fn visit_registry<E>(
+        &self,
+        mut visit: impl FnMut(RegistryItem) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Serial, E>
+    where
+        E: From<StoreError>,
+    {
+        let registrar_sql = RegistrarRow::select("");
+        let contact_sql = ContactRow::select(self.sql, "");
+        let zone_sql = ZoneRow::select(self.sql, "");
+        let host_sql = HostRow::select(self.sql, "");
+        let domain_sql = DomainRow::select(self.sql, "");
+        let snapshot = self.sql.snapshot_statement();
+        let db = |e: sqlx::Error| E::from(StoreError::Sql(e));
+        on_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(db)?;
+            if let Some(stmt) = snapshot {
+                sqlx::query(stmt).execute(&mut *tx).await.map_err(db)?;
+            }
+            let serial: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            visit(RegistryItem::Serial(serial))?;
+            {
+                let mut rows = sqlx::query_as::<_, RegistrarRow>(AssertSqlSafe(registrar_sql.as_str())).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(RegistryItem::Registrar(row.into_model()?))?;
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, ContactRow>(AssertSqlSafe(contact_sql.as_str())).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(RegistryItem::Contact(row.into_model()))?;
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, ZoneRow>(AssertSqlSafe(zone_sql.as_str())).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(RegistryItem::Zone(row.into_model()?))?;
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, HostRow>(AssertSqlSafe(host_sql.as_str())).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(RegistryItem::Host(row.into_model()?))?;
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, DomainRow>(AssertSqlSafe(domain_sql.as_str())).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(db)? {
+                    visit(RegistryItem::Domain(row.into_model()?))?;
+                }
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(serial)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn registry_snapshot_holds_everything_at_one_serial() {
+        let store = crate::testing::memory_store().await;
+        store
+            .load_synthetic(&crate::synthetic::SyntheticTld {
+                zone: Name::from_ascii("test").unwrap(),
+                domains: 200,
+                seed: 9,
+            })
+            .await
+            .unwrap();
+        let mut counts = [0usize; 6];
+        let mut order = Vec::new();
+        let serial = store
+            .visit_registry(|item| {
+                let k = match item {
+                    RegistryItem::Serial(_) => 0,
+                    RegistryItem::Registrar(_) => 1,
+                    RegistryItem::Contact(_) => 2,
+                    RegistryItem::Zone(_) => 3,
+                    RegistryItem::Host(_) => 4,
+                    RegistryItem::Domain(_) => 5,
+                };
+                counts[k] += 1;
+                if order.last() != Some(&k) {
+                    order.push(k);
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(serial, store.head().await.unwrap());
+        assert_eq!(
+            order,
+            vec![0, 1, 2, 3, 4, 5],
+            "items come grouped, in order"
+        );
+        assert_eq!(counts[5], 200);
+        assert_eq!(counts[3], 1);
+        // The hosting pool outside the zone is included.
+        assert!(counts[4] >= 5000, "{}", counts[4]);
+    }
 
     #[test]
     fn ds_presentation_format() {
