@@ -84,8 +84,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     failed += 1;
                 }
             }
-            Ok(Outcome::Unchanged { serial, .. }) => {
-                tracing::info!(zone = %zone, serial, "zone unchanged, skipped");
+            Ok(Outcome::Unchanged { zone_serial, .. }) => {
+                tracing::info!(zone = %zone, zone_serial, "zone unchanged, skipped");
             }
             Err(e) => {
                 tracing::error!(zone = %zone, "{e}");

@@ -35,7 +35,14 @@ pub enum HostSelection {
 /// order, then the selected hosts in name order.
 #[derive(Debug)]
 pub enum ZoneItem<'a> {
-    Zone { zone: &'a Zone, serial: Serial },
+    /// `serial` is the journal head of the snapshot (the zone's SOA serial, the same on every
+    /// server built from this state); `zone_serial` the last journal serial that touched this
+    /// zone (it changes only when the zone's data does).
+    Zone {
+        zone: &'a Zone,
+        serial: Serial,
+        zone_serial: Serial,
+    },
     Domain(Domain),
     Host(Host),
 }
@@ -454,9 +461,9 @@ impl Store {
     }
 
     /// Reads the zone at `apex` from one consistent snapshot and streams it to `visit`: the zone
-    /// with its serial (the last journal serial that touched it), then every domain in name
-    /// order, then the selected hosts. Memory does not grow with the zone. Returns `Ok(None)`
-    /// when there is no such zone.
+    /// with its serials, then every domain in name order, then the selected hosts. Memory does
+    /// not grow with the zone. Returns the snapshot's journal head, or `Ok(None)` when there is
+    /// no such zone.
     pub async fn visit_zone<E>(
         &self,
         apex: &Name,
@@ -491,12 +498,16 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let zone_id = row.id;
             let zone = row.into_model()?;
-            let serial: i64 = sqlx::query_scalar(serial_sql)
+            let zone_serial: i64 = sqlx::query_scalar(serial_sql)
                 .bind(zone_id)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
-            visit(ZoneItem::Zone { zone: &zone, serial })?;
+            let serial: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            visit(ZoneItem::Zone { zone: &zone, serial, zone_serial })?;
             {
                 let mut rows = sqlx::query_as::<_, DomainRow>(AssertSqlSafe(domain_sql.as_str())).bind(zone_id).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(db)? {
