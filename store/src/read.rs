@@ -55,6 +55,19 @@ fn bad_row(table: &'static str, key: &str, reason: impl ToString) -> StoreError 
     }
 }
 
+/// Streams the rows of `$sql` (with optional binds) as `$row` through `$tx`, giving each, turned
+/// into a model object by `$conv`, to `$visit`. Errors map through `$db`.
+macro_rules! stream_rows {
+    ($tx:expr, $row:ty, $sql:expr, [$($bind:expr),*], $db:expr, |$r:ident| $item:expr, $visit:expr) => {{
+        let q = sqlx::query_as::<_, $row>(AssertSqlSafe($sql.as_str()));
+        $(let q = q.bind($bind);)*
+        let mut rows = q.fetch(&mut *$tx);
+        while let Some($r) = rows.try_next().await.map_err($db)? {
+            $visit($item)?;
+        }
+    }};
+}
+
 fn parse_name(table: &'static str, key: &str, text: &str) -> Result<Name> {
     Name::from_ascii(text).map_err(|e| bad_row(table, key, format!("name {text:?}: {e}")))
 }
@@ -508,18 +521,8 @@ impl Store {
                 .await
                 .map_err(db)?;
             visit(ZoneItem::Zone { zone: &zone, serial, zone_serial })?;
-            {
-                let mut rows = sqlx::query_as::<_, DomainRow>(AssertSqlSafe(domain_sql.as_str())).bind(zone_id).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(ZoneItem::Domain(row.into_model()?))?;
-                }
-            }
-            {
-                let mut rows = sqlx::query_as::<_, HostRow>(AssertSqlSafe(host_sql.as_str())).bind(zone_id).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(ZoneItem::Host(row.into_model()?))?;
-                }
-            }
+            stream_rows!(tx, DomainRow, domain_sql, [zone_id], db, |row| ZoneItem::Domain(row.into_model()?), visit);
+            stream_rows!(tx, HostRow, host_sql, [zone_id], db, |row| ZoneItem::Host(row.into_model()?), visit);
             tx.commit().await.map_err(db)?;
             Ok(Some(serial))
         })
@@ -566,36 +569,11 @@ impl Store {
                 .await
                 .map_err(db)?;
             visit(RegistryItem::Serial(serial))?;
-            {
-                let mut rows = sqlx::query_as::<_, RegistrarRow>(AssertSqlSafe(registrar_sql.as_str())).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(RegistryItem::Registrar(row.into_model()?))?;
-                }
-            }
-            {
-                let mut rows = sqlx::query_as::<_, ContactRow>(AssertSqlSafe(contact_sql.as_str())).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(RegistryItem::Contact(row.into_model()))?;
-                }
-            }
-            {
-                let mut rows = sqlx::query_as::<_, ZoneRow>(AssertSqlSafe(zone_sql.as_str())).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(RegistryItem::Zone(row.into_model()?))?;
-                }
-            }
-            {
-                let mut rows = sqlx::query_as::<_, HostRow>(AssertSqlSafe(host_sql.as_str())).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(RegistryItem::Host(row.into_model()?))?;
-                }
-            }
-            {
-                let mut rows = sqlx::query_as::<_, DomainRow>(AssertSqlSafe(domain_sql.as_str())).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(db)? {
-                    visit(RegistryItem::Domain(row.into_model()?))?;
-                }
-            }
+            stream_rows!(tx, RegistrarRow, registrar_sql, [], db, |row| RegistryItem::Registrar(row.into_model()?), visit);
+            stream_rows!(tx, ContactRow, contact_sql, [], db, |row| RegistryItem::Contact(row.into_model()), visit);
+            stream_rows!(tx, ZoneRow, zone_sql, [], db, |row| RegistryItem::Zone(row.into_model()?), visit);
+            stream_rows!(tx, HostRow, host_sql, [], db, |row| RegistryItem::Host(row.into_model()?), visit);
+            stream_rows!(tx, DomainRow, domain_sql, [], db, |row| RegistryItem::Domain(row.into_model()?), visit);
             tx.commit().await.map_err(db)?;
             Ok(serial)
         })
