@@ -12,6 +12,16 @@
 //! (then fsyncs the directory), so a BIND server never reads a half-written zone; and it skips a
 //! zone whose data has not changed since the file on disk was written (the last journal serial
 //! that touched the zone is recorded in the file's first line).
+//!
+//! # Layout
+//! - this module: BIND master files ([`generate_zone`]), the `named.conf` fragment
+//!   ([`write_named_conf`]) and the post-write hook ([`run_hook`]).
+//! - [`snapshot`]: the satellite's snapshot file of the whole registry
+//!   ([`write_satellite_snapshot`]).
+
+pub mod snapshot;
+
+pub use snapshot::write_satellite_snapshot;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -33,6 +43,9 @@ pub enum GenerateError {
     Io { path: PathBuf, source: io::Error },
     #[error("hook for zone {zone} failed: {reason}")]
     Hook { zone: Name, reason: String },
+    /// The satellite snapshot could not be written (the error names the file).
+    #[error(transparent)]
+    Snapshot(#[from] orrery_satellite::SnapshotError),
 }
 
 /// What [`generate_zone`] did.

@@ -1,11 +1,14 @@
 //! `orrery-generator`: writes the registry's zones as BIND master files, plus a `named.conf`
-//! fragment, for the fallback cluster.
+//! fragment, for the fallback cluster; with `--satellite-snapshot FILE`, also the snapshot file
+//! a satellite starts from (`--no-zones` for the snapshot alone).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use orrery_generator::{Outcome, generate_zone, run_hook, write_named_conf};
+use orrery_generator::{
+    Outcome, generate_zone, run_hook, soa_serial, write_named_conf, write_satellite_snapshot,
+};
 use orrery_proto::Name;
 use orrery_store::Store;
 
@@ -35,6 +38,13 @@ struct Cli {
     /// Rewrite zones even when their serial has not changed.
     #[arg(long)]
     force: bool,
+    /// Also write a satellite snapshot of the whole registry to FILE (for
+    /// `orrery-satellite --snapshot FILE`), read from one consistent store snapshot.
+    #[arg(long, value_name = "FILE")]
+    satellite_snapshot: Option<PathBuf>,
+    /// Write no zone files or named.conf (with --satellite-snapshot: the snapshot alone).
+    #[arg(long, requires = "satellite_snapshot")]
+    no_zones: bool,
 }
 
 #[tokio::main]
@@ -57,6 +67,19 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::open(&cli.db).await?;
+    if let Some(path) = &cli.satellite_snapshot {
+        let serial = write_satellite_snapshot(&store, path).await?;
+        tracing::info!(
+            serial,
+            soa_serial = soa_serial(serial),
+            path = %path.display(),
+            "satellite snapshot written"
+        );
+    }
+    if cli.no_zones {
+        store.close().await;
+        return Ok(());
+    }
     std::fs::create_dir_all(&cli.out)?;
     let out = std::fs::canonicalize(&cli.out)?;
     let zones: Vec<Name> = if cli.zone.is_empty() {

@@ -173,14 +173,19 @@ mod tests {
     use super::*;
 
     pub(crate) const EXAMPLE: &str = include_str!("../config.example.toml");
+    /// The operators' copy, which the README and `quickstart.sh` start a satellite with.
+    const DEPLOY_EXAMPLE: &str = include_str!("../../deploy/satellite.example.toml");
 
     #[test]
-    fn parses_the_example() {
-        let c = Config::parse(EXAMPLE).unwrap();
-        assert_eq!(c.udp, ["127.0.0.1:5353".parse().unwrap()]);
-        assert_eq!(c.workers, 2);
-        assert_eq!(c.nsid.as_deref(), Some(&b"sat1.example"[..]));
-        assert_eq!(c.selector.chains[0].name, "main");
+    fn parses_the_examples() {
+        for text in [EXAMPLE, DEPLOY_EXAMPLE] {
+            let c = Config::parse(text).unwrap();
+            assert_eq!(c.udp, ["127.0.0.1:5353".parse().unwrap()]);
+            assert_eq!(c.tcp, c.udp);
+            assert_eq!(c.workers, 2);
+            assert_eq!(c.nsid.as_deref(), Some(&b"sat1.example"[..]));
+            assert_eq!(c.selector.chains[0].name, "main");
+        }
     }
 
     #[test]

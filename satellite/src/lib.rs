@@ -25,6 +25,8 @@
 //! - [`server`]: UDP worker threads and the TCP listener, with graceful shutdown.
 //! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
 //! - [`config`]: the TOML configuration, validated once into typed values.
+//! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
+//!   the state files that let a restarted satellite serve without them.
 //!
 //! # Design in one paragraph
 //! Everything a query needs is allocated at start-up: an [`wire::Event`] per worker (or per TCP
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod leaf;
+pub mod link;
 pub mod pipeline;
 pub mod server;
 pub mod snapshot;

@@ -1,10 +1,21 @@
-//! `orrery-satellite --snapshot FILE --config FILE`: serve the zones of a snapshot.
+//! Two ways to run a satellite:
+//!
+//! - `orrery-satellite --snapshot FILE --config FILE`: serve the zones of a snapshot file with a
+//!   local configuration (no master).
+//! - `orrery-satellite --master ADDR [--master ADDR2 …] --tls-dir DIR --state FILE`: dial the
+//!   masters, learn everything else from them (listen addresses, Selector, …), follow their
+//!   changes, and keep the state in FILE so that a restart serves at once without them.
+//!   DIR holds `ca.pem` and this satellite's `NAME.satellite.pem`/`.key` as written by
+//!   `orrery-master certs issue --satellite NAME` (`--name NAME` picks one when DIR holds
+//!   several).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
+use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::server::{Server, ServerSettings};
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
 use tokio_util::sync::CancellationToken;
@@ -13,12 +24,24 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Snapshot file of the zones to serve.
-    #[arg(long)]
-    snapshot: PathBuf,
-    /// Configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    /// Snapshot file of the zones to serve (with --config; no master).
+    #[arg(long, requires = "config", conflicts_with_all = ["master", "tls_dir", "state"])]
+    snapshot: Option<PathBuf>,
+    /// Configuration file (TOML), with --snapshot.
+    #[arg(long, requires = "snapshot")]
+    config: Option<PathBuf>,
+    /// A master's HOST:PORT; repeat for several, tried in turn.
+    #[arg(long, requires_all = ["tls_dir", "state"])]
+    master: Vec<String>,
+    /// Directory with ca.pem and NAME.satellite.pem/.key.
+    #[arg(long, requires = "master")]
+    tls_dir: Option<PathBuf>,
+    /// The satellite's name, when the TLS directory holds several satellite certificates.
+    #[arg(long, requires = "master")]
+    name: Option<String>,
+    /// State file (snapshot format), written as changes arrive.
+    #[arg(long, requires = "master")]
+    state: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,8 +51,80 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let config = Config::load(&args.config)?;
-    let data = read_snapshot(&args.snapshot)?;
+    match (&args.snapshot, &args.config, &args.tls_dir, &args.state) {
+        (Some(snapshot), Some(config), None, None) => serve_snapshot(snapshot, config),
+        (None, None, Some(dir), Some(state)) => {
+            serve_from_master(&args.master, dir, args.name.as_deref(), state)
+        }
+        _ => anyhow::bail!(
+            "give either --snapshot FILE --config FILE, or --master ADDR --tls-dir DIR --state FILE"
+        ),
+    }
+}
+
+/// The TLS files of this satellite in `dir`: `ca.pem` and `NAME.satellite.pem`/`.key`, NAME
+/// given or the only one there.
+fn tls_files(dir: &Path, name: Option<&str>) -> anyhow::Result<TlsFiles> {
+    let stem = match name {
+        Some(n) => format!("{n}.satellite"),
+        None => {
+            let mut found = Vec::new();
+            for entry in
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+            {
+                let file = entry?.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = file.strip_suffix(".satellite.pem") {
+                    found.push(format!("{stem}.satellite"));
+                }
+            }
+            match found.len() {
+                1 => found.remove(0),
+                0 => anyhow::bail!("{}: no NAME.satellite.pem certificate", dir.display()),
+                _ => anyhow::bail!(
+                    "{}: several satellite certificates ({}); choose one with --name",
+                    dir.display(),
+                    found.join(", ")
+                ),
+            }
+        }
+    };
+    Ok(TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{stem}.pem")),
+        key: dir.join(format!("{stem}.key")),
+    })
+}
+
+fn serve_from_master(
+    masters: &[String],
+    tls_dir: &Path,
+    name: Option<&str>,
+    state: &Path,
+) -> anyhow::Result<()> {
+    let files = tls_files(tls_dir, name)?;
+    let tls = TlsMaterial::load(&files)?;
+    tracing::info!(cert = %files.cert.display(), masters = ?masters, "dialling the masters");
+    let config = LinkConfig::new(masters.to_vec(), tls, state.to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let satellite = Satellite::start(config, shutdown.clone())?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+        satellite.join().await;
+        Ok(())
+    })
+}
+
+fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let data = read_snapshot(snapshot)?;
     let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
     tracing::info!(
         serial = data.serial,
@@ -40,7 +135,7 @@ fn main() -> anyhow::Result<()> {
             .map(|z| z.delegation_count())
             .sum::<usize>(),
         "zones loaded from {}",
-        args.snapshot.display()
+        snapshot.display()
     );
     let selector = Selector::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(

@@ -148,6 +148,17 @@ impl Named {
     /// Starts `named` in the foreground with `zones_conf` included, and waits until it answers
     /// the SOA of `probe_zone`.
     pub(crate) fn start(named: &Path, zones_conf: &Path, probe_zone: &str) -> Self {
+        Self::start_with_options(named, zones_conf, probe_zone, "minimal-responses no;")
+    }
+
+    /// As [`Named::start`], with `options` (statements such as `minimal-responses no-auth;`)
+    /// added to the `options` block.
+    pub(crate) fn start_with_options(
+        named: &Path,
+        zones_conf: &Path,
+        probe_zone: &str,
+        options: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("named.conf");
@@ -157,7 +168,7 @@ impl Named {
             format!(
                 "options {{\n\tdirectory \"{d}\";\n\tpid-file \"{d}/named.pid\";\n\tlisten-on port {port} {{ 127.0.0.1; }};\n\
                  \tlisten-on-v6 {{ none; }};\n\trecursion no;\n\tnotify no;\n\tallow-transfer {{ none; }};\n\
-                 \tdnssec-validation no;\n\tminimal-responses no;\n}};\ncontrols {{ }};\ninclude \"{z}\";\n",
+                 \tdnssec-validation no;\n\t{options}\n}};\ncontrols {{ }};\ninclude \"{z}\";\n",
                 d = dir.path().display(),
                 z = zones_conf.display()
             ),
@@ -248,4 +259,72 @@ pub(crate) fn try_query(
 pub(crate) fn query(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
     try_query(addr, name, qtype, Some(4096))
         .unwrap_or_else(|| panic!("no answer from {addr} for {name} {qtype}"))
+}
+
+/// A satellite serving `data` in-process on 127.0.0.1:0 (UDP and TCP), stopped on drop.
+pub(crate) struct Satellite {
+    pub(crate) udp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+    cancel: tokio_util::sync::CancellationToken,
+    server: Option<orrery_satellite::server::Server>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Satellite {
+    /// Starts a satellite from configuration text (its listen addresses are ignored: the
+    /// sockets are bound here) and snapshot data.
+    pub(crate) fn start(config: &str, data: &orrery_satellite::SnapshotData) -> Self {
+        use orrery_satellite::server::{Server, ServerSettings};
+        use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
+        use std::sync::Arc;
+
+        let config = Config::parse(config).expect("satellite config");
+        let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+        let pipeline = Arc::new(Pipeline::new(
+            Selector::build(&config.selector).expect("selector"),
+            Arc::new(ZoneStore::new(zones)),
+            config.nsid.clone(),
+        ));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+        let udp_addr = udp.local_addr().unwrap();
+        let (server, tcp_addr) = runtime.block_on(async {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind loopback");
+            let tcp_addr = tcp.local_addr().unwrap();
+            let settings = ServerSettings {
+                workers: config.workers,
+                tcp_idle_timeout: config.tcp_idle_timeout,
+                tcp_max_connections: config.tcp_max_connections,
+            };
+            let server = Server::start(pipeline, vec![udp], vec![tcp], &settings, cancel.clone())
+                .expect("start the satellite");
+            (server, tcp_addr)
+        });
+        Self {
+            udp: udp_addr,
+            tcp: tcp_addr,
+            cancel,
+            server: Some(server),
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for Satellite {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let (Some(server), Some(rt)) = (self.server.take(), self.runtime.as_ref()) {
+            rt.block_on(server.join());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
 }

@@ -2,5 +2,7 @@
 //! One test binary (link time matters on two cores), one module per subject.
 
 mod bind_fallback;
+mod differential;
 mod harness;
 mod journal_pg;
+mod link;

@@ -1,0 +1,116 @@
+//! The satellite snapshot command: the whole registry's DNS data, read from one consistent
+//! store snapshot, written as the versioned, checksummed file `orrery-satellite --snapshot`
+//! starts from (format: [`orrery_satellite::snapshot`]).
+//!
+//! It is built on [`Store::visit_registry`], so zones, hosts and domains all reflect the same
+//! journal serial, and that serial is the snapshot's: a satellite started from the file serves
+//! the same SOA serial (its low 32 bits) as a BIND server loading zone files generated from the
+//! same state, and a master can bring it up to date with the changes after that serial.
+//!
+//! Every host object goes into the file, not only the published ones: what is published is
+//! the satellite's own rule ([`orrery_satellite::zone`]), the same as the generator's
+//! [`HostSelection::Published`](orrery_store::HostSelection::Published), applied as the satellite
+//! builds its tables, so later changes to a domain can publish a host without a new snapshot.
+//! Registrars and contacts are not in format version 1 (Whois comes with version 2).
+
+use std::path::Path;
+
+use orrery_proto::Serial;
+use orrery_satellite::{SnapshotData, write_snapshot};
+use orrery_store::{RegistryItem, Store};
+
+use crate::GenerateError;
+
+/// Reads the registry from one store snapshot and writes it to `path` as a satellite snapshot
+/// (atomically: a temporary file, fsync, rename). Returns the journal serial it reflects.
+pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Serial, GenerateError> {
+    let mut data = SnapshotData::default();
+    let serial = store
+        .visit_registry(|item| {
+            match item {
+                RegistryItem::Zone(z) => data.zones.push(z),
+                RegistryItem::Host(h) => data.hosts.push(h),
+                RegistryItem::Domain(d) => data.domains.push(d),
+                RegistryItem::Serial(_) | RegistryItem::Registrar(_) | RegistryItem::Contact(_) => {
+                }
+            }
+            Ok::<_, GenerateError>(())
+        })
+        .await?;
+    data.serial = serial;
+    write_snapshot(path, &data)?;
+    Ok(serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::Name;
+    use orrery_satellite::{SnapshotError, read_snapshot};
+    use orrery_store::synthetic::SyntheticTld;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_what_the_store_holds_at_one_serial() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let apex = Name::from_ascii("test").unwrap();
+        let report = store
+            .load_synthetic(&SyntheticTld {
+                zone: apex.clone(),
+                domains: 300,
+                seed: 3,
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.snap");
+
+        let serial = write_satellite_snapshot(&store, &path).await.unwrap();
+        assert_eq!(serial, store.head().await.unwrap());
+        let data = read_snapshot(&path).unwrap();
+        assert_eq!(data.serial, serial);
+        assert_eq!(data.zones.len(), 1);
+        assert_eq!(data.zones[0].name, apex);
+        assert_eq!(data.domains.len(), report.domains);
+        // Every host object, the out-of-zone hosting nameservers and the apex's own included.
+        let mut visited_hosts = 0;
+        store
+            .visit_registry(|item| {
+                visited_hosts += usize::from(matches!(item, RegistryItem::Host(_)));
+                Ok::<_, GenerateError>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(data.hosts.len(), visited_hosts);
+        assert!(data.hosts.len() >= report.hosts, "{report:?}");
+        assert!(data.domains.iter().any(|d| !d.ds.is_empty()));
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, ["test.snap"], "no temporary file is left behind");
+
+        // The SOA serial a satellite serves is the generator's for the same state.
+        let zones =
+            orrery_satellite::ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+        let zone = zones.zone(&apex).unwrap();
+        assert_eq!(zone.serial, crate::soa_serial(serial));
+        assert_eq!(
+            zone.delegation_count(),
+            data.domains.iter().filter(|d| d.is_delegated()).count()
+        );
+    }
+
+    #[tokio::test]
+    async fn names_the_file_it_cannot_write() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("x.snap");
+        let err = write_satellite_snapshot(&store, &path).await.unwrap_err();
+        assert!(
+            matches!(err, GenerateError::Snapshot(SnapshotError::Io { .. })),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("x.snap"), "{err}");
+    }
+}

@@ -1,0 +1,754 @@
+//! The satellite's side of the master link: dial in, boot, take a snapshot when needed, follow
+//! change batches, check in, and keep serving through every failure.
+//!
+//! ```text
+//!            ┌──────────── state files (persist) ◀── at most every PERSIST_INTERVAL ──┐
+//!  start ────┤ STATE + STATE.settings present? → serve them at once                   │
+//!            └──────────────────────────────────────────────────────────────────────┐ │
+//!                                                                                   ▼ │
+//!  ┌─▶ dial (masters in turn, backoff + jitter) ─▶ Boot(applied) ─▶ settings       Registry
+//!  │        │                                        │ (swap Selector / NSID,      (model copy)
+//!  │        │                                        │  or note restart_required)     ▲
+//!  │        │                applied ∉ [window_start, head]? ─▶ Snapshot (resumable) ─┤
+//!  │        │                                        ▼                                │
+//!  │        │            Follow(applied) ─▶ Batch ─▶ ZoneStore::apply (atomic) ───────┘
+//!  │        │                │  Heartbeat          SnapshotRequired ─▶ Snapshot, Follow again
+//!  │        │                └─ every checkin_interval: CheckIn(statistics, restart_required)
+//!  └── any error: keep serving the last complete state; pause (backoff) and dial again
+//! ```
+//!
+//! # Guarantees
+//! - **Atomic batches.** Each batch goes to [`ZoneStore::apply`] whole; a batch that overlaps
+//!   the state (it may start before the applied serial, see `link.proto`) is re-based on it,
+//!   which is harmless because changes are whole objects. A gap is a protocol error and ends
+//!   the session.
+//! - **Atomic snapshots.** A master snapshot is collected whole (resuming across broken
+//!   streams with [`SnapshotProgress`]) before anything changes; then it becomes visible as
+//!   one batch: every object, plus a removal for each object it no longer holds
+//!   ([`registry::Registry::replace`]). A stream cut in the middle leaves the last complete
+//!   state serving. A bare satellite builds its zone set from the first snapshot directly and
+//!   starts serving only then.
+//! - **Restart from disk.** The state file is written after each snapshot and at most every
+//!   [`persist::PERSIST_INTERVAL`] after batches; with the last settings beside it, a restarted
+//!   satellite serves at once, without the master, and catches up from the serial on disk.
+//!
+//! # Configuration from the master
+//! The Selector (`selector_toml`), the NSID and the CHAOS host name are applied without a
+//! restart: a new [`Pipeline`] is built and swapped in on the same sockets
+//! ([`serving::Serving`]). Listen addresses and worker threads are bound once (binding port 53
+//! needs privileges a running satellite should not keep): a change to them is logged and
+//! reported in every check-in's `restart_required` until the process restarts with them.
+//! A Selector the satellite cannot build is refused with an error log: the satellite keeps its
+//! running configuration and reports that version, so the master sees it was not applied.
+//!
+//! # Layout
+//! - [`registry`]: the model copy of the objects held (for the state file and snapshot diffs).
+//! - [`persist`]: the state files and the task that writes them.
+//! - [`serving`]: DNS sockets bound once, servers swapped on them.
+//! - [`collect_statistics`]: the check-in's statistics from the leaves' counters.
+
+pub mod collect_statistics;
+pub mod persist;
+pub mod registry;
+pub mod serving;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orrery_proto::link::client::{self, DialConfig, Dialer, LinkClient, SnapshotProgress};
+use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
+use orrery_proto::link::pb::{self, follow_event::Event};
+use orrery_proto::link::tls::{TlsMaterial, client_config};
+use orrery_proto::link::{ConvertError, SatelliteSettings};
+use orrery_proto::{ChangeBatch, Serial};
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::collect_statistics::collect_statistics;
+use self::persist::{PERSIST_INTERVAL, PersistError, StateFiles, persist_state};
+use self::registry::Registry;
+use self::serving::Serving;
+use crate::leaf::{LeafConfig, Selector, SelectorConfig, SelectorError};
+use crate::pipeline::Pipeline;
+use crate::server::ServerSettings;
+use crate::zone::store::ZoneStore;
+use crate::zone::{ZoneError, ZoneSet};
+
+/// Limit for one unary call (boot, check-in) and for opening a stream.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session that lasted this long resets the reconnection backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+/// TCP settings the master's configuration does not carry (yet).
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const TCP_MAX_CONNECTIONS: usize = 1024;
+
+/// How a satellite reaches its masters and where it keeps its state.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// `HOST:PORT` of each master, tried in this order.
+    pub masters: Vec<String>,
+    /// The cluster CA and this satellite's certificate and key.
+    pub tls: TlsMaterial,
+    /// The state file (snapshot format); `STATE.settings` sits beside it.
+    pub state: PathBuf,
+    /// Sent at boot, for the master's log.
+    pub software_version: String,
+    /// The operating system's host name, sent at boot (informative only).
+    pub hostname: String,
+    /// Shortest time between two writes of the state file while batches arrive.
+    pub persist_interval: Duration,
+    /// Longest pause between two rounds of dialling (the first pause is 250 ms).
+    pub backoff_max: Duration,
+}
+
+impl LinkConfig {
+    /// Defaults: state written at most every [`PERSIST_INTERVAL`], backoff up to 30 s.
+    pub fn new(masters: Vec<String>, tls: TlsMaterial, state: PathBuf) -> Self {
+        Self {
+            masters,
+            tls,
+            state,
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            hostname: std::env::var("HOSTNAME").unwrap_or_default(),
+            persist_interval: PERSIST_INTERVAL,
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the link could not start, or why one session with a master ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("{0}")]
+    Master(#[from] client::LinkError),
+    #[error("master sent a malformed message: {0}")]
+    Convert(#[from] ConvertError),
+    #[error("master broke the protocol: {0}")]
+    Protocol(String),
+    #[error("no answer from the master within {0:?}")]
+    Timeout(Duration),
+    #[error("state file: {0}")]
+    Persist(#[from] PersistError),
+    #[error("DNS sockets: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("applying a batch: {0}")]
+    Zone(#[from] ZoneError),
+    #[error("a worker task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<tonic::Status> for LinkError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Master(s.into())
+    }
+}
+
+/// What a running satellite reports about itself (for logs, `main` and tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Bound DNS addresses; empty until the satellite serves.
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    /// Serial of the state served.
+    pub applied_serial: Serial,
+    /// True while a session with a master is up (booted).
+    pub connected: bool,
+    /// The identity the master gave at the last boot.
+    pub identity: Option<String>,
+    /// Configuration fields waiting for a restart.
+    pub restart_required: Vec<String>,
+    /// Completed check-ins since start.
+    pub checkins: u64,
+}
+
+/// A satellite run by the link: its DNS service and its dial-in loop.
+pub struct Satellite {
+    status: watch::Receiver<LinkStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Satellite {
+    /// Reads the state files and, when a previous run left them, serves them at once; then
+    /// dials the masters in the background until `shutdown`. Must be called inside a
+    /// multi-threaded tokio runtime.
+    pub fn start(config: LinkConfig, shutdown: CancellationToken) -> Result<Self, LinkError> {
+        let files = StateFiles::new(config.state.clone());
+        let (status_tx, status) = watch::channel(LinkStatus::default());
+        let mut link = Link {
+            files,
+            registry: Arc::default(),
+            dirty: Arc::new(Notify::new()),
+            zones: None,
+            serving: None,
+            settings: None,
+            restart_required: Vec::new(),
+            progress: None,
+            checkin_interval: Duration::from_secs(60),
+            started: Instant::now(),
+            status: status_tx,
+            config,
+        };
+        match link.files.read() {
+            Ok(Some((data, settings))) => {
+                let started = Instant::now();
+                let set = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+                link.zones = Some(Arc::new(ZoneStore::new(set)));
+                *link.registry.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Registry::from_snapshot(data);
+                link.adopt(settings)?;
+                tracing::info!(
+                    serial = link.applied(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "serving the state from {} until a master answers",
+                    link.files.state.display()
+                );
+            }
+            Ok(None) => tracing::info!(
+                state = %link.files.state.display(),
+                "no saved state: waiting for a master"
+            ),
+            Err(e) => tracing::error!(error = %e, "saved state unusable: waiting for a master"),
+        }
+        link.publish(|_| {});
+        let task = tokio::spawn(link.run(shutdown));
+        Ok(Self { status, task })
+    }
+
+    /// The latest status; `changed()` on the receiver waits for the next.
+    pub fn status(&self) -> watch::Receiver<LinkStatus> {
+        self.status.clone()
+    }
+
+    /// Waits for the satellite to stop (after its shutdown token is cancelled): DNS servers
+    /// stopped, state file written.
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "satellite task failed");
+        }
+    }
+}
+
+/// The link loop's state.
+struct Link {
+    config: LinkConfig,
+    files: StateFiles,
+    /// The model copy of what is served, for the state file and snapshot diffs.
+    registry: Arc<Mutex<Registry>>,
+    /// Tells the persister that `registry` changed.
+    dirty: Arc<Notify>,
+    /// What queries see; `None` until there is a state.
+    zones: Option<Arc<ZoneStore>>,
+    serving: Option<Serving>,
+    /// The configuration adopted (its version is reported at check-in).
+    settings: Option<SatelliteSettings>,
+    restart_required: Vec<String>,
+    /// A snapshot transfer to resume.
+    progress: Option<SnapshotProgress>,
+    checkin_interval: Duration,
+    started: Instant,
+    status: watch::Sender<LinkStatus>,
+}
+
+/// How a session ended without an error.
+enum SessionEnd {
+    Shutdown,
+}
+
+impl Link {
+    fn applied(&self) -> Serial {
+        self.zones.as_ref().map_or(0, |z| z.serial())
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut LinkStatus)) {
+        let applied = self.applied();
+        let (udp, tcp) = self
+            .serving
+            .as_ref()
+            .map(|s| (s.udp_addrs(), s.tcp_addrs()))
+            .unwrap_or_default();
+        let restart = self.restart_required.clone();
+        self.status.send_modify(|s| {
+            s.applied_serial = applied;
+            s.udp = udp;
+            s.tcp = tcp;
+            s.restart_required = restart;
+            f(s);
+        });
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let persist_stop = CancellationToken::new();
+        let persister = tokio::spawn(persist_state(
+            self.files.clone(),
+            Arc::clone(&self.registry),
+            Arc::clone(&self.dirty),
+            self.config.persist_interval,
+            persist_stop.clone(),
+        ));
+        let mut dial =
+            DialConfig::new(self.config.masters.clone(), client_config(&self.config.tls));
+        dial.backoff_max = self.config.backoff_max;
+        let mut dialer = Dialer::new(dial);
+        let mut failures = 0u32;
+        loop {
+            let client = tokio::select! {
+                () = shutdown.cancelled() => break,
+                c = dialer.connect() => c,
+            };
+            let began = Instant::now();
+            let result = self.session(client, &shutdown).await;
+            self.publish(|s| s.connected = false);
+            match result {
+                Ok(SessionEnd::Shutdown) => break,
+                Err(LinkError::Master(client::LinkError::Status(s)))
+                    if s.code() == tonic::Code::PermissionDenied =>
+                {
+                    tracing::error!(
+                        reason = %s.message(),
+                        "the master refused this satellite; serving the last complete state"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    serial = self.applied(),
+                    "link to the master lost; serving the last complete state"
+                ),
+            }
+            failures = if began.elapsed() >= STABLE_SESSION {
+                0
+            } else {
+                failures.saturating_add(1)
+            };
+            let pause = backoff(failures, self.config.backoff_max);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        if let Some(mut s) = self.serving.take() {
+            s.stop().await;
+        }
+        persist_stop.cancel();
+        let _ = persister.await;
+        tracing::info!(serial = self.applied(), "satellite stopped");
+    }
+
+    /// One connection: boot, snapshot if needed, then follow and check in until an error or
+    /// shutdown.
+    async fn session(
+        &mut self,
+        mut client: LinkClient,
+        shutdown: &CancellationToken,
+    ) -> Result<SessionEnd, LinkError> {
+        let boot = timed(client.boot(pb::BootRequest {
+            software_version: self.config.software_version.clone(),
+            hostname: self.config.hostname.clone(),
+            applied_serial: self.applied(),
+        }))
+        .await??
+        .into_inner();
+        let config = boot
+            .config
+            .ok_or_else(|| LinkError::Protocol("boot without a configuration".into()))?;
+        let settings = SatelliteSettings::try_from(config)?;
+        self.checkin_interval = settings.checkin_interval;
+        self.adopt(settings)?;
+        let applied = self.applied();
+        tracing::info!(
+            identity = %boot.identity,
+            applied,
+            head = boot.head_serial,
+            window_start = boot.window_start,
+            "booted"
+        );
+        self.publish(|s| {
+            s.connected = true;
+            s.identity = Some(boot.identity.clone());
+        });
+        if self.zones.is_none() || applied < boot.window_start || applied > boot.head_serial {
+            self.take_snapshot(&mut client).await?;
+        }
+        let mut next_checkin = tokio::time::Instant::now() + self.checkin_interval;
+        loop {
+            let mut stream = timed(client.follow(pb::FollowRequest {
+                from_serial: self.applied(),
+            }))
+            .await??
+            .into_inner();
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+                    () = tokio::time::sleep_until(next_checkin) => {
+                        self.check_in(&mut client).await?;
+                        next_checkin = tokio::time::Instant::now() + self.checkin_interval;
+                        continue;
+                    }
+                    m = stream.message() => m?,
+                };
+                let event = message
+                    .ok_or_else(|| LinkError::Protocol("change stream ended".into()))?
+                    .event
+                    .ok_or_else(|| LinkError::Protocol("empty change stream event".into()))?;
+                match event {
+                    Event::Batch(b) => self.apply_batch(ChangeBatch::try_from(b)?).await?,
+                    Event::Heartbeat(_) => {}
+                    Event::SnapshotRequired(r) => {
+                        tracing::info!(
+                            applied = self.applied(),
+                            window_start = r.window_start,
+                            head = r.head_serial,
+                            reason = %r.reason,
+                            "the master asks for a snapshot"
+                        );
+                        self.take_snapshot(&mut client).await?;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one batch atomically, re-based on the applied serial when it overlaps it.
+    async fn apply_batch(&mut self, mut batch: ChangeBatch) -> Result<(), LinkError> {
+        let zones = Arc::clone(
+            self.zones
+                .as_ref()
+                .expect("a change stream is opened only with a state"),
+        );
+        let current = zones.serial();
+        if batch.upto <= current {
+            return Ok(());
+        }
+        if batch.after > current {
+            return Err(LinkError::Protocol(format!(
+                "batch {}..{} leaves a gap after the applied serial {current}",
+                batch.after, batch.upto
+            )));
+        }
+        batch.after = current;
+        let registry = Arc::clone(&self.registry);
+        tokio::task::spawn_blocking(move || {
+            // Queries first: the registry lock may be held by the state writer's encoding.
+            zones.apply(batch.clone())?;
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(&batch);
+            Ok::<_, ZoneError>(())
+        })
+        .await??;
+        self.dirty.notify_one();
+        self.publish(|_| {});
+        Ok(())
+    }
+
+    /// Fetches the master's snapshot (resuming a broken transfer) and makes it the served
+    /// state in one step; writes the state file.
+    async fn take_snapshot(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
+        let started = Instant::now();
+        let (serial, objects) = client::fetch_snapshot(client, &mut self.progress).await?;
+        let count = objects.len();
+        let registry = Arc::clone(&self.registry);
+        let zones = self.zones.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+            let diff = r.replace(serial, objects);
+            match zones {
+                Some(z) => z.apply(diff).map(|()| None),
+                None => {
+                    drop(diff);
+                    let d = r.data();
+                    let set = ZoneSet::build(d.serial, &d.zones, &d.domains, &d.hosts);
+                    Ok(Some(Arc::new(ZoneStore::new(set))))
+                }
+            }
+        })
+        .await??;
+        if let Some(z) = built {
+            self.zones = Some(z);
+        }
+        let loaded = started.elapsed();
+        let (files, registry) = (self.files.clone(), Arc::clone(&self.registry));
+        tokio::task::spawn_blocking(move || files.write_state(&registry)).await??;
+        tracing::info!(
+            serial,
+            objects = count,
+            load_ms = loaded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot applied and saved"
+        );
+        self.ensure_serving()?;
+        self.publish(|_| {});
+        Ok(())
+    }
+
+    /// Reports statistics; takes the interval and any new configuration.
+    async fn check_in(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
+        let counters = self
+            .serving
+            .as_ref()
+            .map(Serving::counters)
+            .unwrap_or_default();
+        let objects = self
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64;
+        let statistics = collect_statistics(&counters, self.started.elapsed(), objects);
+        if let Some(budget) = self.settings.as_ref().and_then(|s| s.memory_budget)
+            && statistics.memory_bytes > budget
+        {
+            tracing::warn!(
+                memory = statistics.memory_bytes,
+                budget,
+                "resident memory above the budget the master set"
+            );
+        }
+        let response = timed(
+            client.check_in(pb::CheckInRequest {
+                applied_serial: self.applied(),
+                config_version: self
+                    .settings
+                    .as_ref()
+                    .map(SatelliteSettings::version)
+                    .unwrap_or_default(),
+                statistics: Some(statistics),
+                restart_required: self.restart_required.clone(),
+            }),
+        )
+        .await??
+        .into_inner();
+        self.checkin_interval = Duration::from_millis(u64::from(response.checkin_interval_ms))
+            .max(MIN_CHECKIN_INTERVAL);
+        if let Some(config) = response.config {
+            let settings = SatelliteSettings::try_from(config)?;
+            tracing::info!(version = %settings.version(), "new configuration from the master");
+            self.checkin_interval = settings.checkin_interval;
+            self.adopt(settings)?;
+        }
+        self.publish(|s| s.checkins += 1);
+        Ok(())
+    }
+
+    /// Takes a configuration: swaps the query pipeline when its parts changed, notes what
+    /// needs a restart, saves it. A Selector that cannot be built is refused (logged; the
+    /// running configuration stays).
+    fn adopt(&mut self, new: SatelliteSettings) -> Result<(), LinkError> {
+        if self.settings.as_ref() == Some(&new) {
+            return Ok(());
+        }
+        let selector = match build_selector(&new) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    version = %new.version(),
+                    error = %e,
+                    "refusing the master's configuration: its selector does not build"
+                );
+                return Ok(());
+            }
+        };
+        if new.whois.is_some() {
+            tracing::warn!("the master configures Whois, which this satellite does not serve yet");
+        }
+        let old = self.settings.replace(new.clone());
+        self.files.write_settings(&new)?;
+        if let (Some(serving), Some(zones)) = (&mut self.serving, &self.zones) {
+            let pipeline_changed = old.as_ref().is_none_or(|o| {
+                o.selector_toml != new.selector_toml
+                    || o.nsid != new.nsid
+                    || o.hostname != new.hostname
+            });
+            if pipeline_changed {
+                let pipeline = Pipeline::new(selector, Arc::clone(zones), new.nsid.clone());
+                serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
+                tracing::info!("query pipeline replaced with the master's new selector");
+            }
+            self.restart_required = restart_required(serving, &new);
+            if !self.restart_required.is_empty() {
+                tracing::warn!(
+                    fields = ?self.restart_required,
+                    "configuration changes that take effect only after a restart"
+                );
+            }
+        } else {
+            self.ensure_serving()?;
+        }
+        self.publish(|_| {});
+        Ok(())
+    }
+
+    /// Starts the DNS service once there are both a state and a configuration.
+    fn ensure_serving(&mut self) -> Result<(), LinkError> {
+        let (Some(settings), Some(zones)) = (&self.settings, &self.zones) else {
+            return Ok(());
+        };
+        if self.serving.is_some() {
+            return Ok(());
+        }
+        let Some(dns) = &settings.dns else {
+            tracing::warn!("the master configures no DNS service for this satellite");
+            return Ok(());
+        };
+        let server = server_settings(settings);
+        let mut serving = Serving::bind(&dns.udp, &dns.tcp, server).map_err(LinkError::Bind)?;
+        let selector = build_selector(settings).map_err(|e| {
+            LinkError::Protocol(format!("the configuration's selector does not build: {e}"))
+        })?;
+        let pipeline = Pipeline::new(selector, Arc::clone(zones), settings.nsid.clone());
+        serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
+        tracing::info!(
+            udp = ?serving.udp_addrs(),
+            tcp = ?serving.tcp_addrs(),
+            serial = zones.serial(),
+            "serving DNS"
+        );
+        self.serving = Some(serving);
+        self.restart_required.clear();
+        Ok(())
+    }
+}
+
+/// Why a configuration's Selector cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum SelectorTextError {
+    #[error("selector_toml: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("selector_toml: {0}")]
+    Build(#[from] SelectorError),
+}
+
+/// Builds the Selector of a configuration; the configuration's host name fills the CHAOS
+/// leaves' `hostname.bind`/`id.server` answers (RFC 4892) where the leaf leaves them unset.
+fn build_selector(settings: &SatelliteSettings) -> Result<Selector, SelectorTextError> {
+    let mut config: SelectorConfig = toml::from_str(&settings.selector_toml)?;
+    if let Some(host) = &settings.hostname {
+        for leaf in config.leaves.values_mut() {
+            if let LeafConfig::Chaos(c) = leaf {
+                c.hostname.get_or_insert_with(|| host.clone());
+                c.id_server.get_or_insert_with(|| host.clone());
+            }
+        }
+    }
+    Ok(Selector::build(&config)?)
+}
+
+fn server_settings(settings: &SatelliteSettings) -> ServerSettings {
+    let workers = settings.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+        |w| w as usize,
+    );
+    ServerSettings {
+        workers,
+        tcp_idle_timeout: TCP_IDLE_TIMEOUT,
+        tcp_max_connections: TCP_MAX_CONNECTIONS,
+    }
+}
+
+/// The fields of `new` the running DNS service does not match. Port 0 matches any port.
+fn restart_required(serving: &Serving, new: &SatelliteSettings) -> Vec<String> {
+    let same = |bound: Vec<SocketAddr>, wanted: &[SocketAddr]| {
+        bound.len() == wanted.len()
+            && bound
+                .iter()
+                .zip(wanted)
+                .all(|(b, w)| b.ip() == w.ip() && (w.port() == 0 || b.port() == w.port()))
+    };
+    let mut fields = Vec::new();
+    match &new.dns {
+        Some(dns) => {
+            if !same(serving.udp_addrs(), &dns.udp) {
+                fields.push("dns.udp".to_owned());
+            }
+            if !same(serving.tcp_addrs(), &dns.tcp) {
+                fields.push("dns.tcp".to_owned());
+            }
+        }
+        None => fields.push("dns".to_owned()),
+    }
+    if server_settings(new).workers != serving.settings().workers {
+        fields.push("workers".to_owned());
+    }
+    fields
+}
+
+/// "Equal jitter" backoff after `failures` short sessions in a row: 250 ms doubling to `max`.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let step = Duration::from_millis(250)
+        .saturating_mul(1u32 << (failures - 1).min(16))
+        .min(max);
+    let half = step / 2;
+    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
+}
+
+/// A call with [`CALL_TIMEOUT`].
+async fn timed<T>(call: impl Future<Output = T>) -> Result<T, LinkError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| LinkError::Timeout(CALL_TIMEOUT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orrery_proto::link::convert::DnsListen;
+
+    fn settings(selector_toml: &str) -> SatelliteSettings {
+        SatelliteSettings {
+            checkin_interval: Duration::from_secs(1),
+            dns: Some(DnsListen {
+                udp: vec!["127.0.0.1:0".parse().unwrap()],
+                tcp: vec![],
+            }),
+            whois: None,
+            workers: Some(1),
+            memory_budget: None,
+            nsid: None,
+            hostname: Some("sat9".into()),
+            selector_toml: selector_toml.into(),
+        }
+    }
+
+    const CHAINS: &str = r#"
+        [leaves.chaos]
+        kind = "chaos"
+        [leaves.lookup]
+        kind = "lookup"
+        [[chains]]
+        name = "main"
+        leaves = ["lookup"]
+    "#;
+
+    #[test]
+    fn selector_from_settings_and_restart_fields() {
+        assert!(build_selector(&settings(CHAINS)).is_ok());
+        let Err(err) = build_selector(&settings("[[chains]]\nname = 1")) else {
+            panic!("a bad selector was accepted");
+        };
+        assert!(err.to_string().contains("selector_toml"), "{err}");
+        let s = settings(CHAINS);
+        let serving =
+            Serving::bind(&s.dns.as_ref().unwrap().udp, &[], server_settings(&s)).unwrap();
+        assert!(restart_required(&serving, &s).is_empty());
+        let mut moved = s.clone();
+        moved.dns.as_mut().unwrap().udp = vec!["127.0.0.2:53".parse().unwrap()];
+        moved.workers = Some(3);
+        assert_eq!(restart_required(&serving, &moved), ["dns.udp", "workers"]);
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0, Duration::from_secs(30)), Duration::ZERO);
+        let b = backoff(1, Duration::from_secs(30));
+        assert!(b >= Duration::from_millis(125) && b <= Duration::from_millis(251));
+        assert!(backoff(40, Duration::from_secs(2)) <= Duration::from_millis(2001));
+    }
+}

@@ -1,0 +1,168 @@
+//! DNS sockets bound once, with the [`Server`] on them replaced when the query path changes.
+//!
+//! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets stay bound
+//! for the life of the process, so a change never needs the privileges of binding again (port
+//! 53) and no query is lost: a server with the new pipeline starts on clones of the same
+//! sockets, then the old one is cancelled. For the ~100 ms the old UDP workers take to notice,
+//! the kernel hands each datagram to one waiting thread of either server; old TCP connections
+//! finish the query they are answering and close (clients reconnect, RFC 7766 §6.2.3).
+//! Changing the addresses or the worker count does need a restart (see [`super`]).
+//!
+//! ```text
+//!   UdpSocket / TcpListener (bound once) ──try_clone──▶ Server v1 (Pipeline: Selector v1)
+//!                                        └─try_clone──▶ Server v2 (Pipeline: Selector v2)
+//!                                                        then v1 cancelled and joined
+//! ```
+//!
+//! Statistics are cumulative over the process: the counters of a replaced Selector are added
+//! to a base once its server has stopped.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::Pipeline;
+use crate::server::{Server, ServerSettings};
+
+/// Counter totals by `(leaf, counter)`.
+pub type Counters = BTreeMap<(String, String), u64>;
+
+/// The DNS service of a satellite.
+pub struct Serving {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+    settings: ServerSettings,
+    current: Option<Running>,
+    /// Counters of replaced pipelines.
+    base: Arc<Mutex<Counters>>,
+}
+
+struct Running {
+    server: Server,
+    cancel: CancellationToken,
+    pipeline: Arc<Pipeline>,
+}
+
+impl Serving {
+    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]).
+    pub fn bind(
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        settings: ServerSettings,
+    ) -> io::Result<Self> {
+        fn with_addr(addr: &SocketAddr, proto: &str) -> impl FnOnce(io::Error) -> io::Error {
+            let what = format!("binding {proto} {addr}");
+            move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+        }
+        let udp = udp
+            .iter()
+            .map(|a| UdpSocket::bind(a).map_err(with_addr(a, "udp")))
+            .collect::<io::Result<Vec<_>>>()?;
+        let tcp = tcp
+            .iter()
+            .map(|a| {
+                let l = TcpListener::bind(a).map_err(with_addr(a, "tcp"))?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self {
+            udp,
+            tcp,
+            settings,
+            current: None,
+            base: Arc::default(),
+        })
+    }
+
+    /// The bound UDP addresses.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The bound TCP addresses.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The settings the servers run with.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
+    }
+
+    /// Serves with `pipeline` from now on; the previous server (if any) is stopped in the
+    /// background. Must be called inside a tokio runtime.
+    pub fn serve(&mut self, pipeline: Arc<Pipeline>) -> io::Result<()> {
+        let udp = self
+            .udp
+            .iter()
+            .map(UdpSocket::try_clone)
+            .collect::<io::Result<Vec<_>>>()?;
+        let tcp = self
+            .tcp
+            .iter()
+            .map(|l| tokio::net::TcpListener::from_std(l.try_clone()?))
+            .collect::<io::Result<Vec<_>>>()?;
+        let cancel = CancellationToken::new();
+        let server = Server::start(
+            Arc::clone(&pipeline),
+            udp,
+            tcp,
+            &self.settings,
+            cancel.clone(),
+        )?;
+        let old = self.current.replace(Running {
+            server,
+            cancel,
+            pipeline,
+        });
+        if let Some(old) = old {
+            let base = Arc::clone(&self.base);
+            tokio::spawn(async move {
+                old.cancel.cancel();
+                old.server.join().await;
+                let mut base = base.lock().unwrap_or_else(|e| e.into_inner());
+                old.pipeline.selector.counters(&mut |leaf, counter, value| {
+                    *base
+                        .entry((leaf.to_owned(), counter.to_owned()))
+                        .or_default() += value;
+                });
+            });
+        }
+        Ok(())
+    }
+
+    /// The pipeline serving now.
+    pub fn pipeline(&self) -> Option<&Arc<Pipeline>> {
+        self.current.as_ref().map(|r| &r.pipeline)
+    }
+
+    /// Every counter since the process started (replaced pipelines included).
+    pub fn counters(&self) -> Counters {
+        let mut all = self.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(r) = &self.current {
+            r.pipeline.selector.counters(&mut |leaf, counter, value| {
+                *all.entry((leaf.to_owned(), counter.to_owned()))
+                    .or_default() += value;
+            });
+        }
+        all
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.current.take() {
+            r.cancel.cancel();
+            r.server.join().await;
+        }
+    }
+}
