@@ -9,8 +9,9 @@
 //! in AUTHORITY of positive answers, glue and additional addresses kept) and `minimal-any yes`
 //! (RFC 8482).
 //!
-//! The corpus (more than 10,000 queries) covers every delegation and glue host of a sample of
-//! the domains, names below delegations, non-delegated and nonexistent names, the apex with
+//! The corpus (more than 10,000 queries) covers every delegation and every glue host; a sample
+//! of the domains also gets many query types and names below delegations, and there are
+//! non-delegated and nonexistent names, the apex with
 //! types it has and has not (DNSKEY, MX, …), DS queries, ANY, names outside the zone, mixed
 //! case, EDNS on and off, DO on and off, tiny buffers (no EDNS, EDNS 512) and TCP. Each query
 //! goes to both servers; rcode, AA and TC, the question (case included), the EDNS OPT (present,
@@ -570,8 +571,8 @@ fn corpus(data: &SnapshotData, apex: &Name) -> Vec<Probe> {
         names.push((format!("a.b.nx{i}.{apex_text}"), T::AAAA));
         names.push((format!("nx{i}.{apex_text}"), T::DS));
     }
-    // Domains: hand-made ones all, then a sample of the synthetic ones big enough to reach the
-    // corpus size, with every one of their in-zone nameservers (glue hosts).
+    // Domains: every delegation and every glue host at least once; hand-made domains and a
+    // sample of the synthetic ones with many query types and names below them.
     // Synthetic labels end with their index; hand-made ones have no digits.
     let special = |d: &orrery_proto::Domain| !d.name.first_label().iter().any(u8::is_ascii_digit);
     let delegated = data.domains.iter().filter(|d| d.is_delegated()).count();
@@ -583,6 +584,16 @@ fn corpus(data: &SnapshotData, apex: &Name) -> Vec<Probe> {
             k % step == 0
         };
         if !sampled {
+            // Every other delegation still gets a referral, and each of its glue hosts a query.
+            let name = d.name.to_string();
+            names.push(if k % 2 == 0 {
+                (name, T::NS)
+            } else {
+                (format!("www.{name}"), T::A)
+            });
+            for ns in d.nameservers.iter().filter(|n| zone(n)) {
+                names.push((ns.to_string(), if k % 2 == 0 { T::A } else { T::AAAA }));
+            }
             continue;
         }
         let name = d.name.to_string();
