@@ -112,9 +112,7 @@ fn serve_from_master(
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let satellite = Satellite::start(config, shutdown.clone())?;
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
+        shutdown_signal().await?;
         tracing::info!("shutting down");
         shutdown.cancel();
         satellite.join().await;
@@ -170,12 +168,22 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         };
         let server = Server::start(pipeline, udp, tcp, &settings, cancel.clone())?;
         tracing::info!(udp = ?config.udp, tcp = ?config.tcp, "serving");
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
+        shutdown_signal().await?;
         tracing::info!("shutting down");
         cancel.cancel();
         server.join().await;
         Ok(())
     })
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (what `kill` and systemd send), so both stop the
+/// satellite cleanly: servers drained, state written.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
