@@ -313,6 +313,13 @@ impl Link {
                         "the master refused this satellite; serving the last complete state"
                     );
                 }
+                // Not a link problem: the addresses the master configured cannot be bound
+                // (in use, or not ours). Retry: the port may free up, or the master's
+                // configuration for this satellite may change at the next boot.
+                Err(LinkError::Bind(e)) => tracing::error!(
+                    error = %e,
+                    "cannot listen on the addresses the master configured; retrying"
+                ),
                 Err(e) => tracing::warn!(
                     error = %e,
                     serial = self.applied(),
