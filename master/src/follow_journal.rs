@@ -1,8 +1,8 @@
 //! Following the store's change journal into the [`Cache`].
 //!
 //! The follower is the master's only reader of the store. It loads the whole registry once
-//! (`changes_since(0)`: every object the journal ever named, at its current state, from one
-//! snapshot), then asks for the changes after its serial whenever it is woken, and at least
+//! (`visit_registry`: every object at its current state, from one snapshot, with that snapshot's
+//! serial; it does not depend on the journal's history, which may be pruned), then asks for the changes after its serial whenever it is woken, and at least
 //! every `poll_interval`. On PostgreSQL a listener on the `orrery_journal` channel (notified by
 //! the store's commit trigger) wakes it at once; notifications only shorten the wait, so a lost
 //! one costs at most one poll interval, and serials are never skipped because every read is
@@ -14,7 +14,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use orrery_store::{ChangesSince, Store, StoreError};
+use orrery_proto::{Change, ChangeBatch};
+use orrery_store::{ChangesSince, RegistryItem, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +68,27 @@ impl JournalFollower {
 
     /// Loads the whole registry, replacing the cache. Returns the serial loaded.
     pub async fn load(&self) -> Result<orrery_proto::Serial, StoreError> {
-        let ChangesSince::Batch(full) = self.changes_since(0, usize::MAX).await? else {
-            unreachable!("no limit on a full load");
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut changes = Vec::new();
+        let serial = self
+            .store
+            .visit_registry(|item| {
+                match item {
+                    RegistryItem::Serial(_) => {}
+                    RegistryItem::Registrar(r) => changes.push(Change::Registrar(r)),
+                    RegistryItem::Contact(c) => changes.push(Change::Contact(c)),
+                    RegistryItem::Zone(z) => changes.push(Change::Zone(z)),
+                    RegistryItem::Host(h) => changes.push(Change::Host(h)),
+                    RegistryItem::Domain(d) => changes.push(Change::Domain(d)),
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        let full = ChangeBatch {
+            after: 0,
+            upto: serial,
+            changes,
         };
-        let serial = full.upto;
         self.cache.load(full);
         tracing::info!(
             serial,
