@@ -134,10 +134,12 @@ pub struct LinkSettings {
     pub snapshot_chunk_objects: usize,
 }
 
+/// Polling every 200 ms keeps propagation well under a second on SQLite, which has no NOTIFY
+/// (docs/BENCHMARKS.md), for one cheap query per interval.
 impl Default for FollowSettings {
     fn default() -> Self {
         Self {
-            poll_interval: Duration::from_millis(1000),
+            poll_interval: Duration::from_millis(200),
             max_batch_entries: 100_000,
         }
     }

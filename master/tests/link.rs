@@ -440,6 +440,9 @@ async fn two_hundred_satellites_cost_the_store_nothing_more() {
     const CHANGES: usize = 8;
     let one = run_cluster(1, CHANGES).await;
     let many = run_cluster(200, CHANGES).await;
+    eprintln!(
+        "store calls for {CHANGES} commits (one batch each): 1 satellite {one}, 200 satellites {many}"
+    );
     assert_eq!(
         one,
         2 + CHANGES as u64,
