@@ -262,6 +262,23 @@ pub struct Registrar {
     pub abuse_phone: Option<String>,
 }
 
+impl Registrar {
+    /// A registrar with only its handle and name set.
+    pub fn new(handle: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            handle: handle.into(),
+            name: name.into(),
+            iana_id: None,
+            url: None,
+            whois_server: None,
+            email: None,
+            phone: None,
+            abuse_email: None,
+            abuse_phone: None,
+        }
+    }
+}
+
 /// One object's new state, or its removal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {

@@ -233,15 +233,8 @@ mod tests {
             .unwrap();
         store
             .add_registrar(&Registrar {
-                handle: "R1".into(),
-                name: "Registrar One".into(),
                 iana_id: Some(9999),
-                url: None,
-                whois_server: None,
-                email: None,
-                phone: None,
-                abuse_email: None,
-                abuse_phone: None,
+                ..Registrar::new("R1", "Registrar One")
             })
             .await
             .unwrap();

@@ -170,17 +170,7 @@ async fn run(label: &str, url: &str, s: &Settings) -> String {
         .await
         .unwrap();
     store
-        .add_registrar(&Registrar {
-            handle: "BENCH".into(),
-            name: "Benchmark registrar".into(),
-            iana_id: None,
-            url: None,
-            whois_server: None,
-            email: None,
-            phone: None,
-            abuse_email: None,
-            abuse_phone: None,
-        })
+        .add_registrar(&Registrar::new("BENCH", "Benchmark registrar"))
         .await
         .unwrap();
 

@@ -150,17 +150,7 @@ async fn bind_serves_the_generated_zone() {
 
     // Hand-made objects for the cases that matter.
     store
-        .add_registrar(&Registrar {
-            handle: "R1".into(),
-            name: "Registrar One".into(),
-            iana_id: None,
-            url: None,
-            whois_server: None,
-            email: None,
-            phone: None,
-            abuse_email: None,
-            abuse_phone: None,
-        })
+        .add_registrar(&Registrar::new("R1", "Registrar One"))
         .await
         .unwrap();
     let domain = |name: &str, ns: Vec<NsSpec>, statuses: Vec<EppStatus>, ds: &str| NewDomain {

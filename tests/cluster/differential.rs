@@ -665,17 +665,7 @@ fn corpus(data: &SnapshotData, apex: &Name) -> Vec<Probe> {
 async fn add_special_cases(store: &Store) {
     let n = |s: &str| Name::from_ascii(s).unwrap();
     store
-        .add_registrar(&Registrar {
-            handle: "R1".into(),
-            name: "Registrar One".into(),
-            iana_id: None,
-            url: None,
-            whois_server: None,
-            email: None,
-            phone: None,
-            abuse_email: None,
-            abuse_phone: None,
-        })
+        .add_registrar(&Registrar::new("R1", "Registrar One"))
         .await
         .unwrap();
     let ns = |name: &str, addrs: &[&str]| NsSpec {

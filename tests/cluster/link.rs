@@ -66,17 +66,7 @@ impl Cluster {
             .await
             .unwrap();
         store
-            .add_registrar(&Registrar {
-                handle: "LINK".into(),
-                name: "Link test registrar".into(),
-                iana_id: None,
-                url: None,
-                whois_server: None,
-                email: None,
-                phone: None,
-                abuse_email: None,
-                abuse_phone: None,
-            })
+            .add_registrar(&Registrar::new("LINK", "Link test registrar"))
             .await
             .unwrap();
         let ca = create_ca(30).unwrap();
