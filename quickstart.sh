@@ -6,17 +6,21 @@
 #   3. generates the BIND fallback zone files and named.conf fragment (run/zones);
 #   4. makes a private CA and the master's and satellite's certificates (run/certs);
 #   5. writes a master configuration (run/master.toml) for one satellite, sat1, serving DNS on
-#      UDP and TCP 127.0.0.1:$PORT, and starts the master (link on 127.0.0.1:$MASTER_PORT) and the
-#      satellite in the background (run/*.pid, run/*.log);
+#      UDP and TCP 127.0.0.1:$PORT, Whois on 127.0.0.1:$WHOIS_PORT and RDAP on
+#      http://127.0.0.1:$RDAP_PORT/, and starts the master (link on 127.0.0.1:$MASTER_PORT) and
+#      the satellite in the background (run/*.pid, run/*.log);
 #   6. waits until the satellite answers, prints what to try, and exits.
 #
-# Environment: PORT (DNS, default 5353), MASTER_PORT (link, default 7443), DOMAINS (default
-# 10000), DEADLINE (seconds each component has to come up, default 60).
+# Environment: PORT (DNS, default 5353), WHOIS_PORT (default 4343), RDAP_PORT (default 8080),
+# MASTER_PORT (link, default 7443), DOMAINS (default 10000), DEADLINE (seconds each component
+# has to come up, default 60).
 # Stop the cluster with: kill $(cat run/*.pid)
 set -euo pipefail
 cd "$(dirname "$0")"
 DOMAINS="${DOMAINS:-10000}"
 PORT="${PORT:-5353}"
+WHOIS_PORT="${WHOIS_PORT:-4343}"
+RDAP_PORT="${RDAP_PORT:-8080}"
 MASTER_PORT="${MASTER_PORT:-7443}"
 DEADLINE="${DEADLINE:-60}"
 bin=target/release
@@ -88,6 +92,24 @@ key = "certs/m1.master.key"
 checkin_interval_ms = 5000
 workers = 2
 selector = "standard"
+rds_selector = "registration_data"
+
+# Whois and RDAP: validate, rate limit (a token bucket per client address and per prefix),
+# look up. See deploy/master.example.toml.
+[selectors.registration_data]
+chains = [{ name = "main", leaves = ["stats", "validate", "limit", "lookup"] }]
+[selectors.registration_data.leaves.stats]
+kind = "statistics"
+[selectors.registration_data.leaves.validate]
+kind = "validate_query"
+[selectors.registration_data.leaves.limit]
+kind = "rate_limit"
+address_rate = 5.0
+address_burst = 20
+prefix_rate = 50.0
+prefix_burst = 200
+[selectors.registration_data.leaves.lookup]
+kind = "lookup"
 
 [selectors.standard]
 chains = [
@@ -116,6 +138,8 @@ kind = "lookup"
 
 [satellites.sat1]
 dns = { udp = ["127.0.0.1:$PORT"], tcp = ["127.0.0.1:$PORT"] }
+whois = { tcp = ["127.0.0.1:$WHOIS_PORT"] }
+rdap = { http = ["127.0.0.1:$RDAP_PORT"], base_url = "http://127.0.0.1:$RDAP_PORT/" }
 nsid = "sat1.local"
 hostname = "sat1.local"
 EOF
@@ -163,6 +187,7 @@ NO_COLOR=1 setsid "$bin/orrery-satellite" --master "127.0.0.1:$MASTER_PORT" --tl
 echo $! > run/satellite.pid
 started+=("$!")
 wait_for orrery-satellite "$(cat run/satellite.pid)" "$DEADLINE" grep -q 'serving DNS' run/satellite.log
+wait_for orrery-satellite "$(cat run/satellite.pid)" "$DEADLINE" grep -q 'serving Whois and RDAP' run/satellite.log
 
 answers() {
     dig @127.0.0.1 -p "$PORT" +time=1 +tries=1 +norec hello.test NS 2>/dev/null |
@@ -176,13 +201,21 @@ else
     grep 'serving DNS' run/satellite.log
 fi
 
+if command -v whois >/dev/null 2>&1; then
+    echo "== whois -h 127.0.0.1 -p $WHOIS_PORT hello.test"
+    whois -h 127.0.0.1 -p "$WHOIS_PORT" hello.test | head -n 30
+else
+    echo "(whois not found: apt-get install whois)"
+fi
+
 admin="$bin/orrery-admin --db $db"
 cat <<EOF
 
 A local Orrery cluster runs in the background under ./run:
   store      $db (synthetic TLD test. with $DOMAINS domains, and hello.test)
   master     pid $(cat run/master.pid), link 127.0.0.1:$MASTER_PORT, config run/master.toml, log run/master.log
-  satellite  pid $(cat run/satellite.pid), DNS 127.0.0.1:$PORT (UDP+TCP), state run/sat1.state, log run/satellite.log
+  satellite  pid $(cat run/satellite.pid), DNS 127.0.0.1:$PORT (UDP+TCP), Whois 127.0.0.1:$WHOIS_PORT,
+             RDAP http://127.0.0.1:$RDAP_PORT/, state run/sat1.state, log run/satellite.log
   BIND       fallback zone files and named.conf fragment in run/zones
 
 Ask the satellite:
@@ -192,11 +225,17 @@ Ask the satellite:
   dig @127.0.0.1 -p $PORT hello.test DS        # DS from the parent side (aa)
   dig @127.0.0.1 -p $PORT +nsid version.bind TXT CH
 
-Whois and RDAP are not served yet (a later issue): there is no whois or RDAP port to try.
+Whois (port $WHOIS_PORT) and RDAP (http://127.0.0.1:$RDAP_PORT/):
+  whois -h 127.0.0.1 -p $WHOIS_PORT hello.test                # ICANN layout, registrant redacted
+  whois -h 127.0.0.1 -p $WHOIS_PORT "nameserver ns1.hello.test"
+  whois -h 127.0.0.1 -p $WHOIS_PORT "registrar Demo Registrar"
+  curl -s http://127.0.0.1:$RDAP_PORT/domain/hello.test       # RDAP JSON (RFC 9083)
+  curl -s http://127.0.0.1:$RDAP_PORT/entity/DEMO
 
 Change a domain in the store and see the satellite's answer change within a second:
   $admin domain update hello.test --add-status clientHold      # out of DNS
   dig @127.0.0.1 -p $PORT hello.test NS        # NXDOMAIN now; test SOA shows a higher serial
+  whois -h 127.0.0.1 -p $WHOIS_PORT hello.test # Domain Status: clientHold
   $admin domain update hello.test --remove-status clientHold   # back in DNS
   $admin domain show hello.test
 The BIND fallback files follow when the generator runs again:

@@ -1,17 +1,19 @@
-//! The satellite snapshot command: the whole registry's DNS data, read from one consistent
-//! store snapshot, written as the versioned, checksummed file `orrery-satellite --snapshot`
-//! starts from (format: [`orrery_satellite::snapshot`]).
+//! The satellite snapshot command: the whole registry (the DNS data, and the registrars and
+//! contacts Whois and RDAP show), read from one consistent store snapshot, written as the
+//! versioned, checksummed file `orrery-satellite --snapshot` starts from (format:
+//! [`orrery_satellite::snapshot`]).
 //!
-//! It is built on [`Store::visit_registry`], so zones, hosts and domains all reflect the same
-//! journal serial, and that serial is the snapshot's: a satellite started from the file serves
-//! the same SOA serial (its low 32 bits) as a BIND server loading zone files generated from the
-//! same state, and a master can bring it up to date with the changes after that serial.
+//! It is built on [`Store::visit_registry`], so every object reflects the same journal serial,
+//! and that serial is the snapshot's: a satellite started from the file serves the same SOA
+//! serial (its low 32 bits) as a BIND server loading zone files generated from the same state,
+//! and a master can bring it up to date with the changes after that serial.
 //!
 //! Every host object goes into the file, not only the published ones: what is published is
 //! the satellite's own rule ([`orrery_satellite::zone`]), the same as the generator's
 //! [`HostSelection::Published`](orrery_store::HostSelection::Published), applied as the satellite
 //! builds its tables, so later changes to a domain can publish a host without a new snapshot.
-//! Registrars and contacts are not in format version 1 (Whois comes with version 2).
+//! Likewise every registrar and contact goes in, disclosed or not: what Whois and RDAP redact is
+//! decided when they answer.
 
 use std::path::Path;
 
@@ -31,8 +33,9 @@ pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Seri
                 RegistryItem::Zone(z) => data.zones.push(z),
                 RegistryItem::Host(h) => data.hosts.push(h),
                 RegistryItem::Domain(d) => data.domains.push(d),
-                RegistryItem::Serial(_) | RegistryItem::Registrar(_) | RegistryItem::Contact(_) => {
-                }
+                RegistryItem::Registrar(r) => data.registrars.push(r),
+                RegistryItem::Contact(c) => data.contacts.push(c),
+                RegistryItem::Serial(_) => {}
             }
             Ok::<_, GenerateError>(())
         })
@@ -72,17 +75,36 @@ mod tests {
         assert_eq!(data.zones.len(), 1);
         assert_eq!(data.zones[0].name, apex);
         assert_eq!(data.domains.len(), report.domains);
-        // Every host object, the out-of-zone hosting nameservers and the apex's own included.
-        let mut visited_hosts = 0;
+        // Every host object, the out-of-zone hosting nameservers and the apex's own included;
+        // every registrar and contact, as the store holds them.
+        let (mut visited_hosts, mut registrars, mut contacts) = (0, Vec::new(), Vec::new());
         store
             .visit_registry(|item| {
-                visited_hosts += usize::from(matches!(item, RegistryItem::Host(_)));
+                match item {
+                    RegistryItem::Host(_) => visited_hosts += 1,
+                    RegistryItem::Registrar(r) => registrars.push(r),
+                    RegistryItem::Contact(c) => contacts.push(c),
+                    _ => {}
+                }
                 Ok::<_, GenerateError>(())
             })
             .await
             .unwrap();
         assert_eq!(data.hosts.len(), visited_hosts);
         assert!(data.hosts.len() >= report.hosts, "{report:?}");
+        assert_eq!(data.registrars, registrars);
+        assert_eq!(data.contacts, contacts);
+        assert_eq!(data.registrars.len(), report.registrars, "{report:?}");
+        assert_eq!(data.contacts.len(), report.contacts, "{report:?}");
+        for d in &data.domains {
+            assert!(
+                data.registrars.iter().any(|r| r.handle == d.registrar),
+                "{d:?}"
+            );
+            if let Some(h) = &d.registrant {
+                assert!(data.contacts.iter().any(|c| &c.handle == h), "{d:?}");
+            }
+        }
         assert!(data.domains.iter().any(|d| !d.ds.is_empty()));
         let files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

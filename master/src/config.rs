@@ -3,18 +3,19 @@
 //!
 //! It holds the master's own settings and the configuration of every satellite: the master has
 //! complete control over what a booting satellite does (services, sockets, threads, memory,
-//! Selector leaves and chains, check-in interval, NSID and host name). Relative certificate
-//! paths are resolved against the configuration file's directory. See
-//! `deploy/master.example.toml` for every field.
+//! Selector leaves and chains, check-in interval, NSID and host name). The master's own relative
+//! certificate paths are resolved against the configuration file's directory; the RDAP
+//! certificate paths of a satellite are paths on that satellite's machine, passed on as written.
+//! See `deploy/master.example.toml` for every field.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orrery_proto::link::SatelliteSettings;
-use orrery_proto::link::convert::{DnsListen, MIN_CHECKIN_INTERVAL};
+use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
+use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
 use serde::Deserialize;
 
 /// The file as written.
@@ -58,12 +59,15 @@ struct SatelliteSection {
     checkin_interval_ms: Option<u64>,
     dns: Option<DnsSection>,
     whois: Option<WhoisSection>,
+    rdap: Option<RdapSection>,
     workers: Option<u32>,
     memory_budget_mb: Option<u64>,
     nsid: Option<String>,
     hostname: Option<String>,
     /// The name of a `[selectors.NAME]` table.
     selector: Option<String>,
+    /// The name of a `[selectors.NAME]` table for the registration data services (Whois, RDAP).
+    rds_selector: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +83,22 @@ struct DnsSection {
 #[serde(deny_unknown_fields)]
 struct WhoisSection {
     tcp: Vec<String>,
+    max_connections: Option<u32>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RdapSection {
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    https: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    base_url: Option<String>,
+    max_connections: Option<u32>,
+    timeout_ms: Option<u64>,
 }
 
 impl SatelliteSection {
@@ -88,11 +108,13 @@ impl SatelliteSection {
             checkin_interval_ms: self.checkin_interval_ms.or(d.checkin_interval_ms),
             dns: self.dns.or_else(|| d.dns.clone()),
             whois: self.whois.or_else(|| d.whois.clone()),
+            rdap: self.rdap.or_else(|| d.rdap.clone()),
             workers: self.workers.or(d.workers),
             memory_budget_mb: self.memory_budget_mb.or(d.memory_budget_mb),
             nsid: self.nsid.or_else(|| d.nsid.clone()),
             hostname: self.hostname.or_else(|| d.hostname.clone()),
             selector: self.selector.or_else(|| d.selector.clone()),
+            rds_selector: self.rds_selector.or_else(|| d.rds_selector.clone()),
         }
     }
 }
@@ -328,20 +350,12 @@ fn satellite(
             Ok(dns)
         })
         .transpose()?;
-    let whois = s
-        .whois
-        .map(|w| {
-            let tcp = addrs(&f("whois.tcp"), &w.tcp)?;
-            if tcp.is_empty() {
-                return Err(field(f("whois.tcp"), "no address"));
-            }
-            Ok(tcp)
-        })
-        .transpose()?;
-    if dns.is_none() && whois.is_none() {
+    let whois = s.whois.map(|w| whois(name, w)).transpose()?;
+    let rdap = s.rdap.map(|r| rdap(name, r)).transpose()?;
+    if dns.is_none() && whois.is_none() && rdap.is_none() {
         return Err(field(
             format!("satellites.{name}"),
-            "serves nothing: give it [dns] and/or [whois]",
+            "serves nothing: give it dns, whois and/or rdap",
         ));
     }
     if s.workers == Some(0) {
@@ -366,22 +380,126 @@ fn satellite(
     if s.hostname.as_deref() == Some("") {
         return Err(field(f("hostname"), "empty"));
     }
-    let selector_toml = match &s.selector {
+    let selector_text = |what: &str, sel: Option<&str>| match sel {
         Some(sel) => selectors
             .get(sel)
             .cloned()
-            .ok_or_else(|| field(f("selector"), format!("no [selectors.{sel}] table")))?,
-        None => String::new(),
+            .ok_or_else(|| field(f(what), format!("no [selectors.{sel}] table"))),
+        None => Ok(String::new()),
     };
     Ok(SatelliteSettings {
         checkin_interval,
         dns,
         whois,
+        rdap,
         workers: s.workers,
         memory_budget,
         nsid: s.nsid.map(String::into_bytes),
         hostname: s.hostname,
-        selector_toml,
+        selector_toml: selector_text("selector", s.selector.as_deref())?,
+        rds_selector_toml: selector_text("rds_selector", s.rds_selector.as_deref())?,
+    })
+}
+
+/// `max_connections`: above 0 when given (leaving it out lets the satellite choose).
+fn max_connections(name: String, v: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    if v == Some(0) {
+        return Err(field(
+            name,
+            "must be above 0 (leave it out to let the satellite choose)",
+        ));
+    }
+    Ok(v)
+}
+
+/// `timeout_ms`: 1 to `u32::MAX` milliseconds when given (the link carries a `u32`).
+fn timeout(name: String, ms: Option<u64>) -> Result<Option<Duration>, ConfigError> {
+    match ms {
+        Some(ms) if ms == 0 || ms > u64::from(u32::MAX) => Err(field(
+            name,
+            format!(
+                "must be between 1 and {} (leave it out to let the satellite choose)",
+                u32::MAX
+            ),
+        )),
+        ms => Ok(ms.map(Duration::from_millis)),
+    }
+}
+
+fn whois(name: &str, w: WhoisSection) -> Result<WhoisListen, ConfigError> {
+    let f = |what: &str| format!("satellites.{name}.whois.{what}");
+    let tcp = addrs(&f("tcp"), &w.tcp)?;
+    if tcp.is_empty() {
+        return Err(field(f("tcp"), "no address"));
+    }
+    Ok(WhoisListen {
+        tcp,
+        max_connections: max_connections(f("max_connections"), w.max_connections)?,
+        timeout: timeout(f("timeout_ms"), w.timeout_ms)?,
+    })
+}
+
+fn rdap(name: &str, r: RdapSection) -> Result<RdapListen, ConfigError> {
+    let f = |what: &str| format!("satellites.{name}.rdap.{what}");
+    let http = addrs(&f("http"), &r.http)?;
+    let https = addrs(&f("https"), &r.https)?;
+    if http.is_empty() && https.is_empty() {
+        return Err(field(
+            format!("satellites.{name}.rdap"),
+            "no http or https address",
+        ));
+    }
+    // The certificate and key are read by the satellite, on its own machine: they are not
+    // resolved against this file's directory (unlike [tls]), so they must be absolute.
+    let satellite_path = |what: &str, p: Option<PathBuf>| match p {
+        Some(p) if !p.is_absolute() => Err(field(
+            f(what),
+            format!(
+                "{} is not an absolute path (it is a path on the satellite's machine)",
+                p.display()
+            ),
+        )),
+        p => Ok(p),
+    };
+    let cert = satellite_path("tls_cert", r.tls_cert)?;
+    let key = satellite_path("tls_key", r.tls_key)?;
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(RdapTls { cert, key }),
+        (None, None) => None,
+        (None, Some(_)) => return Err(field(f("tls_cert"), "missing: tls_key is set")),
+        (Some(_), None) => return Err(field(f("tls_key"), "missing: tls_cert is set")),
+    };
+    match (&tls, https.is_empty()) {
+        (None, false) => {
+            return Err(field(
+                f("https"),
+                "needs tls_cert and tls_key (PEM paths on the satellite)",
+            ));
+        }
+        (Some(_), true) => {
+            return Err(field(f("tls_cert"), "set, but there is no https address"));
+        }
+        _ => {}
+    }
+    // Normalised to end with `/`, as the satellite requires.
+    let base_url = r
+        .base_url
+        .map(|mut url| {
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            RdapListen::check_base_url(&url)
+                .map(|()| url)
+                .map_err(|e| field(f("base_url"), e))
+        })
+        .transpose()?;
+    Ok(RdapListen {
+        http,
+        https,
+        tls,
+        base_url,
+        max_connections: max_connections(f("max_connections"), r.max_connections)?,
+        timeout: timeout(f("timeout_ms"), r.timeout_ms)?,
     })
 }
 
@@ -433,7 +551,151 @@ mod tests {
         let s2 = &c.satellites[&SatelliteId::new("sat2").unwrap()];
         assert_eq!(s2.checkin_interval, Duration::from_secs(1));
         assert!(s2.dns.is_none());
-        assert_eq!(s2.whois.as_ref().unwrap().len(), 1);
+        assert_eq!(s2.whois.as_ref().unwrap().tcp.len(), 1);
+        assert!(s2.rdap.is_none());
+        assert_eq!(s2.rds_selector_toml, "");
+    }
+
+    /// A configuration with Whois and RDAP; `WHOIS2` and `RDAP2` stand for sat2's services.
+    const SERVICES: &str = r#"
+        [master]
+        store = "sqlite:orrery.db"
+        listen = ["127.0.0.1:7443"]
+        [tls]
+        ca = "ca.pem"
+        cert = "master.pem"
+        key = "master.key"
+        [satellite_defaults]
+        rds_selector = "rds"
+        rdap = { http = ["127.0.0.1:8080"] }
+        [selectors.rds]
+        chains = [{ name = "main", leaves = ["limit", "lookup"] }]
+        [selectors.rds.leaves.limit]
+        kind = "rate_limit"
+        [selectors.rds.leaves.lookup]
+        kind = "lookup"
+        [satellites.sat1]
+        [satellites.sat2]
+        WHOIS2
+        RDAP2
+    "#;
+
+    const WHOIS2: &str =
+        r#"whois = { tcp = ["[::1]:4343"], max_connections = 64, timeout_ms = 5000 }"#;
+    const RDAP2: &str = r#"rdap = { https = ["[::1]:8443"], tls_cert = "/etc/orrery/rdap.pem", tls_key = "/etc/orrery/rdap.key", base_url = "https://rdap.nic.test", max_connections = 1000, timeout_ms = 10000 }"#;
+
+    fn services(whois: &str, rdap: &str) -> String {
+        SERVICES.replace("WHOIS2", whois).replace("RDAP2", rdap)
+    }
+
+    #[test]
+    fn whois_rdap_and_their_selector() {
+        let c = MasterConfig::parse(&services(WHOIS2, RDAP2), Path::new("/base")).unwrap();
+        // sat1 sets nothing: RDAP alone, from the defaults, is something to serve.
+        let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
+        assert!(s1.dns.is_none() && s1.whois.is_none());
+        assert_eq!(
+            s1.rdap,
+            Some(RdapListen {
+                http: vec!["127.0.0.1:8080".parse().unwrap()],
+                ..RdapListen::default()
+            })
+        );
+        let table: toml::Table = toml::from_str(&s1.rds_selector_toml).unwrap();
+        assert!(table["leaves"].get("limit").is_some(), "{table}");
+        assert_eq!(s1.selector_toml, "");
+
+        let s2 = &c.satellites[&SatelliteId::new("sat2").unwrap()];
+        assert_eq!(
+            s2.whois,
+            Some(WhoisListen {
+                tcp: vec!["[::1]:4343".parse().unwrap()],
+                max_connections: Some(64),
+                timeout: Some(Duration::from_secs(5)),
+            })
+        );
+        // The TLS paths stay as written (not under /base), the base URL gains its `/`.
+        assert_eq!(
+            s2.rdap,
+            Some(RdapListen {
+                http: vec![],
+                https: vec!["[::1]:8443".parse().unwrap()],
+                tls: Some(RdapTls {
+                    cert: "/etc/orrery/rdap.pem".into(),
+                    key: "/etc/orrery/rdap.key".into(),
+                }),
+                base_url: Some("https://rdap.nic.test/".into()),
+                max_connections: Some(1000),
+                timeout: Some(Duration::from_secs(10)),
+            })
+        );
+        assert_eq!(s2.rds_selector_toml, s1.rds_selector_toml);
+        // What the master sends, the satellite accepts.
+        let msg = orrery_proto::link::pb::SatelliteConfig::from(s2);
+        assert_eq!(&SatelliteSettings::try_from(msg).unwrap(), s2);
+    }
+
+    #[test]
+    fn bad_whois_and_rdap_fields_are_named() {
+        let rdap_err = |rdap: &str| err(&services(WHOIS2, rdap));
+        let whois_err = |whois: &str| err(&services(whois, RDAP2));
+
+        let e = rdap_err(r#"rdap = { https = ["[::1]:8443"] }"#);
+        assert!(
+            e.contains("satellites.sat2.rdap.https") && e.contains("tls_cert"),
+            "{e}"
+        );
+        let e = rdap_err(r#"rdap = { https = ["[::1]:8443"], tls_cert = "/c.pem" }"#);
+        assert!(e.contains("satellites.sat2.rdap.tls_key"), "{e}");
+        let e = rdap_err(r#"rdap = { https = ["[::1]:8443"], tls_key = "/k.pem" }"#);
+        assert!(e.contains("satellites.sat2.rdap.tls_cert"), "{e}");
+        let e = rdap_err(r#"rdap = { http = [":80"], tls_cert = "/c.pem", tls_key = "/k.pem" }"#);
+        assert!(e.contains("satellites.sat2.rdap.http"), "{e}");
+        let e = rdap_err(r#"rdap = { http = ["[::1]:80"], tls_cert = "/c", tls_key = "/k" }"#);
+        assert!(
+            e.contains("satellites.sat2.rdap.tls_cert") && e.contains("no https"),
+            "{e}"
+        );
+        let e = rdap_err(&RDAP2.replace("\"/etc/orrery/rdap.key\"", "\"rdap.key\""));
+        assert!(
+            e.contains("satellites.sat2.rdap.tls_key") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = rdap_err("rdap = {}");
+        assert!(
+            e.contains("satellites.sat2.rdap:") && e.contains("no http or https"),
+            "{e}"
+        );
+        let e = rdap_err(&RDAP2.replace("https://rdap.nic.test", "ftp://rdap.nic.test"));
+        assert!(e.contains("satellites.sat2.rdap.base_url"), "{e}");
+        let e = rdap_err(&RDAP2.replace("https://rdap.nic.test", "https://"));
+        assert!(e.contains("satellites.sat2.rdap.base_url"), "{e}");
+        let e = rdap_err(&RDAP2.replace("max_connections = 1000", "max_connections = 0"));
+        assert!(e.contains("satellites.sat2.rdap.max_connections"), "{e}");
+        let e = rdap_err(&RDAP2.replace("timeout_ms = 10000", "timeout_ms = 5000000000"));
+        assert!(e.contains("satellites.sat2.rdap.timeout_ms"), "{e}");
+        let e = rdap_err(&RDAP2.replace("max_connections", "max_conns"));
+        assert!(e.contains("max_conns"), "{e}");
+
+        let e = whois_err(r#"whois = { tcp = [] }"#);
+        assert!(e.contains("satellites.sat2.whois.tcp"), "{e}");
+        let e = whois_err(&WHOIS2.replace("timeout_ms = 5000", "timeout_ms = 0"));
+        assert!(e.contains("satellites.sat2.whois.timeout_ms"), "{e}");
+        let e = whois_err(&WHOIS2.replace("max_connections = 64", "max_connections = 0"));
+        assert!(e.contains("satellites.sat2.whois.max_connections"), "{e}");
+
+        let e =
+            err(&services(WHOIS2, RDAP2).replace("rds_selector = \"rds\"", "rds_selector = \"x\""));
+        assert!(
+            e.contains("satellites.sat1.rds_selector") && e.contains("selectors.x"),
+            "{e}"
+        );
+        // Without the defaults' RDAP, sat1 serves nothing.
+        let e = err(&services(WHOIS2, RDAP2).replace("rdap = { http = [\"127.0.0.1:8080\"] }", ""));
+        assert!(
+            e.contains("satellites.sat1") && e.contains("serves nothing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -448,6 +710,14 @@ mod tests {
         assert_eq!(s2.dns.as_ref().unwrap().udp.len(), 2);
         let selector: toml::Table = toml::from_str(&s2.selector_toml).unwrap();
         assert_eq!(selector["chains"].as_array().unwrap().len(), 2);
+        let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
+        assert_eq!(s1.whois.as_ref().unwrap().tcp.len(), 1);
+        assert_eq!(s1.rdap.as_ref().unwrap().http.len(), 1);
+        // Both satellites get the registration data Selector from the defaults.
+        assert_eq!(s1.rds_selector_toml, s2.rds_selector_toml);
+        let rds: toml::Table = toml::from_str(&s2.rds_selector_toml).unwrap();
+        assert_eq!(rds["chains"][0]["leaves"].as_array().unwrap().len(), 5);
+        assert_eq!(rds["leaves"]["limit"]["kind"].as_str(), Some("rate_limit"));
     }
 
     #[test]

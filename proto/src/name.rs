@@ -311,27 +311,53 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
+/// Writes a name given in (uncompressed) wire form as presentation text, without the trailing
+/// dot (`.` for the root): what [`Name`]'s `Display` shows, for callers that hold only the wire
+/// bytes (the satellite's tables key by them) and write into a buffer of their own.
+///
+/// Labels only ever hold the characters [`Name::from_ascii`] accepts or, from the wire,
+/// arbitrary octets: those are escaped as master files do (`\DDD`, RFC 1035 §5.1). Malformed
+/// input never panics: a label running past the end is cut there, and the root label (or the
+/// end of the bytes) ends the name.
+pub fn write_wire_name<W: fmt::Write + ?Sized>(wire: &[u8], out: &mut W) -> fmt::Result {
+    let mut rest = wire;
+    let mut first = true;
+    while let Some((&len, tail)) = rest.split_first() {
+        if len == 0 {
+            break;
+        }
+        let (label, after) = tail.split_at((len as usize).min(tail.len()));
+        if !first {
+            out.write_char('.')?;
+        }
+        first = false;
+        let mut plain = 0;
+        for (i, &b) in label.iter().enumerate() {
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*') {
+                // Runs of plain characters go out in one write.
+                out.write_str(ascii(&label[plain..i]))?;
+                write!(out, "\\{b:03}")?;
+                plain = i + 1;
+            }
+        }
+        out.write_str(ascii(&label[plain..]))?;
+        rest = after;
+    }
+    if first {
+        out.write_char('.')?;
+    }
+    Ok(())
+}
+
+/// Octets already checked to be ASCII letters, digits, `-`, `_` or `*`.
+fn ascii(octets: &[u8]) -> &str {
+    std::str::from_utf8(octets).unwrap_or_default()
+}
+
 impl fmt::Display for Name {
     /// Presentation form without the trailing dot (`.` for the root): the stored form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_root() {
-            return f.write_str(".");
-        }
-        for (i, label) in self.labels().enumerate() {
-            if i > 0 {
-                f.write_str(".")?;
-            }
-            // Labels only ever hold the characters from_ascii accepts or, from the wire,
-            // arbitrary octets: escape those as master files do (RFC 1035 §5.1).
-            for &b in label {
-                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
-                    write!(f, "{}", b as char)?;
-                } else {
-                    write!(f, "\\{b:03}")?;
-                }
-            }
-        }
-        Ok(())
+        write_wire_name(&self.wire, f)
     }
 }
 
@@ -441,6 +467,25 @@ mod tests {
         assert_eq!(www.parent().unwrap().to_string(), "foo.tld");
         assert_eq!(Name::root().parent(), None);
         assert_eq!(tld.prepend("ns1").unwrap().to_string(), "ns1.tld");
+    }
+
+    #[test]
+    fn writes_wire_names_as_text() {
+        let text = |wire: &[u8]| {
+            let mut s = String::from(">");
+            write_wire_name(wire, &mut s).unwrap();
+            s
+        };
+        let n = Name::from_ascii("NS1.Foo.tld").unwrap();
+        assert_eq!(text(n.as_wire()), ">ns1.foo.tld");
+        assert_eq!(text(n.as_wire()), format!(">{n}"));
+        assert_eq!(text(b"\x00"), ">.");
+        assert_eq!(text(b""), ">.");
+        assert_eq!(text(b"\x01*\x03a_b\x00"), ">*.a_b");
+        // Other octets are escaped; malformed input is cut, never a panic.
+        assert_eq!(text(b"\x03a.\xff\x01\x0a\x00"), ">a\\046\\255.\\010");
+        assert_eq!(text(b"\x05ab"), ">ab");
+        assert_eq!(text(b"\x02ab\x03cd"), ">ab.cd");
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Config {
             leaves: file.leaves,
             chains: file.chains,
         };
-        Selector::build(&selector)?;
+        <Selector>::build(&selector)?;
         Ok(Self {
             udp,
             tcp,

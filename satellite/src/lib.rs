@@ -39,6 +39,8 @@ pub mod config;
 pub mod leaf;
 pub mod link;
 pub mod pipeline;
+pub mod rate_limit;
+pub mod rds;
 pub mod server;
 pub mod snapshot;
 pub mod wire;

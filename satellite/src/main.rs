@@ -123,7 +123,7 @@ fn serve_from_master(
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let data = read_snapshot(snapshot)?;
-    let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+    let zones = ZoneSet::from_snapshot(&data);
     tracing::info!(
         serial = data.serial,
         zones = zones.zones().len(),
@@ -135,7 +135,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
-    let selector = Selector::build(&config.selector)?;
+    let selector = <Selector>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(
         selector,
         Arc::new(ZoneStore::new(zones)),

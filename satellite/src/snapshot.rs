@@ -1,22 +1,49 @@
 //! The satellite's snapshot file: everything it serves, so it can start (or restart while the
 //! master is unreachable) without anyone's help.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! ```text
 //! offset  size  field
 //!      0     8  magic "ORRSNAP\0"
-//!      8     4  format version, u32 little-endian (1)
+//!      8     4  format version, u32 little-endian (2; 1 is still read)
 //!     12     4  CRC-32 (IEEE) of every byte from offset 16 to the end
 //!     16     8  journal serial, i64 LE
 //!     24     8  body length, u64 LE
 //!     32     …  body
 //! ```
-//! The body is a compact hand-rolled binary of the model types (zones, hosts, domains; each list
-//! prefixed by a u32 count; names as a length octet and canonical wire bytes, checked again on
-//! read; strings as u32 length and UTF-8; integers little-endian). Hand-rolled rather than a
-//! serde format because the model types have no serde derives for this and the layout must stay
-//! stable across releases: a new layout gets a new version number, and readers refuse versions
-//! they do not know. Version 2 will add contacts and registrars (issue 5).
+//! The body is a compact hand-rolled binary of the model types, one list after another, each
+//! list a u32 count and then its records, each record its fields in this order:
+//! ```text
+//! since  list        record
+//!     1  zones       name, SOA mname, SOA rname, refresh, retry, expire, minimum (u32 each),
+//!                    SOA TTL, NS TTL, DS TTL (u32 each), nameservers (u32 count, names)
+//!     1  hosts       name, addresses (u32 count; each a family octet 4 or 6 and 4 or 16
+//!                    octets), registrar (option), created, updated
+//!     1  domains     name, zone, roid, registrar, created, updated, expires, statuses (u32
+//!                    count, EPP spellings), registrant, admin, tech, billing (options),
+//!                    nameservers (u32 count, names), DS (u32 count; each key tag u16, algorithm
+//!                    octet, digest type octet, digest as bytes)
+//!     2  registrars  handle, name, IANA ID (presence octet 0/1, then u32 if 1), url,
+//!                    whois_server, email, phone, abuse_email, abuse_phone (options)
+//!     2  contacts    handle, name, organisation (option), street (u32 count, strings), city,
+//!                    province, postcode (options), country, email, voice, fax (options),
+//!                    disclose (octet 0 or 1), created, updated
+//! ```
+//! Names are a length octet and canonical wire bytes, checked again on read; strings and bytes
+//! a u32 length and the octets (strings UTF-8); options a presence octet (0 absent, 1 present)
+//! and the value; timestamps (seconds since the epoch) i64; integers little-endian. Values the
+//! model types leave open (a country code, an e-mail address) are not checked on read: the
+//! master's store validated them. Only what the layout itself defines is (an octet that must be
+//! 0 or 1, UTF-8, a name's wire form, an EPP status spelling).
+//!
+//! Version 1 is version 2's body without the registrars and contacts lists; it is still read
+//! (with no contacts and no registrars), so a satellite upgraded in place starts from the state
+//! file its previous release wrote. Only version 2 is written.
+//!
+//! Hand-rolled rather than a serde format because the model types have no serde derives for this
+//! and the layout must stay stable across releases: a layout once released never changes, a new
+//! layout gets a new version number, readers keep reading the versions released before theirs
+//! and refuse versions they do not know.
 //!
 //! A file is read whole and checked (magic, version, length, checksum) before anything is
 //! decoded, and decoding builds new values only: a truncated or corrupt file is refused with an
@@ -28,11 +55,15 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use orrery_proto::{Domain, Ds, EppStatus, Host, Name, Serial, Soa, Timestamp, Zone};
+use orrery_proto::{
+    Contact, Domain, Ds, EppStatus, Host, Name, Registrar, Serial, Soa, Timestamp, Zone,
+};
 
 const MAGIC: &[u8; 8] = b"ORRSNAP\0";
-/// Current format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version, the one written.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version still read.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 
 /// What a snapshot holds.
@@ -43,6 +74,9 @@ pub struct SnapshotData {
     pub zones: Vec<Zone>,
     pub domains: Vec<Domain>,
     pub hosts: Vec<Host>,
+    /// Contacts and registrars, for Whois and RDAP (format version 2).
+    pub contacts: Vec<Contact>,
+    pub registrars: Vec<Registrar>,
 }
 
 /// Why a snapshot could not be read or written.
@@ -57,7 +91,7 @@ pub enum SnapshotError {
     #[error("snapshot {path}: not a snapshot file (bad magic)")]
     BadMagic { path: PathBuf },
     #[error(
-        "snapshot {path}: format version {version} is not supported (this build reads {FORMAT_VERSION})"
+        "snapshot {path}: format version {version} is not supported (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
     )]
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("snapshot {path}: truncated: {found} octets where {expected} were announced")]
@@ -168,6 +202,48 @@ pub fn encode(data: &SnapshotData) -> Vec<u8> {
             w.bytes(&ds.digest);
         }
     }
+    w.u32(data.registrars.len() as u32);
+    for r in &data.registrars {
+        w.str(&r.handle);
+        w.str(&r.name);
+        match r.iana_id {
+            Some(id) => {
+                w.0.push(1);
+                w.u32(id);
+            }
+            None => w.0.push(0),
+        }
+        for s in [
+            &r.url,
+            &r.whois_server,
+            &r.email,
+            &r.phone,
+            &r.abuse_email,
+            &r.abuse_phone,
+        ] {
+            w.opt_str(s.as_deref());
+        }
+    }
+    w.u32(data.contacts.len() as u32);
+    for c in &data.contacts {
+        w.str(&c.handle);
+        w.str(&c.name);
+        w.opt_str(c.organisation.as_deref());
+        w.u32(c.street.len() as u32);
+        for line in &c.street {
+            w.str(line);
+        }
+        w.str(&c.city);
+        w.opt_str(c.province.as_deref());
+        w.opt_str(c.postcode.as_deref());
+        w.str(&c.country);
+        w.str(&c.email);
+        w.opt_str(c.voice.as_deref());
+        w.opt_str(c.fax.as_deref());
+        w.0.push(u8::from(c.disclose));
+        w.i64(c.created.0);
+        w.i64(c.updated.0);
+    }
     let mut bytes = w.0;
     let body_len = (bytes.len() - HEADER_LEN) as u64;
     bytes[24..32].copy_from_slice(&body_len.to_le_bytes());
@@ -217,7 +293,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
         });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 octets"));
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 octets"));
@@ -333,6 +409,60 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
             ds,
         });
     }
+    if version >= 2 {
+        for _ in 0..r.count()? {
+            let handle = r.str()?;
+            let name = r.str()?;
+            let iana_id = match r.take(1)?[0] {
+                0 => None,
+                1 => Some(r.u32()?),
+                t => {
+                    return Err(corrupt(format!(
+                        "registrar {handle:?}: IANA ID presence octet {t}"
+                    )));
+                }
+            };
+            data.registrars.push(Registrar {
+                handle,
+                name,
+                iana_id,
+                url: r.opt_str()?,
+                whois_server: r.opt_str()?,
+                email: r.opt_str()?,
+                phone: r.opt_str()?,
+                abuse_email: r.opt_str()?,
+                abuse_phone: r.opt_str()?,
+            });
+        }
+        for _ in 0..r.count()? {
+            let handle = r.str()?;
+            let name = r.str()?;
+            let organisation = r.opt_str()?;
+            let street = (0..r.count()?).map(|_| r.str()).collect::<Result<_, _>>()?;
+            data.contacts.push(Contact {
+                name,
+                organisation,
+                street,
+                city: r.str()?,
+                province: r.opt_str()?,
+                postcode: r.opt_str()?,
+                country: r.str()?,
+                email: r.str()?,
+                voice: r.opt_str()?,
+                fax: r.opt_str()?,
+                disclose: match r.take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    t => {
+                        return Err(corrupt(format!("contact {handle:?}: disclose octet {t}")));
+                    }
+                },
+                created: Timestamp(r.i64()?),
+                updated: Timestamp(r.i64()?),
+                handle,
+            });
+        }
+    }
     if !r.buf.is_empty() {
         return Err(corrupt(format!(
             "{} octets after the last record",
@@ -444,9 +574,54 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::zone::tests::{domain, host, n, zone};
+
+    /// A contact with every optional field set (`disclose` true, three street lines), or with
+    /// none set (`disclose` false, no street line).
+    pub(crate) fn contact(handle: &str, full: bool) -> Contact {
+        let some = |s: &str| full.then(|| s.to_owned());
+        Contact {
+            handle: handle.into(),
+            name: format!("Holder of {handle}"),
+            organisation: some("Example Ltd"),
+            street: if full {
+                vec![
+                    "1 High Street".into(),
+                    "Flat 2".into(),
+                    "Übergasse 3".into(),
+                ]
+            } else {
+                vec![]
+            },
+            city: "Zürich".into(),
+            province: some("ZH"),
+            postcode: some("8001"),
+            country: "CH".into(),
+            email: format!("{}@example.ch", handle.to_lowercase()),
+            voice: some("+41.441234567"),
+            fax: some("+41.441234568"),
+            disclose: full,
+            created: Timestamp(1_700_000_000),
+            updated: Timestamp(1_700_086_400),
+        }
+    }
+
+    /// A registrar with every optional field set (IANA ID included), or with none set.
+    pub(crate) fn registrar(handle: &str, full: bool) -> Registrar {
+        let mut r = Registrar::new(handle, format!("Registrar {handle}"));
+        if full {
+            r.iana_id = Some(9999);
+            r.url = Some("https://registrar.example".into());
+            r.whois_server = Some("whois.registrar.example".into());
+            r.email = Some("info@registrar.example".into());
+            r.phone = Some("+1.5555550100".into());
+            r.abuse_email = Some("abuse@registrar.example".into());
+            r.abuse_phone = Some("+1.5555550199".into());
+        }
+        r
+    }
 
     pub(crate) fn sample_data() -> SnapshotData {
         let mut d = domain("foo.tld", "tld", &["ns1.foo.tld", "ns.other.example"]);
@@ -465,7 +640,31 @@ mod tests {
             zones: vec![zone("tld", &["a.nic.tld"])],
             domains: vec![d, domain("bar.tld", "tld", &[])],
             hosts: vec![h, host("a.nic.tld", &[])],
+            registrars: vec![registrar("r1", true), registrar("r2", false)],
+            contacts: vec![contact("C1", true), contact("C2", false)],
         }
+    }
+
+    /// Fixes the body length and checksum of hand-edited bytes, so that decoding reaches the
+    /// body.
+    fn reseal(bytes: &mut [u8]) {
+        let body_len = (bytes.len() - HEADER_LEN) as u64;
+        bytes[24..32].copy_from_slice(&body_len.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[16..]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Encodes `data` in format version 1, as the previous release wrote it: version 2 without
+    /// the registrars and contacts lists (which `data` must not have).
+    fn encode_v1(data: &SnapshotData) -> Vec<u8> {
+        assert!(data.contacts.is_empty() && data.registrars.is_empty());
+        let mut bytes = encode(data);
+        // The two empty lists: a zero u32 count each.
+        assert_eq!(bytes[bytes.len() - 8..], [0; 8]);
+        bytes.truncate(bytes.len() - 8);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        reseal(&mut bytes);
+        bytes
     }
 
     #[test]
@@ -477,6 +676,142 @@ mod tests {
         assert_eq!(read_snapshot(&path).unwrap(), data);
         assert!(!dir.path().join("zones.snap.tmp").exists());
         assert_eq!(data.zones[0].name, n("tld"));
+    }
+
+    #[test]
+    fn round_trips_contacts_and_registrars_in_version_2() {
+        let data = sample_data();
+        let bytes = encode(&data);
+        assert_eq!(
+            bytes[8..12],
+            2u32.to_le_bytes(),
+            "the writer writes version 2"
+        );
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.registrars, data.registrars);
+        assert_eq!(back.contacts, data.contacts);
+        let full = &back.contacts[0];
+        assert!(full.disclose);
+        assert_eq!(full.street.len(), 3);
+        assert_eq!(full.street[2], "Übergasse 3");
+        assert_eq!(full.fax.as_deref(), Some("+41.441234568"));
+        let bare = &back.contacts[1];
+        assert!(!bare.disclose);
+        assert!(bare.street.is_empty());
+        assert_eq!(
+            (bare.organisation.as_ref(), bare.voice.as_ref()),
+            (None, None)
+        );
+        assert_eq!(back.registrars[0].iana_id, Some(9999));
+        assert_eq!(back.registrars[1].iana_id, None);
+        assert_eq!(back.registrars[1].abuse_phone, None);
+        // Values the store validates are not checked again: a bad country code is kept.
+        let mut odd = SnapshotData::default();
+        let mut c = contact("C3", false);
+        c.country = "not a country".into();
+        odd.contacts.push(c);
+        assert_eq!(decode(&encode(&odd)).unwrap(), odd);
+    }
+
+    #[test]
+    fn reads_version_1_with_no_contacts_or_registrars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.snap");
+        let data = SnapshotData {
+            contacts: vec![],
+            registrars: vec![],
+            ..sample_data()
+        };
+        let v1 = encode_v1(&data);
+        fs::write(&path, &v1).unwrap();
+        let back = read_snapshot(&path).unwrap();
+        assert_eq!(back, data);
+        assert!(back.contacts.is_empty() && back.registrars.is_empty());
+        assert_eq!(back.domains.len(), 2);
+        // A version 1 file with the version 2 lists after its body has octets left over.
+        let mut v1_with_lists = encode(&sample_data());
+        v1_with_lists[8..12].copy_from_slice(&1u32.to_le_bytes());
+        reseal(&mut v1_with_lists);
+        assert!(matches!(
+            decode(&v1_with_lists),
+            Err(DecodeError::Corrupt(detail)) if detail.contains("after the last record")
+        ));
+    }
+
+    #[test]
+    fn refuses_a_corrupt_disclose_octet_or_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disclose.snap");
+        let data = SnapshotData {
+            contacts: vec![contact("C1", true)],
+            ..SnapshotData::default()
+        };
+        let bytes = encode(&data);
+        // The last contact ends with its disclose octet and two timestamps.
+        let at = bytes.len() - 17;
+        assert_eq!(bytes[at], 1);
+        let mut b = bytes.clone();
+        b[at] = 7;
+        reseal(&mut b);
+        fs::write(&path, &b).unwrap();
+        let err = read_snapshot(&path).unwrap_err();
+        let SnapshotError::Corrupt { detail, .. } = &err else {
+            panic!("{err}")
+        };
+        assert!(detail.contains("disclose octet 7"), "{err}");
+        assert!(err.to_string().contains("disclose.snap"), "{err}");
+
+        // A street line that is not UTF-8.
+        let line = "Übergasse 3".as_bytes();
+        let at = bytes.windows(line.len()).position(|w| w == line).unwrap();
+        let mut b = bytes.clone();
+        b[at] = 0xFF;
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Corrupt(detail)) if detail.contains("UTF-8")
+        ));
+
+        // A registrar's IANA ID presence octet other than 0 or 1.
+        let data = SnapshotData {
+            registrars: vec![registrar("r1", false)],
+            ..SnapshotData::default()
+        };
+        let mut b = encode(&data);
+        // handle, name, then the presence octet; six absent options and the contacts count follow.
+        let at = b.len() - 4 - 6 - 1;
+        assert_eq!(b[at], 0);
+        b[at] = 2;
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Corrupt(detail)) if detail.contains("IANA ID presence octet 2")
+        ));
+    }
+
+    #[test]
+    fn refuses_a_file_truncated_in_the_contacts_list() {
+        let data = sample_data();
+        let bytes = encode(&data);
+        let contacts_start = {
+            let mut without = data.clone();
+            without.contacts.clear();
+            encode(&without).len() - 4
+        };
+        for cut in contacts_start + 1..bytes.len() {
+            // Cut and left as is: the header announces more.
+            assert!(
+                matches!(decode(&bytes[..cut]), Err(DecodeError::Truncated { .. })),
+                "cut at {cut}"
+            );
+            // Cut and resealed, as if the writer had lost the end: the body runs short.
+            let mut b = bytes[..cut].to_vec();
+            reseal(&mut b);
+            assert!(
+                matches!(decode(&b), Err(DecodeError::Corrupt(_))),
+                "resealed cut at {cut}"
+            );
+        }
     }
 
     #[test]
@@ -503,12 +838,16 @@ mod tests {
             assert!(read_snapshot(&path).is_err(), "flip at {i}");
         }
         let mut b = bytes.clone();
-        b[8] = 2;
-        fs::write(&path, &b).unwrap();
-        assert!(matches!(
-            read_snapshot(&path),
-            Err(SnapshotError::UnsupportedVersion { version: 2, .. })
-        ));
+        for version in [0, 3] {
+            b[8] = version;
+            fs::write(&path, &b).unwrap();
+            match read_snapshot(&path) {
+                Err(SnapshotError::UnsupportedVersion { version: v, .. }) => {
+                    assert_eq!(v, u32::from(version));
+                }
+                other => panic!("version {version}: {other:?}"),
+            }
+        }
         let err = read_snapshot(&dir.path().join("missing.snap")).unwrap_err();
         assert!(err.to_string().contains("missing.snap"));
     }

@@ -144,7 +144,7 @@ fn zones() -> ZoneSet {
 fn steady_state_queries_do_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
     let pipeline = Pipeline::new(
-        Selector::build(&config.selector).unwrap(),
+        <Selector>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
         config.nsid,
     );

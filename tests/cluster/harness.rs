@@ -281,7 +281,7 @@ impl Satellite {
         let config = Config::parse(config).expect("satellite config");
         let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
         let pipeline = Arc::new(Pipeline::new(
-            Selector::build(&config.selector).expect("selector"),
+            <Selector>::build(&config.selector).expect("selector"),
             Arc::new(ZoneStore::new(zones)),
             config.nsid.clone(),
         ));

@@ -27,23 +27,23 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::{PgDatabase, build_query, postgres_url};
 
 /// The synthetic TLD's apex.
-const TLD: &str = "lnk";
+pub(crate) const TLD: &str = "lnk";
 /// How soon a committed change must be answered by every satellite (issue 4).
-const PROPAGATION: Duration = Duration::from_secs(1);
+pub(crate) const PROPAGATION: Duration = Duration::from_secs(1);
 /// Generous limit for everything else (connecting, catching up after a restart).
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
-fn n(s: &str) -> Name {
+pub(crate) fn n(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
 
 // ───────────────────────────── the master ─────────────────────────────
 
 /// A store, a CA and a master that can be stopped and started again on the same port.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     url: String,
-    store: Store,
+    pub(crate) store: Store,
     ca: Issued,
     master_tls: TlsMaterial,
     addr: SocketAddr,
@@ -53,7 +53,7 @@ struct Cluster {
 impl Cluster {
     /// A store at `url` (`None`: SQLite in a temporary directory) with a 500-domain synthetic
     /// TLD and one registrar of ours, and a master serving it.
-    async fn start(url: Option<String>) -> Self {
+    pub(crate) async fn start(url: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = url.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("o.db").display()));
         let store = Store::open(&url).await.unwrap();
@@ -105,9 +105,26 @@ impl Cluster {
             key = "m1.master.key"
             [satellite_defaults]
             dns = {{ udp = ["127.0.0.1:0"], tcp = ["127.0.0.1:0"] }}
+            whois = {{ tcp = ["127.0.0.1:0"], timeout_ms = 2000 }}
+            rdap = {{ http = ["127.0.0.1:0"] }}
             workers = 1
             checkin_interval_ms = 300
             selector = "std"
+            rds_selector = "rds"
+            [selectors.rds]
+            chains = [{{ name = "main", leaves = ["stats", "validate", "limit", "lookup"] }}]
+            [selectors.rds.leaves.stats]
+            kind = "statistics"
+            [selectors.rds.leaves.validate]
+            kind = "validate_query"
+            [selectors.rds.leaves.limit]
+            kind = "rate_limit"
+            address_rate = 1000.0
+            address_burst = 1000
+            prefix_rate = 1000.0
+            prefix_burst = 1000
+            [selectors.rds.leaves.lookup]
+            kind = "lookup"
             [selectors.std]
             chains = [{{ name = "main", leaves = ["stats", "lookup"] }}]
             [selectors.std.leaves.stats]
@@ -145,8 +162,13 @@ impl Cluster {
             .expect("master did not stop");
     }
 
+    /// What the running master knows of its satellites.
+    pub(crate) fn master_satellites(&self) -> &orrery_master::satellites::Satellites {
+        self.master.as_ref().expect("master running").0.satellites()
+    }
+
     /// The TLS material of satellite `name`, certified by this cluster's CA.
-    fn satellite_tls(&self, name: &str) -> TlsMaterial {
+    pub(crate) fn satellite_tls(&self, name: &str) -> TlsMaterial {
         let s = issue(
             &self.ca.key_pem,
             &Role::Satellite(SatelliteId::new(name).unwrap()),
@@ -156,14 +178,14 @@ impl Cluster {
         TlsMaterial::from_pem(self.ca.cert_pem.clone(), s.cert_pem, s.key_pem).unwrap()
     }
 
-    fn link_config(&self, tls: TlsMaterial, state: PathBuf) -> LinkConfig {
+    pub(crate) fn link_config(&self, tls: TlsMaterial, state: PathBuf) -> LinkConfig {
         let mut c = LinkConfig::new(vec![self.addr.to_string()], tls, state);
         c.backoff_max = Duration::from_millis(500);
         c.persist_interval = Duration::from_millis(200);
         c
     }
 
-    fn state_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn state_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.state"))
     }
 }
@@ -171,13 +193,13 @@ impl Cluster {
 // ───────────────────────────── satellites ─────────────────────────────
 
 /// A satellite running in this process, stopped on drop.
-struct TestSatellite {
+pub(crate) struct TestSatellite {
     satellite: Option<Satellite>,
     shutdown: CancellationToken,
 }
 
 impl TestSatellite {
-    fn start(config: LinkConfig) -> Self {
+    pub(crate) fn start(config: LinkConfig) -> Self {
         let shutdown = CancellationToken::new();
         let satellite = Satellite::start(config, shutdown.clone()).unwrap();
         Self {
@@ -186,12 +208,12 @@ impl TestSatellite {
         }
     }
 
-    fn status(&self) -> LinkStatus {
+    pub(crate) fn status(&self) -> LinkStatus {
         self.satellite.as_ref().unwrap().status().borrow().clone()
     }
 
     /// Waits until the satellite serves DNS; returns its UDP address.
-    async fn serving(&self) -> SocketAddr {
+    pub(crate) async fn serving(&self) -> SocketAddr {
         let mut rx = self.satellite.as_ref().unwrap().status();
         let status = tokio::time::timeout(PATIENCE, rx.wait_for(|s| !s.udp.is_empty()))
             .await
@@ -202,7 +224,7 @@ impl TestSatellite {
     }
 
     /// Waits until the satellite has applied `serial`.
-    async fn applied(&self, serial: i64) {
+    pub(crate) async fn applied(&self, serial: i64) {
         let mut rx = self.satellite.as_ref().unwrap().status();
         tokio::time::timeout(PATIENCE, rx.wait_for(|s| s.applied_serial >= serial))
             .await
@@ -210,8 +232,22 @@ impl TestSatellite {
             .unwrap();
     }
 
+    /// Waits until the satellite serves Whois and RDAP; returns their addresses.
+    pub(crate) async fn serving_rds(&self) -> (SocketAddr, SocketAddr) {
+        let mut rx = self.satellite.as_ref().unwrap().status();
+        let status = tokio::time::timeout(
+            PATIENCE,
+            rx.wait_for(|s| !s.whois.is_empty() && !s.rdap.is_empty()),
+        )
+        .await
+        .expect("satellite did not start serving Whois and RDAP")
+        .unwrap()
+        .clone();
+        (status.whois[0], status.rdap[0])
+    }
+
     /// Stops the satellite: DNS servers stopped, state file written.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(s) = self.satellite.take() {
             tokio::time::timeout(PATIENCE, s.join())
@@ -285,11 +321,11 @@ async fn wait_for(addr: SocketAddr, name: &str, want: Seen, deadline: Instant) -
 
 // ───────────────────────────── registry writes ─────────────────────────────
 
-fn domain(label: &str) -> String {
+pub(crate) fn domain(label: &str) -> String {
     format!("{label}.{TLD}")
 }
 
-async fn add_domain(store: &Store, label: &str) {
+pub(crate) async fn add_domain(store: &Store, label: &str) {
     let name = domain(label);
     store
         .add_domain(&NewDomain {
@@ -311,7 +347,7 @@ async fn add_domain(store: &Store, label: &str) {
         .unwrap();
 }
 
-async fn hold(store: &Store, label: &str) {
+pub(crate) async fn hold(store: &Store, label: &str) {
     store
         .update_domain(
             &n(&domain(label)),

@@ -6,3 +6,4 @@ mod differential;
 mod harness;
 mod journal_pg;
 mod link;
+mod rds;

@@ -4,10 +4,13 @@
 //! peer could get wrong, and answers a [`ConvertError`] naming the object, its key and the
 //! field: names go through [`Name::from_ascii`] (RFC 1035 §2.3.4), addresses must be 4 or 16
 //! octets, DS fields must fit their widths and the digest its type (RFC 4034 §5.1), statuses
-//! must be EPP spellings (RFC 5731 §2.3), batches must not run backwards. Nothing here panics on
-//! any input.
+//! must be EPP spellings (RFC 5731 §2.3), batches must not run backwards; a satellite's
+//! configuration needs parseable listen addresses, at least one per service it names, RDAP TLS
+//! files (absolute paths) exactly when it has HTTPS addresses, and a checked base URL
+//! ([`RdapListen::check_base_url`]). Nothing here panics on any input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prost::Message;
@@ -542,8 +545,10 @@ pub struct SatelliteSettings {
     pub checkin_interval: Duration,
     /// DNS listen addresses; `None` when the satellite serves no DNS.
     pub dns: Option<DnsListen>,
-    /// Whois TCP listen addresses; `None` when the satellite serves no Whois.
-    pub whois: Option<Vec<SocketAddr>>,
+    /// The Whois service; `None` when the satellite serves no Whois.
+    pub whois: Option<WhoisListen>,
+    /// The RDAP service; `None` when the satellite serves no RDAP.
+    pub rdap: Option<RdapListen>,
     /// Worker threads per socket; `None` lets the satellite choose.
     pub workers: Option<u32>,
     /// Memory budget for zone data, in bytes; `None` for no limit.
@@ -554,6 +559,9 @@ pub struct SatelliteSettings {
     pub hostname: Option<String>,
     /// The Selector's `[leaves.*]` and `[[chains]]` as TOML text, in the satellite's format.
     pub selector_toml: String,
+    /// The Selector of the registration data services (Whois and RDAP), as TOML text in the
+    /// satellite's format; empty for the satellite's built-in default chain.
+    pub rds_selector_toml: String,
 }
 
 /// Where a satellite serves DNS.
@@ -561,6 +569,73 @@ pub struct SatelliteSettings {
 pub struct DnsListen {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+}
+
+/// Where and how a satellite serves Whois (RFC 3912). A received one has at least one address.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct WhoisListen {
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Most client connections open at once; `None` for the satellite's default. `Some(0)`
+    /// travels as 0, which means the default.
+    pub max_connections: Option<u32>,
+    /// How long a client may take to send its query line, and to read the answer; `None` for
+    /// the satellite's default. Travels in whole milliseconds (at least 1).
+    pub timeout: Option<Duration>,
+}
+
+/// Where and how a satellite serves RDAP (RFC 7480). A received one has at least one address,
+/// and TLS files exactly when it has HTTPS addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RdapListen {
+    /// Plain HTTP listen addresses (behind a TLS-terminating proxy).
+    pub http: Vec<SocketAddr>,
+    /// HTTPS listen addresses, served with [`RdapListen::tls`].
+    pub https: Vec<SocketAddr>,
+    /// The certificate and key for `https`; `Some` exactly when `https` is not empty.
+    pub tls: Option<RdapTls>,
+    /// The public base URL used in RDAP `links` (RFC 9083 §4.2), checked by
+    /// [`RdapListen::check_base_url`]; `None` to derive it from each request's Host header.
+    pub base_url: Option<String>,
+    /// Most client connections open at once; `None` for the satellite's default.
+    pub max_connections: Option<u32>,
+    /// How long a client may take to send its request, and to read the answer; `None` for the
+    /// satellite's default. Travels in whole milliseconds (at least 1).
+    pub timeout: Option<Duration>,
+}
+
+/// The PEM files of an RDAP HTTPS listener: absolute paths on the satellite's machine (the
+/// master never reads them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RdapTls {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl RdapListen {
+    /// Checks a public base URL: `http://` or `https://`, then a host, ending with `/` (so that
+    /// `domain/NAME` can be appended as it is), with no spaces or control characters. The
+    /// master adds a missing trailing `/` before sending; a satellite refuses one without.
+    pub fn check_base_url(url: &str) -> Result<(), &'static str> {
+        let Some(rest) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+        else {
+            return Err("must start with http:// or https://");
+        };
+        if rest.starts_with('/') || rest.is_empty() {
+            return Err("has no host");
+        }
+        if !rest.ends_with('/') {
+            return Err("must end with /");
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("contains spaces or control characters");
+        }
+        Ok(())
+    }
 }
 
 /// The shortest check-in interval a satellite accepts.
@@ -588,6 +663,50 @@ fn addrs_text(list: &[SocketAddr]) -> Vec<String> {
     list.iter().map(SocketAddr::to_string).collect()
 }
 
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// A timeout in whole milliseconds for the wire, where 0 means "the default": at least 1 ms,
+/// at most `u32::MAX`.
+fn timeout_ms(timeout: Option<Duration>) -> u32 {
+    timeout.map_or(0, |t| {
+        u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+    })
+}
+
+impl From<&WhoisListen> for pb::WhoisService {
+    fn from(w: &WhoisListen) -> Self {
+        Self {
+            tcp: addrs_text(&w.tcp),
+            max_connections: w.max_connections.unwrap_or(0),
+            timeout_ms: timeout_ms(w.timeout),
+        }
+    }
+}
+
+impl From<&RdapListen> for pb::RdapService {
+    fn from(r: &RdapListen) -> Self {
+        Self {
+            http: addrs_text(&r.http),
+            https: addrs_text(&r.https),
+            tls_cert_file: r
+                .tls
+                .as_ref()
+                .map(|t| path_text(&t.cert))
+                .unwrap_or_default(),
+            tls_key_file: r
+                .tls
+                .as_ref()
+                .map(|t| path_text(&t.key))
+                .unwrap_or_default(),
+            base_url: r.base_url.clone().unwrap_or_default(),
+            max_connections: r.max_connections.unwrap_or(0),
+            timeout_ms: timeout_ms(r.timeout),
+        }
+    }
+}
+
 impl From<&SatelliteSettings> for pb::SatelliteConfig {
     fn from(s: &SatelliteSettings) -> Self {
         let mut msg = Self {
@@ -597,20 +716,98 @@ impl From<&SatelliteSettings> for pb::SatelliteConfig {
                 udp: addrs_text(&d.udp),
                 tcp: addrs_text(&d.tcp),
             }),
-            whois: s
-                .whois
-                .as_ref()
-                .map(|w| pb::WhoisService { tcp: addrs_text(w) }),
+            whois: s.whois.as_ref().map(pb::WhoisService::from),
             workers: s.workers.unwrap_or(0),
             memory_budget_bytes: s.memory_budget.unwrap_or(0),
             nsid: s.nsid.clone().unwrap_or_default(),
             hostname: s.hostname.clone().unwrap_or_default(),
             selector_toml: s.selector_toml.clone(),
+            rdap: s.rdap.as_ref().map(pb::RdapService::from),
+            rds_selector_toml: s.rds_selector_toml.clone(),
         };
         // The version is the digest of the message without it; prost encodes fields in number
         // order and this message has no maps, so equal settings give equal bytes.
         msg.version = fnv1a_hex(&msg.encode_to_vec());
         msg
+    }
+}
+
+impl Ctx<'_> {
+    fn addrs(&self, field: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConvertError> {
+        list.iter()
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| self.err(field, format!("{a:?}: {e}")))
+            })
+            .collect()
+    }
+
+    /// An absolute path on the satellite's machine; `None` when empty.
+    fn satellite_path(
+        &self,
+        field: &'static str,
+        text: &str,
+    ) -> Result<Option<PathBuf>, ConvertError> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let path = PathBuf::from(text);
+        if !path.is_absolute() {
+            return Err(self.err(field, format!("{text:?} is not an absolute path")));
+        }
+        Ok(Some(path))
+    }
+
+    fn whois(&self, w: &pb::WhoisService) -> Result<WhoisListen, ConvertError> {
+        let tcp = self.addrs("whois.tcp", &w.tcp)?;
+        if tcp.is_empty() {
+            return Err(self.err("whois.tcp", "no address"));
+        }
+        Ok(WhoisListen {
+            tcp,
+            max_connections: (w.max_connections != 0).then_some(w.max_connections),
+            timeout: (w.timeout_ms != 0).then(|| Duration::from_millis(u64::from(w.timeout_ms))),
+        })
+    }
+
+    fn rdap(&self, r: &pb::RdapService) -> Result<RdapListen, ConvertError> {
+        let http = self.addrs("rdap.http", &r.http)?;
+        let https = self.addrs("rdap.https", &r.https)?;
+        if http.is_empty() && https.is_empty() {
+            return Err(self.err("rdap", "no http or https address"));
+        }
+        let cert = self.satellite_path("rdap.tls_cert_file", &r.tls_cert_file)?;
+        let key = self.satellite_path("rdap.tls_key_file", &r.tls_key_file)?;
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(RdapTls { cert, key }),
+            (None, None) => None,
+            (None, Some(_)) => return Err(self.err("rdap.tls_cert_file", "missing")),
+            (Some(_), None) => return Err(self.err("rdap.tls_key_file", "missing")),
+        };
+        match (&tls, https.is_empty()) {
+            (None, false) => {
+                return Err(self.err("rdap.tls_cert_file", "missing: https needs it"));
+            }
+            (Some(_), true) => {
+                return Err(self.err("rdap.tls_cert_file", "set, but no https address"));
+            }
+            _ => {}
+        }
+        let base_url = if r.base_url.is_empty() {
+            None
+        } else {
+            RdapListen::check_base_url(&r.base_url)
+                .map_err(|e| self.err("rdap.base_url", format!("{:?} {e}", r.base_url)))?;
+            Some(r.base_url.clone())
+        };
+        Ok(RdapListen {
+            http,
+            https,
+            tls,
+            base_url,
+            max_connections: (r.max_connections != 0).then_some(r.max_connections),
+            timeout: (r.timeout_ms != 0).then(|| Duration::from_millis(u64::from(r.timeout_ms))),
+        })
     }
 }
 
@@ -632,29 +829,18 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
                 ),
             ));
         }
-        let addrs = |field: &'static str, list: &[String]| {
-            list.iter()
-                .map(|a| {
-                    a.parse::<SocketAddr>()
-                        .map_err(|e| cx.err(field, format!("{a:?}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
         let dns = c
             .dns
             .as_ref()
             .map(|d| {
                 Ok::<_, ConvertError>(DnsListen {
-                    udp: addrs("dns.udp", &d.udp)?,
-                    tcp: addrs("dns.tcp", &d.tcp)?,
+                    udp: cx.addrs("dns.udp", &d.udp)?,
+                    tcp: cx.addrs("dns.tcp", &d.tcp)?,
                 })
             })
             .transpose()?;
-        let whois = c
-            .whois
-            .as_ref()
-            .map(|w| addrs("whois.tcp", &w.tcp))
-            .transpose()?;
+        let whois = c.whois.as_ref().map(|w| cx.whois(w)).transpose()?;
+        let rdap = c.rdap.as_ref().map(|r| cx.rdap(r)).transpose()?;
         if c.nsid.len() > usize::from(u16::MAX) {
             return Err(cx.err("nsid", "longer than an EDNS option can carry"));
         }
@@ -662,11 +848,13 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
             checkin_interval: interval,
             dns,
             whois,
+            rdap,
             workers: (c.workers != 0).then_some(c.workers),
             memory_budget: (c.memory_budget_bytes != 0).then_some(c.memory_budget_bytes),
             nsid: (!c.nsid.is_empty()).then_some(c.nsid),
             hostname: (!c.hostname.is_empty()).then_some(c.hostname),
             selector_toml: c.selector_toml,
+            rds_selector_toml: c.rds_selector_toml,
         })
     }
 }
@@ -924,13 +1112,44 @@ mod tests {
                 udp: vec!["127.0.0.1:5353".parse().unwrap()],
                 tcp: vec!["[::1]:5353".parse().unwrap()],
             }),
-            whois: None,
+            whois: Some(WhoisListen {
+                tcp: vec!["127.0.0.1:4343".parse().unwrap()],
+                max_connections: Some(100),
+                timeout: Some(Duration::from_secs(10)),
+            }),
+            rdap: Some(RdapListen {
+                http: vec!["127.0.0.1:8080".parse().unwrap()],
+                https: vec!["[::1]:8443".parse().unwrap()],
+                tls: Some(RdapTls {
+                    cert: "/etc/orrery/rdap.pem".into(),
+                    key: "/etc/orrery/rdap.key".into(),
+                }),
+                base_url: Some("https://rdap.nic.test/".into()),
+                max_connections: Some(500),
+                timeout: Some(Duration::from_millis(2500)),
+            }),
             workers: Some(2),
             memory_budget: Some(1 << 30),
             nsid: Some(b"sat1".to_vec()),
             hostname: Some("sat1.example".into()),
             selector_toml: "[[chains]]\nname = \"main\"\nleaves = []\n".into(),
+            rds_selector_toml: "[[chains]]\nname = \"rds\"\nleaves = []\n".into(),
         }
+    }
+
+    fn settings_err(msg: pb::SatelliteConfig) -> ConvertError {
+        SatelliteSettings::try_from(msg).unwrap_err()
+    }
+
+    /// The message of [`settings`] with `edit` applied.
+    fn msg_with(edit: impl FnOnce(&mut pb::SatelliteConfig)) -> pb::SatelliteConfig {
+        let mut msg = pb::SatelliteConfig::from(&settings());
+        edit(&mut msg);
+        msg
+    }
+
+    fn rdap_of(msg: &mut pb::SatelliteConfig) -> &mut pb::RdapService {
+        msg.rdap.as_mut().unwrap()
     }
 
     #[test]
@@ -944,6 +1163,30 @@ mod tests {
         let mut other = s.clone();
         other.checkin_interval = Duration::from_secs(30);
         assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.rds_selector_toml.clear();
+        assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.rdap.as_mut().unwrap().base_url = None;
+        assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.whois.as_mut().unwrap().timeout = None;
+        assert_ne!(other.version(), s.version());
+
+        // Nothing optional set also survives the trip: no services besides DNS, empty texts.
+        let bare = SatelliteSettings {
+            whois: None,
+            rdap: None,
+            workers: None,
+            memory_budget: None,
+            nsid: None,
+            hostname: None,
+            selector_toml: String::new(),
+            rds_selector_toml: String::new(),
+            ..s.clone()
+        };
+        let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&bare)).unwrap();
+        assert_eq!(back, bare);
 
         let mut msg = pb::SatelliteConfig::from(&s);
         msg.dns.as_mut().unwrap().udp.push("127.0.0.1".into());
@@ -956,6 +1199,107 @@ mod tests {
         assert_eq!(
             SatelliteSettings::try_from(msg).unwrap_err().field,
             "checkin_interval_ms"
+        );
+    }
+
+    #[test]
+    fn service_defaults_travel_as_zero() {
+        let msg = msg_with(|m| {
+            let w = m.whois.as_mut().unwrap();
+            (w.max_connections, w.timeout_ms) = (0, 0);
+            let r = rdap_of(m);
+            (r.max_connections, r.timeout_ms, r.base_url) = (0, 0, String::new());
+        });
+        let s = SatelliteSettings::try_from(msg).unwrap();
+        let whois = s.whois.unwrap();
+        assert_eq!((whois.max_connections, whois.timeout), (None, None));
+        let rdap = s.rdap.unwrap();
+        assert_eq!((rdap.max_connections, rdap.timeout), (None, None));
+        assert_eq!(rdap.base_url, None);
+
+        // A timeout below a millisecond is sent as 1 ms, not as 0 ("the default").
+        let mut s = settings();
+        s.whois.as_mut().unwrap().timeout = Some(Duration::from_micros(10));
+        assert_eq!(pb::SatelliteConfig::from(&s).whois.unwrap().timeout_ms, 1);
+    }
+
+    #[test]
+    fn malformed_whois_and_rdap_are_refused_with_their_field() {
+        let e = settings_err(msg_with(|m| m.whois.as_mut().unwrap().tcp.clear()));
+        assert_eq!((e.object, e.field), ("config", "whois.tcp"));
+        assert!(e.reason.contains("no address"), "{e}");
+        let e = settings_err(msg_with(|m| {
+            m.whois.as_mut().unwrap().tcp = vec!["localhost:43".into()];
+        }));
+        assert_eq!(e.field, "whois.tcp");
+
+        let e = settings_err(msg_with(|m| {
+            let r = rdap_of(m);
+            r.http.clear();
+            r.https.clear();
+        }));
+        assert_eq!(e.field, "rdap");
+        let e = settings_err(msg_with(|m| rdap_of(m).http.push("127.0.0.1".into())));
+        assert_eq!(e.field, "rdap.http");
+        let e = settings_err(msg_with(|m| rdap_of(m).https.push(":443".into())));
+        assert_eq!(e.field, "rdap.https");
+
+        // HTTPS needs both files; files need HTTPS.
+        let e = settings_err(msg_with(|m| {
+            let r = rdap_of(m);
+            r.tls_cert_file.clear();
+            r.tls_key_file.clear();
+        }));
+        assert_eq!(e.field, "rdap.tls_cert_file");
+        assert!(e.reason.contains("https"), "{e}");
+        let e = settings_err(msg_with(|m| rdap_of(m).tls_key_file.clear()));
+        assert_eq!(e.field, "rdap.tls_key_file");
+        let e = settings_err(msg_with(|m| rdap_of(m).tls_cert_file.clear()));
+        assert_eq!(e.field, "rdap.tls_cert_file");
+        let e = settings_err(msg_with(|m| rdap_of(m).https.clear()));
+        assert_eq!(e.field, "rdap.tls_cert_file");
+        assert!(e.reason.contains("no https address"), "{e}");
+        let e = settings_err(msg_with(|m| rdap_of(m).tls_key_file = "rdap.key".into()));
+        assert_eq!(e.field, "rdap.tls_key_file");
+        assert!(e.reason.contains("absolute"), "{e}");
+
+        for bad in [
+            "https://rdap.nic.test",
+            "ftp://rdap.nic.test/",
+            "rdap.nic.test/",
+            "https:///",
+            "https://rdap nic.test/",
+        ] {
+            let e = settings_err(msg_with(|m| rdap_of(m).base_url = bad.into()));
+            assert_eq!(e.field, "rdap.base_url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_urls() {
+        for good in [
+            "https://rdap.nic.test/",
+            "http://192.0.2.1:8080/",
+            "https://nic.test/rdap/",
+        ] {
+            assert_eq!(RdapListen::check_base_url(good), Ok(()), "{good}");
+        }
+        assert_eq!(
+            RdapListen::check_base_url("https://rdap.nic.test"),
+            Err("must end with /")
+        );
+        assert_eq!(
+            RdapListen::check_base_url("HTTPS://rdap.nic.test/"),
+            Err("must start with http:// or https://")
+        );
+        assert_eq!(RdapListen::check_base_url("http://"), Err("has no host"));
+        assert_eq!(
+            RdapListen::check_base_url("https://rdap.nic.test/\n"),
+            Err("must end with /")
+        );
+        assert_eq!(
+            RdapListen::check_base_url("https://rdap.nic.test/a\tb/"),
+            Err("contains spaces or control characters")
         );
     }
 }

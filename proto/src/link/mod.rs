@@ -40,7 +40,7 @@ pub mod pb {
     tonic::include_proto!("orrery.v1");
 }
 
-pub use convert::{ConvertError, SatelliteSettings};
+pub use convert::{ConvertError, DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
 
 /// The largest message either end accepts (a change batch or a snapshot chunk). Batches are
 /// bounded by the master's per-poll journal limit; this leaves ample room.

@@ -36,8 +36,10 @@ pub mod statistics;
 pub mod validate_query;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::wire::{Event, rcode};
 use crate::zone::ZoneSet;
@@ -59,26 +61,100 @@ pub enum Flow {
     Drop,
 }
 
-/// Shared read-only context of one event: the zone version and server-wide settings.
+/// A protocol served through a Selector: its event, the read-only context an event is handled
+/// in, its leaf kinds, and what the Selector does at the ends of a chain.
+///
+/// DNS ([`Dns`]) and the registration data services, Whois and RDAP
+/// ([`crate::rds::Rds`]), each implement it; the chain machinery is shared.
+pub trait Service: Sized + 'static {
+    /// What travels through the chains (preallocated, reused).
+    type Event;
+    /// Shared read-only context of one event.
+    type Ctx<'a>;
+    /// One leaf's configuration, tagged by `kind`.
+    type LeafConfig: DeserializeOwned + Clone + Debug + PartialEq;
+
+    /// Builds one leaf; `chain` resolves a chain name to its id (for jumping leaves).
+    fn build_leaf(
+        name: &str,
+        config: &Self::LeafConfig,
+        chain: &dyn Fn(&str) -> Option<ChainId>,
+    ) -> Result<Box<dyn Leaf<Self>>, SelectorError>;
+
+    /// No leaf claimed the event: answer it as refused.
+    fn refuse(ev: &mut Self::Event, ctx: &Self::Ctx<'_>);
+
+    /// A leaf said [`Flow::Respond`]: make sure a response exists (a leaf that forgot is a
+    /// server failure) and complete it.
+    fn complete(ev: &mut Self::Event, ctx: &Self::Ctx<'_>);
+}
+
+/// DNS: events are parsed queries with their response buffer ([`Event`]).
+pub struct Dns;
+
+/// Shared read-only context of one DNS event: the zone version and server-wide settings.
 pub struct Ctx<'a> {
     pub zones: &'a ZoneSet,
     /// NSID to send when asked (RFC 5001).
     pub nsid: Option<&'static [u8]>,
 }
 
-/// A stage of the pipeline.
-pub trait Leaf: Send + Sync {
+impl Service for Dns {
+    type Event = Event;
+    type Ctx<'a> = Ctx<'a>;
+    type LeafConfig = LeafConfig;
+
+    fn build_leaf(
+        name: &str,
+        config: &LeafConfig,
+        chain: &dyn Fn(&str) -> Option<ChainId>,
+    ) -> Result<Box<dyn Leaf>, SelectorError> {
+        let bad = |message: String| SelectorError::BadLeaf {
+            leaf: name.to_owned(),
+            message,
+        };
+        let name = name.to_owned();
+        Ok(match config {
+            LeafConfig::ValidateQuery(_) => Box::new(validate_query::ValidateQuery::new(name)),
+            LeafConfig::Acl(c) => Box::new(acl::Acl::new(name, c).map_err(bad)?),
+            LeafConfig::Chaos(c) => Box::new(chaos::Chaos::new(name, c)),
+            LeafConfig::RouteClass(c) => {
+                let target = chain(&c.chain).ok_or_else(|| SelectorError::UnknownChain {
+                    leaf: name.clone(),
+                    chain: c.chain.clone(),
+                })?;
+                Box::new(route_class::RouteClass::new(name, c, target).map_err(bad)?)
+            }
+            LeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name)),
+            LeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name)),
+        })
+    }
+
+    fn refuse(ev: &mut Event, ctx: &Ctx<'_>) {
+        ev.begin_response(rcode::REFUSED, ctx.nsid);
+    }
+
+    fn complete(ev: &mut Event, ctx: &Ctx<'_>) {
+        if !ev.has_response() {
+            ev.begin_response(rcode::SERVFAIL, ctx.nsid);
+        }
+        ev.response.finish();
+    }
+}
+
+/// A stage of the pipeline of service `S` (DNS unless said otherwise).
+pub trait Leaf<S: Service = Dns>: Send + Sync {
     /// The instance name from the configuration.
     fn name(&self) -> &str;
     /// Handles an event.
-    fn handle(&self, ev: &mut Event, ctx: &Ctx<'_>) -> Flow;
+    fn handle(&self, ev: &mut S::Event, ctx: &S::Ctx<'_>) -> Flow;
     /// Called after the event is answered (`responded`) or dropped, on every leaf it visited.
-    fn finish(&self, _ev: &Event, _responded: bool) {}
+    fn finish(&self, _ev: &S::Event, _responded: bool) {}
     /// Reports the leaf's counters (cold path).
     fn counters(&self, _report: &mut dyn FnMut(&str, u64)) {}
 }
 
-/// Configuration of one leaf instance, tagged by `kind`.
+/// Configuration of one DNS leaf instance, tagged by `kind`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LeafConfig {
@@ -103,11 +179,12 @@ pub struct ChainConfig {
     pub leaves: Vec<String>,
 }
 
-/// Leaves and chains; the first chain is where every event starts.
+/// Leaves and chains; the first chain is where every event starts. `C` is the service's leaf
+/// configuration ([`LeafConfig`] for DNS).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SelectorConfig {
-    pub leaves: BTreeMap<String, LeafConfig>,
+#[serde(deny_unknown_fields, bound(deserialize = "C: Deserialize<'de>"))]
+pub struct SelectorConfig<C = LeafConfig> {
+    pub leaves: BTreeMap<String, C>,
     pub chains: Vec<ChainConfig>,
 }
 
@@ -127,16 +204,16 @@ pub enum SelectorError {
     BadLeaf { leaf: String, message: String },
 }
 
-/// Several chains of leaves.
-pub struct Selector {
-    leaves: Vec<Box<dyn Leaf>>,
+/// Several chains of leaves of service `S`.
+pub struct Selector<S: Service = Dns> {
+    leaves: Vec<Box<dyn Leaf<S>>>,
     chains: Vec<Vec<u16>>,
     chain_names: Vec<String>,
 }
 
-impl Selector {
+impl<S: Service> Selector<S> {
     /// Builds every configured leaf once and resolves the chains.
-    pub fn build(config: &SelectorConfig) -> Result<Self, SelectorError> {
+    pub fn build(config: &SelectorConfig<S::LeafConfig>) -> Result<Self, SelectorError> {
         if config.chains.is_empty() {
             return Err(SelectorError::NoChains);
         }
@@ -146,42 +223,12 @@ impl Selector {
                 return Err(SelectorError::DuplicateChain(c.name.clone()));
             }
         }
-        let mut leaves: Vec<Box<dyn Leaf>> = Vec::new();
+        let find_chain = |name: &str| chain_ids.get(name).copied();
+        let mut leaves = Vec::new();
         let mut leaf_ids = BTreeMap::new();
         for (name, lc) in &config.leaves {
-            let leaf: Box<dyn Leaf> = match lc {
-                LeafConfig::ValidateQuery(_) => {
-                    Box::new(validate_query::ValidateQuery::new(name.clone()))
-                }
-                LeafConfig::Acl(c) => Box::new(acl::Acl::new(name.clone(), c).map_err(|m| {
-                    SelectorError::BadLeaf {
-                        leaf: name.clone(),
-                        message: m,
-                    }
-                })?),
-                LeafConfig::Chaos(c) => Box::new(chaos::Chaos::new(name.clone(), c)),
-                LeafConfig::RouteClass(c) => {
-                    let chain =
-                        *chain_ids
-                            .get(&c.chain)
-                            .ok_or_else(|| SelectorError::UnknownChain {
-                                leaf: name.clone(),
-                                chain: c.chain.clone(),
-                            })?;
-                    Box::new(
-                        route_class::RouteClass::new(name.clone(), c, chain).map_err(|m| {
-                            SelectorError::BadLeaf {
-                                leaf: name.clone(),
-                                message: m,
-                            }
-                        })?,
-                    )
-                }
-                LeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name.clone())),
-                LeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name.clone())),
-            };
-            leaf_ids.insert(name.clone(), leaves.len() as u16);
-            leaves.push(leaf);
+            leaves.push(S::build_leaf(name, lc, &find_chain)?);
+            leaf_ids.insert(name.clone(), (leaves.len() - 1) as u16);
         }
         let mut chains = Vec::new();
         for c in &config.chains {
@@ -201,9 +248,9 @@ impl Selector {
         })
     }
 
-    /// Runs a loaded event through the chains. Returns true when `ev.response` holds a finished
-    /// message to send.
-    pub fn run(&self, ev: &mut Event, ctx: &Ctx<'_>) -> bool {
+    /// Runs a loaded event through the chains. Returns true when the event holds a finished
+    /// response to send.
+    pub fn run(&self, ev: &mut S::Event, ctx: &S::Ctx<'_>) -> bool {
         let mut visited = [0u16; MAX_VISITS];
         let mut nvisited = 0;
         let mut chain = 0usize;
@@ -211,7 +258,7 @@ impl Selector {
         let mut jumps = 0;
         let responded = loop {
             let Some(&leaf) = self.chains[chain].get(index) else {
-                ev.begin_response(rcode::REFUSED, ctx.nsid);
+                S::refuse(ev, ctx);
                 break true;
             };
             if nvisited == MAX_VISITS {
@@ -229,17 +276,12 @@ impl Selector {
                     chain = target as usize;
                     index = 0;
                 }
-                Flow::Respond => {
-                    if !ev.has_response() {
-                        ev.begin_response(rcode::SERVFAIL, ctx.nsid);
-                    }
-                    break true;
-                }
+                Flow::Respond => break true,
                 Flow::Drop => break false,
             }
         };
         if responded {
-            ev.response.finish();
+            S::complete(ev, ctx);
         }
         for &leaf in &visited[..nvisited] {
             self.leaves[leaf as usize].finish(ev, responded);
@@ -297,7 +339,7 @@ pub(crate) mod tests {
 
     pub(crate) fn selector() -> Selector {
         let config: SelectorConfig = toml::from_str(CHAINS).unwrap();
-        Selector::build(&config).unwrap()
+        <Selector>::build(&config).unwrap()
     }
 
     /// Runs one packet through the default pipeline and parses the answer with hickory.
@@ -324,13 +366,13 @@ pub(crate) mod tests {
         let mut bad: SelectorConfig = toml::from_str(CHAINS).unwrap();
         bad.chains[0].leaves.push("nope".into());
         assert!(matches!(
-            Selector::build(&bad),
+            <Selector>::build(&bad),
             Err(SelectorError::UnknownLeaf { .. })
         ));
         let mut bad: SelectorConfig = toml::from_str(CHAINS).unwrap();
         bad.chains.pop();
         assert!(matches!(
-            Selector::build(&bad),
+            <Selector>::build(&bad),
             Err(SelectorError::UnknownChain { .. })
         ));
         assert!(toml::from_str::<SelectorConfig>(&CHAINS.replace("action", "acton")).is_err());

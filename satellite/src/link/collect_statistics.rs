@@ -5,6 +5,10 @@
 //! number (RFC 1035 §3.2.2 QTYPE, §4.1.1 RCODE). Query types the leaf does not single out
 //! (`qtype.other`) are reported under QTYPE 0, which no query can carry (RFC 6895 §3.1
 //! reserves it); `dropped` and `truncated` go to `errors`. Several statistics leaves add up.
+//!
+//! The Whois/RDAP leaves' counters come named `rds.LEAF` ([`super::rds_serving`]): their
+//! `whois_queries` and `rdap_queries` have fields of their own, their refusals go to `errors`
+//! as `rds_bad_request`, `rds_rate_limited`, `rds_refused`, `rds_server_error`, `rds_dropped`.
 
 use std::time::Duration;
 
@@ -54,8 +58,17 @@ pub fn collect_statistics(counters: &Counters, uptime: Duration, objects: u64) -
         objects,
         ..Default::default()
     };
-    for ((_leaf, counter), &value) in counters {
-        if let Some(t) = counter.strip_prefix("qtype.") {
+    for ((leaf, counter), &value) in counters {
+        if leaf.starts_with(super::rds_serving::COUNTER_PREFIX) {
+            match counter.as_str() {
+                "whois_queries" => s.whois_queries += value,
+                "rdap_queries" => s.rdap_queries += value,
+                "bad_request" | "rate_limited" | "refused" | "server_error" | "dropped" => {
+                    *s.errors.entry(format!("rds_{counter}")).or_default() += value;
+                }
+                _ => {}
+            }
+        } else if let Some(t) = counter.strip_prefix("qtype.") {
             if let Some(&(_, code)) = QTYPES.iter().find(|(n, _)| *n == t) {
                 *s.queries_by_qtype.entry(code).or_default() += value;
             }
@@ -96,11 +109,20 @@ mod tests {
             c.insert(("stats".into(), k.into()), v);
         }
         c.insert(("stats2".into(), "qtype.A".into()), 1);
+        c.insert(("rds.stats".into(), "whois_queries".into()), 7);
+        c.insert(("rds.stats".into(), "rdap_queries".into()), 8);
+        c.insert(("rds.stats".into(), "dropped".into()), 2);
+        c.insert(("rds.limit".into(), "rate_limited".into()), 3);
         let s = collect_statistics(&c, Duration::from_secs(9), 12);
         assert_eq!(s.queries_by_qtype[&1], 4);
         assert_eq!(s.queries_by_qtype[&0], 2);
         assert_eq!(s.responses_by_rcode[&3], 4);
         assert_eq!(s.errors["dropped"], 1);
+        assert_eq!((s.whois_queries, s.rdap_queries), (7, 8));
+        assert_eq!(
+            (s.errors["rds_dropped"], s.errors["rds_rate_limited"]),
+            (2, 3)
+        );
         assert_eq!((s.uptime_seconds, s.objects), (9, 12));
         if cfg!(target_os = "linux") {
             assert!(s.memory_bytes > 0);

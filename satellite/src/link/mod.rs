@@ -49,6 +49,7 @@
 
 pub mod collect_statistics;
 pub mod persist;
+pub mod rds_serving;
 pub mod registry;
 pub mod serving;
 
@@ -70,10 +71,13 @@ use tokio_util::sync::CancellationToken;
 
 use self::collect_statistics::collect_statistics;
 use self::persist::{PERSIST_INTERVAL, PersistError, StateFiles, persist_state};
+use self::rds_serving::{RdsServing, RdsServingError};
 use self::registry::Registry;
 use self::serving::Serving;
 use crate::leaf::{LeafConfig, Selector, SelectorConfig, SelectorError};
 use crate::pipeline::Pipeline;
+use crate::rds::Rds;
+use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::server::ServerSettings;
 use crate::zone::store::ZoneStore;
 use crate::zone::{ZoneError, ZoneSet};
@@ -136,6 +140,8 @@ pub enum LinkError {
     Persist(#[from] PersistError),
     #[error("DNS sockets: {0}")]
     Bind(#[source] std::io::Error),
+    #[error("Whois/RDAP: {0}")]
+    RdsBind(#[from] RdsServingError),
     #[error("applying a batch: {0}")]
     Zone(#[from] ZoneError),
     #[error("a worker task failed: {0}")]
@@ -154,6 +160,10 @@ pub struct LinkStatus {
     /// Bound DNS addresses; empty until the satellite serves.
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// Bound Whois addresses; empty until the satellite serves Whois.
+    pub whois: Vec<SocketAddr>,
+    /// Bound RDAP addresses (plain HTTP, then HTTPS); empty until the satellite serves RDAP.
+    pub rdap: Vec<SocketAddr>,
     /// Serial of the state served.
     pub applied_serial: Serial,
     /// True while a session with a master is up (booted).
@@ -185,6 +195,7 @@ impl Satellite {
             dirty: Arc::new(Notify::new()),
             zones: None,
             serving: None,
+            rds: None,
             settings: None,
             restart_required: Vec::new(),
             progress: None,
@@ -196,7 +207,7 @@ impl Satellite {
         match link.files.read() {
             Ok(Some((data, settings))) => {
                 let started = Instant::now();
-                let set = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+                let set = ZoneSet::from_snapshot(&data);
                 link.zones = Some(Arc::new(ZoneStore::new(set)));
                 *link.registry.lock().unwrap_or_else(|e| e.into_inner()) =
                     Registry::from_snapshot(data);
@@ -244,6 +255,8 @@ struct Link {
     /// What queries see; `None` until there is a state.
     zones: Option<Arc<ZoneStore>>,
     serving: Option<Serving>,
+    /// Whois and RDAP; `None` until there is a state and a configuration asking for them.
+    rds: Option<RdsServing>,
     /// The configuration adopted (its version is reported at check-in).
     settings: Option<SatelliteSettings>,
     restart_required: Vec<String>,
@@ -271,11 +284,21 @@ impl Link {
             .as_ref()
             .map(|s| (s.udp_addrs(), s.tcp_addrs()))
             .unwrap_or_default();
+        let (whois, rdap) = self
+            .rds
+            .as_ref()
+            .map(|r| {
+                let (http, https) = r.rdap_addrs();
+                (r.whois_addrs().to_vec(), [http, https].concat())
+            })
+            .unwrap_or_default();
         let restart = self.restart_required.clone();
         self.status.send_modify(|s| {
             s.applied_serial = applied;
             s.udp = udp;
             s.tcp = tcp;
+            s.whois = whois;
+            s.rdap = rdap;
             s.restart_required = restart;
             f(s);
         });
@@ -320,6 +343,10 @@ impl Link {
                     error = %e,
                     "cannot listen on the addresses the master configured; retrying"
                 ),
+                Err(LinkError::RdsBind(e)) => tracing::error!(
+                    error = %e,
+                    "cannot serve Whois/RDAP as the master configured; retrying"
+                ),
                 Err(e) => tracing::warn!(
                     error = %e,
                     serial = self.applied(),
@@ -339,6 +366,9 @@ impl Link {
         }
         if let Some(mut s) = self.serving.take() {
             s.stop().await;
+        }
+        if let Some(mut r) = self.rds.take() {
+            r.stop(Duration::from_secs(5)).await;
         }
         persist_stop.cancel();
         let _ = persister.await;
@@ -470,7 +500,7 @@ impl Link {
                 None => {
                     drop(diff);
                     let d = r.data();
-                    let set = ZoneSet::build(d.serial, &d.zones, &d.domains, &d.hosts);
+                    let set = ZoneSet::from_snapshot(d);
                     Ok(Some(Arc::new(ZoneStore::new(set))))
                 }
             }
@@ -496,11 +526,14 @@ impl Link {
 
     /// Reports statistics; takes the interval and any new configuration.
     async fn check_in(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
-        let counters = self
+        let mut counters = self
             .serving
             .as_ref()
             .map(Serving::counters)
             .unwrap_or_default();
+        if let Some(rds) = &self.rds {
+            counters.extend(rds.counters());
+        }
         let objects = self
             .registry
             .lock()
@@ -560,9 +593,17 @@ impl Link {
                 return Ok(());
             }
         };
-        if new.whois.is_some() {
-            tracing::warn!("the master configures Whois, which this satellite does not serve yet");
-        }
+        let rds_selector = match build_rds_selector(&new) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    version = %new.version(),
+                    error = %e,
+                    "refusing the master's configuration: its registration data selector does not build"
+                );
+                return Ok(());
+            }
+        };
         let old = self.settings.replace(new.clone());
         self.files.write_settings(&new)?;
         if let (Some(serving), Some(zones)) = (&mut self.serving, &self.zones) {
@@ -576,22 +617,78 @@ impl Link {
                 serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
                 tracing::info!("query pipeline replaced with the master's new selector");
             }
-            self.restart_required = restart_required(serving, &new);
-            if !self.restart_required.is_empty() {
-                tracing::warn!(
-                    fields = ?self.restart_required,
-                    "configuration changes that take effect only after a restart"
-                );
-            }
-        } else {
-            self.ensure_serving()?;
+        }
+        if let Some(rds) = &self.rds
+            && old
+                .as_ref()
+                .is_none_or(|o| o.rds_selector_toml != new.rds_selector_toml)
+        {
+            rds.replace_selector(rds_selector);
+            tracing::info!("Whois/RDAP pipeline replaced with the master's new selector");
+        }
+        let was_serving = self.serving.is_some() || self.rds.is_some();
+        self.ensure_serving()?;
+        if was_serving && !self.restart_required.is_empty() {
+            tracing::warn!(
+                fields = ?self.restart_required,
+                "configuration changes that take effect only after a restart"
+            );
         }
         self.publish(|_| {});
         Ok(())
     }
 
-    /// Starts the DNS service once there are both a state and a configuration.
+    /// Starts the services once there are both a state and a configuration, and notes which
+    /// configured fields the running services do not match.
     fn ensure_serving(&mut self) -> Result<(), LinkError> {
+        self.ensure_rds_serving()?;
+        self.ensure_dns_serving()?;
+        let mut fields = Vec::new();
+        if let Some(settings) = &self.settings {
+            if let Some(serving) = &self.serving {
+                fields = restart_required(serving, settings);
+            }
+            if let Some(rds) = &self.rds {
+                fields
+                    .extend(rds.restart_required(settings.whois.as_ref(), settings.rdap.as_ref()));
+            }
+        }
+        self.restart_required = fields;
+        Ok(())
+    }
+
+    /// Starts Whois and RDAP, when configured, once there are a state and a configuration.
+    fn ensure_rds_serving(&mut self) -> Result<(), LinkError> {
+        let (Some(settings), Some(zones)) = (&self.settings, &self.zones) else {
+            return Ok(());
+        };
+        if self.rds.is_some() || (settings.whois.is_none() && settings.rdap.is_none()) {
+            return Ok(());
+        }
+        let selector = build_rds_selector(settings).map_err(|e| {
+            LinkError::Protocol(format!(
+                "the configuration's rds selector does not build: {e}"
+            ))
+        })?;
+        let rds = RdsServing::start(
+            settings.whois.as_ref(),
+            settings.rdap.as_ref(),
+            selector,
+            Arc::clone(zones),
+        )?;
+        let (http, https) = rds.rdap_addrs();
+        tracing::info!(
+            whois = ?rds.whois_addrs(),
+            rdap_http = ?http,
+            rdap_https = ?https,
+            "serving Whois and RDAP"
+        );
+        self.rds = Some(rds);
+        Ok(())
+    }
+
+    /// Starts the DNS service once there are both a state and a configuration.
+    fn ensure_dns_serving(&mut self) -> Result<(), LinkError> {
         let (Some(settings), Some(zones)) = (&self.settings, &self.zones) else {
             return Ok(());
         };
@@ -599,7 +696,7 @@ impl Link {
             return Ok(());
         }
         let Some(dns) = &settings.dns else {
-            tracing::warn!("the master configures no DNS service for this satellite");
+            tracing::debug!("the master configures no DNS service for this satellite");
             return Ok(());
         };
         let server = server_settings(settings);
@@ -616,9 +713,19 @@ impl Link {
             "serving DNS"
         );
         self.serving = Some(serving);
-        self.restart_required.clear();
         Ok(())
     }
+}
+
+/// Builds the registration data Selector of a configuration (the built-in default chain when
+/// the master sends none).
+fn build_rds_selector(settings: &SatelliteSettings) -> Result<Selector<Rds>, SelectorTextError> {
+    let text = match settings.rds_selector_toml.trim() {
+        "" => DEFAULT_RDS_SELECTOR,
+        text => text,
+    };
+    let config: SelectorConfig<RdsLeafConfig> = toml::from_str(text)?;
+    Ok(Selector::build(&config)?)
 }
 
 /// Why a configuration's Selector cannot be used.
@@ -642,7 +749,7 @@ fn build_selector(settings: &SatelliteSettings) -> Result<Selector, SelectorText
             }
         }
     }
-    Ok(Selector::build(&config)?)
+    Ok(<Selector>::build(&config)?)
 }
 
 fn server_settings(settings: &SatelliteSettings) -> ServerSettings {
@@ -716,11 +823,13 @@ mod tests {
                 tcp: vec![],
             }),
             whois: None,
+            rdap: None,
             workers: Some(1),
             memory_budget: None,
             nsid: None,
             hostname: Some("sat9".into()),
             selector_toml: selector_toml.into(),
+            rds_selector_toml: String::new(),
         }
     }
 

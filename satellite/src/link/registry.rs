@@ -4,12 +4,13 @@
 //! The zone set keeps only what DNS answers need, so it cannot be written back to a snapshot
 //! file nor tell which objects a fresh master snapshot no longer holds. This copy can: it is a
 //! [`SnapshotData`] (so [`crate::snapshot::encode`] reads it as is, without a clone) plus an
-//! index from name to position, kept up to date by every batch.
-//!
-//! Contacts and registrars are dropped: snapshot format version 1 has no room for them
-//! (issue 5).
+//! index from key to position per list, kept up to date by every batch: zones, domains and
+//! hosts by name, contacts and registrars by handle. Contacts and registrars are kept (snapshot
+//! format version 2) so that Whois and RDAP answer from the state file after a restart, as DNS
+//! does.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use orrery_proto::{Change, ChangeBatch, Name, Serial};
 
@@ -22,27 +23,35 @@ pub struct Registry {
     zone_at: HashMap<Name, usize>,
     domain_at: HashMap<Name, usize>,
     host_at: HashMap<Name, usize>,
+    contact_at: HashMap<String, usize>,
+    registrar_at: HashMap<String, usize>,
 }
 
-/// Upserts `item` into `list` by name, keeping `index` right.
-fn put<T>(list: &mut Vec<T>, index: &mut HashMap<Name, usize>, name: &Name, item: T) {
-    match index.get(name) {
+/// Upserts `item` into `list` by its key (name or handle), keeping `index` right.
+fn put<K: Hash + Eq + Clone, T>(
+    list: &mut Vec<T>,
+    index: &mut HashMap<K, usize>,
+    key: &K,
+    item: T,
+) {
+    match index.get(key) {
         Some(&i) => list[i] = item,
         None => {
-            index.insert(name.clone(), list.len());
+            index.insert(key.clone(), list.len());
             list.push(item);
         }
     }
 }
 
-/// Removes `name` from `list` (swap-remove, so the moved item's index is fixed up).
-fn remove<T>(
+/// Removes the item with key `k` from `list` (swap-remove, so the moved item's index is fixed
+/// up).
+fn remove<K: Hash + Eq + Clone, T>(
     list: &mut Vec<T>,
-    index: &mut HashMap<Name, usize>,
-    name: &Name,
-    key: fn(&T) -> &Name,
+    index: &mut HashMap<K, usize>,
+    k: &K,
+    key: fn(&T) -> &K,
 ) {
-    let Some(i) = index.remove(name) else {
+    let Some(i) = index.remove(k) else {
         return;
     };
     list.swap_remove(i);
@@ -52,7 +61,8 @@ fn remove<T>(
 }
 
 impl Registry {
-    /// Takes over a snapshot's data (from the state file). Later duplicates of a name win.
+    /// Takes over a snapshot's data (from the state file). Later duplicates of a name or handle
+    /// win.
     pub fn from_snapshot(data: SnapshotData) -> Self {
         let mut me = Self {
             data: SnapshotData {
@@ -66,7 +76,9 @@ impl Registry {
             .into_iter()
             .map(Change::Zone)
             .chain(data.hosts.into_iter().map(Change::Host))
-            .chain(data.domains.into_iter().map(Change::Domain));
+            .chain(data.domains.into_iter().map(Change::Domain))
+            .chain(data.registrars.into_iter().map(Change::Registrar))
+            .chain(data.contacts.into_iter().map(Change::Contact));
         for c in changes {
             me.put_change(c);
         }
@@ -83,9 +95,10 @@ impl Registry {
         self.data.serial
     }
 
-    /// Zones, domains and hosts held.
+    /// Objects held: zones, domains, hosts, contacts and registrars.
     pub fn len(&self) -> usize {
-        self.data.zones.len() + self.data.domains.len() + self.data.hosts.len()
+        let d = &self.data;
+        d.zones.len() + d.domains.len() + d.hosts.len() + d.contacts.len() + d.registrars.len()
     }
 
     /// True when nothing is held.
@@ -104,11 +117,21 @@ impl Registry {
                 remove(&mut d.domains, &mut self.domain_at, &n, |x| &x.name);
             }
             Change::HostRemoved(n) => remove(&mut d.hosts, &mut self.host_at, &n, |h| &h.name),
-            // Not in snapshot format version 1 (issue 5).
-            Change::Contact(_)
-            | Change::ContactRemoved(_)
-            | Change::Registrar(_)
-            | Change::RegistrarRemoved(_) => {}
+            Change::Contact(c) => put(&mut d.contacts, &mut self.contact_at, &c.handle.clone(), c),
+            Change::ContactRemoved(h) => {
+                remove(&mut d.contacts, &mut self.contact_at, &h, |c| &c.handle);
+            }
+            Change::Registrar(r) => {
+                put(
+                    &mut d.registrars,
+                    &mut self.registrar_at,
+                    &r.handle.clone(),
+                    r,
+                );
+            }
+            Change::RegistrarRemoved(h) => {
+                remove(&mut d.registrars, &mut self.registrar_at, &h, |r| &r.handle);
+            }
         }
     }
 
@@ -122,7 +145,11 @@ impl Registry {
 
     /// Replaces the whole state with a master snapshot's objects, and returns the batch that
     /// takes a zone set from the old state to the new one: every object of the snapshot as an
-    /// upsert, then a removal for every object the snapshot no longer holds. Applied to the
+    /// upsert (registrars and contacts first, so a consumer building tables sees them before
+    /// the domains and hosts that refer to them; the snapshot's own order otherwise), then a
+    /// removal for every object the snapshot no longer holds (domains, hosts, contacts,
+    /// registrars, zones: referring objects before what they refer to). Removals in `objects`
+    /// are ignored: a snapshot holds objects, not changes. Applied to the
     /// [`ZoneStore`](crate::ZoneStore) as one batch, the switch is atomic for queries.
     pub fn replace(&mut self, serial: Serial, objects: Vec<Change>) -> ChangeBatch {
         let old = std::mem::take(self);
@@ -134,13 +161,25 @@ impl Registry {
             ..Self::default()
         };
         let mut changes = Vec::with_capacity(objects.len());
-        for c in objects {
-            if matches!(c, Change::Zone(_) | Change::Domain(_) | Change::Host(_)) {
-                changes.push(c.clone());
-                new.put_change(c);
-            }
+        let (referred, rest): (Vec<_>, Vec<_>) = objects
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::Zone(_)
+                        | Change::Domain(_)
+                        | Change::Host(_)
+                        | Change::Contact(_)
+                        | Change::Registrar(_)
+                )
+            })
+            .partition(|c| matches!(c, Change::Registrar(_) | Change::Contact(_)));
+        for c in referred.into_iter().chain(rest) {
+            changes.push(c.clone());
+            new.put_change(c);
         }
-        // Removals in the order domains, hosts, zones: the reverse of creation.
+        // Removals in the order domains, hosts, contacts, registrars, zones: the reverse of
+        // creation, what refers before what is referred to.
         for d in &old.data.domains {
             if !new.domain_at.contains_key(&d.name) {
                 changes.push(Change::DomainRemoved(d.name.clone()));
@@ -149,6 +188,16 @@ impl Registry {
         for h in &old.data.hosts {
             if !new.host_at.contains_key(&h.name) {
                 changes.push(Change::HostRemoved(h.name.clone()));
+            }
+        }
+        for c in &old.data.contacts {
+            if !new.contact_at.contains_key(&c.handle) {
+                changes.push(Change::ContactRemoved(c.handle.clone()));
+            }
+        }
+        for r in &old.data.registrars {
+            if !new.registrar_at.contains_key(&r.handle) {
+                changes.push(Change::RegistrarRemoved(r.handle.clone()));
             }
         }
         for z in &old.data.zones {
@@ -168,6 +217,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::tests::{contact, registrar};
     use crate::zone::tests::{domain, host, n};
 
     fn names(r: &Registry) -> (Vec<String>, Vec<String>) {
@@ -215,6 +265,7 @@ mod tests {
             zones: vec![],
             domains: vec![domain("a.tld", "tld", &[]), domain("b.tld", "tld", &[])],
             hosts: vec![host("ns.a.tld", &["192.0.2.1"])],
+            ..SnapshotData::default()
         });
         let batch = r.replace(9, vec![Change::Domain(domain("b.tld", "tld", &[]))]);
         assert_eq!((batch.after, batch.upto), (7, 9));
@@ -222,5 +273,94 @@ mod tests {
         assert!(batch.changes.contains(&Change::HostRemoved(n("ns.a.tld"))));
         assert_eq!(names(&r), (vec!["b.tld".to_owned()], vec![]));
         assert_eq!(r.serial(), 9);
+    }
+
+    fn handles(r: &Registry) -> (Vec<&str>, Vec<&str>) {
+        let mut c: Vec<&str> = r.data.contacts.iter().map(|x| x.handle.as_str()).collect();
+        let mut g: Vec<&str> = r
+            .data
+            .registrars
+            .iter()
+            .map(|x| x.handle.as_str())
+            .collect();
+        c.sort_unstable();
+        g.sort_unstable();
+        (c, g)
+    }
+
+    #[test]
+    fn batches_upsert_and_remove_contacts_and_registrars_by_handle() {
+        let mut r = Registry::default();
+        r.apply(&ChangeBatch {
+            after: 0,
+            upto: 3,
+            changes: vec![
+                Change::Registrar(registrar("r1", true)),
+                Change::Registrar(registrar("r2", false)),
+                Change::Contact(contact("C1", true)),
+                Change::Contact(contact("C2", false)),
+                Change::Contact(contact("C3", false)),
+            ],
+        });
+        assert_eq!(r.len(), 5);
+        r.apply(&ChangeBatch {
+            after: 3,
+            upto: 4,
+            changes: vec![
+                Change::ContactRemoved("C1".into()),
+                Change::Contact(contact("C3", true)),
+                Change::RegistrarRemoved("r1".into()),
+                Change::Registrar(registrar("r2", true)),
+                Change::ContactRemoved("C9".into()),
+                Change::RegistrarRemoved("r9".into()),
+            ],
+        });
+        assert_eq!(r.serial(), 4);
+        assert_eq!(handles(&r), (vec!["C2", "C3"], vec!["r2"]));
+        // The indexes follow the swap-removes and the upserts replaced in place.
+        let c3 = &r.data.contacts[r.contact_at["C3"]];
+        assert_eq!(*c3, contact("C3", true));
+        assert_eq!(r.data.registrars[r.registrar_at["r2"]].iana_id, Some(9999));
+        assert_eq!(r.len(), 3);
+
+        // And they survive a trip through the state file's data.
+        let again = Registry::from_snapshot(r.data().clone());
+        assert_eq!(handles(&again), handles(&r));
+        assert_eq!(again.data().contacts, r.data().contacts);
+    }
+
+    #[test]
+    fn replace_removes_contacts_and_registrars_the_snapshot_lacks() {
+        let mut r = Registry::from_snapshot(SnapshotData {
+            serial: 7,
+            domains: vec![domain("a.tld", "tld", &[])],
+            contacts: vec![contact("C1", true), contact("C2", false)],
+            registrars: vec![registrar("r1", true), registrar("r2", false)],
+            ..SnapshotData::default()
+        });
+        let batch = r.replace(
+            9,
+            vec![
+                Change::Domain(domain("b.tld", "tld", &[])),
+                Change::Contact(contact("C2", true)),
+                Change::Registrar(registrar("r2", false)),
+                Change::ContactRemoved("C2".into()),
+            ],
+        );
+        assert_eq!(
+            batch.changes,
+            [
+                // Referred-to objects first, then the rest, then removals in reverse of creation.
+                Change::Contact(contact("C2", true)),
+                Change::Registrar(registrar("r2", false)),
+                Change::Domain(domain("b.tld", "tld", &[])),
+                Change::DomainRemoved(n("a.tld")),
+                Change::ContactRemoved("C1".into()),
+                Change::RegistrarRemoved("r1".into()),
+            ]
+        );
+        assert_eq!(handles(&r), (vec!["C2"], vec!["r2"]));
+        assert_eq!(r.data.contacts[0], contact("C2", true));
+        assert_eq!(r.len(), 3);
     }
 }

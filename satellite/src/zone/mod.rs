@@ -34,7 +34,10 @@ pub mod store;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
-use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Soa, Zone};
+use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Soa, Timestamp, Zone};
+
+use crate::rds::Directory;
+use crate::snapshot::SnapshotData;
 
 /// Index of a host in the [`HostTable`].
 pub type HostId = u32;
@@ -295,7 +298,8 @@ impl ZoneData {
     }
 }
 
-/// One version of everything the satellite serves.
+/// One version of everything the satellite serves: the DNS zones and the registration data
+/// directory of Whois and RDAP, changed together by each batch.
 #[derive(Clone, Debug, Default)]
 pub struct ZoneSet {
     /// Journal serial this version reflects.
@@ -303,6 +307,8 @@ pub struct ZoneSet {
     zones: Vec<ZoneData>,
     by_apex: HashMap<Box<[u8]>, usize>,
     pub hosts: HostTable,
+    /// Whois and RDAP data ([`crate::rds::directory`]).
+    pub directory: Directory,
 }
 
 impl ZoneSet {
@@ -321,6 +327,25 @@ impl ZoneSet {
         }
         for d in domains {
             set.put_domain(d);
+        }
+        for c in hosts.iter().cloned().map(Change::Host) {
+            set.directory.apply(&c);
+        }
+        for c in domains.iter().cloned().map(Change::Domain) {
+            set.directory.apply(&c);
+        }
+        set.directory.touch(Timestamp::now());
+        set
+    }
+
+    /// Builds everything a snapshot holds: the zones (as [`ZoneSet::build`]) and the
+    /// directory's contacts and registrars too.
+    pub fn from_snapshot(data: &SnapshotData) -> Self {
+        let mut set = Self::build(data.serial, &data.zones, &data.domains, &data.hosts);
+        let others = (data.registrars.iter().cloned().map(Change::Registrar))
+            .chain(data.contacts.iter().cloned().map(Change::Contact));
+        for c in others {
+            set.directory.apply(&c);
         }
         set
     }
@@ -348,13 +373,14 @@ impl ZoneSet {
                 Change::DomainRemoved(name) => self.remove_domain(name),
                 Change::Host(h) => self.put_host(h),
                 Change::HostRemoved(name) => self.remove_host(name),
-                // Whois data: issue 5.
                 Change::Contact(_)
                 | Change::ContactRemoved(_)
                 | Change::Registrar(_)
                 | Change::RegistrarRemoved(_) => {}
             }
+            self.directory.apply(change);
         }
+        self.directory.touch(Timestamp::now());
         self.serial = batch.upto;
         for z in &mut self.zones {
             z.serial = batch.upto as u32;

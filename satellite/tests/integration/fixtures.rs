@@ -84,5 +84,6 @@ pub(crate) fn registry() -> SnapshotData {
             host("ns2.foo.tld", &["192.0.2.11"]),
             host("ns1.signed.tld", &["192.0.2.20"]),
         ],
+        ..SnapshotData::default()
     }
 }

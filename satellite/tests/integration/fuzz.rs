@@ -15,7 +15,7 @@ fn pipeline() -> Pipeline {
     let config = Config::parse(EXAMPLE_CONFIG).unwrap();
     let data = registry();
     Pipeline::new(
-        Selector::build(&config.selector).unwrap(),
+        <Selector>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(ZoneSet::build(
             data.serial,
             &data.zones,

@@ -33,7 +33,7 @@ impl TestServer {
             &data.hosts,
         )));
         let pipeline = Arc::new(Pipeline::new(
-            Selector::build(&config.selector).unwrap(),
+            <Selector>::build(&config.selector).unwrap(),
             Arc::clone(&zones),
             config.nsid.clone(),
         ));

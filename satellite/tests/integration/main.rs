@@ -6,3 +6,4 @@ mod fuzz;
 mod harness;
 mod queries;
 mod shutdown;
+mod whois;

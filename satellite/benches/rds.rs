@@ -1,0 +1,421 @@
+//! Whois and RDAP benchmark (issue 5): directory memory per domain, Whois queries per second
+//! over fresh TCP connections, RDAP requests per second over kept-alive connections.
+//!
+//! `cargo bench -p orrery-satellite --bench rds` — settings from the environment:
+//! `ORRERY_BENCH_DOMAINS` (default 100000), `ORRERY_BENCH_SECONDS` per run (default 10),
+//! `ORRERY_BENCH_CLIENTS` concurrent client loops (default 64), `ORRERY_BENCH_MEMORY_DOMAINS`
+//! for the memory figure (default 1000000; 0 skips it).
+//!
+//! Server and load generator share the machine (as the goal says): the servers run on a tokio
+//! runtime of 2 workers, the clients on another of 2. Everything talks to 127.0.0.1 only. The
+//! chain is the production one (statistics, validation, ACL, rate limit, lookup), with limits
+//! high enough that one client address is never limited, so their cost is measured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use orrery_proto::{Change, Contact, Domain, EppStatus, Host, Name, Registrar, Timestamp};
+use orrery_satellite::leaf::{Selector, SelectorConfig};
+use orrery_satellite::rds::leaf::RdsLeafConfig;
+use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
+use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
+use orrery_satellite::rds::{Directory, Rds, RdsPipeline};
+use orrery_satellite::{ZoneSet, ZoneStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const CHAIN: &str = r#"
+[leaves.stats]
+kind = "statistics"
+[leaves.validate]
+kind = "validate_query"
+[leaves.acl]
+kind = "acl"
+deny = ["192.0.2.0/24"]
+[leaves.limit]
+kind = "rate_limit"
+address_rate = 1e9
+address_burst = 1000000000
+prefix_rate = 1e9
+prefix_burst = 1000000000
+[leaves.lookup]
+kind = "lookup"
+[[chains]]
+name = "main"
+leaves = ["stats", "validate", "acl", "limit", "lookup"]
+"#;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// The registry objects of a synthetic TLD `bench`, produced one at a time: 100 registrars,
+/// 5,000 nameserver hosts shared by the domains, and per domain its own registrant contact
+/// (the realistic worst case: contacts as many as domains).
+fn registry(domains: usize) -> impl Iterator<Item = Change> {
+    let registrars = (0..100).map(|r| {
+        let mut reg = Registrar::new(format!("REG{r}"), format!("Registrar number {r}, Inc."));
+        reg.iana_id = Some(1000 + r);
+        reg.abuse_email = Some(format!("abuse@registrar{r}.example"));
+        Change::Registrar(reg)
+    });
+    let hosts = (0..5000).map(|h| {
+        Change::Host(Host {
+            name: n(&format!("ns{h}.dns-host{}.example", h % 50)),
+            addresses: vec![],
+            registrar: Some(format!("REG{}", h % 100)),
+            created: Timestamp(1_600_000_000),
+            updated: Timestamp(1_600_000_000),
+        })
+    });
+    let per_domain = (0..domains).flat_map(|i| {
+        let handle = format!("C{i}");
+        let contact = Contact {
+            handle: handle.clone(),
+            name: format!("Registrant {i}"),
+            organisation: None,
+            street: vec![format!("{i} Main Street")],
+            city: "Springfield".into(),
+            province: None,
+            postcode: Some(format!("{:05}", i % 100_000)),
+            country: "FR".into(),
+            email: format!("registrant{i}@example.net"),
+            voice: Some("+33.100000000".into()),
+            fax: None,
+            disclose: i % 10 == 0,
+            created: Timestamp(1_600_000_000),
+            updated: Timestamp(1_600_000_000),
+        };
+        let domain = Domain {
+            name: n(&format!("d{i}.bench")),
+            zone: n("bench"),
+            roid: format!("D{i}-BENCH"),
+            registrar: format!("REG{}", i % 100),
+            created: Timestamp(1_600_000_000),
+            updated: Timestamp(1_700_000_000),
+            expires: Timestamp(1_900_000_000),
+            statuses: vec![EppStatus::ClientTransferProhibited],
+            registrant: Some(handle),
+            admin: Some(format!("C{}", i - i % 1000)),
+            tech: Some(format!("C{}", i - i % 1000)),
+            billing: None,
+            nameservers: vec![
+                n(&format!("ns{}.dns-host{}.example", i % 5000, i % 50)),
+                n(&format!(
+                    "ns{}.dns-host{}.example",
+                    (i + 1) % 5000,
+                    (i + 1) % 50
+                )),
+            ],
+            ds: vec![],
+        };
+        [Change::Contact(contact), Change::Domain(domain)]
+    });
+    registrars.chain(hosts).chain(per_domain)
+}
+
+/// Resident memory of this process, from /proc/self/statm.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn memory(domains: usize) {
+    let before = rss();
+    let started = Instant::now();
+    let mut dir = Directory::default();
+    for change in registry(domains) {
+        dir.apply(&change);
+    }
+    let built = started.elapsed();
+    let after = rss();
+    let (d, h, c, r) = dir.counts();
+    let bytes = after.saturating_sub(before);
+    println!(
+        "directory memory: {d} domains, {h} hosts, {c} contacts, {r} registrars: {:.1} MiB \
+         ({:.0} bytes per domain incl. its own contact), built in {:.1} s; the satellite \
+         keeps two copies (double buffer)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / d as f64,
+        built.as_secs_f64()
+    );
+    drop(dir);
+}
+
+/// Latency percentiles of sorted microsecond samples.
+fn report(what: &str, mut lat: Vec<u32>, errors: u64, elapsed: Duration) {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "{what}: {} answers in {:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, \
+         p99.9 {:.2} ms, max {:.2} ms; {errors} errors",
+        lat.len(),
+        elapsed.as_secs_f64(),
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        pct(0.999) as f64 / 1000.0,
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+}
+
+/// Runs `clients` loops of `one` for `seconds` on a 2-worker client runtime; each returns its
+/// latencies (µs) and errors.
+fn load<F, Fut>(clients: usize, seconds: u64, one: F) -> (Vec<u32>, u64, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::io::Result<()>> + Send,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let one = Arc::new(one);
+    let started = Instant::now();
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (stop, one) = (Arc::clone(&stop), Arc::clone(&one));
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut errors = 0u64;
+                let mut i = c as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match one(c, i).await {
+                        Ok(()) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                        Err(_) => errors += 1,
+                    }
+                    i += clients as u64;
+                }
+                (lat, errors)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, e) = t.await.unwrap();
+            all.extend(lat);
+            errors += e;
+        }
+        (all, errors)
+    });
+    let elapsed = started.elapsed();
+    (results.0, results.1, elapsed)
+}
+
+fn main() {
+    let domains = env("ORRERY_BENCH_DOMAINS", 100_000);
+    let seconds = env("ORRERY_BENCH_SECONDS", 10) as u64;
+    let clients = env("ORRERY_BENCH_CLIENTS", 64);
+    let memory_domains = env("ORRERY_BENCH_MEMORY_DOMAINS", 1_000_000);
+    println!(
+        "rds bench: {domains} domains, {clients} clients, {seconds} s per run, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if memory_domains > 0 {
+        memory(memory_domains);
+    }
+
+    let mut set = ZoneSet::default();
+    for change in registry(domains) {
+        set.directory.apply(&change);
+    }
+    let config: SelectorConfig<RdsLeafConfig> = toml::from_str(CHAIN).unwrap();
+    let pipeline = Arc::new(ArcSwap::from_pointee(RdsPipeline::new(
+        Selector::<Rds>::build(&config).unwrap(),
+        Arc::new(ZoneStore::new(set)),
+    )));
+
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let (whois_addr, rdap_addr) = server_rt.block_on(async {
+        let whois = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rdap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = (whois.local_addr().unwrap(), rdap.local_addr().unwrap());
+        let settings = WhoisSettings {
+            max_connections: 4096,
+            ..WhoisSettings::default()
+        };
+        let w = WhoisServer::start(Arc::clone(&pipeline), vec![whois], settings, cancel.clone())
+            .unwrap();
+        let r = RdapServer::start(
+            Arc::clone(&pipeline),
+            vec![rdap],
+            RdapSettings::default(),
+            cancel.clone(),
+        )
+        .unwrap();
+        tokio::spawn(async move {
+            w.join().await;
+            r.join().await;
+        });
+        addrs
+    });
+
+    // Whois: one fresh TCP connection per query, the client reading to the server's close.
+    let (lat, errors, elapsed) = load(clients, seconds, move |_, i| {
+        whois_once(whois_addr, i % domains as u64)
+    });
+    report(
+        "whois, fresh TCP connection per query",
+        lat,
+        errors,
+        elapsed,
+    );
+
+    // RDAP: each client keeps one connection alive.
+    let (lat, errors, elapsed) = rdap_load(rdap_addr, clients, seconds, domains as u64);
+    report("rdap, keep-alive", lat, errors, elapsed);
+    cancel.cancel();
+}
+
+async fn whois_once(addr: SocketAddr, i: u64) -> std::io::Result<()> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let query = format!("d{i}.bench\r\n");
+    s.write_all(query.as_bytes()).await?;
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    if total < 200 {
+        return Err(std::io::Error::other("short answer"));
+    }
+    Ok(())
+}
+
+/// RDAP with one kept-alive connection per client: sequential GETs, responses framed by
+/// Content-Length.
+fn rdap_load(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: u64,
+    domains: u64,
+) -> (Vec<u32>, u64, Duration) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let (lat, errors) = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let stop = Arc::clone(&stop);
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut errors = 0u64;
+                let mut i = c as u64;
+                let mut conn: Option<TcpStream> = None;
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if conn.is_none() {
+                        conn = TcpStream::connect(addr).await.ok();
+                    }
+                    let Some(s) = conn.as_mut() else {
+                        errors += 1;
+                        continue;
+                    };
+                    let request = format!(
+                        "GET /domain/d{}.bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                        i % domains
+                    );
+                    match rdap_exchange(s, request.as_bytes(), &mut buf).await {
+                        Ok(()) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                        Err(_) => {
+                            errors += 1;
+                            conn = None;
+                        }
+                    }
+                    i += clients as u64;
+                }
+                (lat, errors)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, e) = t.await.unwrap();
+            all.extend(lat);
+            errors += e;
+        }
+        (all, errors)
+    });
+    (lat, errors, started.elapsed())
+}
+
+async fn rdap_exchange(s: &mut TcpStream, request: &[u8], buf: &mut [u8]) -> std::io::Result<()> {
+    s.write_all(request).await?;
+    let mut have = 0;
+    let (head_end, body_len) = loop {
+        let n = s.read(&mut buf[have..]).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        have += n;
+        if let Some(pos) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..pos]).map_err(std::io::Error::other)?;
+            if !head.starts_with("HTTP/1.1 200") {
+                return Err(std::io::Error::other("not 200"));
+            }
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .ok_or_else(|| std::io::Error::other("no content-length"))?;
+            break (pos + 4, len);
+        }
+        if have == buf.len() {
+            return Err(std::io::Error::other("head too large"));
+        }
+    };
+    while have < head_end + body_len {
+        let n = s.read(&mut buf[have..]).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        have += n;
+    }
+    Ok(())
+}

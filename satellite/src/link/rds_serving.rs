@@ -1,0 +1,227 @@
+//! Whois and RDAP sockets bound once, with the registration data pipeline swapped in place.
+//!
+//! Unlike DNS ([`super::serving`]), the Whois and RDAP servers read their [`RdsPipeline`]
+//! from an `ArcSwap` per connection or request, so a new Selector from the master replaces
+//! it without stopping anything: connections in progress finish with the pipeline they
+//! started with. Listen addresses are bound once, as for DNS; changing them needs a restart.
+//!
+//! Statistics are cumulative over the process: a replaced pipeline's counters are added to a
+//! base when it is swapped out (requests still running on it then are not counted).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use orrery_proto::link::convert::{RdapListen, WhoisListen};
+use tokio_util::sync::CancellationToken;
+
+use super::serving::Counters;
+use crate::leaf::Selector;
+use crate::rds::rdap_server::{self, RdapServer, RdapSettings};
+use crate::rds::whois_server::{WhoisServer, WhoisSettings};
+use crate::rds::{Rds, RdsPipeline};
+use crate::zone::store::ZoneStore;
+
+/// Prefix of the leaf names in [`RdsServing::counters`], so that they do not mix with the DNS
+/// leaves' counters of the same names.
+pub const COUNTER_PREFIX: &str = "rds.";
+
+/// Why the registration data services cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RdsServingError {
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("RDAP TLS: {0}")]
+    Tls(#[from] rdap_server::RdapTlsError),
+    #[error("starting a server: {0}")]
+    Start(#[source] io::Error),
+}
+
+/// The Whois and RDAP services of a satellite.
+pub struct RdsServing {
+    pipeline: Arc<ArcSwap<RdsPipeline>>,
+    whois: Vec<SocketAddr>,
+    http: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    cancel: CancellationToken,
+    whois_server: Option<WhoisServer>,
+    rdap_servers: Vec<RdapServer>,
+    base: Arc<Mutex<Counters>>,
+}
+
+fn bind(what: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RdsServingError> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            TcpListener::bind(addr).map_err(|source| RdsServingError::Bind { what, addr, source })
+        })
+        .collect()
+}
+
+fn local(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
+impl RdsServing {
+    /// Binds every address and starts serving with `selector` over `zones`. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        whois: Option<&WhoisListen>,
+        rdap: Option<&RdapListen>,
+        selector: Selector<Rds>,
+        zones: Arc<ZoneStore>,
+    ) -> Result<Self, RdsServingError> {
+        let whois_listeners = bind("whois tcp", whois.map_or(&[][..], |w| &w.tcp))?;
+        let http_listeners = bind("rdap http", rdap.map_or(&[][..], |r| &r.http))?;
+        let https_listeners = bind("rdap https", rdap.map_or(&[][..], |r| &r.https))?;
+        let tls = match rdap.and_then(|r| r.tls.as_ref()) {
+            Some(files) => Some(rdap_server::tls_config(&files.cert, &files.key)?),
+            None => None,
+        };
+        let pipeline = Arc::new(ArcSwap::from_pointee(RdsPipeline::new(selector, zones)));
+        let cancel = CancellationToken::new();
+        let mut me = Self {
+            pipeline,
+            whois: local(&whois_listeners),
+            http: local(&http_listeners),
+            https: local(&https_listeners),
+            cancel,
+            whois_server: None,
+            rdap_servers: Vec::new(),
+            base: Arc::default(),
+        };
+        if let Some(w) = whois
+            && !whois_listeners.is_empty()
+        {
+            let defaults = WhoisSettings::default();
+            let settings = WhoisSettings {
+                max_connections: w
+                    .max_connections
+                    .map_or(defaults.max_connections, |n| n as usize),
+                timeout: w.timeout.unwrap_or(defaults.timeout),
+                ..defaults
+            };
+            me.whois_server = Some(
+                WhoisServer::start(
+                    Arc::clone(&me.pipeline),
+                    whois_listeners,
+                    settings,
+                    me.cancel.clone(),
+                )
+                .map_err(RdsServingError::Start)?,
+            );
+        }
+        if let Some(r) = rdap {
+            let settings = |tls| {
+                let defaults = RdapSettings::default();
+                RdapSettings {
+                    max_connections: r
+                        .max_connections
+                        .map_or(defaults.max_connections, |n| n as usize),
+                    timeout: r.timeout.unwrap_or(defaults.timeout),
+                    base_url: r.base_url.clone(),
+                    tls,
+                }
+            };
+            for (listeners, tls) in [(http_listeners, None), (https_listeners, tls)] {
+                if listeners.is_empty() {
+                    continue;
+                }
+                me.rdap_servers.push(
+                    RdapServer::start(
+                        Arc::clone(&me.pipeline),
+                        listeners,
+                        settings(tls),
+                        me.cancel.clone(),
+                    )
+                    .map_err(RdsServingError::Start)?,
+                );
+            }
+        }
+        Ok(me)
+    }
+
+    /// Bound Whois addresses.
+    pub fn whois_addrs(&self) -> &[SocketAddr] {
+        &self.whois
+    }
+
+    /// Bound RDAP addresses (plain HTTP, then HTTPS).
+    pub fn rdap_addrs(&self) -> (&[SocketAddr], &[SocketAddr]) {
+        (&self.http, &self.https)
+    }
+
+    /// Serves with `selector` from now on (same zones).
+    pub fn replace_selector(&self, selector: Selector<Rds>) {
+        let zones = Arc::clone(&self.pipeline.load().zones);
+        let old = self
+            .pipeline
+            .swap(Arc::new(RdsPipeline::new(selector, zones)));
+        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        add_counters(&mut base, &old);
+    }
+
+    /// Every counter since the process started, leaves named `rds.LEAF`.
+    pub fn counters(&self) -> Counters {
+        let mut all = self.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        add_counters(&mut all, &self.pipeline.load());
+        all
+    }
+
+    /// Fields of the new settings the bound sockets do not match (port 0 matches any port).
+    pub fn restart_required(
+        &self,
+        whois: Option<&WhoisListen>,
+        rdap: Option<&RdapListen>,
+    ) -> Vec<String> {
+        let same = |bound: &[SocketAddr], wanted: &[SocketAddr]| {
+            bound.len() == wanted.len()
+                && bound
+                    .iter()
+                    .zip(wanted)
+                    .all(|(b, w)| b.ip() == w.ip() && (w.port() == 0 || b.port() == w.port()))
+        };
+        let mut fields = Vec::new();
+        if !same(&self.whois, whois.map_or(&[][..], |w| &w.tcp)) {
+            fields.push("whois.tcp".to_owned());
+        }
+        if !same(&self.http, rdap.map_or(&[][..], |r| &r.http)) {
+            fields.push("rdap.http".to_owned());
+        }
+        if !same(&self.https, rdap.map_or(&[][..], |r| &r.https)) {
+            fields.push("rdap.https".to_owned());
+        }
+        fields
+    }
+
+    /// Stops serving and waits (at most `grace`) for the servers to finish.
+    pub async fn stop(&mut self, grace: Duration) {
+        self.cancel.cancel();
+        let servers = async {
+            if let Some(w) = self.whois_server.take() {
+                w.join().await;
+            }
+            for r in self.rdap_servers.drain(..) {
+                r.join().await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, servers).await;
+    }
+}
+
+fn add_counters(all: &mut Counters, pipeline: &RdsPipeline) {
+    pipeline.selector.counters(&mut |leaf, counter, value| {
+        *all.entry((format!("{COUNTER_PREFIX}{leaf}"), counter.to_owned()))
+            .or_default() += value;
+    });
+}

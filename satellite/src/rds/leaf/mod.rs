@@ -1,0 +1,157 @@
+//! The leaf kinds of the registration data services ([`Rds`](super::Rds)).
+//!
+//! Same contract as the DNS leaves ([`crate::leaf`]): built once from configuration, long-lived,
+//! one `handle` per request returning a [`Flow`](crate::leaf::Flow). A leaf that ends the chain
+//! sets the event's [`Outcome`](super::Outcome) and returns `Respond` (or `Drop` to close the
+//! connection without an answer).
+
+pub mod acl;
+pub mod lookup;
+pub mod rate_limit;
+pub mod statistics;
+pub mod validate_query;
+
+use serde::Deserialize;
+
+use super::Rds;
+use crate::leaf::{Leaf, NoSettings, SelectorError};
+
+/// Configuration of one leaf instance, tagged by `kind`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RdsLeafConfig {
+    ValidateQuery(NoSettings),
+    Acl(crate::leaf::acl::AclConfig),
+    RateLimit(crate::rate_limit::RateLimitConfig),
+    Lookup(NoSettings),
+    Statistics(NoSettings),
+}
+
+/// Builds one leaf.
+pub(super) fn build(
+    name: &str,
+    config: &RdsLeafConfig,
+) -> Result<Box<dyn Leaf<Rds>>, SelectorError> {
+    let bad = |message: String| SelectorError::BadLeaf {
+        leaf: name.to_owned(),
+        message,
+    };
+    let name = name.to_owned();
+    Ok(match config {
+        RdsLeafConfig::ValidateQuery(_) => Box::new(validate_query::ValidateQuery::new(name)),
+        RdsLeafConfig::Acl(c) => Box::new(acl::RdsAcl::new(name, c).map_err(bad)?),
+        RdsLeafConfig::RateLimit(c) => Box::new(rate_limit::RateLimit::new(name, c).map_err(bad)?),
+        RdsLeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name)),
+        RdsLeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name)),
+    })
+}
+
+/// The chain a satellite runs when the master sends none: validate, rate limit (generous
+/// defaults: 5 queries/s per address with bursts of 20, 50/s per prefix), look up.
+pub const DEFAULT_SELECTOR: &str = r#"
+[leaves.stats]
+kind = "statistics"
+[leaves.validate]
+kind = "validate_query"
+[leaves.limit]
+kind = "rate_limit"
+address_rate = 5.0
+address_burst = 20
+prefix_rate = 50.0
+prefix_burst = 200
+[leaves.lookup]
+kind = "lookup"
+
+[[chains]]
+name = "main"
+leaves = ["stats", "validate", "limit", "lookup"]
+"#;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::leaf::{Selector, SelectorConfig};
+    use crate::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent};
+    use crate::zone::ZoneSet;
+
+    pub(crate) fn selector(text: &str) -> Selector<Rds> {
+        let config: SelectorConfig<RdsLeafConfig> = toml::from_str(text).unwrap();
+        Selector::build(&config).unwrap()
+    }
+
+    /// A zone set whose directory is the directory module's sample.
+    pub(crate) fn zones() -> ZoneSet {
+        let mut set = ZoneSet::default();
+        set.directory = crate::rds::directory::tests::sample();
+        set
+    }
+
+    /// Runs one request; returns whether it was answered, and the event.
+    pub(crate) fn run(
+        sel: &Selector<Rds>,
+        zones: &ZoneSet,
+        peer: &str,
+        protocol: Protocol,
+        request: &str,
+    ) -> (bool, RdsEvent) {
+        let mut ev = RdsEvent::new();
+        ev.reset(peer.parse().unwrap(), protocol);
+        ev.request.extend_from_slice(request.as_bytes());
+        let answered = sel.run(&mut ev, &RdsCtx { zones });
+        (answered, ev)
+    }
+
+    #[test]
+    fn default_chain_answers_and_limits() {
+        let sel = selector(DEFAULT_SELECTOR);
+        let zones = zones();
+        let (answered, ev) = run(&sel, &zones, "192.0.2.1", Protocol::Whois, "FOO.tld");
+        assert!(answered);
+        assert_eq!(ev.outcome, Outcome::Found);
+        assert!(matches!(ev.query, Query::Domain(_)));
+        let (_, ev) = run(
+            &sel,
+            &zones,
+            "192.0.2.1",
+            Protocol::Rdap,
+            "/domain/nope.tld",
+        );
+        assert_eq!(ev.outcome, Outcome::NotFound);
+        // The burst of 20 per address is spent (2 used above): the 19th more is limited.
+        let mut last = Outcome::Pending;
+        for _ in 0..19 {
+            last = run(&sel, &zones, "192.0.2.1", Protocol::Whois, "foo.tld")
+                .1
+                .outcome;
+        }
+        assert!(matches!(last, Outcome::RateLimited { .. }), "{last:?}");
+        // Another prefix is still served.
+        let (_, ev) = run(&sel, &zones, "198.51.100.1", Protocol::Whois, "foo.tld");
+        assert_eq!(ev.outcome, Outcome::Found);
+    }
+
+    #[test]
+    fn end_of_chain_refuses_and_bad_config_is_named() {
+        let sel = selector(
+            "[leaves.s]\nkind = \"statistics\"\n[[chains]]\nname = \"main\"\nleaves = [\"s\"]",
+        );
+        let (answered, ev) = run(&sel, &zones(), "192.0.2.1", Protocol::Whois, "foo.tld");
+        assert!(answered);
+        assert_eq!(ev.outcome, Outcome::Refused);
+        let bad: SelectorConfig<RdsLeafConfig> = toml::from_str(
+            "[leaves.l]\nkind = \"rate_limit\"\naddress_rate = 0.0\naddress_burst = 1\nprefix_rate = 1.0\nprefix_burst = 1\n[[chains]]\nname = \"main\"\nleaves = [\"l\"]",
+        )
+        .unwrap();
+        let Err(err) = Selector::<Rds>::build(&bad) else {
+            panic!("a zero rate was accepted");
+        };
+        assert!(err.to_string().contains("address_rate"), "{err}");
+        // DNS leaf kinds are not registration data leaves.
+        assert!(
+            toml::from_str::<SelectorConfig<RdsLeafConfig>>(
+                "[leaves.c]\nkind = \"chaos\"\n[[chains]]\nname = \"main\"\nleaves = [\"c\"]"
+            )
+            .is_err()
+        );
+    }
+}

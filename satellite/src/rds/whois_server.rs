@@ -1,0 +1,586 @@
+//! The Whois edge (RFC 3912, TCP port 43): one query line per connection, answered, closed.
+//!
+//! ```text
+//!  accept ──► connection cap (a Semaphore, tried, never waited on)
+//!    │          └─ over it: "% Error: server busy, try again later", close
+//!    ▼ one tokio task per connection
+//!  read up to LF: at most `max_line` octets, within ONE deadline for the whole line
+//!    │   (straight into the event's request buffer)
+//!    │          ├─ longer: "% Error: query too long", close
+//!    │          └─ deadline passed: "% Error: timeout", close
+//!    ▼
+//!  RdsPipeline::handle ──► Selector<Rds> ──► whois::render (same directory version)
+//!    ▼
+//!  write the answer (its own deadline) ──► shutdown(write): FIN ──► close
+//! ```
+//!
+//! # The line
+//! RFC 3912 §2: the client sends one line ending in CRLF, the server answers and closes. A bare
+//! LF is accepted too (hand-typed `nc` sessions). A client that half-closes after sending a
+//! query *without* a line end (`printf foo.tld | nc …`) is answered as if the line had ended:
+//! what arrived is unambiguous, and refusing it helps no one; a connection closed before any
+//! octet arrived (port probes, TCP health checks) gets no answer at all. Octets after the line
+//! end are ignored.
+//!
+//! # Slow and hostile clients
+//! The read deadline covers the whole line, not each read: a client trickling one octet at a
+//! time is cut when the deadline passes, so a connection slot is held at most `timeout` for
+//! reading plus `timeout` for writing. Connections over the cap are answered at once with a
+//! single non-blocking write from the accept loop, never queued. Accept errors (EMFILE,
+//! ENFILE…) are logged at most once a second and followed by a short pause, so they never spin.
+//!
+//! # Costs
+//! Per connection: one task, the event taken from (and returned to) the pipeline's free list,
+//! one answer buffer, two timers. The pipeline is loaded from its [`ArcSwap`] once per
+//! connection, so a new Selector from the link applies from the next connection on.
+//!
+//! # Shutdown
+//! On cancellation the accept loops stop, connections still reading their line are closed
+//! without an answer, and answers being written finish (bounded by the write deadline).
+//! [`WhoisServer::join`] waits for all of it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Protocol, RdsPipeline, whois};
+
+/// Answer to a connection over the cap.
+const BUSY: &[u8] = b"% Error: server busy, try again later\r\n";
+/// Answer to a line longer than `max_line`.
+const TOO_LONG: &[u8] = b"% Error: query too long\r\n";
+/// Answer to a client that did not finish its line in time.
+const TIMEOUT: &[u8] = b"% Error: timeout\r\n";
+
+/// Pause after an accept error that is not the client's (EMFILE, ENFILE, ENOBUFS…).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// At most one accept error logged per this long.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
+/// Capacity a fresh answer buffer starts with: a domain answer with four contacts fits.
+const ANSWER_CAPACITY: usize = 4096;
+
+/// Settings of the Whois edge.
+#[derive(Clone, Debug)]
+pub struct WhoisSettings {
+    /// Connections served at once (over every listener); more are told "busy" and closed.
+    pub max_connections: usize,
+    /// Time to receive the whole query line, and separately to write the answer.
+    pub timeout: Duration,
+    /// Longest query line, in octets, line end excluded.
+    pub max_line: usize,
+}
+
+impl Default for WhoisSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            timeout: Duration::from_secs(10),
+            max_line: 512,
+        }
+    }
+}
+
+/// A running Whois edge.
+pub struct WhoisServer {
+    accept_loops: JoinSet<()>,
+}
+
+/// What every connection task shares.
+struct Shared {
+    pipeline: Arc<ArcSwap<RdsPipeline>>,
+    settings: WhoisSettings,
+    slots: Arc<Semaphore>,
+    cancel: CancellationToken,
+}
+
+impl WhoisServer {
+    /// Serves on already-bound listeners until `cancel`. Must be called inside a tokio runtime.
+    /// The pipeline is read from the `ArcSwap` per connection, so the link can replace it (a
+    /// new Selector) without a restart.
+    pub fn start(
+        pipeline: Arc<ArcSwap<RdsPipeline>>,
+        listeners: Vec<std::net::TcpListener>,
+        settings: WhoisSettings,
+        cancel: CancellationToken,
+    ) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            pipeline,
+            slots: Arc::new(Semaphore::new(
+                settings.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            settings,
+            cancel,
+        });
+        let mut accept_loops = JoinSet::new();
+        for listener in listeners {
+            listener.set_nonblocking(true)?;
+            let listener = TcpListener::from_std(listener)?;
+            accept_loops.spawn(accept_loop(listener, Arc::clone(&shared)));
+        }
+        Ok(Self { accept_loops })
+    }
+
+    /// Waits until every listener and connection has stopped (after the token is cancelled).
+    pub async fn join(mut self) {
+        while self.accept_loops.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let connections = TaskTracker::new();
+    let mut errors = ErrorLog::default();
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut cancelled => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    if !is_client_error(&e) {
+                        errors.note(&e);
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            refuse_busy(&stream);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        connections.spawn(async move {
+            serve_connection(stream, peer, &shared).await;
+            drop(permit);
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// Accept errors about one connection only (it went away before we took it): no pause.
+fn is_client_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Logs accept errors at most once per [`ACCEPT_LOG_EVERY`], counting the ones not logged.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn note(&mut self, e: &io::Error) {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now < t + ACCEPT_LOG_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "whois accept");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Over the cap: one non-blocking write (a fresh socket's send buffer is empty), then close.
+fn refuse_busy(stream: &TcpStream) {
+    let _ = stream.try_write(BUSY);
+    discard_unread(stream);
+}
+
+/// How a query line ended.
+enum Line {
+    /// A line end arrived, or the client closed its side after sending some octets; the buffer
+    /// holds the line without its line end.
+    Complete,
+    /// The client closed its side before sending anything.
+    Closed,
+    /// More than `max_line` octets before a line end.
+    TooLong,
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let settings = &shared.settings;
+    let pipeline = shared.pipeline.load_full();
+    let mut ev = pipeline.take();
+    ev.reset(peer.ip(), Protocol::Whois);
+    let deadline = Instant::now() + settings.timeout;
+    let read = tokio::select! {
+        read = timeout_at(deadline, read_line(&mut stream, &mut ev.request, settings.max_line)) => read,
+        () = shared.cancel.cancelled() => {
+            pipeline.put(ev);
+            return;
+        }
+    };
+    let mut answer = Vec::new();
+    let reply: &[u8] = match read {
+        // An empty line is a query too: the chain says what is wrong with it.
+        Ok(Ok(Line::Complete)) => {
+            let answered = pipeline.handle(&mut ev, |ev, answered, ctx| {
+                if answered {
+                    answer.reserve(ANSWER_CAPACITY);
+                    whois::render(ev, ctx, &mut answer);
+                }
+                answered
+            });
+            pipeline.put(ev);
+            if !answered {
+                // A leaf dropped the request: close without a word.
+                return;
+            }
+            &answer
+        }
+        Ok(Ok(Line::TooLong)) => {
+            pipeline.put(ev);
+            TOO_LONG
+        }
+        Err(_elapsed) => {
+            pipeline.put(ev);
+            TIMEOUT
+        }
+        // Closed before any octet (a probe), or a read error: nothing to answer.
+        Ok(Ok(Line::Closed) | Err(_)) => {
+            pipeline.put(ev);
+            return;
+        }
+    };
+    let written = timeout(settings.timeout, async {
+        stream.write_all(reply).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        discard_unread(&stream);
+    }
+}
+
+/// Reads one line into `buf` (emptied first), without its CRLF or LF.
+///
+/// Reads go straight into `buf`'s spare capacity; at most `max_line + 2` octets are wanted
+/// (the line and its CRLF), so a client cannot make the buffer grow beyond that by much.
+async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>, max_line: usize) -> io::Result<Line> {
+    let want = max_line.saturating_add(2);
+    buf.clear();
+    loop {
+        let start = buf.len();
+        buf.reserve(want - start);
+        if stream.read_buf(buf).await? == 0 {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(if buf.is_empty() {
+                Line::Closed
+            } else if buf.len() > max_line {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
+        }
+        if let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
+            buf.truncate(start + i);
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(if buf.len() > max_line {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
+        }
+        if buf.len() >= want {
+            return Ok(Line::TooLong);
+        }
+    }
+}
+
+/// Reads and drops what the client sent beyond its line, without waiting: closing a socket
+/// with unread data makes the kernel reset the connection instead of closing it, which may
+/// discard the end of an answer not yet sent.
+fn discard_unread(stream: &TcpStream) {
+    let mut sink = [0u8; 512];
+    for _ in 0..8 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::leaf::{Selector, SelectorConfig};
+    use crate::rds::Rds;
+    use crate::rds::leaf::{DEFAULT_SELECTOR, RdsLeafConfig};
+    use crate::zone::ZoneSet;
+    use crate::zone::store::ZoneStore;
+
+    fn pipeline(selector: &str) -> RdsPipeline {
+        let config: SelectorConfig<RdsLeafConfig> = toml::from_str(selector).unwrap();
+        let mut zones = ZoneSet::default();
+        zones.directory = crate::rds::directory::tests::sample();
+        RdsPipeline::new(
+            Selector::<Rds>::build(&config).unwrap(),
+            Arc::new(ZoneStore::new(zones)),
+        )
+    }
+
+    struct TestWhois {
+        addr: SocketAddr,
+        pipeline: Arc<ArcSwap<RdsPipeline>>,
+        cancel: CancellationToken,
+        server: WhoisServer,
+    }
+
+    fn start(settings: WhoisSettings) -> TestWhois {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pipeline = Arc::new(ArcSwap::from_pointee(pipeline(DEFAULT_SELECTOR)));
+        let cancel = CancellationToken::new();
+        let server = WhoisServer::start(
+            Arc::clone(&pipeline),
+            vec![listener],
+            settings,
+            cancel.clone(),
+        )
+        .unwrap();
+        TestWhois {
+            addr,
+            pipeline,
+            cancel,
+            server,
+        }
+    }
+
+    impl TestWhois {
+        async fn stop(self) {
+            self.cancel.cancel();
+            timeout(Duration::from_secs(5), self.server.join())
+                .await
+                .expect("the server stops");
+        }
+    }
+
+    /// Reads until the server closes (or resets: what arrived before counts); returns the text
+    /// and how long it took.
+    async fn read_all(stream: &mut TcpStream) -> (String, Duration) {
+        let start = Instant::now();
+        let mut buf = Vec::new();
+        let read = timeout(Duration::from_secs(5), stream.read_to_end(&mut buf));
+        assert!(read.await.is_ok(), "the server did not close");
+        (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+    }
+
+    /// Sends `query` (as is: the caller adds the line end) and reads the whole answer.
+    async fn ask(addr: SocketAddr, query: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(query).await.unwrap();
+        read_all(&mut stream).await.0
+    }
+
+    fn short(timeout: Duration) -> WhoisSettings {
+        WhoisSettings {
+            timeout,
+            ..WhoisSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_a_query_line_ended_by_crlf_or_lf() {
+        let s = start(WhoisSettings::default());
+        let crlf = ask(s.addr, b"foo.tld\r\n").await;
+        for want in [
+            "Domain Name: FOO.TLD\r\n",
+            "Registrar IANA ID: 9999\r\n",
+            "Registrant Name: Name of C1\r\n",
+            "Tech Name: REDACTED FOR PRIVACY\r\n",
+            "Name Server: NS1.FOO.TLD\r\nName Server: NS.OTHER.EXAMPLE\r\n",
+            "DNSSEC: signedDelegation\r\n",
+        ] {
+            assert!(crlf.contains(want), "missing {want:?} in\n{crlf}");
+        }
+        assert!(crlf.ends_with("\r\n"));
+        let lf = ask(s.addr, b"domain FOO.tld\n").await;
+        assert_eq!(lf, crlf);
+        let ns = ask(s.addr, b"nameserver ns1.foo.tld\r\n").await;
+        assert!(
+            ns.starts_with("Server Name: NS1.FOO.TLD\r\nIP Address: 192.0.2.1\r\n"),
+            "{ns}"
+        );
+        let none = ask(s.addr, b"nope.tld\r\n").await;
+        assert!(none.starts_with("No match for \"nope.tld\".\r\n"), "{none}");
+
+        // No line end, then a half-close: what arrived is the query.
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream.write_all(b"foo.tld").await.unwrap();
+        stream.shutdown().await.unwrap();
+        assert_eq!(read_all(&mut stream).await.0, crlf);
+        // Closed before any octet: no answer.
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream.shutdown().await.unwrap();
+        assert_eq!(read_all(&mut stream).await.0, "");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn refuses_long_lines_and_bad_octets() {
+        let s = start(WhoisSettings::default());
+        // 512 octets is the limit: such a line reaches the chain (and is no domain name).
+        let mut line = vec![b'a'; 512];
+        line.extend_from_slice(b"\r\n");
+        let answer = ask(s.addr, &line).await;
+        assert_eq!(answer, "% Error: not a valid domain name\r\n");
+        line.insert(0, b'a');
+        assert_eq!(ask(s.addr, &line).await, "% Error: query too long\r\n");
+        // Without a line end, the refusal comes as soon as the limit is passed, not at the
+        // deadline, and the connection is closed while the client still holds its side open.
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream.write_all(&[b'a'; 600]).await.unwrap();
+        let (answer, took) = read_all(&mut stream).await;
+        assert_eq!(answer, "% Error: query too long\r\n");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+
+        assert_eq!(
+            ask(s.addr, b"foo\xff.tld\r\n").await,
+            "% Error: the query is not UTF-8\r\n"
+        );
+        assert_eq!(
+            ask(s.addr, b"foo\x01.tld\r\n").await,
+            "% Error: control characters are not allowed\r\n"
+        );
+        assert_eq!(
+            ask(s.addr, b"\x00\r\n").await,
+            "% Error: control characters are not allowed\r\n"
+        );
+        assert_eq!(
+            ask(s.addr, b"\r\n").await,
+            "% Error: empty query; try \"help\"\r\n"
+        );
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_client_is_closed_at_the_deadline() {
+        let limit = Duration::from_millis(200);
+        let s = start(short(limit));
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        let (answer, took) = read_all(&mut stream).await;
+        assert_eq!(answer, "% Error: timeout\r\n");
+        assert!(took >= limit && took < limit * 5, "{took:?}");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_trickling_client_is_cut_at_the_deadline_for_the_whole_line() {
+        let limit = Duration::from_millis(300);
+        let s = start(short(limit));
+        let stream = TcpStream::connect(s.addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let trickle = tokio::spawn(async move {
+            // One octet every 50 ms, never a line end: each read is quick, the line never is.
+            for _ in 0..100 {
+                if writer.write_all(b"a").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let start = Instant::now();
+        let mut buf = Vec::new();
+        let _ = timeout(Duration::from_secs(5), reader.read_to_end(&mut buf)).await;
+        let took = start.elapsed();
+        assert_eq!(String::from_utf8_lossy(&buf), "% Error: timeout\r\n");
+        assert!(took >= limit && took < limit * 5, "{took:?}");
+        trickle.abort();
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_is_busy_at_once_and_slots_come_back() {
+        let s = start(WhoisSettings {
+            max_connections: 2,
+            ..WhoisSettings::default()
+        });
+        let first = TcpStream::connect(s.addr).await.unwrap();
+        let _second = TcpStream::connect(s.addr).await.unwrap();
+        let mut third = TcpStream::connect(s.addr).await.unwrap();
+        let (answer, took) = read_all(&mut third).await;
+        assert_eq!(answer, "% Error: server busy, try again later\r\n");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        // Closing one frees its slot for the next connection.
+        drop(first);
+        let mut answer = String::new();
+        for _ in 0..50 {
+            answer = ask(s.addr, b"foo.tld\r\n").await;
+            if answer.starts_with("Domain Name:") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answer.starts_with("Domain Name: FOO.TLD\r\n"), "{answer}");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_new_pipeline_applies_to_the_next_connection() {
+        let s = start(WhoisSettings::default());
+        assert!(
+            ask(s.addr, b"foo.tld\r\n")
+                .await
+                .starts_with("Domain Name:")
+        );
+        // A chain that claims nothing: every request is refused.
+        s.pipeline.store(Arc::new(pipeline(
+            "[leaves.s]\nkind = \"statistics\"\n[[chains]]\nname = \"main\"\nleaves = [\"s\"]",
+        )));
+        assert_eq!(
+            ask(s.addr, b"foo.tld\r\n").await,
+            "% Error: access refused\r\n"
+        );
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_waiting_connections_without_waiting_for_their_deadline() {
+        let s = start(WhoisSettings::default());
+        let mut idle = TcpStream::connect(s.addr).await.unwrap();
+        // Let the server accept it before cancelling.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let start = Instant::now();
+        let addr = s.addr;
+        s.stop().await;
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(read_all(&mut idle).await.0, "");
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+}
