@@ -38,18 +38,22 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with a `Z`, as Whois (ICANN RDDS) and RDAP (RFC 9083 §4.5) show times.
+    ///
+    /// Written field by field rather than through `time`'s formatter, which builds a `String`:
+    /// Whois and RDAP render several timestamps per answer.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match time::OffsetDateTime::from_unix_timestamp(self.0) {
-            Ok(t) => {
-                let fmt = time::macros::format_description!(
-                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-                );
-                match t.format(&fmt) {
-                    Ok(s) => f.write_str(&s),
-                    Err(_) => write!(f, "@{}", self.0),
-                }
-            }
-            Err(_) => write!(f, "@{}", self.0),
+            Ok(t) if (0..=9999).contains(&t.year()) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            _ => write!(f, "@{}", self.0),
         }
     }
 }
@@ -317,6 +321,8 @@ mod tests {
         );
         assert_eq!(Timestamp::parse("2026-11-23T10:32:29+01:00").unwrap(), t);
         assert!(Timestamp::parse("yesterday").is_err());
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp(i64::MAX).to_string(), format!("@{}", i64::MAX));
     }
 
     #[test]

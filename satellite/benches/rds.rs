@@ -10,6 +10,11 @@
 //! runtime of 2 workers, the clients on another of 2. Everything talks to 127.0.0.1 only. The
 //! chain is the production one (statistics, validation, ACL, rate limit, lookup), with limits
 //! high enough that one client address is never limited, so their cost is measured.
+//!
+//! The Whois figure is compared with a baseline measured in the same run: a do-nothing server
+//! on the same runtime that reads the line and writes a fixed answer of the same size. Fresh
+//! connections on loopback cost mostly kernel time on both ends, so the baseline is the
+//! machine's ceiling for this load generator; the ratio is what the Whois server itself costs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -281,21 +286,78 @@ fn main() {
         addrs
     });
 
+    // The baseline: same runtime, same connection pattern, no work, an answer of the same size.
+    let answer_len = server_rt.block_on(async {
+        let mut s = TcpStream::connect(whois_addr).await.unwrap();
+        s.write_all(b"d1.bench\r\n").await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        out.len()
+    });
+    let null_addr = server_rt.block_on(null_server(answer_len, cancel.clone()));
+    let (lat, errors, elapsed) = load(clients, seconds, move |_, i| whois_once(null_addr, i));
+    let baseline = lat.len() as f64 / elapsed.as_secs_f64();
+    report(
+        &format!("baseline: do-nothing server, fresh TCP connection, {answer_len}-octet answer"),
+        lat,
+        errors,
+        elapsed,
+    );
+
     // Whois: one fresh TCP connection per query, the client reading to the server's close.
     let (lat, errors, elapsed) = load(clients, seconds, move |_, i| {
         whois_once(whois_addr, i % domains as u64)
     });
+    let rate = lat.len() as f64 / elapsed.as_secs_f64();
     report(
         "whois, fresh TCP connection per query",
         lat,
         errors,
         elapsed,
     );
+    println!(
+        "whois / baseline: {:.2} (1.00: the server costs nothing beyond accepting and closing)",
+        rate / baseline
+    );
 
     // RDAP: each client keeps one connection alive.
     let (lat, errors, elapsed) = rdap_load(rdap_addr, clients, seconds, domains as u64);
     report("rdap, keep-alive", lat, errors, elapsed);
     cancel.cancel();
+}
+
+/// A server that does nothing but what every Whois server must: accept, read the line, write
+/// `answer_len` octets, close.
+async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer: Arc<[u8]> = vec![b'x'; answer_len].into();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = tokio::select! {
+                () = cancel.cancelled() => break,
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            };
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                let _ = s.set_nodelay(true);
+                let mut buf = [0u8; 512];
+                let mut have = 0;
+                while let Ok(n) = s.read(&mut buf[have..]).await {
+                    if n == 0 {
+                        return;
+                    }
+                    have += n;
+                    if buf[..have].contains(&b'\n') || have == buf.len() {
+                        break;
+                    }
+                }
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
 }
 
 async fn whois_once(addr: SocketAddr, i: u64) -> std::io::Result<()> {
