@@ -195,6 +195,7 @@ pub async fn fetch_snapshot(
     client: &mut LinkClient,
     progress: &mut Option<SnapshotProgress>,
 ) -> Result<(Serial, Vec<Change>), LinkError> {
+    let asked = std::time::Instant::now();
     let request = match progress {
         Some(p) => pb::SnapshotRequest {
             serial: p.serial,
@@ -214,8 +215,15 @@ pub async fn fetch_snapshot(
         }
         Err(status) => return Err(status.into()),
     };
+    // Timings for the log: the wait for the first chunk (the master building or finding its
+    // snapshot), then the transfer, of which converting messages to the model is a part.
+    let mut first_chunk = None;
+    let mut convert = Duration::ZERO;
     while let Some(msg) = stream.message().await? {
+        let received = std::time::Instant::now();
+        first_chunk.get_or_insert(received);
         let chunk = Chunk::try_from(msg)?;
+        convert += received.elapsed();
         let p = progress.get_or_insert_with(|| SnapshotProgress {
             serial: chunk.serial,
             count: chunk.count,
@@ -246,6 +254,16 @@ pub async fn fetch_snapshot(
                     p.objects.len()
                 )));
             }
+            let first = first_chunk.unwrap_or(asked);
+            tracing::info!(
+                serial = p.serial,
+                objects = p.objects.len(),
+                chunks = p.count,
+                first_chunk_ms = (first - asked).as_millis() as u64,
+                transfer_ms = first.elapsed().as_millis() as u64,
+                convert_ms = convert.as_millis() as u64,
+                "snapshot received"
+            );
             Ok((p.serial, p.objects))
         }
         unfinished => {

@@ -489,19 +489,34 @@ impl Link {
     async fn take_snapshot(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
         let started = Instant::now();
         let (serial, objects) = client::fetch_snapshot(client, &mut self.progress).await?;
+        let fetched = started.elapsed();
         let count = objects.len();
         let registry = Arc::clone(&self.registry);
         let zones = self.zones.clone();
-        let built = tokio::task::spawn_blocking(move || {
+        let (built, registry_ms, apply_ms, store_ms) = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
             let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
             let diff = r.replace(serial, objects);
+            let registry_ms = t.elapsed().as_millis() as u64;
+            let t = Instant::now();
             match zones {
-                Some(z) => z.apply(diff).map(|()| None),
+                Some(z) => z
+                    .apply(diff)
+                    .map(|()| (None, registry_ms, t.elapsed().as_millis() as u64, 0)),
                 None => {
                     drop(diff);
                     let d = r.data();
                     let set = ZoneSet::from_snapshot(d);
-                    Ok(Some(Arc::new(ZoneStore::new(set))))
+                    let apply_ms = t.elapsed().as_millis() as u64;
+                    let t = Instant::now();
+                    let store = Arc::new(ZoneStore::new(set));
+                    store.prepare_spare();
+                    Ok((
+                        Some(store),
+                        registry_ms,
+                        apply_ms,
+                        t.elapsed().as_millis() as u64,
+                    ))
                 }
             }
         })
@@ -512,15 +527,21 @@ impl Link {
         let loaded = started.elapsed();
         let (files, registry) = (self.files.clone(), Arc::clone(&self.registry));
         tokio::task::spawn_blocking(move || files.write_state(&registry)).await??;
+        let saved = started.elapsed();
+        self.ensure_serving()?;
+        self.publish(|_| {});
         tracing::info!(
             serial,
             objects = count,
+            fetch_ms = fetched.as_millis() as u64,
+            registry_ms,
+            zones_ms = apply_ms,
+            store_ms,
             load_ms = loaded.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
+            state_ms = (saved - loaded).as_millis() as u64,
+            serving_ms = started.elapsed().as_millis() as u64,
             "snapshot applied and saved"
         );
-        self.ensure_serving()?;
-        self.publish(|_| {});
         Ok(())
     }
 

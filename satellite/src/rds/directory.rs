@@ -4,10 +4,12 @@
 //! the directory in the same atomic step, and a query sees both at one serial.
 //!
 //! # Layout and compactness
-//! - Domains: a hashbrown map keyed by the canonical wire name; each entry holds numbers, not
-//!   copies: the registrar, the four contacts and the nameservers are ids into shared tables,
-//!   the statuses a bit set, the dates seconds. Text is rendered per query, never stored per
-//!   domain.
+//! - Domains: an [`Interned`] table keyed by the canonical wire name; each entry holds
+//!   numbers, not copies: the registrar, the four contacts and the nameservers are ids into
+//!   shared tables, the statuses a bit set, the dates seconds. Text is rendered per query,
+//!   never stored per domain.
+//! - Contacts: a [`ContactRecord`] each, every text field in one allocation (a registry may
+//!   have as many contacts as domains).
 //! - Hosts, contacts, registrars: one [`Interned`] table each, keyed by wire name or handle.
 //!   A slot exists while the object exists *or* something refers to it (a domain may name a
 //!   nameserver that has no host object, e.g. out of the registry's zones); reference counts
@@ -151,9 +153,18 @@ impl<T> Interned<T> {
 
     /// Sets (or, with `None`, removes) the object with `key`; returns its slot.
     fn set(&mut self, key: &[u8], value: Option<T>) -> Option<SlotId> {
+        self.replace(key, value).0
+    }
+
+    /// Sets (or, with `None`, removes) the object with `key`; returns its slot and the object
+    /// it replaced.
+    fn replace(&mut self, key: &[u8], value: Option<T>) -> (Option<SlotId>, Option<T>) {
         let id = match value {
             Some(_) => self.intern(key),
-            None => self.find(key)?,
+            None => match self.find(key) {
+                Some(id) => id,
+                None => return (None, None),
+            },
         };
         let slot = &mut self.slots[id as usize];
         match (slot.value.is_some(), value.is_some()) {
@@ -161,9 +172,9 @@ impl<T> Interned<T> {
             (true, false) => self.live -= 1,
             _ => {}
         }
-        slot.value = value;
+        let old = std::mem::replace(&mut slot.value, value);
         self.collect(id);
-        Some(id)
+        (Some(id), old)
     }
 
     fn collect(&mut self, id: SlotId) {
@@ -206,7 +217,200 @@ impl StatusSet {
     }
 }
 
-/// The roles of a domain's contacts, in the order of [`DomainEntry::contacts`].
+/// A contact as the directory holds it: every text field in one allocation.
+///
+/// The model's [`Contact`] is a dozen separate `String`s (about 290 bytes inline and some 300
+/// more in allocator chunks for a typical contact), and a registry may have as many contacts
+/// as domains, held once per zone version and two versions at a time: for 1M contacts the
+/// difference is about 0.8 GB (measured: `benches/rds.rs`). Here the text fields sit back to
+/// back in `text`, in the order of the `F_*` indexes, and `ends` holds where each ends (the
+/// last field ends at `text.len()`). 16 (text) + 16 (dates) + 24 (twelve `u16` ends) + 2
+/// (flags, street count) = 58 bytes, 64 with alignment (asserted in the tests), plus one
+/// allocation of the text's length.
+///
+/// `u16` ends take half the room of `u32` ones; they bound the text at 64 KiB, so each field
+/// is cut (at a character boundary) to `FIELD_MAX` = 4096 bytes. EPP's longest fields (RFC
+/// 5733: 255 characters for names, street lines and cities) are at most 1020 bytes in UTF-8,
+/// so registry data is never cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRecord {
+    text: Box<str>,
+    created: i64,
+    updated: i64,
+    /// End offset in `text` of fields `0..FIELDS - 1`.
+    ends: [u16; FIELDS - 1],
+    /// The presence bits of the optional fields (`None` and `Some("")` differ, so the field
+    /// alone cannot tell) and `DISCLOSE`.
+    flags: u8,
+    /// Street lines held, at most `MAX_STREETS`.
+    streets: u8,
+}
+
+/// Field indexes in `ContactRecord::text`; the street lines come last, from `F_STREET`.
+const F_HANDLE: usize = 0;
+const F_NAME: usize = 1;
+const F_ORGANISATION: usize = 2;
+const F_CITY: usize = 3;
+const F_PROVINCE: usize = 4;
+const F_POSTCODE: usize = 5;
+const F_COUNTRY: usize = 6;
+const F_EMAIL: usize = 7;
+const F_VOICE: usize = 8;
+const F_FAX: usize = 9;
+const F_STREET: usize = 10;
+/// The most street lines EPP allows (RFC 5733 §2.4.1); the link refuses contacts with more.
+const MAX_STREETS: usize = 3;
+const FIELDS: usize = F_STREET + MAX_STREETS;
+/// The longest field held, in bytes: every field at its longest still fits `u16` ends.
+const FIELD_MAX: usize = 4096;
+const _: () = assert!(FIELDS * FIELD_MAX <= u16::MAX as usize);
+
+const DISCLOSE: u8 = 1;
+/// The presence bit of optional field `F_*`.
+const fn present(field: usize) -> u8 {
+    match field {
+        F_ORGANISATION => 1 << 1,
+        F_PROVINCE => 1 << 2,
+        F_POSTCODE => 1 << 3,
+        F_VOICE => 1 << 4,
+        F_FAX => 1 << 5,
+        _ => 0,
+    }
+}
+
+impl From<&Contact> for ContactRecord {
+    fn from(c: &Contact) -> Self {
+        // Street lines past EPP's three (only a hand-made snapshot could hold them) are kept,
+        // joined to the third, rather than dropped.
+        let rest;
+        let mut street = [""; MAX_STREETS];
+        for (slot, line) in street.iter_mut().zip(&c.street) {
+            *slot = line;
+        }
+        if c.street.len() > MAX_STREETS {
+            rest = c.street[MAX_STREETS - 1..].join(", ");
+            street[MAX_STREETS - 1] = &rest;
+        }
+        let streets = c.street.len().min(MAX_STREETS);
+        let mut fields: [Option<&str>; FIELDS] = [None; FIELDS];
+        fields[F_HANDLE] = Some(&c.handle);
+        fields[F_NAME] = Some(&c.name);
+        fields[F_ORGANISATION] = c.organisation.as_deref();
+        fields[F_CITY] = Some(&c.city);
+        fields[F_PROVINCE] = c.province.as_deref();
+        fields[F_POSTCODE] = c.postcode.as_deref();
+        fields[F_COUNTRY] = Some(&c.country);
+        fields[F_EMAIL] = Some(&c.email);
+        fields[F_VOICE] = c.voice.as_deref();
+        fields[F_FAX] = c.fax.as_deref();
+        for (i, line) in street[..streets].iter().enumerate() {
+            fields[F_STREET + i] = Some(line);
+        }
+        let clip = |s: &str| -> usize { s.floor_char_boundary(FIELD_MAX) };
+        let len = fields.iter().flatten().map(|f| clip(f)).sum();
+        let mut text = String::with_capacity(len);
+        let mut ends = [0; FIELDS - 1];
+        let mut flags = if c.disclose { DISCLOSE } else { 0 };
+        for (i, field) in fields.iter().enumerate() {
+            if let Some(f) = field {
+                text.push_str(&f[..clip(f)]);
+                flags |= present(i);
+            }
+            if let Some(end) = ends.get_mut(i) {
+                // At most FIELDS * FIELD_MAX bytes (asserted above): the cast cannot cut.
+                *end = text.len() as u16;
+            }
+        }
+        Self {
+            text: text.into_boxed_str(),
+            created: c.created.0,
+            updated: c.updated.0,
+            ends,
+            flags,
+            streets: streets as u8,
+        }
+    }
+}
+
+impl ContactRecord {
+    /// Field `i` (`F_*`).
+    fn field(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| usize::from(self.ends[p]));
+        let end = self
+            .ends
+            .get(i)
+            .map_or(self.text.len(), |&e| usize::from(e));
+        // Ends fall on character boundaries by construction; `get` keeps this panic-free.
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// Optional field `i`: `None` unless its presence bit is set.
+    fn optional(&self, i: usize) -> Option<&str> {
+        (self.flags & present(i) != 0).then(|| self.field(i))
+    }
+
+    /// The registry's ID of the contact (EPP `contact:id`).
+    pub fn handle(&self) -> &str {
+        self.field(F_HANDLE)
+    }
+
+    pub fn name(&self) -> &str {
+        self.field(F_NAME)
+    }
+
+    pub fn organisation(&self) -> Option<&str> {
+        self.optional(F_ORGANISATION)
+    }
+
+    /// Street lines, at most three (RFC 5733 §2.4.1).
+    pub fn street(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        (F_STREET..F_STREET + usize::from(self.streets)).map(|i| self.field(i))
+    }
+
+    pub fn city(&self) -> &str {
+        self.field(F_CITY)
+    }
+
+    pub fn province(&self) -> Option<&str> {
+        self.optional(F_PROVINCE)
+    }
+
+    pub fn postcode(&self) -> Option<&str> {
+        self.optional(F_POSTCODE)
+    }
+
+    /// ISO 3166-1 alpha-2.
+    pub fn country(&self) -> &str {
+        self.field(F_COUNTRY)
+    }
+
+    pub fn email(&self) -> &str {
+        self.field(F_EMAIL)
+    }
+
+    pub fn voice(&self) -> Option<&str> {
+        self.optional(F_VOICE)
+    }
+
+    pub fn fax(&self) -> Option<&str> {
+        self.optional(F_FAX)
+    }
+
+    /// True when the contact agreed to publication; false means Whois/RDAP redact.
+    pub fn disclose(&self) -> bool {
+        self.flags & DISCLOSE != 0
+    }
+
+    pub fn created(&self) -> Timestamp {
+        Timestamp(self.created)
+    }
+
+    pub fn updated(&self) -> Timestamp {
+        Timestamp(self.updated)
+    }
+}
+
+/// The roles of a domain's contacts, in the order of `DomainEntry::contacts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Registrant,
@@ -245,10 +449,14 @@ pub struct HostEntry {
 /// Everything Whois and RDAP answer from, at one serial.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
-    domains: HashMap<Box<[u8]>, DomainEntry>,
+    /// Domains by canonical wire name. An [`Interned`] table rather than a map of entries:
+    /// a hash map's buckets are a power of two at most 7/8 full, so 1M entries of 112 bytes
+    /// take 2M buckets (about 235 MB); here the buckets are 4-byte slot ids and the entries
+    /// sit in a vector (about 135 MB in all).
+    domains: Interned<DomainEntry>,
     /// Host objects and the nameserver names domains refer to.
     hosts: Interned<HostEntry>,
-    contacts: Interned<Contact>,
+    contacts: Interned<ContactRecord>,
     registrars: Interned<Registrar>,
     /// Registrar slots by lower-case name, for `whois "registrar NAME"`.
     registrar_names: HashMap<Box<str>, SlotId>,
@@ -262,14 +470,14 @@ impl Directory {
         match change {
             Change::Domain(d) => self.put_domain(d),
             Change::DomainRemoved(name) => {
-                if let Some(old) = self.domains.remove(name.as_wire()) {
+                if let (_, Some(old)) = self.domains.replace(name.as_wire(), None) {
                     self.release(&old);
                 }
             }
             Change::Host(h) => self.put_host(h),
             Change::HostRemoved(name) => self.remove_host(name.as_wire()),
             Change::Contact(c) => {
-                self.contacts.set(c.handle.as_bytes(), Some(c.clone()));
+                self.contacts.set(c.handle.as_bytes(), Some(c.into()));
             }
             Change::ContactRemoved(handle) => {
                 self.contacts.set(handle.as_bytes(), None);
@@ -332,7 +540,7 @@ impl Directory {
                 .collect(),
         };
         // Acquire before release: an unchanged reference never drops to zero in between.
-        if let Some(old) = self.domains.insert(d.name.as_wire().into(), entry) {
+        if let (_, Some(old)) = self.domains.replace(d.name.as_wire(), Some(entry)) {
             self.release(&old);
         }
     }
@@ -394,11 +602,11 @@ impl Directory {
 
     /// The domain with canonical wire name `name`.
     pub fn domain<'a>(&'a self, name: &[u8]) -> Option<DomainView<'a>> {
-        let (name, entry) = self.domains.get_key_value(name)?;
+        let id = self.domains.find(name)?;
         Some(DomainView {
             dir: self,
-            name,
-            entry,
+            name: self.domains.key(id),
+            entry: self.domains.get(id)?,
         })
     }
 
@@ -413,7 +621,7 @@ impl Directory {
     }
 
     /// The contact with `handle` (EPP handles are case-sensitive, RFC 5730 clIDType).
-    pub fn contact(&self, handle: &str) -> Option<&Contact> {
+    pub fn contact(&self, handle: &str) -> Option<&ContactRecord> {
         self.contacts.lookup(handle.as_bytes())
     }
 
@@ -501,7 +709,7 @@ impl<'a> DomainView<'a> {
     }
 
     /// The contact in `role`, if the domain has one.
-    pub fn contact(&self, role: Role) -> Option<Ref<'a, Contact>> {
+    pub fn contact(&self, role: Role) -> Option<Ref<'a, ContactRecord>> {
         reference(&self.dir.contacts, self.entry.contacts[role as usize])
     }
 
@@ -609,11 +817,15 @@ pub(crate) mod tests {
         assert_eq!(d.registrar().unwrap().handle, "R1");
         assert_eq!(d.registrar().unwrap().object.unwrap().iana_id, Some(9999));
         assert_eq!(
-            d.contact(Role::Registrant).unwrap().object.unwrap().handle,
+            d.contact(Role::Registrant)
+                .unwrap()
+                .object
+                .unwrap()
+                .handle(),
             "C1"
         );
         assert!(d.contact(Role::Admin).is_none());
-        assert!(!d.contact(Role::Tech).unwrap().object.unwrap().disclose);
+        assert!(!d.contact(Role::Tech).unwrap().object.unwrap().disclose());
         let ns: Vec<_> = d.nameservers().collect();
         assert_eq!(
             ns,
@@ -664,6 +876,107 @@ pub(crate) mod tests {
         let before = dir.hosts.slots.len();
         dir.apply(&Change::Domain(domain("bar.tld", "tld", &["ns9.bar.tld"])));
         assert_eq!(dir.hosts.slots.len(), before);
+    }
+
+    /// The record's view of `c`, field by field, for comparing with the model.
+    fn model(r: &ContactRecord) -> Contact {
+        Contact {
+            handle: r.handle().into(),
+            name: r.name().into(),
+            organisation: r.organisation().map(Into::into),
+            street: r.street().map(Into::into).collect(),
+            city: r.city().into(),
+            province: r.province().map(Into::into),
+            postcode: r.postcode().map(Into::into),
+            country: r.country().into(),
+            email: r.email().into(),
+            voice: r.voice().map(Into::into),
+            fax: r.fax().map(Into::into),
+            disclose: r.disclose(),
+            created: r.created(),
+            updated: r.updated(),
+        }
+    }
+
+    #[test]
+    fn contacts_round_trip_through_the_compact_record() {
+        let full = Contact {
+            handle: "ÉLÈVE-1".into(),
+            name: "Zoë Ñúñez 李小龍".into(),
+            organisation: Some("Société Générale".into()),
+            street: vec!["1 Rue de l'Été".into(), String::new(), "Bâtiment C".into()],
+            city: "Zürich".into(),
+            province: Some(String::new()),
+            postcode: Some("8001".into()),
+            country: "CH".into(),
+            email: "zoë@exämple.ch".into(),
+            voice: Some("+41.441234567".into()),
+            fax: Some("+41.441234568".into()),
+            disclose: true,
+            created: Timestamp(-1),
+            updated: Timestamp(i64::MAX),
+        };
+        let bare = Contact {
+            handle: "C0".into(),
+            name: String::new(),
+            organisation: None,
+            street: vec![],
+            city: String::new(),
+            province: None,
+            postcode: None,
+            country: String::new(),
+            email: String::new(),
+            voice: None,
+            fax: None,
+            disclose: false,
+            created: Timestamp(0),
+            updated: Timestamp(1),
+        };
+        for c in [full, bare, contact("C1", true), contact("C2", false)] {
+            let r = ContactRecord::from(&c);
+            assert_eq!(model(&r), c);
+            assert_eq!(r.street().len(), c.street.len());
+        }
+        // Some("") is not None.
+        let r = ContactRecord::from(&contact("C3", true));
+        assert_eq!((r.province(), r.fax()), (None, None));
+        let mut c = contact("C3", true);
+        (c.province, c.fax) = (Some(String::new()), Some(String::new()));
+        let r = ContactRecord::from(&c);
+        assert_eq!((r.province(), r.fax()), (Some(""), Some("")));
+    }
+
+    #[test]
+    fn oversized_contacts_are_cut_not_refused() {
+        let mut c = contact("C1", true);
+        // Every field far past the limit, with a two-byte character across the cut.
+        let long = format!("a{}", "é".repeat(FIELD_MAX));
+        c.name = long.clone();
+        c.email = long.clone();
+        c.fax = Some(long.clone());
+        c.street = vec![long.clone(), long.clone(), long.clone()];
+        let r = ContactRecord::from(&c);
+        let cut = &long[..FIELD_MAX - 1];
+        assert_eq!((r.name(), r.email(), r.fax()), (cut, cut, Some(cut)));
+        assert!(r.street().all(|l| l == cut));
+        assert_eq!((r.handle(), r.city(), r.country()), ("C1", "Paris", "FR"));
+        // More street lines than EPP allows: the rest joined to the third, nothing lost.
+        let mut c = contact("C1", true);
+        c.street = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let r = ContactRecord::from(&c);
+        assert_eq!(r.street().collect::<Vec<_>>(), ["a", "b", "c, d, e"]);
+    }
+
+    #[test]
+    fn contact_records_stay_small() {
+        // A text pointer and length (16), two dates (16), twelve u16 ends (24), two bytes of
+        // flags and count: 58, padded to the 8-byte alignment of the pointer.
+        assert!(size_of::<ContactRecord>() <= 64);
+        // The text pointer is never null: a slot's `Option` costs nothing.
+        assert_eq!(
+            size_of::<Option<ContactRecord>>(),
+            size_of::<ContactRecord>()
+        );
     }
 
     #[test]

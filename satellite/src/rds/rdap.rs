@@ -11,18 +11,18 @@
 //! Profiles followed: ICANN's gTLD RDAP Response Profile and Technical Implementation Guide
 //! (the Terms of Use, Status Codes and Inaccuracy Complaint Form notices, the `last update of
 //! RDAP database` event, the registrar's IANA ID and abuse contact), RFC 8056 for the status
-//! values, RFC 7095 jCard for contacts, and RFC 9537 for redaction: a contact that did not agree
-//! to publication ([`Contact::disclose`] false) keeps its entity and role, its name becomes an
-//! empty `fn`, its other personal members are removed (the registry ID included), and the
-//! response's `redacted` array names each redaction with its JSONPath and method.
+//! values, RFC 7095 jCard for contacts, and RFC 9537 for redaction: a contact that did not
+//! agree to publication ([`ContactRecord::disclose`] false) keeps its entity and role, its name
+//! becomes an empty `fn`, its other personal members are removed (the registry ID included),
+//! and the response's `redacted` array names each redaction with its JSONPath and method.
 
 use std::net::IpAddr;
 
-use orrery_proto::{Contact, EppStatus, Name, Registrar, Timestamp};
+use orrery_proto::{EppStatus, Name, Registrar, Timestamp};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
-use super::directory::{DomainView, HostView, Role, StatusSet};
+use super::directory::{ContactRecord, DomainView, HostView, Role, StatusSet};
 use super::{Directory, Outcome, Query, RdsCtx, RdsEvent};
 
 /// The RDAP media type (RFC 7480 §4.2).
@@ -378,7 +378,7 @@ impl Render<'_> {
             }
             Query::Entity(handle) => {
                 let obj = if let Some(c) = self.dir.contact(handle) {
-                    self.contact(Placement::TopLevel, &c.handle, Some(c))
+                    self.contact(Placement::TopLevel, c.handle(), Some(c))
                 } else {
                     let r = self.dir.registrar(handle).ok_or(404u16)?;
                     self.registrar(&r.handle, Some(r))
@@ -584,7 +584,12 @@ impl Render<'_> {
     }
 
     /// A contact entity, redacted (RFC 9537) unless the contact agreed to publication.
-    fn contact(&mut self, at: Placement, handle: &str, c: Option<&Contact>) -> Map<String, Value> {
+    fn contact(
+        &mut self,
+        at: Placement,
+        handle: &str,
+        c: Option<&ContactRecord>,
+    ) -> Map<String, Value> {
         let mut obj = Map::new();
         obj.insert("objectClassName".into(), "entity".into());
         if let Placement::Role(role) = at {
@@ -598,7 +603,7 @@ impl Render<'_> {
         // The handle is the registry's ID of the contact: redacted in a domain unless
         // disclosed, but kept when the client asked for the contact by it.
         let by_handle = matches!(at, Placement::TopLevel);
-        if c.disclose || by_handle {
+        if c.disclose() || by_handle {
             obj.insert("handle".into(), handle.into());
             let href = format!(
                 "{}entity/{}",
@@ -607,7 +612,7 @@ impl Render<'_> {
             );
             obj.insert("links".into(), self_link(&href));
         }
-        if c.disclose {
+        if c.disclose() {
             obj.insert("vcardArray".into(), vcard(contact_card(c)));
         } else {
             self.redact_contact(at, c, &mut obj);
@@ -616,8 +621,8 @@ impl Render<'_> {
             obj.insert(
                 "events".into(),
                 json!([
-                    event("registration", c.created),
-                    event("last changed", c.updated),
+                    event("registration", c.created()),
+                    event("last changed", c.updated()),
                 ]),
             );
         }
@@ -627,7 +632,7 @@ impl Render<'_> {
     /// The redacted form of a contact: the role, an empty name, the province and country;
     /// each redaction recorded as RFC 9537 §4.2 describes (`emptyValue` with the path in this
     /// response, `removal` with the path the member would have had).
-    fn redact_contact(&mut self, at: Placement, c: &Contact, obj: &mut Map<String, Value>) {
+    fn redact_contact(&mut self, at: Placement, c: &ContactRecord, obj: &mut Map<String, Value>) {
         let entity = at.path();
         let card_path = |filter: &str| format!("{entity}.vcardArray[1][?({filter})]");
         let mut redact = |field: &str, method: &str, path: String| {
@@ -652,64 +657,65 @@ impl Render<'_> {
             "emptyValue",
             format!("{}[3]", card_path("@[0]=='fn'")),
         );
-        if c.organisation.is_some() {
+        if c.organisation().is_some() {
             redact("Organization", "removal", card_path("@[0]=='org'"));
         }
         let adr = card_path("@[0]=='adr'");
-        if !c.street.is_empty() {
+        if c.street().len() != 0 {
             redact("Street", "emptyValue", format!("{adr}[3][:3]"));
         }
-        if !c.city.is_empty() {
+        if !c.city().is_empty() {
             redact("City", "emptyValue", format!("{adr}[3][3]"));
         }
-        if c.postcode.is_some() {
+        if c.postcode().is_some() {
             redact("Postal Code", "emptyValue", format!("{adr}[3][5]"));
         }
-        if c.voice.is_some() {
+        if c.voice().is_some() {
             redact("Phone", "removal", card_path("@[1].type=='voice'"));
         }
-        if c.fax.is_some() {
+        if c.fax().is_some() {
             redact("Fax", "removal", card_path("@[1].type=='fax'"));
         }
         redact("Email", "removal", card_path("@[0]=='email'"));
         let card = vec![
             text("fn", ""),
-            address(&[], "", c.province.as_deref().unwrap_or(""), "", &c.country),
+            address(&[], "", c.province().unwrap_or(""), "", c.country()),
         ];
         obj.insert("vcardArray".into(), vcard(card));
     }
 }
 
 /// The jCard of a disclosed contact.
-fn contact_card(c: &Contact) -> Vec<Value> {
-    let mut card = vec![text("fn", &c.name)];
-    if let Some(org) = &c.organisation {
+fn contact_card(c: &ContactRecord) -> Vec<Value> {
+    let mut card = vec![text("fn", c.name())];
+    if let Some(org) = c.organisation() {
         card.push(text("org", org));
     }
+    let street: Vec<&str> = c.street().collect();
     card.push(address(
-        &c.street,
-        &c.city,
-        c.province.as_deref().unwrap_or(""),
-        c.postcode.as_deref().unwrap_or(""),
-        &c.country,
+        &street,
+        c.city(),
+        c.province().unwrap_or(""),
+        c.postcode().unwrap_or(""),
+        c.country(),
     ));
-    if let Some(voice) = &c.voice {
+    if let Some(voice) = c.voice() {
         card.push(tel("voice", voice));
     }
-    if let Some(fax) = &c.fax {
+    if let Some(fax) = c.fax() {
         card.push(tel("fax", fax));
     }
-    card.push(text("email", &c.email));
+    card.push(text("email", c.email()));
     card
 }
 
 /// The `adr` property (RFC 7095 §3.3.1.3): post office box, extended address, street (an
 /// array when several lines), locality, region, postal code, country; the ISO 3166 code in
 /// the `cc` parameter (RFC 8605) and as the country.
-fn address(street: &[String], city: &str, province: &str, postcode: &str, country: &str) -> Value {
+fn address(street: &[&str], city: &str, province: &str, postcode: &str, country: &str) -> Value {
     let street = match street {
         [] => Value::from(""),
-        [one] => Value::from(one.as_str()),
+        [one] => Value::from(*one),
         lines => json!(lines),
     };
     property(

@@ -10,12 +10,12 @@
 //! line and the terms of use.
 //!
 //! # Redaction
-//! A contact that did not agree to publication ([`Contact::disclose`] false) is shown as ICANN's
-//! Registration Data Policy shows redacted data, and as the RDAP edge does: State/Province and
-//! Country stay, every other field (the registry's contact ID included) says
-//! `REDACTED FOR PRIVACY`, and the email field points to the registrar of record. A contact the
-//! domain names but the directory no longer holds is shown redacted too: nobody agreed to
-//! publish it.
+//! A contact that did not agree to publication ([`ContactRecord::disclose`] false) is shown
+//! as ICANN's Registration Data Policy shows redacted data, and as the RDAP edge does:
+//! State/Province and Country stay, every other field (the registry's contact ID included)
+//! says `REDACTED FOR PRIVACY`, and the email field points to the registrar of record. A
+//! contact the domain names but the directory no longer holds is shown redacted too: nobody
+//! agreed to publish it.
 //!
 //! # Safety of the text
 //! Directory text comes from registrars. All of it is written through `Text`'s `fmt::Write`,
@@ -26,10 +26,10 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use orrery_proto::Registrar;
 use orrery_proto::name::write_wire_name;
-use orrery_proto::{Contact, Registrar};
 
-use super::directory::{DomainView, HostView, Ref, Role};
+use super::directory::{ContactRecord, DomainView, HostView, Ref, Role};
 use super::{Outcome, Query, RdsCtx, RdsEvent};
 
 /// What a redacted field shows (Registration Data Policy; Temporary Specification Appendix A).
@@ -233,46 +233,46 @@ fn role_label(role: Role) -> &'static str {
 
 /// One contact block (`Registry Tech ID:` … `Tech Email:`), disclosed or redacted. The handle
 /// of a redacted contact shows only when the client asked for it by that handle.
-fn contact(w: &mut Text<'_>, role: &str, c: Ref<'_, Contact>, by_handle: bool) {
-    let Some(c) = c.object.filter(|o| o.disclose) else {
+fn contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactRecord>, by_handle: bool) {
+    let Some(c) = c.object.filter(|o| o.disclose()) else {
         redacted_contact(w, role, c, by_handle);
         return;
     };
     w.raw("Registry ");
-    w.role_field(role, "ID", &c.handle);
-    w.role_field(role, "Name", &c.name);
-    w.role_field(role, "Organization", opt(c.organisation.as_deref()));
-    for street in &c.street {
+    w.role_field(role, "ID", c.handle());
+    w.role_field(role, "Name", c.name());
+    w.role_field(role, "Organization", opt(c.organisation()));
+    for street in c.street() {
         w.role_field(role, "Street", street);
     }
-    if c.street.is_empty() {
+    if c.street().len() == 0 {
         w.role_field(role, "Street", "");
     }
-    w.role_field(role, "City", &c.city);
-    w.role_field(role, "State/Province", opt(c.province.as_deref()));
-    w.role_field(role, "Postal Code", opt(c.postcode.as_deref()));
-    w.role_field(role, "Country", &c.country);
-    w.role_field(role, "Phone", opt(c.voice.as_deref()));
+    w.role_field(role, "City", c.city());
+    w.role_field(role, "State/Province", opt(c.province()));
+    w.role_field(role, "Postal Code", opt(c.postcode()));
+    w.role_field(role, "Country", c.country());
+    w.role_field(role, "Phone", opt(c.voice()));
     w.role_field(role, "Phone Ext", "");
-    w.role_field(role, "Fax", opt(c.fax.as_deref()));
+    w.role_field(role, "Fax", opt(c.fax()));
     w.role_field(role, "Fax Ext", "");
-    w.role_field(role, "Email", &c.email);
+    w.role_field(role, "Email", c.email());
 }
 
 /// A contact that did not agree to publication, as the Registration Data Policy shows it (and
 /// as the RDAP edge does): State/Province and Country stay, every other field is
 /// `REDACTED FOR PRIVACY`, the email field points to the registrar. A contact the directory no
 /// longer holds has nothing to show: all of it reads as redacted.
-fn redacted_contact(w: &mut Text<'_>, role: &str, c: Ref<'_, Contact>, by_handle: bool) {
+fn redacted_contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactRecord>, by_handle: bool) {
     let id = if by_handle { c.handle } else { REDACTED };
     w.raw("Registry ");
     w.role_field(role, "ID", id);
     for key in ["Name", "Organization", "Street", "City"] {
         w.role_field(role, key, REDACTED);
     }
-    let (province, country) = c.object.map_or((REDACTED, REDACTED), |o| {
-        (opt(o.province.as_deref()), o.country.as_str())
-    });
+    let (province, country) = c
+        .object
+        .map_or((REDACTED, REDACTED), |o| (opt(o.province()), o.country()));
     w.role_field(role, "State/Province", province);
     w.role_field(role, "Postal Code", REDACTED);
     w.role_field(role, "Country", country);

@@ -20,6 +20,16 @@
 //! Queries hold a version only for the microseconds of one answer, so step 1 is short.
 //! Applying costs twice the size of the batch, never the size of the zone; the price is twice
 //! the memory of the zone data. Readers never take a lock: the only lock serialises writers.
+//!
+//! # The spare is made lazily
+//! Cloning a million-delegation set takes seconds, and a satellite booting from a snapshot
+//! need not wait for it to answer queries. So [`ZoneStore::new`] keeps only the current
+//! version; [`ZoneStore::prepare_spare`] clones it (call it in the background once serving),
+//! and [`ZoneStore::apply`] clones it itself if a batch comes first. Either way the clone is
+//! made under the writer lock from the current version, which cannot change meanwhile, and
+//! is private until the swap: a batch stays atomic. The price: a batch that arrives before
+//! the spare is ready waits for the clone, and the memory of the second copy is taken a few
+//! seconds after serving starts rather than before.
 
 use std::sync::{Arc, Mutex};
 
@@ -35,22 +45,52 @@ pub struct ZoneStore {
 }
 
 struct Writer {
+    /// `None` until [`ZoneStore::prepare_spare`] or the first [`ZoneStore::apply`] clones the
+    /// current version; `log` is empty then.
     spare: Option<Arc<ZoneSet>>,
     /// Batches applied to `current` but not yet to `spare`.
     log: Vec<ChangeBatch>,
 }
 
 impl ZoneStore {
-    /// Starts from `set`; the spare copy is cloned once here.
+    /// Starts from `set`, without the spare copy (see the module docs).
     pub fn new(set: ZoneSet) -> Self {
-        let spare = Arc::new(set.clone());
         Self {
             current: ArcSwap::from_pointee(set),
             writer: Mutex::new(Writer {
-                spare: Some(spare),
+                spare: None,
                 log: Vec::new(),
             }),
         }
+    }
+
+    /// Clones the current version into the spare copy unless it exists; returns true if it
+    /// made one. Takes as long as the clone, and holds the writer lock meanwhile (batches wait,
+    /// queries do not).
+    pub fn prepare_spare(&self) -> bool {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.spare.is_some() {
+            return false;
+        }
+        writer.spare = Some(self.clone_current());
+        writer.log.clear();
+        true
+    }
+
+    /// True once the spare copy exists.
+    pub fn has_spare(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spare
+            .is_some()
+    }
+
+    /// A private copy of the current version. The caller holds the writer lock, so the
+    /// current version does not change during the copy.
+    fn clone_current(&self) -> Arc<ZoneSet> {
+        let current = self.current.load_full();
+        Arc::new(ZoneSet::clone(&current))
     }
 
     /// The current version, for one query. Lock-free and allocation-free. Drop the guard
@@ -75,7 +115,14 @@ impl ZoneStore {
                 current: current_serial,
             });
         }
-        let mut spare = writer.spare.take().expect("spare is always put back");
+        let mut spare = match writer.spare.take() {
+            Some(spare) => spare,
+            None => {
+                // Everything applied so far is in the current version, hence in its copy.
+                writer.log.clear();
+                self.clone_current()
+            }
+        };
         // Readers of the previous version finish their one query; then the copy is ours.
         let set = loop {
             if let Some(set) = Arc::get_mut(&mut spare) {

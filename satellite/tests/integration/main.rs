@@ -5,5 +5,6 @@ mod fixtures;
 mod fuzz;
 mod harness;
 mod queries;
+mod rate_limit;
 mod shutdown;
 mod whois;
