@@ -24,6 +24,26 @@ url="postgres:///$db?host=$PGHOST&user=postgres"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 rss() { awk -v f="$2" '$1 == f":" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# Asks NAME NS of 127.0.0.1:PORT over UDP without recursion (no dig needed); succeeds on a
+# NOERROR answer that carries NS records in the answer or authority section (a referral).
+referral() {
+    python3 - "$1" "$2" <<'PY'
+import socket, struct, sys
+name, port = sys.argv[1], int(sys.argv[2])
+q = struct.pack(">HHHHHH", 0x4f52, 0, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l.encode() for l in name.strip(".").split(".")) + b"\0"
+q += struct.pack(">HH", 2, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+try:
+    s.sendto(q, ("127.0.0.1", port))
+    r = s.recv(65535)
+except OSError:
+    sys.exit(1)
+_, flags, _, an, ns, _ = struct.unpack(">HHHHHH", r[:12])
+sys.exit(0 if flags & 0xF == 0 and an + ns > 0 else 1)
+PY
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
@@ -78,7 +98,7 @@ t=$(now)
 spid=$!; pids+=("$spid")
 answered=""
 for _ in $(seq 1 1200); do
-    if dig +norec +time=1 +tries=1 @127.0.0.1 -p "$dns" "$name" NS 2>/dev/null | grep -q "^$name\.[[:space:]].*NS"; then
+    if referral "$name" "$dns"; then
         answered=yes; break
     fi
     kill -0 "$spid" 2>/dev/null || { cat "$work/sat.log"; exit 1; }
@@ -86,7 +106,8 @@ for _ in $(seq 1 1200); do
 done
 [ -n "$answered" ] || { echo "satellite did not answer $name in 60 s"; tail "$work/sat.log"; exit 1; }
 echo "satellite: bare boot to the first answer for $name: $(since "$t") s; satellite VmRSS $(rss "$spid" VmRSS) MiB (peak $(rss "$spid" VmHWM) MiB)"
-sed 's/\x1b\[[0-9;]*m//g' "$work/sat.log" | grep -o 'snapshot applied.*' | sed 's/^/satellite log: /' || true
+sleep 3 # the state file and the spare copy of the zone set, both after serving starts
+sed 's/\x1b\[[0-9;]*m//g' "$work/sat.log" | grep -oE '(snapshot received|zone set built|spare copy|snapshot applied).*' | sed 's/^/satellite log: /' || true
+echo "satellite after the spare copy and the state file: VmRSS $(rss "$spid" VmRSS) MiB (peak $(rss "$spid" VmHWM) MiB)"
 echo "master after serving the snapshot: VmRSS $(rss "$mpid" VmRSS) MiB (peak VmHWM $(rss "$mpid" VmHWM) MiB)"
-sleep 2
 [ -s "$work/sat1.state" ] && echo "satellite state file: $(du -m "$work/sat1.state" | cut -f1) MiB"

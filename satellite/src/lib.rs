@@ -1,5 +1,5 @@
-//! The Orrery satellite: authoritative DNS for a registry's zones, answered from preallocated
-//! hash tables through a Selector chain of leaves (issue 3).
+//! The Orrery satellite: authoritative DNS for a registry's zones, and Whois and RDAP for its
+//! registrations, answered from preallocated hash tables through Selector chains of leaves.
 //!
 //! ```text
 //!  UDP socket ─┐   worker thread (N, fixed at start-up)         TCP connection (RFC 7766)
@@ -27,6 +27,10 @@
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
+//! - [`rds`]: the registration data services, Whois (port 43) and RDAP, through a Selector of
+//!   their own over the directory each zone version holds.
+//! - [`rate_limit`]: token buckets per client address and per prefix (used by the Whois/RDAP
+//!   `rate_limit` leaf).
 //!
 //! # Design in one paragraph
 //! Everything a query needs is allocated at start-up: an [`wire::Event`] per worker (or per TCP

@@ -26,9 +26,11 @@
 //!   streams with [`SnapshotProgress`]) before anything changes; then it becomes visible as
 //!   one batch: every object, plus a removal for each object it no longer holds
 //!   ([`registry::Registry::replace`]). A stream cut in the middle leaves the last complete
-//!   state serving. A bare satellite builds its zone set from the first snapshot directly and
-//!   starts serving only then.
-//! - **Restart from disk.** The state file is written after each snapshot and at most every
+//!   state serving. A bare satellite builds its zone set (and registry) from the first
+//!   snapshot's objects directly, without a diff, and starts serving only then; the spare copy
+//!   of the zone set is made in the background ([`ZoneStore::prepare_spare`]).
+//! - **Restart from disk.** The state file is written after each snapshot (right after
+//!   serving starts, before the status shows the new serial) and at most every
 //!   [`persist::PERSIST_INTERVAL`] after batches; with the last settings beside it, a restarted
 //!   satellite serves at once, without the master, and catches up from the serial on disk.
 //!
@@ -208,7 +210,9 @@ impl Satellite {
             Ok(Some((data, settings))) => {
                 let started = Instant::now();
                 let set = ZoneSet::from_snapshot(&data);
-                link.zones = Some(Arc::new(ZoneStore::new(set)));
+                let zones = Arc::new(ZoneStore::new(set));
+                prepare_spare_in_background(Arc::clone(&zones));
+                link.zones = Some(zones);
                 *link.registry.lock().unwrap_or_else(|e| e.into_inner()) =
                     Registry::from_snapshot(data);
                 link.adopt(settings)?;
@@ -485,7 +489,15 @@ impl Link {
     }
 
     /// Fetches the master's snapshot (resuming a broken transfer) and makes it the served
-    /// state in one step; writes the state file.
+    /// state in one step; starts serving if this is the first state; then writes the state
+    /// file and publishes the new status.
+    ///
+    /// A bare satellite builds its zone set and registry straight from the objects (no diff
+    /// to compute), serves as soon as they are built, and leaves the spare copy of the zone
+    /// set to a background task ([`ZoneStore::prepare_spare`]). The state file is written
+    /// after DNS starts answering, but before the status reports the new serial: a status
+    /// showing a serial reached by a snapshot means the state file holds it. A crash before
+    /// the write leaves the previous state file (or none), from which a restart catches up.
     async fn take_snapshot(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
         let started = Instant::now();
         let (serial, objects) = client::fetch_snapshot(client, &mut self.progress).await?;
@@ -493,53 +505,45 @@ impl Link {
         let count = objects.len();
         let registry = Arc::clone(&self.registry);
         let zones = self.zones.clone();
-        let (built, registry_ms, apply_ms, store_ms) = tokio::task::spawn_blocking(move || {
-            let t = Instant::now();
+        let built = tokio::task::spawn_blocking(move || {
             let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            let diff = r.replace(serial, objects);
-            let registry_ms = t.elapsed().as_millis() as u64;
-            let t = Instant::now();
             match zones {
-                Some(z) => z
-                    .apply(diff)
-                    .map(|()| (None, registry_ms, t.elapsed().as_millis() as u64, 0)),
+                Some(z) => {
+                    let diff = r.replace(serial, objects);
+                    z.apply(diff).map(|()| None)
+                }
                 None => {
-                    drop(diff);
-                    let d = r.data();
-                    let set = ZoneSet::from_snapshot(d);
-                    let apply_ms = t.elapsed().as_millis() as u64;
-                    let t = Instant::now();
-                    let store = Arc::new(ZoneStore::new(set));
-                    store.prepare_spare();
-                    Ok((
-                        Some(store),
-                        registry_ms,
-                        apply_ms,
-                        t.elapsed().as_millis() as u64,
-                    ))
+                    let mut fresh = Registry::at(serial);
+                    let set = ZoneSet::from_objects(serial, objects, |c| fresh.put_change(c));
+                    *r = fresh;
+                    Ok(Some(Arc::new(ZoneStore::new(set))))
                 }
             }
         })
         .await??;
+        let loaded = started.elapsed();
         if let Some(z) = built {
+            prepare_spare_in_background(Arc::clone(&z));
             self.zones = Some(z);
         }
-        let loaded = started.elapsed();
-        let (files, registry) = (self.files.clone(), Arc::clone(&self.registry));
-        tokio::task::spawn_blocking(move || files.write_state(&registry)).await??;
-        let saved = started.elapsed();
         self.ensure_serving()?;
+        let serving = started.elapsed();
+        let (files, registry) = (self.files.clone(), Arc::clone(&self.registry));
+        let written = tokio::task::spawn_blocking(move || files.write_state(&registry)).await?;
+        if written.is_err() {
+            // The persister tries again after its interval.
+            self.dirty.notify_one();
+        }
         self.publish(|_| {});
+        written?;
         tracing::info!(
             serial,
             objects = count,
             fetch_ms = fetched.as_millis() as u64,
-            registry_ms,
-            zones_ms = apply_ms,
-            store_ms,
-            load_ms = loaded.as_millis() as u64,
-            state_ms = (saved - loaded).as_millis() as u64,
-            serving_ms = started.elapsed().as_millis() as u64,
+            build_ms = (loaded - fetched).as_millis() as u64,
+            serving_ms = serving.as_millis() as u64,
+            state_ms = (started.elapsed() - serving).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
             "snapshot applied and saved"
         );
         Ok(())
@@ -822,6 +826,20 @@ fn backoff(failures: u32, max: Duration) -> Duration {
         .min(max);
     let half = step / 2;
     half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
+}
+
+/// Makes the spare copy of a new store's zone set on a blocking thread (see
+/// [`ZoneStore::prepare_spare`]), so that serving starts without waiting for it.
+fn prepare_spare_in_background(zones: Arc<ZoneStore>) {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        if zones.prepare_spare() {
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "spare copy of the zone set made"
+            );
+        }
+    });
 }
 
 /// A call with [`CALL_TIMEOUT`].

@@ -106,7 +106,20 @@ impl Registry {
         self.len() == 0
     }
 
-    fn put_change(&mut self, change: Change) {
+    /// An empty registry at `serial`, to be filled with [`Registry::put_change`]: a bare
+    /// satellite's first snapshot, where [`Registry::replace`]'s diff would only be dropped.
+    pub fn at(serial: Serial) -> Self {
+        Self {
+            data: SnapshotData {
+                serial,
+                ..SnapshotData::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Upserts an object, or applies a removal, by its name or handle; the serial stays.
+    pub fn put_change(&mut self, change: Change) {
         let d = &mut self.data;
         match change {
             Change::Zone(z) => put(&mut d.zones, &mut self.zone_at, &z.name.clone(), z),

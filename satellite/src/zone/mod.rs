@@ -384,21 +384,56 @@ impl ZoneSet {
         Ok(())
     }
 
+    /// Builds a version from a master snapshot's objects, taking each by value and handing it
+    /// on to `keep` once it is in (so a caller can move it into its own model, without a
+    /// clone). Objects go in in the order given, by the same code as a batch's changes (so the
+    /// result is what [`ZoneSet::build`] makes from the same objects); removals are skipped, a
+    /// snapshot holds objects, not changes.
+    pub fn from_objects(
+        serial: Serial,
+        objects: impl IntoIterator<Item = Change>,
+        mut keep: impl FnMut(Change),
+    ) -> Self {
+        let mut set = Self {
+            serial,
+            ..Self::default()
+        };
+        for change in objects {
+            if matches!(
+                change,
+                Change::Zone(_)
+                    | Change::Domain(_)
+                    | Change::Host(_)
+                    | Change::Contact(_)
+                    | Change::Registrar(_)
+            ) {
+                set.apply_change(&change);
+                keep(change);
+            }
+        }
+        set.directory.touch(Timestamp::now());
+        set
+    }
+
+    fn apply_change(&mut self, change: &Change) {
+        match change {
+            Change::Zone(z) => self.put_zone(z),
+            Change::ZoneRemoved(name) => self.remove_zone(name),
+            Change::Domain(d) => self.put_domain(d),
+            Change::DomainRemoved(name) => self.remove_domain(name),
+            Change::Host(h) => self.put_host(h),
+            Change::HostRemoved(name) => self.remove_host(name),
+            Change::Contact(_)
+            | Change::ContactRemoved(_)
+            | Change::Registrar(_)
+            | Change::RegistrarRemoved(_) => {}
+        }
+        self.directory.apply(change);
+    }
+
     fn apply_unchecked(&mut self, batch: &ChangeBatch) {
         for change in &batch.changes {
-            match change {
-                Change::Zone(z) => self.put_zone(z),
-                Change::ZoneRemoved(name) => self.remove_zone(name),
-                Change::Domain(d) => self.put_domain(d),
-                Change::DomainRemoved(name) => self.remove_domain(name),
-                Change::Host(h) => self.put_host(h),
-                Change::HostRemoved(name) => self.remove_host(name),
-                Change::Contact(_)
-                | Change::ContactRemoved(_)
-                | Change::Registrar(_)
-                | Change::RegistrarRemoved(_) => {}
-            }
-            self.directory.apply(change);
+            self.apply_change(change);
         }
         self.directory.touch(Timestamp::now());
         self.serial = batch.upto;
@@ -728,6 +763,74 @@ pub(crate) mod tests {
                 .filter(|h| &*h.name == n("ns1.foo.tld").as_wire())
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn from_objects_builds_what_from_snapshot_builds() {
+        use crate::snapshot::tests::{contact, registrar};
+        let data = SnapshotData {
+            serial: 7,
+            zones: vec![zone("tld", &["a.nic.tld", "ns.outside.example"])],
+            domains: vec![
+                domain("foo.tld", "tld", &["ns1.foo.tld", "a.nic.tld"]),
+                domain("bar.tld", "tld", &["ns1.foo.tld", "ns.bar.example"]),
+                domain("nons.tld", "tld", &[]),
+            ],
+            hosts: vec![
+                host("a.nic.tld", &["192.0.2.1"]),
+                host("ns1.foo.tld", &["192.0.2.10"]),
+                host("unused.tld", &["192.0.2.99"]),
+            ],
+            contacts: vec![contact("C1", true)],
+            registrars: vec![registrar("r1", true)],
+        };
+        let whole = ZoneSet::from_snapshot(&data);
+        // In the master's order, with a removal that a snapshot should not hold.
+        let objects: Vec<Change> = (data.registrars.iter().cloned().map(Change::Registrar))
+            .chain(data.contacts.iter().cloned().map(Change::Contact))
+            .chain(data.zones.iter().cloned().map(Change::Zone))
+            .chain([Change::DomainRemoved(n("foo.tld"))])
+            .chain(data.hosts.iter().cloned().map(Change::Host))
+            .chain(data.domains.iter().cloned().map(Change::Domain))
+            .collect();
+        let mut kept = Vec::new();
+        let built = ZoneSet::from_objects(7, objects, |c| kept.push(c));
+        assert_eq!(kept.len(), 9, "every object handed on, the removal skipped");
+        assert_eq!(built.serial, 7);
+        let (a, b) = (
+            whole.zone(&n("tld")).unwrap(),
+            built.zone(&n("tld")).unwrap(),
+        );
+        assert_eq!(
+            (a.serial, a.delegation_count()),
+            (b.serial, b.delegation_count())
+        );
+        for name in [
+            "foo.tld",
+            "bar.tld",
+            "nons.tld",
+            "a.nic.tld",
+            "ns1.foo.tld",
+            "unused.tld",
+        ] {
+            let w = n(name);
+            assert_eq!(
+                a.delegation(w.as_wire()).is_some(),
+                b.delegation(w.as_wire()).is_some()
+            );
+            assert_eq!(a.node(w.as_wire()).is_some(), b.node(w.as_wire()).is_some());
+            assert_eq!(
+                whole.directory.domain(w.as_wire()).is_some(),
+                built.directory.domain(w.as_wire()).is_some(),
+                "{name}"
+            );
+        }
+        assert!(built.directory.domain(n("foo.tld").as_wire()).is_some());
+        assert!(built.directory.contact("C1").is_some());
+        assert_eq!(
+            whole.directory.contact("C1").is_some(),
+            built.directory.contact("C1").is_some()
         );
     }
 

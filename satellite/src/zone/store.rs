@@ -215,6 +215,67 @@ mod tests {
         assert!(z.delegation(n("d3.tld").as_wire()).is_some());
     }
 
+    fn add(after: i64, name: &str) -> ChangeBatch {
+        ChangeBatch {
+            after,
+            upto: after + 1,
+            changes: vec![
+                Change::Host(host(&format!("ns.{name}"), &["192.0.2.77"])),
+                Change::Domain(domain(name, "tld", &[&format!("ns.{name}")])),
+            ],
+        }
+    }
+
+    fn delegated(set: &ZoneSet, name: &str) -> bool {
+        let z = set.zone(&n("tld")).unwrap();
+        let d = z.delegation(n(name).as_wire()).is_some();
+        assert_eq!(d, z.node(n(&format!("ns.{name}")).as_wire()).is_some());
+        d
+    }
+
+    #[test]
+    fn first_batch_without_a_spare_is_atomic() {
+        let store = ZoneStore::new(sample());
+        assert!(!store.has_spare());
+        // A reader holding the only version across the first batch sees it unchanged: the
+        // batch went to a private copy, made by `apply` itself.
+        let held = store.load();
+        store.apply(add(7, "a.tld")).unwrap();
+        assert!(store.has_spare());
+        assert_eq!(held.serial, 7);
+        assert!(!delegated(&held, "a.tld"));
+        drop(held);
+        let now = store.load();
+        assert_eq!(now.serial, 8);
+        assert!(delegated(&now, "a.tld"));
+        drop(now);
+        // The spare (the version before) catches up on the next batch.
+        store.apply(add(8, "b.tld")).unwrap();
+        store.apply(add(9, "c.tld")).unwrap();
+        let now = store.load();
+        assert_eq!(now.serial, 10);
+        assert!(
+            ["a.tld", "b.tld", "c.tld"]
+                .iter()
+                .all(|d| delegated(&now, d))
+        );
+        assert!(!store.prepare_spare(), "the spare exists already");
+    }
+
+    #[test]
+    fn prepared_spare_serves_the_first_batch() {
+        let store = ZoneStore::new(sample());
+        assert!(store.prepare_spare());
+        assert!(store.has_spare());
+        store.apply(add(7, "a.tld")).unwrap();
+        store.apply(add(8, "b.tld")).unwrap();
+        let now = store.load();
+        assert_eq!(now.serial, 9);
+        assert!(delegated(&now, "a.tld") && delegated(&now, "b.tld"));
+        // A gap is refused with or without a spare.
+        assert!(ZoneStore::new(sample()).apply(add(3, "x.tld")).is_err());
+    }
+
     #[test]
     fn readers_run_during_updates() {
         let store = Arc::new(ZoneStore::new(sample()));

@@ -52,10 +52,13 @@ async fn exchange(from: &str, to: SocketAddr, request: &[u8]) -> String {
     let mut stream = socket.connect(to).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut out))
-        .await
-        .expect("no answer within 5 s")
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("no answer within 5 s")
+    .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -95,7 +98,10 @@ async fn whois_flood_is_limited_per_address_and_prefix_while_others_are_served()
     // The flooder: its 5 tokens, then refusals.
     assert_eq!(flood("127.0.0.1", addr, query, 12, limited).await, (5, 7));
     let answer = exchange("127.0.0.1", addr, query).await;
-    assert!(answer.starts_with("% Error: rate limit exceeded"), "{answer}");
+    assert!(
+        answer.starts_with("% Error: rate limit exceeded"),
+        "{answer}"
+    );
     // A neighbour in the same /24: the prefix's 3 remaining tokens, then refusals.
     assert_eq!(flood("127.0.0.2", addr, query, 6, limited).await, (3, 3));
     // Another /24 is served in full.
@@ -121,7 +127,11 @@ async fn rdap_flood_gets_429_with_retry_after_while_others_are_served() {
     let limited = |answer: &str| answer.starts_with("HTTP/1.1 429");
     assert_eq!(flood("127.0.0.1", addr, request, 9, limited).await, (5, 4));
     let answer = exchange("127.0.0.1", addr, request).await;
-    let head = answer.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 429"), "{answer}");
     let retry: u64 = head
         .lines()

@@ -130,6 +130,56 @@ pub(crate) mod tests {
         assert_eq!(ev.outcome, Outcome::Found);
     }
 
+    /// Random and mutated requests, both protocols, through the default chain and both
+    /// renderers: every one gets an outcome and a rendering, none panics.
+    #[test]
+    fn random_requests_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let sel = selector(DEFAULT_SELECTOR);
+        let zones = zones();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let seeds: [&[u8]; 6] = [
+            b"foo.tld",
+            b"nameserver ns1.foo.tld",
+            b"registrar Example Registrar, Inc.",
+            b"/domain/foo.tld",
+            b"/entity/C2",
+            "/domain/caf%C3%A9.tld".as_bytes(),
+        ];
+        let mut out = Vec::new();
+        for i in 0..20_000u32 {
+            let mut request = seeds[i as usize % seeds.len()].to_vec();
+            for _ in 0..rng.random_range(0..6) {
+                let at = rng.random_range(0..=request.len());
+                match rng.random_range(0..3) {
+                    0 => request.insert(at, rng.random()),
+                    1 if at < request.len() => request[at] = rng.random(),
+                    _ => request.truncate(at),
+                }
+            }
+            let protocol = if i % 2 == 0 {
+                Protocol::Whois
+            } else {
+                Protocol::Rdap
+            };
+            // A fresh address per request keeps the rate limit out of the way.
+            let peer = std::net::IpAddr::from(i.to_be_bytes());
+            let mut ev = RdsEvent::new();
+            ev.reset(peer, protocol);
+            ev.request.extend_from_slice(&request);
+            let ctx = RdsCtx { zones: &zones };
+            assert!(sel.run(&mut ev, &ctx));
+            assert_ne!(ev.outcome, Outcome::Pending);
+            out.clear();
+            crate::rds::whois::render(&ev, &ctx, &mut out);
+            assert!(!out.is_empty());
+            out.clear();
+            let status = crate::rds::rdap::render(&ev, &ctx, "https://rdap.test/", &mut out);
+            assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok());
+            assert!((200..600).contains(&status.code));
+        }
+    }
+
     #[test]
     fn end_of_chain_refuses_and_bad_config_is_named() {
         let sel = selector(
