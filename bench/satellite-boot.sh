@@ -91,6 +91,14 @@ for _ in $(seq 1 1200); do
 done
 grep -q "link listening" "$work/master.log" || { echo "master did not load in 300 s"; exit 1; }
 echo "master: loaded the registry and listening after $(since "$t") s; VmRSS $(rss "$mpid" VmRSS) MiB (peak VmHWM $(rss "$mpid" VmHWM) MiB)"
+# A master in service has built the snapshot for booting satellites in the background after its
+# load; wait for it, so that what follows is a satellite booting from a master in steady state.
+for _ in $(seq 3000); do
+    grep -q "snapshot for booting satellites built" "$work/master.log" && break
+    sleep 0.1
+done
+sed 's/\x1b\[[0-9;]*m//g' "$work/master.log" | grep -oE 'snapshot for booting satellites built.*' | sed 's/^/master log: /' || true
+echo "master: with the snapshot built, after $(since "$t") s; VmRSS $(rss "$mpid" VmRSS) MiB (peak VmHWM $(rss "$mpid" VmHWM) MiB)"
 
 rm -f "$work/sat1.state"
 t=$(now)

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use orrery_proto::link::pb;
 use orrery_proto::{Change, ChangeBatch, Contact, Domain, Host, Name, Registrar, Serial, Zone};
+use prost::Message;
 use tokio::sync::watch;
 
 use crate::config::LinkSettings;
@@ -340,7 +341,13 @@ impl Cache {
                 index,
                 count: count32,
                 total_objects: total as u64,
-                objects: objects.by_ref().take(per_chunk).collect(),
+                // Encoded once here, shared by every satellite that asks (service.rs sends
+                // reference-counted copies).
+                objects: objects
+                    .by_ref()
+                    .take(per_chunk)
+                    .map(|o| o.encode_to_vec().into())
+                    .collect(),
             });
         }
         Snapshot {

@@ -95,6 +95,21 @@ impl JournalFollower {
             objects = self.cache.objects(),
             "loaded the registry into the cache"
         );
+        // The snapshot a bare satellite will ask for, built now in the background rather than
+        // when the first one dials in: at 1,000,000 domains building it takes seconds, which
+        // the booting satellite would otherwise wait (docs/BENCHMARKS.md). It is shared by every
+        // satellite while its serial stays in the window.
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let snapshot = cache.snapshot();
+            tracing::info!(
+                serial = snapshot.serial,
+                chunks = snapshot.chunks.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot for booting satellites built"
+            );
+        });
         Ok(serial)
     }
 

@@ -507,8 +507,12 @@ impl TryFrom<pb::SnapshotChunk> for Chunk {
         }
         let objects = c
             .objects
-            .into_iter()
-            .map(Change::try_from)
+            .iter()
+            .map(|bytes| {
+                let message = pb::Change::decode(bytes.as_ref())
+                    .map_err(|e| cx.err("objects", format!("undecodable object: {e}")))?;
+                Change::try_from(message)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(removal) = objects.iter().find(|o| {
             matches!(
@@ -1076,7 +1080,19 @@ mod tests {
             index: 0,
             count: 1,
             total_objects: 1,
-            objects: vec![pb::Change::from(&Change::DomainRemoved(n("x.test")))],
+            objects: vec![
+                pb::Change::from(&Change::DomainRemoved(n("x.test")))
+                    .encode_to_vec()
+                    .into(),
+            ],
+        };
+        assert_eq!(Chunk::try_from(chunk).unwrap_err().field, "objects");
+        let chunk = pb::SnapshotChunk {
+            serial: 3,
+            index: 0,
+            count: 1,
+            total_objects: 1,
+            objects: vec![vec![0xff, 0xff].into()],
         };
         assert_eq!(Chunk::try_from(chunk).unwrap_err().field, "objects");
     }
