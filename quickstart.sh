@@ -94,10 +94,10 @@ workers = 2
 selector = "standard"
 rds_selector = "registration_data"
 
-# Whois and RDAP: validate, rate limit (a token bucket per client address and per prefix),
-# look up. See deploy/master.example.toml.
+# Whois and RDAP: rate limit (a token bucket per client address and per prefix; first, so that
+# malformed queries spend tokens too), validate, look up. See deploy/master.example.toml.
 [selectors.registration_data]
-chains = [{ name = "main", leaves = ["stats", "validate", "limit", "lookup"] }]
+chains = [{ name = "main", leaves = ["stats", "limit", "validate", "lookup"] }]
 [selectors.registration_data.leaves.stats]
 kind = "statistics"
 [selectors.registration_data.leaves.validate]

@@ -3,8 +3,9 @@
 //!
 //! `cargo bench -p orrery-satellite --bench rds` — settings from the environment:
 //! `ORRERY_BENCH_DOMAINS` (default 100000), `ORRERY_BENCH_SECONDS` per run (default 10),
-//! `ORRERY_BENCH_CLIENTS` concurrent client loops (default 64), `ORRERY_BENCH_MEMORY_DOMAINS`
-//! for the memory figure (default 1000000; 0 skips it).
+//! `ORRERY_BENCH_CLIENTS` concurrent client loops (default 64), `ORRERY_BENCH_CLIENT_THREADS`
+//! worker threads of the load generator (default 2), `ORRERY_BENCH_MEMORY_DOMAINS` for the
+//! memory figure (default 1000000; 0 skips it).
 //!
 //! Server and load generator share the machine (as the goal says): the servers run on a tokio
 //! runtime of 2 workers, the clients on another of 2. Everything talks to 127.0.0.1 only. The
@@ -184,7 +185,12 @@ fn report(what: &str, mut lat: Vec<u32>, errors: u64, elapsed: Duration) {
     );
 }
 
-/// Runs `clients` loops of `one` for `seconds` on a 2-worker client runtime; each returns its
+/// Worker threads of the load generator's runtime (`ORRERY_BENCH_CLIENT_THREADS`, default 2).
+fn client_threads() -> usize {
+    env("ORRERY_BENCH_CLIENT_THREADS", 2).max(1)
+}
+
+/// Runs `clients` loops of `one` for `seconds` on the client runtime; each returns its
 /// latencies (µs) and errors.
 fn load<F, Fut>(clients: usize, seconds: u64, one: F) -> (Vec<u32>, u64, Duration)
 where
@@ -192,7 +198,7 @@ where
     Fut: Future<Output = std::io::Result<()>> + Send,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(client_threads())
         .enable_all()
         .build()
         .unwrap();
@@ -239,7 +245,9 @@ fn main() {
     let clients = env("ORRERY_BENCH_CLIENTS", 64);
     let memory_domains = env("ORRERY_BENCH_MEMORY_DOMAINS", 1_000_000);
     println!(
-        "rds bench: {domains} domains, {clients} clients, {seconds} s per run, {} cores",
+        "rds bench: {domains} domains, {clients} clients on {} load-generator threads, {seconds} s \
+         per run, {} cores",
+        client_threads(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     if memory_domains > 0 {
@@ -389,7 +397,7 @@ fn rdap_load(
     domains: u64,
 ) -> (Vec<u32>, u64, Duration) {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(client_threads())
         .enable_all()
         .build()
         .unwrap();

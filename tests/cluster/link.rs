@@ -112,7 +112,7 @@ impl Cluster {
             selector = "std"
             rds_selector = "rds"
             [selectors.rds]
-            chains = [{{ name = "main", leaves = ["stats", "validate", "limit", "lookup"] }}]
+            chains = [{{ name = "main", leaves = ["stats", "limit", "validate", "lookup"] }}]
             [selectors.rds.leaves.stats]
             kind = "statistics"
             [selectors.rds.leaves.validate]

@@ -201,6 +201,7 @@ impl Satellite {
             settings: None,
             restart_required: Vec::new(),
             progress: None,
+            snapshot_required: false,
             checkin_interval: Duration::from_secs(60),
             started: Instant::now(),
             status: status_tx,
@@ -209,6 +210,16 @@ impl Satellite {
         match link.files.read() {
             Ok(Some((data, settings))) => {
                 let started = Instant::now();
+                // Domains always name a registrar: a state with domains and no registrars was
+                // written before state files carried Whois data (format 1). Serve it, but take a
+                // full snapshot at the first session rather than follow changes from its serial,
+                // which would leave contacts and registrars missing until each one changes.
+                if !data.domains.is_empty() && data.registrars.is_empty() {
+                    tracing::warn!(
+                        "the saved state has no Whois data: a full snapshot will replace it"
+                    );
+                    link.snapshot_required = true;
+                }
                 let set = ZoneSet::from_snapshot(&data);
                 let zones = Arc::new(ZoneStore::new(set));
                 prepare_spare_in_background(Arc::clone(&zones));
@@ -266,6 +277,8 @@ struct Link {
     restart_required: Vec<String>,
     /// A snapshot transfer to resume.
     progress: Option<SnapshotProgress>,
+    /// Take a full snapshot at the next session even if the master could stream the changes.
+    snapshot_required: bool,
     checkin_interval: Duration,
     started: Instant,
     status: watch::Sender<LinkStatus>,
@@ -411,7 +424,15 @@ impl Link {
             s.connected = true;
             s.identity = Some(boot.identity.clone());
         });
-        if self.zones.is_none() || applied < boot.window_start || applied > boot.head_serial {
+        // Serves what the configuration asks for, if a previous attempt failed (e.g. a port
+        // that was in use).
+        self.ensure_serving()?;
+        self.publish(|_| {});
+        if self.zones.is_none()
+            || self.snapshot_required
+            || applied < boot.window_start
+            || applied > boot.head_serial
+        {
             self.take_snapshot(&mut client).await?;
         }
         let mut next_checkin = tokio::time::Instant::now() + self.checkin_interval;
@@ -522,6 +543,7 @@ impl Link {
         })
         .await??;
         let loaded = started.elapsed();
+        self.snapshot_required = false;
         if let Some(z) = built {
             prepare_spare_in_background(Arc::clone(&z));
             self.zones = Some(z);
@@ -665,9 +687,18 @@ impl Link {
 
     /// Starts the services once there are both a state and a configuration, and notes which
     /// configured fields the running services do not match.
+    ///
+    /// DNS comes first and does not depend on Whois/RDAP: a Whois port that cannot be bound or
+    /// an RDAP certificate that cannot be read is logged and retried at the next session
+    /// (every session boot calls this), while DNS is served.
     fn ensure_serving(&mut self) -> Result<(), LinkError> {
-        self.ensure_rds_serving()?;
         self.ensure_dns_serving()?;
+        if let Err(e) = self.ensure_rds_serving() {
+            tracing::error!(
+                error = %e,
+                "cannot serve Whois/RDAP as the master configured; DNS is served; retrying at the next session"
+            );
+        }
         let mut fields = Vec::new();
         if let Some(settings) = &self.settings {
             if let Some(serving) = &self.serving {

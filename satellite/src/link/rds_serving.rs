@@ -50,6 +50,8 @@ pub struct RdsServing {
     whois: Vec<SocketAddr>,
     http: Vec<SocketAddr>,
     https: Vec<SocketAddr>,
+    /// The settings the servers started with (limits, timeouts, TLS files, base URL).
+    started_with: (Option<WhoisListen>, Option<RdapListen>),
     cancel: CancellationToken,
     whois_server: Option<WhoisServer>,
     rdap_servers: Vec<RdapServer>,
@@ -95,6 +97,7 @@ impl RdsServing {
             whois: local(&whois_listeners),
             http: local(&http_listeners),
             https: local(&https_listeners),
+            started_with: (whois.cloned(), rdap.cloned()),
             cancel,
             whois_server: None,
             rdap_servers: Vec::new(),
@@ -178,7 +181,9 @@ impl RdsServing {
         all
     }
 
-    /// Fields of the new settings the bound sockets do not match (port 0 matches any port).
+    /// Fields of the new settings the running servers do not match: listen addresses (port 0
+    /// matches any port), and limits, timeouts, TLS files and base URL, which the servers read
+    /// once at start (a renewed certificate takes a restart).
     pub fn restart_required(
         &self,
         whois: Option<&WhoisListen>,
@@ -200,6 +205,24 @@ impl RdsServing {
         }
         if !same(&self.https, rdap.map_or(&[][..], |r| &r.https)) {
             fields.push("rdap.https".to_owned());
+        }
+        let (old_whois, old_rdap) = &self.started_with;
+        let whois_rest = |w: Option<&WhoisListen>| w.map(|w| (w.max_connections, w.timeout));
+        if whois_rest(old_whois.as_ref()) != whois_rest(whois) {
+            fields.push("whois.limits".to_owned());
+        }
+        let rdap_rest = |r: Option<&RdapListen>| {
+            r.map(|r| {
+                (
+                    r.tls.clone(),
+                    r.base_url.clone(),
+                    r.max_connections,
+                    r.timeout,
+                )
+            })
+        };
+        if rdap_rest(old_rdap.as_ref()) != rdap_rest(rdap) {
+            fields.push("rdap.settings".to_owned());
         }
         fields
     }

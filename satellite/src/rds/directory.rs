@@ -459,7 +459,9 @@ pub struct Directory {
     contacts: Interned<ContactRecord>,
     registrars: Interned<Registrar>,
     /// Registrar slots by lower-case name, for `whois "registrar NAME"`.
-    registrar_names: HashMap<Box<str>, SlotId>,
+    /// (Names are not unique: each name lists every registrar that has it, first written
+    /// first.)
+    registrar_names: HashMap<Box<str>, Vec<SlotId>>,
     /// When this data was last brought up to date.
     updated: Timestamp,
 }
@@ -484,10 +486,7 @@ impl Directory {
             }
             Change::Registrar(r) => self.put_registrar(r),
             Change::RegistrarRemoved(handle) => {
-                if let Some(old) = self.registrars.lookup(handle.as_bytes()) {
-                    let key = old.name.to_lowercase();
-                    self.registrar_names.remove(key.as_str());
-                }
+                self.unindex_registrar_name(handle);
                 self.registrars.set(handle.as_bytes(), None);
             }
             Change::Zone(_) | Change::ZoneRemoved(_) => {}
@@ -590,13 +589,29 @@ impl Directory {
     }
 
     fn put_registrar(&mut self, r: &Registrar) {
-        if let Some(old) = self.registrars.lookup(r.handle.as_bytes()) {
-            let key = old.name.to_lowercase();
-            self.registrar_names.remove(key.as_str());
-        }
+        self.unindex_registrar_name(&r.handle);
         if let Some(id) = self.registrars.set(r.handle.as_bytes(), Some(r.clone())) {
             self.registrar_names
-                .insert(r.name.to_lowercase().into_boxed_str(), id);
+                .entry(r.name.to_lowercase().into_boxed_str())
+                .or_default()
+                .push(id);
+        }
+    }
+
+    /// Removes registrar `handle` from the name index.
+    fn unindex_registrar_name(&mut self, handle: &str) {
+        let Some(id) = self.registrars.find(handle.as_bytes()) else {
+            return;
+        };
+        let Some(old) = self.registrars.get(id) else {
+            return;
+        };
+        let key = old.name.to_lowercase();
+        if let Some(ids) = self.registrar_names.get_mut(key.as_str()) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.registrar_names.remove(key.as_str());
+            }
         }
     }
 
@@ -635,6 +650,7 @@ impl Directory {
         let by_name = self
             .registrar_names
             .get(name.to_lowercase().as_str())
+            .and_then(|ids| ids.first())
             .and_then(|&id| self.registrars.get(id));
         by_name.or_else(|| self.registrar(name))
     }
@@ -849,6 +865,20 @@ pub(crate) mod tests {
         assert_eq!(dir.registrar_by_name("R1").unwrap().handle, "R1");
         assert!(dir.registrar_by_name("r1").is_none());
         assert_eq!(dir.counts(), (1, 1, 2, 1));
+    }
+
+    #[test]
+    fn registrars_sharing_a_name_keep_their_index_entries() {
+        let mut dir = Directory::default();
+        dir.apply(&Change::Registrar(Registrar::new("A", "Same Name")));
+        dir.apply(&Change::Registrar(Registrar::new("B", "same name")));
+        assert_eq!(dir.registrar_by_name("SAME NAME").unwrap().handle, "A");
+        // Updating or removing one of them leaves the other findable by the name.
+        dir.apply(&Change::Registrar(Registrar::new("A", "Same Name")));
+        dir.apply(&Change::RegistrarRemoved("A".into()));
+        assert_eq!(dir.registrar_by_name("same name").unwrap().handle, "B");
+        dir.apply(&Change::RegistrarRemoved("B".into()));
+        assert!(dir.registrar_by_name("same name").is_none());
     }
 
     #[test]

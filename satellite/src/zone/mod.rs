@@ -421,8 +421,20 @@ impl ZoneSet {
                 }
                 d
             });
-            for c in &objects {
-                set.apply_dns(c);
+            // Zones, then hosts, then domains, as `build` does: a domain is published only in a
+            // zone that exists, whatever order the master sent the objects in.
+            for kind in 0..3 {
+                for c in &objects {
+                    let rank = match c {
+                        Change::Zone(_) => 0,
+                        Change::Host(_) => 1,
+                        Change::Domain(_) => 2,
+                        _ => continue,
+                    };
+                    if rank == kind {
+                        set.apply_dns(c);
+                    }
+                }
             }
             directory
                 .join()
@@ -812,13 +824,14 @@ pub(crate) mod tests {
             registrars: vec![registrar("r1", true)],
         };
         let whole = ZoneSet::from_snapshot(&data);
-        // In the master's order, with a removal that a snapshot should not hold.
-        let objects: Vec<Change> = (data.registrars.iter().cloned().map(Change::Registrar))
-            .chain(data.contacts.iter().cloned().map(Change::Contact))
-            .chain(data.zones.iter().cloned().map(Change::Zone))
-            .chain([Change::DomainRemoved(n("foo.tld"))])
+        // In the reverse of the master's order (domains before their zone), with a removal
+        // that a snapshot should not hold.
+        let objects: Vec<Change> = (data.domains.iter().cloned().map(Change::Domain))
             .chain(data.hosts.iter().cloned().map(Change::Host))
-            .chain(data.domains.iter().cloned().map(Change::Domain))
+            .chain([Change::DomainRemoved(n("foo.tld"))])
+            .chain(data.zones.iter().cloned().map(Change::Zone))
+            .chain(data.contacts.iter().cloned().map(Change::Contact))
+            .chain(data.registrars.iter().cloned().map(Change::Registrar))
             .collect();
         let mut kept = Vec::new();
         let built = ZoneSet::from_objects(7, objects, |c| kept.push(c));

@@ -34,7 +34,7 @@ prefix_burst = 8
 kind = "lookup"
 [[chains]]
 name = "main"
-leaves = ["validate", "limit", "lookup"]
+leaves = ["limit", "validate", "lookup"]
 "#;
 
 fn pipeline() -> Arc<ArcSwap<RdsPipeline>> {

@@ -46,8 +46,9 @@ pub(super) fn build(
     })
 }
 
-/// The chain a satellite runs when the master sends none: validate, rate limit (generous
-/// defaults: 5 queries/s per address with bursts of 20, 50/s per prefix), look up.
+/// The chain a satellite runs when the master sends none: rate limit (5 queries/s per address
+/// with bursts of 20, 50/s per prefix), validate, look up. The limit comes first so that
+/// malformed requests spend tokens too.
 pub const DEFAULT_SELECTOR: &str = r#"
 [leaves.stats]
 kind = "statistics"
@@ -64,7 +65,7 @@ kind = "lookup"
 
 [[chains]]
 name = "main"
-leaves = ["stats", "validate", "limit", "lookup"]
+leaves = ["stats", "limit", "validate", "lookup"]
 "#;
 
 #[cfg(test)]

@@ -98,12 +98,13 @@ pub fn parse_rdap(path: &[u8]) -> Result<Query, &'static str> {
     let last = segments.next().unwrap_or("");
     let kind = segments.next().unwrap_or("");
     match (kind, last) {
-        (_, "help") => Ok(Query::Help),
         ("domain", name) if !name.is_empty() => domain_name(name).map(Query::Domain),
         ("nameserver", name) if !name.is_empty() => domain_name(name).map(Query::Nameserver),
         ("entity", handle) if !handle.is_empty() && handle.len() <= 255 => {
             Ok(Query::Entity(handle.to_owned()))
         }
+        // `…/help`, not `/entity/help` (an entity may be called "help").
+        (_, "help") => Ok(Query::Help),
         _ => Err("unsupported query; this server answers domain, nameserver, entity and help"),
     }
 }
@@ -183,6 +184,15 @@ mod tests {
         );
         assert_eq!(parse_rdap(b"/entity/C-1"), Ok(Query::Entity("C-1".into())));
         assert_eq!(parse_rdap(b"/help"), Ok(Query::Help));
+        assert_eq!(parse_rdap(b"/rdap/help"), Ok(Query::Help));
+        assert_eq!(
+            parse_rdap(b"/entity/help"),
+            Ok(Query::Entity("help".into()))
+        );
+        assert_eq!(
+            parse_rdap(b"/domain/help"),
+            Ok(Query::Domain(Name::from_ascii("help").unwrap()))
+        );
         assert!(parse_rdap(b"/domains?name=x").is_err());
         assert!(parse_rdap(b"/ip/192.0.2.1").is_err());
         assert!(parse_rdap(b"/domain/").is_err());
