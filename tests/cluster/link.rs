@@ -48,12 +48,20 @@ pub(crate) struct Cluster {
     master_tls: TlsMaterial,
     addr: SocketAddr,
     master: Option<(Master, CancellationToken)>,
+    /// Extra lines of `[satellites.sat2]` (a test's own settings for that satellite).
+    pub(crate) sat2: String,
 }
 
 impl Cluster {
     /// A store at `url` (`None`: SQLite in a temporary directory) with a 500-domain synthetic
     /// TLD and one registrar of ours, and a master serving it.
     pub(crate) async fn start(url: Option<String>) -> Self {
+        Self::start_with(url, String::new()).await
+    }
+
+    /// [`Cluster::start`], with `sat2` added to satellite sat2's table of the master's
+    /// configuration.
+    pub(crate) async fn start_with(url: Option<String>, sat2: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = url.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("o.db").display()));
         let store = Store::open(&url).await.unwrap();
@@ -85,6 +93,7 @@ impl Cluster {
             master_tls,
             addr: ([127, 0, 0, 1], 0).into(),
             master: None,
+            sat2,
         };
         me.start_master().await;
         me
@@ -134,8 +143,10 @@ impl Cluster {
             [satellites.sat0]
             [satellites.sat1]
             [satellites.sat2]
+            {sat2}
             "#,
-            url = self.url
+            url = self.url,
+            sat2 = self.sat2,
         );
         let config = MasterConfig::parse(&text, self.dir.path()).unwrap();
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
@@ -267,7 +278,7 @@ impl Drop for TestSatellite {
 
 /// What a satellite says about a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Seen {
+pub(crate) enum Seen {
     /// A referral to the domain's nameservers.
     Delegated,
     /// No delegation: NXDOMAIN, or NOERROR without a referral (a name above published glue).
@@ -277,7 +288,7 @@ enum Seen {
 }
 
 /// One quick UDP query (200 ms), on a blocking thread.
-async fn ask(addr: SocketAddr, name: &str) -> Seen {
+pub(crate) async fn ask(addr: SocketAddr, name: &str) -> Seen {
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

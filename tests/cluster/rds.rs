@@ -252,3 +252,40 @@ async fn postgres_registration_data_follows_the_store_within_a_second() {
     let db = crate::harness::PgDatabase::create(&server).await;
     registration_data_follows_the_store(Some(db.url.clone())).await;
 }
+
+/// A Whois port that cannot be bound does not keep the satellite from serving DNS; the
+/// satellite tries again at each check-in and serves Whois once the port is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_whois_port_does_not_stop_dns() {
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let cluster = Cluster::start_with(
+        None,
+        format!(
+            "whois = {{ tcp = [\"127.0.0.1:{port}\"] }}\nrdap = {{ http = [\"127.0.0.1:0\"] }}"
+        ),
+    )
+    .await;
+    let sat = TestSatellite::start(
+        cluster.link_config(cluster.satellite_tls("sat2"), cluster.state_path("sat2")),
+    );
+    let dns = sat.serving().await;
+    sat.applied(cluster.store.head().await.unwrap()).await;
+    assert_eq!(
+        crate::link::ask(dns, &domain("never-registered")).await,
+        crate::link::Seen::Absent
+    );
+    // A few check-ins later (300 ms each), Whois is still refused its port, DNS still serves.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sat.status().whois.is_empty());
+    assert_eq!(
+        crate::link::ask(dns, &domain("never-registered")).await,
+        crate::link::Seen::Absent
+    );
+    // Freed: Whois comes up at a following check-in, on the configured port.
+    drop(blocker);
+    let (whois_addr, _) = sat.serving_rds().await;
+    assert_eq!(whois_addr.port(), port);
+    assert!(whois(whois_addr, "help").await.contains("nameserver"));
+    sat.stop().await;
+}

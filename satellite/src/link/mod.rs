@@ -618,6 +618,9 @@ impl Link {
             self.checkin_interval = settings.checkin_interval;
             self.adopt(settings)?;
         }
+        // A service that could not start (a Whois port in use, an unreadable certificate) is
+        // tried again at every check-in.
+        self.ensure_serving()?;
         self.publish(|s| s.checkins += 1);
         Ok(())
     }
@@ -689,14 +692,14 @@ impl Link {
     /// configured fields the running services do not match.
     ///
     /// DNS comes first and does not depend on Whois/RDAP: a Whois port that cannot be bound or
-    /// an RDAP certificate that cannot be read is logged and retried at the next session
-    /// (every session boot calls this), while DNS is served.
+    /// an RDAP certificate that cannot be read is logged and tried again at the next check-in
+    /// or session, while DNS is served.
     fn ensure_serving(&mut self) -> Result<(), LinkError> {
         self.ensure_dns_serving()?;
         if let Err(e) = self.ensure_rds_serving() {
             tracing::error!(
                 error = %e,
-                "cannot serve Whois/RDAP as the master configured; DNS is served; retrying at the next session"
+                "cannot serve Whois/RDAP as the master configured; DNS is served; retrying at the next check-in"
             );
         }
         let mut fields = Vec::new();
