@@ -298,6 +298,21 @@ pub enum Change {
     RegistrarRemoved(String),
 }
 
+impl Change {
+    /// True for the removals (`…Removed`), false for objects (upserts). A snapshot holds
+    /// objects only.
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            Self::ZoneRemoved(_)
+                | Self::DomainRemoved(_)
+                | Self::HostRemoved(_)
+                | Self::ContactRemoved(_)
+                | Self::RegistrarRemoved(_)
+        )
+    }
+}
+
 /// The changes committed after serial `after` up to and including serial `upto`, each object at
 /// its state as of `upto`. Applying a batch to the state at `after` gives the state at `upto`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

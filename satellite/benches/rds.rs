@@ -190,12 +190,15 @@ fn client_threads() -> usize {
     env("ORRERY_BENCH_CLIENT_THREADS", 2).max(1)
 }
 
-/// Runs `clients` loops of `one` for `seconds` on the client runtime; each returns its
-/// latencies (µs) and errors.
-fn load<F, Fut>(clients: usize, seconds: u64, one: F) -> (Vec<u32>, u64, Duration)
+/// Latencies (µs) and errors of one client loop.
+type ClientResult = (Vec<u32>, u64);
+
+/// Runs `clients` client loops (`client(index, stop)`, each looping until `stop`) for
+/// `seconds` on the client runtime; returns every latency, the errors and the time taken.
+fn run_clients<F, Fut>(clients: usize, seconds: u64, client: F) -> (Vec<u32>, u64, Duration)
 where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = std::io::Result<()>> + Send,
+    F: Fn(usize, Arc<AtomicBool>) -> Fut,
+    Fut: Future<Output = ClientResult> + Send + 'static,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads())
@@ -203,27 +206,11 @@ where
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let one = Arc::new(one);
     let started = Instant::now();
-    let results = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for c in 0..clients {
-            let (stop, one) = (Arc::clone(&stop), Arc::clone(&one));
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1 << 16);
-                let mut errors = 0u64;
-                let mut i = c as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    match one(c, i).await {
-                        Ok(()) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
-                        Err(_) => errors += 1,
-                    }
-                    i += clients as u64;
-                }
-                (lat, errors)
-            }));
-        }
+    let (lat, errors) = rt.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| tokio::spawn(client(c, Arc::clone(&stop))))
+            .collect();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
@@ -235,8 +222,28 @@ where
         }
         (all, errors)
     });
-    let elapsed = started.elapsed();
-    (results.0, results.1, elapsed)
+    (lat, errors, started.elapsed())
+}
+
+fn micros(since: Instant) -> u32 {
+    since.elapsed().as_micros().min(u32::MAX as u128) as u32
+}
+
+/// Whois-style load: each query on a fresh connection to `addr`, for domain `d{i}.bench`.
+fn load(addr: SocketAddr, clients: usize, seconds: u64, domains: u64) -> (Vec<u32>, u64, Duration) {
+    run_clients(clients, seconds, move |c, stop| async move {
+        let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+        let mut i = c as u64;
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            match whois_once(addr, i % domains).await {
+                Ok(()) => lat.push(micros(t)),
+                Err(_) => errors += 1,
+            }
+            i += clients as u64;
+        }
+        (lat, errors)
+    })
 }
 
 fn main() {
@@ -303,7 +310,7 @@ fn main() {
         out.len()
     });
     let null_addr = server_rt.block_on(null_server(answer_len, cancel.clone()));
-    let (lat, errors, elapsed) = load(clients, seconds, move |_, i| whois_once(null_addr, i));
+    let (lat, errors, elapsed) = load(null_addr, clients, seconds, domains as u64);
     let baseline = lat.len() as f64 / elapsed.as_secs_f64();
     report(
         &format!("baseline: do-nothing server, fresh TCP connection, {answer_len}-octet answer"),
@@ -313,9 +320,7 @@ fn main() {
     );
 
     // Whois: one fresh TCP connection per query, the client reading to the server's close.
-    let (lat, errors, elapsed) = load(clients, seconds, move |_, i| {
-        whois_once(whois_addr, i % domains as u64)
-    });
+    let (lat, errors, elapsed) = load(whois_addr, clients, seconds, domains as u64);
     let rate = lat.len() as f64 / elapsed.as_secs_f64();
     report(
         "whois, fresh TCP connection per query",
@@ -396,60 +401,35 @@ fn rdap_load(
     seconds: u64,
     domains: u64,
 ) -> (Vec<u32>, u64, Duration) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(client_threads())
-        .enable_all()
-        .build()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let (lat, errors) = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for c in 0..clients {
-            let stop = Arc::clone(&stop);
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1 << 16);
-                let mut errors = 0u64;
-                let mut i = c as u64;
-                let mut conn: Option<TcpStream> = None;
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    if conn.is_none() {
-                        conn = TcpStream::connect(addr).await.ok();
-                    }
-                    let Some(s) = conn.as_mut() else {
-                        errors += 1;
-                        continue;
-                    };
-                    let request = format!(
-                        "GET /domain/d{}.bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                        i % domains
-                    );
-                    match rdap_exchange(s, request.as_bytes(), &mut buf).await {
-                        Ok(()) => lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32),
-                        Err(_) => {
-                            errors += 1;
-                            conn = None;
-                        }
-                    }
-                    i += clients as u64;
+    run_clients(clients, seconds, move |c, stop| async move {
+        let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+        let mut i = c as u64;
+        let mut conn: Option<TcpStream> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            if conn.is_none() {
+                conn = TcpStream::connect(addr).await.ok();
+            }
+            let Some(s) = conn.as_mut() else {
+                errors += 1;
+                continue;
+            };
+            let request = format!(
+                "GET /domain/d{}.bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                i % domains
+            );
+            match rdap_exchange(s, request.as_bytes(), &mut buf).await {
+                Ok(()) => lat.push(micros(t)),
+                Err(_) => {
+                    errors += 1;
+                    conn = None;
                 }
-                (lat, errors)
-            }));
+            }
+            i += clients as u64;
         }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (lat, e) = t.await.unwrap();
-            all.extend(lat);
-            errors += e;
-        }
-        (all, errors)
-    });
-    (lat, errors, started.elapsed())
+        (lat, errors)
+    })
 }
 
 async fn rdap_exchange(s: &mut TcpStream, request: &[u8], buf: &mut [u8]) -> std::io::Result<()> {

@@ -514,16 +514,7 @@ impl TryFrom<pb::SnapshotChunk> for Chunk {
                 Change::try_from(message)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(removal) = objects.iter().find(|o| {
-            matches!(
-                o,
-                Change::ZoneRemoved(_)
-                    | Change::DomainRemoved(_)
-                    | Change::HostRemoved(_)
-                    | Change::ContactRemoved(_)
-                    | Change::RegistrarRemoved(_)
-            )
-        }) {
+        if let Some(removal) = objects.iter().find(|o| o.is_removal()) {
             return Err(cx.err(
                 "objects",
                 format!("a snapshot holds no removals: {removal:?}"),

@@ -823,15 +823,19 @@ fn server_settings(settings: &SatelliteSettings) -> ServerSettings {
     }
 }
 
+/// True when the bound addresses are the configured ones; a configured port 0 matches the
+/// port the system chose.
+fn same_addrs(bound: &[SocketAddr], wanted: &[SocketAddr]) -> bool {
+    bound.len() == wanted.len()
+        && bound
+            .iter()
+            .zip(wanted)
+            .all(|(b, w)| b.ip() == w.ip() && (w.port() == 0 || b.port() == w.port()))
+}
+
 /// The fields of `new` the running DNS service does not match. Port 0 matches any port.
 fn restart_required(serving: &Serving, new: &SatelliteSettings) -> Vec<String> {
-    let same = |bound: Vec<SocketAddr>, wanted: &[SocketAddr]| {
-        bound.len() == wanted.len()
-            && bound
-                .iter()
-                .zip(wanted)
-                .all(|(b, w)| b.ip() == w.ip() && (w.port() == 0 || b.port() == w.port()))
-    };
+    let same = |bound: Vec<SocketAddr>, wanted: &[SocketAddr]| same_addrs(&bound, wanted);
     let mut fields = Vec::new();
     match &new.dns {
         Some(dns) => {

@@ -189,13 +189,7 @@ impl RdsServing {
         whois: Option<&WhoisListen>,
         rdap: Option<&RdapListen>,
     ) -> Vec<String> {
-        let same = |bound: &[SocketAddr], wanted: &[SocketAddr]| {
-            bound.len() == wanted.len()
-                && bound
-                    .iter()
-                    .zip(wanted)
-                    .all(|(b, w)| b.ip() == w.ip() && (w.port() == 0 || b.port() == w.port()))
-        };
+        let same = super::same_addrs;
         let mut fields = Vec::new();
         if !same(&self.whois, whois.map_or(&[][..], |w| &w.tcp)) {
             fields.push("whois.tcp".to_owned());

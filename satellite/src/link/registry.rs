@@ -176,16 +176,7 @@ impl Registry {
         let mut changes = Vec::with_capacity(objects.len());
         let (referred, rest): (Vec<_>, Vec<_>) = objects
             .into_iter()
-            .filter(|c| {
-                matches!(
-                    c,
-                    Change::Zone(_)
-                        | Change::Domain(_)
-                        | Change::Host(_)
-                        | Change::Contact(_)
-                        | Change::Registrar(_)
-                )
-            })
+            .filter(|c| !c.is_removal())
             .partition(|c| matches!(c, Change::Registrar(_) | Change::Contact(_)));
         for c in referred.into_iter().chain(rest) {
             changes.push(c.clone());

@@ -478,9 +478,7 @@ impl Directory {
             }
             Change::Host(h) => self.put_host(h),
             Change::HostRemoved(name) => self.remove_host(name.as_wire()),
-            Change::Contact(c) => {
-                self.contacts.set(c.handle.as_bytes(), Some(c.into()));
-            }
+            Change::Contact(c) => self.put_contact(c),
             Change::ContactRemoved(handle) => {
                 self.contacts.set(handle.as_bytes(), None);
             }
@@ -503,7 +501,13 @@ impl Directory {
         self.updated
     }
 
-    fn put_domain(&mut self, d: &Domain) {
+    /// Adds or replaces a contact.
+    pub fn put_contact(&mut self, c: &Contact) {
+        self.contacts.set(c.handle.as_bytes(), Some(c.into()));
+    }
+
+    /// Adds or replaces a domain.
+    pub fn put_domain(&mut self, d: &Domain) {
         let contact = |me: &mut Self, handle: &Option<String>| {
             handle
                 .as_deref()
@@ -554,7 +558,8 @@ impl Directory {
         }
     }
 
-    fn put_host(&mut self, h: &Host) {
+    /// Adds or replaces a host object.
+    pub fn put_host(&mut self, h: &Host) {
         let registrar = h
             .registrar
             .as_deref()
@@ -588,7 +593,8 @@ impl Directory {
         }
     }
 
-    fn put_registrar(&mut self, r: &Registrar) {
+    /// Adds or replaces a registrar.
+    pub fn put_registrar(&mut self, r: &Registrar) {
         self.unindex_registrar_name(&r.handle);
         if let Some(id) = self.registrars.set(r.handle.as_bytes(), Some(r.clone())) {
             self.registrar_names

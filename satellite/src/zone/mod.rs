@@ -340,11 +340,11 @@ impl ZoneSet {
 
     /// The directory part of [`ZoneSet::build`]: hosts and domains for Whois and RDAP.
     fn build_directory(&mut self, domains: &[Domain], hosts: &[Host]) {
-        for c in hosts.iter().cloned().map(Change::Host) {
-            self.directory.apply(&c);
+        for h in hosts {
+            self.directory.put_host(h);
         }
-        for c in domains.iter().cloned().map(Change::Domain) {
-            self.directory.apply(&c);
+        for d in domains {
+            self.directory.put_domain(d);
         }
         self.directory.touch(Timestamp::now());
     }
@@ -356,10 +356,11 @@ impl ZoneSet {
         let mut set = Self::build_dns(data.serial, &data.zones, &data.domains, &data.hosts);
         let dns = started.elapsed();
         set.build_directory(&data.domains, &data.hosts);
-        let others = (data.registrars.iter().cloned().map(Change::Registrar))
-            .chain(data.contacts.iter().cloned().map(Change::Contact));
-        for c in others {
-            set.directory.apply(&c);
+        for r in &data.registrars {
+            set.directory.put_registrar(r);
+        }
+        for c in &data.contacts {
+            set.directory.put_contact(c);
         }
         tracing::info!(
             serial = data.serial,
@@ -394,19 +395,7 @@ impl ZoneSet {
         objects: impl IntoIterator<Item = Change>,
         mut keep: impl FnMut(Change),
     ) -> Self {
-        let objects: Vec<Change> = objects
-            .into_iter()
-            .filter(|c| {
-                matches!(
-                    c,
-                    Change::Zone(_)
-                        | Change::Domain(_)
-                        | Change::Host(_)
-                        | Change::Contact(_)
-                        | Change::Registrar(_)
-                )
-            })
-            .collect();
+        let objects: Vec<Change> = objects.into_iter().filter(|c| !c.is_removal()).collect();
         let mut set = Self {
             serial,
             ..Self::default()

@@ -70,8 +70,17 @@ pub fn parse_whois(line: &[u8]) -> Result<Query, &'static str> {
         Some((k, r)) => (k, r.trim()),
         None => (text, ""),
     };
-    let keyword = keyword.to_ascii_lowercase();
-    match (keyword.as_str(), rest) {
+    // Keywords are short: lower-case them on the stack (anything longer is no keyword).
+    let mut lower = [0u8; 10];
+    let keyword = match lower.get_mut(..keyword.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(keyword.as_bytes());
+            buf.make_ascii_lowercase();
+            std::str::from_utf8(buf).unwrap_or("")
+        }
+        None => "",
+    };
+    match (keyword, rest) {
         ("help" | "?", "") => Ok(Query::Help),
         ("domain", name) if !name.is_empty() => domain_name(name).map(Query::Domain),
         ("nameserver" | "ns" | "host", name) if !name.is_empty() => {
