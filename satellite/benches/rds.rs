@@ -17,6 +17,7 @@
 //! connections on loopback cost mostly kernel time on both ends, so the baseline is the
 //! machine's ceiling for this load generator; the ratio is what the Whois server itself costs.
 
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ use orrery_satellite::leaf::{Selector, SelectorConfig};
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
-use orrery_satellite::rds::{Directory, Rds, RdsPipeline};
+use orrery_satellite::rds::{Directory, Protocol, Rds, RdsPipeline, rdap, whois};
 use orrery_satellite::{ZoneSet, ZoneStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -164,25 +165,87 @@ fn memory(domains: usize) {
     drop(dir);
 }
 
-/// Latency percentiles of sorted microsecond samples.
-fn report(what: &str, mut lat: Vec<u32>, errors: u64, elapsed: Duration) {
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
+/// What one load run measured.
+struct Run {
+    /// Latency of every answer, µs.
+    lat: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+    /// CPU time (ns) the server's threads used during the run.
+    server_cpu: u64,
+    /// CPU time (ns) the load generator's threads used.
+    load_cpu: u64,
+    /// TCP segments sent on the machine during the run (both ends: everything is loopback).
+    segments: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Prints the rate, the latency percentiles and the CPU time per answer on each side.
+    fn report(mut self, what: &str) -> f64 {
+        let rate = self.rate();
+        let lat = &mut self.lat;
+        lat.sort_unstable();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        let answers = lat.len().max(1) as f64;
+        println!(
+            "{what}: {} answers in {:.1} s = {rate:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, \
+             p99.9 {:.2} ms, max {:.2} ms; {} errors; CPU per answer: server {:.1} µs, load \
+             generator {:.1} µs; {:.1} TCP segments per answer",
+            lat.len(),
+            self.elapsed.as_secs_f64(),
+            pct(0.50),
+            pct(0.99),
+            pct(0.999),
+            lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+            self.errors,
+            self.server_cpu as f64 / 1000.0 / answers,
+            self.load_cpu as f64 / 1000.0 / answers,
+            self.segments as f64 / answers,
+        );
+        rate
+    }
+}
+
+/// Runs `load` (which returns its latencies, errors and its own CPU time) and measures the
+/// server threads' CPU time around it.
+fn measure(load: impl FnOnce() -> (Vec<u32>, u64, u64)) -> Run {
+    let server_before = thread_cpu(SERVER_THREADS);
+    let segments_before = tcp_out_segments();
+    let started = Instant::now();
+    let (lat, errors, load_cpu) = load();
+    let elapsed = started.elapsed();
+    Run {
+        lat,
+        errors,
+        elapsed,
+        server_cpu: thread_cpu(SERVER_THREADS).saturating_sub(server_before),
+        load_cpu,
+        segments: tcp_out_segments().saturating_sub(segments_before),
+    }
+}
+
+/// TCP segments sent so far by this machine (`OutSegs` in `/proc/net/snmp`).
+fn tcp_out_segments() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
     };
-    println!(
-        "{what}: {} answers in {:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, \
-         p99.9 {:.2} ms, max {:.2} ms; {errors} errors",
-        lat.len(),
-        elapsed.as_secs_f64(),
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
-        pct(0.999) as f64 / 1000.0,
-        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
-    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "OutSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Worker threads of the load generator's runtime (`ORRERY_BENCH_CLIENT_THREADS`, default 2).
@@ -194,20 +257,21 @@ fn client_threads() -> usize {
 type ClientResult = (Vec<u32>, u64);
 
 /// Runs `clients` client loops (`client(index, stop)`, each looping until `stop`) for
-/// `seconds` on the client runtime; returns every latency, the errors and the time taken.
-fn run_clients<F, Fut>(clients: usize, seconds: u64, client: F) -> (Vec<u32>, u64, Duration)
+/// `seconds` on a tokio runtime; returns every latency, the errors and the runtime's CPU time.
+fn run_clients<F, Fut>(clients: usize, seconds: u64, client: F) -> (Vec<u32>, u64, u64)
 where
     F: Fn(usize, Arc<AtomicBool>) -> Fut,
     Fut: Future<Output = ClientResult> + Send + 'static,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads())
+        .thread_name(LOAD_THREADS)
         .enable_all()
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let (lat, errors) = rt.block_on(async {
+    rt.block_on(async {
+        let cpu_before = thread_cpu(LOAD_THREADS);
         let tasks: Vec<_> = (0..clients)
             .map(|c| tokio::spawn(client(c, Arc::clone(&stop))))
             .collect();
@@ -220,30 +284,229 @@ where
             all.extend(lat);
             errors += e;
         }
-        (all, errors)
-    });
-    (lat, errors, started.elapsed())
+        (
+            all,
+            errors,
+            thread_cpu(LOAD_THREADS).saturating_sub(cpu_before),
+        )
+    })
 }
 
 fn micros(since: Instant) -> u32 {
     since.elapsed().as_micros().min(u32::MAX as u128) as u32
 }
 
-/// Whois-style load: each query on a fresh connection to `addr`, for domain `d{i}.bench`.
-fn load(addr: SocketAddr, clients: usize, seconds: u64, domains: u64) -> (Vec<u32>, u64, Duration) {
-    run_clients(clients, seconds, move |c, stop| async move {
-        let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
-        let mut i = c as u64;
-        while !stop.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            match whois_once(addr, i % domains).await {
-                Ok(()) => lat.push(micros(t)),
-                Err(_) => errors += 1,
-            }
-            i += clients as u64;
+/// Whois-style load, each query on a fresh connection to `addr` for domain `d{i}.bench`, from
+/// `client_threads()` threads without an async runtime: each thread drives its share of the
+/// `clients` connections from one epoll set (mio). A load generator on the same two cores takes
+/// its CPU from the server, so this one does per query only what any client must — socket,
+/// connect, write, read to the server's close, close — plus one epoll registration (closing
+/// the socket removes it from the set).
+fn whois_load(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: u64,
+    domains: u64,
+) -> (Vec<u32>, u64, u64) {
+    let threads = client_threads().min(clients.max(1));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            // Thread t drives clients t, t + threads, …: together they query every domain.
+            let mine: Vec<u64> = (t..clients).step_by(threads).map(|c| c as u64).collect();
+            std::thread::Builder::new()
+                .name(LOAD_THREADS.into())
+                .spawn(move || whois_client_thread(addr, &mine, clients as u64, domains, deadline))
+                .unwrap()
+        })
+        .collect();
+    let (mut all, mut errors, mut cpu) = (Vec::new(), 0, 0);
+    for w in workers {
+        let (lat, e, c) = w.join().unwrap();
+        all.extend(lat);
+        errors += e;
+        cpu += c;
+    }
+    (all, errors, cpu)
+}
+
+/// One Whois client connection of the load generator.
+struct WhoisClient {
+    stream: Option<mio::net::TcpStream>,
+    /// The next domain number to ask for (steps by the number of clients).
+    next: u64,
+    started: Instant,
+    sent: bool,
+    received: usize,
+}
+
+fn whois_client_thread(
+    addr: SocketAddr,
+    mine: &[u64],
+    stride: u64,
+    domains: u64,
+    deadline: Instant,
+) -> (Vec<u32>, u64, u64) {
+    use mio::{Events, Interest, Poll, Token};
+
+    let cpu_before = own_cpu();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(1024);
+    let mut lat = Vec::with_capacity(1 << 18);
+    let mut errors = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+    let mut clients: Vec<WhoisClient> = mine
+        .iter()
+        .map(|&c| WhoisClient {
+            stream: None,
+            next: c,
+            started: Instant::now(),
+            sent: false,
+            received: 0,
+        })
+        .collect();
+    // Connects (or fails to, counted as an error and retried after the next poll).
+    let open = |c: &mut WhoisClient, token: usize, poll: &Poll| -> bool {
+        c.started = Instant::now();
+        c.sent = false;
+        c.received = 0;
+        let Ok(mut s) = mio::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        if poll
+            .registry()
+            .register(
+                &mut s,
+                Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return false;
         }
-        (lat, errors)
-    })
+        c.stream = Some(s);
+        true
+    };
+    // Advances one client as far as its socket allows; true when it needs a new connection.
+    let mut step = |c: &mut WhoisClient, lat: &mut Vec<u32>, errors: &mut u64| -> bool {
+        let Some(s) = c.stream.as_mut() else {
+            return true;
+        };
+        if !c.sent {
+            let mut query = [0u8; 32];
+            let len = {
+                let mut w = &mut query[..];
+                let _ = write!(w, "d{}.bench\r\n", c.next % domains);
+                32 - w.len()
+            };
+            match s.write(&query[..len]) {
+                Ok(n) if n == len => c.sent = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                // Not yet connected: the writable event comes when it is.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
+                Err(_) => {}
+            }
+            if !c.sent {
+                *errors += 1;
+                c.stream = None;
+                return true;
+            }
+        }
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    if c.received < 200 {
+                        *errors += 1;
+                    } else {
+                        lat.push(micros(c.started));
+                    }
+                    c.next += stride;
+                    c.stream = None;
+                    return true;
+                }
+                Ok(n) => c.received += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    *errors += 1;
+                    c.stream = None;
+                    return true;
+                }
+            }
+        }
+    };
+    let mut retry = Vec::new();
+    for (k, c) in clients.iter_mut().enumerate() {
+        if !open(c, k, &poll) || step(c, &mut lat, &mut errors) {
+            retry.push(k);
+        }
+    }
+    while Instant::now() < deadline {
+        let wait = if retry.is_empty() { 100 } else { 1 };
+        if poll
+            .poll(&mut events, Some(Duration::from_millis(wait)))
+            .is_err()
+        {
+            continue;
+        }
+        for ev in events.iter() {
+            let k = ev.token().0;
+            let c = &mut clients[k];
+            // Answered (or failed): start the next query on a fresh connection.
+            while step(c, &mut lat, &mut errors) {
+                if !open(c, k, &poll) {
+                    errors += 1;
+                    retry.push(k);
+                    break;
+                }
+            }
+        }
+        for k in std::mem::take(&mut retry) {
+            let c = &mut clients[k];
+            while open(c, k, &poll) {
+                if !step(c, &mut lat, &mut errors) {
+                    break;
+                }
+            }
+            if c.stream.is_none() {
+                retry.push(k);
+            }
+        }
+    }
+    (lat, errors, own_cpu().saturating_sub(cpu_before))
+}
+
+/// CPU time (ns) used so far by the calling thread.
+fn own_cpu() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Name of the load generator's threads, by which their CPU time is told apart.
+const LOAD_THREADS: &str = "rds-load";
+/// Name of the servers' runtime threads.
+const SERVER_THREADS: &str = "rds-server";
+
+/// CPU time (ns) used so far by this process's threads called `name`
+/// (`/proc/self/task/*/schedstat`, first field: time on a CPU). Threads that have ended are not
+/// counted, so it is read while they run.
+fn thread_cpu(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 fn main() {
@@ -271,8 +534,11 @@ fn main() {
         Arc::new(ZoneStore::new(set)),
     )));
 
+    chain_and_render(&pipeline.load(), domains as u64);
+
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(SERVER_THREADS)
         .enable_all()
         .build()
         .unwrap();
@@ -310,33 +576,58 @@ fn main() {
         out.len()
     });
     let null_addr = server_rt.block_on(null_server(answer_len, cancel.clone()));
-    let (lat, errors, elapsed) = load(null_addr, clients, seconds, domains as u64);
-    let baseline = lat.len() as f64 / elapsed.as_secs_f64();
-    report(
+    let baseline = measure(|| whois_load(null_addr, clients, seconds, domains as u64)).report(
         &format!("baseline: do-nothing server, fresh TCP connection, {answer_len}-octet answer"),
-        lat,
-        errors,
-        elapsed,
     );
 
     // Whois: one fresh TCP connection per query, the client reading to the server's close.
-    let (lat, errors, elapsed) = load(whois_addr, clients, seconds, domains as u64);
-    let rate = lat.len() as f64 / elapsed.as_secs_f64();
-    report(
-        "whois, fresh TCP connection per query",
-        lat,
-        errors,
-        elapsed,
-    );
+    let rate = measure(|| whois_load(whois_addr, clients, seconds, domains as u64))
+        .report("whois, fresh TCP connection per query");
     println!(
         "whois / baseline: {:.2} (1.00: the server costs nothing beyond accepting and closing)",
         rate / baseline
     );
 
     // RDAP: each client keeps one connection alive.
-    let (lat, errors, elapsed) = rdap_load(rdap_addr, clients, seconds, domains as u64);
-    report("rdap, keep-alive", lat, errors, elapsed);
+    measure(|| rdap_load(rdap_addr, clients, seconds, domains as u64)).report("rdap, keep-alive");
     cancel.cancel();
+}
+
+/// The chain and the renderers alone, without sockets: CPU time per query on one thread, for a
+/// domain with three contacts (what the socket figures include besides the kernel's work).
+fn chain_and_render(pipeline: &RdsPipeline, domains: u64) {
+    const QUERIES: u64 = 200_000;
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut answer = Vec::with_capacity(8192);
+    for protocol in [Protocol::Whois, Protocol::Rdap] {
+        let started = Instant::now();
+        let mut octets = 0;
+        for i in 0..QUERIES {
+            let mut ev = pipeline.take();
+            ev.reset(peer, protocol);
+            answer.clear();
+            match protocol {
+                Protocol::Whois => {
+                    let _ = write!(ev.request, "d{}.bench", i % domains);
+                    pipeline.handle(&mut ev, |ev, _, ctx| whois::render(ev, ctx, &mut answer));
+                }
+                Protocol::Rdap => {
+                    let _ = write!(ev.request, "/domain/d{}.bench", i % domains);
+                    pipeline.handle(&mut ev, |ev, _, ctx| {
+                        rdap::render(ev, ctx, "https://rdap.example/", &mut answer)
+                    });
+                }
+            }
+            octets += answer.len();
+            pipeline.put(ev);
+        }
+        let per = started.elapsed().as_nanos() as f64 / QUERIES as f64 / 1000.0;
+        println!(
+            "{protocol:?} chain and rendering alone (no sockets, one thread): {per:.2} µs per \
+             query, {} octets per answer",
+            octets / QUERIES as usize
+        );
+    }
 }
 
 /// A server that does nothing but what every Whois server must: accept, read the line, write
@@ -373,34 +664,9 @@ async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr
     addr
 }
 
-async fn whois_once(addr: SocketAddr, i: u64) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    let query = format!("d{i}.bench\r\n");
-    s.write_all(query.as_bytes()).await?;
-    let mut buf = [0u8; 8192];
-    let mut total = 0;
-    loop {
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    if total < 200 {
-        return Err(std::io::Error::other("short answer"));
-    }
-    Ok(())
-}
-
 /// RDAP with one kept-alive connection per client: sequential GETs, responses framed by
 /// Content-Length.
-fn rdap_load(
-    addr: SocketAddr,
-    clients: usize,
-    seconds: u64,
-    domains: u64,
-) -> (Vec<u32>, u64, Duration) {
+fn rdap_load(addr: SocketAddr, clients: usize, seconds: u64, domains: u64) -> (Vec<u32>, u64, u64) {
     run_clients(clients, seconds, move |c, stop| async move {
         let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
         let mut i = c as u64;
@@ -432,19 +698,19 @@ fn rdap_load(
     })
 }
 
-async fn rdap_exchange(s: &mut TcpStream, request: &[u8], buf: &mut [u8]) -> std::io::Result<()> {
+async fn rdap_exchange(s: &mut TcpStream, request: &[u8], buf: &mut [u8]) -> io::Result<()> {
     s.write_all(request).await?;
     let mut have = 0;
     let (head_end, body_len) = loop {
         let n = s.read(&mut buf[have..]).await?;
         if n == 0 {
-            return Err(std::io::Error::other("closed"));
+            return Err(io::Error::other("closed"));
         }
         have += n;
         if let Some(pos) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..pos]).map_err(std::io::Error::other)?;
+            let head = std::str::from_utf8(&buf[..pos]).map_err(io::Error::other)?;
             if !head.starts_with("HTTP/1.1 200") {
-                return Err(std::io::Error::other("not 200"));
+                return Err(io::Error::other("not 200"));
             }
             let len = head
                 .lines()
@@ -453,17 +719,17 @@ async fn rdap_exchange(s: &mut TcpStream, request: &[u8], buf: &mut [u8]) -> std
                     k.eq_ignore_ascii_case("content-length")
                         .then(|| v.trim().parse::<usize>().ok())?
                 })
-                .ok_or_else(|| std::io::Error::other("no content-length"))?;
+                .ok_or_else(|| io::Error::other("no content-length"))?;
             break (pos + 4, len);
         }
         if have == buf.len() {
-            return Err(std::io::Error::other("head too large"));
+            return Err(io::Error::other("head too large"));
         }
     };
     while have < head_end + body_len {
         let n = s.read(&mut buf[have..]).await?;
         if n == 0 {
-            return Err(std::io::Error::other("closed"));
+            return Err(io::Error::other("closed"));
         }
         have += n;
     }

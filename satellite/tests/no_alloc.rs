@@ -1,12 +1,16 @@
 //! Preallocation proof: after warm-up, handling queries of every kind (parse → Selector →
-//! encode) performs zero heap allocations. A counting global allocator lives in this test
-//! binary only, so it does not affect the other tests.
+//! encode) performs zero heap allocations, and so does rendering a Whois or RDAP answer into a
+//! reused buffer. A counting global allocator lives in this test binary only, so it does not
+//! affect the other tests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use orrery_proto::{Domain, EppStatus, Host, Name, Soa, Timestamp, Zone};
+use orrery_proto::{
+    Change, Contact, Domain, EppStatus, Host, Name, Registrar, Soa, Timestamp, Zone,
+};
+use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
 use orrery_satellite::wire::{Event, Transport, class, rtype};
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
 
@@ -138,6 +142,132 @@ fn zones() -> ZoneSet {
         ],
         &hosts,
     )
+}
+
+/// Runs `f` with allocations counted on this thread; returns how many there were.
+fn allocations(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(Cell::get)
+}
+
+/// Whois and RDAP answers for every kind of object, disclosed and redacted contacts, and the
+/// errors, rendered into reused buffers: no allocation once the buffers have grown. (Parsing a
+/// query still makes its name: one allocation per query, outside the renderers.)
+#[test]
+fn whois_and_rdap_rendering_does_not_allocate() {
+    let mut zones = zones();
+    let contact = |handle: &str, disclose: bool| Contact {
+        handle: handle.into(),
+        name: format!("Name of {handle}"),
+        organisation: Some("Example Org".into()),
+        street: vec!["1 Main Street".into(), "Floor 2".into()],
+        city: "Paris".into(),
+        province: Some("IDF".into()),
+        postcode: Some("75001".into()),
+        country: "FR".into(),
+        email: format!("{handle}@example.net"),
+        voice: Some("+33.112345678".into()),
+        fax: Some("+33.112345679".into()),
+        disclose,
+        created: Timestamp(1_600_000_000),
+        updated: Timestamp(1_700_000_000),
+    };
+    let mut registrar = Registrar::new("R1", "Example Registrar, Inc.");
+    registrar.iana_id = Some(9999);
+    registrar.url = Some("https://registrar.example/".into());
+    registrar.abuse_email = Some("abuse@registrar.example".into());
+    registrar.abuse_phone = Some("+1.5555555555".into());
+    let mut d = Domain {
+        name: n("data.tld"),
+        zone: n("tld"),
+        roid: "D9-TLD".into(),
+        registrar: "R1".into(),
+        created: Timestamp(1_600_000_000),
+        updated: Timestamp(1_700_000_000),
+        expires: Timestamp(1_800_000_000),
+        statuses: vec![EppStatus::ClientTransferProhibited, EppStatus::ServerHold],
+        registrant: Some("C1".into()),
+        admin: Some("C2".into()),
+        tech: Some("C2".into()),
+        billing: Some("GONE".into()),
+        nameservers: vec![n("a.nic.tld"), n("ns.other.example")],
+        ds: vec![],
+    };
+    d.ds.push(orrery_proto::Ds {
+        key_tag: 7,
+        algorithm: 13,
+        digest_type: 2,
+        digest: vec![0xAB; 32],
+    });
+    for change in [
+        Change::Registrar(registrar),
+        Change::Contact(contact("C1", true)),
+        Change::Contact(contact("C2", false)),
+        Change::Domain(d),
+    ] {
+        zones.directory.apply(&change);
+    }
+    let ctx = RdsCtx { zones: &zones };
+    let queries = [
+        (Query::Domain(n("data.tld")), Outcome::Found),
+        (Query::Nameserver(n("a.nic.tld")), Outcome::Found),
+        (Query::Entity("C1".into()), Outcome::Found),
+        (Query::Entity("C2".into()), Outcome::Found),
+        (Query::Entity("R1".into()), Outcome::Found),
+        (
+            Query::Registrar("example registrar, inc.".into()),
+            Outcome::Found,
+        ),
+        (Query::Help, Outcome::Found),
+        (Query::Domain(n("nope.tld")), Outcome::NotFound),
+        (Query::None, Outcome::BadRequest("not a valid domain name")),
+        (
+            Query::None,
+            Outcome::RateLimited {
+                retry_after: std::time::Duration::from_millis(1500),
+            },
+        ),
+        (Query::None, Outcome::Refused),
+    ];
+    let mut events: Vec<RdsEvent> = queries
+        .into_iter()
+        .map(|(query, outcome)| {
+            let mut ev = RdsEvent::new();
+            ev.reset("192.0.2.1".parse().unwrap(), Protocol::Rdap);
+            ev.query = query;
+            ev.outcome = outcome;
+            ev
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut render_all = |events: &mut [RdsEvent]| {
+        let mut octets = 0;
+        for ev in events.iter_mut() {
+            for protocol in [Protocol::Whois, Protocol::Rdap] {
+                ev.protocol = protocol;
+                out.clear();
+                match protocol {
+                    Protocol::Whois => whois::render(ev, &ctx, &mut out),
+                    Protocol::Rdap => {
+                        rdap::render(ev, &ctx, "https://rdap.nic.tld/", &mut out);
+                    }
+                }
+                octets += out.len();
+            }
+        }
+        octets
+    };
+    // Warm-up: the buffer grows to the largest answer.
+    let expected = render_all(&mut events);
+    let mut octets = 0;
+    let n = allocations(|| octets = render_all(&mut events));
+    assert_eq!(octets, expected);
+    // Every answer was rendered, contacts included.
+    assert!(octets > 20_000, "{octets} octets");
+    assert_eq!(n, 0, "{n} allocations rendering Whois and RDAP answers");
 }
 
 #[test]

@@ -653,9 +653,20 @@ impl Directory {
 
     /// The registrar whose name is `name` (any case), else whose handle is `name`.
     pub fn registrar_by_name(&self, name: &str) -> Option<&Registrar> {
-        let by_name = self
-            .registrar_names
-            .get(name.to_lowercase().as_str())
+        // Names are keyed lower-cased. An ASCII name (the usual case) is lower-cased on the
+        // stack: no allocation per query.
+        let mut buf = [0u8; 256];
+        let ids = match buf.get_mut(..name.len()) {
+            Some(lower) if name.is_ascii() => {
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower)
+                    .ok()
+                    .and_then(|key| self.registrar_names.get(key))
+            }
+            _ => self.registrar_names.get(name.to_lowercase().as_str()),
+        };
+        let by_name = ids
             .and_then(|ids| ids.first())
             .and_then(|&id| self.registrars.get(id));
         by_name.or_else(|| self.registrar(name))

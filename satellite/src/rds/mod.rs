@@ -25,6 +25,7 @@
 //! - [`whois_server`]: the port-43 edge: one query line per TCP connection, timeouts, a cap.
 
 pub mod directory;
+mod json;
 pub mod leaf;
 pub mod pipeline;
 pub mod rdap;

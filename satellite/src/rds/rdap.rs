@@ -15,14 +15,20 @@
 //! agree to publication ([`ContactRecord::disclose`] false) keeps its entity and role, its name
 //! becomes an empty `fn`, its other personal members are removed (the registry ID included),
 //! and the response's `redacted` array names each redaction with its JSONPath and method.
+//!
+//! Responses are written member by member into the edge's buffer ([`Json`]): no tree of
+//! values is built, and nothing is allocated for an ASCII name (an IDN's `unicodeName` is
+//! converted by `idna` into a `String`).
 
+use std::fmt::{self, Display};
 use std::net::IpAddr;
 
-use orrery_proto::{EppStatus, Name, Registrar, Timestamp};
+use orrery_proto::name::write_wire_name;
+use orrery_proto::{EppStatus, Registrar, Timestamp};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Map, Value, json};
 
 use super::directory::{ContactRecord, DomainView, HostView, Role, StatusSet};
+use super::json::Json;
 use super::{Directory, Outcome, Query, RdsCtx, RdsEvent};
 
 /// The RDAP media type (RFC 7480 §4.2).
@@ -59,21 +65,23 @@ impl Status {
 /// Renders the outcome of `ev` as an RDAP response into `out` (appended), with links under
 /// `base_url` (which ends with `/`, e.g. `https://rdap.nic.example/`).
 pub fn render(ev: &RdsEvent, ctx: &RdsCtx<'_>, base_url: &str, out: &mut Vec<u8>) -> Status {
-    let (status, body) = match ev.outcome {
+    match ev.outcome {
         Outcome::Found => {
-            let mut renderer = Render {
+            let r = Render {
                 dir: ctx.directory(),
                 base: base_url,
-                redacted: Vec::new(),
             };
-            match renderer.found(&ev.query) {
-                Ok(body) => (Status::code(200), body),
-                Err(404) => error(Status::code(404), base_url, not_found(&ev.query)),
-                Err(code) => error(Status::code(code), base_url, SERVER_ERROR.to_owned()),
+            match r.target(&ev.query) {
+                Ok(target) => {
+                    r.found(target, &mut Json::new(out));
+                    Status::code(200)
+                }
+                Err(404) => error(Status::code(404), base_url, not_found(&ev.query), out),
+                Err(code) => error(Status::code(code), base_url, SERVER_ERROR, out),
             }
         }
-        Outcome::NotFound => error(Status::code(404), base_url, not_found(&ev.query)),
-        Outcome::BadRequest(reason) => error(Status::code(400), base_url, reason.to_owned()),
+        Outcome::NotFound => error(Status::code(404), base_url, not_found(&ev.query), out),
+        Outcome::BadRequest(reason) => error(Status::code(400), base_url, reason, out),
         Outcome::RateLimited { retry_after } => {
             // Whole seconds for Retry-After (RFC 9110 §10.2.3), rounded up, at least one.
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
@@ -82,33 +90,25 @@ pub fn render(ev: &RdsEvent, ctx: &RdsCtx<'_>, base_url: &str, out: &mut Vec<u8>
                 code: 429,
                 retry_after: Some(secs),
             };
-            let text = format!("Too many requests; try again in {secs} s.");
-            error(status, base_url, text)
+            let text = format_args!("Too many requests; try again in {secs} s.");
+            error(status, base_url, text, out)
         }
         Outcome::Refused => error(
             Status::code(403),
             base_url,
-            "This server does not answer this client.".to_owned(),
+            "This server does not answer this client.",
+            out,
         ),
         Outcome::ServerError | Outcome::Pending => {
-            error(Status::code(500), base_url, SERVER_ERROR.to_owned())
+            error(Status::code(500), base_url, SERVER_ERROR, out)
         }
-    };
-    write(&body, out);
-    status
+    }
 }
 
 /// Renders an error response (RFC 9083 §6) that did not go through the chain, such as the
 /// edge's 405 for a method other than GET and HEAD.
 pub fn render_error(code: u16, description: &str, base_url: &str, out: &mut Vec<u8>) -> Status {
-    let (status, body) = error(Status::code(code), base_url, description.to_owned());
-    write(&body, out);
-    status
-}
-
-fn write(body: &Value, out: &mut Vec<u8>) {
-    // Writing a Value (string keys only) to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, body);
+    error(Status::code(code), base_url, description, out)
 }
 
 /// The RDAP status value of an EPP status (RFC 8056 §2).
@@ -142,25 +142,28 @@ pub fn rdap_status(status: EppStatus) -> &'static str {
 }
 
 /// The `status` member of a domain: no EPP status means `ok` (RFC 5731 §2.3), i.e. `active`.
-fn statuses(set: StatusSet) -> Value {
-    if set.is_empty() {
-        return json!(["active"]);
-    }
-    set.iter().map(|s| Value::from(rdap_status(s))).collect()
+fn statuses(j: &mut Json<'_>, set: StatusSet) {
+    j.array(|j| {
+        if set.is_empty() {
+            j.str("active");
+        }
+        for s in set.iter() {
+            j.str(rdap_status(s));
+        }
+    });
 }
 
-fn not_found(query: &Query) -> String {
-    let what = match query {
-        Query::Domain(_) => "domain",
-        Query::Nameserver(_) => "nameserver",
-        Query::Entity(_) | Query::Registrar(_) => "entity",
-        Query::None | Query::Help => "object",
-    };
-    format!("No such {what} in this registry.")
+fn not_found(query: &Query) -> &'static str {
+    match query {
+        Query::Domain(_) => "No such domain in this registry.",
+        Query::Nameserver(_) => "No such nameserver in this registry.",
+        Query::Entity(_) | Query::Registrar(_) => "No such entity in this registry.",
+        Query::None | Query::Help => "No such object in this registry.",
+    }
 }
 
 /// An error response (RFC 9083 §6) with the Terms of Use notice.
-fn error(status: Status, base: &str, description: String) -> (Status, Value) {
+fn error(status: Status, base: &str, description: impl Display, out: &mut Vec<u8>) -> Status {
     let title = match status.code {
         400 => "Bad Request",
         403 => "Forbidden",
@@ -169,69 +172,79 @@ fn error(status: Status, base: &str, description: String) -> (Status, Value) {
         429 => "Too Many Requests",
         _ => "Internal Server Error",
     };
-    let mut body = Map::new();
-    body.insert("errorCode".into(), status.code.into());
-    body.insert("title".into(), title.into());
-    body.insert("description".into(), json!([description]));
-    let help = format!("{base}help");
-    (
-        status,
-        top_level(body, vec![terms_notice(&help)], Vec::new()),
-    )
+    Json::new(out).object(|j| {
+        j.key("errorCode").number(status.code.into());
+        j.field("title", title);
+        j.key("description").array(|j| j.display(description));
+        conformance(j);
+        j.key("notices").array(|j| terms_notice(j, Url::help(base)));
+    });
+    status
 }
 
-/// Adds the members every response has (RFC 9083 §4.1, §4.3) to a top-level object.
-fn top_level(mut obj: Map<String, Value>, notices: Vec<Value>, redacted: Vec<Value>) -> Value {
-    obj.insert("rdapConformance".into(), json!(CONFORMANCE));
-    obj.insert("notices".into(), Value::Array(notices));
-    if !redacted.is_empty() {
-        obj.insert("redacted".into(), Value::Array(redacted));
-    }
-    Value::Object(obj)
+/// `rdapConformance` (RFC 9083 §4.1), a member of every top-level object.
+fn conformance(j: &mut Json<'_>) {
+    j.key("rdapConformance").strs(&CONFORMANCE);
+}
+
+/// A notice (RFC 9083 §4.3) with one description line and one link.
+fn notice(j: &mut Json<'_>, title: &str, description: &str, link: impl FnOnce(&mut Json<'_>)) {
+    j.object(|j| {
+        j.field("title", title);
+        j.key("description").strs(&[description]);
+        j.key("links").array(link);
+    });
 }
 
 /// The Terms of Use notice (ICANN Response Profile): it links to the help response.
-fn terms_notice(context: &str) -> Value {
-    json!({
-        "title": "Terms of Use",
-        "description": [
-            "Registration data is provided for lawful purposes only; by querying this service \
-             you agree to the registry's Terms of Use."
-        ],
-        "links": [link(context, "terms-of-service", context, MEDIA_TYPE)],
-    })
+fn terms_notice(j: &mut Json<'_>, help: Url<'_>) {
+    notice(
+        j,
+        "Terms of Use",
+        "Registration data is provided for lawful purposes only; by querying this service you \
+         agree to the registry's Terms of Use.",
+        |j| link(j, help, "terms-of-service", help, MEDIA_TYPE),
+    );
 }
 
 /// The domain notices of the ICANN Response Profile: status codes and the inaccuracy form.
-fn domain_notices(context: &str) -> [Value; 2] {
-    [
-        json!({
-            "title": "Status Codes",
-            "description": [
-                "For more information on domain status codes, please visit https://icann.org/epp"
-            ],
-            "links": [link(context, "glossary", "https://icann.org/epp", "text/html")],
-        }),
-        json!({
-            "title": "RDDS Inaccuracy Complaint Form",
-            "description": ["URL of the ICANN RDDS Inaccuracy Complaint Form: https://icann.org/wicf"],
-            "links": [link(context, "help", "https://icann.org/wicf", "text/html")],
-        }),
-    ]
+fn domain_notices(j: &mut Json<'_>, context: Url<'_>) {
+    notice(
+        j,
+        "Status Codes",
+        "For more information on domain status codes, please visit https://icann.org/epp",
+        |j| link(j, context, "glossary", "https://icann.org/epp", "text/html"),
+    );
+    notice(
+        j,
+        "RDDS Inaccuracy Complaint Form",
+        "URL of the ICANN RDDS Inaccuracy Complaint Form: https://icann.org/wicf",
+        |j| link(j, context, "help", "https://icann.org/wicf", "text/html"),
+    );
 }
 
 /// A link object (RFC 9083 §4.2; RFC 8288 for `value`, the context URI).
-fn link(value: &str, rel: &str, href: &str, media_type: &str) -> Value {
-    json!({"value": value, "rel": rel, "href": href, "type": media_type})
+fn link(j: &mut Json<'_>, value: Url<'_>, rel: &str, href: impl Display, media_type: &str) {
+    j.object(|j| {
+        j.key("value").display(value);
+        j.field("rel", rel);
+        j.key("href").display(href);
+        j.field("type", media_type);
+    });
 }
 
-fn self_link(href: &str) -> Value {
-    json!([link(href, "self", href, MEDIA_TYPE)])
+/// `"links": [self]`.
+fn self_link(j: &mut Json<'_>, href: Url<'_>) {
+    j.key("links")
+        .array(|j| link(j, href, "self", href, MEDIA_TYPE));
 }
 
 /// An event (RFC 9083 §4.5), dated in RFC 3339 UTC.
-fn event(action: &str, at: Timestamp) -> Value {
-    json!({"eventAction": action, "eventDate": at.to_string()})
+fn event(j: &mut Json<'_>, action: &str, at: Timestamp) {
+    j.object(|j| {
+        j.field("eventAction", action);
+        j.key("eventDate").display(at);
+    });
 }
 
 /// Characters escaped in a handle put into a URL path segment (RFC 3986 §3.3: unreserved
@@ -242,67 +255,179 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A canonical wire name as text: lower-case A-labels, no final dot.
-fn text_name(wire: &[u8]) -> String {
-    Name::from_canonical_wire(wire)
-        .map(|n| n.to_string())
-        .unwrap_or_default()
+/// A URL of this server: the base, then a path.
+#[derive(Clone, Copy)]
+struct Url<'a> {
+    base: &'a str,
+    path: &'a str,
+    object: UrlObject<'a>,
 }
 
-/// The U-label form of a name with an A-label (`xn--…`), for `unicodeName`.
-fn unicode_name(ldh: &str) -> Option<String> {
-    if !ldh.split('.').any(|label| label.starts_with("xn--")) {
-        return None;
-    }
-    match idna::domain_to_unicode(ldh) {
-        (unicode, Ok(())) if unicode != ldh => Some(unicode),
-        _ => None,
-    }
+#[derive(Clone, Copy)]
+enum UrlObject<'a> {
+    None,
+    /// A name, from its canonical wire form.
+    Name(&'a [u8]),
+    /// A handle, percent-encoded as a path segment.
+    Handle(&'a str),
 }
 
-/// `ipAddresses` of a nameserver (RFC 9083 §5.2), `None` without addresses.
-fn ip_addresses(addresses: &[IpAddr]) -> Option<Value> {
-    if addresses.is_empty() {
-        return None;
-    }
-    let of = |v6: bool| -> Vec<Value> {
-        addresses
-            .iter()
-            .filter(|a| a.is_ipv6() == v6)
-            .map(|a| a.to_string().into())
-            .collect()
-    };
-    let mut ips = Map::new();
-    for (key, list) in [("v4", of(false)), ("v6", of(true))] {
-        if !list.is_empty() {
-            ips.insert(key.into(), Value::Array(list));
+impl<'a> Url<'a> {
+    fn help(base: &'a str) -> Self {
+        Self {
+            base,
+            path: "help",
+            object: UrlObject::None,
         }
     }
-    Some(Value::Object(ips))
+}
+
+impl Display for Url<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.base)?;
+        f.write_str(self.path)?;
+        match self.object {
+            UrlObject::None => Ok(()),
+            UrlObject::Name(wire) => Ldh(wire).fmt(f),
+            UrlObject::Handle(handle) => utf8_percent_encode(handle, SEGMENT).fmt(f),
+        }
+    }
+}
+
+/// A canonical wire name as text: lower-case A-labels, no final dot.
+#[derive(Clone, Copy)]
+struct Ldh<'a>(&'a [u8]);
+
+impl Display for Ldh<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_wire_name(self.0, f)
+    }
+}
+
+/// `ldhName`, and `unicodeName` when the name has an A-label (`xn--…`) that converts.
+fn names(j: &mut Json<'_>, wire: &[u8]) {
+    j.key("ldhName").display(Ldh(wire));
+    if !has_a_label(wire) {
+        return;
+    }
+    let ldh = Ldh(wire).to_string();
+    if let (unicode, Ok(())) = idna::domain_to_unicode(&ldh)
+        && unicode != ldh
+    {
+        j.field("unicodeName", &unicode);
+    }
+}
+
+/// True when a label of the wire name starts with the ACE prefix `xn--`.
+fn has_a_label(wire: &[u8]) -> bool {
+    let mut rest = wire;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (label, after) = tail.split_at((len as usize).min(tail.len()));
+        if label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--") {
+            return true;
+        }
+        if len == 0 {
+            break;
+        }
+        rest = after;
+    }
+    false
+}
+
+/// `ipAddresses` of a nameserver (RFC 9083 §5.2), nothing without addresses.
+fn ip_addresses(j: &mut Json<'_>, addresses: &[IpAddr]) {
+    if addresses.is_empty() {
+        return;
+    }
+    j.key("ipAddresses").object(|j| {
+        for (key, v6) in [("v4", false), ("v6", true)] {
+            if addresses.iter().any(|a| a.is_ipv6() == v6) {
+                j.key(key).array(|j| {
+                    for a in addresses.iter().filter(|a| a.is_ipv6() == v6) {
+                        j.display(a);
+                    }
+                });
+            }
+        }
+    });
 }
 
 /// A jCard property (RFC 7095 §3.3): `[name, parameters, type, value]`.
-fn property(name: &str, parameters: Value, kind: &str, value: Value) -> Value {
-    json!([name, parameters, kind, value])
+fn property(
+    j: &mut Json<'_>,
+    name: &str,
+    parameters: impl FnOnce(&mut Json<'_>),
+    kind: &str,
+    value: impl FnOnce(&mut Json<'_>),
+) {
+    j.array(|j| {
+        j.str(name);
+        parameters(j);
+        j.str(kind);
+        value(j);
+    });
 }
 
-fn text(name: &str, value: &str) -> Value {
-    property(name, json!({}), "text", value.into())
+/// A text property without parameters.
+fn text(j: &mut Json<'_>, name: &str, value: &str) {
+    property(j, name, |j| j.empty_object(), "text", |j| j.str(value));
 }
 
-fn tel(kind: &str, number: &str) -> Value {
+/// A `tel` property (`voice` or `fax`) with a `tel:` URI.
+fn tel(j: &mut Json<'_>, kind: &str, number: &str) {
     property(
+        j,
         "tel",
-        json!({"type": kind}),
+        |j| j.object(|j| j.field("type", kind)),
         "uri",
-        format!("tel:{number}").into(),
-    )
+        |j| j.display(format_args!("tel:{number}")),
+    );
 }
 
-fn vcard(properties: Vec<Value>) -> Value {
-    let mut all = vec![text("version", "4.0")];
-    all.extend(properties);
-    json!(["vcard", all])
+/// `"vcardArray": ["vcard", [version, …properties]]` (RFC 7095).
+fn vcard(j: &mut Json<'_>, properties: impl FnOnce(&mut Json<'_>)) {
+    j.key("vcardArray").array(|j| {
+        j.str("vcard");
+        j.array(|j| {
+            text(j, "version", "4.0");
+            properties(j);
+        });
+    });
+}
+
+/// The `adr` property (RFC 7095 §3.3.1.3): post office box, extended address, street (an
+/// array when several lines), locality, region, postal code, country; the ISO 3166 code in
+/// the `cc` parameter (RFC 8605) and as the country.
+fn address<'s>(
+    j: &mut Json<'_>,
+    street: impl ExactSizeIterator<Item = &'s str>,
+    city: &str,
+    province: &str,
+    postcode: &str,
+    country: &str,
+) {
+    property(
+        j,
+        "adr",
+        |j| j.object(|j| j.field("cc", country)),
+        "text",
+        |j| {
+            j.array(|j| {
+                j.str("");
+                j.str("");
+                let mut street = street;
+                match street.len() {
+                    0 => j.str(""),
+                    1 => j.str(street.next().unwrap_or("")),
+                    _ => j.array(|j| street.for_each(|line| j.str(line))),
+                }
+                j.str(city);
+                j.str(province);
+                j.str(postcode);
+                j.str(country);
+            })
+        },
+    );
 }
 
 /// Where a contact appears: as one of a domain's entities (by role) or as the object of an
@@ -314,29 +439,50 @@ enum Placement {
 }
 
 impl Placement {
-    /// The JSONPath of the entity object (RFC 9537 §4.2, `pathLang` `jsonpath`).
-    fn path(self) -> String {
-        match self {
-            Self::Role(role) => format!("$.entities[?(@.roles[0]=='{}')]", role_name(role)),
-            Self::TopLevel => "$".to_owned(),
-        }
-    }
-
     /// The redacted member's `name`: the registered ICANN names (`Registrant Name`,
     /// `Registry Tech ID`…) for a domain's contacts, a description for a lone contact.
-    fn name(self, field: &str) -> Value {
+    fn name(self, j: &mut Json<'_>, field: &str) {
         let prefix = match self {
             Self::Role(Role::Registrant) => "Registrant",
             Self::Role(Role::Admin) => "Admin",
             Self::Role(Role::Tech) => "Tech",
             Self::Role(Role::Billing) => "Billing",
-            Self::TopLevel => return json!({"description": format!("Contact {field}")}),
+            Self::TopLevel => {
+                j.object(|j| {
+                    j.key("description")
+                        .display(format_args!("Contact {field}"))
+                });
+                return;
+            }
         };
-        if field == "ID" {
-            json!({"type": format!("Registry {prefix} ID")})
-        } else {
-            json!({"type": format!("{prefix} {field}")})
+        j.object(|j| {
+            if field == "ID" {
+                j.key("type").display(format_args!("Registry {prefix} ID"));
+            } else {
+                j.key("type").display(format_args!("{prefix} {field}"));
+            }
+        });
+    }
+}
+
+/// A JSONPath (RFC 9537 §4.2, `pathLang` `jsonpath`) into a contact entity of the response:
+/// the entity, then, with a `filter`, the jCard property it selects, then `rest`.
+struct Path<'a> {
+    at: Placement,
+    filter: Option<&'a str>,
+    rest: &'a str,
+}
+
+impl Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Placement::Role(role) => write!(f, "$.entities[?(@.roles[0]=='{}')]", role_name(role))?,
+            Placement::TopLevel => f.write_str("$")?,
         }
+        if let Some(filter) = self.filter {
+            write!(f, ".vcardArray[1][?({filter})]")?;
+        }
+        f.write_str(self.rest)
     }
 }
 
@@ -350,390 +496,375 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// The object a found query names.
+enum Target<'d> {
+    Domain(DomainView<'d>),
+    Nameserver(HostView<'d>),
+    Contact(&'d ContactRecord),
+    Registrar(&'d Registrar),
+    Help,
+}
+
 /// One response being rendered.
 struct Render<'a> {
     dir: &'a Directory,
     base: &'a str,
-    /// RFC 9537 `redacted` entries gathered while rendering.
-    redacted: Vec<Value>,
 }
 
-impl Render<'_> {
-    /// The response to a query the lookup found; `Err(status)` when it cannot be rendered.
-    fn found(&mut self, query: &Query) -> Result<Value, u16> {
-        let help = format!("{}help", self.base);
-        let updated = event("last update of RDAP database", self.dir.updated());
-        let (mut obj, notices) = match query {
-            Query::Domain(name) => {
-                let d = self.dir.domain(name.as_wire()).ok_or(404u16)?;
-                let obj = self.domain(d);
-                let href = self_href(&obj);
-                let mut notices = vec![terms_notice(&help)];
-                notices.extend(domain_notices(&href));
-                (obj, notices)
+impl<'a> Render<'a> {
+    fn url(&self, path: &'a str, object: UrlObject<'a>) -> Url<'a> {
+        Url {
+            base: self.base,
+            path,
+            object,
+        }
+    }
+
+    /// The object a query the lookup found names; `Err(status)` when it is not there (any
+    /// more) or the query names nothing.
+    fn target(&self, query: &Query) -> Result<Target<'a>, u16> {
+        let dir = self.dir;
+        Ok(match query {
+            Query::Domain(name) => Target::Domain(dir.domain(name.as_wire()).ok_or(404u16)?),
+            Query::Nameserver(name) => Target::Nameserver(dir.host(name.as_wire()).ok_or(404u16)?),
+            Query::Entity(handle) => match dir.contact(handle) {
+                Some(c) => Target::Contact(c),
+                None => Target::Registrar(dir.registrar(handle).ok_or(404u16)?),
+            },
+            Query::Registrar(name) => Target::Registrar(dir.registrar_by_name(name).ok_or(404u16)?),
+            Query::Help => Target::Help,
+            Query::None => return Err(500),
+        })
+    }
+
+    /// The response for a found object: the object's members, the database update closing
+    /// its events (ICANN TIG), conformance, notices and, for contacts not disclosed, the RFC
+    /// 9537 `redacted` array.
+    fn found(&self, target: Target<'a>, j: &mut Json<'_>) {
+        let help = Url::help(self.base);
+        let updated =
+            |j: &mut Json<'_>| event(j, "last update of RDAP database", self.dir.updated());
+        j.object(|j| match target {
+            Target::Domain(d) => {
+                let href = self.url("domain/", UrlObject::Name(d.name()));
+                self.domain(j, d, href, updated);
+                conformance(j);
+                j.key("notices").array(|j| {
+                    terms_notice(j, help);
+                    domain_notices(j, href);
+                });
+                let undisclosed = Role::ALL.into_iter().filter_map(|role| {
+                    let c = d.contact(role)?.object?;
+                    (!c.disclose()).then_some((Placement::Role(role), c))
+                });
+                redacted(j, undisclosed);
             }
-            Query::Nameserver(name) => {
-                let h = self.dir.host(name.as_wire()).ok_or(404u16)?;
-                (self.nameserver(h), vec![terms_notice(&help)])
+            Target::Nameserver(h) => {
+                self.nameserver(j, h, updated);
+                conformance(j);
+                j.key("notices").array(|j| terms_notice(j, help));
             }
-            Query::Entity(handle) => {
-                let obj = if let Some(c) = self.dir.contact(handle) {
-                    self.contact(Placement::TopLevel, c.handle(), Some(c))
-                } else {
-                    let r = self.dir.registrar(handle).ok_or(404u16)?;
-                    self.registrar(&r.handle, Some(r))
-                };
-                (obj, vec![terms_notice(&help)])
+            Target::Contact(c) => {
+                self.contact(j, Placement::TopLevel, c.handle(), Some(c));
+                j.key("events").array(|j| {
+                    event(j, "registration", c.created());
+                    event(j, "last changed", c.updated());
+                    updated(j);
+                });
+                conformance(j);
+                j.key("notices").array(|j| terms_notice(j, help));
+                let undisclosed = (!c.disclose()).then_some((Placement::TopLevel, c));
+                redacted(j, undisclosed.into_iter());
             }
-            Query::Registrar(name) => {
-                let r = self.dir.registrar_by_name(name).ok_or(404u16)?;
-                (
-                    self.registrar(&r.handle, Some(r)),
-                    vec![terms_notice(&help)],
-                )
+            Target::Registrar(r) => {
+                self.registrar(j, &r.handle, Some(r));
+                j.key("events").array(updated);
+                conformance(j);
+                j.key("notices").array(|j| terms_notice(j, help));
             }
-            Query::Help => {
-                let notices = vec![
-                    terms_notice(&help),
-                    json!({
-                        "title": "Help",
-                        "description": [
+            Target::Help => {
+                conformance(j);
+                j.key("notices").array(|j| {
+                    terms_notice(j, help);
+                    j.object(|j| {
+                        j.field("title", "Help");
+                        j.key("description").strs(&[
                             "This server answers RDAP lookups (RFC 9082):",
                             "domain/NAME: a domain registered in this registry (A-labels or U-labels);",
                             "nameserver/NAME: a nameserver host object;",
                             "entity/HANDLE: a contact or a registrar;",
                             "help: this text.",
-                        ],
-                        "links": [link(&help, "self", &help, MEDIA_TYPE)],
-                    }),
-                ];
-                return Ok(top_level(Map::new(), notices, Vec::new()));
+                        ]);
+                        j.key("links")
+                            .array(|j| link(j, help, "self", help, MEDIA_TYPE));
+                    });
+                });
             }
-            Query::None => return Err(500),
-        };
-        // The object's own events come first; the database update closes them (ICANN TIG).
-        match obj.get_mut("events") {
-            Some(Value::Array(events)) => events.push(updated),
-            _ => {
-                obj.insert("events".into(), json!([updated]));
-            }
-        }
-        let redacted = std::mem::take(&mut self.redacted);
-        Ok(top_level(obj, notices, redacted))
+        });
     }
 
-    /// A domain object (RFC 9083 §5.3).
-    fn domain(&mut self, d: DomainView<'_>) -> Map<String, Value> {
-        let ldh = text_name(d.name());
-        let href = format!("{}domain/{ldh}", self.base);
-        let mut obj = Map::new();
-        obj.insert("objectClassName".into(), "domain".into());
-        obj.insert("handle".into(), d.roid().into());
-        if let Some(unicode) = unicode_name(&ldh) {
-            obj.insert("unicodeName".into(), unicode.into());
-        }
-        obj.insert("ldhName".into(), ldh.into());
-        obj.insert("links".into(), self_link(&href));
-        obj.insert("status".into(), statuses(d.statuses()));
-        obj.insert(
-            "events".into(),
-            json!([
-                event("registration", d.created()),
-                event("expiration", d.expires()),
-                event("last changed", d.updated()),
-            ]),
-        );
-        let nameservers: Vec<Value> = d.nameservers().map(|ns| self.nameserver_ref(ns)).collect();
-        obj.insert("nameservers".into(), Value::Array(nameservers));
-        let ds: Vec<Value> = d
-            .ds()
-            .iter()
-            .map(|ds| {
-                let digest: String = ds.digest.iter().map(|b| format!("{b:02X}")).collect();
-                json!({
-                    "keyTag": ds.key_tag,
-                    "algorithm": ds.algorithm,
-                    "digestType": ds.digest_type,
-                    "digest": digest,
-                })
-            })
-            .collect();
-        let mut secure = Map::new();
-        secure.insert("delegationSigned".into(), (!ds.is_empty()).into());
-        if !ds.is_empty() {
-            secure.insert("dsData".into(), Value::Array(ds));
-        }
-        obj.insert("secureDNS".into(), Value::Object(secure));
-        let mut entities = Vec::new();
-        if let Some(r) = d.registrar() {
-            entities.push(Value::Object(self.registrar(r.handle, r.object)));
-        }
-        for role in Role::ALL {
-            if let Some(c) = d.contact(role) {
-                let entity = self.contact(Placement::Role(role), c.handle, c.object);
-                entities.push(Value::Object(entity));
+    /// The members of a domain object (RFC 9083 §5.3).
+    fn domain(
+        &self,
+        j: &mut Json<'_>,
+        d: DomainView<'_>,
+        href: Url<'_>,
+        updated: impl FnOnce(&mut Json<'_>),
+    ) {
+        j.field("objectClassName", "domain");
+        j.field("handle", d.roid());
+        names(j, d.name());
+        self_link(j, href);
+        statuses(j.key("status"), d.statuses());
+        j.key("events").array(|j| {
+            event(j, "registration", d.created());
+            event(j, "expiration", d.expires());
+            event(j, "last changed", d.updated());
+            updated(j);
+        });
+        j.key("nameservers").array(|j| {
+            for ns in d.nameservers() {
+                self.nameserver_ref(j, ns);
             }
-        }
-        obj.insert("entities".into(), Value::Array(entities));
-        obj
+        });
+        j.key("secureDNS").object(|j| {
+            let ds = d.ds();
+            j.key("delegationSigned").bool(!ds.is_empty());
+            if ds.is_empty() {
+                return;
+            }
+            j.key("dsData").array(|j| {
+                for ds in ds {
+                    j.object(|j| {
+                        j.key("keyTag").number(ds.key_tag.into());
+                        j.key("algorithm").number(ds.algorithm.into());
+                        j.key("digestType").number(ds.digest_type.into());
+                        j.key("digest").display(Hex(&ds.digest));
+                    });
+                }
+            });
+        });
+        j.key("entities").array(|j| {
+            if let Some(r) = d.registrar() {
+                j.object(|j| self.registrar(j, r.handle, r.object));
+            }
+            for role in Role::ALL {
+                if let Some(c) = d.contact(role) {
+                    j.object(|j| self.contact(j, Placement::Role(role), c.handle, c.object));
+                }
+            }
+        });
     }
 
     /// A domain's nameserver: its name, and its addresses when the host object exists.
-    fn nameserver_ref(&self, wire: &[u8]) -> Value {
-        let ldh = text_name(wire);
-        let mut ns = Map::new();
-        ns.insert("objectClassName".into(), "nameserver".into());
-        if let Some(unicode) = unicode_name(&ldh) {
-            ns.insert("unicodeName".into(), unicode.into());
-        }
-        if let Some(host) = self.dir.host(wire) {
-            if let Some(ips) = ip_addresses(host.addresses()) {
-                ns.insert("ipAddresses".into(), ips);
+    fn nameserver_ref(&self, j: &mut Json<'_>, wire: &[u8]) {
+        j.object(|j| {
+            j.field("objectClassName", "nameserver");
+            names(j, wire);
+            if let Some(host) = self.dir.host(wire) {
+                ip_addresses(j, host.addresses());
+                // Only a host object can be looked up: no link to a name the server does not
+                // know.
+                self_link(j, self.url("nameserver/", UrlObject::Name(wire)));
             }
-            // Only a host object can be looked up: no link to a name the server does not know.
-            let href = format!("{}nameserver/{ldh}", self.base);
-            ns.insert("links".into(), self_link(&href));
-        }
-        ns.insert("ldhName".into(), ldh.into());
-        Value::Object(ns)
+        });
     }
 
-    /// A nameserver object (RFC 9083 §5.2).
-    fn nameserver(&mut self, h: HostView<'_>) -> Map<String, Value> {
-        let ldh = text_name(h.name());
-        let href = format!("{}nameserver/{ldh}", self.base);
-        let mut obj = Map::new();
-        obj.insert("objectClassName".into(), "nameserver".into());
-        if let Some(unicode) = unicode_name(&ldh) {
-            obj.insert("unicodeName".into(), unicode.into());
-        }
-        obj.insert("ldhName".into(), ldh.into());
-        if let Some(ips) = ip_addresses(h.addresses()) {
-            obj.insert("ipAddresses".into(), ips);
-        }
-        obj.insert("status".into(), json!(["active"]));
-        obj.insert("links".into(), self_link(&href));
-        obj.insert(
-            "events".into(),
-            json!([
-                event("registration", h.created()),
-                event("last changed", h.updated()),
-            ]),
-        );
+    /// The members of a nameserver object (RFC 9083 §5.2).
+    fn nameserver(&self, j: &mut Json<'_>, h: HostView<'_>, updated: impl FnOnce(&mut Json<'_>)) {
+        j.field("objectClassName", "nameserver");
+        names(j, h.name());
+        ip_addresses(j, h.addresses());
+        j.key("status").strs(&["active"]);
+        self_link(j, self.url("nameserver/", UrlObject::Name(h.name())));
+        j.key("events").array(|j| {
+            event(j, "registration", h.created());
+            event(j, "last changed", h.updated());
+            updated(j);
+        });
         if let Some(r) = h.registrar() {
-            let entity = self.registrar(r.handle, r.object);
-            obj.insert("entities".into(), json!([entity]));
+            j.key("entities")
+                .array(|j| j.object(|j| self.registrar(j, r.handle, r.object)));
         }
-        obj
     }
 
-    /// A registrar entity: handle, name, IANA ID, its abuse contact (ICANN Response Profile).
-    fn registrar(&self, handle: &str, r: Option<&Registrar>) -> Map<String, Value> {
-        let mut obj = Map::new();
-        obj.insert("objectClassName".into(), "entity".into());
-        obj.insert("handle".into(), handle.into());
-        obj.insert("roles".into(), json!(["registrar"]));
+    /// The members of a registrar entity: handle, name, IANA ID, its abuse contact (ICANN
+    /// Response Profile).
+    fn registrar(&self, j: &mut Json<'_>, handle: &str, r: Option<&Registrar>) {
+        j.field("objectClassName", "entity");
+        j.field("handle", handle);
+        j.key("roles").strs(&["registrar"]);
         let Some(r) = r else {
-            return obj;
+            return;
         };
-        let mut card = vec![text("fn", &r.name)];
-        if let Some(phone) = &r.phone {
-            card.push(tel("voice", phone));
-        }
-        if let Some(email) = &r.email {
-            card.push(text("email", email));
-        }
-        if let Some(url) = &r.url {
-            card.push(property("url", json!({}), "uri", url.as_str().into()));
-        }
-        obj.insert("vcardArray".into(), vcard(card));
+        vcard(j, |j| {
+            text(j, "fn", &r.name);
+            if let Some(phone) = &r.phone {
+                tel(j, "voice", phone);
+            }
+            if let Some(email) = &r.email {
+                text(j, "email", email);
+            }
+            if let Some(url) = &r.url {
+                property(j, "url", |j| j.empty_object(), "uri", |j| j.str(url));
+            }
+        });
         if let Some(id) = r.iana_id {
-            obj.insert(
-                "publicIds".into(),
-                json!([{"type": "IANA Registrar ID", "identifier": id.to_string()}]),
-            );
+            j.key("publicIds").array(|j| {
+                j.object(|j| {
+                    j.field("type", "IANA Registrar ID");
+                    j.key("identifier").display(id);
+                })
+            });
         }
-        let href = format!(
-            "{}entity/{}",
-            self.base,
-            utf8_percent_encode(handle, SEGMENT)
-        );
-        let mut links = vec![link(&href, "self", &href, MEDIA_TYPE)];
-        if let Some(url) = &r.url {
-            links.push(link(&href, "about", url, "text/html"));
-        }
-        obj.insert("links".into(), Value::Array(links));
+        let href = self.url("entity/", UrlObject::Handle(handle));
+        j.key("links").array(|j| {
+            link(j, href, "self", href, MEDIA_TYPE);
+            if let Some(url) = &r.url {
+                link(j, href, "about", url, "text/html");
+            }
+        });
         if r.abuse_email.is_some() || r.abuse_phone.is_some() {
-            let mut card = vec![text("fn", "Abuse contact")];
-            if let Some(phone) = &r.abuse_phone {
-                card.push(tel("voice", phone));
-            }
-            if let Some(email) = &r.abuse_email {
-                card.push(text("email", email));
-            }
-            obj.insert(
-                "entities".into(),
-                json!([{
-                    "objectClassName": "entity",
-                    "roles": ["abuse"],
-                    "vcardArray": vcard(card),
-                }]),
-            );
+            j.key("entities").array(|j| {
+                j.object(|j| {
+                    j.field("objectClassName", "entity");
+                    j.key("roles").strs(&["abuse"]);
+                    vcard(j, |j| {
+                        text(j, "fn", "Abuse contact");
+                        if let Some(phone) = &r.abuse_phone {
+                            tel(j, "voice", phone);
+                        }
+                        if let Some(email) = &r.abuse_email {
+                            text(j, "email", email);
+                        }
+                    });
+                })
+            });
         }
-        obj
     }
 
-    /// A contact entity, redacted (RFC 9537) unless the contact agreed to publication.
-    fn contact(
-        &mut self,
-        at: Placement,
-        handle: &str,
-        c: Option<&ContactRecord>,
-    ) -> Map<String, Value> {
-        let mut obj = Map::new();
-        obj.insert("objectClassName".into(), "entity".into());
+    /// The members of a contact entity, redacted (RFC 9537) unless the contact agreed to
+    /// publication; the `redacted` entries are written by [`redacted`].
+    fn contact(&self, j: &mut Json<'_>, at: Placement, handle: &str, c: Option<&ContactRecord>) {
+        j.field("objectClassName", "entity");
         if let Placement::Role(role) = at {
-            obj.insert("roles".into(), json!([role_name(role)]));
+            j.key("roles").strs(&[role_name(role)]);
         }
         // A contact a domain still names but that is gone: whether it may be shown is
         // unknown, so nothing of it is (not even its handle).
         let Some(c) = c else {
-            return obj;
+            return;
         };
         // The handle is the registry's ID of the contact: redacted in a domain unless
         // disclosed, but kept when the client asked for the contact by it.
-        let by_handle = matches!(at, Placement::TopLevel);
-        if c.disclose() || by_handle {
-            obj.insert("handle".into(), handle.into());
-            let href = format!(
-                "{}entity/{}",
-                self.base,
-                utf8_percent_encode(handle, SEGMENT)
-            );
-            obj.insert("links".into(), self_link(&href));
+        if c.disclose() || matches!(at, Placement::TopLevel) {
+            j.field("handle", handle);
+            self_link(j, self.url("entity/", UrlObject::Handle(handle)));
         }
         if c.disclose() {
-            obj.insert("vcardArray".into(), vcard(contact_card(c)));
+            vcard(j, |j| contact_card(j, c));
         } else {
-            self.redact_contact(at, c, &mut obj);
+            // The redacted form: an empty name, the province and country.
+            vcard(j, |j| {
+                text(j, "fn", "");
+                let province = c.province().unwrap_or("");
+                address(j, std::iter::empty(), "", province, "", c.country());
+            });
         }
-        if by_handle {
-            obj.insert(
-                "events".into(),
-                json!([
-                    event("registration", c.created()),
-                    event("last changed", c.updated()),
-                ]),
-            );
-        }
-        obj
-    }
-
-    /// The redacted form of a contact: the role, an empty name, the province and country;
-    /// each redaction recorded as RFC 9537 §4.2 describes (`emptyValue` with the path in this
-    /// response, `removal` with the path the member would have had).
-    fn redact_contact(&mut self, at: Placement, c: &ContactRecord, obj: &mut Map<String, Value>) {
-        let entity = at.path();
-        let card_path = |filter: &str| format!("{entity}.vcardArray[1][?({filter})]");
-        let mut redact = |field: &str, method: &str, path: String| {
-            let key = if method == "removal" {
-                "prePath"
-            } else {
-                "postPath"
-            };
-            self.redacted.push(json!({
-                "name": at.name(field),
-                key: path,
-                "pathLang": "jsonpath",
-                "method": method,
-                "reason": {"description": "Server policy"},
-            }));
-        };
-        if let Placement::Role(_) = at {
-            redact("ID", "removal", format!("{entity}.handle"));
-        }
-        redact(
-            "Name",
-            "emptyValue",
-            format!("{}[3]", card_path("@[0]=='fn'")),
-        );
-        if c.organisation().is_some() {
-            redact("Organization", "removal", card_path("@[0]=='org'"));
-        }
-        let adr = card_path("@[0]=='adr'");
-        if c.street().len() != 0 {
-            redact("Street", "emptyValue", format!("{adr}[3][:3]"));
-        }
-        if !c.city().is_empty() {
-            redact("City", "emptyValue", format!("{adr}[3][3]"));
-        }
-        if c.postcode().is_some() {
-            redact("Postal Code", "emptyValue", format!("{adr}[3][5]"));
-        }
-        if c.voice().is_some() {
-            redact("Phone", "removal", card_path("@[1].type=='voice'"));
-        }
-        if c.fax().is_some() {
-            redact("Fax", "removal", card_path("@[1].type=='fax'"));
-        }
-        redact("Email", "removal", card_path("@[0]=='email'"));
-        let card = vec![
-            text("fn", ""),
-            address(&[], "", c.province().unwrap_or(""), "", c.country()),
-        ];
-        obj.insert("vcardArray".into(), vcard(card));
     }
 }
 
-/// The jCard of a disclosed contact.
-fn contact_card(c: &ContactRecord) -> Vec<Value> {
-    let mut card = vec![text("fn", c.name())];
+/// The jCard properties of a disclosed contact.
+fn contact_card(j: &mut Json<'_>, c: &ContactRecord) {
+    text(j, "fn", c.name());
     if let Some(org) = c.organisation() {
-        card.push(text("org", org));
+        text(j, "org", org);
     }
-    let street: Vec<&str> = c.street().collect();
-    card.push(address(
-        &street,
+    address(
+        j,
+        c.street(),
         c.city(),
         c.province().unwrap_or(""),
         c.postcode().unwrap_or(""),
         c.country(),
-    ));
+    );
     if let Some(voice) = c.voice() {
-        card.push(tel("voice", voice));
+        tel(j, "voice", voice);
     }
     if let Some(fax) = c.fax() {
-        card.push(tel("fax", fax));
+        tel(j, "fax", fax);
     }
-    card.push(text("email", c.email()));
-    card
+    text(j, "email", c.email());
 }
 
-/// The `adr` property (RFC 7095 §3.3.1.3): post office box, extended address, street (an
-/// array when several lines), locality, region, postal code, country; the ISO 3166 code in
-/// the `cc` parameter (RFC 8605) and as the country.
-fn address(street: &[&str], city: &str, province: &str, postcode: &str, country: &str) -> Value {
-    let street = match street {
-        [] => Value::from(""),
-        [one] => Value::from(*one),
-        lines => json!(lines),
+/// The `redacted` member (RFC 9537 §4.2) for the undisclosed contacts of a response, none
+/// when there are none: each redaction with its method (`emptyValue` with the path in this
+/// response, `removal` with the path the member would have had).
+fn redacted<'c>(
+    j: &mut Json<'_>,
+    mut undisclosed: impl Iterator<Item = (Placement, &'c ContactRecord)>,
+) {
+    let Some(first) = undisclosed.next() else {
+        return;
     };
-    property(
-        "adr",
-        json!({"cc": country}),
-        "text",
-        json!(["", "", street, city, province, postcode, country]),
-    )
+    j.key("redacted").array(|j| {
+        for (at, c) in std::iter::once(first).chain(undisclosed) {
+            redactions(j, at, c);
+        }
+    });
 }
 
-/// The `self` link's href of a rendered object.
-fn self_href(obj: &Map<String, Value>) -> String {
-    obj.get("links")
-        .and_then(|l| l.get(0))
-        .and_then(|l| l.get("href"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+/// The redactions of one contact.
+fn redactions(j: &mut Json<'_>, at: Placement, c: &ContactRecord) {
+    let mut redact = |field: &str, method: &str, filter: Option<&str>, rest: &str| {
+        let key = if method == "removal" {
+            "prePath"
+        } else {
+            "postPath"
+        };
+        j.object(|j| {
+            at.name(j.key("name"), field);
+            j.key(key).display(Path { at, filter, rest });
+            j.field("pathLang", "jsonpath");
+            j.field("method", method);
+            j.key("reason")
+                .object(|j| j.field("description", "Server policy"));
+        });
+    };
+    const FN: Option<&str> = Some("@[0]=='fn'");
+    const ADR: Option<&str> = Some("@[0]=='adr'");
+    if let Placement::Role(_) = at {
+        redact("ID", "removal", None, ".handle");
+    }
+    redact("Name", "emptyValue", FN, "[3]");
+    if c.organisation().is_some() {
+        redact("Organization", "removal", Some("@[0]=='org'"), "");
+    }
+    if c.street().len() != 0 {
+        redact("Street", "emptyValue", ADR, "[3][:3]");
+    }
+    if !c.city().is_empty() {
+        redact("City", "emptyValue", ADR, "[3][3]");
+    }
+    if c.postcode().is_some() {
+        redact("Postal Code", "emptyValue", ADR, "[3][5]");
+    }
+    if c.voice().is_some() {
+        redact("Phone", "removal", Some("@[1].type=='voice'"), "");
+    }
+    if c.fax().is_some() {
+        redact("Fax", "removal", Some("@[1].type=='fax'"), "");
+    }
+    redact("Email", "removal", Some("@[0]=='email'"), "");
+}
+
+/// Octets in upper-case hexadecimal (a DS digest).
+struct Hex<'a>(&'a [u8]);
+
+impl Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
+    }
 }
 
 #[cfg(test)]
@@ -741,6 +872,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use orrery_proto::Change;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::rds::directory::tests::sample;
@@ -1132,7 +1264,9 @@ pub(crate) mod tests {
         ] {
             assert_eq!(rdap_status(epp), rdap);
         }
-        assert_eq!(statuses(StatusSet::of(&[])), json!(["active"]));
+        let mut out = Vec::new();
+        statuses(&mut Json::new(&mut out), StatusSet::of(&[]));
+        assert_eq!(out, br#"["active"]"#);
     }
 
     #[test]
