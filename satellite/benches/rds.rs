@@ -1,21 +1,26 @@
-//! Whois and RDAP benchmark (issue 5): directory memory per domain, Whois queries per second
-//! over fresh TCP connections, RDAP requests per second over kept-alive connections.
+//! Whois and RDAP benchmark (issue 5): directory memory per domain, the chain and renderers
+//! alone, Whois queries per second over fresh TCP connections, RDAP requests per second over
+//! kept-alive connections.
 //!
 //! `cargo bench -p orrery-satellite --bench rds` — settings from the environment:
 //! `ORRERY_BENCH_DOMAINS` (default 100000), `ORRERY_BENCH_SECONDS` per run (default 10),
-//! `ORRERY_BENCH_CLIENTS` concurrent client loops (default 64), `ORRERY_BENCH_CLIENT_THREADS`
-//! worker threads of the load generator (default 2), `ORRERY_BENCH_MEMORY_DOMAINS` for the
-//! memory figure (default 1000000; 0 skips it).
+//! `ORRERY_BENCH_CLIENTS` concurrent client connections (default 64),
+//! `ORRERY_BENCH_CLIENT_THREADS` threads of the load generator (default 2),
+//! `ORRERY_BENCH_MEMORY_DOMAINS` for the memory figure (default 1000000; 0 skips it).
 //!
 //! Server and load generator share the machine (as the goal says): the servers run on a tokio
-//! runtime of 2 workers, the clients on another of 2. Everything talks to 127.0.0.1 only. The
-//! chain is the production one (statistics, validation, ACL, rate limit, lookup), with limits
-//! high enough that one client address is never limited, so their cost is measured.
+//! runtime of 2 workers; the Whois load comes from plain threads driving sockets through mio
+//! (no async runtime: the generator's CPU is CPU the server does not get), the RDAP load from a
+//! tokio runtime. Everything talks to 127.0.0.1 only. The chain is the production one
+//! (statistics, validation, ACL, rate limit, lookup), with limits high enough that one client
+//! address is never limited, so their cost is measured.
 //!
-//! The Whois figure is compared with a baseline measured in the same run: a do-nothing server
-//! on the same runtime that reads the line and writes a fixed answer of the same size. Fresh
-//! connections on loopback cost mostly kernel time on both ends, so the baseline is the
-//! machine's ceiling for this load generator; the ratio is what the Whois server itself costs.
+//! Each run prints the CPU time per answer of the server's threads and of the load
+//! generator's, and the TCP segments sent per answer. The Whois figure is compared with a
+//! baseline measured in the same run: a do-nothing server on the same runtime that reads the
+//! line and writes a fixed answer of the same size. Fresh connections on loopback cost mostly
+//! kernel time on both ends, so the baseline is the machine's ceiling for this load generator;
+//! the ratio is what the Whois server itself costs.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
