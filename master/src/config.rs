@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_proto::Prefix;
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
 use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
@@ -99,6 +100,8 @@ struct RdapSection {
     base_url: Option<String>,
     max_connections: Option<u32>,
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 impl SatelliteSection {
@@ -493,6 +496,11 @@ fn rdap(name: &str, r: RdapSection) -> Result<RdapListen, ConfigError> {
                 .map_err(|e| field(f("base_url"), e))
         })
         .transpose()?;
+    let trusted_proxies = r
+        .trusted_proxies
+        .iter()
+        .map(|p| Prefix::parse(p).map_err(|e| field(f("trusted_proxies"), e)))
+        .collect::<Result<_, _>>()?;
     Ok(RdapListen {
         http,
         https,
@@ -500,6 +508,7 @@ fn rdap(name: &str, r: RdapSection) -> Result<RdapListen, ConfigError> {
         base_url,
         max_connections: max_connections(f("max_connections"), r.max_connections)?,
         timeout: timeout(f("timeout_ms"), r.timeout_ms)?,
+        trusted_proxies,
     })
 }
 
@@ -582,7 +591,7 @@ mod tests {
 
     const WHOIS2: &str =
         r#"whois = { tcp = ["[::1]:4343"], max_connections = 64, timeout_ms = 5000 }"#;
-    const RDAP2: &str = r#"rdap = { https = ["[::1]:8443"], tls_cert = "/etc/orrery/rdap.pem", tls_key = "/etc/orrery/rdap.key", base_url = "https://rdap.nic.test", max_connections = 1000, timeout_ms = 10000 }"#;
+    const RDAP2: &str = r#"rdap = { https = ["[::1]:8443"], tls_cert = "/etc/orrery/rdap.pem", tls_key = "/etc/orrery/rdap.key", base_url = "https://rdap.nic.test", max_connections = 1000, timeout_ms = 10000, trusted_proxies = ["10.0.0.0/8", "2001:db8::53"] }"#;
 
     fn services(whois: &str, rdap: &str) -> String {
         SERVICES.replace("WHOIS2", whois).replace("RDAP2", rdap)
@@ -627,6 +636,10 @@ mod tests {
                 base_url: Some("https://rdap.nic.test/".into()),
                 max_connections: Some(1000),
                 timeout: Some(Duration::from_secs(10)),
+                trusted_proxies: vec![
+                    Prefix::parse("10.0.0.0/8").unwrap(),
+                    Prefix::parse("2001:db8::53/128").unwrap(),
+                ],
             })
         );
         assert_eq!(s2.rds_selector_toml, s1.rds_selector_toml);
@@ -670,6 +683,8 @@ mod tests {
         assert!(e.contains("satellites.sat2.rdap.base_url"), "{e}");
         let e = rdap_err(&RDAP2.replace("https://rdap.nic.test", "https://"));
         assert!(e.contains("satellites.sat2.rdap.base_url"), "{e}");
+        let e = rdap_err(&RDAP2.replace("10.0.0.0/8", "10.0.0.0/40"));
+        assert!(e.contains("satellites.sat2.rdap.trusted_proxies"), "{e}");
         let e = rdap_err(&RDAP2.replace("max_connections = 1000", "max_connections = 0"));
         assert!(e.contains("satellites.sat2.rdap.max_connections"), "{e}");
         let e = rdap_err(&RDAP2.replace("timeout_ms = 10000", "timeout_ms = 5000000000"));

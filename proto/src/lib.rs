@@ -5,6 +5,7 @@
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
+//! - [`prefix`]: address prefixes ([`Prefix`]), for source lists.
 //! - [`link`]: the master–satellite gRPC link: messages generated from
 //!   `proto/orrery/v1/link.proto`, checked conversions to and from the model, mutual TLS and
 //!   the satellite's dial-in client.
@@ -12,6 +13,8 @@
 pub mod link;
 pub mod model;
 pub mod name;
+pub mod prefix;
 
 pub use model::*;
 pub use name::{Name, NameError};
+pub use prefix::Prefix;

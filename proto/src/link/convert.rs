@@ -22,6 +22,7 @@ use crate::model::{
     Zone,
 };
 use crate::name::Name;
+use crate::prefix::Prefix;
 
 /// A message from the link that does not make a valid model object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -597,6 +598,9 @@ pub struct RdapListen {
     /// How long a client may take to send its request, and to read the answer; `None` for the
     /// satellite's default. Travels in whole milliseconds (at least 1).
     pub timeout: Option<Duration>,
+    /// Proxies whose `X-Forwarded-For` names the client (for the rate limit and the ACL); empty:
+    /// the header is ignored.
+    pub trusted_proxies: Vec<Prefix>,
 }
 
 /// The PEM files of an RDAP HTTPS listener: absolute paths on the satellite's machine (the
@@ -698,6 +702,7 @@ impl From<&RdapListen> for pb::RdapService {
             base_url: r.base_url.clone().unwrap_or_default(),
             max_connections: r.max_connections.unwrap_or(0),
             timeout_ms: timeout_ms(r.timeout),
+            trusted_proxies: r.trusted_proxies.iter().map(Prefix::to_string).collect(),
         }
     }
 }
@@ -802,6 +807,11 @@ impl Ctx<'_> {
             base_url,
             max_connections: (r.max_connections != 0).then_some(r.max_connections),
             timeout: (r.timeout_ms != 0).then(|| Duration::from_millis(u64::from(r.timeout_ms))),
+            trusted_proxies: r
+                .trusted_proxies
+                .iter()
+                .map(|p| Prefix::parse(p).map_err(|e| self.err("rdap.trusted_proxies", e)))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -1134,6 +1144,10 @@ mod tests {
                 base_url: Some("https://rdap.nic.test/".into()),
                 max_connections: Some(500),
                 timeout: Some(Duration::from_millis(2500)),
+                trusted_proxies: vec![
+                    Prefix::parse("10.0.0.0/8").unwrap(),
+                    Prefix::parse("2001:db8::1").unwrap(),
+                ],
             }),
             workers: Some(2),
             memory_budget: Some(1 << 30),
@@ -1178,6 +1192,9 @@ mod tests {
         assert_ne!(other.version(), s.version());
         let mut other = s.clone();
         other.whois.as_mut().unwrap().timeout = None;
+        assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.rdap.as_mut().unwrap().trusted_proxies.pop();
         assert_ne!(other.version(), s.version());
 
         // Nothing optional set also survives the trip: no services besides DNS, empty texts.
@@ -1279,6 +1296,10 @@ mod tests {
         ] {
             let e = settings_err(msg_with(|m| rdap_of(m).base_url = bad.into()));
             assert_eq!(e.field, "rdap.base_url", "{bad}");
+        }
+        for bad in ["10.0.0.0/33", "proxy.example", ""] {
+            let e = settings_err(msg_with(|m| rdap_of(m).trusted_proxies.push(bad.into())));
+            assert_eq!(e.field, "rdap.trusted_proxies", "{bad}");
         }
     }
 

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+pub use orrery_proto::Prefix;
+
 use crate::leaf::{Ctx, Flow, Leaf};
 use crate::wire::{Event, rcode};
 
@@ -30,57 +32,6 @@ pub struct AclConfig {
     pub deny: Vec<String>,
     #[serde(default)]
     pub action: AclAction,
-}
-
-/// An address prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    /// Parses `address/length` or a bare address.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (addr, len) = match text.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an address prefix"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|&l| l <= max)
-                .ok_or_else(|| format!("{text:?}: prefix length must be 0 to {max}"))?,
-            None => max,
-        };
-        Ok(Self { addr, len })
-    }
-
-    /// True when `ip` is inside the prefix (IPv4-mapped IPv6 sources count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(p) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(p) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 /// The ACL leaf.
@@ -139,29 +90,6 @@ mod tests {
     use crate::wire::Transport;
     use crate::wire::tests::query_packet;
     use crate::zone::tests::sample;
-
-    #[test]
-    fn prefixes() {
-        let p = Prefix::parse("192.0.2.0/24").unwrap();
-        assert!(p.contains("192.0.2.77".parse().unwrap()));
-        assert!(p.contains("::ffff:192.0.2.77".parse().unwrap()));
-        assert!(!p.contains("192.0.3.1".parse().unwrap()));
-        assert!(
-            Prefix::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("10.1.1.1".parse().unwrap())
-        );
-        let p = Prefix::parse("2001:db8::/32").unwrap();
-        assert!(p.contains("2001:db8:1::1".parse().unwrap()));
-        assert!(!p.contains("2001:db9::1".parse().unwrap()));
-        assert!(Prefix::parse("10.0.0.0/33").is_err());
-        assert!(Prefix::parse("nope").is_err());
-        assert!(
-            Prefix::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-    }
 
     #[test]
     fn refuses_or_drops() {

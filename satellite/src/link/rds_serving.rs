@@ -134,6 +134,7 @@ impl RdsServing {
                     timeout: r.timeout.unwrap_or(defaults.timeout),
                     base_url: r.base_url.clone(),
                     tls,
+                    trusted_proxies: r.trusted_proxies.clone(),
                 }
             };
             for (listeners, tls) in [(http_listeners, None), (https_listeners, tls)] {
@@ -212,6 +213,7 @@ impl RdsServing {
                     r.base_url.clone(),
                     r.max_connections,
                     r.timeout,
+                    r.trusted_proxies.clone(),
                 )
             })
         };

@@ -19,6 +19,10 @@
 //! (RFC 7480 §5.6) and, on 429, `Retry-After` (RFC 7480 §5.5). A HEAD request is answered
 //! with the headers of the GET, `Content-Length` included, and no body.
 //!
+//! The chain sees the connection's address as the client's, unless the connection comes from
+//! a configured trusted proxy: then the address that proxy forwards in `X-Forwarded-For`
+//! ([`client_address`]), so that clients behind a proxy keep rate limits of their own.
+//!
 //! Links in responses start with the configured base URL; without one, with
 //! `http(s)://HOST/` from the request's `Host`, used only when it is a plain `host[:port]`
 //! (else the listener's address): a header is never reflected unchecked.
@@ -29,7 +33,7 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -39,7 +43,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -54,11 +58,16 @@ use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use orrery_proto::Prefix;
+
 use super::rdap::{self, MEDIA_TYPE};
 use super::{Protocol, RdsPipeline};
 
 /// Pause after a failed `accept` (out of file descriptors, …) so the loop never spins.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The de facto header in which proxies (nginx, HAProxy, Envoy, cloud load balancers) pass on
+/// the client's address, each appending the address it received the request from.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Per-connection read buffer limit: a request head larger than this is refused (431).
 const MAX_BUF: usize = 16 * 1024;
 
@@ -75,6 +84,9 @@ pub struct RdapSettings {
     pub base_url: Option<String>,
     /// Serve HTTPS with this configuration (see [`tls_config`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Proxies whose `X-Forwarded-For` names the client (see [`client_address`]); empty: the
+    /// header is ignored.
+    pub trusted_proxies: Vec<Prefix>,
 }
 
 impl Default for RdapSettings {
@@ -84,6 +96,7 @@ impl Default for RdapSettings {
             timeout: Duration::from_secs(10),
             base_url: None,
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -156,6 +169,7 @@ struct Shared {
     base_url: Option<String>,
     timeout: Duration,
     slots: Arc<Semaphore>,
+    trusted_proxies: Vec<Prefix>,
 }
 
 /// One connection's addresses and scheme.
@@ -195,6 +209,7 @@ impl RdapServer {
             slots: Arc::new(Semaphore::new(
                 settings.max_connections.min(Semaphore::MAX_PERMITS),
             )),
+            trusted_proxies: settings.trusted_proxies,
         });
         let mut tasks = JoinSet::new();
         for listener in listeners {
@@ -331,7 +346,8 @@ fn respond(
     let status = if head || *req.method() == Method::GET {
         let pipeline = shared.pipeline.load();
         let mut ev = pipeline.take();
-        ev.reset(conn.peer.ip().to_canonical(), Protocol::Rdap);
+        let client = client_address(conn.peer.ip(), req.headers(), &shared.trusted_proxies);
+        ev.reset(client, Protocol::Rdap);
         // The path only: `Uri::path` stops before the query string.
         ev.request.extend_from_slice(req.uri().path().as_bytes());
         let status = pipeline.handle(&mut ev, |ev, answered, ctx| {
@@ -369,6 +385,50 @@ fn respond(
         headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     Ok(response)
+}
+
+/// The client's address, for the chain (ACL, rate limit): the connection's, unless it comes
+/// from a trusted proxy. Then `X-Forwarded-For` (every such header, in order) is read from the
+/// right, the end each proxy appends to: the first address that is not a trusted proxy is the
+/// client's — the ones left of it could have been written by anyone. An entry that is not an
+/// address (`unknown`, garbage) ends the walk at the last proxy seen, which is then treated as
+/// the client: a header the client forged can make it share its proxy's limits, never borrow
+/// another address's.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Prefix]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|p| p.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    // `get_all` yields the headers in the order received; walk them, and their entries, from
+    // the last.
+    for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return client;
+        };
+        for entry in value.rsplit(',') {
+            let Some(ip) = forwarded_entry(entry.trim()) else {
+                return client;
+            };
+            client = ip;
+            if !is_trusted(ip) {
+                return ip;
+            }
+        }
+    }
+    // Every hop is a trusted proxy: the leftmost is where the request came from.
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.1:5678`,
+/// `[2001:db8::1]:443`, as some load balancers write them).
+fn forwarded_entry(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 /// The base URL of links: the configured one, else `http(s)://HOST/` from a well-formed
@@ -808,6 +868,137 @@ mod tests {
             }
         }
         assert_eq!(statuses, [200, 200, 429, 429]);
+        server.stop().await;
+    }
+
+    fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_str(value).unwrap());
+        }
+        let trusted: Vec<Prefix> = trusted.iter().map(|p| Prefix::parse(p).unwrap()).collect();
+        client_address(peer.parse().unwrap(), &headers, &trusted).to_string()
+    }
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let proxies = ["10.0.0.0/8", "2001:db8:ffff::/48"];
+        // No trusted proxy, or a peer that is not one: the header is the client's to forge.
+        assert_eq!(client("192.0.2.7", &["198.51.100.1"], &[]), "192.0.2.7");
+        assert_eq!(
+            client("192.0.2.7", &["198.51.100.1"], &proxies),
+            "192.0.2.7"
+        );
+        // From a trusted proxy: the address it appended.
+        assert_eq!(
+            client("10.0.0.1", &["198.51.100.1"], &proxies),
+            "198.51.100.1"
+        );
+        // The rightmost address that is not a trusted proxy; what the client wrote on the
+        // left is ignored.
+        assert_eq!(
+            client(
+                "10.0.0.1",
+                &["203.0.113.9, 198.51.100.1, 10.1.1.1"],
+                &proxies
+            ),
+            "198.51.100.1"
+        );
+        // Several headers are one list, in order.
+        assert_eq!(
+            client(
+                "10.0.0.1",
+                &["203.0.113.9", "198.51.100.1, 10.1.1.1"],
+                &proxies
+            ),
+            "198.51.100.1"
+        );
+        assert_eq!(
+            client("10.0.0.1", &["203.0.113.9, 10.2.2.2", "10.1.1.1"], &proxies),
+            "203.0.113.9"
+        );
+        // Ports, IPv6 with brackets, IPv4-mapped peers and entries.
+        assert_eq!(
+            client("10.0.0.1", &["[2001:db8::5]:443"], &proxies),
+            "2001:db8::5"
+        );
+        assert_eq!(
+            client("10.0.0.1", &["198.51.100.1:5678"], &proxies),
+            "198.51.100.1"
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.1", &["::ffff:198.51.100.1"], &proxies),
+            "198.51.100.1"
+        );
+        assert_eq!(
+            client("2001:db8:ffff::1", &["2001:db8::5"], &proxies),
+            "2001:db8::5"
+        );
+        // Only proxies: the leftmost hop. No header: the proxy itself.
+        assert_eq!(
+            client("10.0.0.1", &["10.3.3.3, 10.1.1.1"], &proxies),
+            "10.3.3.3"
+        );
+        assert_eq!(client("10.0.0.1", &[], &proxies), "10.0.0.1");
+        // Not an address: the last proxy seen stands for the client (it shares its proxy's
+        // limits, it never takes another address's).
+        assert_eq!(client("10.0.0.1", &["unknown"], &proxies), "10.0.0.1");
+        assert_eq!(
+            client("10.0.0.1", &["198.51.100.1, garbage, 10.1.1.1"], &proxies),
+            "10.1.1.1"
+        );
+        assert_eq!(client("10.0.0.1", &[""], &proxies), "10.0.0.1");
+    }
+
+    /// Behind a trusted proxy (here 127.0.0.1) clients are limited one by one, by the address
+    /// the proxy forwards; from an untrusted peer the header changes nothing.
+    #[tokio::test]
+    async fn a_trusted_proxy_passes_on_the_client_address_to_the_rate_limit() {
+        let text = "[leaves.limit]\nkind = \"rate_limit\"\naddress_rate = 0.1\naddress_burst = 1\n\
+                    prefix_rate = 100.0\nprefix_burst = 100\n\
+                    [leaves.validate]\nkind = \"validate_query\"\n\
+                    [leaves.lookup]\nkind = \"lookup\"\n\
+                    [[chains]]\nname = \"main\"\nleaves = [\"limit\", \"validate\", \"lookup\"]";
+        let status = |server: &TestServer, forwarded: &'static str| {
+            let addr = server.addr;
+            async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let request = format!(
+                    "GET /domain/foo.tld HTTP/1.1\r\nHost: rdap.example\r\n\
+                     X-Forwarded-For: {forwarded}\r\n\r\n"
+                );
+                stream.write_all(request.as_bytes()).await.unwrap();
+                read_reply(&mut stream, &mut Vec::new(), false)
+                    .await
+                    .unwrap()
+                    .status
+            }
+        };
+        let behind_proxy = RdapSettings {
+            trusted_proxies: vec![Prefix::parse("127.0.0.1").unwrap()],
+            ..RdapSettings::default()
+        };
+        let server = TestServer::start(text, zones(), behind_proxy);
+        let mut statuses = Vec::new();
+        for forwarded in [
+            "192.0.2.1",
+            "192.0.2.1",
+            "198.51.100.1",
+            "192.0.2.1, 198.51.100.2",
+        ] {
+            statuses.push(status(&server, forwarded).await);
+        }
+        // Each client has its burst of one; the second request of the first is limited.
+        assert_eq!(statuses, [200, 429, 200, 200]);
+        server.stop().await;
+
+        // The same requests straight from an untrusted peer: one bucket, the peer's.
+        let server = TestServer::start(text, zones(), RdapSettings::default());
+        let mut statuses = Vec::new();
+        for forwarded in ["192.0.2.1", "198.51.100.1", "198.51.100.2"] {
+            statuses.push(status(&server, forwarded).await);
+        }
+        assert_eq!(statuses, [200, 429, 429]);
         server.stop().await;
     }
 
