@@ -31,6 +31,17 @@ impl Prefix {
                 .ok_or_else(|| format!("{text:?}: prefix length must be 0 to {max}"))?,
             None => max,
         };
+        // An IPv4-mapped prefix (`::ffff:192.0.2.0/120`) is the IPv4 one: addresses are
+        // compared as IPv4 when they are mapped.
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && len >= 96
+        {
+            return Ok(Self {
+                addr: IpAddr::V4(v4),
+                len: len - 96,
+            });
+        }
         Ok(Self { addr, len })
     }
 
@@ -88,6 +99,18 @@ mod tests {
                 .unwrap()
                 .contains("::1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_are_ipv4_ones() {
+        let p = Prefix::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(p, Prefix::parse("10.0.0.0/8").unwrap());
+        assert!(p.contains("10.1.2.3".parse().unwrap()));
+        assert!(p.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!p.contains("11.0.0.1".parse().unwrap()));
+        let one = Prefix::parse("::ffff:192.0.2.1").unwrap();
+        assert!(one.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(one.to_string(), "192.0.2.1/32");
     }
 
     #[test]

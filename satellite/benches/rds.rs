@@ -33,7 +33,7 @@ use orrery_proto::{Change, Contact, Domain, EppStatus, Host, Name, Registrar, Ti
 use orrery_satellite::leaf::{Selector, SelectorConfig};
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
-use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
+use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings, send_more};
 use orrery_satellite::rds::{Directory, Protocol, Rds, RdsPipeline, rdap, whois};
 use orrery_satellite::{ZoneSet, ZoneStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,7 +180,8 @@ struct Run {
     server_cpu: u64,
     /// CPU time (ns) the load generator's threads used.
     load_cpu: u64,
-    /// TCP segments sent on the machine during the run (both ends: everything is loopback).
+    /// TCP segments sent on the machine during the run (both ends: everything is loopback;
+    /// other traffic on the machine counts too, so measure on a quiet one).
     segments: u64,
 }
 
@@ -345,55 +346,52 @@ struct WhoisClient {
     received: usize,
 }
 
-fn whois_client_thread(
+/// One thread of the Whois load generator: its clients, their epoll set, what they measured.
+struct WhoisLoad {
     addr: SocketAddr,
-    mine: &[u64],
+    poll: mio::Poll,
+    clients: Vec<WhoisClient>,
+    /// The total number of clients (over every thread): each client's step through the domains.
     stride: u64,
     domains: u64,
-    deadline: Instant,
-) -> (Vec<u32>, u64, u64) {
-    use mio::{Events, Interest, Poll, Token};
+    /// Latency of every complete answer, µs.
+    lat: Vec<u32>,
+    /// Failed connects, writes and reads, and answers too short to be one.
+    errors: u64,
+    buf: Box<[u8]>,
+}
 
-    let cpu_before = own_cpu();
-    let mut poll = Poll::new().unwrap();
-    let mut events = Events::with_capacity(1024);
-    let mut lat = Vec::with_capacity(1 << 18);
-    let mut errors = 0u64;
-    let mut buf = [0u8; 16 * 1024];
-    let mut clients: Vec<WhoisClient> = mine
-        .iter()
-        .map(|&c| WhoisClient {
-            stream: None,
-            next: c,
-            started: Instant::now(),
-            sent: false,
-            received: 0,
-        })
-        .collect();
-    // Connects (or fails to, counted as an error and retried after the next poll).
-    let open = |c: &mut WhoisClient, token: usize, poll: &Poll| -> bool {
+impl WhoisLoad {
+    /// Starts client `k`'s next query on a fresh connection, writing the query at once when
+    /// the socket takes it. False when that could not be done now (the connect failed, or the
+    /// connection failed at once): the caller retries after its next poll, so a server that
+    /// refuses connections cannot make the loop spin.
+    fn start(&mut self, k: usize) -> bool {
+        let c = &mut self.clients[k];
         c.started = Instant::now();
         c.sent = false;
         c.received = 0;
-        let Ok(mut s) = mio::net::TcpStream::connect(addr) else {
-            return false;
-        };
-        if poll
-            .registry()
-            .register(
-                &mut s,
-                Token(token),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            return false;
+        let connected = mio::net::TcpStream::connect(self.addr).and_then(|mut s| {
+            let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+            self.poll
+                .registry()
+                .register(&mut s, mio::Token(k), interest)?;
+            Ok(s)
+        });
+        match connected {
+            Ok(s) => c.stream = Some(s),
+            Err(_) => {
+                self.errors += 1;
+                return false;
+            }
         }
-        c.stream = Some(s);
-        true
-    };
-    // Advances one client as far as its socket allows; true when it needs a new connection.
-    let mut step = |c: &mut WhoisClient, lat: &mut Vec<u32>, errors: &mut u64| -> bool {
+        !self.step(k)
+    }
+
+    /// Advances client `k` as far as its socket allows; true when its connection is over
+    /// (answered or failed) and the client needs a new one.
+    fn step(&mut self, k: usize) -> bool {
+        let c = &mut self.clients[k];
         let Some(s) = c.stream.as_mut() else {
             return true;
         };
@@ -401,32 +399,36 @@ fn whois_client_thread(
             let mut query = [0u8; 32];
             let len = {
                 let mut w = &mut query[..];
-                let _ = write!(w, "d{}.bench\r\n", c.next % domains);
+                let _ = write!(w, "d{}.bench\r\n", c.next % self.domains);
                 32 - w.len()
             };
             match s.write(&query[..len]) {
                 Ok(n) if n == len => c.sent = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                // Not yet connected: the writable event comes when it is.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
-                Err(_) => {}
-            }
-            if !c.sent {
-                *errors += 1;
-                c.stream = None;
-                return true;
+                // Not connected yet: the writable event comes when it is.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) =>
+                {
+                    return false;
+                }
+                Ok(_) | Err(_) => {
+                    self.errors += 1;
+                    c.stream = None;
+                    return true;
+                }
             }
         }
         loop {
-            match s.read(&mut buf) {
+            match s.read(&mut self.buf) {
                 Ok(0) => {
                     if c.received < 200 {
-                        *errors += 1;
+                        self.errors += 1;
                     } else {
-                        lat.push(micros(c.started));
+                        self.lat.push(micros(c.started));
                     }
-                    c.next += stride;
+                    c.next += self.stride;
                     c.stream = None;
                     return true;
                 }
@@ -434,51 +436,70 @@ fn whois_client_thread(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    *errors += 1;
+                    self.errors += 1;
                     c.stream = None;
                     return true;
                 }
             }
         }
-    };
-    let mut retry = Vec::new();
-    for (k, c) in clients.iter_mut().enumerate() {
-        if !open(c, k, &poll) || step(c, &mut lat, &mut errors) {
-            retry.push(k);
-        }
     }
-    while Instant::now() < deadline {
-        let wait = if retry.is_empty() { 100 } else { 1 };
-        if poll
-            .poll(&mut events, Some(Duration::from_millis(wait)))
-            .is_err()
-        {
-            continue;
-        }
-        for ev in events.iter() {
-            let k = ev.token().0;
-            let c = &mut clients[k];
-            // Answered (or failed): start the next query on a fresh connection.
-            while step(c, &mut lat, &mut errors) {
-                if !open(c, k, &poll) {
-                    errors += 1;
+
+    /// Runs every client until `deadline`; returns the latencies and the errors.
+    fn run(mut self, deadline: Instant) -> (Vec<u32>, u64) {
+        let mut events = mio::Events::with_capacity(1024);
+        let mut retry: Vec<usize> = (0..self.clients.len())
+            .filter(|&k| !self.start(k))
+            .collect();
+        while Instant::now() < deadline {
+            let wait = Duration::from_millis(if retry.is_empty() { 100 } else { 1 });
+            if self.poll.poll(&mut events, Some(wait)).is_err() {
+                continue;
+            }
+            for ev in events.iter() {
+                let k = ev.token().0;
+                // Answered (or failed): the next query, on a fresh connection.
+                if self.step(k) && !self.start(k) {
                     retry.push(k);
-                    break;
+                }
+            }
+            for k in std::mem::take(&mut retry) {
+                if !self.start(k) {
+                    retry.push(k);
                 }
             }
         }
-        for k in std::mem::take(&mut retry) {
-            let c = &mut clients[k];
-            while open(c, k, &poll) {
-                if !step(c, &mut lat, &mut errors) {
-                    break;
-                }
-            }
-            if c.stream.is_none() {
-                retry.push(k);
-            }
-        }
+        (self.lat, self.errors)
     }
+}
+
+fn whois_client_thread(
+    addr: SocketAddr,
+    mine: &[u64],
+    stride: u64,
+    domains: u64,
+    deadline: Instant,
+) -> (Vec<u32>, u64, u64) {
+    let cpu_before = own_cpu();
+    let load = WhoisLoad {
+        addr,
+        poll: mio::Poll::new().unwrap(),
+        clients: mine
+            .iter()
+            .map(|&c| WhoisClient {
+                stream: None,
+                next: c,
+                started: Instant::now(),
+                sent: false,
+                received: 0,
+            })
+            .collect(),
+        stride,
+        domains,
+        lat: Vec::with_capacity(1 << 18),
+        errors: 0,
+        buf: vec![0; 16 * 1024].into(),
+    };
+    let (lat, errors) = load.run(deadline);
     (lat, errors, own_cpu().saturating_sub(cpu_before))
 }
 
@@ -636,7 +657,8 @@ fn chain_and_render(pipeline: &RdsPipeline, domains: u64) {
 }
 
 /// A server that does nothing but what every Whois server must: accept, read the line, write
-/// `answer_len` octets, close.
+/// `answer_len` octets, close — sending as the Whois server does (answer and FIN in one
+/// segment), so that the two compare like for like.
 async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -649,7 +671,6 @@ async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr
             };
             let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                let _ = s.set_nodelay(true);
                 let mut buf = [0u8; 512];
                 let mut have = 0;
                 while let Ok(n) = s.read(&mut buf[have..]).await {
@@ -661,7 +682,9 @@ async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr
                         break;
                     }
                 }
-                let _ = s.write_all(&answer).await;
+                // The Whois server's way of sending: the answer and the FIN in one segment.
+                let sent = send_more(&s, &answer);
+                let _ = s.write_all(&answer[sent..]).await;
                 let _ = s.shutdown().await;
             });
         }

@@ -598,8 +598,8 @@ pub struct RdapListen {
     /// How long a client may take to send its request, and to read the answer; `None` for the
     /// satellite's default. Travels in whole milliseconds (at least 1).
     pub timeout: Option<Duration>,
-    /// Proxies whose `X-Forwarded-For` names the client (for the rate limit and the ACL); empty:
-    /// the header is ignored.
+    /// Proxies whose `X-Forwarded-For` names the client (for the rate limit and the ACL) on the
+    /// `http` listeners; empty: the header is ignored. Never believed on `https`.
     pub trusted_proxies: Vec<Prefix>,
 }
 

@@ -125,7 +125,7 @@ impl RdsServing {
             );
         }
         if let Some(r) = rdap {
-            let settings = |tls| {
+            let settings = |tls: Option<Arc<rustls::ServerConfig>>| {
                 let defaults = RdapSettings::default();
                 RdapSettings {
                     max_connections: r
@@ -133,8 +133,14 @@ impl RdsServing {
                         .map_or(defaults.max_connections, |n| n as usize),
                     timeout: r.timeout.unwrap_or(defaults.timeout),
                     base_url: r.base_url.clone(),
+                    // Only behind plain HTTP: a proxy in front of an HTTPS listener passes TLS
+                    // through and cannot add the header, so every one there is the client's.
+                    trusted_proxies: if tls.is_none() {
+                        r.trusted_proxies.clone()
+                    } else {
+                        Vec::new()
+                    },
                     tls,
-                    trusted_proxies: r.trusted_proxies.clone(),
                 }
             };
             for (listeners, tls) in [(http_listeners, None), (https_listeners, tls)] {

@@ -41,21 +41,20 @@ impl<'a> Json<'a> {
 
     /// An object whose members `members` writes (with [`Json::key`] before each value).
     pub(crate) fn object(&mut self, members: impl FnOnce(&mut Self)) {
-        self.separate();
-        self.out.push(b'{');
-        self.comma = false;
-        members(self);
-        self.out.push(b'}');
-        self.comma = true;
+        self.container(b'{', members, b'}');
     }
 
     /// An array whose elements `elements` writes.
     pub(crate) fn array(&mut self, elements: impl FnOnce(&mut Self)) {
+        self.container(b'[', elements, b']');
+    }
+
+    fn container(&mut self, open: u8, inside: impl FnOnce(&mut Self), close: u8) {
         self.separate();
-        self.out.push(b'[');
+        self.out.push(open);
         self.comma = false;
-        elements(self);
-        self.out.push(b']');
+        inside(self);
+        self.out.push(close);
         self.comma = true;
     }
 
@@ -84,7 +83,9 @@ impl<'a> Json<'a> {
         self.comma = true;
     }
 
-    /// A string value written through its `Display` (no intermediate `String`).
+    /// A string value written through its `Display` (no intermediate `String`). The `Display`
+    /// must fail only when its writer does (serde_json's `collect_str` panics on an error of
+    /// its own making): every one used here only passes on the writer's result.
     pub(crate) fn display(&mut self, value: impl Display) {
         self.separate();
         let _ = serde_json::Serializer::new(&mut *self.out).collect_str(&value);

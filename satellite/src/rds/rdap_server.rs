@@ -85,7 +85,7 @@ pub struct RdapSettings {
     /// Serve HTTPS with this configuration (see [`tls_config`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Proxies whose `X-Forwarded-For` names the client (see [`client_address`]); empty: the
-    /// header is ignored.
+    /// header is ignored. The link sets it for plain HTTP listeners only.
     pub trusted_proxies: Vec<Prefix>,
 }
 

@@ -283,7 +283,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
 /// segment fewer per connection than a write followed by a FIN (`cargo bench --bench rds`
 /// counts them: 10 → 9). Returns how much was queued; the caller writes the rest (none for an
 /// answer that fits a fresh socket's send buffer) the usual way.
-fn send_more(stream: &TcpStream, reply: &[u8]) -> usize {
+pub fn send_more(stream: &TcpStream, reply: &[u8]) -> usize {
     // Elsewhere than Linux the flag does not exist: a plain send, FIN in a segment of its own.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     const MSG_MORE: libc::c_int = libc::MSG_MORE;
