@@ -657,8 +657,8 @@ fn chain_and_render(pipeline: &RdsPipeline, domains: u64) {
 }
 
 /// A server that does nothing but what every Whois server must: accept, read the line, write
-/// `answer_len` octets, close — sending as the Whois server does (answer and FIN in one
-/// segment), so that the two compare like for like.
+/// `answer_len` octets, close — sending and closing as the Whois server does (answer and FIN
+/// in one segment, no `shutdown`), so that the two compare like for like.
 async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -685,7 +685,7 @@ async fn null_server(answer_len: usize, cancel: CancellationToken) -> SocketAddr
                 // The Whois server's way of sending: the answer and the FIN in one segment.
                 let sent = send_more(&s, &answer);
                 let _ = s.write_all(&answer[sent..]).await;
-                let _ = s.shutdown().await;
+                // Dropping the socket closes it: the FIN leaves with the answer's end.
             });
         }
     });
