@@ -85,6 +85,7 @@ struct DnsSection {
 struct WhoisSection {
     tcp: Vec<String>,
     max_connections: Option<u32>,
+    max_connections_per_address: Option<u32>,
     timeout_ms: Option<u64>,
 }
 
@@ -99,6 +100,7 @@ struct RdapSection {
     tls_key: Option<PathBuf>,
     base_url: Option<String>,
     max_connections: Option<u32>,
+    max_connections_per_address: Option<u32>,
     timeout_ms: Option<u64>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
@@ -439,6 +441,10 @@ fn whois(name: &str, w: WhoisSection) -> Result<WhoisListen, ConfigError> {
         tcp,
         max_connections: max_connections(f("max_connections"), w.max_connections)?,
         timeout: timeout(f("timeout_ms"), w.timeout_ms)?,
+        max_connections_per_address: max_connections(
+            f("max_connections_per_address"),
+            w.max_connections_per_address,
+        )?,
     })
 }
 
@@ -509,6 +515,10 @@ fn rdap(name: &str, r: RdapSection) -> Result<RdapListen, ConfigError> {
         max_connections: max_connections(f("max_connections"), r.max_connections)?,
         timeout: timeout(f("timeout_ms"), r.timeout_ms)?,
         trusted_proxies,
+        max_connections_per_address: max_connections(
+            f("max_connections_per_address"),
+            r.max_connections_per_address,
+        )?,
     })
 }
 
@@ -589,9 +599,8 @@ mod tests {
         RDAP2
     "#;
 
-    const WHOIS2: &str =
-        r#"whois = { tcp = ["[::1]:4343"], max_connections = 64, timeout_ms = 5000 }"#;
-    const RDAP2: &str = r#"rdap = { https = ["[::1]:8443"], tls_cert = "/etc/orrery/rdap.pem", tls_key = "/etc/orrery/rdap.key", base_url = "https://rdap.nic.test", max_connections = 1000, timeout_ms = 10000, trusted_proxies = ["10.0.0.0/8", "2001:db8::53"] }"#;
+    const WHOIS2: &str = r#"whois = { tcp = ["[::1]:4343"], max_connections = 64, max_connections_per_address = 4, timeout_ms = 5000 }"#;
+    const RDAP2: &str = r#"rdap = { https = ["[::1]:8443"], tls_cert = "/etc/orrery/rdap.pem", tls_key = "/etc/orrery/rdap.key", base_url = "https://rdap.nic.test", max_connections = 1000, max_connections_per_address = 20, timeout_ms = 10000, trusted_proxies = ["10.0.0.0/8", "2001:db8::53"] }"#;
 
     fn services(whois: &str, rdap: &str) -> String {
         SERVICES.replace("WHOIS2", whois).replace("RDAP2", rdap)
@@ -621,6 +630,7 @@ mod tests {
                 tcp: vec!["[::1]:4343".parse().unwrap()],
                 max_connections: Some(64),
                 timeout: Some(Duration::from_secs(5)),
+                max_connections_per_address: Some(4),
             })
         );
         // The TLS paths stay as written (not under /base), the base URL gains its `/`.
@@ -640,6 +650,7 @@ mod tests {
                     Prefix::parse("10.0.0.0/8").unwrap(),
                     Prefix::parse("2001:db8::53/128").unwrap(),
                 ],
+                max_connections_per_address: Some(20),
             })
         );
         assert_eq!(s2.rds_selector_toml, s1.rds_selector_toml);
@@ -685,6 +696,11 @@ mod tests {
         assert!(e.contains("satellites.sat2.rdap.base_url"), "{e}");
         let e = rdap_err(&RDAP2.replace("10.0.0.0/8", "10.0.0.0/40"));
         assert!(e.contains("satellites.sat2.rdap.trusted_proxies"), "{e}");
+        let e = rdap_err(&RDAP2.replace("per_address = 20", "per_address = 0"));
+        assert!(
+            e.contains("satellites.sat2.rdap.max_connections_per_address"),
+            "{e}"
+        );
         let e = rdap_err(&RDAP2.replace("max_connections = 1000", "max_connections = 0"));
         assert!(e.contains("satellites.sat2.rdap.max_connections"), "{e}");
         let e = rdap_err(&RDAP2.replace("timeout_ms = 10000", "timeout_ms = 5000000000"));

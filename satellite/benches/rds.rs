@@ -575,6 +575,7 @@ fn main() {
         let addrs = (whois.local_addr().unwrap(), rdap.local_addr().unwrap());
         let settings = WhoisSettings {
             max_connections: 4096,
+            max_connections_per_address: 4096,
             ..WhoisSettings::default()
         };
         let w = WhoisServer::start(Arc::clone(&pipeline), vec![whois], settings, cancel.clone())
@@ -582,7 +583,10 @@ fn main() {
         let r = RdapServer::start(
             Arc::clone(&pipeline),
             vec![rdap],
-            RdapSettings::default(),
+            RdapSettings {
+                max_connections_per_address: 4096,
+                ..RdapSettings::default()
+            },
             cancel.clone(),
         )
         .unwrap();

@@ -40,6 +40,7 @@
 //! handling allocates nothing (`tests/no_alloc.rs`).
 
 pub mod config;
+pub mod connection_limit;
 pub mod leaf;
 pub mod link;
 pub mod pipeline;

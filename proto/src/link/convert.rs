@@ -578,6 +578,9 @@ pub struct WhoisListen {
     /// How long a client may take to send its query line, and to read the answer; `None` for
     /// the satellite's default. Travels in whole milliseconds (at least 1).
     pub timeout: Option<Duration>,
+    /// Most connections open at once from one client address (IPv6: one /64); `None` for the
+    /// satellite's default.
+    pub max_connections_per_address: Option<u32>,
 }
 
 /// Where and how a satellite serves RDAP (RFC 7480). A received one has at least one address,
@@ -601,6 +604,9 @@ pub struct RdapListen {
     /// Proxies whose `X-Forwarded-For` names the client (for the rate limit and the ACL) on the
     /// `http` listeners; empty: the header is ignored. Never believed on `https`.
     pub trusted_proxies: Vec<Prefix>,
+    /// Most connections open at once from one client address (IPv6: one /64), trusted proxies
+    /// aside; `None` for the satellite's default.
+    pub max_connections_per_address: Option<u32>,
 }
 
 /// The PEM files of an RDAP HTTPS listener: absolute paths on the satellite's machine (the
@@ -680,6 +686,7 @@ impl From<&WhoisListen> for pb::WhoisService {
             tcp: addrs_text(&w.tcp),
             max_connections: w.max_connections.unwrap_or(0),
             timeout_ms: timeout_ms(w.timeout),
+            max_connections_per_address: w.max_connections_per_address.unwrap_or(0),
         }
     }
 }
@@ -703,6 +710,7 @@ impl From<&RdapListen> for pb::RdapService {
             max_connections: r.max_connections.unwrap_or(0),
             timeout_ms: timeout_ms(r.timeout),
             trusted_proxies: r.trusted_proxies.iter().map(Prefix::to_string).collect(),
+            max_connections_per_address: r.max_connections_per_address.unwrap_or(0),
         }
     }
 }
@@ -767,6 +775,8 @@ impl Ctx<'_> {
             tcp,
             max_connections: (w.max_connections != 0).then_some(w.max_connections),
             timeout: (w.timeout_ms != 0).then(|| Duration::from_millis(u64::from(w.timeout_ms))),
+            max_connections_per_address: (w.max_connections_per_address != 0)
+                .then_some(w.max_connections_per_address),
         })
     }
 
@@ -812,6 +822,8 @@ impl Ctx<'_> {
                 .iter()
                 .map(|p| Prefix::parse(p).map_err(|e| self.err("rdap.trusted_proxies", e)))
                 .collect::<Result<_, _>>()?,
+            max_connections_per_address: (r.max_connections_per_address != 0)
+                .then_some(r.max_connections_per_address),
         })
     }
 }
@@ -1133,6 +1145,7 @@ mod tests {
                 tcp: vec!["127.0.0.1:4343".parse().unwrap()],
                 max_connections: Some(100),
                 timeout: Some(Duration::from_secs(10)),
+                max_connections_per_address: Some(8),
             }),
             rdap: Some(RdapListen {
                 http: vec!["127.0.0.1:8080".parse().unwrap()],
@@ -1148,6 +1161,7 @@ mod tests {
                     Prefix::parse("10.0.0.0/8").unwrap(),
                     Prefix::parse("2001:db8::1").unwrap(),
                 ],
+                max_connections_per_address: Some(16),
             }),
             workers: Some(2),
             memory_budget: Some(1 << 30),
@@ -1195,6 +1209,9 @@ mod tests {
         assert_ne!(other.version(), s.version());
         let mut other = s.clone();
         other.rdap.as_mut().unwrap().trusted_proxies.pop();
+        assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.whois.as_mut().unwrap().max_connections_per_address = None;
         assert_ne!(other.version(), s.version());
 
         // Nothing optional set also survives the trip: no services besides DNS, empty texts.

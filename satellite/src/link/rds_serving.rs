@@ -112,6 +112,9 @@ impl RdsServing {
                     .max_connections
                     .map_or(defaults.max_connections, |n| n as usize),
                 timeout: w.timeout.unwrap_or(defaults.timeout),
+                max_connections_per_address: w
+                    .max_connections_per_address
+                    .unwrap_or(defaults.max_connections_per_address),
                 ..defaults
             };
             me.whois_server = Some(
@@ -132,6 +135,9 @@ impl RdsServing {
                         .max_connections
                         .map_or(defaults.max_connections, |n| n as usize),
                     timeout: r.timeout.unwrap_or(defaults.timeout),
+                    max_connections_per_address: r
+                        .max_connections_per_address
+                        .unwrap_or(defaults.max_connections_per_address),
                     base_url: r.base_url.clone(),
                     // Only behind plain HTTP: a proxy in front of an HTTPS listener passes TLS
                     // through and cannot add the header, so every one there is the client's.
@@ -208,7 +214,9 @@ impl RdsServing {
             fields.push("rdap.https".to_owned());
         }
         let (old_whois, old_rdap) = &self.started_with;
-        let whois_rest = |w: Option<&WhoisListen>| w.map(|w| (w.max_connections, w.timeout));
+        let whois_rest = |w: Option<&WhoisListen>| {
+            w.map(|w| (w.max_connections, w.timeout, w.max_connections_per_address))
+        };
         if whois_rest(old_whois.as_ref()) != whois_rest(whois) {
             fields.push("whois.limits".to_owned());
         }
@@ -220,6 +228,7 @@ impl RdsServing {
                     r.max_connections,
                     r.timeout,
                     r.trusted_proxies.clone(),
+                    r.max_connections_per_address,
                 )
             })
         };

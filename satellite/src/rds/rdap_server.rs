@@ -2,7 +2,8 @@
 //! [`RdsPipeline`].
 //!
 //! ```text
-//!  listener ─► accept ─► over max_connections? ─► closed at once (never queued)
+//!  listener ─► accept ─► over max_connections_per_address (trusted proxies aside) or
+//!                │         max_connections? ─► closed at once (never queued)
 //!                │
 //!                ▼  TLS handshake within `timeout` (when configured)
 //!  hyper HTTP/1.1 connection: keep-alive, `timeout` to read each request head (which is
@@ -60,6 +61,8 @@ use tokio_util::sync::CancellationToken;
 
 use orrery_proto::Prefix;
 
+use crate::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
+
 use super::rdap::{self, MEDIA_TYPE};
 use super::{Protocol, RdsPipeline};
 
@@ -76,6 +79,9 @@ const MAX_BUF: usize = 16 * 1024;
 pub struct RdapSettings {
     /// Connections served at once, over all listeners; more are closed as they arrive.
     pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); more are closed as
+    /// they arrive. Trusted proxies are not held to it.
+    pub max_connections_per_address: u32,
     /// Time allowed to send a request head (and so to stay idle between requests), to finish
     /// a TLS handshake, and for a stalled write to resume.
     pub timeout: Duration,
@@ -93,6 +99,7 @@ impl Default for RdapSettings {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_connections_per_address: DEFAULT_PER_ADDRESS,
             timeout: Duration::from_secs(10),
             base_url: None,
             tls: None,
@@ -169,6 +176,7 @@ struct Shared {
     base_url: Option<String>,
     timeout: Duration,
     slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     trusted_proxies: Vec<Prefix>,
 }
 
@@ -209,6 +217,10 @@ impl RdapServer {
             slots: Arc::new(Semaphore::new(
                 settings.max_connections.min(Semaphore::MAX_PERMITS),
             )),
+            per_address: PerAddress::new(
+                settings.max_connections_per_address,
+                settings.max_connections,
+            ),
             trusted_proxies: settings.trusted_proxies,
         });
         let mut tasks = JoinSet::new();
@@ -252,6 +264,17 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // A trusted proxy carries many clients: no cap of its own.
+                let proxy = shared.trusted_proxies.iter().any(|p| p.contains(peer.ip()));
+                let address_slot = if proxy {
+                    None
+                } else {
+                    let Some(slot) = shared.per_address.try_acquire(peer.ip()) else {
+                        tracing::debug!(%peer, "rdap connection cap of the address reached, closing");
+                        continue;
+                    };
+                    Some(slot)
+                };
                 let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
                     tracing::debug!(%peer, "rdap connection cap reached, closing");
                     continue;
@@ -261,7 +284,7 @@ async fn accept_loop(
                 let conn = Conn { peer, local, https: shared.tls.is_some() };
                 connections.spawn(async move {
                     serve_connection(stream, conn, &shared, &cancel).await;
-                    drop(permit);
+                    drop((permit, address_slot));
                 });
             }
         }
@@ -1015,12 +1038,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_over_the_cap_are_closed_and_idle_ones_time_out() {
+    async fn connections_over_a_cap_are_closed_and_idle_ones_time_out() {
+        // The cap of the server, and the cap of one address (all test connections come from
+        // 127.0.0.1).
+        for per_address in [false, true] {
+            let settings = if per_address {
+                RdapSettings {
+                    max_connections_per_address: 1,
+                    timeout: Duration::from_millis(500),
+                    ..RdapSettings::default()
+                }
+            } else {
+                RdapSettings {
+                    max_connections: 1,
+                    timeout: Duration::from_millis(500),
+                    ..RdapSettings::default()
+                }
+            };
+            one_slot_is_held_then_freed(settings).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn trusted_proxies_have_no_cap_of_their_own() {
         let settings = RdapSettings {
-            max_connections: 1,
-            timeout: Duration::from_millis(500),
+            max_connections_per_address: 1,
+            trusted_proxies: vec![Prefix::parse("127.0.0.1").unwrap()],
             ..RdapSettings::default()
         };
+        let server = TestServer::start(DEFAULT_SELECTOR, zones(), settings);
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let mut stream = server.connect().await;
+            send(&mut stream, "GET", "/help", "rdap.example").await;
+            let reply = read_reply(&mut stream, &mut Vec::new(), false).await;
+            assert_eq!(reply.map(|r| r.status), Some(200));
+            // Kept open: each holds a slot of 127.0.0.1 if it were counted.
+            open.push(stream);
+        }
+        server.stop().await;
+    }
+
+    /// With one connection slot for 127.0.0.1: a second connection is closed at once, the slot
+    /// comes back when the first times out.
+    async fn one_slot_is_held_then_freed(settings: RdapSettings) {
         let server = TestServer::start(DEFAULT_SELECTOR, zones(), settings);
         let mut first = server.connect().await;
         send(&mut first, "GET", "/help", "rdap.example").await;

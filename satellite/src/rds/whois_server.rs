@@ -1,8 +1,10 @@
 //! The Whois edge (RFC 3912, TCP port 43): one query line per connection, answered, closed.
 //!
 //! ```text
-//!  accept ──► connection cap (a Semaphore, tried, never waited on)
-//!    │          └─ over it: "% Error: server busy, try again later", close
+//!  accept ──► cap per client address (IPv6: /64), then connection cap (a Semaphore, tried,
+//!    │          never waited on)
+//!    │          └─ over one: "% Error: too many connections from your address…" or
+//!    │             "% Error: server busy, try again later", close
 //!    ▼ one tokio task per connection
 //!  read up to LF: at most `max_line` octets, within ONE deadline for the whole line
 //!    │   (straight into the event's request buffer)
@@ -59,9 +61,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Protocol, RdsPipeline, whois};
+use crate::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 
 /// Answer to a connection over the cap.
 const BUSY: &[u8] = b"% Error: server busy, try again later\r\n";
+/// Answer to a connection over the cap of its client address.
+const TOO_MANY: &[u8] = b"% Error: too many connections from your address, try again later\r\n";
 /// Answer to a line longer than `max_line`.
 const TOO_LONG: &[u8] = b"% Error: query too long\r\n";
 /// Answer to a client that did not finish its line in time.
@@ -79,6 +84,9 @@ const ANSWER_CAPACITY: usize = 4096;
 pub struct WhoisSettings {
     /// Connections served at once (over every listener); more are told "busy" and closed.
     pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); more are told so
+    /// and closed.
+    pub max_connections_per_address: u32,
     /// Time to receive the whole query line, and separately to write the answer.
     pub timeout: Duration,
     /// Longest query line, in octets, line end excluded.
@@ -89,6 +97,7 @@ impl Default for WhoisSettings {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_connections_per_address: DEFAULT_PER_ADDRESS,
             timeout: Duration::from_secs(10),
             max_line: 512,
         }
@@ -105,6 +114,7 @@ struct Shared {
     pipeline: Arc<ArcSwap<RdsPipeline>>,
     settings: WhoisSettings,
     slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     cancel: CancellationToken,
 }
 
@@ -123,6 +133,10 @@ impl WhoisServer {
             slots: Arc::new(Semaphore::new(
                 settings.max_connections.min(Semaphore::MAX_PERMITS),
             )),
+            per_address: PerAddress::new(
+                settings.max_connections_per_address,
+                settings.max_connections,
+            ),
             settings,
             cancel,
         });
@@ -161,14 +175,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
             },
         };
+        let Some(address_slot) = shared.per_address.try_acquire(peer.ip()) else {
+            refuse(&stream, TOO_MANY);
+            continue;
+        };
         let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
-            refuse_busy(&stream);
+            refuse(&stream, BUSY);
             continue;
         };
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
             serve_connection(stream, peer, &shared).await;
-            drop(permit);
+            drop((permit, address_slot));
         });
     }
     connections.close();
@@ -205,9 +223,9 @@ impl ErrorLog {
     }
 }
 
-/// Over the cap: one non-blocking write (a fresh socket's send buffer is empty), then close.
-fn refuse_busy(stream: &TcpStream) {
-    let _ = stream.try_write(BUSY);
+/// Over a cap: one non-blocking write (a fresh socket's send buffer is empty), then close.
+fn refuse(stream: &TcpStream, why: &[u8]) {
+    let _ = stream.try_write(why);
     discard_unread(stream);
 }
 
@@ -564,29 +582,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn over_the_cap_is_busy_at_once_and_slots_come_back() {
-        let s = start(WhoisSettings {
-            max_connections: 2,
-            ..WhoisSettings::default()
-        });
-        let first = TcpStream::connect(s.addr).await.unwrap();
-        let _second = TcpStream::connect(s.addr).await.unwrap();
-        let mut third = TcpStream::connect(s.addr).await.unwrap();
-        let (answer, took) = read_all(&mut third).await;
-        assert_eq!(answer, "% Error: server busy, try again later\r\n");
-        assert!(took < Duration::from_secs(1), "{took:?}");
-        // Closing one frees its slot for the next connection.
-        drop(first);
-        let mut answer = String::new();
-        for _ in 0..50 {
-            answer = ask(s.addr, b"foo.tld\r\n").await;
-            if answer.starts_with("Domain Name:") {
-                break;
+    async fn over_a_cap_is_refused_at_once_and_slots_come_back() {
+        let caps = [
+            (
+                WhoisSettings {
+                    max_connections: 2,
+                    ..WhoisSettings::default()
+                },
+                "% Error: server busy, try again later\r\n",
+            ),
+            // All test connections come from 127.0.0.1: one address.
+            (
+                WhoisSettings {
+                    max_connections_per_address: 2,
+                    ..WhoisSettings::default()
+                },
+                "% Error: too many connections from your address, try again later\r\n",
+            ),
+        ];
+        for (settings, refusal) in caps {
+            let s = start(settings);
+            let first = TcpStream::connect(s.addr).await.unwrap();
+            let _second = TcpStream::connect(s.addr).await.unwrap();
+            let mut third = TcpStream::connect(s.addr).await.unwrap();
+            let (answer, took) = read_all(&mut third).await;
+            assert_eq!(answer, refusal);
+            assert!(took < Duration::from_secs(1), "{took:?}");
+            // Closing one frees its slot for the next connection.
+            drop(first);
+            let mut answer = String::new();
+            for _ in 0..50 {
+                answer = ask(s.addr, b"foo.tld\r\n").await;
+                if answer.starts_with("Domain Name:") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(answer.starts_with("Domain Name: FOO.TLD\r\n"), "{answer}");
+            s.stop().await;
         }
-        assert!(answer.starts_with("Domain Name: FOO.TLD\r\n"), "{answer}");
-        s.stop().await;
     }
 
     #[tokio::test]
