@@ -714,6 +714,11 @@ mod tests {
         assert!(e.contains("satellites.sat2.whois.timeout_ms"), "{e}");
         let e = whois_err(&WHOIS2.replace("max_connections = 64", "max_connections = 0"));
         assert!(e.contains("satellites.sat2.whois.max_connections"), "{e}");
+        let e = whois_err(&WHOIS2.replace("per_address = 4", "per_address = 0"));
+        assert!(
+            e.contains("satellites.sat2.whois.max_connections_per_address"),
+            "{e}"
+        );
 
         let e =
             err(&services(WHOIS2, RDAP2).replace("rds_selector = \"rds\"", "rds_selector = \"x\""));

@@ -72,9 +72,11 @@ impl PerAddress {
     }
 
     fn shard(&self, key: u128) -> &Mutex<HashMap<u128, u32>> {
-        // The low bits of an IPv4 key and the high ones of an IPv6 /64 both vary.
-        let mixed = (key ^ (key >> 64) ^ (key >> 32)) as usize;
-        &self.shards[mixed % SHARDS]
+        // Multiplicative hashing of both halves: IPv4 keys vary in their low bits, IPv6 /64s
+        // anywhere in their high half (often not in its lowest bits: a /48 or /56 customer).
+        let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(17);
+        let mixed = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+        &self.shards[mixed as usize % SHARDS]
     }
 }
 
@@ -94,12 +96,12 @@ impl Drop for AddressSlot {
     }
 }
 
-/// The counting key: IPv4 in the IPv4-mapped range, IPv6 by its /64 (bit 0 set, so that it
-/// cannot equal a mapped IPv4 key).
+/// The counting key: IPv4 as its IPv4-mapped address, IPv6 by its /64 (low half zero, so it
+/// never equals a mapped address, whose low half holds `ffff`).
 fn key(ip: IpAddr) -> u128 {
     match ip.to_canonical() {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => (u128::from(v6) & !u128::from(u64::MAX)) | 1,
+        IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
     }
 }
 
@@ -133,7 +135,7 @@ mod tests {
         assert!(limit.try_acquire(ip("2001:db8:1:3::1")).is_some());
         let _v4 = limit.try_acquire(ip("::ffff:192.0.2.9")).unwrap();
         assert!(limit.try_acquire(ip("192.0.2.9")).is_none());
-        // The /64 ::/64 and IPv4 keys do not collide.
+        // IPv4 addresses and the /64 they would fall in as IPv6 are counted apart.
         assert!(limit.try_acquire(ip("::1")).is_some());
         assert!(limit.try_acquire(ip("0.0.0.1")).is_some());
     }

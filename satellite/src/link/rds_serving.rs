@@ -139,13 +139,10 @@ impl RdsServing {
                         .max_connections_per_address
                         .unwrap_or(defaults.max_connections_per_address),
                     base_url: r.base_url.clone(),
+                    trusted_proxies: r.trusted_proxies.clone(),
                     // Only behind plain HTTP: a proxy in front of an HTTPS listener passes TLS
                     // through and cannot add the header, so every one there is the client's.
-                    trusted_proxies: if tls.is_none() {
-                        r.trusted_proxies.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    forwarded_for: tls.is_none(),
                     tls,
                 }
             };
@@ -213,23 +210,23 @@ impl RdsServing {
         if !same(&self.https, rdap.map_or(&[][..], |r| &r.https)) {
             fields.push("rdap.https".to_owned());
         }
+        // Every other field (addresses compared above, port 0 matching any port): a field added
+        // to the settings is covered without being named here.
         let (old_whois, old_rdap) = &self.started_with;
         let whois_rest = |w: Option<&WhoisListen>| {
-            w.map(|w| (w.max_connections, w.timeout, w.max_connections_per_address))
+            w.map(|w| WhoisListen {
+                tcp: Vec::new(),
+                ..w.clone()
+            })
         };
         if whois_rest(old_whois.as_ref()) != whois_rest(whois) {
             fields.push("whois.limits".to_owned());
         }
         let rdap_rest = |r: Option<&RdapListen>| {
-            r.map(|r| {
-                (
-                    r.tls.clone(),
-                    r.base_url.clone(),
-                    r.max_connections,
-                    r.timeout,
-                    r.trusted_proxies.clone(),
-                    r.max_connections_per_address,
-                )
+            r.map(|r| RdapListen {
+                http: Vec::new(),
+                https: Vec::new(),
+                ..r.clone()
             })
         };
         if rdap_rest(old_rdap.as_ref()) != rdap_rest(rdap) {
@@ -258,4 +255,55 @@ fn add_counters(all: &mut Counters, pipeline: &RdsPipeline) {
         *all.entry((format!("{COUNTER_PREFIX}{leaf}"), counter.to_owned()))
             .or_default() += value;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::Prefix;
+
+    use super::*;
+    use crate::rds::leaf::DEFAULT_SELECTOR;
+    use crate::rds::leaf::tests::selector;
+    use crate::zone::ZoneSet;
+
+    #[tokio::test]
+    async fn changed_limits_and_proxies_take_a_restart() {
+        let whois = WhoisListen {
+            tcp: vec!["127.0.0.1:0".parse().unwrap()],
+            ..WhoisListen::default()
+        };
+        let rdap = RdapListen {
+            http: vec!["127.0.0.1:0".parse().unwrap()],
+            ..RdapListen::default()
+        };
+        let zones = Arc::new(ZoneStore::new(ZoneSet::default()));
+        let mut serving =
+            RdsServing::start(Some(&whois), Some(&rdap), selector(DEFAULT_SELECTOR), zones)
+                .unwrap();
+        assert!(
+            serving
+                .restart_required(Some(&whois), Some(&rdap))
+                .is_empty()
+        );
+
+        let mut whois2 = whois.clone();
+        whois2.max_connections_per_address = Some(4);
+        assert_eq!(
+            serving.restart_required(Some(&whois2), Some(&rdap)),
+            ["whois.limits"]
+        );
+        for change in [
+            |r: &mut RdapListen| r.max_connections_per_address = Some(4),
+            |r: &mut RdapListen| r.trusted_proxies = vec![Prefix::parse("10.0.0.1").unwrap()],
+            |r: &mut RdapListen| r.base_url = Some("https://rdap.example/".into()),
+        ] {
+            let mut rdap2 = rdap.clone();
+            change(&mut rdap2);
+            assert_eq!(
+                serving.restart_required(Some(&whois), Some(&rdap2)),
+                ["rdap.settings"]
+            );
+        }
+        serving.stop(Duration::from_secs(5)).await;
+    }
 }

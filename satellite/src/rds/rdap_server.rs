@@ -90,9 +90,13 @@ pub struct RdapSettings {
     pub base_url: Option<String>,
     /// Serve HTTPS with this configuration (see [`tls_config`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Proxies whose `X-Forwarded-For` names the client (see [`client_address`]); empty: the
-    /// header is ignored. The link sets it for plain HTTP listeners only.
+    /// Proxies: not held to `max_connections_per_address` (they carry many clients) and, with
+    /// `forwarded_for`, believed when their `X-Forwarded-For` names the client (see
+    /// [`client_address`]).
     pub trusted_proxies: Vec<Prefix>,
+    /// Read the client's address from the trusted proxies' `X-Forwarded-For`; the link sets it
+    /// for plain HTTP listeners only.
+    pub forwarded_for: bool,
 }
 
 impl Default for RdapSettings {
@@ -104,6 +108,7 @@ impl Default for RdapSettings {
             base_url: None,
             tls: None,
             trusted_proxies: Vec::new(),
+            forwarded_for: true,
         }
     }
 }
@@ -178,6 +183,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
     trusted_proxies: Vec<Prefix>,
+    /// Proxies whose `X-Forwarded-For` is believed: `trusted_proxies`, or none.
+    forwarders: Vec<Prefix>,
 }
 
 /// One connection's addresses and scheme.
@@ -221,6 +228,11 @@ impl RdapServer {
                 settings.max_connections_per_address,
                 settings.max_connections,
             ),
+            forwarders: if settings.forwarded_for {
+                settings.trusted_proxies.clone()
+            } else {
+                Vec::new()
+            },
             trusted_proxies: settings.trusted_proxies,
         });
         let mut tasks = JoinSet::new();
@@ -369,7 +381,7 @@ fn respond(
     let status = if head || *req.method() == Method::GET {
         let pipeline = shared.pipeline.load();
         let mut ev = pipeline.take();
-        let client = client_address(conn.peer.ip(), req.headers(), &shared.trusted_proxies);
+        let client = client_address(conn.peer.ip(), req.headers(), &shared.forwarders);
         ev.reset(client, Protocol::Rdap);
         // The path only: `Uri::path` stops before the query string.
         ev.request.extend_from_slice(req.uri().path().as_bytes());

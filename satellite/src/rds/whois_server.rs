@@ -304,7 +304,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
 }
 
 /// Queues as much of `reply` as the socket takes now without pushing it (`MSG_MORE`), so that
-/// the FIN of the `shutdown` that follows leaves in the same segment as the answer's end: one
+/// the FIN that closing the socket sends leaves in the same segment as the answer's end: one
 /// segment fewer per connection than a write followed by a FIN (`cargo bench --bench rds`
 /// counts them: 10 → 9). Returns how much was queued; the caller writes the rest (none for an
 /// answer that fits a fresh socket's send buffer) the usual way.
@@ -344,7 +344,8 @@ async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>, max_line: usize) -
             });
         }
         if let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
-            let more = buf.len() > start + i + 1;
+            // A read that filled the room it had may have left more behind.
+            let more = buf.len() > start + i + 1 || buf.len() == buf.capacity();
             buf.truncate(start + i);
             if buf.last() == Some(&b'\r') {
                 buf.pop();
