@@ -336,26 +336,28 @@ pub(crate) fn domain(label: &str) -> String {
     format!("{label}.{TLD}")
 }
 
-pub(crate) async fn add_domain(store: &Store, label: &str) {
+/// A domain `LABEL.TLD` of registrar LINK with one in-bailiwick nameserver and its glue.
+pub(crate) fn new_domain(label: &str) -> NewDomain {
     let name = domain(label);
-    store
-        .add_domain(&NewDomain {
-            name: n(&name),
-            registrar: "LINK".into(),
-            registrant: None,
-            admin: None,
-            tech: None,
-            billing: None,
-            expires: Timestamp(2_000_000_000),
-            statuses: vec![],
-            nameservers: vec![NsSpec {
-                name: n(&format!("ns1.{name}")),
-                addresses: vec!["192.0.2.53".parse().unwrap()],
-            }],
-            ds: vec![],
-        })
-        .await
-        .unwrap();
+    NewDomain {
+        name: n(&name),
+        registrar: "LINK".into(),
+        registrant: None,
+        admin: None,
+        tech: None,
+        billing: None,
+        expires: Timestamp(2_000_000_000),
+        statuses: vec![],
+        nameservers: vec![NsSpec {
+            name: n(&format!("ns1.{name}")),
+            addresses: vec!["192.0.2.53".parse().unwrap()],
+        }],
+        ds: vec![],
+    }
+}
+
+pub(crate) async fn add_domain(store: &Store, label: &str) {
+    store.add_domain(&new_domain(label)).await.unwrap();
 }
 
 pub(crate) async fn hold(store: &Store, label: &str) {

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use orrery_proto::{Contact, EppStatus, Timestamp};
 use orrery_store::Store;
-use orrery_store::write::{DomainUpdate, NewDomain, NsSpec};
+use orrery_store::write::{DomainUpdate, NewDomain};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::postgres_url;
-use crate::link::{Cluster, PROPAGATION, TestSatellite, domain, n};
+use crate::link::{Cluster, PROPAGATION, TestSatellite, domain, n, new_domain};
 
 /// One Whois query (RFC 3912): the line, then everything up to the server's close.
 async fn whois(addr: SocketAddr, query: &str) -> String {
@@ -104,25 +104,12 @@ fn contact(handle: &str, name: &str, disclose: bool) -> Contact {
 }
 
 async fn add_domain(store: &Store, label: &str) {
-    let name = domain(label);
-    store
-        .add_domain(&NewDomain {
-            name: n(&name),
-            registrar: "LINK".into(),
-            registrant: Some("PRIV1".into()),
-            admin: Some("PUB1".into()),
-            tech: None,
-            billing: None,
-            expires: Timestamp(2_000_000_000),
-            statuses: vec![],
-            nameservers: vec![NsSpec {
-                name: n(&format!("ns1.{name}")),
-                addresses: vec!["192.0.2.53".parse().unwrap()],
-            }],
-            ds: vec![],
-        })
-        .await
-        .unwrap();
+    let domain = NewDomain {
+        registrant: Some("PRIV1".into()),
+        admin: Some("PUB1".into()),
+        ..new_domain(label)
+    };
+    store.add_domain(&domain).await.unwrap();
 }
 
 /// Statuses of an RDAP object.
