@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_proto::Prefix;
-use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
+use orrery_proto::link::convert::{MAX_NSID_LEN, MIN_CHECKIN_INTERVAL};
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
 use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
 use serde::Deserialize;
@@ -378,9 +378,12 @@ fn satellite(
         None => None,
     };
     if let Some(nsid) = &s.nsid
-        && (nsid.is_empty() || nsid.len() > usize::from(u16::MAX))
+        && (nsid.is_empty() || nsid.len() > MAX_NSID_LEN)
     {
-        return Err(field(f("nsid"), "must be 1 to 65535 octets"));
+        return Err(field(
+            f("nsid"),
+            format!("must be 1 to {MAX_NSID_LEN} octets"),
+        ));
     }
     if s.hostname.as_deref() == Some("") {
         return Err(field(f("hostname"), "empty"));
