@@ -420,6 +420,8 @@ pub enum Section {
 pub struct Response {
     buf: Box<[u8]>,
     len: usize,
+    /// End of the question echo: where the answer section starts.
+    question_end: usize,
     /// Size limit for the records (OPT space already taken off).
     limit: usize,
     /// Records per section: answer, authority, additional.
@@ -453,6 +455,7 @@ impl Response {
         Self {
             buf: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             len: 0,
+            question_end: 0,
             limit: 0,
             counts: [0; 3],
             section: Section::Answer,
@@ -532,6 +535,23 @@ impl Response {
                 self.remember(start + query.label_starts[i] as usize);
             }
         }
+        self.question_end = self.len;
+    }
+
+    /// Cuts a finished response back to its header and question, with TC set and its rcode
+    /// and OPT kept: what response rate limiting sends instead of a limited answer (a "slip"),
+    /// no larger than the query, so useless to an amplifier, while a real client retries over
+    /// TCP (RFC 7766 §3). Does nothing before [`Response::finish`].
+    pub fn truncate_to_question(&mut self) {
+        if !self.finished {
+            return;
+        }
+        self.len = self.question_end;
+        self.counts = [0; 3];
+        self.section = Section::Answer;
+        self.truncated = true;
+        self.finished = false;
+        self.finish();
     }
 
     /// Size of the question echo: where the answer section starts.
