@@ -502,4 +502,29 @@ mod tests {
         }
         assert!(toml::from_str::<RrlConfig>("rate = 1\nburst = 5").is_err());
     }
+
+    /// The commented-out example in the operators' configuration parses once uncommented,
+    /// and builds.
+    #[test]
+    fn deploy_example_parses() {
+        let text = include_str!("../../../deploy/satellite.example.toml");
+        let start = text.find("# [leaves.rrl]").expect("the example block");
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut config: SelectorConfig = toml::from_str(&chains("")).unwrap();
+        let table: toml::Table = toml::from_str(&block).unwrap();
+        let leaf: crate::leaf::LeafConfig = table["leaves"]["rrl"].clone().try_into().unwrap();
+        let crate::leaf::LeafConfig::Rrl(c) = &leaf else {
+            panic!("not an rrl leaf: {leaf:?}")
+        };
+        assert_eq!((c.rate, c.window, c.slip), (20, 2, 2));
+        assert_eq!(c.exempt, ["192.0.2.0/24"]);
+        config.leaves.insert("rrl".into(), leaf);
+        <Selector>::build(&config).unwrap();
+    }
 }
