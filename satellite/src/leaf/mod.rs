@@ -9,6 +9,13 @@
 //!                    └─────────────┬──────────────────────────────────────────────┘
 //!                                  │ Respond / Drop / (end of chain → REFUSED)
 //!                                  ▼
+//!                      response completed (OPT, flags, counts)
+//!                                  │
+//!                                  ▼
+//!                      visited leaves that inspect responses, last first: `outgoing`
+//!                      may truncate or drop it (rrl)
+//!                                  │
+//!                                  ▼
 //!                      every leaf visited gets `finish` (statistics count rcodes)
 //! ```
 //!
@@ -23,6 +30,11 @@
 //! - [`Flow::Drop`]: send nothing.
 //!
 //! Falling off the end of a chain answers REFUSED: no leaf claimed the query.
+//!
+//! A leaf that says so at build time ([`Leaf::inspects_responses`]) also sees the completed
+//! response on its way out ([`Leaf::outgoing`]), if the event visited it: visited leaves are
+//! walked last first, each once, and may rewrite the response or drop it. This is how a leaf
+//! early in a chain (response rate limiting) acts on every answer of the leaves after it.
 //!
 //! Which leaves exist and how the chains link is plain data ([`SelectorConfig`]), because the
 //! master will send it to satellites at boot. The leaves and chains are resolved from names to
@@ -231,6 +243,8 @@ pub struct Selector<S: Service = Dns> {
     leaves: Vec<Box<dyn Leaf<S>>>,
     /// Per leaf: whether it inspects responses.
     inspects: Vec<bool>,
+    /// Whether any leaf does (when none does, responses go out without a walk).
+    any_inspects: bool,
     chains: Vec<Vec<u16>>,
     chain_names: Vec<String>,
 }
@@ -265,8 +279,10 @@ impl<S: Service> Selector<S> {
             }
             chains.push(ids);
         }
+        let inspects: Vec<bool> = leaves.iter().map(|l| l.inspects_responses()).collect();
         Ok(Self {
-            inspects: leaves.iter().map(|l| l.inspects_responses()).collect(),
+            any_inspects: inspects.contains(&true),
+            inspects,
             leaves,
             chains,
             chain_names: config.chains.iter().map(|c| c.name.clone()).collect(),
@@ -307,7 +323,9 @@ impl<S: Service> Selector<S> {
         };
         if responded {
             S::complete(ev, ctx);
-            responded = self.send_or_drop(ev, ctx, &visited[..nvisited]);
+            if self.any_inspects {
+                responded = self.send_or_drop(ev, ctx, &visited[..nvisited]);
+            }
         }
         for &leaf in &visited[..nvisited] {
             self.leaves[leaf as usize].finish(ev, responded);
@@ -441,6 +459,7 @@ pub(crate) mod tests {
         let sel = Selector {
             leaves: vec![Box::new(Loop)],
             inspects: vec![false],
+            any_inspects: false,
             chains: vec![vec![0]],
             chain_names: vec!["main".into()],
         };
@@ -449,6 +468,7 @@ pub(crate) mod tests {
         let sel = Selector {
             leaves: vec![],
             inspects: vec![],
+            any_inspects: false,
             chains: vec![vec![]],
             chain_names: vec!["main".into()],
         };
@@ -501,6 +521,7 @@ pub(crate) mod tests {
             let sel = Selector {
                 leaves: vec![inspector(0, false), inspector(1, b_drops)],
                 inspects: vec![true, true],
+                any_inspects: true,
                 chains: vec![vec![0, 1, 0]],
                 chain_names: vec!["main".into()],
             };
