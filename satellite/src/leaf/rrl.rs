@@ -64,7 +64,8 @@ pub struct RrlConfig {
     /// Answers per second per bucket (Knot `rate-limit`, NSD `rrl-ratelimit`).
     pub rate: u32,
     /// Seconds the rate is measured over: a bucket holds `rate × window` tokens (default 1,
-    /// as Knot).
+    /// as Knot 3.2; `rate × window` is Knot 3.4's `instant-limit`). BIND's `window` differs:
+    /// there it bounds how long a limited source's debt is remembered.
     #[serde(default = "default_window")]
     pub window: u32,
     /// Every `slip`-th limited answer is sent truncated, the others are dropped; 0 drops all,
