@@ -17,7 +17,9 @@
 //!
 //! Every response to a query that had an OPT record carries one, these errors included
 //! (RFC 6891 §7): the wire codec keeps the OPT found (or a neutral one when it was broken)
-//! whatever else is wrong. A served apex is refused a transfer, as NSD does when no
+//! whatever else is wrong. Knot 3.2 does so for NOTIMP and FORMERR, but, like NSD 4.6, leaves
+//! the OPT out when the OPT itself is at fault (repeated, misplaced, malformed); §7 asks for it
+//! ("the response MUST include an OPT record"), so the satellite sends it. A served apex is refused a transfer, as NSD does when no
 //! `provide-xfr` allows it; other names are NOTAUTH, as NSD and Knot answer.
 
 use crate::leaf::{Ctx, Flow, Leaf};
