@@ -251,35 +251,38 @@ impl Query {
         arcount: u16,
     ) -> Problem {
         let mut problem = Problem::None;
-        for _ in 0..u32::from(ancount) + u32::from(nscount) {
-            let Some((end, rtype, _)) = skip_record(packet, pos) else {
-                return Problem::BadRecords;
-            };
-            if rtype == rtype::OPT {
-                problem = Problem::MisplacedOpt;
+        // An OPT seen in the wrong place, twice or malformed: the answer gets a neutral one.
+        let mut broken = false;
+        'scan: {
+            for _ in 0..u32::from(ancount) + u32::from(nscount) {
+                let Some((end, rtype, _)) = skip_record(packet, pos) else {
+                    problem = Problem::BadRecords;
+                    break 'scan;
+                };
+                if rtype == rtype::OPT {
+                    (problem, broken) = (Problem::MisplacedOpt, true);
+                }
+                pos = end;
             }
-            pos = end;
-        }
-        for _ in 0..arcount {
-            let Some((end, rtype, owner_root)) = skip_record(packet, pos) else {
-                return Problem::BadRecords;
-            };
-            if rtype == rtype::OPT {
-                if self.edns.is_some() {
-                    problem = Problem::DuplicateOpt;
-                } else {
-                    match parse_opt(packet, pos, end, owner_root) {
-                        Some(edns) => self.edns = Some(edns),
-                        None => {
-                            problem = Problem::BadOpt;
-                            self.edns = Some(Edns::FOR_BROKEN_OPT);
+            for _ in 0..arcount {
+                let Some((end, rtype, owner_root)) = skip_record(packet, pos) else {
+                    problem = Problem::BadRecords;
+                    break 'scan;
+                };
+                if rtype == rtype::OPT {
+                    if broken || self.edns.is_some() {
+                        (problem, broken) = (Problem::DuplicateOpt, true);
+                    } else {
+                        match parse_opt(packet, pos, end, owner_root) {
+                            Some(edns) => self.edns = Some(edns),
+                            None => (problem, broken) = (Problem::BadOpt, true),
                         }
                     }
                 }
+                pos = end;
             }
-            pos = end;
         }
-        if problem != Problem::None {
+        if broken {
             self.edns = Some(Edns::FOR_BROKEN_OPT);
         }
         problem
@@ -968,7 +971,20 @@ pub(crate) mod tests {
             q.parse(&p);
             assert_eq!(q.problem, Problem::MisplacedOpt);
             assert_eq!(q.edns, Some(Edns::FOR_BROKEN_OPT));
+            // Followed by a record that does not parse: still answered with an OPT.
+            p[11] = 1;
+            p.extend_from_slice(&[0, 0, 1]);
+            q.parse(&p);
+            assert_eq!(q.problem, Problem::BadRecords);
+            assert_eq!(q.edns, Some(Edns::FOR_BROKEN_OPT));
         }
+        // A misplaced OPT and one in the additional section are two OPTs.
+        let mut p = query_packet("tld", 1, 1, Some(EDNS));
+        p[7] = 1;
+        let at = p.len() - 11;
+        p.splice(at..at, opt.iter().copied());
+        q.parse(&p);
+        assert_eq!(q.problem, Problem::DuplicateOpt);
         // The OPT is found behind a second question and behind a bad opcode.
         let mut p = query_packet("tld", 1, 1, None);
         let question = p[12..].to_vec();
