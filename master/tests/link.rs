@@ -69,10 +69,13 @@ fn sat_name(i: usize) -> String {
 
 struct TestMaster {
     _dir: tempfile::TempDir,
+    url: String,
     store: Store,
     master: Option<Master>,
     addr: SocketAddr,
     ca: Issued,
+    config: MasterConfig,
+    tls: TlsMaterial,
     shutdown: CancellationToken,
 }
 
@@ -120,26 +123,56 @@ impl TestMaster {
         )
         .unwrap();
         let tls = TlsMaterial::from_pem(ca.cert_pem.clone(), m.cert_pem, m.key_pem).unwrap();
+        let mut t = Self {
+            _dir: dir,
+            url,
+            store,
+            master: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ca,
+            config,
+            tls,
+            shutdown: CancellationToken::new(),
+        };
+        t.launch().await;
+        t
+    }
+
+    /// Starts a master on the store, listening on a new port.
+    async fn launch(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
+        self.addr = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
         let master = Master::start(
-            &config,
-            store.clone(),
-            &tls,
+            &self.config,
+            self.store.clone(),
+            &self.tls,
             vec![listener],
-            shutdown.clone(),
+            self.shutdown.clone(),
         )
         .await
         .unwrap();
-        Self {
-            _dir: dir,
-            store,
-            master: Some(master),
-            addr,
-            ca,
-            shutdown,
+        self.master = Some(master);
+    }
+
+    /// Stops the master; `launch` starts a new one (empty window, as after a process restart).
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(master) = self.master.take() {
+            tokio::time::timeout(Duration::from_secs(10), master.join())
+                .await
+                .expect("the master did not stop");
         }
+    }
+
+    /// Runs one SQL statement on the store, as an operator would.
+    async fn sql(&self, statement: &str) {
+        let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
     }
 
     fn master(&self) -> &Master {
@@ -522,7 +555,9 @@ async fn a_satellite_behind_the_window_is_told_to_take_a_snapshot() {
     let t = TestMaster::start(1).await;
     let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
     let head = t.master().cache().head();
-    assert!(head > 1);
+    assert!(head > 2);
+    // The journal was pruned up to serial 2: a satellite at serial 1 cannot be resumed.
+    t.sql("DELETE FROM journal WHERE serial <= 2").await;
     let mut stream = client
         .follow(pb::FollowRequest { from_serial: 1 })
         .await
@@ -531,6 +566,11 @@ async fn a_satellite_behind_the_window_is_told_to_take_a_snapshot() {
     match stream.message().await.unwrap().and_then(|e| e.event) {
         Some(Event::SnapshotRequired(s)) => {
             assert_eq!((s.window_start, s.head_serial), (head, head));
+            assert!(
+                s.reason.contains("no longer holds serial 2"),
+                "{}",
+                s.reason
+            );
         }
         other => panic!("expected snapshot_required, got {other:?}"),
     }
@@ -695,6 +735,140 @@ async fn shutdown_ends_open_streams_and_tasks() {
     })
     .await;
     assert!(ended.is_ok());
+}
+
+/// After a master restart (its window empty), satellites whose serial the journal still holds
+/// resume from it: one batch read from the store, shared by every satellite at that serial,
+/// and no snapshot; then the change stream goes on from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_master_resumes_satellites_from_the_journal() {
+    let mut t = TestMaster::start(3).await;
+    let before = t.master().cache().head();
+    t.stop().await;
+    // Changes made while the master is down.
+    for step in 0..3 {
+        make_change(&t.store, step).await;
+    }
+    t.launch().await;
+    let head = t.store.head().await.unwrap();
+    assert_eq!(t.master().cache().positions(), (head, head), "empty window");
+    assert!(before < head);
+
+    let mut streams = Vec::new();
+    for i in 0..3 {
+        let mut client = t.dial(&t.satellite_tls(&sat_name(i))).await.unwrap();
+        let boot = client
+            .boot(pb::BootRequest {
+                applied_serial: before,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The satellite's "can I follow from my serial?" check passes.
+        assert!(boot.window_start <= before && before <= boot.head_serial);
+        let stream = client
+            .follow(pb::FollowRequest {
+                from_serial: before,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        streams.push((client, stream));
+    }
+    for (_, stream) in &mut streams {
+        match stream.message().await.unwrap().and_then(|e| e.event) {
+            Some(Event::Batch(b)) => {
+                let batch = ChangeBatch::try_from(b).unwrap();
+                assert_eq!((batch.after, batch.upto), (before, head));
+                let mut registry = Registry::default();
+                registry.apply(batch.changes);
+                assert!(registry.domains.contains_key(&n("d0.test")));
+                assert!(registry.domains.contains_key(&n("d1.test")));
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+    assert_eq!(t.master().snapshots_sent(), 0);
+    assert_eq!(t.master().streams_resumed(), 3);
+    assert_eq!(
+        t.master().resume_store_calls(),
+        1,
+        "one journal read shared by every satellite at the same serial"
+    );
+    wait_for_log("resuming from the store's journal").await;
+
+    // The streams go on from the cache.
+    make_change(&t.store, 3).await;
+    t.wake();
+    let next = t.store.head().await.unwrap();
+    for (_, stream) in &mut streams {
+        loop {
+            match stream.message().await.unwrap().and_then(|e| e.event) {
+                Some(Event::Batch(b)) => {
+                    assert_eq!((b.after, b.upto), (head, next));
+                    break;
+                }
+                Some(Event::Heartbeat(_)) => {}
+                other => panic!("expected a batch, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(t.master().resume_store_calls(), 1);
+}
+
+/// A master whose store is unreachable at start waits for it, saying so with each attempt's
+/// error and next delay, and starts once it is there. (SQLite in a directory that does not
+/// exist yet; tests/ covers PostgreSQL started late.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_started_before_its_store_waits_for_it() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let url = format!("sqlite:{}", missing.join("orrery.db").display());
+    let shutdown = CancellationToken::new();
+    let opening = tokio::spawn({
+        let (url, shutdown) = (url.clone(), shutdown.clone());
+        async move { orrery_master::wait_for_store::open(&url, &shutdown).await }
+    });
+    wait_for_log("opening the store: store unavailable; waiting for it").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!opening.is_finished(), "gave up on the store");
+    let text = log_text();
+    assert!(
+        text.contains("retry_in_ms=") && text.contains("attempt=2"),
+        "{text}"
+    );
+    std::fs::create_dir(&missing).unwrap();
+    let store = tokio::time::timeout(Duration::from_secs(10), opening)
+        .await
+        .expect("still waiting after the store appeared")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), 0);
+
+    // Stopping ends the wait; an unsupported URL is not waited for.
+    let stopped = CancellationToken::new();
+    let gone = format!("sqlite:{}", dir.path().join("a/b/c.db").display());
+    let waiting = tokio::spawn({
+        let stopped = stopped.clone();
+        async move { orrery_master::wait_for_store::open(&gone, &stopped).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopped.cancel();
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(r, Err(orrery_master::wait_for_store::WaitError::Stopped)),
+        "{r:?}"
+    );
+    let r = orrery_master::wait_for_store::open("mysql://x", &CancellationToken::new()).await;
+    assert!(
+        matches!(r, Err(orrery_master::wait_for_store::WaitError::Fatal(_))),
+        "{r:?}"
+    );
 }
 
 async fn wait_for_log(needle: &str) {
