@@ -1,10 +1,22 @@
 //! The satellites the master knows: their configuration (replaceable at run time, e.g. on
-//! SIGHUP) and the last report each one sent.
+//! SIGHUP), the last report each one sent, and the one session each identity may have.
+//!
+//! # One identity, one session
+//! A session is the connection on which a satellite last booted. When an identity boots on a
+//! new connection while an older one is still open, the newer one wins: the old session is
+//! *fenced* (its change and snapshot streams end with ABORTED, its later calls are refused
+//! with ABORTED naming the new connection), and both are logged. This is what a restarted
+//! satellite needs, since its old connection may look alive for a while (until HTTP/2
+//! keepalive notices it is dead), and it makes two satellites wrongly sharing one certificate
+//! loud: they keep replacing each other, with a warning each time, instead of silently both
+//! being served.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
 
 use orrery_proto::Serial;
 use orrery_proto::link::tls::SatelliteId;
@@ -30,11 +42,36 @@ pub struct SatelliteStatus {
     pub restart_required: Vec<String>,
 }
 
+/// The connection an identity's calls are served on.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The connection's number (unique for the master's lifetime, see `serve.rs`).
+    pub connection: u64,
+    pub peer: SocketAddr,
+    pub since: SystemTime,
+    /// Cancelled when a newer session of the same identity replaces this one.
+    fence: CancellationToken,
+}
+
+impl Session {
+    /// Ends when a newer session of the same identity replaces this one.
+    pub fn fence(&self) -> &CancellationToken {
+        &self.fence
+    }
+
+    /// For messages: `from ADDR (connected N s ago)`.
+    pub fn describe(&self) -> String {
+        let ago = self.since.elapsed().map_or(0, |d| d.as_secs());
+        format!("from {} (connected {ago} s ago)", self.peer)
+    }
+}
+
 /// Configuration and status of every satellite.
 #[derive(Debug, Default)]
 pub struct Satellites {
     config: RwLock<Arc<BTreeMap<SatelliteId, SatelliteSettings>>>,
     status: Mutex<HashMap<SatelliteId, SatelliteStatus>>,
+    sessions: Mutex<HashMap<SatelliteId, Session>>,
 }
 
 impl Satellites {
@@ -42,7 +79,78 @@ impl Satellites {
         Self {
             config: RwLock::new(Arc::new(config)),
             status: Mutex::default(),
+            sessions: Mutex::default(),
         }
+    }
+
+    /// Makes `connection` the session of `id` (at boot), fencing an older session of the
+    /// same identity on another connection.
+    pub fn begin_session(&self, id: &SatelliteId, connection: u64, peer: SocketAddr) -> Session {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(current) = sessions.get(id) {
+            if current.connection == connection {
+                return current.clone();
+            }
+            tracing::warn!(
+                satellite = %id,
+                old_peer = %current.peer,
+                new_peer = %peer,
+                "satellite connected again on a new connection: its older session is ended \
+                 (a restarted satellite; two satellites sharing one certificate would keep \
+                 replacing each other)"
+            );
+            current.fence.cancel();
+        }
+        let session = Session {
+            connection,
+            peer,
+            since: SystemTime::now(),
+            fence: CancellationToken::new(),
+        };
+        sessions.insert(id.clone(), session.clone());
+        session
+    }
+
+    /// The session a call on `connection` belongs to; a connection of an identity without a
+    /// session becomes its session. `Err` holds the newer session that replaced this one.
+    pub fn session(
+        &self,
+        id: &SatelliteId,
+        connection: u64,
+        peer: SocketAddr,
+    ) -> Result<Session, Session> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.get(id) {
+            Some(current) if current.connection == connection => Ok(current.clone()),
+            Some(current) => Err(current.clone()),
+            None => {
+                let session = Session {
+                    connection,
+                    peer,
+                    since: SystemTime::now(),
+                    fence: CancellationToken::new(),
+                };
+                sessions.insert(id.clone(), session.clone());
+                Ok(session)
+            }
+        }
+    }
+
+    /// Forgets the session of `id` if it is on `connection`, which has closed.
+    pub fn connection_closed(&self, id: &SatelliteId, connection: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.get(id).is_some_and(|s| s.connection == connection) {
+            sessions.remove(id);
+        }
+    }
+
+    /// The current session of `id`, if it is connected.
+    pub fn current_session(&self, id: &SatelliteId) -> Option<Session> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Replaces the configuration; each satellite receives its new settings at its next

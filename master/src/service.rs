@@ -20,8 +20,17 @@ use tonic::{Request, Response, Status};
 
 use crate::cache::{Cache, Catchup};
 use crate::resume::{Gap, Resume};
-use crate::satellites::Satellites;
+use crate::satellites::{Satellites, Session};
 use crate::serve::PeerInfo;
+
+/// The status ending a session that a newer one of the same identity replaced.
+fn replaced(id: &orrery_proto::link::tls::SatelliteId, newer: &Session) -> Status {
+    Status::aborted(format!(
+        "session replaced: satellite {:?} is connected again {}",
+        id.as_str(),
+        newer.describe()
+    ))
+}
 
 /// Events buffered per change stream before the sender waits for the satellite.
 const STREAM_BUFFER: usize = 16;
@@ -66,6 +75,26 @@ impl LinkService {
         }
     }
 
+    /// The satellites' configuration, status and sessions.
+    pub fn satellites(&self) -> &Arc<Satellites> {
+        &self.satellites
+    }
+
+    /// The session of the caller, or ABORTED when a newer session of its identity replaced it.
+    fn require_session(&self, peer: &PeerInfo, call: &str) -> Result<Session, Status> {
+        self.satellites
+            .session(&peer.identity, peer.connection, peer.addr)
+            .map_err(|newer| {
+                tracing::info!(
+                    satellite = %peer.identity,
+                    peer = %peer.addr,
+                    call,
+                    "refused call: this session was replaced by a newer one of the same satellite"
+                );
+                replaced(&peer.identity, &newer)
+            })
+    }
+
     /// What the service has done so far.
     pub fn counters(&self) -> Arc<LinkCounters> {
         Arc::clone(&self.counters)
@@ -106,6 +135,8 @@ impl Link for LinkService {
         req: Request<pb::BootRequest>,
     ) -> Result<Response<pb::BootResponse>, Status> {
         let (peer, settings) = self.require_satellite(&req, "Boot")?;
+        self.satellites
+            .begin_session(&peer.identity, peer.connection, peer.addr);
         let req = req.into_inner();
         let (head, mut window_start) = self.cache.positions();
         // A satellite older than the window (e.g. after a master restart) is told it can
@@ -140,6 +171,7 @@ impl Link for LinkService {
         req: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::CheckInResponse>, Status> {
         let (peer, settings) = self.require_satellite(&req, "CheckIn")?;
+        self.require_session(&peer, "CheckIn")?;
         let req = req.into_inner();
         let config = pb::SatelliteConfig::from(&settings);
         let changed = config.version != req.config_version;
@@ -163,11 +195,23 @@ impl Link for LinkService {
         req: Request<pb::FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         let (peer, _) = self.require_satellite(&req, "Follow")?;
+        let session = self.require_session(&peer, "Follow")?;
         let from = req.into_inner().from_serial;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
         tokio::spawn(async move {
-            let outcome = service.stream_changes(from, &tx).await;
+            let outcome = tokio::select! {
+                outcome = service.stream_changes(from, &tx) => outcome,
+                () = session.fence().cancelled() => {
+                    let newer = service.satellites.current_session(&peer.identity);
+                    let status = newer.map_or_else(
+                        || Status::aborted("session replaced by a newer one"),
+                        |newer| replaced(&peer.identity, &newer),
+                    );
+                    let _ = tx.send(Err(status)).await;
+                    StreamEnd::Replaced
+                }
+            };
             tracing::debug!(satellite = %peer.identity, peer = %peer.addr, ?outcome, "change stream ended");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -180,6 +224,7 @@ impl Link for LinkService {
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (peer, _) = self.require_satellite(&req, "Snapshot")?;
+        let session = self.require_session(&peer, "Snapshot")?;
         let req = req.into_inner();
         let snapshot = if req.serial == 0 {
             // Building may take a while for a large registry: keep it off the I/O threads.
@@ -211,6 +256,10 @@ impl Link for LinkService {
             for chunk in &snapshot.chunks[start..] {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
+                    () = session.fence().cancelled() => {
+                        let _ = tx.send(Err(Status::aborted("session replaced by a newer one"))).await;
+                        return;
+                    }
                     sent = tx.send(Ok(chunk.clone())) => if sent.is_err() { return },
                 }
             }
@@ -225,6 +274,8 @@ enum StreamEnd {
     SatelliteLeft,
     SnapshotRequired,
     Shutdown,
+    /// A newer session of the same identity replaced this one.
+    Replaced,
 }
 
 impl LinkService {

@@ -871,6 +871,87 @@ async fn a_master_started_before_its_store_waits_for_it() {
     );
 }
 
+/// One identity, one session: a satellite that boots on a new connection replaces its older
+/// session, whose stream ends with ABORTED naming the new connection, whose calls are refused
+/// from then on; both are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_an_identity_replaces_the_first() {
+    let t = TestMaster::start(2).await;
+    let tls = t.satellite_tls("sat1");
+    let mut old = t.dial(&tls).await.unwrap();
+    old.boot(pb::BootRequest::default()).await.unwrap();
+    let head = t.master().cache().head();
+    let mut old_stream = old
+        .follow(pb::FollowRequest { from_serial: head })
+        .await
+        .unwrap()
+        .into_inner();
+    let checkin = pb::CheckInRequest {
+        applied_serial: head,
+        ..Default::default()
+    };
+    old.check_in(checkin.clone()).await.unwrap();
+    let first = t
+        .master()
+        .satellites()
+        .current_session(&SatelliteId::new("sat1").unwrap())
+        .unwrap();
+
+    let mut new = t.dial(&tls).await.unwrap();
+    new.boot(pb::BootRequest::default()).await.unwrap();
+    let second = t
+        .master()
+        .satellites()
+        .current_session(&SatelliteId::new("sat1").unwrap())
+        .unwrap();
+    assert_ne!(first.connection, second.connection);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match old_stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the old stream was not ended");
+    assert_eq!(ended.code(), tonic::Code::Aborted);
+    let expected = format!("connected again from {}", second.peer);
+    assert!(ended.message().contains(&expected), "{ended}");
+    let refused = old.check_in(checkin.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted);
+    assert!(refused.message().contains(&expected), "{refused}");
+    assert!(
+        old.follow(pb::FollowRequest { from_serial: head })
+            .await
+            .is_err()
+    );
+    // The new session is served; another identity is not affected.
+    new.check_in(checkin.clone()).await.unwrap();
+    let mut other = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    other.boot(pb::BootRequest::default()).await.unwrap();
+    new.check_in(checkin).await.unwrap();
+    wait_for_log("satellite connected again on a new connection").await;
+    let text = log_text();
+    assert!(
+        text.contains(&format!("old_peer={}", first.peer))
+            && text.contains(&format!("new_peer={}", second.peer)),
+        "{text}"
+    );
+
+    // A closed connection ends its session.
+    drop(other);
+    let id0 = SatelliteId::new("sat0").unwrap();
+    for _ in 0..200 {
+        if t.master().satellites().current_session(&id0).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(t.master().satellites().current_session(&id0).is_none());
+}
+
 async fn wait_for_log(needle: &str) {
     for _ in 0..200 {
         if log_text().contains(needle) {
