@@ -40,6 +40,8 @@ pub struct SatelliteStatus {
     pub statistics: Option<pb::Statistics>,
     /// Configuration fields it can apply only after a restart.
     pub restart_required: Vec<String>,
+    /// Why it does not run (all of) the configuration it was given; `None` when it does.
+    pub config_refused: Option<String>,
 }
 
 /// The connection an identity's calls are served on.
@@ -184,6 +186,7 @@ impl Satellites {
                 config_version: String::new(),
                 statistics: None,
                 restart_required: vec![],
+                config_refused: None,
             },
         );
     }
@@ -203,6 +206,7 @@ impl Satellites {
             config_version: String::new(),
             statistics: None,
             restart_required: vec![],
+            config_refused: None,
         });
         s.peer = peer;
         s.last_checkin = Some(SystemTime::now());
@@ -211,6 +215,24 @@ impl Satellites {
         s.config_version = req.config_version;
         s.statistics = req.statistics;
         s.restart_required = req.restart_required;
+        let refused = (!req.config_refused.is_empty()).then_some(req.config_refused);
+        if refused != s.config_refused {
+            match &refused {
+                Some(reason) => tracing::warn!(
+                    satellite = %id,
+                    peer = %peer,
+                    running_version = %s.config_version,
+                    reason = %reason,
+                    "satellite refuses the configuration it was given"
+                ),
+                None => tracing::info!(
+                    satellite = %id,
+                    version = %s.config_version,
+                    "satellite now runs the configuration it was given"
+                ),
+            }
+        }
+        s.config_refused = refused;
     }
 
     /// The last status of one satellite.

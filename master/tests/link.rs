@@ -331,6 +331,7 @@ async fn run_satellite(
                 ..Default::default()
             }),
             restart_required: vec![],
+            config_refused: String::new(),
         })
         .await
         .unwrap()
@@ -684,6 +685,7 @@ async fn a_changed_configuration_arrives_at_the_next_check_in() {
             ..Default::default()
         }),
         restart_required: vec![],
+        config_refused: String::new(),
     };
     let r = client
         .check_in(checkin(settings.version()))
