@@ -69,6 +69,15 @@ pub enum MasterError {
     Wait(#[from] WaitError),
 }
 
+/// Reads and checks the master's TLS files as `run` uses them: readable, the key matching the
+/// certificate, the certificate chaining to the CA and naming the master (what satellites
+/// check). `orrery-master check-config` and `run` both call it.
+pub fn load_tls(config: &MasterConfig) -> Result<TlsMaterial, TlsError> {
+    let material = TlsMaterial::load(&config.tls)?;
+    server_config(&material)?;
+    Ok(material)
+}
+
 /// A running master: its tasks, and handles on its state for statistics and tests.
 #[derive(Debug)]
 pub struct Master {

@@ -16,8 +16,8 @@ use clap::{Parser, Subcommand};
 use orrery_master::certs::{Role, write_ca, write_issued};
 use orrery_master::config::MasterConfig;
 use orrery_master::wait_for_store::{self, WaitError};
-use orrery_master::{Master, MasterError};
-use orrery_proto::link::tls::{SatelliteId, TlsMaterial};
+use orrery_master::{Master, MasterError, load_tls};
+use orrery_proto::link::tls::SatelliteId;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -88,7 +88,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => tokio::runtime::Runtime::new()?.block_on(run(config)),
         Command::CheckConfig { config } => {
+            // Everything `run` checks before it waits for the store: the file, the store URL,
+            // every satellite's settings, the TLS files.
             let c = MasterConfig::load(&config)?;
+            load_tls(&c).with_context(|| format!("{}: [tls]", config.display()))?;
             println!(
                 "{}: store {}, listen {:?}, {} satellites",
                 config.display(),
@@ -139,7 +142,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = MasterConfig::load(&path)?;
-    let tls = TlsMaterial::load(&config.tls)?;
+    let tls = load_tls(&config).with_context(|| format!("{}: [tls]", path.display()))?;
     let shutdown = CancellationToken::new();
     // A stop signal must also end the wait for an unreachable store.
     let stop = shutdown.clone();

@@ -963,3 +963,93 @@ async fn wait_for_log(needle: &str) {
     }
     panic!("no log line containing {needle:?} in:\n{}", log_text());
 }
+
+// ───────────────────────────── check-config ─────────────────────────────
+
+/// `orrery-master check-config` on `text` written beside the certificates in `dir`: its exit
+/// status and what it printed.
+fn check_config(dir: &std::path::Path, text: &str) -> (bool, String) {
+    let path = dir.join("master.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orrery-master"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// check-config checks what `run` would: each broken thing fails it, naming the problem.
+#[test]
+fn check_config_refuses_what_run_would_refuse() {
+    use orrery_master::certs::{write_ca, write_issued};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    write_ca(certs, 30).unwrap();
+    let m1 = Role::Master(SatelliteId::new("m1").unwrap());
+    write_issued(certs, &m1, 30).unwrap();
+    write_issued(certs, &Role::Master(SatelliteId::new("m2").unwrap()), 30).unwrap();
+    // A master certificate from another CA.
+    let other = certs.join("other");
+    write_ca(&other, 30).unwrap();
+    write_issued(&other, &m1, 30).unwrap();
+    let config = |store: &str, cert: &str, key: &str| {
+        format!(
+            r#"
+            [master]
+            store = "{store}"
+            listen = ["127.0.0.1:7443"]
+            [tls]
+            ca = "ca.pem"
+            cert = "{cert}"
+            key = "{key}"
+            [satellite_defaults]
+            dns = {{ udp = ["127.0.0.1:5353"] }}
+            selector = "std"
+            [selectors.std]
+            chains = [{{ name = "main", leaves = ["lookup"] }}]
+            [selectors.std.leaves.lookup]
+            kind = "lookup"
+            [satellites.sat1]
+            "#
+        )
+    };
+    let good = config("sqlite:orrery.db", "m1.master.pem", "m1.master.key");
+    let (ok, out) = check_config(certs, &good);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 satellites"), "{out}");
+
+    let cases = [
+        (
+            config("sqlite:orrery.db", "missing.pem", "m1.master.key"),
+            "missing.pem",
+        ),
+        (
+            config("sqlite:orrery.db", "m1.master.pem", "m2.master.key"),
+            "does not match the certificate",
+        ),
+        (
+            config(
+                "sqlite:orrery.db",
+                "other/m1.master.pem",
+                "other/m1.master.key",
+            ),
+            "not a valid master certificate of this cluster's CA",
+        ),
+        (
+            config("mysql://db/orrery", "m1.master.pem", "m1.master.key"),
+            "master.store: unsupported store URL",
+        ),
+    ];
+    for (text, problem) in cases {
+        let (ok, out) = check_config(certs, &text);
+        assert!(!ok, "check-config passed; expected {problem:?}: {out}");
+        assert!(out.contains(problem), "expected {problem:?} in: {out}");
+    }
+}
