@@ -89,6 +89,16 @@ impl TestMaster {
         let url = format!("sqlite:{}", dir.path().join("orrery.db").display());
         let store = Store::open(&url).await.unwrap();
         seed(&store).await;
+        Self::on_store(url, store, satellites, dir).await
+    }
+
+    /// A master over `store` (at `url`, already seeded), its files in `dir`.
+    async fn on_store(
+        url: String,
+        store: Store,
+        satellites: usize,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let mut text = format!(
             r#"
             [master]
@@ -952,6 +962,167 @@ async fn a_second_session_of_an_identity_replaces_the_first() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(t.master().satellites().current_session(&id0).is_none());
+}
+
+/// A private PostgreSQL server in a temporary directory, on a Unix socket only, stopped on drop.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    started: bool,
+}
+
+impl PrivatePostgres {
+    /// The installed server binaries, if any (`/usr/lib/postgresql/*/bin`).
+    fn find() -> Option<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    fn new(bin: std::path::PathBuf) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sock")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            dir,
+            bin,
+            port,
+            started: false,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres:///postgres?host={}&port={}&user=postgres",
+            self.dir.path().join("sock").display(),
+            self.port
+        )
+    }
+
+    /// Runs a server binary, as the `postgres` user when this is root (initdb refuses root).
+    fn run(&self, tool: &str, args: &[&str]) {
+        let mut cmd = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            std::process::Command::new(self.bin.join(tool))
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(&mut self) {
+        if running_as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = self.dir.path().join("data");
+        let data = data.to_str().unwrap();
+        self.run("initdb", &["-D", data, "-A", "trust", "-U", "postgres"]);
+        let options = format!(
+            "-k {} -p {} -c listen_addresses=",
+            self.dir.path().join("sock").display(),
+            self.port
+        );
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+            ],
+        );
+        self.started = true;
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.started {
+            let data = self.dir.path().join("data");
+            self.run(
+                "pg_ctl",
+                &["stop", "-m", "immediate", "-D", data.to_str().unwrap()],
+            );
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A master pointed at a PostgreSQL server that is not up yet waits for it, and becomes ready
+/// (registry loaded, link served) once the server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_started_before_postgresql_waits_for_it() {
+    logs();
+    let Some(bin) = PrivatePostgres::find() else {
+        eprintln!("no PostgreSQL server binaries under /usr/lib/postgresql: test skipped");
+        return;
+    };
+    let mut pg = PrivatePostgres::new(bin);
+    let url = pg.url();
+    let shutdown = CancellationToken::new();
+    let opening = tokio::spawn({
+        let (url, shutdown) = (url.clone(), shutdown.clone());
+        async move { orrery_master::wait_for_store::open(&url, &shutdown).await }
+    });
+    wait_for_log("opening the store: store unavailable; waiting for it").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!opening.is_finished(), "gave up on the store");
+    tokio::task::block_in_place(|| pg.start());
+    let up = std::time::Instant::now();
+    let store = tokio::time::timeout(Duration::from_secs(20), opening)
+        .await
+        .expect("the master did not notice the store was up")
+        .unwrap()
+        .unwrap();
+    assert!(
+        up.elapsed() <= orrery_master::wait_for_store::MAX_PAUSE + Duration::from_secs(3),
+        "{:?}",
+        up.elapsed()
+    );
+    // The master becomes ready on it: registry loaded, satellites served.
+    seed(&store).await;
+    let t = TestMaster::on_store(url, store, 1, tempfile::tempdir().unwrap()).await;
+    assert_eq!(t.master().cache().head(), t.store.head().await.unwrap());
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    let boot = client
+        .boot(pb::BootRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(boot.head_serial, t.store.head().await.unwrap());
+    drop(t);
+    shutdown.cancel();
 }
 
 async fn wait_for_log(needle: &str) {

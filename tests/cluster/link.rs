@@ -588,6 +588,10 @@ async fn satellites_ride_out_master_and_satellite_restarts() {
     // (e) The master comes back on the same address: the satellite catches up with all of it.
     cluster.start_master().await;
     sat.applied(head).await;
+    // Resumed from the store's journal, without a snapshot.
+    let master = &cluster.master.as_ref().unwrap().0;
+    assert_eq!(master.snapshots_sent(), 0);
+    assert!(master.streams_resumed() >= 1);
     let deadline = Instant::now() + PROPAGATION;
     assert!(wait_for(addr, &domain("meanwhile"), Seen::Delegated, deadline).await);
     assert_eq!(ask(addr, &domain("before")).await, Seen::Absent);
