@@ -18,7 +18,8 @@
 //! object is harmless). Satellites at the same serial share one read (a boot and the change
 //! stream that follows it, or many satellites restarted together), so the store's load grows
 //! with the number of distinct serials asked for, not with the number of satellites. A result
-//! is kept [`KEEP`] for the calls that follow it, then dropped.
+//! is kept [`KEEP`] for the calls that follow it, then dropped; a failed read (the store down
+//! or slower than [`READ_TIMEOUT`]) only briefly, so that the next satellite tries again.
 //!
 //! Serials are numbered without gaps (the store's guarantee), so the journal still holds the
 //! gap after `from` exactly when its first row after `from` is `from + 1`. Pruning deletes the
@@ -36,6 +37,12 @@ use tokio::sync::OnceCell;
 
 /// How long a finished read is kept for the satellites that ask for the same serial.
 pub const KEEP: Duration = Duration::from_secs(30);
+/// How long a failed read (store down, too slow) is kept: the next satellite tries again.
+const KEEP_FAILED: Duration = Duration::from_secs(1);
+/// Longest wait for the store: a boot waits for this read, and must answer well within the
+/// satellite's call timeout even while the store is down (the satellite then takes a
+/// snapshot from the cache, which does not need the store).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the journal holds after a serial.
 #[derive(Clone, Debug)]
@@ -50,7 +57,8 @@ pub enum Gap {
 #[derive(Debug)]
 struct Read {
     started: Instant,
-    result: Arc<OnceCell<Gap>>,
+    /// The answer and how long to keep it.
+    result: Arc<OnceCell<(Gap, Duration)>>,
 }
 
 /// Serves serials older than the window from the store's journal.
@@ -85,7 +93,11 @@ impl Resume {
         }
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
-            reads.retain(|_, r| r.started.elapsed() < KEEP || !r.result.initialized());
+            reads.retain(|_, r| {
+                r.result
+                    .get()
+                    .is_none_or(|(_, keep)| r.started.elapsed() < *keep)
+            });
             Arc::clone(
                 &reads
                     .entry(from)
@@ -96,18 +108,20 @@ impl Resume {
                     .result,
             )
         };
-        cell.get_or_init(|| self.read(from)).await.clone()
+        cell.get_or_init(|| self.read(from)).await.0.clone()
     }
 
-    async fn read(&self, from: Serial) -> Gap {
+    async fn read(&self, from: Serial) -> (Gap, Duration) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let gap = match self.try_read(from).await {
-            Ok(gap) => gap,
-            Err(e) => {
-                tracing::warn!(from, error = %e, "cannot read the journal to resume a satellite; it takes a snapshot");
-                Gap::Unavailable(format!("the store could not be read: {e}"))
-            }
+        let failed = |reason: String| {
+            tracing::warn!(from, reason = %reason, "cannot read the journal to resume a satellite; it takes a snapshot");
+            (Gap::Unavailable(reason), KEEP_FAILED)
+        };
+        let (gap, keep) = match tokio::time::timeout(READ_TIMEOUT, self.try_read(from)).await {
+            Ok(Ok(gap)) => (gap, KEEP),
+            Ok(Err(e)) => failed(format!("the store could not be read: {e}")),
+            Err(_) => failed(format!("the store did not answer within {READ_TIMEOUT:?}")),
         };
         match &gap {
             Gap::Batch(b) => tracing::info!(
@@ -117,11 +131,12 @@ impl Resume {
                 ms = started.elapsed().as_millis() as u64,
                 "resuming from the store's journal"
             ),
-            Gap::Unavailable(reason) => {
+            Gap::Unavailable(reason) if keep == KEEP => {
                 tracing::info!(from, reason = %reason, "cannot resume from the journal");
             }
+            Gap::Unavailable(_) => {}
         }
-        gap
+        (gap, keep)
     }
 
     async fn try_read(&self, from: Serial) -> Result<Gap, StoreError> {
