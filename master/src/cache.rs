@@ -11,7 +11,8 @@
 //! Only the follower writes; every satellite request is served from here, so the store's load
 //! does not depend on the number of satellites. A satellite whose serial lies inside the window
 //! gets the batches after it (re-sending part of a batch is harmless: changes are whole
-//! objects); one below the window, or ahead of the master, must take a snapshot. The snapshot
+//! objects); one below the window is resumed from the store's journal when it still holds the
+//! gap (`resume.rs`), else it takes a snapshot, as one ahead of the master does. The snapshot
 //! is rebuilt only when the previous one has left the window, so satellites booting together
 //! share one.
 
@@ -124,7 +125,10 @@ pub struct Snapshot {
 pub enum Catchup {
     /// The batches after its serial, oldest first (empty when it is up to date).
     Batches(Vec<Arc<pb::ChangeBatch>>),
-    /// The window no longer reaches back to its serial, or it is ahead of the master.
+    /// Its serial is older than the window: the store's journal may still hold the gap
+    /// (`resume.rs`); else it must take a snapshot.
+    BeforeWindow { window_start: Serial, head: Serial },
+    /// It is ahead of the master.
     SnapshotRequired {
         window_start: Serial,
         head: Serial,
@@ -278,13 +282,9 @@ impl Cache {
             };
         }
         if from < s.window_start {
-            return Catchup::SnapshotRequired {
+            return Catchup::BeforeWindow {
                 window_start: s.window_start,
                 head: s.serial,
-                reason: format!(
-                    "serial {from} is older than the master's window (from {})",
-                    s.window_start
-                ),
             };
         }
         // Batches are in serial order; skip those the satellite already has.
@@ -422,7 +422,13 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(cache.window_start(), 12);
-        assert!(matches!(cache.since(11), Catchup::SnapshotRequired { .. }));
+        assert!(matches!(
+            cache.since(11),
+            Catchup::BeforeWindow {
+                window_start: 12,
+                head: 20
+            }
+        ));
         assert_eq!(upto(cache.since(12)), vec![15, 16, 20]);
         assert_eq!(cache.objects(), 3);
     }
