@@ -153,6 +153,9 @@ struct State {
     /// The oldest serial the window reaches back to.
     window_start: Serial,
     snapshot: Option<Arc<Snapshot>>,
+    /// Whether the registry has been loaded. Before that the cache knows nothing: it serves
+    /// no snapshot, and satellites resume from the store's journal or wait (see `since`).
+    loaded: bool,
 }
 
 /// The cache shared by the follower (writer) and the link service (readers).
@@ -200,6 +203,7 @@ impl Cache {
                 window_changes: 0,
                 window_start: full.upto,
                 snapshot: None,
+                loaded: true,
             };
         }
         self.generation.send_modify(|g| *g += 1);
@@ -268,9 +272,21 @@ impl Cache {
         self.generation.subscribe()
     }
 
-    /// What a satellite whose applied serial is `from` needs next.
+    /// Whether the registry has been loaded (see [`Cache::load`]).
+    pub fn is_loaded(&self) -> bool {
+        self.read().loaded
+    }
+
+    /// What a satellite whose applied serial is `from` needs next. Before the registry is
+    /// loaded every serial is "before the window": only the store's journal can serve it.
     pub fn since(&self, from: Serial) -> Catchup {
         let s = self.read();
+        if !s.loaded {
+            return Catchup::BeforeWindow {
+                window_start: s.window_start,
+                head: s.serial,
+            };
+        }
         if from > s.serial {
             return Catchup::SnapshotRequired {
                 window_start: s.window_start,
