@@ -10,12 +10,19 @@
 //!
 //! The number of store calls depends on time and on the rate of commits, never on the number
 //! of satellites: [`JournalFollower::store_calls`] counts them.
+//!
+//! A row the store cannot read never stops the follower: it is quarantined in the cache (the
+//! object keeps its last good version, everything else flows) and logged as a warning naming
+//! table, object and key — once, when it enters quarantine, not on every poll: the store
+//! reports a bad row only when a journal row names it or a reload reads it. When a later
+//! journal row names the object and it reads fine (or is gone), it leaves quarantine and the
+//! fix propagates like any change.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use orrery_proto::{Change, ChangeBatch};
-use orrery_store::{ChangesSince, RegistryItem, Store, StoreError};
+use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -66,10 +73,17 @@ impl JournalFollower {
         self.store.changes_since(after, max).await
     }
 
-    /// Loads the whole registry, replacing the cache. Returns the serial loaded.
+    /// The rows quarantined now (see [`Cache::quarantined`]).
+    pub fn quarantined(&self) -> Vec<BadRow> {
+        self.cache.quarantined()
+    }
+
+    /// Loads the whole registry, replacing the cache (quarantined objects keep the version the
+    /// cache held). Returns the serial loaded.
     pub async fn load(&self) -> Result<orrery_proto::Serial, StoreError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut changes = Vec::new();
+        let mut bad = Vec::new();
         let serial = self
             .store
             .visit_registry(|item| {
@@ -80,6 +94,7 @@ impl JournalFollower {
                     RegistryItem::Zone(z) => changes.push(Change::Zone(z)),
                     RegistryItem::Host(h) => changes.push(Change::Host(h)),
                     RegistryItem::Domain(d) => changes.push(Change::Domain(d)),
+                    RegistryItem::BadRow(b) => bad.push(b),
                 }
                 Ok::<_, StoreError>(())
             })
@@ -89,10 +104,14 @@ impl JournalFollower {
             upto: serial,
             changes,
         };
-        self.cache.load(full);
+        let quarantined = bad.len();
+        for b in self.cache.load_quarantined(full, bad) {
+            report_quarantined(&b);
+        }
         tracing::info!(
             serial,
             objects = self.cache.objects(),
+            quarantined,
             "loaded the registry into the cache"
         );
         // The snapshot a bare satellite will ask for, built now in the background rather than
@@ -121,7 +140,8 @@ impl JournalFollower {
             .changes_since(head, self.settings.max_batch_entries)
             .await?
         {
-            ChangesSince::Batch(batch) => {
+            ChangesSince::Batch(journal) => {
+                let batch = journal.batch;
                 let (after, upto, n) = (batch.after, batch.upto, batch.changes.len());
                 if n == 0 && upto == after {
                     return Ok(0);
@@ -130,6 +150,19 @@ impl JournalFollower {
                     tracing::error!(error = %gap, "journal batch does not follow the cache; reloading");
                     self.load().await?;
                     return Ok(self.cache.objects());
+                }
+                let (fresh, left) = self.cache.quarantine(journal.bad_rows, &journal.settled);
+                for b in &fresh {
+                    report_quarantined(b);
+                }
+                for b in &left {
+                    tracing::info!(
+                        table = b.table,
+                        object = b.object,
+                        key = %b.key,
+                        upto,
+                        "quarantined row is readable again (or gone); its change propagates"
+                    );
                 }
                 tracing::debug!(after, upto, changes = n, "applied journal batch");
                 Ok(n)
@@ -160,6 +193,18 @@ impl JournalFollower {
             }
         }
     }
+}
+
+/// The loud report of a row entering quarantine.
+fn report_quarantined(b: &BadRow) {
+    tracing::warn!(
+        table = b.table,
+        object = b.object,
+        key = %b.key,
+        reason = %b.reason,
+        "bad row quarantined: the object keeps its last good version until the row is fixed \
+         (orrery-admin bad-rows lists them)"
+    );
 }
 
 /// Listens on [`NOTIFY_CHANNEL`] and wakes the follower for each notification, reconnecting

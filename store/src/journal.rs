@@ -9,6 +9,11 @@
 //! the journal rows and the current state of every object they name in one snapshot
 //! transaction, with a fixed number of queries (one per object kind) whatever the batch size, so
 //! the batch is exactly the state at its `upto` serial.
+//!
+//! A row that cannot become its object is *quarantined*: the batch carries no change for that
+//! object (in particular not a removal: an unreadable row is not an absent one) and reports it
+//! in [`JournalBatch::bad_rows`]; every other change flows. A later journal row naming the
+//! object, once it reads fine or is gone, settles it.
 
 use std::collections::HashSet;
 
@@ -16,8 +21,8 @@ use orrery_proto::{Change, ChangeBatch, Name, Serial};
 
 use sqlx::AssertSqlSafe;
 
-use crate::read::{ContactRow, DomainRow, HostRow, RegistrarRow, ZoneRow};
-use crate::{Result, Store, StoreError, on_pool};
+use crate::read::{BadRow, ContactRow, DomainRow, HostRow, RegistrarRow, ZoneRow};
+use crate::{Result, Store, on_pool};
 
 /// One journal row.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -36,10 +41,26 @@ pub struct JournalEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangesSince {
     /// Every change after the given serial, as whole objects.
-    Batch(ChangeBatch),
+    Batch(JournalBatch),
     /// More journal rows are pending than the caller accepts: take a full snapshot instead.
     TooFarBehind { pending: usize },
 }
+
+/// The changes of a journal range, and what could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalBatch {
+    /// Every readable change: objects at their state at `upto`, removals of objects that are gone.
+    pub batch: ChangeBatch,
+    /// Objects named in the range whose rows cannot be read, one each. No change is given for
+    /// them, not even a removal: a consumer keeps the last good version it has.
+    pub bad_rows: Vec<BadRow>,
+    /// Every object named in the range that is not in `bad_rows`, as `(object kind, key)`: it
+    /// read fine or is gone, so any quarantine of it ends.
+    pub settled: Vec<(&'static str, String)>,
+}
+
+/// The journal's object kinds, as `'static` names.
+const KINDS: [&str; 5] = ["zone", "domain", "host", "contact", "registrar"];
 
 impl Store {
     /// The last committed journal serial (0 for an empty journal).
@@ -91,9 +112,10 @@ impl Store {
             self.sql,
             &format!("WHERE c.handle IN (SELECT j.key {pending}'contact')"),
         );
-        let registrar_sql = RegistrarRow::select(&format!(
-            "WHERE g.handle IN (SELECT j.key {pending}'registrar')"
-        ));
+        let registrar_sql = RegistrarRow::select(
+            self.sql,
+            &format!("WHERE g.handle IN (SELECT j.key {pending}'registrar')"),
+        );
         let journal_sql = "SELECT serial, zone_id, object, key, op FROM journal \
                            WHERE serial > $1 ORDER BY serial LIMIT $2";
         let limit = i64::try_from(max_entries).unwrap_or(i64::MAX - 1) + 1;
@@ -113,7 +135,11 @@ impl Store {
                 return Ok(ChangesSince::TooFarBehind { pending: entries.len() });
             }
             if entries.is_empty() {
-                return Ok(ChangesSince::Batch(ChangeBatch { after, upto: after, changes: vec![] }));
+                return Ok(ChangesSince::Batch(JournalBatch {
+                    batch: ChangeBatch { after, upto: after, changes: vec![] },
+                    bad_rows: vec![],
+                    settled: vec![],
+                }));
             }
             let zones: Vec<ZoneRow> = sqlx::query_as(AssertSqlSafe(zone_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
             let domains: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(domain_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
@@ -126,74 +152,94 @@ impl Store {
 
         let upto = entries.last().map_or(after, |e| e.serial);
         let mut changes = Vec::new();
-        // Objects that still exist, in an order that lets a consumer apply them one by one:
-        // registrars and contacts before the domains that name them, zones before domains,
-        // hosts before the domains that use them.
+        let mut bad_rows = Vec::new();
+        // Objects that still exist, read or quarantined, in an order that lets a consumer apply
+        // them one by one: registrars and contacts before the domains that name them, zones
+        // before domains, hosts before the domains that use them.
         let mut present: HashSet<(&'static str, String)> = HashSet::new();
+        let mut take = |kind: &'static str, key: &str, converted: Result<Change, BadRow>| {
+            present.insert((kind, key.to_owned()));
+            match converted {
+                Ok(c) => changes.push(c),
+                Err(b) => bad_rows.push(b),
+            }
+        };
         for row in registrars {
-            let r = row.into_model()?;
-            present.insert(("registrar", r.handle.clone()));
-            changes.push(Change::Registrar(r));
+            let key = row.key().to_owned();
+            take("registrar", &key, row.into_model().map(Change::Registrar));
         }
         for row in contacts {
-            let c = row.into_model();
-            present.insert(("contact", c.handle.clone()));
-            changes.push(Change::Contact(c));
+            let key = row.key().to_owned();
+            take("contact", &key, row.into_model().map(Change::Contact));
         }
         for row in zones {
-            let z = row.into_model()?;
-            present.insert(("zone", z.name.to_string()));
-            changes.push(Change::Zone(z));
+            let key = row.key().to_owned();
+            take("zone", &key, row.into_model().map(Change::Zone));
         }
         for row in hosts {
-            let h = row.into_model()?;
-            present.insert(("host", h.name.to_string()));
-            changes.push(Change::Host(h));
+            let key = row.key().to_owned();
+            take("host", &key, row.into_model().map(Change::Host));
         }
         for row in domains {
-            let d = row.into_model()?;
-            present.insert(("domain", d.name.to_string()));
-            changes.push(Change::Domain(d));
+            let key = row.key().to_owned();
+            take("domain", &key, row.into_model().map(Change::Domain));
         }
         // Objects named in the journal that no longer exist were removed; report each once.
-        let mut removed: HashSet<(&str, &str)> = HashSet::new();
+        let mut named: HashSet<(&str, &str)> = HashSet::new();
+        let mut settled = Vec::new();
         for e in &entries {
-            let kind = match e.object.as_str() {
-                "zone" => "zone",
-                "domain" => "domain",
-                "host" => "host",
-                "contact" => "contact",
-                "registrar" => "registrar",
-                other => {
-                    return Err(StoreError::BadRow {
-                        table: "journal",
-                        key: e.serial.to_string(),
-                        reason: format!("unknown object kind {other:?}"),
-                    });
-                }
+            let Some(kind) = KINDS.iter().copied().find(|k| *k == e.object) else {
+                // The schema's CHECK rules this out; a journal row written around it names
+                // nothing a consumer holds, so it is reported and skipped.
+                bad_rows.push(BadRow {
+                    object: "journal",
+                    key: e.serial.to_string(),
+                    table: "journal",
+                    reason: format!("unknown object kind {:?}", e.object),
+                });
+                continue;
             };
-            if present.contains(&(kind, e.key.clone())) || !removed.insert((kind, &e.key)) {
+            if !named.insert((kind, &e.key)) {
                 continue;
             }
+            // Quarantined: its row is unreadable. A name stored in another case or with a
+            // trailing dot (written before the schema refused it) is the object under its
+            // canonical key too: a rename `x.test` → `X.test` must not remove `x.test`.
+            let folded = |k: &str| k.strip_suffix('.').unwrap_or(k).to_ascii_lowercase();
+            if bad_rows
+                .iter()
+                .any(|b| b.object == kind && (b.key == e.key || folded(&b.key) == e.key))
+            {
+                continue;
+            }
+            settled.push((kind, e.key.clone()));
+            if present.contains(&(kind, e.key.clone())) {
+                continue;
+            }
+            // A removal is keyed by the canonical name, as every object is. A key that is not
+            // one named a row no reader ever accepted (it was a bad row): nothing to remove.
             let name = || {
-                Name::from_ascii(&e.key).map_err(|err| StoreError::BadRow {
-                    table: "journal",
-                    key: e.serial.to_string(),
-                    reason: format!("name {:?}: {err}", e.key),
-                })
+                Name::from_ascii(&e.key)
+                    .ok()
+                    .filter(|n| n.to_string() == e.key)
             };
-            changes.push(match kind {
-                "zone" => Change::ZoneRemoved(name()?),
-                "domain" => Change::DomainRemoved(name()?),
-                "host" => Change::HostRemoved(name()?),
-                "contact" => Change::ContactRemoved(e.key.clone()),
-                _ => Change::RegistrarRemoved(e.key.clone()),
-            });
+            let removal = match kind {
+                "zone" => name().map(Change::ZoneRemoved),
+                "domain" => name().map(Change::DomainRemoved),
+                "host" => name().map(Change::HostRemoved),
+                "contact" => Some(Change::ContactRemoved(e.key.clone())),
+                _ => Some(Change::RegistrarRemoved(e.key.clone())),
+            };
+            changes.extend(removal);
         }
-        Ok(ChangesSince::Batch(ChangeBatch {
-            after,
-            upto,
-            changes,
+        Ok(ChangesSince::Batch(JournalBatch {
+            batch: ChangeBatch {
+                after,
+                upto,
+                changes,
+            },
+            bad_rows,
+            settled,
         }))
     }
 }
@@ -203,6 +249,7 @@ mod tests {
     use orrery_proto::{EppStatus, Name, Registrar, Timestamp};
 
     use super::*;
+    use crate::StoreError;
     use crate::testing::memory_store;
     use crate::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
 
@@ -258,7 +305,10 @@ mod tests {
 
     fn batch(c: ChangesSince) -> ChangeBatch {
         match c {
-            ChangesSince::Batch(b) => b,
+            ChangesSince::Batch(b) => {
+                assert!(b.bad_rows.is_empty(), "{:?}", b.bad_rows);
+                b.batch
+            }
             other => panic!("expected a batch, got {other:?}"),
         }
     }

@@ -30,8 +30,8 @@ pub mod read;
 pub mod synthetic;
 pub mod write;
 
-pub use journal::{ChangesSince, JournalEntry};
-pub use read::{HostSelection, RegistryItem, ZoneItem};
+pub use journal::{ChangesSince, JournalBatch, JournalEntry};
+pub use read::{BadRow, HostSelection, RegistryItem, ZoneItem};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -224,6 +224,33 @@ fn check_nameservers(field: &'static str, ns: &[NsSpec]) -> Result<()> {
     Ok(())
 }
 
+/// Checks a contact against the registry's rules (also applied to contacts read back, so a
+/// row written around this check is a bad row, not a contact).
+pub(crate) fn check_contact(c: &Contact) -> Result<()> {
+    if c.handle.trim().is_empty() || c.handle.len() > 64 {
+        return Err(StoreError::invalid("handle", "must be 1 to 64 characters"));
+    }
+    if c.name.trim().is_empty() {
+        return Err(StoreError::invalid("name", "must not be empty"));
+    }
+    if !c.email.contains('@') {
+        return Err(StoreError::invalid(
+            "email",
+            format!("{:?} is not an e-mail address", c.email),
+        ));
+    }
+    if c.country.len() != 2 || !c.country.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        return Err(StoreError::invalid(
+            "country",
+            format!("{:?} is not an ISO 3166 alpha-2 code", c.country),
+        ));
+    }
+    if c.street.len() > 3 {
+        return Err(StoreError::invalid("street", "at most three street lines"));
+    }
+    Ok(())
+}
+
 fn check_ds(ds: &[Ds]) -> Result<()> {
     for d in ds {
         d.check()
@@ -398,27 +425,7 @@ impl Store {
 
     /// Adds a contact, optionally sponsored by a registrar.
     pub async fn add_contact(&self, c: &Contact, registrar: Option<&str>) -> Result<()> {
-        if c.handle.trim().is_empty() || c.handle.len() > 64 {
-            return Err(StoreError::invalid("handle", "must be 1 to 64 characters"));
-        }
-        if c.name.trim().is_empty() {
-            return Err(StoreError::invalid("name", "must not be empty"));
-        }
-        if !c.email.contains('@') {
-            return Err(StoreError::invalid(
-                "email",
-                format!("{:?} is not an e-mail address", c.email),
-            ));
-        }
-        if c.country.len() != 2 || !c.country.chars().all(|ch| ch.is_ascii_alphabetic()) {
-            return Err(StoreError::invalid(
-                "country",
-                format!("{:?} is not an ISO 3166 alpha-2 code", c.country),
-            ));
-        }
-        if c.street.len() > 3 {
-            return Err(StoreError::invalid("street", "at most three street lines"));
-        }
+        check_contact(c)?;
         let mut tx = Tx::begin(self).await?;
         if tx.id_of("contact", "handle", &c.handle).await?.is_some() {
             return Err(StoreError::Exists {
