@@ -259,6 +259,11 @@ mod tests {
 
     async fn seeded() -> Store {
         let store = memory_store().await;
+        seed(&store).await;
+        store
+    }
+
+    async fn seed(store: &Store) {
         store
             .add_zone(&NewZone {
                 name: n("test"),
@@ -285,7 +290,6 @@ mod tests {
             })
             .await
             .unwrap();
-        store
     }
 
     fn new_domain(name: &str, ns: Vec<NsSpec>) -> NewDomain {
@@ -465,5 +469,441 @@ mod tests {
             "a refused write journalled something"
         );
         assert!(store.domain(&n("foo.test")).await.unwrap().is_none());
+    }
+
+    fn names_of(b: &ChangeBatch) -> Vec<String> {
+        b.changes.iter().map(|c| format!("{c:?}")).collect()
+    }
+
+    /// Plain SQL cannot store a non-canonical name on either backend, so a journal key is
+    /// always the object's canonical key.
+    #[tokio::test]
+    async fn schema_refuses_non_canonical_names() {
+        for db in crate::testing::backends().await {
+            let store = &db.store;
+            seed(store).await;
+            store
+                .add_domain(&new_domain("foo.test", vec![]))
+                .await
+                .unwrap();
+            let head = store.head().await.unwrap();
+            for sql in [
+                "UPDATE domain SET name = 'FOO.test' WHERE name = 'foo.test'",
+                "UPDATE domain SET name = 'foo.test.' WHERE name = 'foo.test'",
+                "UPDATE domain SET name = 'foo..test' WHERE name = 'foo.test'",
+                "UPDATE domain SET name = '-foo.test' WHERE name = 'foo.test'",
+                "UPDATE domain SET name = 'fo_o.test' WHERE name = 'foo.test'",
+                "UPDATE domain SET name = '' WHERE name = 'foo.test'",
+                "INSERT INTO host(name, zone_id) SELECT 'bad name!.test', id FROM zone",
+                "INSERT INTO host(name) VALUES ('Ns.Example')",
+                "UPDATE zone SET soa_mname = 'A.nic.test'",
+                "UPDATE zone SET soa_rname = 'hostmaster.nic.test.'",
+                "UPDATE zone SET name = 'TEST'",
+            ] {
+                let err = crate::testing::raw(store, sql).await.unwrap_err();
+                assert!(err.to_string().contains("canonical"), "{sql}: {err}");
+            }
+            let long = format!("{}.test", "a".repeat(64));
+            let err =
+                crate::testing::raw(store, &format!("INSERT INTO host(name) VALUES ('{long}')"))
+                    .await
+                    .unwrap_err();
+            assert!(err.to_string().contains("canonical"), "{err}");
+            // Canonical names still go in.
+            crate::testing::raw(
+                store,
+                "INSERT INTO host(name) VALUES ('ns-1.xn--bcher-kva.example')",
+            )
+            .await
+            .unwrap();
+            let journal = store.journal_since(head, 100).await.unwrap();
+            assert_eq!(journal.len(), 1, "{journal:?}");
+            assert_eq!(journal[0].key, "ns-1.xn--bcher-kva.example");
+            db.finish().await;
+        }
+    }
+
+    /// One bad row per table: the batch carries every other change, no removal for the
+    /// unreadable objects, and the bad rows; the whole-registry read goes on past them; once
+    /// fixed, the objects come back as changes and are settled.
+    #[tokio::test]
+    async fn bad_rows_are_quarantined_and_the_rest_flows() {
+        use crate::testing::raw;
+        for db in crate::testing::backends().await {
+            let store = &db.store;
+            let pg = store.backend() == crate::Backend::Postgres;
+            seed(store).await;
+            store
+                .add_contact(
+                    &orrery_proto::Contact {
+                        handle: "C1".into(),
+                        name: "Jo".into(),
+                        organisation: None,
+                        street: vec![],
+                        city: "Town".into(),
+                        province: None,
+                        postcode: None,
+                        country: "FR".into(),
+                        email: "jo@example.org".into(),
+                        voice: None,
+                        fax: None,
+                        disclose: false,
+                        created: Timestamp(0),
+                        updated: Timestamp(0),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            store
+                .add_domain(&new_domain(
+                    "foo.test",
+                    vec![NsSpec {
+                        name: n("ns1.foo.test"),
+                        addresses: vec!["192.0.2.1".parse().unwrap()],
+                    }],
+                ))
+                .await
+                .unwrap();
+            let s0 = store.head().await.unwrap();
+            // Rules the schema enforces are lifted, as a database written before them would be.
+            let lift = if pg {
+                [
+                    "ALTER TABLE host DROP CONSTRAINT host_name_canonical",
+                    "ALTER TABLE zone DROP CONSTRAINT zone_soa_rname_canonical",
+                ]
+            } else {
+                [
+                    "DROP TRIGGER host_name_canonical_u",
+                    "DROP TRIGGER zone_soa_rname_canonical_u",
+                ]
+            };
+            for sql in lift {
+                raw(store, sql).await.unwrap();
+            }
+            for sql in [
+                "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogusStatus' FROM domain WHERE name = 'foo.test'",
+                "UPDATE host SET name = 'NS1.foo.test' WHERE name = 'ns1.foo.test'",
+                "UPDATE zone SET soa_rname = 'Hostmaster.nic.test'",
+                "UPDATE contact SET country = 'XYZ' WHERE handle = 'C1'",
+                "UPDATE registrar SET iana_id = -5 WHERE handle = 'R1'",
+            ] {
+                raw(store, sql).await.unwrap();
+            }
+            store
+                .add_domain(&new_domain("good.test", vec![]))
+                .await
+                .unwrap();
+
+            let ChangesSince::Batch(j) = store.changes_since(s0, 1000).await.unwrap() else {
+                panic!("too far behind")
+            };
+            let mut bad: Vec<_> = j
+                .bad_rows
+                .iter()
+                .map(|b| (b.object, b.table, b.key.as_str()))
+                .collect();
+            bad.sort();
+            assert_eq!(
+                bad,
+                vec![
+                    ("contact", "contact", "C1"),
+                    ("domain", "domain_status", "foo.test"),
+                    ("host", "host", "NS1.foo.test"),
+                    ("registrar", "registrar", "R1"),
+                    ("zone", "zone", "test"),
+                ],
+                "{:?}",
+                j.bad_rows
+            );
+            assert!(j.bad_rows.iter().any(|b| b.reason.contains("bogusStatus")));
+            let changes = names_of(&j.batch);
+            assert!(
+                j.batch
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Domain(d) if d.name == n("good.test"))),
+                "{changes:?}"
+            );
+            // Unreadable is not absent: no removal of any quarantined object, nor of the host
+            // under its canonical name (renamed to a non-canonical spelling of itself).
+            assert!(
+                !j.batch.changes.iter().any(|c| matches!(
+                    c,
+                    Change::DomainRemoved(_)
+                        | Change::HostRemoved(_)
+                        | Change::ZoneRemoved(_)
+                        | Change::ContactRemoved(_)
+                        | Change::RegistrarRemoved(_)
+                )),
+                "{changes:?}"
+            );
+            assert!(
+                !j.settled
+                    .iter()
+                    .any(|(_, k)| k == "foo.test" || k == "ns1.foo.test")
+            );
+            assert!(j.settled.contains(&("domain", "good.test".to_owned())));
+
+            // The whole-registry read (a master starting) passes them and reads the rest.
+            let (mut items, mut quarantined) = (0, Vec::new());
+            store
+                .visit_registry(|item| {
+                    match item {
+                        crate::RegistryItem::BadRow(b) => quarantined.push(b.key),
+                        _ => items += 1,
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            quarantined.sort();
+            assert_eq!(
+                quarantined,
+                vec!["C1", "NS1.foo.test", "R1", "foo.test", "test"]
+            );
+            assert!(items >= 3, "{items}");
+            // A single-object read names the row.
+            let err = store.domain(&n("foo.test")).await.unwrap_err();
+            assert!(err.to_string().contains("domain_status"), "{err}");
+
+            // Fixed rows propagate and are settled.
+            let s1 = j.batch.upto;
+            for sql in [
+                "DELETE FROM domain_status WHERE status = 'bogusStatus'",
+                "UPDATE host SET name = 'ns1.foo.test' WHERE name = 'NS1.foo.test'",
+                "UPDATE zone SET soa_rname = 'hostmaster.nic.test'",
+                "UPDATE contact SET country = 'FR' WHERE handle = 'C1'",
+                "UPDATE registrar SET iana_id = 5 WHERE handle = 'R1'",
+            ] {
+                raw(store, sql).await.unwrap();
+            }
+            let ChangesSince::Batch(j) = store.changes_since(s1, 1000).await.unwrap() else {
+                panic!("too far behind")
+            };
+            assert!(j.bad_rows.is_empty(), "{:?}", j.bad_rows);
+            let b = &j.batch;
+            assert!(
+                b.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Domain(d) if d.name == n("foo.test")))
+            );
+            assert!(
+                b.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Host(h) if h.name == n("ns1.foo.test")))
+            );
+            assert!(
+                b.changes.iter().any(
+                    |c| matches!(c, Change::Zone(z) if z.soa.rname == n("hostmaster.nic.test"))
+                )
+            );
+            assert!(
+                b.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Contact(c) if c.country == "FR"))
+            );
+            assert!(
+                b.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Registrar(r) if r.iana_id == Some(5)))
+            );
+            assert!(
+                !b.changes
+                    .iter()
+                    .any(|c| matches!(c, Change::HostRemoved(_))),
+                "{:?}",
+                names_of(b)
+            );
+            for key in [
+                "foo.test",
+                "ns1.foo.test",
+                "NS1.foo.test",
+                "test",
+                "C1",
+                "R1",
+            ] {
+                assert!(
+                    j.settled.iter().any(|(_, k)| k == key),
+                    "{key} not settled: {:?}",
+                    j.settled
+                );
+            }
+            db.finish().await;
+        }
+    }
+
+    /// SQLite stores any value in any column: text in an integer or date column is a bad row,
+    /// never a wrong number or 1970, and never a failure of the whole read.
+    #[tokio::test]
+    async fn sqlite_values_of_the_wrong_type_are_bad_rows() {
+        use crate::testing::raw;
+        let store = seeded().await;
+        store
+            .add_domain(&new_domain(
+                "foo.test",
+                vec![NsSpec {
+                    name: n("ns1.foo.test"),
+                    addresses: vec!["192.0.2.1".parse().unwrap()],
+                }],
+            ))
+            .await
+            .unwrap();
+        store
+            .add_domain(&new_domain("bar.test", vec![]))
+            .await
+            .unwrap();
+        let s0 = store.head().await.unwrap();
+        for sql in [
+            "UPDATE domain SET expires = 'next year' WHERE name = 'foo.test'",
+            "UPDATE domain SET expires = '2461000' WHERE name = 'bar.test'",
+            "UPDATE host_address SET address = 'not-an-ip' WHERE address = '192.0.2.1'",
+            "UPDATE zone SET soa_ttl = 'an hour'",
+            "UPDATE registrar SET iana_id = 'many'",
+            "INSERT INTO domain_ns(domain_id, host_id) SELECT d.id, h.id FROM domain d, host h WHERE d.name = 'bar.test' AND h.name = 'ns1.foo.test'",
+        ] {
+            raw(&store, sql).await.unwrap();
+        }
+        let ChangesSince::Batch(j) = store.changes_since(s0, 1000).await.unwrap() else {
+            panic!("too far behind")
+        };
+        let mut bad: Vec<_> = j
+            .bad_rows
+            .iter()
+            .map(|b| format!("{} {} {}", b.table, b.key, b.reason))
+            .collect();
+        bad.sort();
+        assert_eq!(bad.len(), 5, "{bad:?}");
+        assert!(
+            bad[0].starts_with("domain bar.test expires is not a date"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[1].starts_with("domain foo.test expires is not a date"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[2].contains("ns1.foo.test \"not-an-ip\" is not an IP address"),
+            "{bad:?}"
+        );
+        assert!(bad[3].contains("R1 iana_id is not an integer"), "{bad:?}");
+        assert!(bad[4].contains("test soa_ttl is not an integer"), "{bad:?}");
+        db_no_removals(&j.batch);
+    }
+
+    fn db_no_removals(b: &ChangeBatch) {
+        assert!(
+            !b.changes.iter().any(|c| matches!(
+                c,
+                Change::DomainRemoved(_)
+                    | Change::HostRemoved(_)
+                    | Change::ZoneRemoved(_)
+                    | Change::RegistrarRemoved(_)
+            )),
+            "{:?}",
+            names_of(b)
+        );
+    }
+
+    /// A row deleted while it was bad (a name the model never accepted) settles without a
+    /// removal of anything.
+    #[tokio::test]
+    async fn deleting_a_bad_row_settles_it() {
+        use crate::testing::raw;
+        let store = seeded().await;
+        raw(&store, "DROP TRIGGER host_name_canonical_i")
+            .await
+            .unwrap();
+        let s0 = store.head().await.unwrap();
+        raw(&store, "INSERT INTO host(name) VALUES ('bad name!.test')")
+            .await
+            .unwrap();
+        let ChangesSince::Batch(j) = store.changes_since(s0, 1000).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(j.bad_rows.len(), 1, "{:?}", j.bad_rows);
+        raw(&store, "DELETE FROM host WHERE name = 'bad name!.test'")
+            .await
+            .unwrap();
+        let ChangesSince::Batch(j) = store.changes_since(j.batch.upto, 1000).await.unwrap() else {
+            panic!()
+        };
+        assert!(j.bad_rows.is_empty());
+        assert!(j.batch.changes.is_empty(), "{:?}", j.batch.changes);
+        assert_eq!(j.settled, vec![("host", "bad name!.test".to_owned())]);
+    }
+
+    /// Registry names are IDNA2008: the write API refuses invalid A-labels and the reserved
+    /// hyphens, and stores U-labels as their A-labels.
+    #[tokio::test]
+    async fn writes_refuse_invalid_idna() {
+        let store = seeded().await;
+        for bad in ["xn--zz.test", "xn--a.test", "xn--ab--c.test", "ab--cd.test"] {
+            let err = store
+                .add_domain(&new_domain(bad, vec![]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Invalid { field: "name", .. }),
+                "{bad}: {err}"
+            );
+        }
+        let err = store
+            .add_domain(&new_domain(
+                "ok.test",
+                vec![NsSpec {
+                    name: n("ns.xn--zz.example"),
+                    addresses: vec![],
+                }],
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid { field: "ns", .. }),
+            "{err}"
+        );
+        store
+            .add_domain(&new_domain("xn--bcher-kva.test", vec![]))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .domain(&Name::from_user("bücher.test").unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// A SQLite writer waits for another one (BEGIN IMMEDIATE + busy timeout) instead of
+    /// failing with `database is locked`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_writers_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("w.db").display());
+        let a = Store::open(&url).await.unwrap();
+        seed(&a).await;
+        let b = Store::open(&url).await.unwrap();
+        let crate::Pool::Sqlite(pool) = &a.pool else {
+            unreachable!()
+        };
+        let mut holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO registrar(handle, name) VALUES ('R2', 'Two')")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            holder.commit().await.unwrap();
+        });
+        // A write that reads first (the registrar exists?) and then writes.
+        b.add_domain(&new_domain("wait.test", vec![]))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(700));
+        release.await.unwrap();
+        assert!(b.domain(&n("wait.test")).await.unwrap().is_some());
+        assert!(b.registrar("R2").await.unwrap().is_some());
     }
 }

@@ -99,10 +99,15 @@ macro_rules! bind_all {
 }
 
 impl Tx {
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting up to the pool's busy timeout for another writer: a deferred
+    /// transaction would read first and then fail with `database is locked` on its first write,
+    /// because SQLite refuses to upgrade a reader that another writer is ahead of (waiting
+    /// could deadlock), however long the busy timeout.
     pub(crate) async fn begin(store: &Store) -> Result<Self> {
         Ok(match &store.pool {
             Pool::Postgres(p) => Self::Pg(p.begin().await?),
-            Pool::Sqlite(p) => Self::Lite(p.begin().await?),
+            Pool::Sqlite(p) => Self::Lite(p.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 
@@ -193,12 +198,13 @@ pub fn check_address(field: &'static str, addr: &IpAddr) -> Result<()> {
     Ok(())
 }
 
-/// Checks a domain or host name against the registry's syntax rules.
+/// Checks a domain or host name against the registry's syntax rules: host name syntax and
+/// IDNA2008 ([`Name::check_registry`]).
 pub fn check_hostname(field: &'static str, name: &Name) -> Result<()> {
     if name.is_root() {
         return Err(StoreError::invalid(field, "the root is not a host name"));
     }
-    name.check_hostname()
+    name.check_registry()
         .map_err(|e| StoreError::invalid(field, format!("{name}: {e}")))
 }
 
