@@ -242,3 +242,223 @@ pub async fn listen_for_commits(url: String, wake: Arc<Notify>, shutdown: Cancel
         pause = (pause * 2).min(std::time::Duration::from_secs(30));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::{Contact, EppStatus, Name, Registrar, Timestamp};
+    use orrery_store::write::{NewDomain, NewZone, NsSpec};
+
+    use super::*;
+    use crate::config::LinkSettings;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    /// A SQLite store in `dir` with a zone, a registrar, a contact and two domains, and a
+    /// second pool on the same file for plain SQL (a registration system writing the tables).
+    async fn registry(dir: &std::path::Path) -> (Store, sqlx::SqlitePool) {
+        let url = format!("sqlite:{}", dir.join("r.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store
+            .add_zone(&NewZone {
+                name: n("test"),
+                mname: n("a.nic.test"),
+                rname: n("hostmaster.nic.test"),
+                refresh: 1800,
+                retry: 900,
+                expire: 2_419_200,
+                minimum: 3600,
+                soa_ttl: 3600,
+                ns_ttl: 172_800,
+                ds_ttl: 86_400,
+                nameservers: vec![NsSpec {
+                    name: n("a.nic.test"),
+                    addresses: vec!["127.0.0.1".parse().unwrap()],
+                }],
+            })
+            .await
+            .unwrap();
+        store
+            .add_registrar(&Registrar::new("R1", "Registrar One"))
+            .await
+            .unwrap();
+        store
+            .add_contact(
+                &Contact {
+                    handle: "C1".into(),
+                    name: "Jo".into(),
+                    organisation: None,
+                    street: vec![],
+                    city: "Town".into(),
+                    province: None,
+                    postcode: None,
+                    country: "FR".into(),
+                    email: "jo@example.org".into(),
+                    voice: None,
+                    fax: None,
+                    disclose: false,
+                    created: Timestamp(0),
+                    updated: Timestamp(0),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        for (name, ns) in [("foo.test", "ns1.foo.test"), ("bar.test", "ns1.bar.test")] {
+            store
+                .add_domain(&NewDomain {
+                    name: n(name),
+                    registrar: "R1".into(),
+                    registrant: Some("C1".into()),
+                    admin: None,
+                    tech: None,
+                    billing: None,
+                    expires: Timestamp(2_000_000_000),
+                    statuses: vec![],
+                    nameservers: vec![NsSpec {
+                        name: n(ns),
+                        addresses: vec!["192.0.2.1".parse().unwrap()],
+                    }],
+                    ds: vec![],
+                })
+                .await
+                .unwrap();
+        }
+        let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+        (store, raw)
+    }
+
+    async fn sql(raw: &sqlx::SqlitePool, statements: &[&str]) {
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(raw)
+                .await
+                .unwrap();
+        }
+    }
+
+    fn follower(store: &Store) -> (JournalFollower, Arc<Cache>) {
+        let cache = Arc::new(Cache::new(LinkSettings::default()));
+        let f = JournalFollower::new(store.clone(), cache.clone(), FollowSettings::default());
+        (f, cache)
+    }
+
+    fn quarantined_keys(f: &JournalFollower) -> Vec<String> {
+        let mut keys: Vec<_> = f.quarantined().into_iter().map(|b| b.key).collect();
+        keys.sort();
+        keys
+    }
+
+    const BREAK: [&str; 5] = [
+        "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogus' FROM domain WHERE name = 'foo.test'",
+        "UPDATE host_address SET address = 'not-an-ip' WHERE host_id = (SELECT id FROM host WHERE name = 'ns1.foo.test')",
+        "UPDATE zone SET soa_ttl = 'an hour'",
+        "UPDATE contact SET country = 'XYZ'",
+        "UPDATE registrar SET iana_id = -1",
+    ];
+    const FIX: [&str; 5] = [
+        "DELETE FROM domain_status WHERE status = 'bogus'",
+        "UPDATE host_address SET address = '192.0.2.9' WHERE address = 'not-an-ip'",
+        "UPDATE zone SET soa_ttl = 600",
+        "UPDATE contact SET country = 'DE'",
+        "UPDATE registrar SET iana_id = 42",
+    ];
+
+    /// A bad row in each table never stops the follower: everything else flows, each object
+    /// keeps its last good version (also across a full reload), and the fix propagates.
+    #[tokio::test]
+    async fn bad_rows_keep_the_last_good_version_and_the_rest_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, raw) = registry(dir.path()).await;
+        let (f, cache) = follower(&store);
+        f.load().await.unwrap();
+        assert!(f.quarantined().is_empty());
+        let before = cache.with_registry(|r| r.len());
+
+        sql(&raw, &BREAK).await;
+        sql(
+            &raw,
+            &["INSERT INTO domain_status(domain_id, status) SELECT id, 'clientHold' FROM domain WHERE name = 'bar.test'"],
+        )
+        .await;
+        f.poll_once().await.unwrap();
+        assert_eq!(
+            quarantined_keys(&f),
+            vec!["C1", "R1", "foo.test", "ns1.foo.test", "test"]
+        );
+        assert_eq!(cache.quarantined_total(), 5);
+        let check_old = |cache: &Cache| {
+            cache.with_registry(|r| {
+                assert_eq!(r.len(), before, "nothing removed");
+                assert_eq!(r.domains[&n("foo.test")].statuses, vec![EppStatus::Ok]);
+                assert_eq!(
+                    r.hosts[&n("ns1.foo.test")].addresses,
+                    vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+                );
+                assert_eq!(r.zones[&n("test")].soa_ttl, 3600);
+                assert_eq!(r.contacts["C1"].country, "FR");
+                assert_eq!(r.registrars["R1"].iana_id, None);
+                // The good change flowed.
+                assert!(
+                    r.domains[&n("bar.test")]
+                        .statuses
+                        .contains(&EppStatus::ClientHold)
+                );
+            })
+        };
+        check_old(&cache);
+        // Polling again reports nothing new (the log line is not repeated every poll).
+        f.poll_once().await.unwrap();
+        assert_eq!(cache.quarantined_total(), 5);
+
+        // A full reload (what a gap or a restart does) keeps the last good versions.
+        f.load().await.unwrap();
+        check_old(&cache);
+        assert_eq!(quarantined_keys(&f).len(), 5);
+        assert_eq!(cache.quarantined_total(), 5, "same rows, same reasons");
+
+        sql(&raw, &FIX).await;
+        f.poll_once().await.unwrap();
+        assert!(f.quarantined().is_empty(), "{:?}", f.quarantined());
+        cache.with_registry(|r| {
+            assert_eq!(r.domains[&n("foo.test")].statuses, vec![EppStatus::Ok]);
+            assert_eq!(
+                r.hosts[&n("ns1.foo.test")].addresses,
+                vec!["192.0.2.9".parse::<std::net::IpAddr>().unwrap()]
+            );
+            assert_eq!(r.zones[&n("test")].soa_ttl, 600);
+            assert_eq!(r.contacts["C1"].country, "DE");
+            assert_eq!(r.registrars["R1"].iana_id, Some(42));
+        });
+        assert_eq!(cache.head(), store.head().await.unwrap());
+    }
+
+    /// The master starts with bad rows present: they are quarantined (nothing to publish for
+    /// them yet), the rest is loaded, and a fix brings them in.
+    #[tokio::test]
+    async fn starts_with_bad_rows_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, raw) = registry(dir.path()).await;
+        sql(&raw, &BREAK).await;
+        let (f, cache) = follower(&store);
+        f.load().await.unwrap();
+        assert_eq!(
+            quarantined_keys(&f),
+            vec!["C1", "R1", "foo.test", "ns1.foo.test", "test"]
+        );
+        cache.with_registry(|r| {
+            assert!(r.domains.contains_key(&n("bar.test")));
+            assert!(r.hosts.contains_key(&n("ns1.bar.test")));
+            assert!(!r.domains.contains_key(&n("foo.test")));
+        });
+        sql(&raw, &FIX).await;
+        f.poll_once().await.unwrap();
+        assert!(f.quarantined().is_empty());
+        cache.with_registry(|r| {
+            assert!(r.domains.contains_key(&n("foo.test")));
+            assert!(r.zones.contains_key(&n("test")));
+            assert!(r.registrars.contains_key("R1"));
+        });
+    }
+}
