@@ -906,4 +906,48 @@ mod tests {
         assert!(b.domain(&n("wait.test")).await.unwrap().is_some());
         assert!(b.registrar("R2").await.unwrap().is_some());
     }
+
+    /// PostgreSQL's `infinity` is a timestamp without a date: a bad row, not a failed read.
+    #[tokio::test]
+    async fn postgres_infinite_dates_are_bad_rows() {
+        for db in crate::testing::backends().await {
+            let store = &db.store;
+            if store.backend() == crate::Backend::Postgres {
+                seed(store).await;
+                store
+                    .add_domain(&new_domain("foo.test", vec![]))
+                    .await
+                    .unwrap();
+                store
+                    .add_domain(&new_domain("bar.test", vec![]))
+                    .await
+                    .unwrap();
+                let s0 = store.head().await.unwrap();
+                crate::testing::raw(
+                    store,
+                    "UPDATE domain SET expires = 'infinity' WHERE name = 'foo.test'",
+                )
+                .await
+                .unwrap();
+                crate::testing::raw(
+                    store,
+                    "UPDATE domain SET expires = now() WHERE name = 'bar.test'",
+                )
+                .await
+                .unwrap();
+                let ChangesSince::Batch(j) = store.changes_since(s0, 100).await.unwrap() else {
+                    panic!()
+                };
+                assert_eq!(j.bad_rows.len(), 1, "{:?}", j.bad_rows);
+                assert!(j.bad_rows[0].reason.contains("expires is not a date"));
+                assert!(
+                    j.batch
+                        .changes
+                        .iter()
+                        .any(|c| matches!(c, Change::Domain(d) if d.name == n("bar.test")))
+                );
+            }
+            db.finish().await;
+        }
+    }
 }
