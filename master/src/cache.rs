@@ -83,10 +83,7 @@ impl Registry {
     /// Moves the object a bad row stands for from `old` into `self` (the last good version
     /// stays published across a reload). A key that is not a valid name never had an object.
     fn carry_over(&mut self, old: &mut Self, bad: &BadRow) {
-        let name = || {
-            let k = bad.key.strip_suffix('.').unwrap_or(&bad.key);
-            Name::from_ascii(k).ok()
-        };
+        let name = || bad.object_name();
         match bad.object {
             "zone" => {
                 if let Some(z) = name().and_then(|n| old.zones.remove(&n)) {

@@ -205,11 +205,10 @@ impl Store {
             // Quarantined: its row is unreadable. A name stored in another case or with a
             // trailing dot (written before the schema refused it) is the object under its
             // canonical key too: a rename `x.test` → `X.test` must not remove `x.test`.
-            let folded = |k: &str| k.strip_suffix('.').unwrap_or(k).to_ascii_lowercase();
-            if bad_rows
-                .iter()
-                .any(|b| b.object == kind && (b.key == e.key || folded(&b.key) == e.key))
-            {
+            if bad_rows.iter().any(|b| {
+                b.object == kind
+                    && (b.key == e.key || b.object_name().is_some_and(|n| n.to_string() == e.key))
+            }) {
                 continue;
             }
             settled.push((kind, e.key.clone()));

@@ -67,6 +67,18 @@ pub struct BadRow {
     pub reason: String,
 }
 
+impl BadRow {
+    /// For a zone, domain or host: the name of the object the row stands for, its key folded
+    /// to canonical form (a row stored as `X.test.` stands for `x.test`). `None` for contacts,
+    /// registrars, and keys that are no name at all (no reader ever accepted such an object).
+    pub fn object_name(&self) -> Option<Name> {
+        if !matches!(self.object, "zone" | "domain" | "host") {
+            return None;
+        }
+        Name::from_ascii(&self.key).ok()
+    }
+}
+
 impl std::fmt::Display for BadRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
