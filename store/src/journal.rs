@@ -190,13 +190,13 @@ impl Store {
         for e in &entries {
             let Some(kind) = KINDS.iter().copied().find(|k| *k == e.object) else {
                 // The schema's CHECK rules this out; a journal row written around it names
-                // nothing a consumer holds, so it is reported and skipped.
-                bad_rows.push(BadRow {
-                    object: "journal",
-                    key: e.serial.to_string(),
-                    table: "journal",
-                    reason: format!("unknown object kind {:?}", e.object),
-                });
+                // nothing a consumer holds (so nothing to quarantine): reported and skipped.
+                tracing::warn!(
+                    serial = e.serial,
+                    object = %e.object,
+                    key = %e.key,
+                    "journal row names an unknown object kind; skipped"
+                );
                 continue;
             };
             if !named.insert((kind, &e.key)) {
