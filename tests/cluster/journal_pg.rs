@@ -202,7 +202,9 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
     .await
     .unwrap();
     match pg.changes_since(head, 100).await.unwrap() {
-        ChangesSince::Batch(b) => {
+        ChangesSince::Batch(journal) => {
+            assert!(journal.bad_rows.is_empty(), "{:?}", journal.bad_rows);
+            let b = journal.batch;
             assert_eq!(b.changes.len(), 1);
             assert!(
                 matches!(&b.changes[0], orrery_proto::Change::Domain(d) if d.name == name && !d.is_delegated())
