@@ -243,7 +243,7 @@ async fn run(label: &str, url: &str, s: &Settings) -> String {
             tls,
             dir.path().join(format!("{name}.state")),
         );
-        lc.backoff_max = Duration::from_millis(500);
+        lc.backoff.max = Duration::from_millis(500);
         let sat = Satellite::start(lc, shutdown.clone()).unwrap();
         let mut rx = sat.status();
         let status = tokio::time::timeout(

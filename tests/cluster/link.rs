@@ -191,7 +191,7 @@ impl Cluster {
 
     pub(crate) fn link_config(&self, tls: TlsMaterial, state: PathBuf) -> LinkConfig {
         let mut c = LinkConfig::new(vec![self.addr.to_string()], tls, state);
-        c.backoff_max = Duration::from_millis(500);
+        c.backoff.max = Duration::from_millis(500);
         c.persist_interval = Duration::from_millis(200);
         c
     }

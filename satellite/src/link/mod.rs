@@ -60,13 +60,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orrery_proto::link::client::{self, DialConfig, Dialer, LinkClient, SnapshotProgress};
+use orrery_proto::link::client::{self, Backoff, DialConfig, Dialer, LinkClient, SnapshotProgress};
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::pb::{self, follow_event::Event};
 use orrery_proto::link::tls::{TlsMaterial, client_config};
 use orrery_proto::link::{ConvertError, SatelliteSettings};
 use orrery_proto::{ChangeBatch, Serial};
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -86,8 +85,6 @@ use crate::zone::{ZoneError, ZoneSet};
 
 /// Limit for one unary call (boot, check-in) and for opening a stream.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// A session that lasted this long resets the reconnection backoff.
-const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// TCP settings the master's configuration does not carry (yet).
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_MAX_CONNECTIONS: usize = 1024;
@@ -107,12 +104,13 @@ pub struct LinkConfig {
     pub hostname: String,
     /// Shortest time between two writes of the state file while batches arrive.
     pub persist_interval: Duration,
-    /// Longest pause between two rounds of dialling (the first pause is 250 ms).
-    pub backoff_max: Duration,
+    /// When to dial again after a failure (see [`Backoff`]: at most ~1 s while a master was
+    /// recently healthy, growing to 30 s otherwise).
+    pub backoff: Backoff,
 }
 
 impl LinkConfig {
-    /// Defaults: state written at most every [`PERSIST_INTERVAL`], backoff up to 30 s.
+    /// Defaults: state written at most every [`PERSIST_INTERVAL`], [`Backoff::default`].
     pub fn new(masters: Vec<String>, tls: TlsMaterial, state: PathBuf) -> Self {
         Self {
             masters,
@@ -121,7 +119,7 @@ impl LinkConfig {
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
             hostname: std::env::var("HOSTNAME").unwrap_or_default(),
             persist_interval: PERSIST_INTERVAL,
-            backoff_max: Duration::from_secs(30),
+            backoff: Backoff::default(),
         }
     }
 }
@@ -287,6 +285,8 @@ struct Link {
 /// How a session ended without an error.
 enum SessionEnd {
     Shutdown,
+    /// The master ended the change stream cleanly (it is stopping or restarting).
+    MasterClosed,
 }
 
 impl Link {
@@ -332,9 +332,9 @@ impl Link {
         ));
         let mut dial =
             DialConfig::new(self.config.masters.clone(), client_config(&self.config.tls));
-        dial.backoff_max = self.config.backoff_max;
+        dial.backoff = self.config.backoff;
+        dial.ca = Some(self.config.tls.ca_source().to_owned());
         let mut dialer = Dialer::new(dial);
-        let mut failures = 0u32;
         loop {
             let client = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -345,6 +345,10 @@ impl Link {
             self.publish(|s| s.connected = false);
             match result {
                 Ok(SessionEnd::Shutdown) => break,
+                Ok(SessionEnd::MasterClosed) => tracing::info!(
+                    serial = self.applied(),
+                    "master closed the session; serving the last complete state and dialling again"
+                ),
                 Err(LinkError::Master(client::LinkError::Status(s)))
                     if s.code() == tonic::Code::PermissionDenied =>
                 {
@@ -370,12 +374,8 @@ impl Link {
                     "link to the master lost; serving the last complete state"
                 ),
             }
-            failures = if began.elapsed() >= STABLE_SESSION {
-                0
-            } else {
-                failures.saturating_add(1)
-            };
-            let pause = backoff(failures, self.config.backoff_max);
+            dialer.session_ended(began.elapsed());
+            let pause = dialer.pause();
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
@@ -452,8 +452,12 @@ impl Link {
                     }
                     m = stream.message() => m?,
                 };
+                // The stream ends with an OK status only when the master stops serving it (a
+                // graceful shutdown); a failure is an error above.
+                let Some(message) = message else {
+                    return Ok(SessionEnd::MasterClosed);
+                };
                 let event = message
-                    .ok_or_else(|| LinkError::Protocol("change stream ended".into()))?
                     .event
                     .ok_or_else(|| LinkError::Protocol("empty change stream event".into()))?;
                 match event {
@@ -854,18 +858,6 @@ fn restart_required(serving: &Serving, new: &SatelliteSettings) -> Vec<String> {
     fields
 }
 
-/// "Equal jitter" backoff after `failures` short sessions in a row: 250 ms doubling to `max`.
-fn backoff(failures: u32, max: Duration) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
-    }
-    let step = Duration::from_millis(250)
-        .saturating_mul(1u32 << (failures - 1).min(16))
-        .min(max);
-    let half = step / 2;
-    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
-}
-
 /// Makes the spare copy of a new store's zone set on a blocking thread (see
 /// [`ZoneStore::prepare_spare`]), so that serving starts without waiting for it.
 fn prepare_spare_in_background(zones: Arc<ZoneStore>) {
@@ -935,13 +927,5 @@ mod tests {
         moved.dns.as_mut().unwrap().udp = vec!["127.0.0.2:53".parse().unwrap()];
         moved.workers = Some(3);
         assert_eq!(restart_required(&serving, &moved), ["dns.udp", "workers"]);
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0, Duration::from_secs(30)), Duration::ZERO);
-        let b = backoff(1, Duration::from_secs(30));
-        assert!(b >= Duration::from_millis(125) && b <= Duration::from_millis(251));
-        assert!(backoff(40, Duration::from_secs(2)) <= Duration::from_millis(2001));
     }
 }
