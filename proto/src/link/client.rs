@@ -161,7 +161,11 @@ impl Failure {
                     "is not valid for the name {} (not a master certificate of this cluster)",
                     super::tls::MASTER_NAME
                 ),
-                C::BadSignature => format!("has a bad signature ({e})"),
+                // webpki found an issuer of that name but its key did not sign this: most
+                // often another cluster's CA (every Orrery CA has the same name).
+                C::BadSignature => format!(
+                    "is not issued by {ca}: its signature does not verify (a certificate from another CA of the same name?)"
+                ),
                 _ => format!("is refused: {e}"),
             }),
             rustls::Error::AlertReceived(alert) => Self::CertificateRefused(match alert {
@@ -562,6 +566,11 @@ mod tests {
         assert!(
             text.contains("master's certificate")
                 && text.contains("not issued by the CA in /etc/orrery/ca.pem"),
+            "{text}"
+        );
+        let text = tls(rustls::Error::InvalidCertificate(C::BadSignature));
+        assert!(
+            text.contains("is not issued by the CA in /etc/orrery/ca.pem"),
             "{text}"
         );
         assert!(tls(rustls::Error::InvalidCertificate(C::Expired)).contains("has expired"));

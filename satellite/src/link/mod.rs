@@ -65,7 +65,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orrery_proto::link::client::{self, Backoff, DialConfig, Dialer, LinkClient, SnapshotProgress};
+use orrery_proto::link::client::{
+    self, Backoff, DialConfig, Dialer, Failure, LinkClient, SnapshotProgress,
+};
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::pb::{self, follow_event::Event};
 use orrery_proto::link::tls::{TlsMaterial, client_config};
@@ -143,6 +145,12 @@ pub enum LinkError {
     Convert(#[from] ConvertError),
     #[error("master broke the protocol: {0}")]
     Protocol(String),
+    #[error(
+        "the master closed the connection at boot ({0}); if its log shows a TLS handshake \
+         error, it refused this satellite's certificate (issued by another CA, expired, or \
+         naming no satellite)"
+    )]
+    ClosedAtBoot(String),
     #[error("no answer from the master within {0:?}")]
     Timeout(Duration),
     #[error("state file: {0}")]
@@ -425,7 +433,17 @@ impl Link {
             hostname: self.config.hostname.clone(),
             applied_serial: self.applied(),
         }))
-        .await??
+        .await?
+        .map_err(|status| match client::LinkError::from(status) {
+            // With TLS 1.3 the master checks this satellite's certificate after the
+            // handshake; refusing it, it sends an alert and closes, and the first call
+            // often fails on the closed connection before the alert is read.
+            client::LinkError::Transport {
+                failure: Failure::Closed(reason),
+                ..
+            } => LinkError::ClosedAtBoot(reason),
+            other => other.into(),
+        })?
         .into_inner();
         let config = boot
             .config
