@@ -11,7 +11,7 @@
 //!  │        │                                        │  or note restart_required)     ▲
 //!  │        │                applied ∉ [window_start, head]? ─▶ Snapshot (resumable) ─┤
 //!  │        │                                        ▼                                │
-//!  │        │   Follow(applied) ─▶ Batch ─▶ STATE.log (fsync) ─▶ ZoneStore::apply ──────┘
+//!  │        │   Follow(applied) ─▶ Batch ─▶ STATE.log (fsync) ─▶ ZoneStore::apply ────┘
 //!  │        │                │  Heartbeat          SnapshotRequired ─▶ Snapshot, Follow again
 //!  │        │                └─ every checkin_interval: CheckIn(statistics, restart_required)
 //!  └── any error: keep serving the last complete state; pause (backoff) and dial again

@@ -275,4 +275,35 @@ mod tests {
         let data = read_snapshot(&files.state).unwrap();
         assert_eq!((data.serial, data.domains.len()), (2, 2));
     }
+
+    #[test]
+    fn a_state_write_drops_the_batches_it_holds_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::new(dir.path().join("state"), true);
+        files.recover_batches().unwrap();
+        let registry = Mutex::new(Registry::default());
+        let batch = |after, name: &str| ChangeBatch {
+            after,
+            upto: after + 1,
+            changes: vec![Change::Domain(domain(name, "tld", &[]))],
+        };
+        for (after, name) in [(0, "a.tld"), (1, "b.tld"), (2, "c.tld")] {
+            files.log_batch(&batch(after, name)).unwrap();
+        }
+        // The registry has applied two of the three logged batches when the state is encoded.
+        registry.lock().unwrap().apply(&batch(0, "a.tld"));
+        registry.lock().unwrap().apply(&batch(1, "b.tld"));
+        assert_eq!(files.write_state(&registry).unwrap(), 2);
+        let left = StateFiles::new(files.state.clone(), true)
+            .recover_batches()
+            .unwrap();
+        assert_eq!(left.batches, [batch(2, "c.tld")]);
+        // After a snapshot every logged batch predates the state: the log is emptied.
+        assert_eq!(files.write_snapshot_state(&registry).unwrap(), 2);
+        let left = StateFiles::new(files.state.clone(), true)
+            .recover_batches()
+            .unwrap();
+        assert!(left.batches.is_empty());
+        assert_eq!(read_snapshot(&files.state).unwrap().domains.len(), 2);
+    }
 }
