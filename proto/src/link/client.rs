@@ -102,6 +102,9 @@ pub enum Failure {
     Other(String),
 }
 
+/// How rustls words an alert it received (`rustls::Error::AlertReceived`'s Display).
+const ALERT: &str = "received fatal alert: ";
+
 impl Failure {
     /// Reads the chain of `error`. `ca` names the trust anchor in messages (e.g. its file).
     pub fn of(error: &(dyn std::error::Error + 'static), ca: Option<&str>) -> Self {
@@ -138,15 +141,47 @@ impl Failure {
             Some(K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof) => {
                 Self::Closed(chain)
             }
-            // hyper-util's and tonic's own words for these, where no io::Error says it.
+            // h2 keeps an I/O error as its kind and text only (rustls' error type is lost on
+            // the way): read the alert from rustls' words.
+            _ if chain.contains(ALERT) => {
+                let at = chain.find(ALERT).map_or(0, |i| i + ALERT.len());
+                let name: String = chain[at..]
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                Self::of_alert(&name)
+            }
+            // hyper-util's, hyper's and tonic's own words for these, where no io::Error says it.
+            _ if chain.contains("connection closed") => Self::Closed(chain),
             _ if chain.contains("dns error") => Self::Unreachable(chain),
             _ if chain.contains("timed out") || chain.contains("timeout") => Self::Timeout,
             _ => Self::Other(chain),
         }
     }
 
+    /// A TLS alert the master sent, by its rustls name: the master's verdict on this
+    /// satellite's certificate, or another TLS failure.
+    fn of_alert(name: &str) -> Self {
+        let why = match name {
+            "UnknownCA" => "it is not issued by the master's CA (a certificate from another CA)",
+            // The master found an issuer of that name whose key did not sign it.
+            "DecryptError" => {
+                "its signature does not verify against the master's CA (a certificate from another CA of the same name?)"
+            }
+            "CertificateExpired" => "it has expired",
+            "BadCertificate" | "CertificateUnknown" | "UnsupportedCertificate" => {
+                "the master's verifier refused it (wrong CA, usage or name)"
+            }
+            "CertificateRequired" => "none was sent",
+            "CertificateRevoked" => "it has been revoked",
+            "AccessDenied" => "access denied",
+            other => return Self::Tls(format!("the master sent the alert {other}")),
+        };
+        Self::CertificateRefused(why.to_owned())
+    }
+
     fn of_rustls(e: &rustls::Error, ca: Option<&str>) -> Self {
-        use rustls::{AlertDescription as A, CertificateError as C};
+        use rustls::CertificateError as C;
         let ca = ca.map_or_else(|| "the cluster CA".to_owned(), |c| format!("the CA in {c}"));
         match e {
             rustls::Error::InvalidCertificate(c) => Self::MasterCertificate(match c {
@@ -168,19 +203,7 @@ impl Failure {
                 ),
                 _ => format!("is refused: {e}"),
             }),
-            rustls::Error::AlertReceived(alert) => Self::CertificateRefused(match alert {
-                A::UnknownCA => {
-                    "it is not issued by the master's CA (a certificate from another CA)".to_owned()
-                }
-                A::CertificateExpired => "it has expired".to_owned(),
-                A::BadCertificate | A::CertificateUnknown | A::UnsupportedCertificate => {
-                    format!("the master's verifier said {alert:?} (wrong CA, usage or name)")
-                }
-                A::CertificateRequired => "none was sent".to_owned(),
-                A::AccessDenied => "access denied".to_owned(),
-                A::CertificateRevoked => "it has been revoked".to_owned(),
-                other => return Self::Tls(format!("the master sent the alert {other:?}")),
-            }),
+            rustls::Error::AlertReceived(alert) => Self::of_alert(&format!("{alert:?}")),
             other => Self::Tls(other.to_string()),
         }
     }
@@ -609,6 +632,19 @@ mod tests {
             of(Error::new(ErrorKind::ConnectionReset, "reset by peer")),
             Failure::Closed(t) if t.contains("reset by peer")
         ));
+        // hyper's words for a call cut off by the connection's end.
+        assert!(matches!(
+            of(Error::other("operation was canceled: connection closed")),
+            Failure::Closed(_)
+        ));
+        // An alert known only by its text (h2 keeps I/O errors as kind and message).
+        let text = of(Error::other(
+            "connection error: received fatal alert: DecryptError",
+        ));
+        assert!(
+            matches!(&text, Failure::CertificateRefused(t) if t.contains("another CA")),
+            "{text:?}"
+        );
         // Unknown causes keep every message of the chain, not just the first.
         let text = of(Error::other("something odd")).to_string();
         assert_eq!(text, "transport error: something odd");
