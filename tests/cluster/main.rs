@@ -3,7 +3,9 @@
 
 mod bind_fallback;
 mod differential;
+mod faults;
 mod harness;
 mod journal_pg;
 mod link;
+mod processes;
 mod rds;
