@@ -146,11 +146,12 @@ impl Link for LinkService {
         // is also how a master still loading its registry serves a satellite that has a
         // state: the gap comes from the store, and the cache is not needed for it.
         let applied = req.applied_serial;
-        if applied > 0 && (!loaded || applied < window_start) {
-            if let Gap::Batch(batch) = self.resume.gap(applied).await {
-                window_start = applied;
-                head = head.max(batch.upto);
-            }
+        if applied > 0
+            && (!loaded || applied < window_start)
+            && let Gap::Batch(batch) = self.resume.gap(applied).await
+        {
+            window_start = applied;
+            head = head.max(batch.upto);
         }
         if !loaded && window_start != applied {
             // A bare satellite, or one the journal cannot resume: it needs a snapshot, and

@@ -322,3 +322,259 @@ async fn master_started_with_the_store_down_waits_for_it() {
     })
     .await;
 }
+
+// ───────────────────── a bad row in each table ─────────────────────
+
+on_both_backends!(bad_rows_are_quarantined_and_the_rest_flows);
+
+/// Rows the model cannot represent, written by plain SQL in every table: the master keeps each
+/// object's last good version (a published delegation stays published), says so, lists them,
+/// starts with them present, and every other change flows; once fixed, the fix propagates.
+async fn bad_rows_are_quarantined_and_the_rest_flows(backend: Backend) {
+    let sqlite = matches!(backend, Backend::Sqlite);
+    let mut c = ProcessCluster::create(backend).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    let victim = c.some_domain(11).await;
+    let host_owner = c.some_domain(12).await;
+    // Two rules a registration system's own SQL could break, lifted as an older schema would
+    // not have had them, so that the host and zone rows below can be written at all.
+    let lift: &[&str] = if sqlite {
+        &[
+            "DROP TRIGGER host_name_canonical_u",
+            "DROP TRIGGER zone_soa_rname_canonical_u",
+        ]
+    } else {
+        &[
+            "ALTER TABLE host DROP CONSTRAINT host_name_canonical",
+            "ALTER TABLE zone DROP CONSTRAINT zone_soa_rname_canonical",
+        ]
+    };
+    for sql in lift {
+        c.sql(sql).await.unwrap();
+    }
+    let bad = [
+        format!(
+            "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogusStatus' FROM domain WHERE name = '{victim}'"
+        ),
+        format!(
+            "UPDATE host SET name = upper(name) WHERE domain_id = (SELECT id FROM domain WHERE name = '{host_owner}')"
+        ),
+        format!("UPDATE zone SET soa_rname = 'Hostmaster.nic.{ZONE}' WHERE name = '{ZONE}'"),
+        "UPDATE contact SET country = 'XYZ' WHERE id = (SELECT MIN(id) FROM contact)".to_owned(),
+        "UPDATE registrar SET iana_id = -5 WHERE handle = 'FLT'".to_owned(),
+    ];
+    for sql in &bad {
+        c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    add_domain(&c, "flows-past-bad-rows").await;
+    let c = blocking(move || {
+        c.wait_dns(
+            "sat1",
+            &fqdn("flows-past-bad-rows"),
+            &Seen::Delegated,
+            PROPAGATION,
+        );
+        assert_eq!(
+            c.dns("sat1", &victim),
+            Seen::Delegated,
+            "{victim} was unpublished by its bad row"
+        );
+        let whois = c.whois("sat1", &victim);
+        assert!(
+            whois
+                .to_lowercase()
+                .contains(&format!("domain name: {victim}")),
+            "Whois lost {victim}:\n{whois}"
+        );
+        (c, victim)
+    })
+    .await;
+    let (mut c, victim) = c;
+    let log = c.master_log();
+    for table in ["domain_status", "host", "zone", "contact", "registrar"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("bad row quarantined") && l.contains(table)),
+            "no quarantine line naming {table}:\n{log}"
+        );
+    }
+    let listed = std::process::Command::new(crate::processes::binary("orrery-admin"))
+        .args(["--db", &c.url, "bad-rows"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        !listed.status.success(),
+        "bad-rows exits non-zero while there are some"
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains(&victim) && text.contains("registrar"),
+        "bad-rows lists them:\n{text}"
+    );
+
+    // A master (re)started with the bad rows present starts, serves, and keeps flowing.
+    c.kill_master();
+    c.start_master();
+    add_domain(&c, "after-restart-with-bad-rows").await;
+    let c = blocking(move || {
+        c.wait_dns(
+            "sat1",
+            &fqdn("after-restart-with-bad-rows"),
+            &Seen::Delegated,
+            RESUME,
+        );
+        assert_eq!(
+            c.dns("sat1", &victim),
+            Seen::Delegated,
+            "{victim} unpublished after a restart"
+        );
+        (c, victim)
+    })
+    .await;
+    let (c, victim) = c;
+
+    // The fixes propagate: the bogus status becomes a real hold, which takes the delegation out.
+    let fixes = [
+        format!(
+            "UPDATE domain_status SET status = 'serverHold' WHERE status = 'bogusStatus' AND domain_id = (SELECT id FROM domain WHERE name = '{victim}')"
+        ),
+        format!(
+            "UPDATE host SET name = lower(name) WHERE domain_id = (SELECT id FROM domain WHERE name = '{host_owner}')"
+        ),
+        format!("UPDATE zone SET soa_rname = 'hostmaster.nic.{ZONE}' WHERE name = '{ZONE}'"),
+        "UPDATE contact SET country = 'GB' WHERE id = (SELECT MIN(id) FROM contact)".to_owned(),
+        "UPDATE registrar SET iana_id = NULL WHERE handle = 'FLT'".to_owned(),
+    ];
+    for sql in &fixes {
+        c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let c = blocking(move || {
+        c.wait_dns("sat1", &victim, &Seen::Absent, PROPAGATION);
+        c
+    })
+    .await;
+    let listed = std::process::Command::new(crate::processes::binary("orrery-admin"))
+        .args(["--db", &c.url, "bad-rows"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "bad rows left after the fixes:\n{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+}
+
+// ───────────────────── one identity, one session ─────────────────────
+
+/// A second process presenting the same identity is not silently accepted beside the first:
+/// the master ends the older session and says so, naming both addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_identity_is_fenced_and_logged() {
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    // The impostor has the same certificate but its own state file (an operator's copy).
+    let c = blocking(move || {
+        c.spawn_duplicate("sat1");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.master_log().contains("its older session is ended") {
+            assert!(
+                Instant::now() < deadline,
+                "the master accepted a second session of sat1 silently:\n{}",
+                c.master_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    })
+    .await;
+    let line = c
+        .master_log()
+        .lines()
+        .find(|l| l.contains("its older session is ended"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("sat1"), "names the identity: {line}");
+}
+
+// ───────────────────── a refused configuration is reported upstream ─────────────────────
+
+/// A satellite that cannot take the configuration it was given (its DNS port is taken) keeps
+/// its session and says why; the master logs it with the satellite's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_configuration_is_reported_to_the_master() {
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    let taken = std::net::UdpSocket::bind(("127.0.0.1", c.ports("sat2").dns)).unwrap();
+    c.start_master();
+    c.spawn_satellite("sat2");
+    let c = blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = c.master_log();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("satellite refuses the configuration it was given"))
+            {
+                assert!(line.contains("sat2"), "names the satellite: {line}");
+                assert!(
+                    line.to_lowercase().contains("address")
+                        || line.contains(&c.ports("sat2").dns.to_string()),
+                    "says why: {line}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "no report upstream:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    })
+    .await;
+    drop(taken);
+    // Freed, the port is taken at a later check-in and the master hears that too.
+    let mut c = c;
+    c.wait_master_log("satellite now runs the configuration it was given");
+    c.wait_serving("sat2");
+}
+
+// ───────────────────── a clean master stop ─────────────────────
+
+/// A master stopped with SIGTERM exits cleanly, and its satellites log that it closed the
+/// session, not a protocol error; they keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_master_stop_is_not_a_protocol_error() {
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    let c = blocking(move || {
+        let mut c = c;
+        let status = c.stop_master();
+        assert!(status.success(), "the master's exit on SIGTERM: {status}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c
+            .satellite_log("sat1")
+            .contains("master closed the session")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the satellite did not log a clean close:\n{}",
+                c.satellite_log("sat1")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = c.satellite_log("sat1").to_lowercase();
+        assert!(
+            !log.contains("protocol"),
+            "a clean stop logged as a protocol problem:\n{log}"
+        );
+        assert!(
+            c.soa_serial("sat1").is_some(),
+            "the satellite stopped answering"
+        );
+        c
+    })
+    .await;
+    drop(c);
+}

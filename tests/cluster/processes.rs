@@ -343,17 +343,6 @@ kind = "lookup"
         self.master.as_ref().map(Process::log).unwrap_or_default()
     }
 
-    /// Every log the masters of this cluster wrote, in start order.
-    pub(crate) fn all_master_logs(&self) -> String {
-        (1..=self.master_starts)
-            .map(|i| {
-                std::fs::read_to_string(self.dir.path().join(format!("master.{i}.log")))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// Whether the master process is still running.
     pub(crate) fn master_running(&mut self) -> bool {
         self.master.as_mut().is_some_and(|m| m.exited().is_none())
@@ -388,6 +377,24 @@ kind = "lookup"
             .arg(self.state_file(name));
         self.satellites
             .insert(name.to_owned(), Process::spawn(command, log));
+    }
+
+    /// Starts a second process with satellite `name`'s identity (its certificate) and a state
+    /// file of its own, as an operator's copy would; it is killed with the cluster.
+    pub(crate) fn spawn_duplicate(&mut self, name: &str) {
+        let copy = format!("{name}-copy");
+        let log = self.dir.path().join(format!("{copy}.log"));
+        let mut command = Command::new(binary("orrery-satellite"));
+        command
+            .arg("--master")
+            .arg(format!("127.0.0.1:{}", self.master_port))
+            .arg("--tls-dir")
+            .arg(self.dir.path().join("certs"))
+            .arg("--name")
+            .arg(name)
+            .arg("--state")
+            .arg(self.state_file(&copy));
+        self.satellites.insert(copy, Process::spawn(command, log));
     }
 
     /// Starts satellite `name` and waits until it answers the zone's SOA.
@@ -431,13 +438,6 @@ kind = "lookup"
             .remove(name)
             .expect("satellite running")
             .kill9();
-    }
-
-    /// Whether satellite `name` is still running.
-    pub(crate) fn satellite_running(&mut self, name: &str) -> bool {
-        self.satellites
-            .get_mut(name)
-            .is_some_and(|s| s.exited().is_none())
     }
 
     pub(crate) fn ports(&self, name: &str) -> Ports {
@@ -525,11 +525,6 @@ kind = "lookup"
             c.close().await.ok();
             r.map(|r| r.rows_affected()).map_err(|e| e.to_string())
         }
-    }
-
-    /// The store's journal head.
-    pub(crate) async fn head(&self) -> i64 {
-        self.store.head().await.unwrap()
     }
 
     /// A domain name of the synthetic zone, in store order (`i` from 0).

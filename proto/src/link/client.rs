@@ -323,11 +323,14 @@ impl Dialer {
         }
     }
 
-    /// Notes how a session ended: one that lasted [`Backoff::stable_session`] was healthy
-    /// (the failures are forgotten, and the low cap holds from now); a shorter one is a
-    /// failure (a master that accepts and then refuses must not be dialled in a tight loop).
-    pub fn session_ended(&mut self, lasted: Duration) {
-        if lasted >= self.config.backoff.stable_session {
+    /// Notes how a session ended. One that reached the change stream (`followed`: the master
+    /// booted us and streams changes) or lasted [`Backoff::stable_session`] was healthy: the
+    /// failures are forgotten, and the low cap holds from now, so a satellite is back within
+    /// about a second of a restarting master however soon after its own boot the master went.
+    /// Anything shorter is a failure (a master that accepts and then refuses must not be
+    /// dialled in a tight loop).
+    pub fn session_ended(&mut self, lasted: Duration, followed: bool) {
+        if followed || lasted >= self.config.backoff.stable_session {
             self.failures = 0;
             self.healthy_at = Some(Instant::now());
         } else {
@@ -456,14 +459,30 @@ mod tests {
         assert_eq!(d.pause(), Duration::ZERO);
         // Short sessions count as failures; the pause grows with no healthy session.
         for _ in 0..10 {
-            d.session_ended(MS(10));
+            d.session_ended(MS(10), false);
         }
         assert!(d.pause() >= S(15), "{:?}", d.pause());
         // A healthy session resets the count; then the pause is at most 1 s for a while.
-        d.session_ended(S(6));
+        d.session_ended(S(6), false);
         assert_eq!(d.pause(), Duration::ZERO);
         for _ in 0..10 {
-            d.session_ended(MS(10));
+            d.session_ended(MS(10), false);
+        }
+        assert!(d.pause() <= S(1), "{:?}", d.pause());
+    }
+
+    #[test]
+    fn a_short_session_that_reached_the_change_stream_was_healthy() {
+        let mut d = Dialer::new(DialConfig::new(vec![], ClientTlsConfig::new()));
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
+        }
+        assert!(d.pause() >= S(15), "{:?}", d.pause());
+        // Booted and followed, then the master was killed a moment later.
+        d.session_ended(MS(300), true);
+        assert_eq!(d.pause(), Duration::ZERO);
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
         }
         assert!(d.pause() <= S(1), "{:?}", d.pause());
     }

@@ -206,6 +206,7 @@ impl Satellite {
         let files = StateFiles::new(config.state.clone(), config.sync_batches);
         let (status_tx, status) = watch::channel(LinkStatus::default());
         let mut link = Link {
+            following: false,
             files,
             registry: Arc::default(),
             dirty: Arc::new(Notify::new()),
@@ -290,6 +291,9 @@ impl Satellite {
 /// The link loop's state.
 struct Link {
     config: LinkConfig,
+    /// Whether this session reached the change stream: the master took us in full, so the
+    /// session was healthy however short it was (see [`Dialer::session_ended`]).
+    following: bool,
     files: StateFiles,
     /// The model copy of what is served, for the state file and snapshot diffs.
     registry: Arc<Mutex<Registry>>,
@@ -377,6 +381,7 @@ impl Link {
                 c = dialer.connect() => c,
             };
             let began = Instant::now();
+            self.following = false;
             let result = self.session(client, &shutdown).await;
             self.publish(|s| s.connected = false);
             match result {
@@ -410,7 +415,7 @@ impl Link {
                     "link to the master lost; serving the last complete state"
                 ),
             }
-            dialer.session_ended(began.elapsed());
+            dialer.session_ended(began.elapsed(), self.following);
             let pause = dialer.pause();
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -486,6 +491,7 @@ impl Link {
             }))
             .await??
             .into_inner();
+            self.following = true;
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
