@@ -35,9 +35,9 @@ pub enum HostSelection {
 /// order, then the selected hosts in name order.
 #[derive(Debug)]
 pub enum ZoneItem<'a> {
-    /// `serial` is the journal head of the snapshot (the zone's SOA serial, the same on every
-    /// server built from this state); `zone_serial` the last journal serial that touched this
-    /// zone (it changes only when the zone's data does).
+    /// `serial` is the journal head of the snapshot; `zone_serial` the zone's serial
+    /// ([`Zone::serial`]: the last committed change to the zone, the source of its SOA serial,
+    /// the same on every server built from this state; it changes only when the zone does).
     Zone {
         zone: &'a Zone,
         serial: Serial,
@@ -87,6 +87,13 @@ fn u32_field(table: &'static str, key: &str, field: &str, v: i32) -> Result<u32>
     u32::try_from(v).map_err(|_| bad_row(table, key, format!("{field} {v} is negative")))
 }
 
+/// The serial of zone `z` (docs/ARCHITECTURE.md, "SOA serials"): its row in `zone_serial`,
+/// which the journal's triggers move whenever a change to the zone commits. A zone without one
+/// (written with the triggers disabled) takes the journal head, the serial every zone had
+/// before per-zone serials, so the generator and the satellites still agree.
+pub(crate) const ZONE_SERIAL_SQL: &str = "COALESCE((SELECT s.serial FROM zone_serial s WHERE s.zone_id = z.id), \
+     (SELECT MAX(j.serial) FROM journal j), 0)";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ZoneRow {
     pub(crate) id: i64,
@@ -101,6 +108,7 @@ pub(crate) struct ZoneRow {
     ns_ttl: i32,
     ds_ttl: i32,
     ns: Option<String>,
+    serial: i64,
 }
 
 impl ZoneRow {
@@ -109,9 +117,11 @@ impl ZoneRow {
             "SELECT z.id, z.name, z.soa_mname, z.soa_rname, z.soa_refresh, z.soa_retry, \
              z.soa_expire, z.soa_minimum, z.soa_ttl, z.ns_ttl, z.ds_ttl, \
              (SELECT {} FROM zone_ns zn JOIN host h ON h.id = zn.host_id \
-               WHERE zn.zone_id = z.id) AS ns \
+               WHERE zn.zone_id = z.id) AS ns, \
+             {} AS serial \
              FROM zone z {filter} ORDER BY z.name",
-            sql.agg("h.name", " ")
+            sql.agg("h.name", " "),
+            ZONE_SERIAL_SQL
         )
     }
 
@@ -131,6 +141,7 @@ impl ZoneRow {
             ns_ttl: u32_field("zone", k, "ns_ttl", self.ns_ttl)?,
             ds_ttl: u32_field("zone", k, "ds_ttl", self.ds_ttl)?,
             nameservers: parse_names("zone", k, self.ns.as_deref())?,
+            serial: self.serial,
         })
     }
 }
@@ -495,7 +506,6 @@ impl Store {
             }
         };
         let host_sql = HostRow::select(self.sql, &host_filter);
-        let serial_sql = "SELECT COALESCE(MAX(serial), 0) FROM journal WHERE zone_id = $1";
         let snapshot = self.sql.snapshot_statement();
         let db = |e: sqlx::Error| E::from(StoreError::Sql(e));
         on_pool!(self, p => {
@@ -511,11 +521,7 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let zone_id = row.id;
             let zone = row.into_model()?;
-            let zone_serial: i64 = sqlx::query_scalar(serial_sql)
-                .bind(zone_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let zone_serial = zone.serial;
             let serial: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
                 .fetch_one(&mut *tx)
                 .await
