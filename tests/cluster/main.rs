@@ -7,3 +7,4 @@ mod harness;
 mod journal_pg;
 mod link;
 mod rds;
+mod soa_serial;
