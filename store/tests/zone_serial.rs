@@ -1,6 +1,8 @@
 //! Per-zone SOA serials (docs/ARCHITECTURE.md, "SOA serials"), on both backends: SQLite always,
 //! PostgreSQL when `DATABASE_URL` names a server (a fresh database per run, dropped after).
 
+use std::path::Path;
+
 use orrery_proto::{Change, Contact, Name, Registrar, Serial, Timestamp};
 use orrery_store::write::{NewDomain, NewZone, NsSpec};
 use orrery_store::{ChangesSince, RegistryItem, Store};
@@ -249,4 +251,59 @@ fn with_database(url: &str, db: &str) -> String {
         }
         None => base,
     }
+}
+
+/// A store written under the previous rule (every zone's SOA serial the journal head) and then
+/// upgraded starts every zone at the head: no secondary sees a serial go down.
+#[tokio::test]
+async fn sqlite_upgrade_starts_every_zone_at_the_journal_head() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    // The schema before per-zone serials: the first migration alone, as the release before
+    // this one applied it.
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let first = "0001_registry.sql";
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/sqlite")
+            .join(first),
+        old.join(first),
+    )
+    .unwrap();
+    {
+        let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&mut c)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO zone(name, soa_mname, soa_rname) VALUES \
+             ('test', 'a.nic.test', 'hostmaster.nic.test'), \
+             ('other', 'a.nic.other', 'hostmaster.nic.other')",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO registrar(handle, name) VALUES ('R1', 'Registrar One')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let store = Store::open(&url).await.unwrap();
+    let head = store.head().await.unwrap();
+    assert!(head >= 3);
+    // `test` was last touched before the head: under the old rule it served the head.
+    assert_eq!(serial(&store, "test").await, head);
+    assert_eq!(serial(&store, "other").await, head);
+    // From there on, the per-zone rule.
+    store.add_domain(&new_domain("foo.test")).await.unwrap();
+    assert!(serial(&store, "test").await > head);
+    assert_eq!(serial(&store, "other").await, head);
+    store.close().await;
 }
