@@ -87,11 +87,14 @@ fn u32_field(table: &'static str, key: &str, field: &str, v: i32) -> Result<u32>
     u32::try_from(v).map_err(|_| bad_row(table, key, format!("{field} {v} is negative")))
 }
 
-/// The serial of zone `z` (docs/ARCHITECTURE.md, "SOA serials"): its row in `zone_serial`,
-/// which the journal's triggers move whenever a change to the zone commits. A zone without one
-/// (written with the triggers disabled) takes the journal head, the serial every zone had
-/// before per-zone serials, so the generator and the satellites still agree.
-pub(crate) const ZONE_SERIAL_SQL: &str = "COALESCE((SELECT s.serial FROM zone_serial s WHERE s.zone_id = z.id), \
+/// The serial of zone `z` (docs/ARCHITECTURE.md, "SOA serials"): the last journal serial of
+/// the zone (an index probe on `journal_zone`), or the last one pruned from the journal
+/// (`zone_serial`), whichever is larger. A zone with neither (impossible while the triggers are
+/// on) takes the journal head, the serial every zone had before per-zone serials, so the
+/// generator and the satellites still agree.
+pub(crate) const ZONE_SERIAL_SQL: &str = "COALESCE((SELECT MAX(t.s) FROM (\
+       SELECT MAX(j.serial) AS s FROM journal j WHERE j.zone_id = z.id \
+       UNION ALL SELECT f.serial FROM zone_serial f WHERE f.zone_id = z.id) t), \
      (SELECT MAX(j.serial) FROM journal j), 0)";
 
 #[derive(sqlx::FromRow)]

@@ -1,14 +1,13 @@
 -- Per-zone SOA serials (see docs/ARCHITECTURE.md, "SOA serials").
 --
 -- A zone's serial is the journal serial of the last committed change journalled against the
--- zone (a journal row whose zone_id is the zone's). It is kept in its own table rather than
--- computed as MAX(serial) over the journal, because pruning the journal would lower that
--- maximum, and a secondary ignores a zone whose serial went down. The generator and the
--- satellites read it in the same snapshot as the zone's data, so one store state gives one
--- serial everywhere.
+-- zone (a journal row whose zone_id is the zone's): MAX(serial) over its journal rows, an index
+-- probe on journal_zone. Writes pay nothing for it. Pruning the journal would lower that
+-- maximum, and a secondary ignores a zone whose serial went down, so rows leaving the journal
+-- leave their serial behind here first: a zone's serial is the larger of the two.
 CREATE TABLE zone_serial (
     zone_id INTEGER PRIMARY KEY,   -- no foreign key: a deleted zone's row is harmless
-    serial  INTEGER NOT NULL
+    serial  INTEGER NOT NULL       -- the largest serial pruned from the zone's journal rows
 );
 
 -- Existing zones start at the journal head: never below the serial the previous rule (the
@@ -16,10 +15,9 @@ CREATE TABLE zone_serial (
 INSERT INTO zone_serial(zone_id, serial)
     SELECT id, (SELECT COALESCE(MAX(serial), 0) FROM journal) FROM zone;
 
--- SQLite's single writer draws serials in commit order, so the newest row is the largest:
--- replacing is enough.
-CREATE TRIGGER journal_zone_serial AFTER INSERT ON journal WHEN NEW.zone_id IS NOT NULL BEGIN
-    INSERT OR REPLACE INTO zone_serial(zone_id, serial) VALUES (NEW.zone_id, NEW.serial);
+CREATE TRIGGER journal_prune_zone_serial AFTER DELETE ON journal WHEN OLD.zone_id IS NOT NULL BEGIN
+    INSERT INTO zone_serial(zone_id, serial) VALUES (OLD.zone_id, OLD.serial)
+        ON CONFLICT (zone_id) DO UPDATE SET serial = max(serial, excluded.serial);
 END;
 
 -- A renamed host changes the apex NS names of every zone that uses it: the zone changed
