@@ -36,6 +36,8 @@ pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Seri
                 RegistryItem::Registrar(r) => data.registrars.push(r),
                 RegistryItem::Contact(c) => data.contacts.push(c),
                 RegistryItem::Serial(_) => {}
+                // A seed snapshot lacking an object would serve it as absent: refuse instead.
+                RegistryItem::BadRow(b) => return Err(orrery_store::StoreError::from(b).into()),
             }
             Ok::<_, GenerateError>(())
         })

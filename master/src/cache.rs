@@ -11,15 +11,22 @@
 //! Only the follower writes; every satellite request is served from here, so the store's load
 //! does not depend on the number of satellites. A satellite whose serial lies inside the window
 //! gets the batches after it (re-sending part of a batch is harmless: changes are whole
-//! objects); one below the window, or ahead of the master, must take a snapshot. The snapshot
+//! objects); one below the window is resumed from the store's journal when it still holds the
+//! gap (`resume.rs`), else it takes a snapshot, as one ahead of the master does. The snapshot
 //! is rebuilt only when the previous one has left the window, so satellites booting together
 //! share one.
+//!
+//! Rows the store cannot read are *quarantined* here: the cache keeps the last good version of
+//! each such object (a batch carries no change for it; a reload carries the old version over)
+//! and lists the rows until a later journal row settles them.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use orrery_proto::link::pb;
 use orrery_proto::{Change, ChangeBatch, Contact, Domain, Host, Name, Registrar, Serial, Zone};
+use orrery_store::BadRow;
 use prost::Message;
 use tokio::sync::watch;
 
@@ -74,6 +81,40 @@ impl Registry {
         }
     }
 
+    /// Moves the object a bad row stands for from `old` into `self` (the last good version
+    /// stays published across a reload). A key that is not a valid name never had an object.
+    fn carry_over(&mut self, old: &mut Self, bad: &BadRow) {
+        let name = || bad.object_name();
+        match bad.object {
+            "zone" => {
+                if let Some(z) = name().and_then(|n| old.zones.remove(&n)) {
+                    self.zones.insert(z.name.clone(), z);
+                }
+            }
+            "domain" => {
+                if let Some(d) = name().and_then(|n| old.domains.remove(&n)) {
+                    self.domains.insert(d.name.clone(), d);
+                }
+            }
+            "host" => {
+                if let Some(h) = name().and_then(|n| old.hosts.remove(&n)) {
+                    self.hosts.insert(h.name.clone(), h);
+                }
+            }
+            "contact" => {
+                if let Some(c) = old.contacts.remove(&bad.key) {
+                    self.contacts.insert(c.handle.clone(), c);
+                }
+            }
+            "registrar" => {
+                if let Some(r) = old.registrars.remove(&bad.key) {
+                    self.registrars.insert(r.handle.clone(), r);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// How many objects in all.
     pub fn len(&self) -> usize {
         self.zones.len()
@@ -124,7 +165,10 @@ pub struct Snapshot {
 pub enum Catchup {
     /// The batches after its serial, oldest first (empty when it is up to date).
     Batches(Vec<Arc<pb::ChangeBatch>>),
-    /// The window no longer reaches back to its serial, or it is ahead of the master.
+    /// Its serial is older than the window: the store's journal may still hold the gap
+    /// (`resume.rs`); else it must take a snapshot.
+    BeforeWindow { window_start: Serial, head: Serial },
+    /// It is ahead of the master.
     SnapshotRequired {
         window_start: Serial,
         head: Serial,
@@ -149,6 +193,11 @@ struct State {
     /// The oldest serial the window reaches back to.
     window_start: Serial,
     snapshot: Option<Arc<Snapshot>>,
+    /// Whether the registry has been loaded. Before that the cache knows nothing: it serves
+    /// no snapshot, and satellites resume from the store's journal or wait (see `since`).
+    loaded: bool,
+    /// Quarantined rows by `(object kind, key)`.
+    quarantine: HashMap<(&'static str, String), BadRow>,
 }
 
 /// The cache shared by the follower (writer) and the link service (readers).
@@ -160,6 +209,8 @@ pub struct Cache {
     /// Held while building a snapshot, so that concurrent requests build it once.
     building: Mutex<()>,
     settings: LinkSettings,
+    /// Rows that entered quarantine (or changed reason) since start.
+    quarantined_total: AtomicU64,
 }
 
 impl Cache {
@@ -169,6 +220,7 @@ impl Cache {
             generation: watch::Sender::new(0),
             building: Mutex::new(()),
             settings,
+            quarantined_total: AtomicU64::new(0),
         }
     }
 
@@ -185,10 +237,32 @@ impl Cache {
     /// Replaces everything with the state in `full` (all changes after serial 0). The window
     /// starts empty at its serial: satellites behind it will take a snapshot.
     pub fn load(&self, full: ChangeBatch) {
+        self.load_quarantined(full, Vec::new());
+    }
+
+    /// [`Cache::load`] from a read that could not read the `bad` rows: the quarantine becomes
+    /// exactly those, and the object each stands for keeps the version the cache held (if any).
+    /// Returns the rows newly quarantined (for the caller to report).
+    pub fn load_quarantined(&self, full: ChangeBatch, bad: Vec<BadRow>) -> Vec<BadRow> {
         let mut registry = Registry::default();
         registry.apply(full.changes);
+        let fresh;
         {
             let mut s = self.write();
+            let mut old = std::mem::take(&mut s.registry);
+            let mut quarantine = HashMap::with_capacity(bad.len());
+            for b in &bad {
+                registry.carry_over(&mut old, b);
+            }
+            fresh = bad
+                .into_iter()
+                .filter_map(|b| {
+                    let key = (b.object, b.key.clone());
+                    let new = s.quarantine.get(&key) != Some(&b);
+                    quarantine.insert(key, b.clone());
+                    new.then_some(b)
+                })
+                .collect::<Vec<_>>();
             *s = State {
                 serial: full.upto,
                 registry,
@@ -196,9 +270,55 @@ impl Cache {
                 window_changes: 0,
                 window_start: full.upto,
                 snapshot: None,
+                loaded: true,
+                quarantine,
             };
         }
+        self.quarantined_total
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         self.generation.send_modify(|g| *g += 1);
+        fresh
+    }
+
+    /// Updates the quarantine after a batch: `bad` rows enter it (their objects keep the
+    /// version the cache holds: the batch carried no change for them), `settled` objects leave
+    /// it. Returns the rows newly quarantined and the entries that left.
+    pub fn quarantine(
+        &self,
+        bad: Vec<BadRow>,
+        settled: &[(&'static str, String)],
+    ) -> (Vec<BadRow>, Vec<BadRow>) {
+        let mut s = self.write();
+        if s.quarantine.is_empty() && bad.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let left = settled
+            .iter()
+            .filter_map(|(kind, key)| s.quarantine.remove(&(*kind, key.clone())))
+            .collect();
+        let fresh: Vec<BadRow> = bad
+            .into_iter()
+            .filter(|b| {
+                let key = (b.object, b.key.clone());
+                let new = s.quarantine.get(&key) != Some(b);
+                s.quarantine.insert(key, b.clone());
+                new
+            })
+            .collect();
+        self.quarantined_total
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        (fresh, left)
+    }
+
+    /// The rows quarantined now, in no particular order.
+    pub fn quarantined(&self) -> Vec<BadRow> {
+        self.read().quarantine.values().cloned().collect()
+    }
+
+    /// How many rows entered quarantine (or were quarantined again for another reason) since
+    /// the master started: a counter for monitoring.
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined_total.load(Ordering::Relaxed)
     }
 
     /// Applies the next batch and adds it to the window.
@@ -264,9 +384,21 @@ impl Cache {
         self.generation.subscribe()
     }
 
-    /// What a satellite whose applied serial is `from` needs next.
+    /// Whether the registry has been loaded (see [`Cache::load`]).
+    pub fn is_loaded(&self) -> bool {
+        self.read().loaded
+    }
+
+    /// What a satellite whose applied serial is `from` needs next. Before the registry is
+    /// loaded every serial is "before the window": only the store's journal can serve it.
     pub fn since(&self, from: Serial) -> Catchup {
         let s = self.read();
+        if !s.loaded {
+            return Catchup::BeforeWindow {
+                window_start: s.window_start,
+                head: s.serial,
+            };
+        }
         if from > s.serial {
             return Catchup::SnapshotRequired {
                 window_start: s.window_start,
@@ -278,13 +410,9 @@ impl Cache {
             };
         }
         if from < s.window_start {
-            return Catchup::SnapshotRequired {
+            return Catchup::BeforeWindow {
                 window_start: s.window_start,
                 head: s.serial,
-                reason: format!(
-                    "serial {from} is older than the master's window (from {})",
-                    s.window_start
-                ),
             };
         }
         // Batches are in serial order; skip those the satellite already has.
@@ -422,7 +550,13 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(cache.window_start(), 12);
-        assert!(matches!(cache.since(11), Catchup::SnapshotRequired { .. }));
+        assert!(matches!(
+            cache.since(11),
+            Catchup::BeforeWindow {
+                window_start: 12,
+                head: 20
+            }
+        ));
         assert_eq!(upto(cache.since(12)), vec![15, 16, 20]);
         assert_eq!(cache.objects(), 3);
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_proto::Prefix;
-use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
+use orrery_proto::link::convert::{MAX_NSID_LEN, MIN_CHECKIN_INTERVAL};
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
 use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
 use serde::Deserialize;
@@ -198,6 +198,19 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
+/// The URL schemes the store opens (`orrery_store::Store::open`).
+const STORE_SCHEMES: [&str; 3] = ["postgres:", "postgresql:", "sqlite:"];
+
+/// A URL for messages: anything between `://` and `@` (credentials) is hidden.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://…@{}", &url[..start], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn field(field: impl Into<String>, message: impl ToString) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
@@ -239,6 +252,18 @@ impl MasterConfig {
         let m = file.master;
         if m.store.trim().is_empty() {
             return Err(field("master.store", "empty"));
+        }
+        if !STORE_SCHEMES
+            .iter()
+            .any(|scheme| m.store.starts_with(scheme))
+        {
+            return Err(field(
+                "master.store",
+                format!(
+                    "unsupported store URL {:?}: use postgres://… or sqlite:PATH",
+                    redact_url(&m.store)
+                ),
+            ));
         }
         let listen = addrs("master.listen", &m.listen)?;
         if listen.is_empty() {
@@ -378,9 +403,12 @@ fn satellite(
         None => None,
     };
     if let Some(nsid) = &s.nsid
-        && (nsid.is_empty() || nsid.len() > usize::from(u16::MAX))
+        && (nsid.is_empty() || nsid.len() > MAX_NSID_LEN)
     {
-        return Err(field(f("nsid"), "must be 1 to 65535 octets"));
+        return Err(field(
+            f("nsid"),
+            format!("must be 1 to {MAX_NSID_LEN} octets"),
+        ));
     }
     if s.hostname.as_deref() == Some("") {
         return Err(field(f("hostname"), "empty"));
@@ -767,6 +795,11 @@ mod tests {
                 .contains("satellites.sat1.dns.udp")
         );
         assert!(err(&MINIMAL.replace("\"127.0.0.1:7443\"", "")).contains("master.listen"));
+        let e = err(&MINIMAL.replace("sqlite:orrery.db", "mysql://u:secret@db/orrery"));
+        assert!(
+            e.contains("master.store") && e.contains("unsupported") && !e.contains("secret"),
+            "{e}"
+        );
         assert!(
             err(&MINIMAL.replace("selector = \"std\"", "selector = \"nope\""))
                 .contains("selectors.nope")

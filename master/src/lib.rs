@@ -5,19 +5,26 @@
 //! ```text
 //!  store ──changes_since──▶ JournalFollower ──apply──▶ Cache (registry + window + snapshot)
 //!    ▲ NOTIFY orrery_journal ─wake─┘                          │ read only
-//!                                                             ▼
+//!    │                                                        ▼
+//!    └─changes_since (older than the window, once per serial)─ Resume
+//!                                                             │
 //!  satellites ──TLS (client cert)──▶ serve (identity) ──▶ LinkService: Boot, CheckIn,
 //!                                                          Follow (push), Snapshot (chunks)
 //! ```
 //!
 //! Satellites only dial out; the master never connects to them. Database load is independent
-//! of the number of satellites: only the follower talks to the store.
+//! of the number of satellites: the follower reads the journal once for all of them, and a
+//! satellite older than the window (after a master restart) is resumed by a read shared with
+//! every satellite at the same serial. A store that is down at start is waited for
+//! ([`wait_for_store`]); one that goes down later only delays changes.
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration (master and every satellite), validated once.
 //! - [`certs`]: the private CA and certificate issuance behind `orrery-master certs`.
 //! - [`follow_journal`]: the journal follower and the PostgreSQL NOTIFY listener.
+//! - [`wait_for_store`]: opening and loading retried with backoff while the store is down.
 //! - [`cache`]: registry state, change window, shared snapshot.
+//! - [`resume`]: serials older than the window served from the store's journal.
 //! - [`satellites`]: per-satellite configuration and last reported status.
 //! - [`service`]: the `Link` gRPC service.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
@@ -26,12 +33,14 @@ pub mod cache;
 pub mod certs;
 pub mod config;
 pub mod follow_journal;
+pub mod resume;
 pub mod satellites;
 pub mod serve;
 pub mod service;
+pub mod wait_for_store;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use orrery_proto::link::tls::{TlsError, TlsMaterial, server_config};
 use orrery_store::{Backend, Store, StoreError};
@@ -43,8 +52,10 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Cache;
 use crate::config::MasterConfig;
 use crate::follow_journal::JournalFollower;
+use crate::resume::Resume;
 use crate::satellites::Satellites;
-use crate::service::LinkService;
+use crate::service::{LinkCounters, LinkService};
+use crate::wait_for_store::WaitError;
 
 /// A master that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +65,17 @@ pub enum MasterError {
     Store(#[from] StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Wait(#[from] WaitError),
+}
+
+/// Reads and checks the master's TLS files as `run` uses them: readable, the key matching the
+/// certificate, the certificate chaining to the CA and naming the master (what satellites
+/// check). `orrery-master check-config` and `run` both call it.
+pub fn load_tls(config: &MasterConfig) -> Result<TlsMaterial, TlsError> {
+    let material = TlsMaterial::load(&config.tls)?;
+    server_config(&material)?;
+    Ok(material)
 }
 
 /// A running master: its tasks, and handles on its state for statistics and tests.
@@ -61,14 +83,19 @@ pub enum MasterError {
 pub struct Master {
     cache: Arc<Cache>,
     satellites: Arc<Satellites>,
+    resume: Arc<Resume>,
+    counters: Arc<LinkCounters>,
     store_calls: Arc<AtomicU64>,
     wake: Arc<Notify>,
     tasks: JoinSet<()>,
 }
 
 impl Master {
-    /// Loads the registry from `store`, then serves the link on every listener until
-    /// `shutdown` is cancelled. The listeners are already bound (tests bind `127.0.0.1:0`).
+    /// Serves the link on every listener until `shutdown` is cancelled, and loads the registry
+    /// from `store` (waiting for the store as long as it is unreachable); returns once it is
+    /// loaded. While it loads, satellites with a state resume from the store's journal and
+    /// bare ones are asked to retry. The listeners are already bound (tests bind
+    /// `127.0.0.1:0`).
     pub async fn start(
         config: &MasterConfig,
         store: Store,
@@ -80,20 +107,11 @@ impl Master {
         let cache = Arc::new(Cache::new(config.link.clone()));
         let satellites = Arc::new(Satellites::new(config.satellites.clone()));
         let follower = JournalFollower::new(store.clone(), cache.clone(), config.follow.clone());
-        follower.load().await?;
-        let store_calls = follower.store_calls();
-        let wake = follower.waker();
+        let resume = Arc::new(Resume::new(store.clone(), config.follow.max_batch_entries));
         let mut tasks = JoinSet::new();
-        if store.backend() == Backend::Postgres {
-            tasks.spawn(follow_journal::listen_for_commits(
-                config.store.clone(),
-                wake.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tasks.spawn(follower.run(shutdown.clone()));
         let service = LinkService::new(
             cache.clone(),
+            resume.clone(),
             satellites.clone(),
             config.link.heartbeat_interval,
             shutdown.clone(),
@@ -106,9 +124,27 @@ impl Master {
                 }
             });
         }
+        // Loading the registry takes seconds at a million domains. The link serves meanwhile:
+        // a satellite that has a state resumes from the store's journal (the gap needs no
+        // cache), so a master restart costs it seconds, not the load (docs/BENCHMARKS.md).
+        // Bare satellites are asked to come back once the cache is loaded.
+        wait_for_store::retry("loading the registry", &shutdown, || follower.load()).await?;
+        let store_calls = follower.store_calls();
+        let wake = follower.waker();
+        if store.backend() == Backend::Postgres {
+            tasks.spawn(follow_journal::listen_for_commits(
+                config.store.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(follower.run(shutdown.clone()));
+        let counters = service.counters();
         Ok(Self {
             cache,
             satellites,
+            resume,
+            counters,
             store_calls,
             wake,
             tasks,
@@ -127,7 +163,22 @@ impl Master {
 
     /// Store calls made by the follower so far.
     pub fn store_calls(&self) -> u64 {
-        self.store_calls.load(std::sync::atomic::Ordering::Relaxed)
+        self.store_calls.load(Ordering::Relaxed)
+    }
+
+    /// Journal reads made to resume satellites older than the window.
+    pub fn resume_store_calls(&self) -> u64 {
+        self.resume.store_calls()
+    }
+
+    /// Snapshot transfers started so far.
+    pub fn snapshots_sent(&self) -> u64 {
+        self.counters.snapshots.load(Ordering::Relaxed)
+    }
+
+    /// Change streams resumed from the store's journal so far.
+    pub fn streams_resumed(&self) -> u64 {
+        self.counters.resumed.load(Ordering::Relaxed)
     }
 
     /// Wakes the journal follower at once, as a NOTIFY would.

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orrery_master::Master;
 use orrery_master::certs::{Role, write_ca, write_issued};
 use orrery_master::config::MasterConfig;
-use orrery_proto::link::tls::{SatelliteId, TlsMaterial};
-use orrery_store::Store;
+use orrery_master::wait_for_store::{self, WaitError};
+use orrery_master::{Master, MasterError, load_tls};
+use orrery_proto::link::tls::SatelliteId;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -88,7 +88,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => tokio::runtime::Runtime::new()?.block_on(run(config)),
         Command::CheckConfig { config } => {
+            // Everything `run` checks before it waits for the store: the file, the store URL,
+            // every satellite's settings, the TLS files.
             let c = MasterConfig::load(&config)?;
+            load_tls(&c).with_context(|| format!("{}: [tls]", config.display()))?;
             println!(
                 "{}: store {}, listen {:?}, {} satellites",
                 config.display(),
@@ -139,10 +142,20 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = MasterConfig::load(&path)?;
-    let tls = TlsMaterial::load(&config.tls)?;
-    let store = Store::open(&config.store)
-        .await
-        .with_context(|| "opening the store")?;
+    let tls = load_tls(&config).with_context(|| format!("{}: [tls]", path.display()))?;
+    let shutdown = CancellationToken::new();
+    // A stop signal must also end the wait for an unreachable store.
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if wait_for_stop().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let store = match wait_for_store::open(&config.store, &shutdown).await {
+        Ok(store) => store,
+        Err(WaitError::Stopped) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| "opening the store"),
+    };
     let mut listeners = Vec::new();
     for addr in &config.listen {
         listeners.push(
@@ -151,12 +164,14 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {addr}"))?,
         );
     }
-    let shutdown = CancellationToken::new();
-    let master = Master::start(&config, store, &tls, listeners, shutdown.clone()).await?;
+    let master = match Master::start(&config, store, &tls, listeners, shutdown.clone()).await {
+        Ok(master) => master,
+        Err(MasterError::Wait(WaitError::Stopped)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let satellites = master.satellites().clone();
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => match MasterConfig::load(&path) {
@@ -169,12 +184,19 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
             },
-            _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            () = shutdown.cancelled() => break,
         }
     }
     tracing::info!("shutting down");
-    shutdown.cancel();
     master.join().await;
     Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn wait_for_stop() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => Ok(()),
+        r = tokio::signal::ctrl_c() => r,
+    }
 }

@@ -1,10 +1,22 @@
 //! The satellites the master knows: their configuration (replaceable at run time, e.g. on
-//! SIGHUP) and the last report each one sent.
+//! SIGHUP), the last report each one sent, and the one session each identity may have.
+//!
+//! # One identity, one session
+//! A session is the connection on which a satellite last booted. When an identity boots on a
+//! new connection while an older one is still open, the newer one wins: the old session is
+//! *fenced* (its change and snapshot streams end with ABORTED, its later calls are refused
+//! with ABORTED naming the new connection), and both are logged. This is what a restarted
+//! satellite needs, since its old connection may look alive for a while (until HTTP/2
+//! keepalive notices it is dead), and it makes two satellites wrongly sharing one certificate
+//! loud: they keep replacing each other, with a warning each time, instead of silently both
+//! being served.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
 
 use orrery_proto::Serial;
 use orrery_proto::link::tls::SatelliteId;
@@ -28,6 +40,32 @@ pub struct SatelliteStatus {
     pub statistics: Option<pb::Statistics>,
     /// Configuration fields it can apply only after a restart.
     pub restart_required: Vec<String>,
+    /// Why it does not run (all of) the configuration it was given; `None` when it does.
+    pub config_refused: Option<String>,
+}
+
+/// The connection an identity's calls are served on.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The connection's number (unique for the master's lifetime, see `serve.rs`).
+    pub connection: u64,
+    pub peer: SocketAddr,
+    pub since: SystemTime,
+    /// Cancelled when a newer session of the same identity replaces this one.
+    fence: CancellationToken,
+}
+
+impl Session {
+    /// Ends when a newer session of the same identity replaces this one.
+    pub fn fence(&self) -> &CancellationToken {
+        &self.fence
+    }
+
+    /// For messages: `from ADDR (connected N s ago)`.
+    pub fn describe(&self) -> String {
+        let ago = self.since.elapsed().map_or(0, |d| d.as_secs());
+        format!("from {} (connected {ago} s ago)", self.peer)
+    }
 }
 
 /// Configuration and status of every satellite.
@@ -35,6 +73,7 @@ pub struct SatelliteStatus {
 pub struct Satellites {
     config: RwLock<Arc<BTreeMap<SatelliteId, SatelliteSettings>>>,
     status: Mutex<HashMap<SatelliteId, SatelliteStatus>>,
+    sessions: Mutex<HashMap<SatelliteId, Session>>,
 }
 
 impl Satellites {
@@ -42,7 +81,78 @@ impl Satellites {
         Self {
             config: RwLock::new(Arc::new(config)),
             status: Mutex::default(),
+            sessions: Mutex::default(),
         }
+    }
+
+    /// Makes `connection` the session of `id` (at boot), fencing an older session of the
+    /// same identity on another connection.
+    pub fn begin_session(&self, id: &SatelliteId, connection: u64, peer: SocketAddr) -> Session {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(current) = sessions.get(id) {
+            if current.connection == connection {
+                return current.clone();
+            }
+            tracing::warn!(
+                satellite = %id,
+                old_peer = %current.peer,
+                new_peer = %peer,
+                "satellite connected again on a new connection: its older session is ended \
+                 (a restarted satellite; two satellites sharing one certificate would keep \
+                 replacing each other)"
+            );
+            current.fence.cancel();
+        }
+        let session = Session {
+            connection,
+            peer,
+            since: SystemTime::now(),
+            fence: CancellationToken::new(),
+        };
+        sessions.insert(id.clone(), session.clone());
+        session
+    }
+
+    /// The session a call on `connection` belongs to; a connection of an identity without a
+    /// session becomes its session. `Err` holds the newer session that replaced this one.
+    pub fn session(
+        &self,
+        id: &SatelliteId,
+        connection: u64,
+        peer: SocketAddr,
+    ) -> Result<Session, Session> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.get(id) {
+            Some(current) if current.connection == connection => Ok(current.clone()),
+            Some(current) => Err(current.clone()),
+            None => {
+                let session = Session {
+                    connection,
+                    peer,
+                    since: SystemTime::now(),
+                    fence: CancellationToken::new(),
+                };
+                sessions.insert(id.clone(), session.clone());
+                Ok(session)
+            }
+        }
+    }
+
+    /// Forgets the session of `id` if it is on `connection`, which has closed.
+    pub fn connection_closed(&self, id: &SatelliteId, connection: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.get(id).is_some_and(|s| s.connection == connection) {
+            sessions.remove(id);
+        }
+    }
+
+    /// The current session of `id`, if it is connected.
+    pub fn current_session(&self, id: &SatelliteId) -> Option<Session> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Replaces the configuration; each satellite receives its new settings at its next
@@ -76,6 +186,7 @@ impl Satellites {
                 config_version: String::new(),
                 statistics: None,
                 restart_required: vec![],
+                config_refused: None,
             },
         );
     }
@@ -95,6 +206,7 @@ impl Satellites {
             config_version: String::new(),
             statistics: None,
             restart_required: vec![],
+            config_refused: None,
         });
         s.peer = peer;
         s.last_checkin = Some(SystemTime::now());
@@ -103,6 +215,24 @@ impl Satellites {
         s.config_version = req.config_version;
         s.statistics = req.statistics;
         s.restart_required = req.restart_required;
+        let refused = (!req.config_refused.is_empty()).then_some(req.config_refused);
+        if refused != s.config_refused {
+            match &refused {
+                Some(reason) => tracing::warn!(
+                    satellite = %id,
+                    peer = %peer,
+                    running_version = %s.config_version,
+                    reason = %reason,
+                    "satellite refuses the configuration it was given"
+                ),
+                None => tracing::info!(
+                    satellite = %id,
+                    version = %s.config_version,
+                    "satellite now runs the configuration it was given"
+                ),
+            }
+        }
+        s.config_refused = refused;
     }
 
     /// The last status of one satellite.

@@ -8,7 +8,10 @@
 //!                  identity from certificate ──none──▶ log "refused connection", close
 //!                             │ NAME
 //!                             ▼
-//!                  PeerStream { addr, NAME } ──▶ tonic server ──▶ LinkService
+//!                  PeerStream { addr, NAME, connection number } ──▶ tonic server ──▶ LinkService
+//!                             │ closed (dropped)
+//!                             ▼
+//!                  Satellites::connection_closed: the identity's session ends with it
 //! ```
 //!
 //! Handshakes run in their own tasks with a deadline, so a slow or hostile peer holds up no
@@ -19,6 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,6 +37,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
+use crate::satellites::Satellites;
 use crate::service::LinkService;
 
 /// The time a peer has to complete the TLS handshake.
@@ -44,12 +49,23 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// From the verified client certificate.
     pub identity: SatelliteId,
+    /// This connection's number, unique for the master's lifetime (an address may be reused).
+    pub connection: u64,
 }
 
 /// A TLS connection from a peer whose certificate named a satellite.
 pub struct PeerStream {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
+    /// Told when the connection closes (tonic drops the stream then).
+    satellites: Arc<Satellites>,
+}
+
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        self.satellites
+            .connection_closed(&self.info.identity, self.info.connection);
+    }
 }
 
 impl Connected for PeerStream {
@@ -138,6 +154,8 @@ async fn accept(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     addr: SocketAddr,
+    connection: u64,
+    satellites: Arc<Satellites>,
 ) -> Result<PeerStream, AcceptError> {
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
@@ -152,9 +170,17 @@ async fn accept(
     let identity = satellite_identity(cert)?;
     Ok(PeerStream {
         inner: tls,
-        info: PeerInfo { addr, identity },
+        info: PeerInfo {
+            addr,
+            identity,
+            connection,
+        },
+        satellites,
     })
 }
+
+/// Numbers connections across every listener.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Serves the link on an already-bound listener until `shutdown` is cancelled.
 pub async fn serve(
@@ -165,6 +191,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let local = listener.local_addr().ok();
     let acceptor = TlsAcceptor::from(tls);
+    let satellites = Arc::clone(service.satellites());
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<PeerStream>>(64);
     let accept_shutdown = shutdown.clone();
     let accepting = tokio::spawn(async move {
@@ -184,8 +211,10 @@ pub async fn serve(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let satellites = Arc::clone(&satellites);
+            let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                match accept(acceptor, tcp, addr).await {
+                match accept(acceptor, tcp, addr, connection, satellites).await {
                     Ok(stream) => {
                         tracing::debug!(peer = %addr, satellite = %stream.info.identity, "satellite connected");
                         let _ = tx.send(Ok(stream)).await;

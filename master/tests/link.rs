@@ -69,10 +69,13 @@ fn sat_name(i: usize) -> String {
 
 struct TestMaster {
     _dir: tempfile::TempDir,
+    url: String,
     store: Store,
     master: Option<Master>,
     addr: SocketAddr,
     ca: Issued,
+    config: MasterConfig,
+    tls: TlsMaterial,
     shutdown: CancellationToken,
 }
 
@@ -86,6 +89,16 @@ impl TestMaster {
         let url = format!("sqlite:{}", dir.path().join("orrery.db").display());
         let store = Store::open(&url).await.unwrap();
         seed(&store).await;
+        Self::on_store(url, store, satellites, dir).await
+    }
+
+    /// A master over `store` (at `url`, already seeded), its files in `dir`.
+    async fn on_store(
+        url: String,
+        store: Store,
+        satellites: usize,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let mut text = format!(
             r#"
             [master]
@@ -120,26 +133,56 @@ impl TestMaster {
         )
         .unwrap();
         let tls = TlsMaterial::from_pem(ca.cert_pem.clone(), m.cert_pem, m.key_pem).unwrap();
+        let mut t = Self {
+            _dir: dir,
+            url,
+            store,
+            master: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ca,
+            config,
+            tls,
+            shutdown: CancellationToken::new(),
+        };
+        t.launch().await;
+        t
+    }
+
+    /// Starts a master on the store, listening on a new port.
+    async fn launch(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
+        self.addr = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
         let master = Master::start(
-            &config,
-            store.clone(),
-            &tls,
+            &self.config,
+            self.store.clone(),
+            &self.tls,
             vec![listener],
-            shutdown.clone(),
+            self.shutdown.clone(),
         )
         .await
         .unwrap();
-        Self {
-            _dir: dir,
-            store,
-            master: Some(master),
-            addr,
-            ca,
-            shutdown,
+        self.master = Some(master);
+    }
+
+    /// Stops the master; `launch` starts a new one (empty window, as after a process restart).
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(master) = self.master.take() {
+            tokio::time::timeout(Duration::from_secs(10), master.join())
+                .await
+                .expect("the master did not stop");
         }
+    }
+
+    /// Runs one SQL statement on the store, as an operator would.
+    async fn sql(&self, statement: &str) {
+        let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
     }
 
     fn master(&self) -> &Master {
@@ -298,6 +341,7 @@ async fn run_satellite(
                 ..Default::default()
             }),
             restart_required: vec![],
+            config_refused: String::new(),
         })
         .await
         .unwrap()
@@ -522,7 +566,9 @@ async fn a_satellite_behind_the_window_is_told_to_take_a_snapshot() {
     let t = TestMaster::start(1).await;
     let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
     let head = t.master().cache().head();
-    assert!(head > 1);
+    assert!(head > 2);
+    // The journal was pruned up to serial 2: a satellite at serial 1 cannot be resumed.
+    t.sql("DELETE FROM journal WHERE serial <= 2").await;
     let mut stream = client
         .follow(pb::FollowRequest { from_serial: 1 })
         .await
@@ -531,6 +577,11 @@ async fn a_satellite_behind_the_window_is_told_to_take_a_snapshot() {
     match stream.message().await.unwrap().and_then(|e| e.event) {
         Some(Event::SnapshotRequired(s)) => {
             assert_eq!((s.window_start, s.head_serial), (head, head));
+            assert!(
+                s.reason.contains("no longer holds serial 2"),
+                "{}",
+                s.reason
+            );
         }
         other => panic!("expected snapshot_required, got {other:?}"),
     }
@@ -644,6 +695,7 @@ async fn a_changed_configuration_arrives_at_the_next_check_in() {
             ..Default::default()
         }),
         restart_required: vec![],
+        config_refused: String::new(),
     };
     let r = client
         .check_in(checkin(settings.version()))
@@ -697,6 +749,382 @@ async fn shutdown_ends_open_streams_and_tasks() {
     assert!(ended.is_ok());
 }
 
+/// After a master restart (its window empty), satellites whose serial the journal still holds
+/// resume from it: one batch read from the store, shared by every satellite at that serial,
+/// and no snapshot; then the change stream goes on from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_master_resumes_satellites_from_the_journal() {
+    let mut t = TestMaster::start(3).await;
+    let before = t.master().cache().head();
+    t.stop().await;
+    // Changes made while the master is down.
+    for step in 0..3 {
+        make_change(&t.store, step).await;
+    }
+    t.launch().await;
+    let head = t.store.head().await.unwrap();
+    assert_eq!(t.master().cache().positions(), (head, head), "empty window");
+    assert!(before < head);
+
+    let mut streams = Vec::new();
+    for i in 0..3 {
+        let mut client = t.dial(&t.satellite_tls(&sat_name(i))).await.unwrap();
+        let boot = client
+            .boot(pb::BootRequest {
+                applied_serial: before,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The satellite's "can I follow from my serial?" check passes.
+        assert!(boot.window_start <= before && before <= boot.head_serial);
+        let stream = client
+            .follow(pb::FollowRequest {
+                from_serial: before,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        streams.push((client, stream));
+    }
+    for (_, stream) in &mut streams {
+        match stream.message().await.unwrap().and_then(|e| e.event) {
+            Some(Event::Batch(b)) => {
+                let batch = ChangeBatch::try_from(b).unwrap();
+                assert_eq!((batch.after, batch.upto), (before, head));
+                let mut registry = Registry::default();
+                registry.apply(batch.changes);
+                assert!(registry.domains.contains_key(&n("d0.test")));
+                assert!(registry.domains.contains_key(&n("d1.test")));
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+    assert_eq!(t.master().snapshots_sent(), 0);
+    assert_eq!(t.master().streams_resumed(), 3);
+    assert_eq!(
+        t.master().resume_store_calls(),
+        1,
+        "one journal read shared by every satellite at the same serial"
+    );
+    wait_for_log("resuming from the store's journal").await;
+
+    // The streams go on from the cache.
+    make_change(&t.store, 3).await;
+    t.wake();
+    let next = t.store.head().await.unwrap();
+    for (_, stream) in &mut streams {
+        loop {
+            match stream.message().await.unwrap().and_then(|e| e.event) {
+                Some(Event::Batch(b)) => {
+                    assert_eq!((b.after, b.upto), (head, next));
+                    break;
+                }
+                Some(Event::Heartbeat(_)) => {}
+                other => panic!("expected a batch, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(t.master().resume_store_calls(), 1);
+}
+
+/// A master whose store is unreachable at start waits for it, saying so with each attempt's
+/// error and next delay, and starts once it is there. (SQLite in a directory that does not
+/// exist yet; tests/ covers PostgreSQL started late.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_started_before_its_store_waits_for_it() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let url = format!("sqlite:{}", missing.join("orrery.db").display());
+    let shutdown = CancellationToken::new();
+    let opening = tokio::spawn({
+        let (url, shutdown) = (url.clone(), shutdown.clone());
+        async move { orrery_master::wait_for_store::open(&url, &shutdown).await }
+    });
+    wait_for_log("opening the store: store unavailable; waiting for it").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!opening.is_finished(), "gave up on the store");
+    let text = log_text();
+    assert!(
+        text.contains("retry_in_ms=") && text.contains("attempt=2"),
+        "{text}"
+    );
+    std::fs::create_dir(&missing).unwrap();
+    let store = tokio::time::timeout(Duration::from_secs(10), opening)
+        .await
+        .expect("still waiting after the store appeared")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), 0);
+
+    // Stopping ends the wait; an unsupported URL is not waited for.
+    let stopped = CancellationToken::new();
+    let gone = format!("sqlite:{}", dir.path().join("a/b/c.db").display());
+    let waiting = tokio::spawn({
+        let stopped = stopped.clone();
+        async move { orrery_master::wait_for_store::open(&gone, &stopped).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopped.cancel();
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(r, Err(orrery_master::wait_for_store::WaitError::Stopped)),
+        "{r:?}"
+    );
+    let r = orrery_master::wait_for_store::open("mysql://x", &CancellationToken::new()).await;
+    assert!(
+        matches!(r, Err(orrery_master::wait_for_store::WaitError::Fatal(_))),
+        "{r:?}"
+    );
+}
+
+/// One identity, one session: a satellite that boots on a new connection replaces its older
+/// session, whose stream ends with ABORTED naming the new connection, whose calls are refused
+/// from then on; both are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_an_identity_replaces_the_first() {
+    let t = TestMaster::start(2).await;
+    let tls = t.satellite_tls("sat1");
+    let mut old = t.dial(&tls).await.unwrap();
+    old.boot(pb::BootRequest::default()).await.unwrap();
+    let head = t.master().cache().head();
+    let mut old_stream = old
+        .follow(pb::FollowRequest { from_serial: head })
+        .await
+        .unwrap()
+        .into_inner();
+    let checkin = pb::CheckInRequest {
+        applied_serial: head,
+        ..Default::default()
+    };
+    old.check_in(checkin.clone()).await.unwrap();
+    let first = t
+        .master()
+        .satellites()
+        .current_session(&SatelliteId::new("sat1").unwrap())
+        .unwrap();
+
+    let mut new = t.dial(&tls).await.unwrap();
+    new.boot(pb::BootRequest::default()).await.unwrap();
+    let second = t
+        .master()
+        .satellites()
+        .current_session(&SatelliteId::new("sat1").unwrap())
+        .unwrap();
+    assert_ne!(first.connection, second.connection);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match old_stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the old stream was not ended");
+    assert_eq!(ended.code(), tonic::Code::Aborted);
+    let expected = format!("connected again from {}", second.peer);
+    assert!(ended.message().contains(&expected), "{ended}");
+    let refused = old.check_in(checkin.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted);
+    assert!(refused.message().contains(&expected), "{refused}");
+    assert!(
+        old.follow(pb::FollowRequest { from_serial: head })
+            .await
+            .is_err()
+    );
+    // The new session is served; another identity is not affected.
+    new.check_in(checkin.clone()).await.unwrap();
+    let mut other = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    other.boot(pb::BootRequest::default()).await.unwrap();
+    new.check_in(checkin).await.unwrap();
+    wait_for_log("satellite connected again on a new connection").await;
+    let text = log_text();
+    assert!(
+        text.contains(&format!("old_peer={}", first.peer))
+            && text.contains(&format!("new_peer={}", second.peer)),
+        "{text}"
+    );
+
+    // A closed connection ends its session.
+    drop(other);
+    let id0 = SatelliteId::new("sat0").unwrap();
+    for _ in 0..200 {
+        if t.master().satellites().current_session(&id0).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(t.master().satellites().current_session(&id0).is_none());
+}
+
+/// A private PostgreSQL server in a temporary directory, on a Unix socket only, stopped on drop.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    started: bool,
+}
+
+impl PrivatePostgres {
+    /// The installed server binaries, if any (`/usr/lib/postgresql/*/bin`).
+    fn find() -> Option<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    fn new(bin: std::path::PathBuf) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sock")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            dir,
+            bin,
+            port,
+            started: false,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres:///postgres?host={}&port={}&user=postgres",
+            self.dir.path().join("sock").display(),
+            self.port
+        )
+    }
+
+    /// Runs a server binary, as the `postgres` user when this is root (initdb refuses root).
+    fn run(&self, tool: &str, args: &[&str]) {
+        let mut cmd = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            std::process::Command::new(self.bin.join(tool))
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(&mut self) {
+        if running_as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = self.dir.path().join("data");
+        let data = data.to_str().unwrap();
+        self.run("initdb", &["-D", data, "-A", "trust", "-U", "postgres"]);
+        let options = format!(
+            "-k {} -p {} -c listen_addresses=",
+            self.dir.path().join("sock").display(),
+            self.port
+        );
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+            ],
+        );
+        self.started = true;
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.started {
+            let data = self.dir.path().join("data");
+            self.run(
+                "pg_ctl",
+                &["stop", "-m", "immediate", "-D", data.to_str().unwrap()],
+            );
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A master pointed at a PostgreSQL server that is not up yet waits for it, and becomes ready
+/// (registry loaded, link served) once the server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_started_before_postgresql_waits_for_it() {
+    logs();
+    let Some(bin) = PrivatePostgres::find() else {
+        eprintln!("no PostgreSQL server binaries under /usr/lib/postgresql: test skipped");
+        return;
+    };
+    let mut pg = PrivatePostgres::new(bin);
+    let url = pg.url();
+    let shutdown = CancellationToken::new();
+    let opening = tokio::spawn({
+        let (url, shutdown) = (url.clone(), shutdown.clone());
+        async move { orrery_master::wait_for_store::open(&url, &shutdown).await }
+    });
+    wait_for_log("opening the store: store unavailable; waiting for it").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!opening.is_finished(), "gave up on the store");
+    tokio::task::block_in_place(|| pg.start());
+    let up = std::time::Instant::now();
+    let store = tokio::time::timeout(Duration::from_secs(20), opening)
+        .await
+        .expect("the master did not notice the store was up")
+        .unwrap()
+        .unwrap();
+    assert!(
+        up.elapsed() <= orrery_master::wait_for_store::MAX_PAUSE + Duration::from_secs(3),
+        "{:?}",
+        up.elapsed()
+    );
+    // The master becomes ready on it: registry loaded, satellites served.
+    seed(&store).await;
+    let t = TestMaster::on_store(url, store, 1, tempfile::tempdir().unwrap()).await;
+    assert_eq!(t.master().cache().head(), t.store.head().await.unwrap());
+    let mut client = t.dial(&t.satellite_tls("sat0")).await.unwrap();
+    let boot = client
+        .boot(pb::BootRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(boot.head_serial, t.store.head().await.unwrap());
+    drop(t);
+    shutdown.cancel();
+}
+
 async fn wait_for_log(needle: &str) {
     for _ in 0..200 {
         if log_text().contains(needle) {
@@ -705,4 +1133,94 @@ async fn wait_for_log(needle: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no log line containing {needle:?} in:\n{}", log_text());
+}
+
+// ───────────────────────────── check-config ─────────────────────────────
+
+/// `orrery-master check-config` on `text` written beside the certificates in `dir`: its exit
+/// status and what it printed.
+fn check_config(dir: &std::path::Path, text: &str) -> (bool, String) {
+    let path = dir.join("master.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orrery-master"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// check-config checks what `run` would: each broken thing fails it, naming the problem.
+#[test]
+fn check_config_refuses_what_run_would_refuse() {
+    use orrery_master::certs::{write_ca, write_issued};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    write_ca(certs, 30).unwrap();
+    let m1 = Role::Master(SatelliteId::new("m1").unwrap());
+    write_issued(certs, &m1, 30).unwrap();
+    write_issued(certs, &Role::Master(SatelliteId::new("m2").unwrap()), 30).unwrap();
+    // A master certificate from another CA.
+    let other = certs.join("other");
+    write_ca(&other, 30).unwrap();
+    write_issued(&other, &m1, 30).unwrap();
+    let config = |store: &str, cert: &str, key: &str| {
+        format!(
+            r#"
+            [master]
+            store = "{store}"
+            listen = ["127.0.0.1:7443"]
+            [tls]
+            ca = "ca.pem"
+            cert = "{cert}"
+            key = "{key}"
+            [satellite_defaults]
+            dns = {{ udp = ["127.0.0.1:5353"] }}
+            selector = "std"
+            [selectors.std]
+            chains = [{{ name = "main", leaves = ["lookup"] }}]
+            [selectors.std.leaves.lookup]
+            kind = "lookup"
+            [satellites.sat1]
+            "#
+        )
+    };
+    let good = config("sqlite:orrery.db", "m1.master.pem", "m1.master.key");
+    let (ok, out) = check_config(certs, &good);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 satellites"), "{out}");
+
+    let cases = [
+        (
+            config("sqlite:orrery.db", "missing.pem", "m1.master.key"),
+            "missing.pem",
+        ),
+        (
+            config("sqlite:orrery.db", "m1.master.pem", "m2.master.key"),
+            "does not match the certificate",
+        ),
+        (
+            config(
+                "sqlite:orrery.db",
+                "other/m1.master.pem",
+                "other/m1.master.key",
+            ),
+            "not a valid master certificate of this cluster's CA",
+        ),
+        (
+            config("mysql://db/orrery", "m1.master.pem", "m1.master.key"),
+            "master.store: unsupported store URL",
+        ),
+    ];
+    for (text, problem) in cases {
+        let (ok, out) = check_config(certs, &text);
+        assert!(!ok, "check-config passed; expected {problem:?}: {out}");
+        assert!(out.contains(problem), "expected {problem:?} in: {out}");
+    }
 }

@@ -2,6 +2,7 @@
 //! all speak in these types.
 //!
 //! # Layout
+//! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
@@ -10,6 +11,7 @@
 //!   `proto/orrery/v1/link.proto`, checked conversions to and from the model, mutual TLS and
 //!   the satellite's dial-in client.
 
+pub mod backoff;
 pub mod link;
 pub mod model;
 pub mod name;

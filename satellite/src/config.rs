@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_proto::link::convert::MAX_NSID_LEN;
 use serde::Deserialize;
 
 use crate::leaf::{ChainConfig, LeafConfig, Selector, SelectorConfig, SelectorError};
@@ -136,8 +137,13 @@ impl Config {
             })?),
             (None, None) => None,
         };
-        if nsid.as_ref().is_some_and(|n| n.len() > 512) {
-            return Err(field("edns.nsid", "longer than 512 octets".into()));
+        if let Some(n) = &nsid
+            && (n.is_empty() || n.len() > MAX_NSID_LEN)
+        {
+            return Err(field(
+                "edns.nsid",
+                format!("{} octets, must be 1 to {MAX_NSID_LEN}", n.len()),
+            ));
         }
         let selector = SelectorConfig {
             leaves: file.leaves,
@@ -199,6 +205,19 @@ mod tests {
         let err =
             Config::parse(&EXAMPLE.replace("\"lookup\"]", "\"lookup\", \"nope\"]")).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        // The NSID cap (it must fit a 512-octet response beside any question).
+        let long = "x".repeat(MAX_NSID_LEN + 1);
+        let err = Config::parse(&EXAMPLE.replace("sat1.example", &long)).unwrap_err();
+        assert!(err.to_string().contains("edns.nsid"), "{err}");
+        assert!(
+            err.to_string().contains("227 octets, must be 1 to 226"),
+            "{err}"
+        );
+        let err = Config::parse(&EXAMPLE.replace("\"sat1.example\"", "\"\"")).unwrap_err();
+        assert!(err.to_string().contains("edns.nsid"), "{err}");
+        let longest = "x".repeat(MAX_NSID_LEN);
+        let c = Config::parse(&EXAMPLE.replace("sat1.example", &longest)).unwrap();
+        assert_eq!(c.nsid.map(|n| n.len()), Some(MAX_NSID_LEN));
         assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
         assert_eq!(parse_hex("0"), None);
     }

@@ -30,7 +30,8 @@
 //! - [`rds`]: the registration data services, Whois (port 43) and RDAP, through a Selector of
 //!   their own over the directory each zone version holds.
 //! - [`rate_limit`]: token buckets per client address and per prefix (used by the Whois/RDAP
-//!   `rate_limit` leaf).
+//!   `rate_limit` leaf; the DNS `rrl` leaf, response rate limiting, shares its token
+//!   arithmetic with a lock-free table of its own).
 //!
 //! # Design in one paragraph
 //! Everything a query needs is allocated at start-up: an [`wire::Event`] per worker (or per TCP

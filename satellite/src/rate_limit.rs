@@ -1,8 +1,10 @@
 //! Token-bucket rate limiting per client address and per prefix.
 //!
 //! The limiter decides, for one request from one source, whether it may be served now. It knows
-//! nothing of the protocol: the Whois (TCP port 43) and RDAP (HTTP) leaves use it, and DNS
-//! response rate limiting can later.
+//! nothing of the protocol: the Whois (TCP port 43) and RDAP (HTTP) leaves use it. DNS
+//! response rate limiting (the `rrl` leaf) shares its bucket arithmetic ([`Limit`]) and its
+//! prefix masking ([`source_bits`]) but keeps its buckets in a lock-free table of its own: it
+//! runs on every UDP answer.
 //!
 //! # Rules
 //! Every source has two token buckets, as registries such as AFNIC run them: one for its
@@ -235,10 +237,7 @@ impl RateLimiter {
     /// Takes one token from the client's address bucket and one from its prefix bucket, or
     /// none when either is empty. Allocates nothing and holds each lock for a few lookups.
     pub fn check(&self, peer: IpAddr, now: Instant) -> Decision {
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-            v4 => v4,
-        };
+        let peer = unmapped(peer);
         if self.exempt.iter().any(|p| p.contains(peer)) {
             return Decision::Allow;
         }
@@ -303,23 +302,18 @@ impl RateLimiter {
 
     /// The source's address and prefix keys (`peer` is already unmapped from IPv6).
     fn keys(&self, peer: IpAddr) -> (Key, Key) {
-        match peer {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.ipv4_prefix));
-                (
-                    Key::new(Kind::Ipv4Address, u128::from(bits)),
-                    Key::new(Kind::Ipv4Prefix, u128::from(bits & mask.unwrap_or(0))),
-                )
-            }
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                let mask = |len: u8| u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                (
-                    Key::new(Kind::Ipv6Address, bits & mask(self.ipv6_address_prefix)),
-                    Key::new(Kind::Ipv6Prefix, bits & mask(self.ipv6_prefix)),
-                )
-            }
+        let (v6, address) = source_bits(peer, 32, self.ipv6_address_prefix);
+        let (_, prefix) = source_bits(peer, self.ipv4_prefix, self.ipv6_prefix);
+        if v6 {
+            (
+                Key::new(Kind::Ipv6Address, address),
+                Key::new(Kind::Ipv6Prefix, prefix),
+            )
+        } else {
+            (
+                Key::new(Kind::Ipv4Address, address),
+                Key::new(Kind::Ipv4Prefix, prefix),
+            )
         }
     }
 
@@ -342,6 +336,34 @@ impl RateLimiter {
     }
 }
 
+/// The source as IPv4 when it is an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`): such a client
+/// is an IPv4 one, and shares its IPv4 neighbours' buckets.
+pub(crate) fn unmapped(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The source's prefix as bits: whether it is IPv6, and its address masked to `ipv4_prefix`
+/// or `ipv6_prefix` bits (lengths up to 32 and 128; `peer` already [`unmapped`]).
+pub(crate) fn source_bits(peer: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> (bool, u128) {
+    match peer {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(ipv4_prefix))
+                .unwrap_or(0);
+            (false, u128::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix))
+                .unwrap_or(0);
+            (true, u128::from(v6) & mask)
+        }
+    }
+}
+
 fn limited(wait_nanos: u64, scope: Scope) -> Decision {
     Decision::Limited {
         retry_after: Duration::from_nanos(wait_nanos),
@@ -349,9 +371,10 @@ fn limited(wait_nanos: u64, scope: Scope) -> Decision {
     }
 }
 
-/// One bucket's parameters, in nanoseconds.
+/// One bucket's parameters, in nanoseconds: the token-bucket arithmetic on `full_at` described
+/// in the module documentation, shared by every limiter.
 #[derive(Clone, Copy, Debug)]
-struct Limit {
+pub(crate) struct Limit {
     /// Time to earn one token: 1 / rate.
     interval: u64,
     /// How far ahead `full_at` may be while a token is left: (burst - 1) / rate.
@@ -359,7 +382,13 @@ struct Limit {
 }
 
 impl Limit {
-    fn new(rate: f64, rate_field: &str, burst: u32, burst_field: &str) -> Result<Self, String> {
+    /// `rate` tokens a second, at most `burst`; errors name the fields.
+    pub(crate) fn new(
+        rate: f64,
+        rate_field: &str,
+        burst: u32,
+        burst_field: &str,
+    ) -> Result<Self, String> {
         if rate.is_infinite() {
             return Err(format!("{rate_field}: must be finite"));
         }
@@ -384,14 +413,14 @@ impl Limit {
 
     /// `None` when a bucket full at `full_at` holds a token at `now`, else the nanoseconds until
     /// it does.
-    fn wait(&self, full_at: u64, now: u64) -> Option<u64> {
+    pub(crate) fn wait(&self, full_at: u64, now: u64) -> Option<u64> {
         let deadline = now.saturating_add(self.tolerance);
         full_at.checked_sub(deadline).filter(|&wait| wait > 0)
     }
 
     /// `full_at` after taking a token at `now`. A bucket already full holds `burst` tokens, not
     /// more: hence the `max`.
-    fn take(&self, full_at: u64, now: u64) -> u64 {
+    pub(crate) fn take(&self, full_at: u64, now: u64) -> u64 {
         full_at.max(now).saturating_add(self.interval)
     }
 }

@@ -57,6 +57,8 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// RFC 2136 §2.2; for zone transfers, RFC 5936 §2.2.1.
+    pub const NOTAUTH: u16 = 9;
     /// RFC 6891 §6.1.3: needs an OPT record to carry the upper bits.
     pub const BADVERS: u16 = 16;
 }
@@ -69,6 +71,10 @@ pub const OUR_UDP_SIZE: u16 = 1232;
 pub const CLASSIC_UDP_SIZE: u16 = 512;
 /// EDNS option code of NSID (RFC 5001 §2.3).
 pub const OPT_NSID: u16 = 3;
+/// An OPT record without options: root owner, type, class, TTL, RDLENGTH (RFC 6891 §6.1.2).
+const OPT_FIXED_LEN: usize = 11;
+/// An EDNS option's code and length (RFC 6891 §6.1.2).
+const OPTION_HEADER_LEN: usize = 4;
 /// Most labels a 255-octet name can have.
 const MAX_LABELS: usize = 128;
 /// Size of the compression table (label start offsets remembered per response).
@@ -103,6 +109,9 @@ pub enum Problem {
     DuplicateOpt,
     /// An OPT record that is malformed (owner not root, bad options).
     BadOpt,
+    /// An OPT record in the answer or authority section: it belongs in the additional section
+    /// only (RFC 6891 §6.1.1).
+    MisplacedOpt,
 }
 
 /// The EDNS(0) parameters of a query (RFC 6891 §6.1.3).
@@ -115,6 +124,19 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// NSID option present (RFC 5001).
     pub nsid: bool,
+}
+
+impl Edns {
+    /// What a query whose OPT record is broken (misplaced, repeated, malformed) is answered
+    /// with: its own parameters cannot be trusted, but the response must still carry an OPT
+    /// (RFC 6891 §7), so the requestor can tell a format error in its EDNS from a server that
+    /// does not speak EDNS.
+    pub const FOR_BROKEN_OPT: Self = Self {
+        udp_size: CLASSIC_UDP_SIZE,
+        version: 0,
+        dnssec_ok: false,
+        nsid: false,
+    };
 }
 
 /// A parsed query, reused from one packet to the next.
@@ -184,60 +206,86 @@ impl Query {
         let ancount = u16::from_be_bytes([packet[6], packet[7]]);
         let nscount = u16::from_be_bytes([packet[8], packet[9]]);
         let arcount = u16::from_be_bytes([packet[10], packet[11]]);
+        // The first question is kept (it is echoed); further ones are skipped, so that the
+        // records behind them can still be searched for an OPT: every response to a query
+        // that had one carries one, FORMERR and NOTIMP included (RFC 6891 §6.1.1, §7).
         let mut pos = 12;
-        if self.qdcount >= 1 {
-            match self.parse_question(packet, pos) {
-                Some(end) => pos = end,
-                None => {
-                    self.problem = if self.qdcount == 1 {
-                        Problem::BadQuestion
-                    } else {
-                        Problem::QuestionCount
-                    };
-                    return;
-                }
-            }
-        }
-        if self.opcode != 0 {
-            self.problem = Problem::BadOpcode;
-            return;
-        }
-        if self.qdcount != 1 {
-            self.has_question = false;
-            self.problem = Problem::QuestionCount;
-            return;
-        }
-        // Answer and authority sections of a query are skipped (RFC 1035 gives them no meaning
-        // in a QUERY), the additional section is searched for OPT.
-        for _ in 0..u32::from(ancount) + u32::from(nscount) {
-            match skip_record(packet, pos) {
-                Some((end, _, _)) => pos = end,
-                None => {
-                    self.problem = Problem::BadRecords;
-                    return;
-                }
-            }
-        }
-        for _ in 0..arcount {
-            let Some((end, rtype, owner_root)) = skip_record(packet, pos) else {
-                self.problem = Problem::BadRecords;
+        for i in 0..self.qdcount {
+            let end = if i == 0 {
+                self.parse_question(packet, pos)
+            } else {
+                skip_question(packet, pos)
+            };
+            let Some(end) = end else {
+                self.has_question = false;
+                self.problem = if self.qdcount == 1 {
+                    Problem::BadQuestion
+                } else {
+                    Problem::QuestionCount
+                };
                 return;
             };
-            if rtype == rtype::OPT {
-                if self.edns.is_some() {
-                    self.problem = Problem::DuplicateOpt;
-                    return;
-                }
-                match parse_opt(packet, pos, end, owner_root) {
-                    Some(edns) => self.edns = Some(edns),
-                    None => {
-                        self.problem = Problem::BadOpt;
-                        return;
-                    }
-                }
-            }
             pos = end;
         }
+        let records = self.find_opt(packet, pos, ancount, nscount, arcount);
+        self.problem = if self.opcode != 0 {
+            Problem::BadOpcode
+        } else if self.qdcount != 1 {
+            self.has_question = false;
+            Problem::QuestionCount
+        } else {
+            records
+        };
+    }
+
+    /// Skips the answer and authority sections (RFC 1035 gives them no meaning in a QUERY)
+    /// and searches the additional section for the OPT record, into `self.edns`. Returns what
+    /// was wrong with the records. A record that does not parse ends the search: an OPT before
+    /// it is still answered with.
+    fn find_opt(
+        &mut self,
+        packet: &[u8],
+        mut pos: usize,
+        ancount: u16,
+        nscount: u16,
+        arcount: u16,
+    ) -> Problem {
+        let mut problem = Problem::None;
+        // An OPT seen in the wrong place, twice or malformed: the answer gets a neutral one.
+        let mut broken = false;
+        'scan: {
+            for _ in 0..u32::from(ancount) + u32::from(nscount) {
+                let Some((end, rtype, _)) = skip_record(packet, pos) else {
+                    problem = Problem::BadRecords;
+                    break 'scan;
+                };
+                if rtype == rtype::OPT {
+                    (problem, broken) = (Problem::MisplacedOpt, true);
+                }
+                pos = end;
+            }
+            for _ in 0..arcount {
+                let Some((end, rtype, owner_root)) = skip_record(packet, pos) else {
+                    problem = Problem::BadRecords;
+                    break 'scan;
+                };
+                if rtype == rtype::OPT {
+                    if broken || self.edns.is_some() {
+                        (problem, broken) = (Problem::DuplicateOpt, true);
+                    } else {
+                        match parse_opt(packet, pos, end, owner_root) {
+                            Some(edns) => self.edns = Some(edns),
+                            None => (problem, broken) = (Problem::BadOpt, true),
+                        }
+                    }
+                }
+                pos = end;
+            }
+        }
+        if broken {
+            self.edns = Some(Edns::FOR_BROKEN_OPT);
+        }
+        problem
     }
 
     fn parse_question(&mut self, packet: &[u8], pos: usize) -> Option<usize> {
@@ -306,6 +354,12 @@ impl Query {
     }
 }
 
+/// Skips one question at `pos` (name, type, class): returns its end.
+fn skip_question(packet: &[u8], pos: usize) -> Option<usize> {
+    let end = read_wire_name(packet, pos, |_| {}).ok()?;
+    (end + 4 <= packet.len()).then_some(end + 4)
+}
+
 /// Skips one resource record at `pos`: returns the end offset, its type and whether the owner
 /// is the root name.
 fn skip_record(packet: &[u8], pos: usize) -> Option<(usize, u16, bool)> {
@@ -369,6 +423,8 @@ pub enum Section {
 pub struct Response {
     buf: Box<[u8]>,
     len: usize,
+    /// End of the question echo: where the answer section starts.
+    question_end: usize,
     /// Size limit for the records (OPT space already taken off).
     limit: usize,
     /// Records per section: answer, authority, additional.
@@ -402,6 +458,7 @@ impl Response {
         Self {
             buf: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             len: 0,
+            question_end: 0,
             limit: 0,
             counts: [0; 3],
             section: Section::Answer,
@@ -439,20 +496,34 @@ impl Response {
         self.rd = query.recursion_desired();
         self.cd = query.checking_disabled();
         self.edns = query.edns;
-        self.nsid = match query.edns {
-            Some(e) if e.nsid => nsid,
-            _ => None,
-        };
         self.finished = false;
-        let mut limit = match (transport, query.edns) {
+        let limit = match (transport, query.edns) {
             (Transport::Tcp, _) => MAX_MESSAGE,
             (Transport::Udp, None) => CLASSIC_UDP_SIZE as usize,
             (Transport::Udp, Some(e)) => e.udp_size.clamp(CLASSIC_UDP_SIZE, OUR_UDP_SIZE) as usize,
         };
-        if query.edns.is_some() {
-            limit -= 11 + self.nsid.map_or(0, |n| 4 + n.len());
-        }
-        self.limit = limit;
+        // Room for the OPT record is kept from the start. The NSID is sent only when the
+        // query asked for it and it fits beside the question; configuration caps it at
+        // `orrery_proto::link::convert::MAX_NSID_LEN`, which always fits, but the arithmetic
+        // here does not rely on that.
+        let question = if query.has_question {
+            12 + query.qname_len + 4
+        } else {
+            12
+        };
+        self.nsid = match query.edns {
+            Some(e) if e.nsid => nsid.filter(|n| {
+                limit
+                    .checked_sub(OPT_FIXED_LEN + OPTION_HEADER_LEN + n.len())
+                    .is_some_and(|room| room >= question)
+            }),
+            _ => None,
+        };
+        self.limit = match query.edns {
+            // 512 - 11 is far above the largest question (12 + 255 + 4).
+            Some(_) => limit - OPT_FIXED_LEN - self.nsid.map_or(0, |n| OPTION_HEADER_LEN + n.len()),
+            None => limit,
+        };
         self.buf[4..6].copy_from_slice(&u16::from(query.has_question).to_be_bytes());
         if query.has_question {
             let qname = query.qname_original();
@@ -467,6 +538,23 @@ impl Response {
                 self.remember(start + query.label_starts[i] as usize);
             }
         }
+        self.question_end = self.len;
+    }
+
+    /// Cuts a finished response back to its header and question, with TC set and its rcode
+    /// and OPT kept: what response rate limiting sends instead of a limited answer (a "slip"),
+    /// no larger than the query, so useless to an amplifier, while a real client retries over
+    /// TCP (RFC 7766 §3). Does nothing before [`Response::finish`].
+    pub fn truncate_to_question(&mut self) {
+        if !self.finished {
+            return;
+        }
+        self.len = self.question_end;
+        self.counts = [0; 3];
+        self.section = Section::Answer;
+        self.truncated = true;
+        self.finished = false;
+        self.finish();
     }
 
     /// Size of the question echo: where the answer section starts.
@@ -863,6 +951,92 @@ pub(crate) mod tests {
         p[11] = 1;
         q.parse(&p);
         assert_eq!(q.problem, Problem::BadRecords);
+        // An OPT in the answer or authority section; its parameters are not trusted.
+        let opt = {
+            let p = query_packet(
+                "tld",
+                1,
+                1,
+                Some(Edns {
+                    udp_size: 4096,
+                    ..EDNS
+                }),
+            );
+            p[p.len() - 11..].to_vec()
+        };
+        for count_at in [7, 9] {
+            let mut p = query_packet("tld", 1, 1, None);
+            p[count_at] = 1;
+            p.extend_from_slice(&opt);
+            q.parse(&p);
+            assert_eq!(q.problem, Problem::MisplacedOpt);
+            assert_eq!(q.edns, Some(Edns::FOR_BROKEN_OPT));
+            // Followed by a record that does not parse: still answered with an OPT.
+            p[11] = 1;
+            p.extend_from_slice(&[0, 0, 1]);
+            q.parse(&p);
+            assert_eq!(q.problem, Problem::BadRecords);
+            assert_eq!(q.edns, Some(Edns::FOR_BROKEN_OPT));
+        }
+        // A misplaced OPT and one in the additional section are two OPTs.
+        let mut p = query_packet("tld", 1, 1, Some(EDNS));
+        p[7] = 1;
+        let at = p.len() - 11;
+        p.splice(at..at, opt.iter().copied());
+        q.parse(&p);
+        assert_eq!(q.problem, Problem::DuplicateOpt);
+        // The OPT is found behind a second question and behind a bad opcode.
+        let mut p = query_packet("tld", 1, 1, None);
+        let question = p[12..].to_vec();
+        p[5] = 2;
+        p[11] = 1;
+        p.extend_from_slice(&question);
+        p.extend_from_slice(&opt);
+        q.parse(&p);
+        assert_eq!(q.problem, Problem::QuestionCount);
+        assert!(!q.has_question);
+        assert_eq!(q.edns.map(|e| e.udp_size), Some(4096));
+        let mut p = query_packet("tld", 1, 1, Some(EDNS));
+        p[2] |= 5 << 3; // UPDATE
+        q.parse(&p);
+        assert_eq!(q.problem, Problem::BadOpcode);
+        assert_eq!(q.edns, Some(EDNS));
+    }
+
+    /// The NSID's room is computed with checked arithmetic: one that cannot fit beside the
+    /// question is left out instead of underflowing the size limit (RFC 5001 lets a server
+    /// leave it out); one of the configured maximum always fits.
+    #[test]
+    fn an_nsid_that_does_not_fit_is_left_out() {
+        use orrery_proto::link::convert::MAX_NSID_LEN;
+        // The longest name: three 63-octet labels and one of 61 (255 octets in wire form).
+        let longest = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61));
+        let asks = Edns {
+            udp_size: 512,
+            nsid: true,
+            ..EDNS
+        };
+        let mut q = Query::default();
+        q.parse(&query_packet(&longest, rtype::A, class::IN, Some(asks)));
+        assert_eq!(q.problem, Problem::None);
+        assert_eq!(q.qname().len(), 255);
+        let mut r = Response::new();
+        for (len, sent) in [
+            (MAX_NSID_LEN, true),
+            (MAX_NSID_LEN + 1, false),
+            (600, false),
+        ] {
+            let nsid: &'static [u8] = Box::leak(vec![b'n'; len].into_boxed_slice());
+            r.begin(&q, Transport::Udp, Some(nsid));
+            let msg = r.finish().to_vec();
+            assert!(msg.len() <= 512, "NSID of {len}: {} octets", msg.len());
+            let m = hickory_proto::op::Message::from_vec(&msg).unwrap();
+            let edns = m.edns.as_ref().expect("OPT");
+            let has = edns
+                .option(hickory_proto::rr::rdata::opt::EdnsCode::NSID)
+                .is_some();
+            assert_eq!(has, sent, "NSID of {len}");
+        }
     }
 
     #[test]

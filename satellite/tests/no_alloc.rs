@@ -271,14 +271,8 @@ fn whois_and_rdap_rendering_does_not_allocate() {
     assert_eq!(n, 0, "{n} allocations rendering Whois and RDAP answers");
 }
 
-#[test]
-fn steady_state_queries_do_not_allocate() {
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
-    let pipeline = Pipeline::new(
-        <Selector>::build(&config.selector).unwrap(),
-        Arc::new(ZoneStore::new(zones())),
-        config.nsid,
-    );
+/// Queries of every kind, malformed ones included.
+fn dns_packets() -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
     for (name, t) in [
         ("www.foo.tld", rtype::A),
@@ -294,6 +288,7 @@ fn steady_state_queries_do_not_allocate() {
         ("example.com", rtype::A),
         ("tld", rtype::AXFR),
         ("tld", rtype::IXFR),
+        ("foo.tld", rtype::AXFR),
     ] {
         for edns in [
             None,
@@ -305,25 +300,33 @@ fn steady_state_queries_do_not_allocate() {
         }
     }
     packets.push(packet("version.bind", rtype::TXT, class::CH, None));
+    packets.push(packet("version.bind", rtype::A, class::CH, None));
     packets.push(packet("authors.bind", rtype::TXT, class::CH, None));
     packets.push(vec![1, 2, 3]);
     let mut bad = packet("tld", rtype::A, class::IN, None);
     bad[5] = 2;
     packets.push(bad);
-    let mut notify = packet("tld", rtype::SOA, class::IN, None);
+    let mut notify = packet("tld", rtype::SOA, class::IN, Some((1232, 0, false)));
     notify[2] = 4 << 3;
     packets.push(notify);
+    packets
+}
 
+/// Handles every packet 50 times from each peer over UDP and TCP, after a warm-up round;
+/// returns the answers sent and the allocations counted in the second round.
+fn run_counted(pipeline: &Pipeline, packets: &[Vec<u8>], peers: &[&str]) -> (usize, u64) {
+    let peers: Vec<std::net::IpAddr> = peers.iter().map(|p| p.parse().unwrap()).collect();
     let mut ev = Event::new();
-    let peer = "127.0.0.1".parse().unwrap();
     let mut run = |count: bool| {
         COUNT.with(|c| c.set(0));
         COUNTING.with(|c| c.set(count));
         let mut answered = 0;
         for _ in 0..50 {
-            for p in &packets {
-                for t in [Transport::Udp, Transport::Tcp] {
-                    answered += usize::from(pipeline.handle(p, peer, t, &mut ev).is_some());
+            for p in packets {
+                for &peer in &peers {
+                    for t in [Transport::Udp, Transport::Tcp] {
+                        answered += usize::from(pipeline.handle(p, peer, t, &mut ev).is_some());
+                    }
                 }
             }
         }
@@ -338,7 +341,63 @@ fn steady_state_queries_do_not_allocate() {
     assert_eq!(COUNT.with(Cell::get), 1);
     // Warm-up (thread-local initialisation of arc-swap and the like).
     run(false);
-    let (answered, allocations) = run(true);
+    run(true)
+}
+
+#[test]
+fn steady_state_queries_do_not_allocate() {
+    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let pipeline = Pipeline::new(
+        <Selector>::build(&config.selector).unwrap(),
+        Arc::new(ZoneStore::new(zones())),
+        config.nsid,
+    );
+    let packets = dns_packets();
+    let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
     assert!(answered > 50 * packets.len());
     assert_eq!(allocations, 0, "{allocations} allocations in steady state");
+}
+
+/// The same with response rate limiting in the chain, limiting, slipping and dropping answers
+/// from IPv4, IPv6 and IPv4-mapped sources, and exempting one.
+#[test]
+fn steady_state_queries_with_rrl_do_not_allocate() {
+    let text = include_str!("../config.example.toml")
+        .replacen(
+            "[[chains]]",
+            "[leaves.rrl]\nkind = \"rrl\"\nrate = 1\nslip = 2\ntable_size = 64\n\
+             exempt = [\"10.9.0.0/16\"]\n\n[[chains]]",
+            1,
+        )
+        .replacen("[\"stats\", ", "[\"stats\", \"rrl\", ", 1);
+    let config = Config::parse(&text).unwrap();
+    assert!(config.selector.chains[0].leaves.contains(&"rrl".to_owned()));
+    let pipeline = Pipeline::new(
+        <Selector>::build(&config.selector).unwrap(),
+        Arc::new(ZoneStore::new(zones())),
+        config.nsid,
+    );
+    let packets = dns_packets();
+    let peers = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "2001:db8::1",
+        "::ffff:203.0.113.5",
+        "10.9.1.1",
+    ];
+    let (answered, allocations) = run_counted(&pipeline, &packets, &peers);
+    assert_eq!(allocations, 0, "{allocations} allocations with RRL on");
+    let mut counters = std::collections::BTreeMap::new();
+    pipeline.selector.counters(&mut |leaf, counter, value| {
+        if leaf == "rrl" {
+            counters.insert(counter.to_owned(), value);
+        }
+    });
+    assert!(counters["slipped"] > 1000, "{counters:?}");
+    assert!(counters["dropped"] > 1000, "{counters:?}");
+    // TCP and the exempt source are answered in full.
+    assert!(
+        answered > 50 * packets.len() * (peers.len() + 1),
+        "{answered}"
+    );
 }

@@ -135,9 +135,11 @@ async fn zone_serials_follow_their_zones(url: &str) {
     assert!(store.head().await.unwrap() > before);
     assert_eq!(serial(&store, "test").await, test0);
     assert_eq!(serial(&store, "other").await, other0);
-    let ChangesSince::Batch(b) = store.changes_since(before, 1000).await.unwrap() else {
+    let ChangesSince::Batch(journal) = store.changes_since(before, 1000).await.unwrap() else {
         panic!("a batch")
     };
+    assert!(journal.bad_rows.is_empty(), "{:?}", journal.bad_rows);
+    let b = journal.batch;
     assert!(
         !b.changes.iter().any(|c| matches!(c, Change::Zone(_))),
         "{:?}",
@@ -151,9 +153,11 @@ async fn zone_serials_follow_their_zones(url: &str) {
     let test1 = serial(&store, "test").await;
     assert!(test1 > before && test1 <= store.head().await.unwrap());
     assert_eq!(serial(&store, "other").await, other0);
-    let ChangesSince::Batch(b) = store.changes_since(before, 1000).await.unwrap() else {
+    let ChangesSince::Batch(journal) = store.changes_since(before, 1000).await.unwrap() else {
         panic!("a batch")
     };
+    assert!(journal.bad_rows.is_empty(), "{:?}", journal.bad_rows);
+    let b = journal.batch;
     let zones: Vec<(Name, Serial)> = b
         .changes
         .iter()

@@ -210,7 +210,9 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
     .await
     .unwrap();
     match pg.changes_since(head, 100).await.unwrap() {
-        ChangesSince::Batch(b) => {
+        ChangesSince::Batch(journal) => {
+            assert!(journal.bad_rows.is_empty(), "{:?}", journal.bad_rows);
+            let b = journal.batch;
             // The domain, and its zone at the serial the change gave it.
             assert_eq!(b.changes.len(), 2);
             assert!(

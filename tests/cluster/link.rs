@@ -588,6 +588,10 @@ async fn satellites_ride_out_master_and_satellite_restarts() {
     // (e) The master comes back on the same address: the satellite catches up with all of it.
     cluster.start_master().await;
     sat.applied(head).await;
+    // Resumed from the store's journal, without a snapshot.
+    let master = &cluster.master.as_ref().unwrap().0;
+    assert_eq!(master.snapshots_sent(), 0);
+    assert!(master.streams_resumed() >= 1);
     let deadline = Instant::now() + PROPAGATION;
     assert!(wait_for(addr, &domain("meanwhile"), Seen::Delegated, deadline).await);
     assert_eq!(ask(addr, &domain("before")).await, Seen::Absent);
@@ -695,4 +699,78 @@ async fn hostname_bind(addr: SocketAddr) -> Option<String> {
     })
     .await
     .unwrap()
+}
+
+/// A satellite that cannot run the configuration it was given says why in its check-ins, and
+/// the master keeps the reason: a DNS address in use (the satellite still follows changes and
+/// serves Whois/RDAP, and binds DNS once the address is free), then a Selector that does not
+/// build (the running configuration stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_configuration_is_reported_upstream() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cluster = Cluster::start_with(
+        None,
+        format!(r#"dns = {{ udp = ["127.0.0.1:{port}"], tcp = [] }}"#),
+    )
+    .await;
+    let sat = TestSatellite::start(
+        cluster.link_config(cluster.satellite_tls("sat2"), cluster.state_path("sat2")),
+    );
+    sat.serving_rds().await;
+    let id = SatelliteId::new("sat2").unwrap();
+    let refused = |want: &'static str| {
+        let satellites = cluster.master_satellites();
+        let id = id.clone();
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let reason = satellites.status(&id).and_then(|s| s.config_refused);
+                match (&reason, want) {
+                    (None, "") => return reason,
+                    (Some(r), w) if !w.is_empty() && r.contains(w) => return reason,
+                    _ => {}
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "want {want:?}, master has {reason:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let reason = refused("DNS sockets").await.unwrap();
+    assert!(
+        reason.contains(&port.to_string()) || reason.contains("in use"),
+        "{reason}"
+    );
+    assert!(sat.status().udp.is_empty());
+    // Changes still flow.
+    add_domain(&cluster.store, "refused-report").await;
+    sat.applied(cluster.store.head().await.unwrap()).await;
+
+    // The address frees up: DNS starts at the next check-in, the report clears.
+    drop(taken);
+    let addr = sat.serving().await;
+    assert_eq!(addr.port(), port);
+    refused("").await;
+
+    // A Selector with a leaf-kind typo is refused on receipt.
+    let satellites = cluster.master_satellites();
+    let mut settings = satellites.settings(&id).unwrap();
+    let running = settings.version();
+    settings.selector_toml = r#"
+        [leaves.lookup]
+        kind = "lookpu"
+        [[chains]]
+        name = "main"
+        leaves = ["lookup"]
+    "#
+    .into();
+    satellites.set_config([(id.clone(), settings)].into_iter().collect());
+    let reason = refused("selector does not build").await.unwrap();
+    assert!(reason.contains("lookpu"), "{reason}");
+    assert_eq!(satellites.status(&id).unwrap().config_version, running);
+    assert_eq!(ask(addr, &domain("refused-report")).await, Seen::Delegated);
+    sat.stop().await;
 }

@@ -22,11 +22,11 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::convert::{Chunk, ConvertError};
 use super::{MAX_MESSAGE_SIZE, pb};
+use crate::backoff::Backoff;
 use crate::model::{Change, Serial};
 
 /// The generated client over a TLS channel.
@@ -86,17 +86,18 @@ impl DialConfig {
 #[derive(Debug)]
 pub struct Dialer {
     config: DialConfig,
-    /// Rounds in a row in which no master answered.
-    failed_rounds: u32,
+    /// Pauses between rounds in which no master answered.
+    backoff: Backoff,
     /// The master to try first (the last one that answered).
     preferred: usize,
 }
 
 impl Dialer {
     pub fn new(config: DialConfig) -> Self {
+        let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Self {
             config,
-            failed_rounds: 0,
+            backoff,
             preferred: 0,
         }
     }
@@ -145,7 +146,7 @@ impl Dialer {
                     Ok(client) => {
                         tracing::info!(master = %address, "connected to master");
                         self.preferred = at;
-                        self.failed_rounds = 0;
+                        self.backoff.reset();
                         return client;
                     }
                     Err(e) => tracing::warn!(master = %address, error = %e, "master unreachable"),
@@ -163,15 +164,7 @@ impl Dialer {
     /// The pause after one more failed round: half of the exponential step fixed, half random
     /// ("equal jitter"), so that satellites cut off together do not return together.
     pub fn next_pause(&mut self) -> Duration {
-        let step = self
-            .config
-            .backoff_min
-            .saturating_mul(1u32 << self.failed_rounds.min(16))
-            .min(self.config.backoff_max);
-        self.failed_rounds = self.failed_rounds.saturating_add(1);
-        let half = step / 2;
-        let jitter_ms = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter_ms)
+        self.backoff.next_pause()
     }
 }
 

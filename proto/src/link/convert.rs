@@ -648,6 +648,12 @@ impl RdapListen {
     }
 }
 
+/// Longest NSID (RFC 5001) a satellite is configured with; RFC 5001 sets no limit. With it,
+/// the OPT record of a response to the longest possible question still fits the 512 octets
+/// every EDNS requestor accepts (RFC 6891 §6.2.3): 512 - 12 (header) - 259 (question) - 11
+/// (OPT) - 4 (option header) = 226. Identifiers in use are host names, far shorter.
+pub const MAX_NSID_LEN: usize = 226;
+
 /// The shortest check-in interval a satellite accepts.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -863,8 +869,11 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
             .transpose()?;
         let whois = c.whois.as_ref().map(|w| cx.whois(w)).transpose()?;
         let rdap = c.rdap.as_ref().map(|r| cx.rdap(r)).transpose()?;
-        if c.nsid.len() > usize::from(u16::MAX) {
-            return Err(cx.err("nsid", "longer than an EDNS option can carry"));
+        if c.nsid.len() > MAX_NSID_LEN {
+            return Err(cx.err(
+                "nsid",
+                format!("{} octets, at most {MAX_NSID_LEN}", c.nsid.len()),
+            ));
         }
         Ok(Self {
             checkin_interval: interval,

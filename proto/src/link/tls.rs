@@ -44,6 +44,12 @@ pub enum TlsError {
     Pem { what: String, reason: String },
     #[error("CA certificate refused as a trust anchor: {0}")]
     TrustAnchor(String),
+    #[error("the private key does not match the certificate ({0})")]
+    KeyMismatch(String),
+    #[error(
+        "the certificate is not a valid master certificate of this cluster's CA for {MASTER_NAME}: {0}"
+    )]
+    Untrusted(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -159,16 +165,55 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The master's server configuration: its own certificate, client certificates required and
-/// verified against the cluster CA, TLS 1.2/1.3, ALPN `h2` (gRPC runs over HTTP/2).
-pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn roots(m: &TlsMaterial) -> Result<Arc<rustls::RootCertStore>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in &m.ca {
         roots
             .add(ca.clone())
             .map_err(|e| TlsError::TrustAnchor(e.to_string()))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    Ok(Arc::new(roots))
+}
+
+/// Checks what a satellite will check of the master: the private key matches the
+/// certificate, and the certificate chains to the cluster CA, is valid now and names
+/// [`MASTER_NAME`]. [`server_config`] runs it, so `run` and `check-config` check the same.
+pub fn check_master_material(m: &TlsMaterial) -> Result<(), TlsError> {
+    use rustls::client::danger::ServerCertVerifier;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key("private key", &m.key_pem)?)
+        .map_err(|e| TlsError::NoKey {
+            what: "private key".into(),
+            reason: e.to_string(),
+        })?;
+    rustls::sign::CertifiedKey::new(m.chain.clone(), signing)
+        .keys_match()
+        .map_err(|e| TlsError::KeyMismatch(e.to_string()))?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(m)?, provider())
+            .build()
+            .map_err(|e| TlsError::TrustAnchor(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(MASTER_NAME)
+        .map_err(|e| TlsError::Untrusted(e.to_string()))?;
+    verifier
+        .verify_server_cert(
+            &m.chain[0],
+            &m.chain[1..],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|e| TlsError::Untrusted(e.to_string()))?;
+    Ok(())
+}
+
+/// The master's server configuration: its own certificate, client certificates required and
+/// verified against the cluster CA, TLS 1.2/1.3, ALPN `h2` (gRPC runs over HTTP/2). The
+/// material is checked first ([`check_master_material`]).
+pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    check_master_material(m)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(m)?, provider())
         .build()
         .map_err(|e| TlsError::TrustAnchor(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())

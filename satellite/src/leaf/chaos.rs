@@ -2,6 +2,11 @@
 //! (`version.bind`, `hostname.bind`, `id.server` — RFC 4892 §2.1). Each answer can be disabled
 //! by leaving it out of the configuration; a disabled or unknown name is REFUSED, as BIND does
 //! with `version none;`. Queries of other classes pass through.
+//!
+//! Only TXT (and ANY, answered with the TXT) is answered; any other type at these names is
+//! REFUSED too, as NSD 4.6 and Knot 3.2 both answer it (checked against both). NODATA would
+//! need an SOA to be a proper negative answer (RFC 2308 §3), and there is no CHAOS zone to
+//! take it from.
 
 use serde::Deserialize;
 
@@ -55,26 +60,26 @@ impl Leaf for Chaos {
             b"\x02id\x06server\x00" => &self.id_server,
             _ => &None,
         };
+        let text = text
+            .as_ref()
+            .filter(|_| matches!(ev.query.qtype, rtype::TXT | rtype::ANY));
         let Some(text) = text else {
             ev.begin_response(rcode::REFUSED, ctx.nsid);
             return Flow::Respond;
         };
-        let qtype = ev.query.qtype;
         ev.begin_response(rcode::NOERROR, ctx.nsid);
         let r = &mut ev.response;
         r.authoritative = true;
-        if qtype == rtype::TXT || qtype == rtype::ANY {
-            r.rrset(Section::Answer, true, |r| {
-                r.record(Owner::Question, rtype::TXT, class::CH, 0, |r| {
-                    // TXT character-strings hold at most 255 octets each (RFC 1035 §3.3.14).
-                    for chunk in text.chunks(255) {
-                        r.put_u8(chunk.len() as u8)?;
-                        r.put_bytes(chunk)?;
-                    }
-                    Ok(())
-                })
-            });
-        }
+        r.rrset(Section::Answer, true, |r| {
+            r.record(Owner::Question, rtype::TXT, class::CH, 0, |r| {
+                // TXT character-strings hold at most 255 octets each (RFC 1035 §3.3.14).
+                for chunk in text.chunks(255) {
+                    r.put_u8(chunk.len() as u8)?;
+                    r.put_bytes(chunk)?;
+                }
+                Ok(())
+            })
+        });
         Flow::Respond
     }
 }
@@ -113,5 +118,30 @@ mod tests {
         // id.server is disabled in the test config; unknown names are refused too.
         assert_eq!(ch("id.server").response_code, ResponseCode::Refused);
         assert_eq!(ch("authors.bind").response_code, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn other_types_are_refused_any_gets_the_txt() {
+        let q = |name, t| {
+            ask(
+                &selector(),
+                &sample(),
+                &query_packet(name, t, class::CH, None),
+                Transport::Udp,
+            )
+            .unwrap()
+        };
+        for t in [rtype::A, rtype::SOA, rtype::NS, rtype::AAAA, 99] {
+            let m = q("version.bind", t);
+            assert_eq!(m.response_code, ResponseCode::Refused, "type {t}");
+            assert!(m.answers.is_empty());
+        }
+        let m = q("hostname.bind", rtype::ANY);
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(
+            m.answers[0].record_type(),
+            hickory_proto::rr::RecordType::TXT
+        );
     }
 }

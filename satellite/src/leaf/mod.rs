@@ -9,6 +9,13 @@
 //!                    └─────────────┬──────────────────────────────────────────────┘
 //!                                  │ Respond / Drop / (end of chain → REFUSED)
 //!                                  ▼
+//!                      response completed (OPT, flags, counts)
+//!                                  │
+//!                                  ▼
+//!                      visited leaves that inspect responses, last first: `outgoing`
+//!                      may truncate or drop it (rrl)
+//!                                  │
+//!                                  ▼
 //!                      every leaf visited gets `finish` (statistics count rcodes)
 //! ```
 //!
@@ -24,6 +31,11 @@
 //!
 //! Falling off the end of a chain answers REFUSED: no leaf claimed the query.
 //!
+//! A leaf that says so at build time ([`Leaf::inspects_responses`]) also sees the completed
+//! response on its way out ([`Leaf::outgoing`]), if the event visited it: visited leaves are
+//! walked last first, each once, and may rewrite the response or drop it. This is how a leaf
+//! early in a chain (response rate limiting) acts on every answer of the leaves after it.
+//!
 //! Which leaves exist and how the chains link is plain data ([`SelectorConfig`]), because the
 //! master will send it to satellites at boot. The leaves and chains are resolved from names to
 //! indices once, in [`Selector::build`].
@@ -32,6 +44,7 @@ pub mod acl;
 pub mod chaos;
 pub mod lookup;
 pub mod route_class;
+pub mod rrl;
 pub mod statistics;
 pub mod validate_query;
 
@@ -127,6 +140,7 @@ impl Service for Dns {
             }
             LeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name)),
             LeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name)),
+            LeafConfig::Rrl(c) => Box::new(rrl::Rrl::new(name, c).map_err(bad)?),
         })
     }
 
@@ -142,12 +156,31 @@ impl Service for Dns {
     }
 }
 
+/// What a leaf that inspects responses says about one on its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    Send,
+    /// Send nothing after all (the leaves visited are told the event was not answered).
+    Drop,
+}
+
 /// A stage of the pipeline of service `S` (DNS unless said otherwise).
 pub trait Leaf<S: Service = Dns>: Send + Sync {
     /// The instance name from the configuration.
     fn name(&self) -> &str;
     /// Handles an event.
     fn handle(&self, ev: &mut S::Event, ctx: &S::Ctx<'_>) -> Flow;
+    /// True for a leaf that looks at finished responses ([`Leaf::outgoing`]); asked once,
+    /// when the Selector is built, so other leaves cost nothing on the way out.
+    fn inspects_responses(&self) -> bool {
+        false
+    }
+    /// Called on the completed response before it is sent, for leaves that inspect responses
+    /// and were visited, the last visited first (each once). May rewrite the response (for
+    /// instance truncate it) or drop it; a drop ends the walk.
+    fn outgoing(&self, _ev: &mut S::Event, _ctx: &S::Ctx<'_>) -> Outgoing {
+        Outgoing::Send
+    }
     /// Called after the event is answered (`responded`) or dropped, on every leaf it visited.
     fn finish(&self, _ev: &S::Event, _responded: bool) {}
     /// Reports the leaf's counters (cold path).
@@ -164,6 +197,7 @@ pub enum LeafConfig {
     RouteClass(route_class::RouteClassConfig),
     Lookup(NoSettings),
     Statistics(NoSettings),
+    Rrl(rrl::RrlConfig),
 }
 
 /// Settings of a leaf kind that has none (a struct so that unknown fields are refused).
@@ -207,6 +241,10 @@ pub enum SelectorError {
 /// Several chains of leaves of service `S`.
 pub struct Selector<S: Service = Dns> {
     leaves: Vec<Box<dyn Leaf<S>>>,
+    /// Per leaf: whether it inspects responses.
+    inspects: Vec<bool>,
+    /// Whether any leaf does (when none does, responses go out without a walk).
+    any_inspects: bool,
     chains: Vec<Vec<u16>>,
     chain_names: Vec<String>,
 }
@@ -241,7 +279,10 @@ impl<S: Service> Selector<S> {
             }
             chains.push(ids);
         }
+        let inspects: Vec<bool> = leaves.iter().map(|l| l.inspects_responses()).collect();
         Ok(Self {
+            any_inspects: inspects.contains(&true),
+            inspects,
             leaves,
             chains,
             chain_names: config.chains.iter().map(|c| c.name.clone()).collect(),
@@ -256,7 +297,7 @@ impl<S: Service> Selector<S> {
         let mut chain = 0usize;
         let mut index = 0usize;
         let mut jumps = 0;
-        let responded = loop {
+        let mut responded = loop {
             let Some(&leaf) = self.chains[chain].get(index) else {
                 S::refuse(ev, ctx);
                 break true;
@@ -282,11 +323,28 @@ impl<S: Service> Selector<S> {
         };
         if responded {
             S::complete(ev, ctx);
+            if self.any_inspects {
+                responded = self.send_or_drop(ev, ctx, &visited[..nvisited]);
+            }
         }
         for &leaf in &visited[..nvisited] {
             self.leaves[leaf as usize].finish(ev, responded);
         }
         responded
+    }
+
+    /// Walks the visited leaves that inspect responses, last first and each once; false when
+    /// one dropped the response.
+    fn send_or_drop(&self, ev: &mut S::Event, ctx: &S::Ctx<'_>, visited: &[u16]) -> bool {
+        for (i, &leaf) in visited.iter().enumerate().rev() {
+            if self.inspects[leaf as usize]
+                && !visited[..i].contains(&leaf)
+                && self.leaves[leaf as usize].outgoing(ev, ctx) == Outgoing::Drop
+            {
+                return false;
+            }
+        }
+        true
     }
 
     /// Reports every leaf's counters as `leaf.counter` names.
@@ -400,6 +458,8 @@ pub(crate) mod tests {
         let zones = ZoneSet::default();
         let sel = Selector {
             leaves: vec![Box::new(Loop)],
+            inspects: vec![false],
+            any_inspects: false,
             chains: vec![vec![0]],
             chain_names: vec!["main".into()],
         };
@@ -407,10 +467,67 @@ pub(crate) mod tests {
         assert!(ask(&sel, &zones, &packet, Transport::Udp).is_none());
         let sel = Selector {
             leaves: vec![],
+            inspects: vec![],
+            any_inspects: false,
             chains: vec![vec![]],
             chain_names: vec!["main".into()],
         };
         let m = ask(&sel, &zones, &packet, Transport::Udp).unwrap();
         assert_eq!(m.response_code, hickory_proto::op::ResponseCode::Refused);
+    }
+
+    /// Inspects responses: records the order of its calls, drops when told to.
+    struct Inspector {
+        id: u8,
+        drop: bool,
+        order: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+    impl Leaf for Inspector {
+        fn name(&self) -> &str {
+            "inspector"
+        }
+        fn handle(&self, _: &mut Event, _: &Ctx<'_>) -> Flow {
+            Flow::Continue
+        }
+        fn inspects_responses(&self) -> bool {
+            true
+        }
+        fn outgoing(&self, ev: &mut Event, _: &Ctx<'_>) -> Outgoing {
+            assert!(!ev.response.bytes().is_empty(), "the response is complete");
+            self.order.lock().unwrap().push(self.id);
+            if self.drop {
+                Outgoing::Drop
+            } else {
+                Outgoing::Send
+            }
+        }
+    }
+
+    #[test]
+    fn outgoing_walks_inspecting_leaves_last_first_once_each() {
+        let zones = ZoneSet::default();
+        let packet = crate::wire::tests::query_packet("tld", 1, 1, None);
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for (b_drops, want) in [(false, vec![1, 0]), (true, vec![1])] {
+            order.lock().unwrap().clear();
+            let inspector = |id, drop| -> Box<dyn Leaf> {
+                Box::new(Inspector {
+                    id,
+                    drop,
+                    order: std::sync::Arc::clone(&order),
+                })
+            };
+            // A, B, A again, then the end of the chain (REFUSED).
+            let sel = Selector {
+                leaves: vec![inspector(0, false), inspector(1, b_drops)],
+                inspects: vec![true, true],
+                any_inspects: true,
+                chains: vec![vec![0, 1, 0]],
+                chain_names: vec!["main".into()],
+            };
+            let answer = ask(&sel, &zones, &packet, Transport::Udp);
+            assert_eq!(answer.is_some(), !b_drops);
+            assert_eq!(*order.lock().unwrap(), want);
+        }
     }
 }

@@ -200,6 +200,8 @@ impl Satellite {
             rds: None,
             settings: None,
             restart_required: Vec::new(),
+            refused: None,
+            not_serving: None,
             progress: None,
             snapshot_required: false,
             checkin_interval: Duration::from_secs(60),
@@ -275,6 +277,12 @@ struct Link {
     /// The configuration adopted (its version is reported at check-in).
     settings: Option<SatelliteSettings>,
     restart_required: Vec<String>,
+    /// Why the last configuration received was refused (failed its checks on receipt, or
+    /// its Selector does not build); reported at every check-in until one is adopted.
+    refused: Option<String>,
+    /// Why a configured service is not running (a listener that cannot be started);
+    /// reported at every check-in until it runs.
+    not_serving: Option<String>,
     /// A snapshot transfer to resume.
     progress: Option<SnapshotProgress>,
     /// Take a full snapshot at the next session even if the master could stream the changes.
@@ -409,9 +417,7 @@ impl Link {
         let config = boot
             .config
             .ok_or_else(|| LinkError::Protocol("boot without a configuration".into()))?;
-        let settings = SatelliteSettings::try_from(config)?;
-        self.checkin_interval = settings.checkin_interval;
-        self.adopt(settings)?;
+        self.receive(config)?;
         let applied = self.applied();
         tracing::info!(
             identity = %boot.identity,
@@ -606,6 +612,7 @@ impl Link {
                     .unwrap_or_default(),
                 statistics: Some(statistics),
                 restart_required: self.restart_required.clone(),
+                config_refused: self.config_refused(),
             }),
         )
         .await??
@@ -613,10 +620,7 @@ impl Link {
         self.checkin_interval = Duration::from_millis(u64::from(response.checkin_interval_ms))
             .max(MIN_CHECKIN_INTERVAL);
         if let Some(config) = response.config {
-            let settings = SatelliteSettings::try_from(config)?;
-            tracing::info!(version = %settings.version(), "new configuration from the master");
-            self.checkin_interval = settings.checkin_interval;
-            self.adopt(settings)?;
+            self.receive(config)?;
         }
         // A service that could not start (a Whois port in use, an unreadable certificate) is
         // tried again at every check-in.
@@ -625,9 +629,48 @@ impl Link {
         Ok(())
     }
 
+    /// Takes a configuration message from the master: checks it, then adopts it. One that
+    /// fails its checks is refused (logged, reported at the next check-in); the running
+    /// configuration stays.
+    fn receive(&mut self, config: pb::SatelliteConfig) -> Result<(), LinkError> {
+        let version = config.version.clone();
+        match SatelliteSettings::try_from(config) {
+            Ok(settings) => {
+                if self.settings.as_ref() != Some(&settings) {
+                    tracing::info!(version = %settings.version(), "new configuration from the master");
+                }
+                self.checkin_interval = settings.checkin_interval;
+                self.adopt(settings)
+            }
+            Err(e) => {
+                self.refuse(&version, e.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Notes that configuration `version` is refused, and why.
+    fn refuse(&mut self, version: &str, reason: String) {
+        tracing::error!(
+            version,
+            reason = %reason,
+            "refusing the master's configuration; keeping the running one"
+        );
+        self.refused = Some(format!("configuration {version}: {reason}"));
+    }
+
+    /// What the next check-in reports in `config_refused`.
+    fn config_refused(&self) -> String {
+        [self.refused.as_deref(), self.not_serving.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Takes a configuration: swaps the query pipeline when its parts changed, notes what
-    /// needs a restart, saves it. A Selector that cannot be built is refused (logged; the
-    /// running configuration stays).
+    /// needs a restart, saves it. A Selector that cannot be built is refused (logged and
+    /// reported; the running configuration stays).
     fn adopt(&mut self, new: SatelliteSettings) -> Result<(), LinkError> {
         if self.settings.as_ref() == Some(&new) {
             return Ok(());
@@ -635,25 +678,21 @@ impl Link {
         let selector = match build_selector(&new) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(
-                    version = %new.version(),
-                    error = %e,
-                    "refusing the master's configuration: its selector does not build"
-                );
+                self.refuse(&new.version(), format!("its selector does not build: {e}"));
                 return Ok(());
             }
         };
         let rds_selector = match build_rds_selector(&new) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(
-                    version = %new.version(),
-                    error = %e,
-                    "refusing the master's configuration: its registration data selector does not build"
+                self.refuse(
+                    &new.version(),
+                    format!("its registration data selector does not build: {e}"),
                 );
                 return Ok(());
             }
         };
+        self.refused = None;
         let old = self.settings.replace(new.clone());
         self.files.write_settings(&new)?;
         if let (Some(serving), Some(zones)) = (&mut self.serving, &self.zones) {
@@ -695,13 +734,29 @@ impl Link {
     /// an RDAP certificate that cannot be read is logged and tried again at the next check-in
     /// or session, while DNS is served.
     fn ensure_serving(&mut self) -> Result<(), LinkError> {
-        self.ensure_dns_serving()?;
+        let mut not_serving = Vec::new();
+        // A DNS listener that cannot be started does not end the session either: the
+        // satellite goes on following changes (and serving Whois/RDAP), tries again at each
+        // check-in, and reports why in each one.
+        match self.ensure_dns_serving() {
+            Ok(()) => {}
+            Err(e @ LinkError::Bind(_)) => {
+                tracing::error!(
+                    error = %e,
+                    "cannot listen on the DNS addresses the master configured; retrying at the next check-in"
+                );
+                not_serving.push(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
         if let Err(e) = self.ensure_rds_serving() {
             tracing::error!(
                 error = %e,
-                "cannot serve Whois/RDAP as the master configured; DNS is served; retrying at the next check-in"
+                "cannot serve Whois/RDAP as the master configured; retrying at the next check-in"
             );
+            not_serving.push(e.to_string());
         }
+        self.not_serving = (!not_serving.is_empty()).then(|| not_serving.join("; "));
         let mut fields = Vec::new();
         if let Some(settings) = &self.settings {
             if let Some(serving) = &self.serving {

@@ -18,6 +18,8 @@ pub(crate) struct TestServer {
     pub(crate) udp: SocketAddr,
     pub(crate) tcp: SocketAddr,
     pub(crate) zones: Arc<ZoneStore>,
+    /// The query path, for reading the leaves' counters.
+    pub(crate) pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
     server: Option<Server>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -45,6 +47,7 @@ impl TestServer {
         let cancel = CancellationToken::new();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let udp_addr = udp.local_addr().unwrap();
+        let served = Arc::clone(&pipeline);
         let (server, tcp_addr) = runtime.block_on(async {
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let tcp_addr = tcp.local_addr().unwrap();
@@ -61,6 +64,7 @@ impl TestServer {
             udp: udp_addr,
             tcp: tcp_addr,
             zones,
+            pipeline: served,
             cancel,
             server: Some(server),
             runtime: Some(runtime),

@@ -6,5 +6,6 @@ mod fuzz;
 mod harness;
 mod queries;
 mod rate_limit;
+mod rrl;
 mod shutdown;
 mod whois;
