@@ -1,0 +1,324 @@
+//! Fault injection on a cluster of real processes (issue 10): what an operator's bad day does
+//! to the change path — rows written by others that break the model, `kill -9` of a master or
+//! a satellite, a store that is not there — and what real DNS, Whois and RDAP queries return
+//! afterwards. Each case runs on SQLite and, with `DATABASE_URL`, on PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use orrery_proto::Timestamp;
+use orrery_store::write::{NewDomain, NsSpec};
+
+use crate::harness::{PrivatePostgres, postgres_url};
+use crate::link::n;
+use crate::processes::{Backend, ProcessCluster, Seen, ZONE};
+
+/// A change made while the master was away must be answered this soon after it is back.
+const RESUME: Duration = Duration::from_secs(2);
+/// A change must reach a connected satellite this soon.
+const PROPAGATION: Duration = Duration::from_secs(2);
+
+fn fqdn(label: &str) -> String {
+    format!("{label}.{ZONE}")
+}
+
+fn new_domain(label: &str) -> NewDomain {
+    let name = fqdn(label);
+    NewDomain {
+        name: n(&name),
+        registrar: "FLT".into(),
+        registrant: None,
+        admin: None,
+        tech: None,
+        billing: None,
+        expires: Timestamp(2_000_000_000),
+        statuses: vec![],
+        nameservers: vec![NsSpec {
+            name: n(&format!("ns1.{name}")),
+            addresses: vec!["192.0.2.53".parse().unwrap()],
+        }],
+        ds: vec![],
+    }
+}
+
+async fn add_domain(c: &ProcessCluster, label: &str) {
+    c.store.add_domain(&new_domain(label)).await.unwrap();
+}
+
+/// Runs a blocking closure (queries, waits on processes) off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// RFC 1982: `a` is `b` or comes after it.
+fn not_older(a: u32, b: u32) -> bool {
+    a == b || (a.wrapping_sub(b) as i32) > 0
+}
+
+fn snapshots_taken(log: &str) -> usize {
+    log.matches("snapshot applied and saved").count()
+}
+
+macro_rules! on_both_backends {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case(super::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(url) = super::postgres_url() else {
+                    return;
+                };
+                super::$case(super::Backend::Postgres(url)).await;
+            }
+        }
+    };
+}
+
+// ───────────────────── master kill -9 mid-stream, then restart ─────────────────────
+
+on_both_backends!(master_kill9_resumes_from_the_journal);
+
+/// A master killed while changes flow, and restarted: the satellite resumes from its serial
+/// (no snapshot), and a change committed during the outage is answered within [`RESUME`] of
+/// the master being back.
+async fn master_kill9_resumes_from_the_journal(backend: Backend) {
+    let mut c = ProcessCluster::create(backend).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    add_domain(&c, "before-kill").await;
+    let c = blocking(move || {
+        c.wait_dns("sat1", &fqdn("before-kill"), &Seen::Delegated, PROPAGATION);
+        c
+    })
+    .await;
+    // Changes in flight when the master dies.
+    for i in 0..20 {
+        add_domain(&c, &format!("inflight-{i}")).await;
+    }
+    let mut c = c;
+    c.kill_master();
+    add_domain(&c, "during-outage").await;
+    let c = blocking(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        c
+    })
+    .await;
+    let mut c = c;
+    c.start_master();
+    let back = Instant::now();
+    let c = blocking(move || {
+        c.wait_dns("sat1", &fqdn("during-outage"), &Seen::Delegated, RESUME);
+        for i in 0..20 {
+            c.wait_dns(
+                "sat1",
+                &fqdn(&format!("inflight-{i}")),
+                &Seen::Delegated,
+                RESUME,
+            );
+        }
+        c
+    })
+    .await;
+    let took = back.elapsed();
+    assert!(
+        took <= RESUME,
+        "answered {took:?} after the master was back"
+    );
+    let log = c.satellite_log("sat1");
+    assert_eq!(
+        snapshots_taken(&log),
+        1,
+        "the satellite took a snapshot again after the master's restart:\n{log}"
+    );
+}
+
+// ───────────────────── satellite kill -9 right after a batch ─────────────────────
+
+on_both_backends!(satellite_kill9_never_goes_back_in_time);
+
+/// A satellite killed right after it answered a change, and restarted while no master is
+/// there, serves a state at least as new as the one it served before.
+async fn satellite_kill9_never_goes_back_in_time(backend: Backend) {
+    let mut c = ProcessCluster::create(backend).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    for round in 0..3 {
+        let label = format!("last-{round}");
+        add_domain(&c, &label).await;
+        let (cl, serial) = blocking(move || {
+            c.wait_dns("sat1", &fqdn(&label), &Seen::Delegated, PROPAGATION);
+            let serial = c.soa_serial("sat1").expect("a SOA answer");
+            (c, serial)
+        })
+        .await;
+        c = cl;
+        // At once: within the old persist interval.
+        c.kill_satellite("sat1");
+        c.kill_master();
+        c.start_satellite("sat1");
+        let label = format!("last-{round}");
+        c = blocking(move || {
+            let after = c
+                .soa_serial("sat1")
+                .expect("a SOA answer after the restart");
+            assert!(
+                not_older(after, serial),
+                "round {round}: the restarted satellite serves SOA {after}, older than {serial}"
+            );
+            assert_eq!(
+                c.dns("sat1", &fqdn(&label)),
+                Seen::Delegated,
+                "round {round}: the restarted satellite lost {label}"
+            );
+            c
+        })
+        .await;
+        c.kill_satellite("sat1");
+        c.start_master();
+        c.start_satellite("sat1");
+    }
+}
+
+// ───────────────────── names written by plain SQL ─────────────────────
+
+on_both_backends!(non_canonical_names_are_refused_by_the_store);
+
+/// A name written with upper case or a trailing dot by plain SQL is refused by the schema, and
+/// the domain stays published everywhere.
+async fn non_canonical_names_are_refused_by_the_store(backend: Backend) {
+    let mut c = ProcessCluster::create(backend).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    let name = c.some_domain(7).await;
+    let upper = name.to_uppercase();
+    for bad in [upper.as_str(), &format!("{name}."), &format!("{name}..")] {
+        let refused = c
+            .sql(&format!(
+                "UPDATE domain SET name = '{bad}' WHERE name = '{name}'"
+            ))
+            .await;
+        assert!(refused.is_err(), "the store took the name {bad:?}");
+    }
+    let host_refused = c
+        .sql("INSERT INTO host(name, zone_id) SELECT 'bad name!.flt', id FROM zone WHERE name = 'flt'")
+        .await;
+    assert!(
+        host_refused.is_err(),
+        "the store took a host named 'bad name!.flt'"
+    );
+    // A later change flows, and the domain is still there.
+    add_domain(&c, "after-refusals").await;
+    let c = blocking(move || {
+        c.wait_dns(
+            "sat1",
+            &fqdn("after-refusals"),
+            &Seen::Delegated,
+            PROPAGATION,
+        );
+        assert_eq!(c.dns("sat1", &name), Seen::Delegated, "{name} vanished");
+        let whois = c.whois("sat1", &name);
+        assert!(
+            whois
+                .to_lowercase()
+                .contains(&format!("domain name: {name}")),
+            "Whois lost {name}:\n{whois}"
+        );
+        let (status, _) = c.rdap("sat1", &format!("/domain/{name}"));
+        assert_eq!(status, 200, "RDAP lost {name}");
+        c
+    })
+    .await;
+    drop(c);
+}
+
+// ───────────────────── SQLite writers wait for each other ─────────────────────
+
+/// An `orrery-admin` write while another writer holds a transaction waits for it instead of
+/// failing with `database is locked`, and its change is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_wait_for_each_other() {
+    use sqlx::Connection;
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    c.start_master();
+    c.start_satellite("sat1");
+    let mut other = sqlx::SqliteConnection::connect(&c.url).await.unwrap();
+    sqlx::raw_sql(
+        "BEGIN IMMEDIATE; INSERT INTO registrar(handle, name) VALUES ('HOLD', 'holds the lock');",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let admin = crate::processes::binary("orrery-admin");
+    let url = c.url.clone();
+    let writer = std::thread::spawn(move || {
+        std::process::Command::new(admin)
+            .args([
+                "--db",
+                &url,
+                "domain",
+                "add",
+                "waited.flt",
+                "--registrar",
+                "FLT",
+            ])
+            .args(["--ns", "ns1.waited.flt=192.0.2.54"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    other.close().await.ok();
+    let out = blocking(move || writer.join().unwrap()).await;
+    assert!(
+        out.status.success(),
+        "orrery-admin failed while another writer held the store: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    blocking(move || {
+        c.wait_dns("sat1", "waited.flt", &Seen::Delegated, PROPAGATION);
+    })
+    .await;
+}
+
+// ───────────────────── a master started before its store ─────────────────────
+
+/// A master started while its PostgreSQL server is down waits, says so, and serves once the
+/// server is up; it never exits for the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_started_with_the_store_down_waits_for_it() {
+    let Some(mut pg) = PrivatePostgres::init() else {
+        return;
+    };
+    pg.start();
+    let mut c = ProcessCluster::create(Backend::Postgres(pg.url("postgres"))).await;
+    c.store.close().await;
+    pg.stop();
+    c.spawn_master();
+    let c = blocking(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        c
+    })
+    .await;
+    let mut c = c;
+    assert!(
+        c.master_running(),
+        "the master exited while the store was down:\n{}",
+        c.master_log()
+    );
+    let log = c.master_log().to_lowercase();
+    assert!(
+        log.contains("store") && (log.contains("retry") || log.contains("waiting")),
+        "the master does not say that it waits for the store:\n{log}"
+    );
+    pg.start();
+    c.wait_master_log("link listening");
+    c.start_satellite("sat1");
+    let name = c.some_domain(3).await;
+    blocking(move || {
+        c.wait_dns("sat1", &name, &Seen::Delegated, PROPAGATION);
+    })
+    .await;
+}
