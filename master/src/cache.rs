@@ -561,6 +561,68 @@ mod tests {
         assert_eq!(cache.objects(), 3);
     }
 
+    fn zone(name: &str, serial: Serial) -> Change {
+        Change::Zone(Zone {
+            name: Name::from_ascii(name).unwrap(),
+            soa: orrery_proto::Soa {
+                mname: Name::from_ascii("a.nic.test").unwrap(),
+                rname: Name::from_ascii("hostmaster.nic.test").unwrap(),
+                refresh: 1800,
+                retry: 900,
+                expire: 604_800,
+                minimum: 300,
+            },
+            soa_ttl: 3600,
+            ns_ttl: 3600,
+            ds_ttl: 3600,
+            nameservers: vec![],
+            serial,
+        })
+    }
+
+    /// The zone serials in the cache's current snapshot, as a satellite decodes them.
+    fn snapshot_zone_serials(cache: &Cache) -> Vec<(String, Serial)> {
+        let mut zones: Vec<(String, Serial)> = cache
+            .snapshot()
+            .chunks
+            .iter()
+            .flat_map(|c| &c.objects)
+            .filter_map(|o| {
+                match Change::try_from(pb::Change::decode(o.as_ref()).unwrap()).unwrap() {
+                    Change::Zone(z) => Some((z.name.to_string(), z.serial)),
+                    _ => None,
+                }
+            })
+            .collect();
+        zones.sort();
+        zones
+    }
+
+    #[test]
+    fn zones_keep_their_own_serial_into_the_snapshot() {
+        let cache = Cache::new(settings());
+        cache.load(batch(0, 10, vec![zone("a", 4), zone("b", 9), host("x.a")]));
+        assert_eq!(
+            snapshot_zone_serials(&cache),
+            [("a".into(), 4), ("b".into(), 9)]
+        );
+        // A batch touching `a` carries `a` at its new serial; `b` keeps its own, though the
+        // head moved past it.
+        cache
+            .apply(batch(10, 14, vec![zone("a", 13), host("y.a")]))
+            .unwrap();
+        for i in 14..18 {
+            cache
+                .apply(batch(i, i + 1, vec![host(&format!("h{i}.test"))]))
+                .unwrap();
+        }
+        assert_eq!(cache.snapshot().serial, 18);
+        assert_eq!(
+            snapshot_zone_serials(&cache),
+            [("a".into(), 13), ("b".into(), 9)]
+        );
+    }
+
     #[test]
     fn snapshot_is_shared_while_in_the_window() {
         let cache = Cache::new(settings());

@@ -134,6 +134,7 @@ fn zones() -> ZoneSet {
             ns_ttl: 3600,
             ds_ttl: 3600,
             nameservers: vec![n("a.nic.tld"), n("*.w.tld")],
+            serial: 0,
         }],
         &[
             domain("foo.tld", &["ns1.foo.tld", "ns.example.net"], false),

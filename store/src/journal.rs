@@ -21,7 +21,7 @@ use orrery_proto::{Change, ChangeBatch, Name, Serial};
 
 use sqlx::AssertSqlSafe;
 
-use crate::read::{BadRow, ContactRow, DomainRow, HostRow, RegistrarRow, ZoneRow};
+use crate::read::{BadRow, ContactRow, DomainRow, HostRow, RegistrarRow, ZONE_SERIAL_SQL, ZoneRow};
 use crate::{Result, Store, on_pool};
 
 /// One journal row.
@@ -69,15 +69,17 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await?))
     }
 
-    /// The last journal serial that touched the zone at `apex`, `None` if there is no such zone.
-    /// Usable as the zone's SOA serial: it only grows.
+    /// The serial of the zone at `apex` ([`orrery_proto::Zone::serial`]: the journal serial of
+    /// the last committed change to it), `None` if there is no such zone. Its low 32 bits are
+    /// the zone's SOA serial; it only grows, journal pruning included.
     pub async fn zone_serial(&self, apex: &Name) -> Result<Option<Serial>> {
-        let sql = "SELECT (SELECT COALESCE(MAX(j.serial), 0) FROM journal j WHERE j.zone_id = z.id) \
-                   FROM zone z WHERE z.name = $1";
-        Ok(on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql)
+        let sql = format!("SELECT {ZONE_SERIAL_SQL} FROM zone z WHERE z.name = $1");
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str()))
             .bind(apex.to_string())
             .fetch_optional(p)
-            .await?))
+            .await?),
+        )
     }
 
     /// Up to `limit` journal rows with a serial above `after`, in serial order.
@@ -104,9 +106,14 @@ impl Store {
             self.sql,
             &format!("WHERE h.name IN (SELECT j.key {pending}'host')"),
         );
+        // Every zone a journal row names *or belongs to*: a change to a domain or host moves its
+        // zone's serial, and the zone object carries the new one.
         let zone_sql = ZoneRow::select(
             self.sql,
-            &format!("WHERE z.name IN (SELECT j.key {pending}'zone')"),
+            &format!(
+                "WHERE z.name IN (SELECT j.key {pending}'zone') \
+                 OR z.id IN (SELECT j.zone_id FROM journal j WHERE j.serial > $1)"
+            ),
         );
         let contact_sql = ContactRow::select(
             self.sql,
@@ -369,8 +376,10 @@ mod tests {
             .await
             .unwrap();
         let b = batch(store.changes_since(s1, 1000).await.unwrap());
-        assert_eq!(b.changes.len(), 1, "{:?}", b.changes);
-        match &b.changes[0] {
+        // The domain, and its zone with the serial the change gave it.
+        assert_eq!(b.changes.len(), 2, "{:?}", b.changes);
+        assert!(matches!(&b.changes[0], Change::Zone(z) if z.serial == b.upto));
+        match &b.changes[1] {
             Change::Domain(d) => {
                 assert_eq!(d.statuses, vec![EppStatus::ClientHold]);
                 assert!(!d.is_delegated());

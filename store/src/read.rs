@@ -38,9 +38,9 @@ pub enum HostSelection {
 /// order, then the selected hosts in name order.
 #[derive(Debug)]
 pub enum ZoneItem<'a> {
-    /// `serial` is the journal head of the snapshot (the zone's SOA serial, the same on every
-    /// server built from this state); `zone_serial` the last journal serial that touched this
-    /// zone (it changes only when the zone's data does).
+    /// `serial` is the journal head of the snapshot; `zone_serial` the zone's serial
+    /// ([`Zone::serial`]: the last committed change to the zone, the source of its SOA serial,
+    /// the same on every server built from this state; it changes only when the zone does).
     Zone {
         zone: &'a Zone,
         serial: Serial,
@@ -187,6 +187,16 @@ fn time_field(
     })
 }
 
+/// The serial of zone `z` (docs/ARCHITECTURE.md, "SOA serials"): the last journal serial of
+/// the zone (an index probe on `journal_zone`), or the last one pruned from the journal
+/// (`zone_serial`), whichever is larger. A zone with neither (impossible while the triggers are
+/// on) takes the journal head, the serial every zone had before per-zone serials, so the
+/// generator and the satellites still agree.
+pub(crate) const ZONE_SERIAL_SQL: &str = "COALESCE((SELECT MAX(t.s) FROM (\
+       SELECT MAX(j.serial) AS s FROM journal j WHERE j.zone_id = z.id \
+       UNION ALL SELECT f.serial FROM zone_serial f WHERE f.zone_id = z.id) t), \
+     (SELECT MAX(j.serial) FROM journal j), 0)";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ZoneRow {
     pub(crate) id: i64,
@@ -201,6 +211,7 @@ pub(crate) struct ZoneRow {
     ns_ttl: Option<i32>,
     ds_ttl: Option<i32>,
     ns: Option<String>,
+    serial: i64,
 }
 
 impl ZoneRow {
@@ -209,7 +220,8 @@ impl ZoneRow {
             "SELECT z.id, z.name, z.soa_mname, z.soa_rname, {} AS soa_refresh, {} AS soa_retry, \
              {} AS soa_expire, {} AS soa_minimum, {} AS soa_ttl, {} AS ns_ttl, {} AS ds_ttl, \
              (SELECT {} FROM zone_ns zn JOIN host h ON h.id = zn.host_id \
-               WHERE zn.zone_id = z.id) AS ns \
+               WHERE zn.zone_id = z.id) AS ns, \
+             {} AS serial \
              FROM zone z {filter} ORDER BY z.name",
             sql.int("z.soa_refresh"),
             sql.int("z.soa_retry"),
@@ -218,7 +230,8 @@ impl ZoneRow {
             sql.int("z.soa_ttl"),
             sql.int("z.ns_ttl"),
             sql.int("z.ds_ttl"),
-            sql.agg("h.name", " ")
+            sql.agg("h.name", " "),
+            ZONE_SERIAL_SQL
         )
     }
 
@@ -244,6 +257,7 @@ impl ZoneRow {
             ns_ttl: num("ns_ttl", self.ns_ttl)?,
             ds_ttl: num("ds_ttl", self.ds_ttl)?,
             nameservers: parse_names("zone", "zone_ns", k, self.ns.as_deref())?,
+            serial: self.serial,
         })
     }
 }
@@ -680,7 +694,6 @@ impl Store {
             }
         };
         let host_sql = HostRow::select(self.sql, &host_filter);
-        let serial_sql = "SELECT COALESCE(MAX(serial), 0) FROM journal WHERE zone_id = $1";
         let snapshot = self.sql.snapshot_statement();
         let db = |e: sqlx::Error| E::from(StoreError::Sql(e));
         on_pool!(self, p => {
@@ -696,11 +709,7 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let zone_id = row.id;
             let zone = row.into_model().map_err(StoreError::from)?;
-            let zone_serial: i64 = sqlx::query_scalar(serial_sql)
-                .bind(zone_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let zone_serial = zone.serial;
             let serial: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
                 .fetch_one(&mut *tx)
                 .await

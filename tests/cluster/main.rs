@@ -10,3 +10,4 @@ mod link;
 mod processes;
 mod rds;
 mod satellite_faults;
+mod soa_serial;
