@@ -1,7 +1,7 @@
 //! DNS sockets bound once, with the [`Server`] on them replaced when the query path changes.
 //!
-//! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets stay bound
-//! for the life of the process, so a change never needs the privileges of binding again (port
+//! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets (for UDP one
+//! per worker, see [`crate::udp`]) stay bound for the life of the process, so a change never needs the privileges of binding again (port
 //! 53) and no query is lost: a server with the new pipeline starts on clones of the same
 //! sockets, then the old one is cancelled. For the ~100 ms the old UDP workers take to notice,
 //! the kernel hands each datagram to one waiting thread of either server; old TCP connections
@@ -9,7 +9,7 @@
 //! Changing the addresses or the worker count does need a restart (see [`super`]).
 //!
 //! ```text
-//!   UdpSocket / TcpListener (bound once) ──try_clone──▶ Server v1 (Pipeline: Selector v1)
+//!   UdpSockets / TcpListener (bound once) ──try_clone──▶ Server v1 (Pipeline: Selector v1)
 //!                                        └─try_clone──▶ Server v2 (Pipeline: Selector v2)
 //!                                                        then v1 cancelled and joined
 //! ```
@@ -19,20 +19,21 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
 use crate::server::{Server, ServerSettings};
+use crate::udp::{UdpSettings, UdpSockets};
 
 /// Counter totals by `(leaf, counter)`.
 pub type Counters = BTreeMap<(String, String), u64>;
 
 /// The DNS service of a satellite.
 pub struct Serving {
-    udp: Vec<UdpSocket>,
+    udp: Vec<UdpSockets>,
     tcp: Vec<TcpListener>,
     settings: ServerSettings,
     current: Option<Running>,
@@ -47,11 +48,22 @@ struct Running {
 }
 
 impl Serving {
-    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]).
+    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]), UDP with
+    /// the default [`UdpSettings`] (the master does not send them).
     pub fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
         settings: ServerSettings,
+    ) -> io::Result<Self> {
+        Self::bind_with(udp, tcp, settings, &UdpSettings::default())
+    }
+
+    /// [`Serving::bind`] with the given UDP settings.
+    pub fn bind_with(
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        settings: ServerSettings,
+        udp_settings: &UdpSettings,
     ) -> io::Result<Self> {
         fn with_addr(addr: &SocketAddr, proto: &str) -> impl FnOnce(io::Error) -> io::Error {
             let what = format!("binding {proto} {addr}");
@@ -59,7 +71,9 @@ impl Serving {
         }
         let udp = udp
             .iter()
-            .map(|a| UdpSocket::bind(a).map_err(with_addr(a, "udp")))
+            .map(|a| {
+                UdpSockets::bind(*a, settings.workers, udp_settings).map_err(with_addr(a, "udp"))
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = tcp
             .iter()
@@ -105,7 +119,7 @@ impl Serving {
         let udp = self
             .udp
             .iter()
-            .map(UdpSocket::try_clone)
+            .map(UdpSockets::try_clone)
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = self
             .tcp

@@ -7,4 +7,5 @@ mod harness;
 mod queries;
 mod rate_limit;
 mod shutdown;
+mod udp;
 mod whois;
