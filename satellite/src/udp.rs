@@ -139,7 +139,8 @@ impl UdpSockets {
         })
     }
 
-    /// Starts `workers` threads answering on these sockets until `cancel`.
+    /// Starts `workers` threads answering on these sockets until `cancel` (at least one per
+    /// socket: a socket of the group nobody reads would lose the clients hashed to it).
     pub(crate) fn spawn_workers(
         self,
         pipeline: &Arc<Pipeline>,
@@ -148,7 +149,7 @@ impl UdpSockets {
         threads: &mut Vec<JoinHandle<()>>,
     ) -> io::Result<()> {
         let local = self.prepare()?;
-        for i in 0..workers {
+        for i in 0..workers.max(self.sockets.len()) {
             let socket = self.sockets[i % self.sockets.len()].try_clone()?;
             let pipeline = Arc::clone(pipeline);
             let cancel = cancel.clone();

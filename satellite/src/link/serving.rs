@@ -180,3 +180,73 @@ impl Serving {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Config, Selector, ZoneSet, ZoneStore};
+
+    fn pipeline() -> Arc<Pipeline> {
+        let config = Config::parse(include_str!("../../config.example.toml")).unwrap();
+        Arc::new(Pipeline::new(
+            <Selector>::build(&config.selector).unwrap(),
+            Arc::new(ZoneStore::new(ZoneSet::build(1, &[], &[], &[]))),
+            None,
+        ))
+    }
+
+    /// A replaced pipeline loses no query: the new server reads the same sockets of the
+    /// `SO_REUSEPORT` group before the old one stops.
+    #[test]
+    fn replacing_the_pipeline_loses_no_query() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings = ServerSettings {
+            workers: 3,
+            tcp_idle_timeout: Duration::from_secs(1),
+            tcp_max_connections: 4,
+        };
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut serving = Serving::bind(&[addr], &[], settings).unwrap();
+        let server = serving.udp_addrs()[0];
+        assert_eq!(serving.udp.len(), 1, "one group per address");
+        runtime
+            .block_on(async { serving.serve(pipeline()) })
+            .unwrap();
+        let clients: Vec<_> = (0..6)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 512];
+                    for i in 0..300u16 {
+                        // A header-only query: answered FORMERR, which is enough here.
+                        let id = (c << 12 | i).to_be_bytes();
+                        let q = [id[0], id[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                        sock.send_to(&q, server).unwrap();
+                        let n = sock
+                            .recv(&mut buf)
+                            .unwrap_or_else(|e| panic!("client {c} query {i}: {e}"));
+                        assert!(n >= 12 && buf[..2] == id, "client {c} query {i}");
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(30));
+            runtime
+                .block_on(async { serving.serve(pipeline()) })
+                .unwrap();
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+        runtime.block_on(serving.stop());
+    }
+}
