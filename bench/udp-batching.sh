@@ -6,9 +6,9 @@
 #   single   udp_batch = 1, udp_reuseport = false: one socket per address shared by the
 #            workers, one datagram per system call (the layout before batching)
 #   batched  the defaults: one SO_REUSEPORT socket per worker, recvmmsg/sendmmsg up to 32
-# Each round measures, per layout: dnsperf saturated (-c 4 -T 1 -q 100 -l SECS) q/s and the
-# satellite's CPU µs per answer (utime+stime from /proc), the same at a fixed 20k q/s, and
-# (in a separate run under strace, which slows everything) system calls per answer.
+# Each round measures, per layout: dnsperf saturated (-c 4 -T 1 -q 100 -l SECS) q/s, the
+# satellite's CPU µs per answer (utime+stime from /proc) and its system calls per answer (all,
+# and receives+sends; counted by perf stat on tracepoints), then the same at a fixed RATE q/s.
 # Runs in a network namespace of its own (loopback only); every wait is bounded.
 #   SECS=10 (dnsperf run length), RATE=20000 (the moderate-load run)
 set -euo pipefail
@@ -20,8 +20,11 @@ N="${1:-100000}"
 ROUNDS="${2:-3}"
 SECS="${SECS:-10}"
 RATE="${RATE:-20000}"
-cargo build --release --locked -p orrery-store -p orrery-generator -p orrery-satellite >/dev/null
-bin="$PWD/target/release"
+# BENCH_BIN=DIR takes the binaries from DIR instead (a dry run with debug builds, say).
+if [ -z "${BENCH_BIN:-}" ]; then
+    cargo build --release --locked -p orrery-store -p orrery-generator -p orrery-satellite >/dev/null
+fi
+bin="${BENCH_BIN:-$PWD/target/release}"
 work="$(mktemp -d)"
 pid=""
 cleanup() {
@@ -33,8 +36,10 @@ hz=$(getconf CLK_TCK)
 port=5399
 
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
-"$bin/orrery-admin" --db "sqlite:$work/store.db" load-synthetic --zone test --domains "$N" --seed 1 >/dev/null
-"$bin/orrery-generator" --db "sqlite:$work/store.db" --satellite-snapshot "$work/sat.snap" --no-zones >/dev/null
+# quiet RUN...: runs it with its log kept aside, shown if it fails.
+quiet() { "$@" >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }; }
+quiet "$bin/orrery-admin" --db "sqlite:$work/store.db" load-synthetic --zone test --domains "$N" --seed 1
+quiet "$bin/orrery-generator" --db "sqlite:$work/store.db" --satellite-snapshot "$work/sat.snap" --no-zones
 # Query mix: three referrals (delegated names, some on hold) to one NXDOMAIN, shuffled.
 sqlite3 "$work/store.db" "SELECT name FROM domain ORDER BY random() LIMIT 30000" |
     awk '{ print $1 ". A"; if (NR % 3 == 0) print "nx" NR "." "test. A" }' >"$work/queries"
@@ -52,56 +57,55 @@ answers() { # succeeds once the satellite answers
     dig +time=1 +tries=1 @127.0.0.1 -p "$port" test SOA 2>/dev/null | grep -q 'status: NOERROR'
 }
 start() { # LAYOUT
-    "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/$1.toml" 2>"$work/$1.log" &
+    "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do answers && return 0; sleep 0.1; done
     echo "satellite ($1) did not answer within 10 s"; cat "$work/$1.log"; exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
-# perf_run ARGS...: dnsperf against the satellite; prints "QPS CPU_US_PER_ANSWER LOST".
+# perf_run ARGS...: dnsperf against the satellite, its system calls counted by perf (all of
+# them, and the receives and sends); prints "QPS CPU_US_PER_ANSWER LOST CALLS NET_CALLS" (the
+# calls per answer).
+net_events=syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_recvmsg,syscalls:sys_enter_sendmsg
 perf_run() {
-    local before after
+    local before after counter
+    perf stat -x, -e "raw_syscalls:sys_enter,$net_events" -p "$pid" -o "$work/calls" &
+    counter=$!
+    sleep 0.2
     before=$(cpu_ticks)
     dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries" -c 4 -T 1 -q 100 -l "$SECS" "$@" >"$work/perf" 2>&1
     after=$(cpu_ticks)
+    kill -INT "$counter"; wait "$counter" 2>/dev/null || true
+    awk -F, '$3 == "raw_syscalls:sys_enter" { print "all", $1 } $3 ~ /^syscalls:/ { print "net", $1 }' \
+        "$work/calls" >"$work/calls.sum"
     awk -v t=$((after - before)) -v hz="$hz" '
+        FILENAME ~ /calls.sum$/ { if ($1 == "all") all += $2; else net += $2; next }
         /Queries completed:/ { done = $3 } /Queries lost:/ { lost = $3 }
         /Queries per second:/ { qps = $4 }
-        END { printf "%.0f %.2f %d\n", qps, t * 1e6 / hz / (done ? done : 1), lost }' "$work/perf"
-}
-# syscalls: system calls of the satellite per answer, for a saturated run under strace.
-syscalls() {
-    strace -f -c -q -e trace=network -p "$pid" -o "$work/strace" &
-    local tracer=$!
-    sleep 1
-    dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries" -c 4 -T 1 -q 100 -l 5 >"$work/perf" 2>&1
-    kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
-    local done
-    done=$(awk '/Queries completed:/ { print $3 }' "$work/perf")
-    awk -v done="$done" '
-        $NF ~ /^(recvmmsg|sendmmsg|recvfrom|sendto|recvmsg|sendmsg)$/ { calls += $4 }
-        END { printf "%.3f\n", calls / (done ? done : 1) }' "$work/strace"
+        END { d = done ? done : 1
+              printf "%.0f %.2f %d %.3f %.3f\n", qps, t * 1e6 / hz / d, lost, all / d, net / d }' \
+        "$work/calls.sum" "$work/perf"
 }
 
-printf '%-8s %5s %10s %10s %6s %10s %10s %12s\n' layout round "q/s" "µs/ans" lost "µs@${RATE}" "lost@${RATE}" "calls/ans"
+printf '%-8s %5s %8s %7s %6s %9s %9s %8s %8s %8s\n' layout round "q/s" "µs/ans" lost \
+    "calls/ans" "net/ans" "µs@rate" "lost@rt" "net@rate"
 for round in $(seq "$ROUNDS"); do
     for layout in single batched; do
         start "$layout"
-        read -r qps us lost < <(perf_run)
-        read -r _ us_rate lost_rate < <(perf_run -Q "$RATE")
-        calls=$(syscalls)
+        read -r qps us lost calls net < <(perf_run)
+        read -r _ us_rate lost_rate _ net_rate < <(perf_run -Q "$RATE")
         stop
-        printf '%-8s %5d %10s %10s %6s %10s %10s %12s\n' "$layout" "$round" "$qps" "$us" "$lost" "$us_rate" "$lost_rate" "$calls" |
-            tee -a "$work/results"
+        printf '%-8s %5d %8s %7s %6s %9s %9s %8s %8s %8s\n' "$layout" "$round" "$qps" "$us" "$lost" \
+            "$calls" "$net" "$us_rate" "$lost_rate" "$net_rate" | tee -a "$work/results"
     done
 done
 echo "medians (and range) over $ROUNDS rounds:"
 for layout in single batched; do
-    for col in 3 4 6 8; do
+    for col in 3 4 6 7 8 10; do
         awk -v l="$layout" -v c="$col" '$1 == l { print $c }' "$work/results" | sort -g |
             awk -v l="$layout" -v c="$col" '{ v[NR] = $1 } END {
-                name = (c == 3 ? "q/s" : c == 4 ? "µs/answer" : c == 6 ? "µs/answer@rate" : "calls/answer")
+                name = (c == 3 ? "q/s" : c == 4 ? "µs/answer" : c == 6 ? "calls/answer" : c == 7 ? "net calls/ans" : c == 8 ? "µs/answer@rate" : "net calls@rate")
                 printf "  %-8s %-15s median %s (%s–%s)\n", l, name, v[int((NR + 1) / 2)], v[1], v[NR] }'
     done
 done
