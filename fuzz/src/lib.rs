@@ -2,7 +2,7 @@
 //! input fed to the satellite's public entry point, then the checks its output must pass), and
 //! the seed inputs built from real queries, lines, paths, files and messages.
 //!
-//! The targets in `fuzz_targets/` are one line each, calling [`targets`]; `examples/seeds.rs`
+//! The targets in `fuzz_targets/` are one line each, calling [`targets`]; `src/bin/seeds.rs`
 //! writes [`seeds`] to `fuzz/seeds/TARGET/`. Keeping the bodies here lets one function serve a
 //! target and the reproduction of a crash it found.
 //!

@@ -1,5 +1,9 @@
 //! Writes the seed inputs of every target (or of the targets named) to `DIR/TARGET/`, one file
-//! per seed named by its index: `cargo run --example seeds -- DIR [TARGET…]`.
+//! per seed named by its index: `seeds DIR [TARGET…]`.
+//!
+//! A binary of the fuzz crate beside the targets, so that `cargo fuzz build` builds it with
+//! them (one build, whose flags it shares) and `smoke.sh` runs it from there; it does not use
+//! libFuzzer. `cargo run --bin seeds -- DIR` works too (a plain build).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
