@@ -356,9 +356,7 @@ async fn bad_rows_are_quarantined_and_the_rest_flows(backend: Backend) {
         format!(
             "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogusStatus' FROM domain WHERE name = '{victim}'"
         ),
-        format!(
-            "UPDATE host SET name = upper(name) WHERE id = (SELECT MIN(id) FROM host WHERE domain_id = (SELECT MIN(domain_id) FROM host))"
-        ),
+        "UPDATE host SET name = upper(name) WHERE id = (SELECT MIN(id) FROM host WHERE domain_id = (SELECT MIN(domain_id) FROM host))".to_owned(),
         format!("UPDATE zone SET soa_rname = 'Hostmaster.nic.{ZONE}' WHERE name = '{ZONE}'"),
         "UPDATE contact SET country = 'XYZ' WHERE id = (SELECT MIN(id) FROM contact)".to_owned(),
         "UPDATE registrar SET iana_id = -5 WHERE handle = 'FLT'".to_owned(),
@@ -439,9 +437,7 @@ async fn bad_rows_are_quarantined_and_the_rest_flows(backend: Backend) {
         format!(
             "UPDATE domain_status SET status = 'serverHold' WHERE status = 'bogusStatus' AND domain_id = (SELECT id FROM domain WHERE name = '{victim}')"
         ),
-        format!(
-            "UPDATE host SET name = lower(name) WHERE id = (SELECT MIN(id) FROM host WHERE domain_id = (SELECT MIN(domain_id) FROM host))"
-        ),
+        "UPDATE host SET name = lower(name) WHERE id = (SELECT MIN(id) FROM host WHERE domain_id = (SELECT MIN(domain_id) FROM host))".to_owned(),
         format!("UPDATE zone SET soa_rname = 'hostmaster.nic.{ZONE}' WHERE name = '{ZONE}'"),
         "UPDATE contact SET country = 'GB' WHERE id = (SELECT MIN(id) FROM contact)".to_owned(),
         "UPDATE registrar SET iana_id = NULL WHERE handle = 'FLT'".to_owned(),
