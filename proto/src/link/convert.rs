@@ -649,6 +649,9 @@ impl RdapListen {
 /// (OPT) - 4 (option header) = 226. Identifiers in use are host names, far shorter.
 pub const MAX_NSID_LEN: usize = 226;
 
+/// Most worker threads per socket a satellite accepts: more would only exhaust its machine.
+pub const MAX_WORKERS: u32 = 1024;
+
 /// The shortest check-in interval a satellite accepts.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -869,6 +872,9 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
                 "nsid",
                 format!("{} octets, at most {MAX_NSID_LEN}", c.nsid.len()),
             ));
+        }
+        if c.workers > MAX_WORKERS {
+            return Err(cx.err("workers", format!("{}, at most {MAX_WORKERS}", c.workers)));
         }
         Ok(Self {
             checkin_interval: interval,
