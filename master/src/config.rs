@@ -680,6 +680,10 @@ mod tests {
         chains = [{ name = "main", leaves = ["limit", "lookup"] }]
         [selectors.rds.leaves.limit]
         kind = "rate_limit"
+        address_rate = 5.0
+        address_burst = 20
+        prefix_rate = 50.0
+        prefix_burst = 200
         [selectors.rds.leaves.lookup]
         kind = "lookup"
         [satellites.sat1]
@@ -878,5 +882,33 @@ mod tests {
                 .contains("serves nothing")
         );
         assert!(err(&MINIMAL.replace("[satellites.sat2]", "[satellites.SAT1]")).contains("twice"));
+    }
+
+    #[test]
+    fn selectors_are_checked_for_the_service_that_uses_them() {
+        let e = err(&MINIMAL.replace("kind = \"lookup\"", "kind = \"lookpu\""));
+        assert!(
+            e.starts_with("config field selectors.std.leaves.lookup: unknown kind \"lookpu\""),
+            "{e}"
+        );
+        // The same table as a Whois/RDAP Selector is checked again, with that service's kinds.
+        let both = MINIMAL.replace(
+            "checkin_interval_ms = 1000",
+            "checkin_interval_ms = 1000\nrds_selector = \"std\"",
+        );
+        let c = MasterConfig::parse(&both, Path::new("/base")).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = err(&both.replace("kind = \"lookup\"", "kind = \"chaos\""));
+        assert!(
+            e.contains("selectors.std.leaves.lookup: unknown kind \"chaos\""),
+            "{e}"
+        );
+        // A table no satellite uses cannot be checked (its service is unknown): a warning.
+        let spare = format!("{MINIMAL}\n[selectors.spare]\nbogus = 1\n");
+        let c = MasterConfig::parse(&spare, Path::new("/base")).unwrap();
+        assert_eq!(
+            c.warnings,
+            ["selectors.spare: no satellite uses it (not checked)"]
+        );
     }
 }
