@@ -748,7 +748,7 @@ mod tests {
         );
         assert_eq!(s2.rds_selector_toml, s1.rds_selector_toml);
         // What the master sends, the satellite accepts.
-        let msg = orrery_proto::link::pb::SatelliteConfig::from(s2);
+        let msg = pb::SatelliteConfig::from(s2);
         assert_eq!(&SatelliteSettings::try_from(msg).unwrap(), s2);
     }
 
