@@ -185,6 +185,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                     if new.store != config.store || new.listen != config.listen || new.tls != config.tls {
                         tracing::warn!("store, listen and tls changes need a restart; applying the satellites' configuration only");
                     }
+                    for warning in &new.warnings {
+                        tracing::warn!(config = %path.display(), "{warning}");
+                    }
                     tracing::info!(satellites = new.satellites.len(), "configuration reloaded");
                     satellites.set_config(new.satellites);
                 }

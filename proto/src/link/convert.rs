@@ -1336,6 +1336,15 @@ mod tests {
     }
 
     #[test]
+    fn workers_over_the_cap_are_refused() {
+        let e = settings_err(msg_with(|m| m.workers = MAX_WORKERS + 1));
+        assert_eq!(e.field, "workers");
+        assert_eq!(e.reason, "1025, at most 1024");
+        let ok = SatelliteSettings::try_from(msg_with(|m| m.workers = MAX_WORKERS)).unwrap();
+        assert_eq!(ok.workers, Some(MAX_WORKERS));
+    }
+
+    #[test]
     fn base_urls() {
         for good in [
             "https://rdap.nic.test/",
