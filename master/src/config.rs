@@ -395,8 +395,11 @@ impl Selectors<'_> {
             .and_then(|c| c.validate().map(|()| c))
             .map_err(|e| field(format!("selectors.{name}.{}", e.path()), e.reason()))?;
         for leaf in config.unused_leaves() {
-            self.warnings
-                .push(format!("selectors.{name}.leaves.{leaf}: no chain uses it"));
+            let warning = format!("selectors.{name}.leaves.{leaf}: no chain uses it");
+            // A table used by both services is checked twice; say it once.
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
         }
         // The text the satellite parses is the table as written: it was just checked.
         let text = toml::to_string(table).map_err(|e| field(format!("selectors.{name}"), e))?;
