@@ -1,8 +1,10 @@
 //! The generator: RFC 1035 master files and a `named.conf` fragment for the fallback cluster of
 //! plain BIND servers (the Registry Advantage "Generator").
 //!
-//! For each zone it writes the SOA (serial = the journal head of the snapshot it was read from,
-//! the same serial a satellite built from that state serves; it only grows), the apex NS and the addresses of in-zone apex nameservers, then every
+//! For each zone it writes the SOA (serial = the zone's own serial, [`Zone::serial`]: the journal
+//! serial of the last committed change to the zone, the same serial a satellite built from that
+//! state serves; it only grows, and a change elsewhere leaves it alone — docs/ARCHITECTURE.md,
+//! "SOA serials"), the apex NS and the addresses of in-zone apex nameservers, then every
 //! delegated domain's NS and DS, then the glue of in-bailiwick hosts that a published delegation
 //! needs (the store's [`HostSelection::Published`]). Held domains and domains without
 //! nameservers are left out.
@@ -10,8 +12,8 @@
 //! It streams from one consistent snapshot of the store straight into the file, so memory stays
 //! flat as the zone grows; it writes a temporary file, fsyncs it and renames it over the old one
 //! (then fsyncs the directory), so a BIND server never reads a half-written zone; and it skips a
-//! zone whose data has not changed since the file on disk was written (the last journal serial
-//! that touched the zone is recorded in the file's first line).
+//! zone whose data has not changed since the file on disk was written (the zone's serial is
+//! recorded in the file's first line): a zone no change touched is not rewritten, not reloaded.
 //!
 //! # Layout
 //! - this module: BIND master files ([`generate_zone`]), the `named.conf` fragment
@@ -51,7 +53,7 @@ pub enum GenerateError {
 /// What [`generate_zone`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The file was (re)written; `serial` is the journal serial behind its SOA serial.
+    /// The file was (re)written; `serial` is the zone's serial, behind its SOA serial.
     Written {
         path: PathBuf,
         serial: Serial,
@@ -59,7 +61,7 @@ pub enum Outcome {
         records: u64,
     },
     /// The zone's data has not changed since the file on disk was written; `zone_serial` is the
-    /// last journal serial that touched it.
+    /// zone's serial.
     Unchanged { path: PathBuf, zone_serial: Serial },
 }
 
@@ -72,14 +74,14 @@ pub fn zone_file_name(apex: &Name) -> String {
     }
 }
 
-/// The SOA serial for a journal serial: its low 32 bits. Serial arithmetic (RFC 1982) keeps
-/// this increasing as long as fewer than 2^31 journal rows separate two versions a secondary
-/// sees, which holds for any registry (a billion changes between two loads).
+/// The SOA serial for a zone's serial: its low 32 bits (as [`Zone::soa_serial`]). Serial
+/// arithmetic (RFC 1982) keeps this increasing while a zone's serial moves by less than 2^31
+/// between two versions a secondary sees (docs/ARCHITECTURE.md, "SOA serials").
 pub fn soa_serial(serial: Serial) -> u32 {
     serial as u32
 }
 
-/// The header line that records the last journal serial that touched the zone in the file.
+/// The header line that records the zone's serial in the file.
 fn serial_line(zone_serial: Serial) -> String {
     format!("; orrery-serial {zone_serial}")
 }
@@ -110,7 +112,8 @@ fn owner(name: &Name, apex: &Name) -> String {
     name.to_fqdn()
 }
 
-/// Writes the zone's opening: header comments, `$ORIGIN`, SOA and apex NS.
+/// Writes the zone's opening: header comments, `$ORIGIN`, SOA and apex NS. `serial` is the
+/// journal serial of the snapshot, the SOA serial's source only for a zone without its own.
 fn write_apex(
     out: &mut impl Write,
     zone: &Zone,
@@ -131,7 +134,7 @@ fn write_apex(
         zone.soa_ttl,
         zone.soa.mname.to_fqdn(),
         zone.soa.rname.to_fqdn(),
-        soa_serial(serial),
+        zone.soa_serial(serial),
         zone.soa.refresh,
         zone.soa.retry,
         zone.soa.expire,
@@ -189,7 +192,7 @@ impl From<StoreError> for VisitError {
 }
 
 /// Writes the master file of `apex` into `dir`, unless the file there already holds the
-/// current serial (and `force` is false). The file is replaced atomically.
+/// zone's current serial (and `force` is false). The file is replaced atomically.
 pub async fn generate_zone(
     store: &Store,
     apex: &Name,
@@ -220,6 +223,7 @@ pub async fn generate_zone(
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut zone: Option<Zone> = None;
+    let mut written_serial = 0;
     let (mut delegations, mut records) = (0u64, 0u64);
 
     let visited = store
@@ -231,6 +235,7 @@ pub async fn generate_zone(
                     zone_serial,
                 } => {
                     zone = Some(z.clone());
+                    written_serial = if zone_serial > 0 { zone_serial } else { serial };
                     write_apex(&mut out, z, serial, zone_serial)
                 }
                 ZoneItem::Domain(d) => {
@@ -244,8 +249,8 @@ pub async fn generate_zone(
             res.map(|n| records += n).map_err(VisitError::Io)
         })
         .await;
-    let serial = match visited {
-        Ok(Some(serial)) => serial,
+    match visited {
+        Ok(Some(_)) => {}
         Ok(None) => {
             let _ = fs::remove_file(&tmp);
             return Err(GenerateError::NoSuchZone(apex.clone()));
@@ -272,7 +277,7 @@ pub async fn generate_zone(
     }
     Ok(Outcome::Written {
         path,
-        serial,
+        serial: written_serial,
         delegations,
         records,
     })
@@ -357,6 +362,7 @@ mod tests {
             ns_ttl: 172_800,
             ds_ttl: 86_400,
             nameservers: vec![n("a.nic.test"), n("ns.other.example")],
+            serial: 40,
         }
     }
 
@@ -430,7 +436,7 @@ mod tests {
         assert!(text.starts_with("; orrery-serial 40\n"));
         assert!(text.contains("$ORIGIN test.\n"));
         assert!(text.contains(
-            "@\t3600\tIN\tSOA\ta.nic.test. hostmaster.nic.test. 42 1800 900 2419200 3600\n"
+            "@\t3600\tIN\tSOA\ta.nic.test. hostmaster.nic.test. 40 1800 900 2419200 3600\n"
         ));
         assert!(text.contains("@\t172800\tIN\tNS\tns.other.example.\n"));
         assert!(text.contains("foo\t172800\tIN\tNS\tns1.foo.test.\n"));
@@ -487,6 +493,45 @@ mod tests {
         let zone_serial = store.zone_serial(&apex).await.unwrap().unwrap();
         assert_eq!(recorded_serial(&path), Some(zone_serial));
         assert!(zone_serial <= serial);
+        assert_eq!(
+            generate_zone(&store, &apex, dir.path(), false)
+                .await
+                .unwrap(),
+            Outcome::Unchanged {
+                path: path.clone(),
+                zone_serial
+            }
+        );
+        let soa = format!(
+            "\tIN\tSOA\ta.nic.test. hostmaster.nic.test. {} ",
+            soa_serial(zone_serial)
+        );
+        assert!(fs::read_to_string(&path).unwrap().contains(&soa));
+        // A change outside the zone (a new contact) leaves its serial, and its file, alone.
+        let head = store.head().await.unwrap();
+        store
+            .add_contact(
+                &orrery_proto::Contact {
+                    handle: "ZS1".into(),
+                    name: "Zed Serial".into(),
+                    organisation: None,
+                    street: vec![],
+                    city: "Oslo".into(),
+                    province: None,
+                    postcode: None,
+                    country: "NO".into(),
+                    email: "zed@example.org".into(),
+                    voice: None,
+                    fax: None,
+                    disclose: false,
+                    created: Timestamp(0),
+                    updated: Timestamp(0),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(store.head().await.unwrap() > head);
         assert_eq!(
             generate_zone(&store, &apex, dir.path(), false)
                 .await

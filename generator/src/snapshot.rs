@@ -4,9 +4,9 @@
 //! [`orrery_satellite::snapshot`]).
 //!
 //! It is built on [`Store::visit_registry`], so every object reflects the same journal serial,
-//! and that serial is the snapshot's: a satellite started from the file serves the same SOA
-//! serial (its low 32 bits) as a BIND server loading zone files generated from the same state,
-//! and a master can bring it up to date with the changes after that serial.
+//! and that serial is the snapshot's (a master can bring the satellite up to date with the
+//! changes after it); each zone carries its own serial, so a satellite started from the file
+//! serves the same SOA serials as a BIND server loading zone files generated from that state.
 //!
 //! Every host object goes into the file, not only the published ones: what is published is
 //! the satellite's own rule ([`orrery_satellite::zone`]), the same as the generator's
@@ -36,6 +36,8 @@ pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Seri
                 RegistryItem::Registrar(r) => data.registrars.push(r),
                 RegistryItem::Contact(c) => data.contacts.push(c),
                 RegistryItem::Serial(_) => {}
+                // A seed snapshot lacking an object would serve it as absent: refuse instead.
+                RegistryItem::BadRow(b) => return Err(orrery_store::StoreError::from(b).into()),
             }
             Ok::<_, GenerateError>(())
         })
@@ -116,7 +118,9 @@ mod tests {
         let zones =
             orrery_satellite::ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
         let zone = zones.zone(&apex).unwrap();
-        assert_eq!(zone.serial, crate::soa_serial(serial));
+        let zone_serial = store.zone_serial(&apex).await.unwrap().unwrap();
+        assert!(zone_serial > 0 && zone_serial <= serial);
+        assert_eq!(zone.serial, crate::soa_serial(zone_serial));
         assert_eq!(
             zone.delegation_count(),
             data.domains.iter().filter(|d| d.is_delegated()).count()

@@ -15,12 +15,18 @@
 //! gap (`resume.rs`), else it takes a snapshot, as one ahead of the master does. The snapshot
 //! is rebuilt only when the previous one has left the window, so satellites booting together
 //! share one.
+//!
+//! Rows the store cannot read are *quarantined* here: the cache keeps the last good version of
+//! each such object (a batch carries no change for it; a reload carries the old version over)
+//! and lists the rows until a later journal row settles them.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use orrery_proto::link::pb;
 use orrery_proto::{Change, ChangeBatch, Contact, Domain, Host, Name, Registrar, Serial, Zone};
+use orrery_store::BadRow;
 use prost::Message;
 use tokio::sync::watch;
 
@@ -72,6 +78,40 @@ impl Registry {
                     self.registrars.remove(&h);
                 }
             }
+        }
+    }
+
+    /// Moves the object a bad row stands for from `old` into `self` (the last good version
+    /// stays published across a reload). A key that is not a valid name never had an object.
+    fn carry_over(&mut self, old: &mut Self, bad: &BadRow) {
+        let name = || bad.object_name();
+        match bad.object {
+            "zone" => {
+                if let Some(z) = name().and_then(|n| old.zones.remove(&n)) {
+                    self.zones.insert(z.name.clone(), z);
+                }
+            }
+            "domain" => {
+                if let Some(d) = name().and_then(|n| old.domains.remove(&n)) {
+                    self.domains.insert(d.name.clone(), d);
+                }
+            }
+            "host" => {
+                if let Some(h) = name().and_then(|n| old.hosts.remove(&n)) {
+                    self.hosts.insert(h.name.clone(), h);
+                }
+            }
+            "contact" => {
+                if let Some(c) = old.contacts.remove(&bad.key) {
+                    self.contacts.insert(c.handle.clone(), c);
+                }
+            }
+            "registrar" => {
+                if let Some(r) = old.registrars.remove(&bad.key) {
+                    self.registrars.insert(r.handle.clone(), r);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -153,6 +193,11 @@ struct State {
     /// The oldest serial the window reaches back to.
     window_start: Serial,
     snapshot: Option<Arc<Snapshot>>,
+    /// Whether the registry has been loaded. Before that the cache knows nothing: it serves
+    /// no snapshot, and satellites resume from the store's journal or wait (see `since`).
+    loaded: bool,
+    /// Quarantined rows by `(object kind, key)`.
+    quarantine: HashMap<(&'static str, String), BadRow>,
 }
 
 /// The cache shared by the follower (writer) and the link service (readers).
@@ -164,6 +209,8 @@ pub struct Cache {
     /// Held while building a snapshot, so that concurrent requests build it once.
     building: Mutex<()>,
     settings: LinkSettings,
+    /// Rows that entered quarantine (or changed reason) since start.
+    quarantined_total: AtomicU64,
 }
 
 impl Cache {
@@ -173,6 +220,7 @@ impl Cache {
             generation: watch::Sender::new(0),
             building: Mutex::new(()),
             settings,
+            quarantined_total: AtomicU64::new(0),
         }
     }
 
@@ -189,10 +237,32 @@ impl Cache {
     /// Replaces everything with the state in `full` (all changes after serial 0). The window
     /// starts empty at its serial: satellites behind it will take a snapshot.
     pub fn load(&self, full: ChangeBatch) {
+        self.load_quarantined(full, Vec::new());
+    }
+
+    /// [`Cache::load`] from a read that could not read the `bad` rows: the quarantine becomes
+    /// exactly those, and the object each stands for keeps the version the cache held (if any).
+    /// Returns the rows newly quarantined (for the caller to report).
+    pub fn load_quarantined(&self, full: ChangeBatch, bad: Vec<BadRow>) -> Vec<BadRow> {
         let mut registry = Registry::default();
         registry.apply(full.changes);
+        let fresh;
         {
             let mut s = self.write();
+            let mut old = std::mem::take(&mut s.registry);
+            let mut quarantine = HashMap::with_capacity(bad.len());
+            for b in &bad {
+                registry.carry_over(&mut old, b);
+            }
+            fresh = bad
+                .into_iter()
+                .filter_map(|b| {
+                    let key = (b.object, b.key.clone());
+                    let new = s.quarantine.get(&key) != Some(&b);
+                    quarantine.insert(key, b.clone());
+                    new.then_some(b)
+                })
+                .collect::<Vec<_>>();
             *s = State {
                 serial: full.upto,
                 registry,
@@ -200,9 +270,55 @@ impl Cache {
                 window_changes: 0,
                 window_start: full.upto,
                 snapshot: None,
+                loaded: true,
+                quarantine,
             };
         }
+        self.quarantined_total
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         self.generation.send_modify(|g| *g += 1);
+        fresh
+    }
+
+    /// Updates the quarantine after a batch: `bad` rows enter it (their objects keep the
+    /// version the cache holds: the batch carried no change for them), `settled` objects leave
+    /// it. Returns the rows newly quarantined and the entries that left.
+    pub fn quarantine(
+        &self,
+        bad: Vec<BadRow>,
+        settled: &[(&'static str, String)],
+    ) -> (Vec<BadRow>, Vec<BadRow>) {
+        let mut s = self.write();
+        if s.quarantine.is_empty() && bad.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let left = settled
+            .iter()
+            .filter_map(|(kind, key)| s.quarantine.remove(&(*kind, key.clone())))
+            .collect();
+        let fresh: Vec<BadRow> = bad
+            .into_iter()
+            .filter(|b| {
+                let key = (b.object, b.key.clone());
+                let new = s.quarantine.get(&key) != Some(b);
+                s.quarantine.insert(key, b.clone());
+                new
+            })
+            .collect();
+        self.quarantined_total
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        (fresh, left)
+    }
+
+    /// The rows quarantined now, in no particular order.
+    pub fn quarantined(&self) -> Vec<BadRow> {
+        self.read().quarantine.values().cloned().collect()
+    }
+
+    /// How many rows entered quarantine (or were quarantined again for another reason) since
+    /// the master started: a counter for monitoring.
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined_total.load(Ordering::Relaxed)
     }
 
     /// Applies the next batch and adds it to the window.
@@ -268,9 +384,21 @@ impl Cache {
         self.generation.subscribe()
     }
 
-    /// What a satellite whose applied serial is `from` needs next.
+    /// Whether the registry has been loaded (see [`Cache::load`]).
+    pub fn is_loaded(&self) -> bool {
+        self.read().loaded
+    }
+
+    /// What a satellite whose applied serial is `from` needs next. Before the registry is
+    /// loaded every serial is "before the window": only the store's journal can serve it.
     pub fn since(&self, from: Serial) -> Catchup {
         let s = self.read();
+        if !s.loaded {
+            return Catchup::BeforeWindow {
+                window_start: s.window_start,
+                head: s.serial,
+            };
+        }
         if from > s.serial {
             return Catchup::SnapshotRequired {
                 window_start: s.window_start,
@@ -431,6 +559,68 @@ mod tests {
         ));
         assert_eq!(upto(cache.since(12)), vec![15, 16, 20]);
         assert_eq!(cache.objects(), 3);
+    }
+
+    fn zone(name: &str, serial: Serial) -> Change {
+        Change::Zone(Zone {
+            name: Name::from_ascii(name).unwrap(),
+            soa: orrery_proto::Soa {
+                mname: Name::from_ascii("a.nic.test").unwrap(),
+                rname: Name::from_ascii("hostmaster.nic.test").unwrap(),
+                refresh: 1800,
+                retry: 900,
+                expire: 604_800,
+                minimum: 300,
+            },
+            soa_ttl: 3600,
+            ns_ttl: 3600,
+            ds_ttl: 3600,
+            nameservers: vec![],
+            serial,
+        })
+    }
+
+    /// The zone serials in the cache's current snapshot, as a satellite decodes them.
+    fn snapshot_zone_serials(cache: &Cache) -> Vec<(String, Serial)> {
+        let mut zones: Vec<(String, Serial)> = cache
+            .snapshot()
+            .chunks
+            .iter()
+            .flat_map(|c| &c.objects)
+            .filter_map(|o| {
+                match Change::try_from(pb::Change::decode(o.as_ref()).unwrap()).unwrap() {
+                    Change::Zone(z) => Some((z.name.to_string(), z.serial)),
+                    _ => None,
+                }
+            })
+            .collect();
+        zones.sort();
+        zones
+    }
+
+    #[test]
+    fn zones_keep_their_own_serial_into_the_snapshot() {
+        let cache = Cache::new(settings());
+        cache.load(batch(0, 10, vec![zone("a", 4), zone("b", 9), host("x.a")]));
+        assert_eq!(
+            snapshot_zone_serials(&cache),
+            [("a".into(), 4), ("b".into(), 9)]
+        );
+        // A batch touching `a` carries `a` at its new serial; `b` keeps its own, though the
+        // head moved past it.
+        cache
+            .apply(batch(10, 14, vec![zone("a", 13), host("y.a")]))
+            .unwrap();
+        for i in 14..18 {
+            cache
+                .apply(batch(i, i + 1, vec![host(&format!("h{i}.test"))]))
+                .unwrap();
+        }
+        assert_eq!(cache.snapshot().serial, 18);
+        assert_eq!(
+            snapshot_zone_serials(&cache),
+            [("a".into(), 13), ("b".into(), 9)]
+        );
     }
 
     #[test]

@@ -10,12 +10,19 @@
 //!
 //! The number of store calls depends on time and on the rate of commits, never on the number
 //! of satellites: [`JournalFollower::store_calls`] counts them.
+//!
+//! A row the store cannot read never stops the follower: it is quarantined in the cache (the
+//! object keeps its last good version, everything else flows) and logged as a warning naming
+//! table, object and key — once, when it enters quarantine, not on every poll: the store
+//! reports a bad row only when a journal row names it or a reload reads it. When a later
+//! journal row names the object and it reads fine (or is gone), it leaves quarantine and the
+//! fix propagates like any change.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use orrery_proto::{Change, ChangeBatch};
-use orrery_store::{ChangesSince, RegistryItem, Store, StoreError};
+use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -66,10 +73,17 @@ impl JournalFollower {
         self.store.changes_since(after, max).await
     }
 
-    /// Loads the whole registry, replacing the cache. Returns the serial loaded.
+    /// The rows quarantined now (see [`Cache::quarantined`]).
+    pub fn quarantined(&self) -> Vec<BadRow> {
+        self.cache.quarantined()
+    }
+
+    /// Loads the whole registry, replacing the cache (quarantined objects keep the version the
+    /// cache held). Returns the serial loaded.
     pub async fn load(&self) -> Result<orrery_proto::Serial, StoreError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut changes = Vec::new();
+        let mut bad = Vec::new();
         let serial = self
             .store
             .visit_registry(|item| {
@@ -80,6 +94,7 @@ impl JournalFollower {
                     RegistryItem::Zone(z) => changes.push(Change::Zone(z)),
                     RegistryItem::Host(h) => changes.push(Change::Host(h)),
                     RegistryItem::Domain(d) => changes.push(Change::Domain(d)),
+                    RegistryItem::BadRow(b) => bad.push(b),
                 }
                 Ok::<_, StoreError>(())
             })
@@ -89,10 +104,14 @@ impl JournalFollower {
             upto: serial,
             changes,
         };
-        self.cache.load(full);
+        let quarantined = bad.len();
+        for b in self.cache.load_quarantined(full, bad) {
+            report_quarantined(&b);
+        }
         tracing::info!(
             serial,
             objects = self.cache.objects(),
+            quarantined,
             "loaded the registry into the cache"
         );
         // The snapshot a bare satellite will ask for, built now in the background rather than
@@ -121,7 +140,8 @@ impl JournalFollower {
             .changes_since(head, self.settings.max_batch_entries)
             .await?
         {
-            ChangesSince::Batch(batch) => {
+            ChangesSince::Batch(journal) => {
+                let batch = journal.batch;
                 let (after, upto, n) = (batch.after, batch.upto, batch.changes.len());
                 if n == 0 && upto == after {
                     return Ok(0);
@@ -130,6 +150,19 @@ impl JournalFollower {
                     tracing::error!(error = %gap, "journal batch does not follow the cache; reloading");
                     self.load().await?;
                     return Ok(self.cache.objects());
+                }
+                let (fresh, left) = self.cache.quarantine(journal.bad_rows, &journal.settled);
+                for b in &fresh {
+                    report_quarantined(b);
+                }
+                for b in &left {
+                    tracing::info!(
+                        table = b.table,
+                        object = b.object,
+                        key = %b.key,
+                        upto,
+                        "quarantined row is readable again (or gone); its change propagates"
+                    );
                 }
                 tracing::debug!(after, upto, changes = n, "applied journal batch");
                 Ok(n)
@@ -160,6 +193,18 @@ impl JournalFollower {
             }
         }
     }
+}
+
+/// The loud report of a row entering quarantine.
+fn report_quarantined(b: &BadRow) {
+    tracing::warn!(
+        table = b.table,
+        object = b.object,
+        key = %b.key,
+        reason = %b.reason,
+        "bad row quarantined: the object keeps its last good version until the row is fixed \
+         (orrery-admin bad-rows lists them)"
+    );
 }
 
 /// Listens on [`NOTIFY_CHANNEL`] and wakes the follower for each notification, reconnecting
@@ -195,5 +240,225 @@ pub async fn listen_for_commits(url: String, wake: Arc<Notify>, shutdown: Cancel
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::{Contact, EppStatus, Name, Registrar, Timestamp};
+    use orrery_store::write::{NewDomain, NewZone, NsSpec};
+
+    use super::*;
+    use crate::config::LinkSettings;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    /// A SQLite store in `dir` with a zone, a registrar, a contact and two domains, and a
+    /// second pool on the same file for plain SQL (a registration system writing the tables).
+    async fn registry(dir: &std::path::Path) -> (Store, sqlx::SqlitePool) {
+        let url = format!("sqlite:{}", dir.join("r.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store
+            .add_zone(&NewZone {
+                name: n("test"),
+                mname: n("a.nic.test"),
+                rname: n("hostmaster.nic.test"),
+                refresh: 1800,
+                retry: 900,
+                expire: 2_419_200,
+                minimum: 3600,
+                soa_ttl: 3600,
+                ns_ttl: 172_800,
+                ds_ttl: 86_400,
+                nameservers: vec![NsSpec {
+                    name: n("a.nic.test"),
+                    addresses: vec!["127.0.0.1".parse().unwrap()],
+                }],
+            })
+            .await
+            .unwrap();
+        store
+            .add_registrar(&Registrar::new("R1", "Registrar One"))
+            .await
+            .unwrap();
+        store
+            .add_contact(
+                &Contact {
+                    handle: "C1".into(),
+                    name: "Jo".into(),
+                    organisation: None,
+                    street: vec![],
+                    city: "Town".into(),
+                    province: None,
+                    postcode: None,
+                    country: "FR".into(),
+                    email: "jo@example.org".into(),
+                    voice: None,
+                    fax: None,
+                    disclose: false,
+                    created: Timestamp(0),
+                    updated: Timestamp(0),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        for (name, ns) in [("foo.test", "ns1.foo.test"), ("bar.test", "ns1.bar.test")] {
+            store
+                .add_domain(&NewDomain {
+                    name: n(name),
+                    registrar: "R1".into(),
+                    registrant: Some("C1".into()),
+                    admin: None,
+                    tech: None,
+                    billing: None,
+                    expires: Timestamp(2_000_000_000),
+                    statuses: vec![],
+                    nameservers: vec![NsSpec {
+                        name: n(ns),
+                        addresses: vec!["192.0.2.1".parse().unwrap()],
+                    }],
+                    ds: vec![],
+                })
+                .await
+                .unwrap();
+        }
+        let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+        (store, raw)
+    }
+
+    async fn sql(raw: &sqlx::SqlitePool, statements: &[&str]) {
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(raw)
+                .await
+                .unwrap();
+        }
+    }
+
+    fn follower(store: &Store) -> (JournalFollower, Arc<Cache>) {
+        let cache = Arc::new(Cache::new(LinkSettings::default()));
+        let f = JournalFollower::new(store.clone(), cache.clone(), FollowSettings::default());
+        (f, cache)
+    }
+
+    fn quarantined_keys(f: &JournalFollower) -> Vec<String> {
+        let mut keys: Vec<_> = f.quarantined().into_iter().map(|b| b.key).collect();
+        keys.sort();
+        keys
+    }
+
+    const BREAK: [&str; 5] = [
+        "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogus' FROM domain WHERE name = 'foo.test'",
+        "UPDATE host_address SET address = 'not-an-ip' WHERE host_id = (SELECT id FROM host WHERE name = 'ns1.foo.test')",
+        "UPDATE zone SET soa_ttl = 'an hour'",
+        "UPDATE contact SET country = 'XYZ'",
+        "UPDATE registrar SET iana_id = -1",
+    ];
+    const FIX: [&str; 5] = [
+        "DELETE FROM domain_status WHERE status = 'bogus'",
+        "UPDATE host_address SET address = '192.0.2.9' WHERE address = 'not-an-ip'",
+        "UPDATE zone SET soa_ttl = 600",
+        "UPDATE contact SET country = 'DE'",
+        "UPDATE registrar SET iana_id = 42",
+    ];
+
+    /// A bad row in each table never stops the follower: everything else flows, each object
+    /// keeps its last good version (also across a full reload), and the fix propagates.
+    #[tokio::test]
+    async fn bad_rows_keep_the_last_good_version_and_the_rest_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, raw) = registry(dir.path()).await;
+        let (f, cache) = follower(&store);
+        f.load().await.unwrap();
+        assert!(f.quarantined().is_empty());
+        let before = cache.with_registry(|r| r.len());
+
+        sql(&raw, &BREAK).await;
+        sql(
+            &raw,
+            &["INSERT INTO domain_status(domain_id, status) SELECT id, 'clientHold' FROM domain WHERE name = 'bar.test'"],
+        )
+        .await;
+        f.poll_once().await.unwrap();
+        assert_eq!(
+            quarantined_keys(&f),
+            vec!["C1", "R1", "foo.test", "ns1.foo.test", "test"]
+        );
+        assert_eq!(cache.quarantined_total(), 5);
+        let check_old = |cache: &Cache| {
+            cache.with_registry(|r| {
+                assert_eq!(r.len(), before, "nothing removed");
+                assert_eq!(r.domains[&n("foo.test")].statuses, vec![EppStatus::Ok]);
+                assert_eq!(
+                    r.hosts[&n("ns1.foo.test")].addresses,
+                    vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+                );
+                assert_eq!(r.zones[&n("test")].soa_ttl, 3600);
+                assert_eq!(r.contacts["C1"].country, "FR");
+                assert_eq!(r.registrars["R1"].iana_id, None);
+                // The good change flowed.
+                assert!(
+                    r.domains[&n("bar.test")]
+                        .statuses
+                        .contains(&EppStatus::ClientHold)
+                );
+            })
+        };
+        check_old(&cache);
+        // Polling again reports nothing new (the log line is not repeated every poll).
+        f.poll_once().await.unwrap();
+        assert_eq!(cache.quarantined_total(), 5);
+
+        // A full reload (what a gap or a restart does) keeps the last good versions.
+        f.load().await.unwrap();
+        check_old(&cache);
+        assert_eq!(quarantined_keys(&f).len(), 5);
+        assert_eq!(cache.quarantined_total(), 5, "same rows, same reasons");
+
+        sql(&raw, &FIX).await;
+        f.poll_once().await.unwrap();
+        assert!(f.quarantined().is_empty(), "{:?}", f.quarantined());
+        cache.with_registry(|r| {
+            assert_eq!(r.domains[&n("foo.test")].statuses, vec![EppStatus::Ok]);
+            assert_eq!(
+                r.hosts[&n("ns1.foo.test")].addresses,
+                vec!["192.0.2.9".parse::<std::net::IpAddr>().unwrap()]
+            );
+            assert_eq!(r.zones[&n("test")].soa_ttl, 600);
+            assert_eq!(r.contacts["C1"].country, "DE");
+            assert_eq!(r.registrars["R1"].iana_id, Some(42));
+        });
+        assert_eq!(cache.head(), store.head().await.unwrap());
+    }
+
+    /// The master starts with bad rows present: they are quarantined (nothing to publish for
+    /// them yet), the rest is loaded, and a fix brings them in.
+    #[tokio::test]
+    async fn starts_with_bad_rows_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, raw) = registry(dir.path()).await;
+        sql(&raw, &BREAK).await;
+        let (f, cache) = follower(&store);
+        f.load().await.unwrap();
+        assert_eq!(
+            quarantined_keys(&f),
+            vec!["C1", "R1", "foo.test", "ns1.foo.test", "test"]
+        );
+        cache.with_registry(|r| {
+            assert!(r.domains.contains_key(&n("bar.test")));
+            assert!(r.hosts.contains_key(&n("ns1.bar.test")));
+            assert!(!r.domains.contains_key(&n("foo.test")));
+        });
+        sql(&raw, &FIX).await;
+        f.poll_once().await.unwrap();
+        assert!(f.quarantined().is_empty());
+        cache.with_registry(|r| {
+            assert!(r.domains.contains_key(&n("foo.test")));
+            assert!(r.zones.contains_key(&n("test")));
+            assert!(r.registrars.contains_key("R1"));
+        });
     }
 }

@@ -91,9 +91,11 @@ pub struct Master {
 }
 
 impl Master {
-    /// Loads the registry from `store` (waiting for the store as long as it is unreachable),
-    /// then serves the link on every listener until `shutdown` is cancelled. The listeners
-    /// are already bound (tests bind `127.0.0.1:0`).
+    /// Serves the link on every listener until `shutdown` is cancelled, and loads the registry
+    /// from `store` (waiting for the store as long as it is unreachable); returns once it is
+    /// loaded. While it loads, satellites with a state resume from the store's journal and
+    /// bare ones are asked to retry. The listeners are already bound (tests bind
+    /// `127.0.0.1:0`).
     pub async fn start(
         config: &MasterConfig,
         store: Store,
@@ -105,19 +107,8 @@ impl Master {
         let cache = Arc::new(Cache::new(config.link.clone()));
         let satellites = Arc::new(Satellites::new(config.satellites.clone()));
         let follower = JournalFollower::new(store.clone(), cache.clone(), config.follow.clone());
-        wait_for_store::retry("loading the registry", &shutdown, || follower.load()).await?;
-        let store_calls = follower.store_calls();
-        let wake = follower.waker();
-        let mut tasks = JoinSet::new();
-        if store.backend() == Backend::Postgres {
-            tasks.spawn(follow_journal::listen_for_commits(
-                config.store.clone(),
-                wake.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tasks.spawn(follower.run(shutdown.clone()));
         let resume = Arc::new(Resume::new(store.clone(), config.follow.max_batch_entries));
+        let mut tasks = JoinSet::new();
         let service = LinkService::new(
             cache.clone(),
             resume.clone(),
@@ -133,6 +124,21 @@ impl Master {
                 }
             });
         }
+        // Loading the registry takes seconds at a million domains. The link serves meanwhile:
+        // a satellite that has a state resumes from the store's journal (the gap needs no
+        // cache), so a master restart costs it seconds, not the load (docs/BENCHMARKS.md).
+        // Bare satellites are asked to come back once the cache is loaded.
+        wait_for_store::retry("loading the registry", &shutdown, || follower.load()).await?;
+        let store_calls = follower.store_calls();
+        let wake = follower.waker();
+        if store.backend() == Backend::Postgres {
+            tasks.spawn(follow_journal::listen_for_commits(
+                config.store.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(follower.run(shutdown.clone()));
         let counters = service.counters();
         Ok(Self {
             cache,

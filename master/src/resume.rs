@@ -159,12 +159,20 @@ impl Resume {
                     row.serial
                 )));
             }
+            // Nothing after `from`: the satellite is up to date if `from` is the head (the
+            // usual case at a master restart), ahead of the store otherwise (a store restored
+            // from an older backup: only a snapshot brings it back in line).
             None => {
-                return Ok(Gap::Unavailable(format!(
-                    "the journal holds nothing after serial {from}"
-                )));
+                let head = self.store.head().await?;
+                if from != head {
+                    return Ok(Gap::Unavailable(format!(
+                        "serial {from} is ahead of the store's journal head {head}"
+                    )));
+                }
             }
         }
-        Ok(Gap::Batch(Arc::new(pb::ChangeBatch::from(&batch))))
+        // Unreadable rows carry no change (see `JournalBatch`): the satellite keeps the version
+        // it has, as the master's cache does.
+        Ok(Gap::Batch(Arc::new(pb::ChangeBatch::from(&batch.batch))))
     }
 }

@@ -138,16 +138,33 @@ impl Link for LinkService {
         self.satellites
             .begin_session(&peer.identity, peer.connection, peer.addr);
         let req = req.into_inner();
-        let (head, mut window_start) = self.cache.positions();
+        let loaded = self.cache.is_loaded();
+        let (mut head, mut window_start) = self.cache.positions();
         // A satellite older than the window (e.g. after a master restart) is told it can
         // follow from its serial when the journal still holds the gap: its change stream then
-        // starts with the batch read here (shared, see resume.rs), not with a snapshot.
+        // starts with the batch read here (shared, see resume.rs), not with a snapshot. This
+        // is also how a master still loading its registry serves a satellite that has a
+        // state: the gap comes from the store, and the cache is not needed for it.
         let applied = req.applied_serial;
         if applied > 0
-            && applied < window_start
-            && matches!(self.resume.gap(applied).await, Gap::Batch(_))
+            && (!loaded || applied < window_start)
+            && let Gap::Batch(batch) = self.resume.gap(applied).await
         {
             window_start = applied;
+            head = head.max(batch.upto);
+        }
+        if !loaded && window_start != applied {
+            // A bare satellite, or one the journal cannot resume: it needs a snapshot, and
+            // there is none before the registry is loaded. It retries after its backoff.
+            tracing::info!(
+                satellite = %peer.identity,
+                peer = %peer.addr,
+                applied_serial = applied,
+                "satellite needs a snapshot; still loading the registry"
+            );
+            return Err(Status::unavailable(
+                "the master is still loading the registry; try again shortly",
+            ));
         }
         tracing::info!(
             satellite = %peer.identity,
@@ -226,6 +243,11 @@ impl Link for LinkService {
         let (peer, _) = self.require_satellite(&req, "Snapshot")?;
         let session = self.require_session(&peer, "Snapshot")?;
         let req = req.into_inner();
+        if !self.cache.is_loaded() {
+            return Err(Status::unavailable(
+                "the master is still loading the registry; try again shortly",
+            ));
+        }
         let snapshot = if req.serial == 0 {
             // Building may take a while for a large registry: keep it off the I/O threads.
             let cache = self.cache.clone();
@@ -306,6 +328,13 @@ impl LinkService {
                             sent = tx.send(Ok(event)) => if sent.is_err() { return StreamEnd::SatelliteLeft },
                         }
                     }
+                    None
+                }
+                Catchup::BeforeWindow { .. }
+                    if !cache.is_loaded() && resumed_to.is_some_and(|r| from >= r) =>
+                {
+                    // Resumed from the journal while the registry is still loading: what
+                    // follows comes from the cache once it is loaded (its generation moves).
                     None
                 }
                 Catchup::BeforeWindow { window_start, head } => match self.resume.gap(from).await {

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use orrery_proto::backoff::Backoff;
+use orrery_proto::backoff::{Backoff, Retry};
 use orrery_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
+    let mut backoff = Retry::new(Backoff::capped(FIRST_PAUSE, MAX_PAUSE));
     loop {
         let result = tokio::select! {
             () = shutdown.cancelled() => return Err(WaitError::Stopped),

@@ -120,8 +120,8 @@ impl fmt::Display for EppStatus {
     }
 }
 
-/// The SOA fields a zone's operator chooses (RFC 1035 §3.3.13); the serial comes from the
-/// journal.
+/// The SOA fields a zone's operator chooses (RFC 1035 §3.3.13); the serial is the zone's own
+/// ([`Zone::serial`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Soa {
     pub mname: Name,
@@ -146,6 +146,24 @@ pub struct Zone {
     pub ds_ttl: u32,
     /// The zone's own nameservers (apex NS); their addresses live on their [`Host`] objects.
     pub nameservers: Vec<Name>,
+    /// The journal serial of the last committed change to the zone's content: its SOA serial
+    /// is the low 32 bits ([`Zone::soa_serial`]), the same on every server built from one
+    /// store state, and unmoved by changes elsewhere (docs/ARCHITECTURE.md, "SOA serials").
+    /// 0 when unknown (from a master older than per-zone serials): consumers then use the
+    /// journal serial of the state they hold, the rule of those releases.
+    pub serial: Serial,
+}
+
+impl Zone {
+    /// The SOA serial for this zone in a state at journal serial `state`: the low 32 bits of
+    /// [`Zone::serial`], or of `state` when the zone's serial is unknown. Serial arithmetic
+    /// (RFC 1982 §3) compares SOA serials modulo 2^32, so the truncation is correct while a
+    /// zone's serial moves by less than 2^31 between two versions a secondary sees (see
+    /// docs/ARCHITECTURE.md).
+    pub fn soa_serial(&self, state: Serial) -> u32 {
+        let serial = if self.serial > 0 { self.serial } else { state };
+        serial as u32
+    }
 }
 
 /// A nameserver host object (RFC 5732). Addresses are kept for hosts inside a zone of the

@@ -8,7 +8,10 @@
 //!
 //! Registry data (domains, hosts, zones) is stored with [`Name::to_string`]: lower-case A-labels
 //! without the trailing dot. IDNs given in U-labels are converted with UTS #46 by
-//! [`Name::from_user`].
+//! [`Name::from_user`]. Names a registry *registers* are checked further by
+//! [`Name::check_registry`] (IDNA2008: every A-label valid, RFC 5891 §4.2.3.1 hyphen rule);
+//! names read from DNS messages are not, so a query for `ab--cd.tld` is simply NXDOMAIN, and
+//! the wire decoder stays free of that work.
 
 use std::fmt;
 
@@ -35,6 +38,11 @@ pub enum NameError {
     HyphenAtEdge(String),
     #[error("not a valid internationalised domain name: {0}")]
     Idna(String),
+    #[error(
+        "label {0:?} has hyphens in its third and fourth positions, which only A-labels \
+         (xn--) may have (RFC 5891 §4.2.3.1)"
+    )]
+    ReservedHyphens(String),
     #[error("malformed wire-format name")]
     BadWire,
     #[error("compression pointer does not point backwards")]
@@ -236,6 +244,25 @@ impl Name {
         Ok(())
     }
 
+    /// Parses a name to register: [`Name::from_user`] (U-labels become A-labels), then
+    /// [`Name::check_registry`].
+    pub fn from_registry(text: &str) -> Result<Self, NameError> {
+        let name = Self::from_user(text)?;
+        name.check_registry()?;
+        Ok(name)
+    }
+
+    /// Checks the rules for names a registry registers (domains, hosts, zones): the host name
+    /// rules of [`Name::check_hostname`], and IDNA2008 (RFC 5890/5891, with UTS #46 as the
+    /// mapping): a label with hyphens in its third and fourth positions must be an A-label
+    /// (`xn--`), and an A-label must be valid Punycode that decodes to a valid U-label which
+    /// encodes back to exactly that A-label (which refuses non-NFC, disallowed code points,
+    /// mere ASCII, and other spellings of one U-label).
+    pub fn check_registry(&self) -> Result<(), NameError> {
+        self.check_hostname()?;
+        self.labels().try_for_each(check_idna_label)
+    }
+
     /// Presentation form with the trailing dot, as master files want it.
     pub fn to_fqdn(&self) -> String {
         if self.is_root() {
@@ -244,6 +271,32 @@ impl Name {
             format!("{self}.")
         }
     }
+}
+
+/// The IDNA2008 rules of [`Name::check_registry`] for one LDH label (lower case).
+fn check_idna_label(label: &[u8]) -> Result<(), NameError> {
+    if label.get(2..4) != Some(b"--") {
+        return Ok(());
+    }
+    // LDH, as `check_hostname` verified.
+    let text = String::from_utf8_lossy(label);
+    let Some(punycode) = text.strip_prefix("xn--") else {
+        return Err(NameError::ReservedHyphens(text.into_owned()));
+    };
+    let bad = |why: String| NameError::Idna(format!("{text:?} is not a valid A-label: {why}"));
+    let ulabel = idna::punycode::decode_to_string(punycode)
+        .ok_or_else(|| bad("its Punycode does not decode".into()))?;
+    if ulabel.is_ascii() {
+        return Err(bad(format!("it decodes to the ASCII {ulabel:?}")));
+    }
+    let back = idna::domain_to_ascii_strict(&ulabel)
+        .map_err(|_| bad(format!("{ulabel:?} is not a valid U-label")))?;
+    if back != text {
+        return Err(bad(format!(
+            "its U-label {ulabel:?} encodes as {back:?}, not as itself"
+        )));
+    }
+    Ok(())
 }
 
 /// Walks the labels of a possibly compressed wire name in `msg` starting at `pos`, giving each
@@ -390,6 +443,61 @@ impl<'de> serde::Deserialize<'de> for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_names_follow_idna2008() {
+        for bad in ["xn--zz.test", "xn--a.test", "xn--ab--c.test"] {
+            let err = Name::from_registry(bad).unwrap_err();
+            assert!(
+                matches!(&err, NameError::Idna(m) if m.contains("not a valid A-label")),
+                "{bad}: {err}"
+            );
+        }
+        // RFC 5891 §4.2.3.1: `--` in positions 3-4 only for A-labels.
+        assert_eq!(
+            Name::from_registry("ab--cd.test"),
+            Err(NameError::ReservedHyphens("ab--cd".into()))
+        );
+        // Not even LDH, and a Punycode that does not encode the U-label it decodes to.
+        assert!(Name::from_registry("xn--.test").is_err());
+        // An upper-case U-label (`bÜcher`) and a non-NFC one (`bu` + U+0308 `cher`): UTS #46
+        // maps both to `bücher`, whose A-label is another.
+        for bad in ["xn--bcher-2pa.test", "xn--bucher-xyd.test"] {
+            let err = Name::from_registry(bad).unwrap_err();
+            assert!(err.to_string().contains("not as itself"), "{bad}: {err}");
+        }
+        // Valid IDNs, as A-labels or U-labels (mapped by UTS #46, NFC).
+        for (input, a) in [
+            ("xn--bcher-kva.test", "xn--bcher-kva.test"),
+            ("bücher.test", "xn--bcher-kva.test"),
+            ("BÜCHER.test", "xn--bcher-kva.test"),
+            ("xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
+            ("пример.test", "xn--e1afmkfd.test"),
+            ("a-b--c.test", "a-b--c.test"),
+            ("ab-cd.test", "ab-cd.test"),
+        ] {
+            assert_eq!(
+                Name::from_registry(input).unwrap().to_string(),
+                a,
+                "{input}"
+            );
+        }
+        // A non-NFC U-label is normalised, never stored as is.
+        assert_eq!(
+            Name::from_registry("bu\u{0308}cher.test")
+                .unwrap()
+                .to_string(),
+            "xn--bcher-kva.test"
+        );
+        // The DNS side is untouched: such names still parse (a query for them is NXDOMAIN).
+        assert!(Name::from_ascii("ab--cd.test").is_ok());
+        assert!(
+            Name::from_ascii("xn--zz.test")
+                .unwrap()
+                .check_hostname()
+                .is_ok()
+        );
+    }
 
     #[test]
     fn parses_and_folds_case() {

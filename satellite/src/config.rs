@@ -14,6 +14,7 @@ use orrery_proto::link::convert::{MAX_NSID_LEN, MAX_WORKERS};
 use serde::Deserialize;
 
 use crate::leaf::{Selector, SelectorConfig, SelectorError};
+use crate::udp::{MAX_BATCH, UdpSettings};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,10 @@ struct ServerSection {
     workers: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
     tcp_max_connections: Option<usize>,
+    udp_batch: Option<usize>,
+    udp_reuseport: Option<bool>,
+    #[serde(default)]
+    cpu_affinity: Vec<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,8 +59,10 @@ struct EdnsSection {
 pub struct Config {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
-    /// UDP worker threads per UDP socket.
+    /// UDP worker threads per UDP address.
     pub workers: usize,
+    /// Batching, socket per worker and pinning of the UDP workers.
+    pub udp_settings: UdpSettings,
     /// RFC 7766 §6.2.3: close idle TCP connections after this long.
     pub tcp_idle_timeout: Duration,
     /// Most TCP connections served at once; more are closed on accept.
@@ -119,6 +126,26 @@ impl Config {
                 format!("{workers} is not in 1..={MAX_WORKERS}"),
             ));
         }
+        let defaults = UdpSettings::default();
+        let batch = file.server.udp_batch.unwrap_or(defaults.batch);
+        if !(1..=MAX_BATCH).contains(&batch) {
+            return Err(field(
+                "server.udp_batch",
+                format!("{batch} is not in 1..={MAX_BATCH}"),
+            ));
+        }
+        // CPU_SETSIZE: the most CPUs an affinity mask names.
+        if let Some(cpu) = file.server.cpu_affinity.iter().find(|&&c| c >= 1024) {
+            return Err(field(
+                "server.cpu_affinity",
+                format!("CPU {cpu} is not in 0..1024"),
+            ));
+        }
+        let udp_settings = UdpSettings {
+            batch,
+            reuseport: file.server.udp_reuseport.unwrap_or(defaults.reuseport),
+            cpu_affinity: file.server.cpu_affinity,
+        };
         let tcp_max_connections = file.server.tcp_max_connections.unwrap_or(1024);
         if tcp_max_connections == 0 {
             return Err(field(
@@ -156,6 +183,7 @@ impl Config {
             udp,
             tcp,
             workers,
+            udp_settings,
             tcp_idle_timeout: Duration::from_millis(
                 file.server.tcp_idle_timeout_ms.unwrap_or(10_000),
             ),
@@ -191,9 +219,27 @@ mod tests {
             assert_eq!(c.udp, ["127.0.0.1:5353".parse().unwrap()]);
             assert_eq!(c.tcp, c.udp);
             assert_eq!(c.workers, 2);
+            assert_eq!(c.udp_settings, UdpSettings::default());
             assert_eq!(c.nsid.as_deref(), Some(&b"sat1.example"[..]));
             assert_eq!(c.selector.chains[0].name, "main");
         }
+    }
+
+    #[test]
+    fn reads_the_udp_settings() {
+        let text = EXAMPLE.replace(
+            "workers = 2",
+            "workers = 2\nudp_batch = 1\nudp_reuseport = false\ncpu_affinity = [1, 0]",
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            c.udp_settings,
+            UdpSettings {
+                batch: 1,
+                reuseport: false,
+                cpu_affinity: vec![1, 0],
+            }
+        );
     }
 
     #[test]
@@ -227,6 +273,16 @@ mod tests {
         let longest = "x".repeat(MAX_NSID_LEN);
         let c = Config::parse(&EXAMPLE.replace("sat1.example", &longest)).unwrap();
         assert_eq!(c.nsid.map(|n| n.len()), Some(MAX_NSID_LEN));
+        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\nudp_batch = 65"))
+            .unwrap_err();
+        assert!(err.to_string().contains("server.udp_batch"), "{err}");
+        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\nudp_batch = 0"))
+            .unwrap_err();
+        assert!(err.to_string().contains("server.udp_batch"), "{err}");
+        let err =
+            Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\ncpu_affinity = [0, 1024]"))
+                .unwrap_err();
+        assert!(err.to_string().contains("server.cpu_affinity"), "{err}");
         assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
         assert_eq!(parse_hex("0"), None);
     }

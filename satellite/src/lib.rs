@@ -2,16 +2,16 @@
 //! registrations, answered from preallocated hash tables through Selector chains of leaves.
 //!
 //! ```text
-//!  UDP socket ─┐   worker thread (N, fixed at start-up)         TCP connection (RFC 7766)
-//!              ▼   owns its Event: buffers reused for ever       takes an Event from a
-//!  recv_from ──► Event::load (wire: parse header, question, OPT)  free list, returns it
+//!  UDP socket ─┐   worker thread (N, fixed at start-up), each     TCP connection (RFC 7766)
+//!  per worker  ▼   with its socket (SO_REUSEPORT), Event, batch   takes an Event from a
+//!  recvmmsg ───► Event::load (wire: parse header, question, OPT)  free list, returns it
 //!                     │
 //!                     ▼
 //!               Selector ── chain "main" ─► statistics ─► validate_query ─► acl ─► route_class ─► lookup
 //!                     │                                                          │ Jump
 //!                     │                    chain "chaos" ─► chaos ◄──────────────┘
 //!                     ▼
-//!               Response (64 KiB buffer, compression, TC) ──► send_to / framed write
+//!               Response (64 KiB buffer, compression, TC) ──► sendmmsg (the batch) / framed write
 //!                     ▲
 //!  ZoneStore ─────────┘ one lock-free ArcSwap load per query; batches swap whole versions
 //! ```
@@ -23,6 +23,8 @@
 //! - [`leaf`]: the [`leaf::Leaf`] trait, the [`leaf::Selector`] and one file per leaf.
 //! - [`pipeline`]: ties the Selector, the zone store and the server-wide settings together.
 //! - [`server`]: UDP worker threads and the TCP listener, with graceful shutdown.
+//! - [`udp`]: the UDP edge: a socket per worker, batched receive and send, answers from the
+//!   address the query arrived on.
 //! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
@@ -49,6 +51,7 @@ pub mod rate_limit;
 pub mod rds;
 pub mod server;
 pub mod snapshot;
+pub mod udp;
 pub mod wire;
 pub mod zone;
 

@@ -17,6 +17,7 @@ use clap::Parser;
 use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::server::{Server, ServerSettings};
+use orrery_satellite::udp::UdpSockets;
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
 use tokio_util::sync::CancellationToken;
 
@@ -149,7 +150,8 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         let mut udp = Vec::new();
         for addr in &config.udp {
             udp.push(
-                std::net::UdpSocket::bind(addr).with_context(|| format!("binding udp {addr}"))?,
+                UdpSockets::bind(*addr, config.workers, &config.udp_settings)
+                    .with_context(|| format!("binding udp {addr}"))?,
             );
         }
         let mut tcp = Vec::new();

@@ -1,12 +1,11 @@
 //! The network edges: UDP worker threads and TCP connections, around the [`Pipeline`].
 //!
 //! # UDP: a fixed pool of plain threads
-//! `workers` threads per UDP socket, created at start-up, each blocking in `recv_from` on its
-//! own clone of the socket (the kernel hands each datagram to one waiting thread) and owning
-//! one [`Event`] and one receive buffer for its whole life. No async runtime on this path: a
-//! blocking `recv_from`/`send_to` pair does no allocation and no task switching, which is what
-//! an authoritative server spends its time on. Threads poll the cancellation token every
-//! [`UDP_POLL`] through a socket read timeout.
+//! `workers` threads per UDP address, created at start-up, each answering on its own
+//! `SO_REUSEPORT` socket (or on one shared socket) in batches, with buffers allocated once for
+//! its whole life: see [`crate::udp`]. No async runtime on this path: blocking system calls do
+//! no allocation and no task switching, which is what an authoritative server spends its time
+//! on. Threads poll the cancellation token every [`UDP_POLL`] through a socket read timeout.
 //!
 //! # TCP (RFC 7766): tokio tasks
 //! TCP needs many idle connections and timeouts, which is what tokio is for. Each connection
@@ -17,11 +16,11 @@
 //!
 //! # Shutdown
 //! Servers take already-bound sockets and a [`CancellationToken`]. On cancellation UDP threads
-//! finish their current query and exit; the accept loops stop; each TCP connection finishes
+//! finish their current batch and exit; the accept loops stop; each TCP connection finishes
 //! the query it is answering and closes. [`Server::join`] waits for all of it.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -33,14 +32,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
+pub use crate::udp::UDP_POLL;
+use crate::udp::UdpSockets;
 use crate::wire::{Event, MAX_MESSAGE, Transport};
-
-/// How often an idle UDP worker checks for shutdown.
-pub const UDP_POLL: Duration = Duration::from_millis(100);
 
 /// Server settings (from [`crate::Config`]).
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
+    /// UDP worker threads per UDP address.
     pub workers: usize,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
@@ -61,28 +60,33 @@ struct Scratch {
 type FreeList = Arc<Mutex<Vec<Box<Scratch>>>>;
 
 impl Server {
-    /// Starts serving on already-bound sockets. Must be called inside a tokio runtime (for
-    /// TCP); UDP runs on its own threads.
+    /// Starts serving on already-bound sockets: for UDP, [`UdpSockets`] or a plain
+    /// `UdpSocket` (shared by the workers, default [`crate::udp::UdpSettings`]). Must be
+    /// called inside a tokio runtime (for TCP); UDP runs on its own threads.
     pub fn start(
         pipeline: Arc<Pipeline>,
-        udp: Vec<UdpSocket>,
+        udp: impl IntoIterator<Item = impl Into<UdpSockets>>,
         tcp: Vec<TcpListener>,
         settings: &ServerSettings,
         cancel: CancellationToken,
     ) -> io::Result<Self> {
         let mut udp_threads = Vec::new();
-        for socket in udp {
-            socket.set_read_timeout(Some(UDP_POLL))?;
-            let local = socket.local_addr()?;
-            for i in 0..settings.workers {
-                let socket = socket.try_clone()?;
-                let pipeline = Arc::clone(&pipeline);
-                let cancel = cancel.clone();
-                udp_threads.push(
-                    std::thread::Builder::new()
-                        .name(format!("udp-{local}-{i}"))
-                        .spawn(move || udp_worker(&socket, &pipeline, &cancel))?,
-                );
+        // A child token, so that a failed start can stop the threads it started without
+        // cancelling the caller's token.
+        let udp_cancel = cancel.child_token();
+        for sockets in udp {
+            let started = sockets.into().spawn_workers(
+                &pipeline,
+                settings.workers,
+                &udp_cancel,
+                &mut udp_threads,
+            );
+            if let Err(e) = started {
+                udp_cancel.cancel();
+                for t in udp_threads {
+                    let _ = t.join();
+                }
+                return Err(e);
             }
         }
         let mut tasks = JoinSet::new();
@@ -109,34 +113,6 @@ impl Server {
             }
         })
         .await;
-    }
-}
-
-fn udp_worker(socket: &UdpSocket, pipeline: &Pipeline, cancel: &CancellationToken) {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut ev = Event::new();
-    while !cancel.is_cancelled() {
-        match socket.recv_from(&mut buf) {
-            Ok((n, peer)) => {
-                if let Some(response) =
-                    pipeline.handle(&buf[..n], peer.ip(), Transport::Udp, &mut ev)
-                {
-                    let _ = socket.send_to(response, peer);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                // ICMP errors surface here on some systems; never spin on them.
-                tracing::debug!(error = %e, "udp receive");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
     }
 }
 

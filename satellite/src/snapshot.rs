@@ -1,11 +1,11 @@
 //! The satellite's snapshot file: everything it serves, so it can start (or restart while the
 //! master is unreachable) without anyone's help.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //! ```text
 //! offset  size  field
 //!      0     8  magic "ORRSNAP\0"
-//!      8     4  format version, u32 little-endian (2; 1 is still read)
+//!      8     4  format version, u32 little-endian (3; 1 and 2 are still read)
 //!     12     4  CRC-32 (IEEE) of every byte from offset 16 to the end
 //!     16     8  journal serial, i64 LE
 //!     24     8  body length, u64 LE
@@ -28,6 +28,8 @@
 //!     2  contacts    handle, name, organisation (option), street (u32 count, strings), city,
 //!                    province, postcode (options), country, email, voice, fax (options),
 //!                    disclose (octet 0 or 1), created, updated
+//!     3  zone serials  one i64 per zone, in the order of the zones list (the count repeats
+//!                    the zones list's): each zone's own serial, 0 when unknown
 //! ```
 //! Names are a length octet and canonical wire bytes, checked again on read; strings and bytes
 //! a u32 length and the octets (strings UTF-8); options a presence octet (0 absent, 1 present)
@@ -38,7 +40,9 @@
 //!
 //! Version 1 is version 2's body without the registrars and contacts lists; it is still read
 //! (with no contacts and no registrars), so a satellite upgraded in place starts from the state
-//! file its previous release wrote. Only version 2 is written.
+//! file its previous release wrote. Version 2 is version 3's body without the zone serials; it
+//! is read with every zone's serial unknown (the zones then serve the file's journal serial,
+//! the rule of that release, until the master sends them). Only version 3 is written.
 //!
 //! Hand-rolled rather than a serde format because the model types have no serde derives for this
 //! and the layout must stay stable across releases: a layout once released never changes, a new
@@ -61,7 +65,7 @@ use orrery_proto::{
 
 const MAGIC: &[u8; 8] = b"ORRSNAP\0";
 /// Current format version, the one written.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version still read.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
@@ -244,6 +248,10 @@ pub fn encode(data: &SnapshotData) -> Vec<u8> {
         w.i64(c.created.0);
         w.i64(c.updated.0);
     }
+    w.u32(data.zones.len() as u32);
+    for z in &data.zones {
+        w.i64(z.serial);
+    }
     let mut bytes = w.0;
     let body_len = (bytes.len() - HEADER_LEN) as u64;
     bytes[24..32].copy_from_slice(&body_len.to_le_bytes());
@@ -302,7 +310,8 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
     let found = (bytes.len() - HEADER_LEN) as u64;
     if found != body_len {
         return Err(DecodeError::Truncated {
-            expected: body_len + HEADER_LEN as u64,
+            // Saturating: the length field is read from the file and may be anything.
+            expected: body_len.saturating_add(HEADER_LEN as u64),
             found: bytes.len() as u64,
         });
     }
@@ -334,6 +343,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
             ns_ttl: r.u32()?,
             ds_ttl: r.u32()?,
             nameservers: r.names()?,
+            serial: 0,
         });
     }
     for _ in 0..r.count()? {
@@ -461,6 +471,21 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotData, DecodeError> {
                 updated: Timestamp(r.i64()?),
                 handle,
             });
+        }
+    }
+    if version >= 3 {
+        let count = r.count()?;
+        if count != data.zones.len() {
+            return Err(corrupt(format!(
+                "{count} zone serials for {} zones",
+                data.zones.len()
+            )));
+        }
+        for z in &mut data.zones {
+            z.serial = match r.i64()? {
+                s if s >= 0 => s,
+                s => return Err(corrupt(format!("zone {}: serial {s}", z.name))),
+            };
         }
     }
     if !r.buf.is_empty() {
@@ -654,11 +679,26 @@ pub(crate) mod tests {
         bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Encodes `data` in format version 1, as the previous release wrote it: version 2 without
-    /// the registrars and contacts lists (which `data` must not have).
+    /// The zone serials list at the end of a version 3 body: a count and an i64 per zone.
+    fn zone_serials_len(data: &SnapshotData) -> usize {
+        4 + 8 * data.zones.len()
+    }
+
+    /// Encodes `data` in format version 2, as the previous release wrote it: version 3 without
+    /// the zone serials.
+    fn encode_v2(data: &SnapshotData) -> Vec<u8> {
+        let mut bytes = encode(data);
+        bytes.truncate(bytes.len() - zone_serials_len(data));
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        reseal(&mut bytes);
+        bytes
+    }
+
+    /// Encodes `data` in format version 1: version 2 without the registrars and contacts lists
+    /// (which `data` must not have).
     fn encode_v1(data: &SnapshotData) -> Vec<u8> {
         assert!(data.contacts.is_empty() && data.registrars.is_empty());
-        let mut bytes = encode(data);
+        let mut bytes = encode_v2(data);
         // The two empty lists: a zero u32 count each.
         assert_eq!(bytes[bytes.len() - 8..], [0; 8]);
         bytes.truncate(bytes.len() - 8);
@@ -679,14 +719,45 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn round_trips_contacts_and_registrars_in_version_2() {
-        let data = sample_data();
+    fn round_trips_zone_serials_in_version_3_and_reads_version_2_without() {
+        let mut data = sample_data();
+        data.zones.push(zone("other", &["a.nic.tld"]));
+        data.zones[0].serial = 40;
+        data.zones[1].serial = 0x1_0000_0007;
         let bytes = encode(&data);
         assert_eq!(
             bytes[8..12],
-            2u32.to_le_bytes(),
-            "the writer writes version 2"
+            3u32.to_le_bytes(),
+            "the writer writes version 3"
         );
+        assert_eq!(decode(&bytes).unwrap(), data);
+        // Version 2: every zone's serial unknown, everything else as written.
+        let back = decode(&encode_v2(&data)).unwrap();
+        assert!(back.zones.iter().all(|z| z.serial == 0));
+        assert_eq!(back.contacts, data.contacts);
+        // A serial list that does not match the zones list, or a negative serial, is corrupt.
+        let mut b = bytes.clone();
+        let at = b.len() - zone_serials_len(&data);
+        b[at] = 1;
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Corrupt(detail)) if detail.contains("1 zone serials for 2 zones")
+        ));
+        let mut b = bytes;
+        let last = b.len() - 8;
+        b[last..].copy_from_slice(&(-5i64).to_le_bytes());
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Corrupt(detail)) if detail.contains("zone other: serial -5")
+        ));
+    }
+
+    #[test]
+    fn round_trips_contacts_and_registrars() {
+        let data = sample_data();
+        let bytes = encode(&data);
         let back = decode(&bytes).unwrap();
         assert_eq!(back.registrars, data.registrars);
         assert_eq!(back.contacts, data.contacts);
@@ -747,8 +818,9 @@ pub(crate) mod tests {
             ..SnapshotData::default()
         };
         let bytes = encode(&data);
-        // The last contact ends with its disclose octet and two timestamps.
-        let at = bytes.len() - 17;
+        // The last contact ends with its disclose octet and two timestamps; the (empty) zone
+        // serials list follows.
+        let at = bytes.len() - 17 - zone_serials_len(&data);
         assert_eq!(bytes[at], 1);
         let mut b = bytes.clone();
         b[at] = 7;
@@ -778,8 +850,9 @@ pub(crate) mod tests {
             ..SnapshotData::default()
         };
         let mut b = encode(&data);
-        // handle, name, then the presence octet; six absent options and the contacts count follow.
-        let at = b.len() - 4 - 6 - 1;
+        // handle, name, then the presence octet; six absent options, the contacts count and the
+        // (empty) zone serials list follow.
+        let at = b.len() - zone_serials_len(&data) - 4 - 6 - 1;
         assert_eq!(b[at], 0);
         b[at] = 2;
         reseal(&mut b);
@@ -796,7 +869,7 @@ pub(crate) mod tests {
         let contacts_start = {
             let mut without = data.clone();
             without.contacts.clear();
-            encode(&without).len() - 4
+            encode(&without).len() - 4 - zone_serials_len(&data)
         };
         for cut in contacts_start + 1..bytes.len() {
             // Cut and left as is: the header announces more.
@@ -838,7 +911,7 @@ pub(crate) mod tests {
             assert!(read_snapshot(&path).is_err(), "flip at {i}");
         }
         let mut b = bytes.clone();
-        for version in [0, 3] {
+        for version in [0, 4] {
             b[8] = version;
             fs::write(&path, &b).unwrap();
             match read_snapshot(&path) {

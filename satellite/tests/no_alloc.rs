@@ -1,31 +1,47 @@
 //! Preallocation proof: after warm-up, handling queries of every kind (parse → Selector →
-//! encode) performs zero heap allocations, and so does rendering a Whois or RDAP answer into a
-//! reused buffer. A counting global allocator lives in this test binary only, so it does not
+//! encode) performs zero heap allocations, so does a UDP worker answering batches from its
+//! socket, and so does rendering a Whois or RDAP answer into a reused buffer. A counting global allocator lives in this test binary only, so it does not
 //! affect the other tests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::UdpSocket;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use orrery_proto::{
     Change, Contact, Domain, EppStatus, Host, Name, Registrar, Soa, Timestamp, Zone,
 };
 use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
+use orrery_satellite::udp::{UdpSettings, UdpSockets};
 use orrery_satellite::wire::{Event, Transport, class, rtype};
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
+use tokio_util::sync::CancellationToken;
 
 struct Counting;
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static COUNT: Cell<u64> = const { Cell::new(0) };
+    /// This thread runs a UDP worker: its allocations count while [`ARMED`] (switched by
+    /// the client thread once the worker is warm).
+    static WORKER: Cell<bool> = const { Cell::new(false) };
 }
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static WORKER_COUNT: AtomicU64 = AtomicU64::new(0);
 
 fn bump() {
     // `try_with`: thread-local storage may be gone while a thread exits.
     let _ = COUNTING.try_with(|on| {
         if on.get() {
             let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        }
+    });
+    let _ = WORKER.try_with(|on| {
+        if on.get() && ARMED.load(Ordering::Relaxed) {
+            WORKER_COUNT.fetch_add(1, Ordering::Relaxed);
         }
     });
 }
@@ -134,6 +150,7 @@ fn zones() -> ZoneSet {
             ns_ttl: 3600,
             ds_ttl: 3600,
             nameservers: vec![n("a.nic.tld"), n("*.w.tld")],
+            serial: 0,
         }],
         &[
             domain("foo.tld", &["ns1.foo.tld", "ns.example.net"], false),
@@ -227,7 +244,7 @@ fn whois_and_rdap_rendering_does_not_allocate() {
         (
             Query::None,
             Outcome::RateLimited {
-                retry_after: std::time::Duration::from_millis(1500),
+                retry_after: Duration::from_millis(1500),
             },
         ),
         (Query::None, Outcome::Refused),
@@ -399,4 +416,74 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
         answered > 50 * packets.len() * (peers.len() + 1),
         "{answered}"
     );
+}
+
+/// A UDP worker answering bursts (so batches of many datagrams) on a wildcard socket (so with
+/// a packet-info control message per datagram) allocates nothing once it runs.
+#[test]
+fn batched_udp_worker_does_not_allocate() {
+    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let pipeline = Pipeline::new(
+        <Selector>::build(&config.selector).unwrap(),
+        Arc::new(ZoneStore::new(zones())),
+        config.nsid,
+    );
+    let group = UdpSockets::bind("0.0.0.0:0".parse().unwrap(), 1, &UdpSettings::default()).unwrap();
+    let port = group.local_addr().unwrap().port();
+    let mut packets = Vec::new();
+    for (name, t) in [
+        ("www.foo.tld", rtype::A),
+        ("tld", rtype::SOA),
+        ("a.nic.tld", rtype::AAAA),
+        ("nic.tld", rtype::A),
+        ("big.tld", rtype::A),
+        ("example.com", rtype::A),
+    ] {
+        for edns in [None, Some((4096, 0, true)), Some((1232, 1, false))] {
+            packets.push(packet(name, t, class::IN, edns));
+        }
+    }
+    let cancel = CancellationToken::new();
+    let client = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.connect(("127.0.0.1", port)).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut buf = [0u8; 4096];
+            let mut round = |packets: &[Vec<u8>]| {
+                // No query in flight when the round starts: a whole round is one burst.
+                for p in packets {
+                    sock.send(p).unwrap();
+                }
+                // A datagram the worker drops (not a query) among them.
+                sock.send(&[1, 2, 3]).unwrap();
+                for _ in packets {
+                    let n = sock.recv(&mut buf).expect("an answer to every query");
+                    assert_eq!(&buf[..2], &packets[0][..2], "id");
+                    assert!(n > 12);
+                }
+            };
+            for _ in 0..3 {
+                round(&packets);
+            }
+            ARMED.store(true, Ordering::SeqCst);
+            for _ in 0..30 {
+                round(&packets);
+            }
+            ARMED.store(false, Ordering::SeqCst);
+            cancel.cancel();
+        })
+    };
+    WORKER.with(|w| w.set(true));
+    // The gate itself works: an allocation while armed is seen (before the client arms it).
+    ARMED.store(true, Ordering::SeqCst);
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(WORKER_COUNT.swap(0, Ordering::SeqCst), 1);
+    group.serve_here(&pipeline, &cancel).unwrap();
+    WORKER.with(|w| w.set(false));
+    client.join().unwrap();
+    let n = WORKER_COUNT.load(Ordering::SeqCst);
+    assert_eq!(n, 0, "{n} allocations in a UDP worker answering 30 bursts");
 }

@@ -8,11 +8,31 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    /// A timestamp column read as whole seconds since the epoch.
+    /// A timestamp column read as whole seconds since the epoch, NULL when it holds no date
+    /// (PostgreSQL: `±infinity`).
+    /// SQLite keeps times as text and its date functions read many spellings (a bare number is
+    /// a Julian day), so only the RFC 3339 form the store writes is read; anything else is
+    /// NULL, which the reader reports as a bad row rather than a wrong date.
     pub(crate) fn epoch(self, col: &str) -> String {
         match self {
-            Self::Postgres => format!("EXTRACT(EPOCH FROM {col})::bigint"),
-            Self::Sqlite => format!("unixepoch({col})"),
+            // `infinity` is a valid timestamptz with no epoch a bigint can hold.
+            Self::Postgres => {
+                format!("CASE WHEN isfinite({col}) THEN EXTRACT(EPOCH FROM {col})::bigint END")
+            }
+            Self::Sqlite => format!(
+                "CASE WHEN {col} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]*' \
+                 THEN unixepoch({col}) END"
+            ),
+        }
+    }
+
+    /// An integer column, NULL when it holds something else: SQLite stores any value in any
+    /// column (text that does not look like a number stays text), and the reader reports that
+    /// as a bad row instead of failing the whole read on a type mismatch.
+    pub(crate) fn int(self, col: &str) -> String {
+        match self {
+            Self::Postgres => col.to_owned(),
+            Self::Sqlite => format!("CASE WHEN typeof({col}) = 'integer' THEN {col} END"),
         }
     }
 

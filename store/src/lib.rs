@@ -30,8 +30,8 @@ pub mod read;
 pub mod synthetic;
 pub mod write;
 
-pub use journal::{ChangesSince, JournalEntry};
-pub use read::{HostSelection, RegistryItem, ZoneItem};
+pub use journal::{ChangesSince, JournalBatch, JournalEntry};
+pub use read::{BadRow, HostSelection, RegistryItem, ZoneItem};
 
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +200,84 @@ pub(crate) mod testing {
         Store::open("sqlite::memory:")
             .await
             .expect("in-memory store")
+    }
+
+    /// Runs one SQL statement as a registration system writing the tables directly would.
+    pub(crate) async fn raw(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        on_pool!(store, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))
+    }
+
+    /// A fresh database for a test, dropped by [`TestDb::finish`].
+    pub(crate) struct TestDb {
+        pub(crate) store: Store,
+        pg: Option<(String, String)>,
+    }
+
+    impl TestDb {
+        pub(crate) async fn finish(self) {
+            self.store.close().await;
+            if let Some((admin, name)) = self.pg {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The backends a test runs on: SQLite always, PostgreSQL (a fresh database on the server
+    /// of `DATABASE_URL`) when that is set.
+    pub(crate) async fn backends() -> Vec<TestDb> {
+        let mut dbs = vec![TestDb {
+            store: memory_store().await,
+            pg: None,
+        }];
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("DATABASE_URL is not set: PostgreSQL not tested");
+            return dbs;
+        };
+        use sqlx::Connection;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "orrery_u_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create a test database");
+        conn.close().await.ok();
+        // The URL with its database replaced (path or `dbname=` parameter).
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[scheme_end..].find('/') {
+            Some(slash) => format!("{}/{name}", &base[..scheme_end + slash]),
+            None => format!("{base}/{name}"),
+        };
+        let db_url = match query {
+            Some(q) => {
+                let q: Vec<&str> = q.split('&').filter(|p| !p.starts_with("dbname=")).collect();
+                format!("{base}?{}", q.join("&"))
+            }
+            None => base,
+        };
+        dbs.push(TestDb {
+            store: Store::open(&db_url)
+                .await
+                .expect("open the PostgreSQL test store"),
+            pg: Some((url, name)),
+        });
+        dbs
     }
 
     #[test]

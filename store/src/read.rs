@@ -2,9 +2,12 @@
 //!
 //! A whole zone is read inside one snapshot transaction and *streamed* to a visitor in name
 //! order, so a caller that writes as it goes (the generator) keeps flat memory however large the
-//! zone. The same row-to-model conversions serve single-object reads and the journal follower,
-//! and they check every row: a malformed name, address, status or DS in the database is reported
-//! as [`StoreError::BadRow`] naming the table and key, never passed on.
+//! zone. The same row-to-model conversions serve single-object reads, the journal follower and
+//! `orrery-admin bad-rows`, and they check every row: a malformed name, address, status, DS,
+//! number or date in the database becomes a [`BadRow`] naming the object, table and key, never
+//! a model object with a silently wrong value. Single-object reads and zone reads fail with
+//! [`StoreError::BadRow`]; the whole-registry read and the journal reads *quarantine* the row
+//! (report it and go on), so one bad row never stops the rest of the registry.
 
 use std::net::IpAddr;
 
@@ -35,9 +38,9 @@ pub enum HostSelection {
 /// order, then the selected hosts in name order.
 #[derive(Debug)]
 pub enum ZoneItem<'a> {
-    /// `serial` is the journal head of the snapshot (the zone's SOA serial, the same on every
-    /// server built from this state); `zone_serial` the last journal serial that touched this
-    /// zone (it changes only when the zone's data does).
+    /// `serial` is the journal head of the snapshot; `zone_serial` the zone's serial
+    /// ([`Zone::serial`]: the last committed change to the zone, the source of its SOA serial,
+    /// the same on every server built from this state; it changes only when the zone does).
     Zone {
         zone: &'a Zone,
         serial: Serial,
@@ -47,13 +50,65 @@ pub enum ZoneItem<'a> {
     Host(Host),
 }
 
-fn bad_row(table: &'static str, key: &str, reason: impl ToString) -> StoreError {
-    StoreError::BadRow {
-        table,
+/// A row (or a row's dependent rows) that cannot become a model object.
+///
+/// Readers that quarantine report it instead of the object, and never as the object's absence:
+/// a consumer keeps the last good version it has (a published delegation is not removed because
+/// its new row is unreadable).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BadRow {
+    /// The kind of object the row belongs to, as the journal names it (`zone`, `domain`,
+    /// `host`, `contact`, `registrar`).
+    pub object: &'static str,
+    /// The object's key as stored (name or handle): the journal key of its changes.
+    pub key: String,
+    /// The table holding the bad value (`host_address` for a host's address, …).
+    pub table: &'static str,
+    pub reason: String,
+}
+
+impl BadRow {
+    /// For a zone, domain or host: the name of the object the row stands for, its key folded
+    /// to canonical form (a row stored as `X.test.` stands for `x.test`). `None` for contacts,
+    /// registrars, and keys that are no name at all (no reader ever accepted such an object).
+    pub fn object_name(&self) -> Option<Name> {
+        if !matches!(self.object, "zone" | "domain" | "host") {
+            return None;
+        }
+        Name::from_ascii(&self.key).ok()
+    }
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bad row in table {} ({} {:?}): {}",
+            self.table, self.object, self.key, self.reason
+        )
+    }
+}
+
+impl From<BadRow> for StoreError {
+    fn from(b: BadRow) -> Self {
+        Self::BadRow {
+            table: b.table,
+            key: b.key,
+            reason: b.reason,
+        }
+    }
+}
+
+fn bad_row(object: &'static str, table: &'static str, key: &str, reason: impl ToString) -> BadRow {
+    BadRow {
+        object,
         key: key.to_owned(),
+        table,
         reason: reason.to_string(),
     }
 }
+
+type RowResult<T> = std::result::Result<T, BadRow>;
 
 /// Streams the rows of `$sql` (with optional binds) as `$row` through `$tx`, giving each, turned
 /// into a model object by `$conv`, to `$visit`. Errors map through `$db`.
@@ -68,24 +123,79 @@ macro_rules! stream_rows {
     }};
 }
 
-fn parse_name(table: &'static str, key: &str, text: &str) -> Result<Name> {
-    Name::from_ascii(text).map_err(|e| bad_row(table, key, format!("name {text:?}: {e}")))
+/// A stored name: it must be in the canonical form the store writes (lower case, no trailing
+/// dot). A name stored otherwise is a bad row, not folded: its journal key would not be the key
+/// of the object it folds to, and a reader would see an upsert and a removal of one object.
+fn parse_name(object: &'static str, table: &'static str, key: &str, text: &str) -> RowResult<Name> {
+    let name = Name::from_ascii(text)
+        .map_err(|e| bad_row(object, table, key, format!("name {text:?}: {e}")))?;
+    if name.to_string() != text {
+        return Err(bad_row(
+            object,
+            table,
+            key,
+            format!("name {text:?} is not canonical (lower case, no trailing dot)"),
+        ));
+    }
+    Ok(name)
 }
 
-fn parse_names(table: &'static str, key: &str, list: Option<&str>) -> Result<Vec<Name>> {
+fn parse_names(
+    object: &'static str,
+    table: &'static str,
+    key: &str,
+    list: Option<&str>,
+) -> RowResult<Vec<Name>> {
     let mut names = list
         .unwrap_or("")
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(|s| parse_name(table, key, s))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|s| parse_name(object, table, key, s))
+        .collect::<RowResult<Vec<_>>>()?;
     names.sort();
     Ok(names)
 }
 
-fn u32_field(table: &'static str, key: &str, field: &str, v: i32) -> Result<u32> {
-    u32::try_from(v).map_err(|_| bad_row(table, key, format!("{field} {v} is negative")))
+/// A non-negative integer column. `None` is what [`Dialect::int`] reads for a value that is not
+/// an integer at all (SQLite stores any type in any column).
+fn u32_field(
+    object: &'static str,
+    table: &'static str,
+    key: &str,
+    field: &str,
+    v: Option<i32>,
+) -> RowResult<u32> {
+    let v = v.ok_or_else(|| bad_row(object, table, key, format!("{field} is not an integer")))?;
+    u32::try_from(v).map_err(|_| bad_row(object, table, key, format!("{field} {v} is negative")))
 }
+
+/// A timestamp column read by [`Dialect::epoch`]: `None` when it holds no valid date.
+fn time_field(
+    object: &'static str,
+    table: &'static str,
+    key: &str,
+    field: &str,
+    v: Option<i64>,
+) -> RowResult<Timestamp> {
+    v.map(Timestamp).ok_or_else(|| {
+        bad_row(
+            object,
+            table,
+            key,
+            format!("{field} is not a date and time"),
+        )
+    })
+}
+
+/// The serial of zone `z` (docs/ARCHITECTURE.md, "SOA serials"): the last journal serial of
+/// the zone (an index probe on `journal_zone`), or the last one pruned from the journal
+/// (`zone_serial`), whichever is larger. A zone with neither (impossible while the triggers are
+/// on) takes the journal head, the serial every zone had before per-zone serials, so the
+/// generator and the satellites still agree.
+pub(crate) const ZONE_SERIAL_SQL: &str = "COALESCE((SELECT MAX(t.s) FROM (\
+       SELECT MAX(j.serial) AS s FROM journal j WHERE j.zone_id = z.id \
+       UNION ALL SELECT f.serial FROM zone_serial f WHERE f.zone_id = z.id) t), \
+     (SELECT MAX(j.serial) FROM journal j), 0)";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ZoneRow {
@@ -93,44 +203,61 @@ pub(crate) struct ZoneRow {
     name: String,
     soa_mname: String,
     soa_rname: String,
-    soa_refresh: i32,
-    soa_retry: i32,
-    soa_expire: i32,
-    soa_minimum: i32,
-    soa_ttl: i32,
-    ns_ttl: i32,
-    ds_ttl: i32,
+    soa_refresh: Option<i32>,
+    soa_retry: Option<i32>,
+    soa_expire: Option<i32>,
+    soa_minimum: Option<i32>,
+    soa_ttl: Option<i32>,
+    ns_ttl: Option<i32>,
+    ds_ttl: Option<i32>,
     ns: Option<String>,
+    serial: i64,
 }
 
 impl ZoneRow {
     pub(crate) fn select(sql: Dialect, filter: &str) -> String {
         format!(
-            "SELECT z.id, z.name, z.soa_mname, z.soa_rname, z.soa_refresh, z.soa_retry, \
-             z.soa_expire, z.soa_minimum, z.soa_ttl, z.ns_ttl, z.ds_ttl, \
+            "SELECT z.id, z.name, z.soa_mname, z.soa_rname, {} AS soa_refresh, {} AS soa_retry, \
+             {} AS soa_expire, {} AS soa_minimum, {} AS soa_ttl, {} AS ns_ttl, {} AS ds_ttl, \
              (SELECT {} FROM zone_ns zn JOIN host h ON h.id = zn.host_id \
-               WHERE zn.zone_id = z.id) AS ns \
+               WHERE zn.zone_id = z.id) AS ns, \
+             {} AS serial \
              FROM zone z {filter} ORDER BY z.name",
-            sql.agg("h.name", " ")
+            sql.int("z.soa_refresh"),
+            sql.int("z.soa_retry"),
+            sql.int("z.soa_expire"),
+            sql.int("z.soa_minimum"),
+            sql.int("z.soa_ttl"),
+            sql.int("z.ns_ttl"),
+            sql.int("z.ds_ttl"),
+            sql.agg("h.name", " "),
+            ZONE_SERIAL_SQL
         )
     }
 
-    pub(crate) fn into_model(self) -> Result<Zone> {
+    /// The zone's key, for reports of a bad row.
+    pub(crate) fn key(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_model(self) -> RowResult<Zone> {
         let k = self.name.as_str();
+        let num = |field, v| u32_field("zone", "zone", k, field, v);
         Ok(Zone {
-            name: parse_name("zone", k, k)?,
+            name: parse_name("zone", "zone", k, k)?,
             soa: Soa {
-                mname: parse_name("zone", k, &self.soa_mname)?,
-                rname: parse_name("zone", k, &self.soa_rname)?,
-                refresh: u32_field("zone", k, "soa_refresh", self.soa_refresh)?,
-                retry: u32_field("zone", k, "soa_retry", self.soa_retry)?,
-                expire: u32_field("zone", k, "soa_expire", self.soa_expire)?,
-                minimum: u32_field("zone", k, "soa_minimum", self.soa_minimum)?,
+                mname: parse_name("zone", "zone", k, &self.soa_mname)?,
+                rname: parse_name("zone", "zone", k, &self.soa_rname)?,
+                refresh: num("soa_refresh", self.soa_refresh)?,
+                retry: num("soa_retry", self.soa_retry)?,
+                expire: num("soa_expire", self.soa_expire)?,
+                minimum: num("soa_minimum", self.soa_minimum)?,
             },
-            soa_ttl: u32_field("zone", k, "soa_ttl", self.soa_ttl)?,
-            ns_ttl: u32_field("zone", k, "ns_ttl", self.ns_ttl)?,
-            ds_ttl: u32_field("zone", k, "ds_ttl", self.ds_ttl)?,
-            nameservers: parse_names("zone", k, self.ns.as_deref())?,
+            soa_ttl: num("soa_ttl", self.soa_ttl)?,
+            ns_ttl: num("ns_ttl", self.ns_ttl)?,
+            ds_ttl: num("ds_ttl", self.ds_ttl)?,
+            nameservers: parse_names("zone", "zone_ns", k, self.ns.as_deref())?,
+            serial: self.serial,
         })
     }
 }
@@ -141,9 +268,9 @@ pub(crate) struct DomainRow {
     zone: String,
     roid: String,
     registrar: String,
-    created: i64,
-    updated: i64,
-    expires: i64,
+    created: Option<i64>,
+    updated: Option<i64>,
+    expires: Option<i64>,
     registrant: Option<String>,
     admin: Option<String>,
     tech: Option<String>,
@@ -187,8 +314,24 @@ impl DomainRow {
         )
     }
 
-    pub(crate) fn into_model(self) -> Result<Domain> {
+    /// The domain's key, for reports of a bad row.
+    pub(crate) fn key(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_model(self) -> RowResult<Domain> {
         let k = self.name.as_str();
+        let name = parse_name("domain", "domain", k, k)?;
+        let zone = parse_name("domain", "zone", k, &self.zone)?;
+        // The store's model: a domain is registered directly below the apex of its zone.
+        if name.parent().as_ref() != Some(&zone) {
+            return Err(bad_row(
+                "domain",
+                "domain",
+                k,
+                format!("the domain is not directly below the apex of its zone {zone}"),
+            ));
+        }
         let mut statuses = self
             .statuses
             .as_deref()
@@ -196,10 +339,16 @@ impl DomainRow {
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(|s| {
-                EppStatus::parse(s)
-                    .ok_or_else(|| bad_row("domain_status", k, format!("unknown EPP status {s:?}")))
+                EppStatus::parse(s).ok_or_else(|| {
+                    bad_row(
+                        "domain",
+                        "domain_status",
+                        k,
+                        format!("unknown EPP status {s:?}"),
+                    )
+                })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<RowResult<Vec<_>>>()?;
         statuses.sort();
         let mut ds = self
             .ds
@@ -207,8 +356,8 @@ impl DomainRow {
             .unwrap_or("")
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| parse_ds(s).map_err(|e| bad_row("ds", k, e)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|s| parse_ds(s).map_err(|e| bad_row("domain", "ds", k, e)))
+            .collect::<RowResult<Vec<_>>>()?;
         ds.sort_by(|a, b| {
             (a.key_tag, a.algorithm, a.digest_type, &a.digest).cmp(&(
                 b.key_tag,
@@ -217,20 +366,27 @@ impl DomainRow {
                 &b.digest,
             ))
         });
+        let time = |field, v| time_field("domain", "domain", k, field, v);
+        let (created, updated, expires) = (
+            time("created", self.created)?,
+            time("updated", self.updated)?,
+            time("expires", self.expires)?,
+        );
+        let nameservers = parse_names("domain", "domain_ns", k, self.ns.as_deref())?;
         Ok(Domain {
-            name: parse_name("domain", k, k)?,
-            zone: parse_name("domain", k, &self.zone)?,
+            name,
+            zone,
             roid: self.roid,
             registrar: self.registrar,
-            created: Timestamp(self.created),
-            updated: Timestamp(self.updated),
-            expires: Timestamp(self.expires),
+            created,
+            updated,
+            expires,
             statuses,
             registrant: self.registrant,
             admin: self.admin,
             tech: self.tech,
             billing: self.billing,
-            nameservers: parse_names("domain_ns", k, self.ns.as_deref())?,
+            nameservers,
             ds,
         })
     }
@@ -279,8 +435,8 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 pub(crate) struct HostRow {
     name: String,
     registrar: Option<String>,
-    created: i64,
-    updated: i64,
+    created: Option<i64>,
+    updated: Option<i64>,
     addresses: Option<String>,
 }
 
@@ -305,8 +461,14 @@ impl HostRow {
                          WHERE s.domain_id = d.id AND s.status IN ('clientHold', 'serverHold'))))"
     }
 
-    pub(crate) fn into_model(self) -> Result<Host> {
+    /// The host's key, for reports of a bad row.
+    pub(crate) fn key(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_model(self) -> RowResult<Host> {
         let k = self.name.as_str();
+        let name = parse_name("host", "host", k, k)?;
         let mut addresses = self
             .addresses
             .as_deref()
@@ -314,17 +476,23 @@ impl HostRow {
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<IpAddr>()
-                    .map_err(|_| bad_row("host_address", k, format!("{s:?} is not an IP address")))
+                s.parse::<IpAddr>().map_err(|_| {
+                    bad_row(
+                        "host",
+                        "host_address",
+                        k,
+                        format!("{s:?} is not an IP address"),
+                    )
+                })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<RowResult<Vec<_>>>()?;
         addresses.sort();
         Ok(Host {
-            name: parse_name("host", k, k)?,
+            name,
             addresses,
             registrar: self.registrar,
-            created: Timestamp(self.created),
-            updated: Timestamp(self.updated),
+            created: time_field("host", "host", k, "created", self.created)?,
+            updated: time_field("host", "host", k, "updated", self.updated)?,
         })
     }
 }
@@ -343,8 +511,8 @@ pub(crate) struct ContactRow {
     voice: Option<String>,
     fax: Option<String>,
     disclose: bool,
-    created: i64,
-    updated: i64,
+    created: Option<i64>,
+    updated: Option<i64>,
 }
 
 impl ContactRow {
@@ -358,9 +526,18 @@ impl ContactRow {
         )
     }
 
-    pub(crate) fn into_model(self) -> Contact {
-        Contact {
-            handle: self.handle,
+    /// The contact's key, for reports of a bad row.
+    pub(crate) fn key(&self) -> &str {
+        &self.handle
+    }
+
+    /// The contact, checked with the rules its writes are checked with.
+    pub(crate) fn into_model(self) -> RowResult<Contact> {
+        let k = self.handle.as_str();
+        let created = time_field("contact", "contact", k, "created", self.created)?;
+        let updated = time_field("contact", "contact", k, "updated", self.updated)?;
+        let contact = Contact {
+            handle: self.handle.clone(),
             name: self.name,
             organisation: self.organisation,
             street: self
@@ -377,9 +554,12 @@ impl ContactRow {
             voice: self.voice,
             fax: self.fax,
             disclose: self.disclose,
-            created: Timestamp(self.created),
-            updated: Timestamp(self.updated),
-        }
+            created,
+            updated,
+        };
+        crate::write::check_contact(&contact)
+            .map_err(|e| bad_row("contact", "contact", &self.handle, e))?;
+        Ok(contact)
     }
 }
 
@@ -388,6 +568,7 @@ pub(crate) struct RegistrarRow {
     handle: String,
     name: String,
     iana_id: Option<i64>,
+    has_iana_id: bool,
     url: Option<String>,
     whois_server: Option<String>,
     email: Option<String>,
@@ -397,18 +578,33 @@ pub(crate) struct RegistrarRow {
 }
 
 impl RegistrarRow {
-    pub(crate) fn select(filter: &str) -> String {
+    pub(crate) fn select(sql: Dialect, filter: &str) -> String {
         format!(
-            "SELECT g.handle, g.name, g.iana_id, g.url, g.whois_server, g.email, g.phone, \
-             g.abuse_email, g.abuse_phone FROM registrar g {filter} ORDER BY g.handle"
+            "SELECT g.handle, g.name, {} AS iana_id, (g.iana_id IS NOT NULL) AS has_iana_id, g.url, g.whois_server, g.email, g.phone, \
+             g.abuse_email, g.abuse_phone FROM registrar g {filter} ORDER BY g.handle",
+            sql.int("g.iana_id")
         )
     }
 
-    pub(crate) fn into_model(self) -> Result<Registrar> {
+    /// The registrar's key, for reports of a bad row.
+    pub(crate) fn key(&self) -> &str {
+        &self.handle
+    }
+
+    pub(crate) fn into_model(self) -> RowResult<Registrar> {
         let iana_id = match self.iana_id {
+            None if self.has_iana_id => {
+                return Err(bad_row(
+                    "registrar",
+                    "registrar",
+                    &self.handle,
+                    "iana_id is not an integer",
+                ));
+            }
             None => None,
             Some(v) => Some(u32::try_from(v).map_err(|_| {
                 bad_row(
+                    "registrar",
                     "registrar",
                     &self.handle,
                     format!("iana_id {v} out of range"),
@@ -435,42 +631,45 @@ impl Store {
         let sql = ZoneRow::select(self.sql, "");
         let rows: Vec<ZoneRow> =
             on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).fetch_all(p).await?);
-        rows.into_iter().map(ZoneRow::into_model).collect()
+        Ok(rows
+            .into_iter()
+            .map(ZoneRow::into_model)
+            .collect::<RowResult<_>>()?)
     }
 
     /// One zone by apex name.
     pub async fn zone(&self, apex: &Name) -> Result<Option<Zone>> {
         let sql = ZoneRow::select(self.sql, "WHERE z.name = $1");
         let row: Option<ZoneRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(apex.to_string()).fetch_optional(p).await?);
-        row.map(ZoneRow::into_model).transpose()
+        Ok(row.map(ZoneRow::into_model).transpose()?)
     }
 
     /// One domain by name.
     pub async fn domain(&self, name: &Name) -> Result<Option<Domain>> {
         let sql = DomainRow::select(self.sql, "WHERE d.name = $1");
         let row: Option<DomainRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(name.to_string()).fetch_optional(p).await?);
-        row.map(DomainRow::into_model).transpose()
+        Ok(row.map(DomainRow::into_model).transpose()?)
     }
 
     /// One host by name.
     pub async fn host(&self, name: &Name) -> Result<Option<Host>> {
         let sql = HostRow::select(self.sql, "WHERE h.name = $1");
         let row: Option<HostRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(name.to_string()).fetch_optional(p).await?);
-        row.map(HostRow::into_model).transpose()
+        Ok(row.map(HostRow::into_model).transpose()?)
     }
 
     /// One contact by handle.
     pub async fn contact(&self, handle: &str) -> Result<Option<Contact>> {
         let sql = ContactRow::select(self.sql, "WHERE c.handle = $1");
         let row: Option<ContactRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(handle).fetch_optional(p).await?);
-        Ok(row.map(ContactRow::into_model))
+        Ok(row.map(ContactRow::into_model).transpose()?)
     }
 
     /// One registrar by handle.
     pub async fn registrar(&self, handle: &str) -> Result<Option<Registrar>> {
-        let sql = RegistrarRow::select("WHERE g.handle = $1");
+        let sql = RegistrarRow::select(self.sql, "WHERE g.handle = $1");
         let row: Option<RegistrarRow> = on_pool!(self, p => sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(handle).fetch_optional(p).await?);
-        row.map(RegistrarRow::into_model).transpose()
+        Ok(row.map(RegistrarRow::into_model).transpose()?)
     }
 
     /// Reads the zone at `apex` from one consistent snapshot and streams it to `visit`: the zone
@@ -495,7 +694,6 @@ impl Store {
             }
         };
         let host_sql = HostRow::select(self.sql, &host_filter);
-        let serial_sql = "SELECT COALESCE(MAX(serial), 0) FROM journal WHERE zone_id = $1";
         let snapshot = self.sql.snapshot_statement();
         let db = |e: sqlx::Error| E::from(StoreError::Sql(e));
         on_pool!(self, p => {
@@ -510,19 +708,15 @@ impl Store {
                 .map_err(db)?;
             let Some(row) = row else { return Ok(None) };
             let zone_id = row.id;
-            let zone = row.into_model()?;
-            let zone_serial: i64 = sqlx::query_scalar(serial_sql)
-                .bind(zone_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let zone = row.into_model().map_err(StoreError::from)?;
+            let zone_serial = zone.serial;
             let serial: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
             visit(ZoneItem::Zone { zone: &zone, serial, zone_serial })?;
-            stream_rows!(tx, DomainRow, domain_sql, [zone_id], db, |row| ZoneItem::Domain(row.into_model()?), visit);
-            stream_rows!(tx, HostRow, host_sql, [zone_id], db, |row| ZoneItem::Host(row.into_model()?), visit);
+            stream_rows!(tx, DomainRow, domain_sql, [zone_id], db, |row| ZoneItem::Domain(row.into_model().map_err(StoreError::from)?), visit);
+            stream_rows!(tx, HostRow, host_sql, [zone_id], db, |row| ZoneItem::Host(row.into_model().map_err(StoreError::from)?), visit);
             tx.commit().await.map_err(db)?;
             Ok(Some(serial))
         })
@@ -530,7 +724,8 @@ impl Store {
 }
 
 /// One item of the whole registry read by [`Store::visit_registry`], in this order: the
-/// serial of the snapshot, then registrars, contacts, zones, hosts and domains.
+/// serial of the snapshot, then registrars, contacts, zones, hosts and domains. A row that
+/// cannot become its object comes as [`RegistryItem::BadRow`] in its object's place.
 #[derive(Debug)]
 pub enum RegistryItem {
     Serial(Serial),
@@ -539,12 +734,20 @@ pub enum RegistryItem {
     Zone(Zone),
     Host(Host),
     Domain(Domain),
+    /// A quarantined row: the object exists but cannot be read (it is not absent).
+    BadRow(BadRow),
+}
+
+/// The item for one row: the object, or the bad row in its place.
+fn item<T>(converted: RowResult<T>, wrap: impl FnOnce(T) -> RegistryItem) -> RegistryItem {
+    converted.map_or_else(RegistryItem::BadRow, wrap)
 }
 
 impl Store {
     /// Reads the whole registry from one consistent snapshot and streams it to `visit`, starting
     /// with the journal serial the snapshot reflects (a follower continues from there with
-    /// [`Store::changes_since`]). Every host is included, inside a zone or not.
+    /// [`Store::changes_since`]). Every host is included, inside a zone or not. A bad row does
+    /// not stop the read: it is given as [`RegistryItem::BadRow`] and the read goes on.
     pub async fn visit_registry<E>(
         &self,
         mut visit: impl FnMut(RegistryItem) -> std::result::Result<(), E>,
@@ -552,7 +755,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let registrar_sql = RegistrarRow::select("");
+        let registrar_sql = RegistrarRow::select(self.sql, "");
         let contact_sql = ContactRow::select(self.sql, "");
         let zone_sql = ZoneRow::select(self.sql, "");
         let host_sql = HostRow::select(self.sql, "");
@@ -569,11 +772,11 @@ impl Store {
                 .await
                 .map_err(db)?;
             visit(RegistryItem::Serial(serial))?;
-            stream_rows!(tx, RegistrarRow, registrar_sql, [], db, |row| RegistryItem::Registrar(row.into_model()?), visit);
-            stream_rows!(tx, ContactRow, contact_sql, [], db, |row| RegistryItem::Contact(row.into_model()), visit);
-            stream_rows!(tx, ZoneRow, zone_sql, [], db, |row| RegistryItem::Zone(row.into_model()?), visit);
-            stream_rows!(tx, HostRow, host_sql, [], db, |row| RegistryItem::Host(row.into_model()?), visit);
-            stream_rows!(tx, DomainRow, domain_sql, [], db, |row| RegistryItem::Domain(row.into_model()?), visit);
+            stream_rows!(tx, RegistrarRow, registrar_sql, [], db, |row| item(row.into_model(), RegistryItem::Registrar), visit);
+            stream_rows!(tx, ContactRow, contact_sql, [], db, |row| item(row.into_model(), RegistryItem::Contact), visit);
+            stream_rows!(tx, ZoneRow, zone_sql, [], db, |row| item(row.into_model(), RegistryItem::Zone), visit);
+            stream_rows!(tx, HostRow, host_sql, [], db, |row| item(row.into_model(), RegistryItem::Host), visit);
+            stream_rows!(tx, DomainRow, domain_sql, [], db, |row| item(row.into_model(), RegistryItem::Domain), visit);
             tx.commit().await.map_err(db)?;
             Ok(serial)
         })
@@ -606,6 +809,7 @@ mod tests {
                     RegistryItem::Zone(_) => 3,
                     RegistryItem::Host(_) => 4,
                     RegistryItem::Domain(_) => 5,
+                    RegistryItem::BadRow(b) => panic!("{b}"),
                 };
                 counts[k] += 1;
                 if order.last() != Some(&k) {

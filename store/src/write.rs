@@ -99,10 +99,15 @@ macro_rules! bind_all {
 }
 
 impl Tx {
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting up to the pool's busy timeout for another writer: a deferred
+    /// transaction would read first and then fail with `database is locked` on its first write,
+    /// because SQLite refuses to upgrade a reader that another writer is ahead of (waiting
+    /// could deadlock), however long the busy timeout.
     pub(crate) async fn begin(store: &Store) -> Result<Self> {
         Ok(match &store.pool {
             Pool::Postgres(p) => Self::Pg(p.begin().await?),
-            Pool::Sqlite(p) => Self::Lite(p.begin().await?),
+            Pool::Sqlite(p) => Self::Lite(p.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 
@@ -193,12 +198,13 @@ pub fn check_address(field: &'static str, addr: &IpAddr) -> Result<()> {
     Ok(())
 }
 
-/// Checks a domain or host name against the registry's syntax rules.
+/// Checks a domain or host name against the registry's syntax rules: host name syntax and
+/// IDNA2008 ([`Name::check_registry`]).
 pub fn check_hostname(field: &'static str, name: &Name) -> Result<()> {
     if name.is_root() {
         return Err(StoreError::invalid(field, "the root is not a host name"));
     }
-    name.check_hostname()
+    name.check_registry()
         .map_err(|e| StoreError::invalid(field, format!("{name}: {e}")))
 }
 
@@ -220,6 +226,33 @@ fn check_nameservers(field: &'static str, ns: &[NsSpec]) -> Result<()> {
         for addr in &a.addresses {
             check_address(field, addr)?;
         }
+    }
+    Ok(())
+}
+
+/// Checks a contact against the registry's rules (also applied to contacts read back, so a
+/// row written around this check is a bad row, not a contact).
+pub(crate) fn check_contact(c: &Contact) -> Result<()> {
+    if c.handle.trim().is_empty() || c.handle.len() > 64 {
+        return Err(StoreError::invalid("handle", "must be 1 to 64 characters"));
+    }
+    if c.name.trim().is_empty() {
+        return Err(StoreError::invalid("name", "must not be empty"));
+    }
+    if !c.email.contains('@') {
+        return Err(StoreError::invalid(
+            "email",
+            format!("{:?} is not an e-mail address", c.email),
+        ));
+    }
+    if c.country.len() != 2 || !c.country.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        return Err(StoreError::invalid(
+            "country",
+            format!("{:?} is not an ISO 3166 alpha-2 code", c.country),
+        ));
+    }
+    if c.street.len() > 3 {
+        return Err(StoreError::invalid("street", "at most three street lines"));
     }
     Ok(())
 }
@@ -398,27 +431,7 @@ impl Store {
 
     /// Adds a contact, optionally sponsored by a registrar.
     pub async fn add_contact(&self, c: &Contact, registrar: Option<&str>) -> Result<()> {
-        if c.handle.trim().is_empty() || c.handle.len() > 64 {
-            return Err(StoreError::invalid("handle", "must be 1 to 64 characters"));
-        }
-        if c.name.trim().is_empty() {
-            return Err(StoreError::invalid("name", "must not be empty"));
-        }
-        if !c.email.contains('@') {
-            return Err(StoreError::invalid(
-                "email",
-                format!("{:?} is not an e-mail address", c.email),
-            ));
-        }
-        if c.country.len() != 2 || !c.country.chars().all(|ch| ch.is_ascii_alphabetic()) {
-            return Err(StoreError::invalid(
-                "country",
-                format!("{:?} is not an ISO 3166 alpha-2 code", c.country),
-            ));
-        }
-        if c.street.len() > 3 {
-            return Err(StoreError::invalid("street", "at most three street lines"));
-        }
+        check_contact(c)?;
         let mut tx = Tx::begin(self).await?;
         if tx.id_of("contact", "handle", &c.handle).await?.is_some() {
             return Err(StoreError::Exists {

@@ -76,6 +76,35 @@ fn refuses_bad_input_and_writes_nothing() {
             vec!["domain", "add", "bad_name.test", "--registrar", "R1"],
             "name",
         ),
+        // Not IDNA2008: invalid A-labels, hyphens in positions 3-4 outside an A-label.
+        (
+            vec!["domain", "add", "xn--zz.test", "--registrar", "R1"],
+            "name",
+        ),
+        (
+            vec!["domain", "add", "xn--a.test", "--registrar", "R1"],
+            "name",
+        ),
+        (
+            vec!["domain", "add", "xn--ab--c.test", "--registrar", "R1"],
+            "name",
+        ),
+        (
+            vec!["domain", "add", "ab--cd.test", "--registrar", "R1"],
+            "name",
+        ),
+        (
+            vec![
+                "domain",
+                "add",
+                "ok.test",
+                "--registrar",
+                "R1",
+                "--ns",
+                "ns.xn--zz.example",
+            ],
+            "ns",
+        ),
         (
             vec!["domain", "add", long_label.as_str(), "--registrar", "R1"],
             "name",
@@ -194,4 +223,111 @@ fn refuses_bad_input_and_writes_nothing() {
     assert!(journal.contains("domain\txn--bcher-kva.test"), "{journal}");
     let shown = ok(&db, &["domain", "show", "XN--BCHER-KVA.test"]);
     assert!(shown.contains("ns.hoster.example"), "{shown}");
+}
+
+/// A store with a zone, a registrar and `foo.test`, made by the CLI.
+fn cli_registry(db: &str) {
+    ok(
+        db,
+        &[
+            "zone",
+            "add",
+            "test",
+            "--mname",
+            "a.nic.test",
+            "--rname",
+            "hostmaster.nic.test",
+            "--ns",
+            "a.nic.test=127.0.0.1",
+        ],
+    );
+    ok(db, &["registrar", "add", "R1", "--name", "Registrar One"]);
+    ok(db, &["domain", "add", "foo.test", "--registrar", "R1"]);
+}
+
+/// `bad-rows` lists what the cluster quarantines, as text or JSON, and exits 1 while there is
+/// any.
+#[tokio::test]
+async fn bad_rows_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    cli_registry(&db);
+    let out = admin(&db, &["bad-rows"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+
+    let raw = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO domain_status(domain_id, status) SELECT id, 'bogus' FROM domain WHERE name = 'foo.test'",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE registrar SET iana_id = 'many'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+
+    let out = admin(&db, &["bad-rows"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("domain_status\tdomain\t\"foo.test\"\tunknown EPP status \"bogus\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("registrar\tregistrar\t\"R1\"\tiana_id is not an integer"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 bad rows"));
+
+    let out = admin(&db, &["bad-rows", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().any(|r| r["object"] == "domain"
+        && r["key"] == "foo.test"
+        && r["table"] == "domain_status"));
+    // The rest of the store still reads.
+    assert!(ok(&db, &["zone", "list"]).contains("test"));
+}
+
+/// A CLI write waits while another writer holds the SQLite write lock, then succeeds, instead
+/// of failing with `database is locked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_writer_waits_for_another_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    cli_registry(&db);
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let mut holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO registrar(handle, name) VALUES ('R2', 'Two')")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let db2 = db.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let out = admin(&db2, &["domain", "add", "wait.test", "--registrar", "R1"]);
+        (out, started.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !writer.is_finished(),
+        "the writer did not wait for the lock"
+    );
+    holder.commit().await.unwrap();
+    let (out, took) = writer.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took >= std::time::Duration::from_millis(1400), "{took:?}");
+    assert!(ok(&db, &["domain", "show", "wait.test"]).contains("wait.test"));
 }

@@ -162,7 +162,15 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
             store
                 .visit_zone(&apex, orrery_store::HostSelection::All, |item| {
                     items.push(match item {
-                        orrery_store::ZoneItem::Zone { zone, .. } => format!("{zone:?}"),
+                        // The backends journal a load in different numbers of rows: the
+                        // serial is theirs, the rest must match.
+                        orrery_store::ZoneItem::Zone { zone, .. } => format!(
+                            "{:?}",
+                            orrery_proto::Zone {
+                                serial: 0,
+                                ..zone.clone()
+                            }
+                        ),
                         orrery_store::ZoneItem::Domain(d) => format!("{d:?}"),
                         orrery_store::ZoneItem::Host(h) => {
                             format!("{:?} {:?}", h.name, h.addresses)
@@ -202,10 +210,16 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
     .await
     .unwrap();
     match pg.changes_since(head, 100).await.unwrap() {
-        ChangesSince::Batch(b) => {
-            assert_eq!(b.changes.len(), 1);
+        ChangesSince::Batch(journal) => {
+            assert!(journal.bad_rows.is_empty(), "{:?}", journal.bad_rows);
+            let b = journal.batch;
+            // The domain, and its zone at the serial the change gave it.
+            assert_eq!(b.changes.len(), 2);
             assert!(
-                matches!(&b.changes[0], orrery_proto::Change::Domain(d) if d.name == name && !d.is_delegated())
+                matches!(&b.changes[0], orrery_proto::Change::Zone(z) if z.name == apex && z.serial == b.upto)
+            );
+            assert!(
+                matches!(&b.changes[1], orrery_proto::Change::Domain(d) if d.name == name && !d.is_delegated())
             );
             assert!(b.upto > head);
         }

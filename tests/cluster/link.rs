@@ -44,9 +44,9 @@ pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     url: String,
     pub(crate) store: Store,
-    ca: Issued,
+    pub(crate) ca: Issued,
     master_tls: TlsMaterial,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     master: Option<(Master, CancellationToken)>,
     /// Extra lines of `[satellites.sat2]` (a test's own settings for that satellite).
     pub(crate) sat2: String,
@@ -100,7 +100,7 @@ impl Cluster {
     }
 
     /// Starts the master (again) on the same address.
-    async fn start_master(&mut self) {
+    pub(crate) async fn start_master(&mut self) {
         let text = format!(
             r#"
             [master]
@@ -165,7 +165,7 @@ impl Cluster {
     }
 
     /// Stops the master and waits until its tasks (and so its connections) have ended.
-    async fn stop_master(&mut self) {
+    pub(crate) async fn stop_master(&mut self) {
         let (master, shutdown) = self.master.take().expect("master running");
         shutdown.cancel();
         tokio::time::timeout(PATIENCE, master.join())
@@ -191,7 +191,7 @@ impl Cluster {
 
     pub(crate) fn link_config(&self, tls: TlsMaterial, state: PathBuf) -> LinkConfig {
         let mut c = LinkConfig::new(vec![self.addr.to_string()], tls, state);
-        c.backoff_max = Duration::from_millis(500);
+        c.backoff.max = Duration::from_millis(500);
         c.persist_interval = Duration::from_millis(200);
         c
     }
@@ -205,7 +205,7 @@ impl Cluster {
 
 /// A satellite running in this process, stopped on drop.
 pub(crate) struct TestSatellite {
-    satellite: Option<Satellite>,
+    pub(crate) satellite: Option<Satellite>,
     shutdown: CancellationToken,
 }
 
@@ -318,7 +318,7 @@ pub(crate) async fn ask(addr: SocketAddr, name: &str) -> Seen {
 }
 
 /// Polls `addr` until it says `want` about `name`, until `deadline`; returns whether it did.
-async fn wait_for(addr: SocketAddr, name: &str, want: Seen, deadline: Instant) -> bool {
+pub(crate) async fn wait_for(addr: SocketAddr, name: &str, want: Seen, deadline: Instant) -> bool {
     loop {
         if ask(addr, name).await == want {
             return true;
@@ -526,7 +526,7 @@ async fn certificate_from_another_ca_is_refused() {
     good.stop().await;
 }
 
-fn copy_state(from: &Path, to: &Path) {
+pub(crate) fn copy_state(from: &Path, to: &Path) {
     std::fs::copy(from, to).unwrap();
     let settings = |p: &Path| {
         let mut s = p.as_os_str().to_owned();

@@ -3,7 +3,11 @@
 
 mod bind_fallback;
 mod differential;
+mod faults;
 mod harness;
 mod journal_pg;
 mod link;
+mod processes;
 mod rds;
+mod satellite_faults;
+mod soa_serial;

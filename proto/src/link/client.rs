@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -38,17 +38,175 @@ pub type LinkClient = pb::link_client::LinkClient<Channel>;
 pub enum LinkError {
     #[error("bad master address {address:?}: {reason}")]
     Address { address: String, reason: String },
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {failure}")]
     Connect {
         address: String,
+        /// What failed, read from `source`'s chain.
+        failure: Failure,
         source: tonic::transport::Error,
     },
+    /// A status the master sent (or tonic made without a transport cause).
     #[error("master answered {0}")]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
+    /// A call that failed below gRPC: the connection broke or a handshake failed.
+    #[error("connection to the master failed: {failure}")]
+    Transport {
+        failure: Failure,
+        status: tonic::Status,
+    },
     #[error("master sent a malformed message: {0}")]
     Convert(#[from] ConvertError),
     #[error("master broke the protocol: {0}")]
     Protocol(String),
+}
+
+impl From<tonic::Status> for LinkError {
+    /// A status with a source is tonic's report of a transport failure (a status the master
+    /// sends has none): say what failed rather than "transport error".
+    fn from(status: tonic::Status) -> Self {
+        match std::error::Error::source(&status) {
+            Some(cause) => Self::Transport {
+                failure: Failure::of(cause, None),
+                status,
+            },
+            None => Self::Status(status),
+        }
+    }
+}
+
+/// What went wrong below gRPC on the way to a master, for the operator: read from an error's
+/// `source` chain (tonic → hyper → io → rustls), because tonic's own text for every one of
+/// these is "transport error".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    #[error("connection refused (no master listening there)")]
+    Refused,
+    #[error("timed out")]
+    Timeout,
+    #[error("cannot resolve or reach the address: {0}")]
+    Unreachable(String),
+    /// This satellite's check of the master's certificate failed.
+    #[error("TLS: the master's certificate {0}")]
+    MasterCertificate(String),
+    /// The master's TLS stack refused this satellite's certificate (an alert it sent).
+    #[error("TLS: the master refused this satellite's certificate: {0}")]
+    CertificateRefused(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The connection closed under a call (the master stopped, or the network dropped it).
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// Nothing more specific found: the whole chain of messages.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How rustls words an alert it received (`rustls::Error::AlertReceived`'s Display).
+const ALERT: &str = "received fatal alert: ";
+
+impl Failure {
+    /// Reads the chain of `error`. `ca` names the trust anchor in messages (e.g. its file).
+    pub fn of(error: &(dyn std::error::Error + 'static), ca: Option<&str>) -> Self {
+        let mut texts = Vec::new();
+        let mut io_kind = None;
+        let mut next = Some(error);
+        while let Some(e) = next {
+            texts.push(e.to_string());
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Self::of_rustls(tls, ca);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                // `io::Error::source` skips the error it wraps: look at it directly.
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return Self::of_rustls(tls, ca);
+                }
+                io_kind.get_or_insert(io.kind());
+            }
+            next = e.source();
+        }
+        texts.dedup();
+        let chain = texts.join(": ");
+        use std::io::ErrorKind as K;
+        match io_kind {
+            Some(K::ConnectionRefused) => Self::Refused,
+            Some(K::TimedOut) => Self::Timeout,
+            Some(
+                K::AddrNotAvailable
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NetworkDown
+                | K::NotFound,
+            ) => Self::Unreachable(chain),
+            Some(K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof) => {
+                Self::Closed(chain)
+            }
+            // h2 keeps an I/O error as its kind and text only (rustls' error type is lost on
+            // the way): read the alert from rustls' words.
+            _ if chain.contains(ALERT) => {
+                let at = chain.find(ALERT).map_or(0, |i| i + ALERT.len());
+                let name: String = chain[at..]
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                Self::of_alert(&name)
+            }
+            // hyper-util's, hyper's and tonic's own words for these, where no io::Error says it.
+            _ if chain.contains("connection closed") => Self::Closed(chain),
+            _ if chain.contains("dns error") => Self::Unreachable(chain),
+            _ if chain.contains("timed out") || chain.contains("timeout") => Self::Timeout,
+            _ => Self::Other(chain),
+        }
+    }
+
+    /// A TLS alert the master sent, by its rustls name: the master's verdict on this
+    /// satellite's certificate, or another TLS failure.
+    fn of_alert(name: &str) -> Self {
+        let why = match name {
+            "UnknownCA" => "it is not issued by the master's CA (a certificate from another CA)",
+            // The master found an issuer of that name whose key did not sign it.
+            "DecryptError" => {
+                "its signature does not verify against the master's CA (a certificate from another CA of the same name?)"
+            }
+            "CertificateExpired" => "it has expired",
+            "BadCertificate" | "CertificateUnknown" | "UnsupportedCertificate" => {
+                "the master's verifier refused it (wrong CA, usage or name)"
+            }
+            "CertificateRequired" => "none was sent",
+            "CertificateRevoked" => "it has been revoked",
+            "AccessDenied" => "access denied",
+            other => return Self::Tls(format!("the master sent the alert {other}")),
+        };
+        Self::CertificateRefused(why.to_owned())
+    }
+
+    fn of_rustls(e: &rustls::Error, ca: Option<&str>) -> Self {
+        use rustls::CertificateError as C;
+        let ca = ca.map_or_else(|| "the cluster CA".to_owned(), |c| format!("the CA in {c}"));
+        match e {
+            rustls::Error::InvalidCertificate(c) => Self::MasterCertificate(match c {
+                C::UnknownIssuer => {
+                    format!("is not issued by {ca} (a certificate from another CA)")
+                }
+                C::Expired | C::ExpiredContext { .. } => format!("has expired ({e})"),
+                C::NotValidYet | C::NotValidYetContext { .. } => {
+                    format!("is not valid yet ({e}); check both clocks")
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                    "is not valid for the name {} (not a master certificate of this cluster)",
+                    super::tls::MASTER_NAME
+                ),
+                // webpki found an issuer of that name but its key did not sign this: most
+                // often another cluster's CA (every Orrery CA has the same name).
+                C::BadSignature => format!(
+                    "is not issued by {ca}: its signature does not verify (a certificate from another CA of the same name?)"
+                ),
+                _ => format!("is refused: {e}"),
+            }),
+            rustls::Error::AlertReceived(alert) => Self::of_alert(&format!("{alert:?}")),
+            other => Self::Tls(other.to_string()),
+        }
+    }
 }
 
 /// How to reach the masters.
@@ -58,46 +216,49 @@ pub struct DialConfig {
     pub masters: Vec<String>,
     /// From [`super::tls::client_config`].
     pub tls: ClientTlsConfig,
+    /// The trust anchor's name for messages (its file), from [`super::tls::TlsMaterial::ca_source`].
+    pub ca: Option<String>,
     /// Limit for one TCP + TLS + HTTP/2 connection attempt.
     pub connect_timeout: Duration,
-    /// First pause after a round in which no master answered; doubles each round.
-    pub backoff_min: Duration,
-    /// Longest pause between rounds.
-    pub backoff_max: Duration,
+    /// When to dial again after a failure.
+    pub backoff: Backoff,
     /// HTTP/2 PING interval, so a dead connection is noticed even on a quiet stream.
     pub keepalive: Duration,
 }
 
 impl DialConfig {
-    /// Defaults: 5 s connect timeout, backoff from 250 ms to 30 s, keepalive every 20 s.
+    /// Defaults: 5 s connect timeout, [`Backoff::default`], keepalive every 20 s.
     pub fn new(masters: Vec<String>, tls: ClientTlsConfig) -> Self {
         Self {
             masters,
             tls,
+            ca: None,
             connect_timeout: Duration::from_secs(5),
-            backoff_min: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(30),
+            backoff: Backoff::default(),
             keepalive: Duration::from_secs(20),
         }
     }
 }
 
-/// Dials the masters in turn; remembers the backoff between calls.
+/// Dials the masters in turn; keeps the history the pauses are computed from.
 #[derive(Debug)]
 pub struct Dialer {
     config: DialConfig,
-    /// Pauses between rounds in which no master answered.
-    backoff: Backoff,
+    /// Failures in a row: rounds in which no master answered and sessions shorter than
+    /// [`Backoff::stable_session`].
+    failures: u32,
+    /// When the last healthy session ended.
+    healthy_at: Option<Instant>,
     /// The master to try first (the last one that answered).
     preferred: usize,
 }
 
 impl Dialer {
     pub fn new(config: DialConfig) -> Self {
-        let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Self {
             config,
-            backoff,
+            failures: 0,
+            healthy_at: None,
             preferred: 0,
         }
     }
@@ -126,6 +287,7 @@ impl Dialer {
             .await
             .map_err(|source| LinkError::Connect {
                 address: address.to_owned(),
+                failure: Failure::of(&source, self.config.ca.as_deref()),
                 source,
             })?;
         Ok(LinkClient::new(channel)
@@ -133,9 +295,9 @@ impl Dialer {
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }
 
-    /// Tries every master, starting with the last one that answered, until one does; sleeps
-    /// with exponential backoff and jitter between rounds. Never gives up: wrap it in a
-    /// `select!` with a shutdown signal.
+    /// Tries every master, starting with the last one that answered, until one does; pauses
+    /// as [`Backoff`] says between rounds. Never gives up: wrap it in a `select!` with a
+    /// shutdown signal.
     pub async fn connect(&mut self) -> LinkClient {
         loop {
             let n = self.config.masters.len();
@@ -146,13 +308,13 @@ impl Dialer {
                     Ok(client) => {
                         tracing::info!(master = %address, "connected to master");
                         self.preferred = at;
-                        self.backoff.reset();
                         return client;
                     }
                     Err(e) => tracing::warn!(master = %address, error = %e, "master unreachable"),
                 }
             }
-            let pause = self.next_pause();
+            self.failures = self.failures.saturating_add(1);
+            let pause = self.pause();
             tracing::warn!(
                 pause_ms = pause.as_millis() as u64,
                 "no master answered; retrying"
@@ -161,10 +323,28 @@ impl Dialer {
         }
     }
 
-    /// The pause after one more failed round: half of the exponential step fixed, half random
-    /// ("equal jitter"), so that satellites cut off together do not return together.
-    pub fn next_pause(&mut self) -> Duration {
-        self.backoff.next_pause()
+    /// Notes how a session ended. One that reached the change stream (`followed`: the master
+    /// booted us and streams changes) or lasted [`Backoff::stable_session`] was healthy: the
+    /// failures are forgotten, and the low cap holds from now, so a satellite is back within
+    /// about a second of a restarting master however soon after its own boot the master went.
+    /// Anything shorter is a failure (a master that accepts and then refuses must not be
+    /// dialled in a tight loop).
+    pub fn session_ended(&mut self, lasted: Duration, followed: bool) {
+        if followed || lasted >= self.config.backoff.stable_session {
+            self.failures = 0;
+            self.healthy_at = Some(Instant::now());
+        } else {
+            self.failures = self.failures.saturating_add(1);
+        }
+    }
+
+    /// The pause before dialling again, with jitter (zero right after a healthy session).
+    pub fn pause(&self) -> Duration {
+        let since = self.healthy_at.map(|t| t.elapsed());
+        Backoff::jitter(
+            self.config.backoff.step(self.failures, since),
+            &mut rand::rng(),
+        )
     }
 }
 
@@ -188,7 +368,7 @@ pub async fn fetch_snapshot(
     client: &mut LinkClient,
     progress: &mut Option<SnapshotProgress>,
 ) -> Result<(Serial, Vec<Change>), LinkError> {
-    let asked = std::time::Instant::now();
+    let asked = Instant::now();
     let request = match progress {
         Some(p) => pb::SnapshotRequest {
             serial: p.serial,
@@ -213,7 +393,7 @@ pub async fn fetch_snapshot(
     let mut first_chunk = None;
     let mut convert = Duration::ZERO;
     while let Some(msg) = stream.message().await? {
-        let received = std::time::Instant::now();
+        let received = Instant::now();
         first_chunk.get_or_insert(received);
         let chunk = Chunk::try_from(msg)?;
         convert += received.elapsed();
@@ -270,21 +450,122 @@ pub async fn fetch_snapshot(
 mod tests {
     use super::*;
 
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
     #[test]
-    fn backoff_grows_with_jitter_and_caps() {
+    fn dialer_history_sets_the_pause() {
         let mut d = Dialer::new(DialConfig::new(vec![], ClientTlsConfig::new()));
-        let mut last_step = Duration::ZERO;
-        for round in 0..20 {
-            let p = d.next_pause();
-            let step =
-                (Duration::from_millis(250) * (1u32 << round.min(16))).min(Duration::from_secs(30));
-            assert!(
-                p >= step / 2 && p <= step + Duration::from_millis(1),
-                "{p:?}"
-            );
-            assert!(step >= last_step);
-            last_step = step;
+        assert_eq!(d.pause(), Duration::ZERO);
+        // Short sessions count as failures; the pause grows with no healthy session.
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
         }
-        assert!(d.next_pause() <= Duration::from_secs(30) + Duration::from_millis(1));
+        assert!(d.pause() >= S(15), "{:?}", d.pause());
+        // A healthy session resets the count; then the pause is at most 1 s for a while.
+        d.session_ended(S(6), false);
+        assert_eq!(d.pause(), Duration::ZERO);
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
+        }
+        assert!(d.pause() <= S(1), "{:?}", d.pause());
+    }
+
+    #[test]
+    fn a_short_session_that_reached_the_change_stream_was_healthy() {
+        let mut d = Dialer::new(DialConfig::new(vec![], ClientTlsConfig::new()));
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
+        }
+        assert!(d.pause() >= S(15), "{:?}", d.pause());
+        // Booted and followed, then the master was killed a moment later.
+        d.session_ended(MS(300), true);
+        assert_eq!(d.pause(), Duration::ZERO);
+        for _ in 0..10 {
+            d.session_ended(MS(10), false);
+        }
+        assert!(d.pause() <= S(1), "{:?}", d.pause());
+    }
+
+    /// An error as tonic reports one: a wrapper whose source is the connector's error, whose
+    /// cause is an `io::Error` around rustls' error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport error")]
+    struct Wrapped(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    fn wrapped(inner: std::io::Error) -> Wrapped {
+        Wrapped(Box::new(inner))
+    }
+
+    #[test]
+    fn failures_name_the_certificate_problem() {
+        use rustls::CertificateError as C;
+        let tls = |e: rustls::Error| {
+            let err = wrapped(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            Failure::of(&err, Some("/etc/orrery/ca.pem")).to_string()
+        };
+        let text = tls(rustls::Error::InvalidCertificate(C::UnknownIssuer));
+        assert!(
+            text.contains("master's certificate")
+                && text.contains("not issued by the CA in /etc/orrery/ca.pem"),
+            "{text}"
+        );
+        let text = tls(rustls::Error::InvalidCertificate(C::BadSignature));
+        assert!(
+            text.contains("is not issued by the CA in /etc/orrery/ca.pem"),
+            "{text}"
+        );
+        assert!(tls(rustls::Error::InvalidCertificate(C::Expired)).contains("has expired"));
+        assert!(tls(rustls::Error::InvalidCertificate(C::NotValidYet)).contains("not valid yet"));
+        let text = tls(rustls::Error::InvalidCertificate(C::NotValidForName));
+        assert!(
+            text.contains("not valid for the name master.orrery"),
+            "{text}"
+        );
+        let text = tls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA,
+        ));
+        assert!(
+            text.contains("refused this satellite's certificate") && text.contains("another CA"),
+            "{text}"
+        );
+        let text = tls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateExpired,
+        ));
+        assert!(
+            text.contains("this satellite's certificate: it has expired"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_name_the_network_problem() {
+        use std::io::{Error, ErrorKind};
+        let of = |e: Error| Failure::of(&wrapped(e), None);
+        assert_eq!(
+            of(Error::from(ErrorKind::ConnectionRefused)),
+            Failure::Refused
+        );
+        assert_eq!(of(Error::from(ErrorKind::TimedOut)), Failure::Timeout);
+        assert!(matches!(
+            of(Error::new(ErrorKind::ConnectionReset, "reset by peer")),
+            Failure::Closed(t) if t.contains("reset by peer")
+        ));
+        // hyper's words for a call cut off by the connection's end.
+        assert!(matches!(
+            of(Error::other("operation was canceled: connection closed")),
+            Failure::Closed(_)
+        ));
+        // An alert known only by its text (h2 keeps I/O errors as kind and message).
+        let text = of(Error::other(
+            "connection error: received fatal alert: DecryptError",
+        ));
+        assert!(
+            matches!(&text, Failure::CertificateRefused(t) if t.contains("another CA")),
+            "{text:?}"
+        );
+        // Unknown causes keep every message of the chain, not just the first.
+        let text = of(Error::other("something odd")).to_string();
+        assert_eq!(text, "transport error: something odd");
     }
 }

@@ -97,6 +97,7 @@ impl From<&Zone> for pb::Zone {
             ns_ttl: z.ns_ttl,
             ds_ttl: z.ds_ttl,
             nameservers: names_text(&z.nameservers),
+            serial: z.serial,
         }
     }
 }
@@ -124,6 +125,10 @@ impl TryFrom<pb::Zone> for Zone {
             ns_ttl: z.ns_ttl,
             ds_ttl: z.ds_ttl,
             nameservers: cx.names("nameservers", &z.nameservers)?,
+            serial: match z.serial {
+                s if s >= 0 => s,
+                s => return Err(cx.err("serial", format!("{s} is negative"))),
+            },
         })
     }
 }
@@ -966,6 +971,7 @@ mod tests {
                 ns_ttl: 172_800,
                 ds_ttl: 86_400,
                 nameservers: vec![n("a.nic.test")],
+                serial: 41,
             }),
             Change::Host(Host {
                 name: n("ns1.foo.test"),
@@ -1063,6 +1069,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Zone::try_from(z).unwrap_err().field, "soa");
+        let z = pb::Zone {
+            name: "test".into(),
+            soa: Some(pb::Soa {
+                mname: "a.nic.test".into(),
+                rname: "hostmaster.nic.test".into(),
+                ..Default::default()
+            }),
+            serial: -1,
+            ..Default::default()
+        };
+        assert_eq!(Zone::try_from(z).unwrap_err().field, "serial");
 
         assert_eq!(
             Change::try_from(pb::Change { change: None })

@@ -73,6 +73,8 @@ pub struct TlsMaterial {
     key_pem: Vec<u8>,
     ca: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
+    /// Where the CA certificate came from (its file), for error messages.
+    ca_source: String,
 }
 
 impl fmt::Debug for TlsMaterial {
@@ -123,6 +125,7 @@ impl TlsMaterial {
             key_pem: read(&files.key)?,
             ca: vec![],
             chain: vec![],
+            ca_source: String::new(),
         };
         m.check(
             &files.ca.display().to_string(),
@@ -143,15 +146,23 @@ impl TlsMaterial {
             key_pem: key_pem.into(),
             ca: vec![],
             chain: vec![],
+            ca_source: String::new(),
         }
         .check("CA certificate", "certificate", "private key")
     }
 
     fn check(mut self, ca_what: &str, cert_what: &str, key_what: &str) -> Result<Self, TlsError> {
         self.ca = certs(ca_what, &self.ca_pem)?;
+        ca_what.clone_into(&mut self.ca_source);
         self.chain = certs(cert_what, &self.cert_pem)?;
         key(key_what, &self.key_pem)?;
         Ok(self)
+    }
+
+    /// Where the CA certificate came from: its file, or "CA certificate" for PEM given in
+    /// memory (names the trust anchor in link error messages).
+    pub fn ca_source(&self) -> &str {
+        &self.ca_source
     }
 
     /// This end's own certificate (the first of its chain).

@@ -1,7 +1,7 @@
 //! DNS sockets bound once, with the [`Server`] on them replaced when the query path changes.
 //!
-//! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets stay bound
-//! for the life of the process, so a change never needs the privileges of binding again (port
+//! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets (for UDP one
+//! per worker, see [`crate::udp`]) stay bound for the life of the process, so a change never needs the privileges of binding again (port
 //! 53) and no query is lost: a server with the new pipeline starts on clones of the same
 //! sockets, then the old one is cancelled. For the ~100 ms the old UDP workers take to notice,
 //! the kernel hands each datagram to one waiting thread of either server; old TCP connections
@@ -9,7 +9,7 @@
 //! Changing the addresses or the worker count does need a restart (see [`super`]).
 //!
 //! ```text
-//!   UdpSocket / TcpListener (bound once) ──try_clone──▶ Server v1 (Pipeline: Selector v1)
+//!   UdpSockets / TcpListener (bound once) ──try_clone──▶ Server v1 (Pipeline: Selector v1)
 //!                                        └─try_clone──▶ Server v2 (Pipeline: Selector v2)
 //!                                                        then v1 cancelled and joined
 //! ```
@@ -19,20 +19,21 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Pipeline;
 use crate::server::{Server, ServerSettings};
+use crate::udp::{UdpSettings, UdpSockets};
 
 /// Counter totals by `(leaf, counter)`.
 pub type Counters = BTreeMap<(String, String), u64>;
 
 /// The DNS service of a satellite.
 pub struct Serving {
-    udp: Vec<UdpSocket>,
+    udp: Vec<UdpSockets>,
     tcp: Vec<TcpListener>,
     settings: ServerSettings,
     current: Option<Running>,
@@ -47,11 +48,22 @@ struct Running {
 }
 
 impl Serving {
-    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]).
+    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]), UDP with
+    /// the default [`UdpSettings`] (the master does not send them).
     pub fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
         settings: ServerSettings,
+    ) -> io::Result<Self> {
+        Self::bind_with(udp, tcp, settings, &UdpSettings::default())
+    }
+
+    /// [`Serving::bind`] with the given UDP settings.
+    pub fn bind_with(
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        settings: ServerSettings,
+        udp_settings: &UdpSettings,
     ) -> io::Result<Self> {
         fn with_addr(addr: &SocketAddr, proto: &str) -> impl FnOnce(io::Error) -> io::Error {
             let what = format!("binding {proto} {addr}");
@@ -59,7 +71,9 @@ impl Serving {
         }
         let udp = udp
             .iter()
-            .map(|a| UdpSocket::bind(a).map_err(with_addr(a, "udp")))
+            .map(|a| {
+                UdpSockets::bind(*a, settings.workers, udp_settings).map_err(with_addr(a, "udp"))
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = tcp
             .iter()
@@ -105,7 +119,7 @@ impl Serving {
         let udp = self
             .udp
             .iter()
-            .map(UdpSocket::try_clone)
+            .map(UdpSockets::try_clone)
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = self
             .tcp
@@ -164,5 +178,75 @@ impl Serving {
             r.cancel.cancel();
             r.server.join().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Config, Selector, ZoneSet, ZoneStore};
+
+    fn pipeline() -> Arc<Pipeline> {
+        let config = Config::parse(include_str!("../../config.example.toml")).unwrap();
+        Arc::new(Pipeline::new(
+            <Selector>::build(&config.selector).unwrap(),
+            Arc::new(ZoneStore::new(ZoneSet::build(1, &[], &[], &[]))),
+            None,
+        ))
+    }
+
+    /// A replaced pipeline loses no query: the new server reads the same sockets of the
+    /// `SO_REUSEPORT` group before the old one stops.
+    #[test]
+    fn replacing_the_pipeline_loses_no_query() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings = ServerSettings {
+            workers: 3,
+            tcp_idle_timeout: Duration::from_secs(1),
+            tcp_max_connections: 4,
+        };
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut serving = Serving::bind(&[addr], &[], settings).unwrap();
+        let server = serving.udp_addrs()[0];
+        assert_eq!(serving.udp.len(), 1, "one group per address");
+        runtime
+            .block_on(async { serving.serve(pipeline()) })
+            .unwrap();
+        let clients: Vec<_> = (0..6)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 512];
+                    for i in 0..300u16 {
+                        // A header-only query: answered FORMERR, which is enough here.
+                        let id = (c << 12 | i).to_be_bytes();
+                        let q = [id[0], id[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                        sock.send_to(&q, server).unwrap();
+                        let n = sock
+                            .recv(&mut buf)
+                            .unwrap_or_else(|e| panic!("client {c} query {i}: {e}"));
+                        assert!(n >= 12 && buf[..2] == id, "client {c} query {i}");
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(30));
+            runtime
+                .block_on(async { serving.serve(pipeline()) })
+                .unwrap();
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+        runtime.block_on(serving.stop());
     }
 }

@@ -169,6 +169,7 @@ fn error(status: Status, base: &str, description: impl Display, out: &mut Vec<u8
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Payload Too Large",
         429 => "Too Many Requests",
         _ => "Internal Server Error",
     };

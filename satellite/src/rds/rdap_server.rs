@@ -12,6 +12,10 @@
 //!                ▼
 //!  GET | HEAD path ─► RdsEvent ─► pipeline.handle: Selector chain ─► rdap::render ─► response
 //!  other methods ──► 405 with `Allow: GET, HEAD`
+//!  a body over MAX_BODY (or chunked) ──► 413, connection closed
+//!                │  connection over
+//!                ▼
+//!  FIN sent, then what the client still sends is drained (LINGER) so the close is no reset
 //!  a leaf's Drop ──► the connection is closed without an answer
 //! ```
 //!
@@ -36,14 +40,15 @@ use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -73,6 +78,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Per-connection read buffer limit: a request head larger than this is refused (431).
 const MAX_BUF: usize = 16 * 1024;
+/// The largest request body let through (and ignored: GET and HEAD carry none); a larger or
+/// unannounced (chunked) one is answered 413 (RFC 9110 §15.5.14) and the connection closed.
+const MAX_BODY: u64 = 8 * 1024;
+/// After the last response, how long and how much of what the client still sends is read and
+/// discarded before the socket is closed ("lingering close", RFC 9112 §9.6): closing with
+/// unread octets makes the kernel reset the connection, which can destroy the response in the
+/// client's buffers before it reads it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Settings of one RDAP server (all its listeners).
 #[derive(Clone, Debug)]
@@ -338,23 +352,66 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let for_requests = Arc::clone(shared);
+    // Set when a request came with a body: hyper does not read it, so the client may still
+    // be sending when the connection ends.
+    let unread_body = Arc::new(AtomicBool::new(false));
+    let saw_body = Arc::clone(&unread_body);
     let service = service_fn(move |req: Request<Incoming>| {
+        if !req.body().is_end_stream() {
+            saw_body.store(true, Ordering::Relaxed);
+        }
         std::future::ready(respond(&for_requests, conn, &req))
     });
-    let connection = shared.http.serve_connection(TokioIo::new(io), service);
-    let mut connection = pin!(connection);
-    tokio::select! {
-        done = connection.as_mut() => {
-            if let Err(e) = done {
-                tracing::debug!(peer = %conn.peer, error = %e, "rdap connection");
+    let mut connection = shared.http.serve_connection(TokioIo::new(io), service);
+    // Without hyper's shutdown of the socket: the end below may linger.
+    let done = tokio::select! {
+        done = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => done,
+        () = cancel.cancelled() => {
+            Pin::new(&mut connection).graceful_shutdown();
+            // The request in progress is finished; a stalled peer cannot hold shutdown.
+            match tokio::time::timeout(
+                shared.timeout,
+                std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)),
+            )
+            .await
+            {
+                Ok(done) => done,
+                Err(_) => return,
             }
         }
-        () = cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            // The request in progress is finished; a stalled peer cannot hold shutdown.
-            let _ = tokio::time::timeout(shared.timeout, connection).await;
-        }
+    };
+    if let Err(e) = done {
+        tracing::debug!(peer = %conn.peer, error = %e, "rdap connection");
     }
+    let parts = connection.into_parts();
+    let mut io = parts.io.into_inner();
+    if unread_body.load(Ordering::Relaxed) || !parts.read_buf.is_empty() {
+        linger(io).await;
+    } else {
+        // The usual end: the client closed, or stayed idle past the timeout. FIN now.
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+    }
+}
+
+/// Closes a connection whose client may still be sending without a reset: FIN (TLS:
+/// close_notify, then FIN) after the last response, then reads and discards what the client
+/// still sends until it closes its side, for at most [`LINGER`] and [`LINGER_BYTES`].
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// A leaf dropped the request: hyper closes the connection without an answer.
@@ -378,7 +435,14 @@ fn respond(
     let base = base_url(shared, conn, req);
     let mut body = Vec::with_capacity(2048);
     let head = *req.method() == Method::HEAD;
-    let status = if head || *req.method() == Method::GET {
+    let status = if oversized_body(req.headers()) {
+        rdap::render_error(
+            413,
+            "The request body is too large: this server answers GET and HEAD requests, which carry none.",
+            &base,
+            &mut body,
+        )
+    } else if head || *req.method() == Method::GET {
         let pipeline = shared.pipeline.load();
         let mut ev = pipeline.take();
         let client = client_address(conn.peer.ip(), req.headers(), &shared.forwarders);
@@ -419,7 +483,21 @@ fn respond(
     if status.code == 405 {
         headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
+    if status.code == 413 {
+        // The body is not read: the connection cannot carry another request.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(response)
+}
+
+/// True when a request announces a body over [`MAX_BODY`], or one of unknown length (any
+/// `Transfer-Encoding`: chunked), which an RDAP request never needs.
+fn oversized_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > MAX_BODY))
 }
 
 /// The client's address, for the chain (ACL, rate limit): the connection's, unless it comes
@@ -1199,5 +1277,65 @@ mod tests {
         check_rdap_structure(&v, Some("domain"));
         assert_eq!(v["links"][0]["href"], "https://localhost/domain/foo.tld");
         server.stop().await;
+    }
+
+    /// A client that sends a 10 MB body with its request, writing it all before it reads:
+    /// it gets `413` with an RDAP error object, then an orderly end of the connection (FIN),
+    /// never a reset, even though the server never reads the body as a body.
+    #[tokio::test]
+    async fn a_huge_body_gets_413_and_a_clean_close() {
+        use tokio::io::AsyncWriteExt;
+        let server = TestServer::with_defaults();
+        let (mut rd, mut wr) = server.connect().await.into_split();
+        let size = 10 * 1024 * 1024;
+        let writer = tokio::spawn(async move {
+            let head = format!(
+                "POST /domain/foo.tld HTTP/1.1\r\nHost: rdap.test\r\nContent-Length: {size}\r\n\r\n"
+            );
+            wr.write_all(head.as_bytes()).await?;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..size / chunk.len() {
+                wr.write_all(&chunk).await?;
+            }
+            wr.shutdown().await
+        });
+        let mut buf = Vec::new();
+        let reply = read_reply(&mut rd, &mut buf, false)
+            .await
+            .expect("a response");
+        assert_eq!(reply.status, 413);
+        assert_eq!(reply.header("connection"), Some("close"));
+        let json = reply.json();
+        assert_eq!(json["errorCode"], 413);
+        assert_eq!(json["title"], "Payload Too Large");
+        // Then the end of the stream, not ECONNRESET.
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut rest)).await;
+        assert!(matches!(end, Ok(Ok(_))), "{end:?}");
+        assert!(rest.is_empty() && buf.is_empty(), "{rest:?}");
+        // The server read the whole body (drained it) rather than resetting the writer.
+        let written = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        assert!(matches!(written, Ok(Ok(Ok(())))), "{written:?}");
+        server.stop().await;
+    }
+
+    #[test]
+    fn bodies_over_the_limit_or_of_unknown_length_are_too_large() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in pairs {
+                h.insert(*n, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(!oversized_body(&headers(&[])));
+        assert!(!oversized_body(&headers(&[("content-length", "8192")])));
+        assert!(oversized_body(&headers(&[("content-length", "8193")])));
+        assert!(oversized_body(&headers(&[("content-length", "10485760")])));
+        assert!(oversized_body(&headers(&[("content-length", "lots")])));
+        assert!(oversized_body(&headers(&[(
+            "transfer-encoding",
+            "chunked"
+        )])));
     }
 }

@@ -8,8 +8,8 @@
 //!    ▼ one tokio task per connection
 //!  read up to LF: at most `max_line` octets, within ONE deadline for the whole line
 //!    │   (straight into the event's request buffer)
-//!    │          ├─ longer: "% Error: query too long", close
-//!    │          └─ deadline passed: "% Error: timeout", close
+//!    │          ├─ longer: "% Error: query too long", FIN, drain what follows, close
+//!    │          └─ deadline passed: "% Error: timeout", FIN, drain, close
 //!    ▼
 //!  RdsPipeline::handle ──► Selector<Rds> ──► whois::render (same directory version)
 //!    ▼
@@ -67,6 +67,9 @@ use crate::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 const BUSY: &[u8] = b"% Error: server busy, try again later\r\n";
 /// Answer to a connection over the cap of its client address.
 const TOO_MANY: &[u8] = b"% Error: too many connections from your address, try again later\r\n";
+/// How long, and how much, a client cut off by an error may go on sending before the close.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// Answer to a line longer than `max_line`.
 const TOO_LONG: &[u8] = b"% Error: query too long\r\n";
 /// Answer to a client that did not finish its line in time.
@@ -257,6 +260,8 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
     // Whether the client may have sent octets not read yet (beyond its line, or the rest of an
     // over-long or late one).
     let mut unread = true;
+    // Cut off mid-line (too long, too slow): the client may still be sending.
+    let mut cut_off = false;
     let reply: &[u8] = match read {
         // An empty line is a query too: the chain says what is wrong with it.
         Ok(Ok(Line::Complete { more })) => {
@@ -277,10 +282,12 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
         }
         Ok(Ok(Line::TooLong)) => {
             pipeline.put(ev);
+            cut_off = true;
             TOO_LONG
         }
         Err(_elapsed) => {
             pipeline.put(ev);
+            cut_off = true;
             TIMEOUT
         }
         // Closed before any octet (a probe), or a read error: nothing to answer.
@@ -294,6 +301,13 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
         stream.write_all(&reply[sent..]).await
     })
     .await;
+    if cut_off {
+        // A large paste, a slow writer: the error line must reach it whole, before the close.
+        if matches!(written, Ok(Ok(()))) {
+            linger(stream).await;
+        }
+        return;
+    }
     // Closing the socket (dropping it) sends the FIN, in the segment that ends the answer: no
     // separate `shutdown` call. A socket closed with unread octets is reset instead, which may
     // discard the end of the answer, so what may be there is drained first — one system call
@@ -365,6 +379,28 @@ async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>, max_line: usize) -
 /// Reads and drops what the client sent beyond its line, without waiting: closing a socket
 /// with unread data makes the kernel reset the connection instead of closing it, which may
 /// discard the end of an answer not yet sent.
+/// Closes a connection whose client may still be sending, without a reset: FIN first (the
+/// error line is complete), then what the client sends is read and discarded until it closes
+/// its side, for at most [`LINGER`] and [`LINGER_BYTES`]. Closing with unread octets makes the
+/// kernel answer with a reset, which can destroy the error line in the client's buffers
+/// before it reads it.
+async fn linger(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let _ = timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 fn discard_unread(stream: &TcpStream) {
     let mut sink = [0u8; 512];
     for _ in 0..8 {
@@ -659,5 +695,28 @@ mod tests {
         );
         assert_eq!(read_all(&mut idle).await.0, "");
         assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+
+    /// A client pasting a 1 MiB line, writing all of it before it reads: it reads the error
+    /// line and then the end of the stream (FIN), not a reset.
+    #[tokio::test]
+    async fn a_long_line_still_being_sent_gets_the_error_line_not_a_reset() {
+        let s = start(WhoisSettings::default());
+        let (mut rd, mut wr) = TcpStream::connect(s.addr).await.unwrap().into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'a'; 64 * 1024];
+            for _ in 0..16 {
+                wr.write_all(&chunk).await?;
+            }
+            wr.write_all(b"\r\n").await?;
+            wr.shutdown().await
+        });
+        let mut buf = Vec::new();
+        let read = timeout(Duration::from_secs(5), rd.read_to_end(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+        assert_eq!(String::from_utf8_lossy(&buf), "% Error: query too long\r\n");
+        let written = timeout(Duration::from_secs(5), writer).await;
+        assert!(matches!(written, Ok(Ok(Ok(())))), "{written:?}");
+        s.stop().await;
     }
 }

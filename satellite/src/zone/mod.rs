@@ -25,9 +25,14 @@
 //! Domains that are not delegated (held, or without nameservers) do not exist: NXDOMAIN.
 //!
 //! # SOA serial
-//! The journal serial (`i64`, strictly increasing) becomes the SOA serial as `serial as u32`:
-//! serial arithmetic (RFC 1982 §3) compares serials modulo 2^32, so the truncation is correct as
-//! long as no secondary falls 2^31 commits behind.
+//! Each zone serves its own serial ([`Zone::serial`], docs/ARCHITECTURE.md "SOA serials"): the
+//! journal serial of the last committed change to the zone, which the store keeps and the
+//! master sends with every zone a batch touches, so a change elsewhere leaves it alone and the
+//! generator's zone file for the same state has the same one. The SOA serial is its low 32 bits:
+//! serial arithmetic (RFC 1982 §3) compares serials modulo 2^32, so the truncation is correct
+//! while a zone's serial moves by less than 2^31 between two versions a secondary sees. A zone
+//! whose serial is unknown (0: from a master older than per-zone serials, or a version 2 state
+//! file) serves the journal serial of the whole set instead, the rule of those releases.
 
 pub mod store;
 
@@ -164,8 +169,10 @@ pub struct ZoneData {
     pub soa_ttl: u32,
     pub ns_ttl: u32,
     pub ds_ttl: u32,
-    /// SOA serial (journal serial truncated, see the module docs).
+    /// SOA serial (the zone's serial truncated, see the module docs).
     pub serial: u32,
+    /// The zone's own serial, 0 when unknown: the SOA serial then follows the set's.
+    own_serial: Serial,
     pub apex_ns: Box<[HostId]>,
     delegations: HashMap<Box<[u8]>, Delegation>,
     auth: HashMap<Box<[u8]>, AuthNode>,
@@ -185,7 +192,8 @@ impl ZoneData {
             soa_ttl: zone.soa_ttl,
             ns_ttl: zone.ns_ttl,
             ds_ttl: zone.ds_ttl,
-            serial: serial as u32,
+            serial: zone.soa_serial(serial),
+            own_serial: zone.serial,
             apex_ns: Box::new([]),
             delegations: HashMap::new(),
             auth: HashMap::new(),
@@ -464,7 +472,9 @@ impl ZoneSet {
         }
         self.directory.touch(Timestamp::now());
         self.serial = batch.upto;
-        for z in &mut self.zones {
+        // Zones the batch touched came with their new serial; only zones without one follow
+        // the set's.
+        for z in self.zones.iter_mut().filter(|z| z.own_serial == 0) {
             z.serial = batch.upto as u32;
         }
     }
@@ -523,6 +533,8 @@ impl ZoneSet {
         zone.soa_ttl = z.soa_ttl;
         zone.ns_ttl = z.ns_ttl;
         zone.ds_ttl = z.ds_ttl;
+        zone.serial = z.soa_serial(self.serial);
+        zone.own_serial = z.serial;
         let old = std::mem::replace(&mut zone.apex_ns, ids.into_boxed_slice());
         self.release(i, &old);
     }
@@ -695,6 +707,7 @@ pub(crate) mod tests {
             ns_ttl: 86400,
             ds_ttl: 3600,
             nameservers: ns.iter().map(|s| n(s)).collect(),
+            serial: 0,
         }
     }
 
@@ -860,6 +873,56 @@ pub(crate) mod tests {
             whole.directory.contact("C1").is_some(),
             built.directory.contact("C1").is_some()
         );
+    }
+
+    #[test]
+    fn each_zone_serves_its_own_serial() {
+        let mut a = zone("tld", &["a.nic.tld"]);
+        a.serial = 5;
+        let mut b = zone("other", &["a.nic.tld"]);
+        b.serial = 0x1_0000_0006;
+        let mut set = ZoneSet::build(7, &[a.clone(), b], &[], &[]);
+        assert_eq!(set.zone(&n("tld")).unwrap().serial, 5);
+        // The low 32 bits (RFC 1982 arithmetic works modulo 2^32).
+        assert_eq!(set.zone(&n("other")).unwrap().serial, 6);
+        // A change in `tld` comes with `tld` at its new serial; `other` does not move, and a
+        // batch that touches no zone (a contact) moves none.
+        a.serial = 8;
+        set.apply(&ChangeBatch {
+            after: 7,
+            upto: 9,
+            changes: vec![
+                Change::Zone(a),
+                Change::Domain(domain("new.tld", "tld", &["ns.new.example"])),
+            ],
+        })
+        .unwrap();
+        assert_eq!(set.zone(&n("tld")).unwrap().serial, 8);
+        assert_eq!(set.zone(&n("other")).unwrap().serial, 6);
+        set.apply(&ChangeBatch {
+            after: 9,
+            upto: 10,
+            changes: vec![Change::ContactRemoved("C1".into())],
+        })
+        .unwrap();
+        assert_eq!(set.zone(&n("tld")).unwrap().serial, 8);
+        assert_eq!(set.zone(&n("other")).unwrap().serial, 6);
+        // A zone without a serial (an older master) follows the set's serial, as before.
+        set.apply(&ChangeBatch {
+            after: 10,
+            upto: 12,
+            changes: vec![Change::Zone(zone("old", &["a.nic.tld"]))],
+        })
+        .unwrap();
+        assert_eq!(set.zone(&n("old")).unwrap().serial, 12);
+        set.apply(&ChangeBatch {
+            after: 12,
+            upto: 13,
+            changes: vec![],
+        })
+        .unwrap();
+        assert_eq!(set.zone(&n("old")).unwrap().serial, 13);
+        assert_eq!(set.zone(&n("tld")).unwrap().serial, 8);
     }
 
     #[test]

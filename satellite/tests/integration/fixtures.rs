@@ -75,6 +75,7 @@ pub(crate) fn registry() -> SnapshotData {
             ns_ttl: 172800,
             ds_ttl: 86400,
             nameservers: vec![n("a.nic.tld"), n("b.nic.tld")],
+            serial: 0,
         }],
         domains,
         hosts: vec![

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use orrery_satellite::server::{Server, ServerSettings};
+use orrery_satellite::udp::UdpSockets;
 use orrery_satellite::{Config, Pipeline, Selector, SnapshotData, ZoneSet, ZoneStore};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,12 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     pub(crate) fn start(config: &str, data: &SnapshotData) -> Self {
+        Self::start_on(config, data, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// [`TestServer::start`] with UDP on `udp` (port 0 picks one), bound as the
+    /// configuration's UDP settings say.
+    pub(crate) fn start_on(config: &str, data: &SnapshotData, udp: SocketAddr) -> Self {
         let config = Config::parse(config).expect("config");
         let zones = Arc::new(ZoneStore::new(ZoneSet::build(
             data.serial,
@@ -45,7 +52,7 @@ impl TestServer {
             .build()
             .unwrap();
         let cancel = CancellationToken::new();
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSockets::bind(udp, config.workers, &config.udp_settings).unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let served = Arc::clone(&pipeline);
         let (server, tcp_addr) = runtime.block_on(async {

@@ -8,4 +8,5 @@ mod queries;
 mod rate_limit;
 mod rrl;
 mod shutdown;
+mod udp;
 mod whois;

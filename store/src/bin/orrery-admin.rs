@@ -11,7 +11,7 @@ use orrery_proto::{Contact, Ds, EppStatus, Name, Registrar, Timestamp};
 use orrery_store::read::parse_ds;
 use orrery_store::synthetic::SyntheticTld;
 use orrery_store::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
-use orrery_store::{ChangesSince, Store, StoreError};
+use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +71,13 @@ enum Command {
         after: i64,
         #[arg(long, default_value_t = 10_000)]
         max: usize,
+    },
+    /// List the rows the cluster quarantines: rows of any table that cannot become a registry
+    /// object (read with the conversions the master uses). Exits 1 when there are any.
+    BadRows {
+        /// One JSON object per line: `{"object", "key", "table", "reason"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -314,7 +321,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(Refused(msg)) => {
             eprintln!("orrery-admin: {msg}");
             ExitCode::from(2)
@@ -322,8 +329,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Refused> {
+async fn run(cli: Cli) -> Result<ExitCode, Refused> {
     let store = Store::open(&cli.db).await?;
+    let mut code = ExitCode::SUCCESS;
     match cli.command {
         Command::Init => println!("store ready ({:?})", store.backend()),
         Command::Zone(ZoneCmd::Add {
@@ -473,18 +481,56 @@ async fn run(cli: Cli) -> Result<(), Refused> {
         }
         Command::Changes { after, max } => match store.changes_since(after, max).await? {
             ChangesSince::Batch(b) => {
-                println!("changes after {} up to {}:", b.after, b.upto);
-                for c in b.changes {
+                println!("changes after {} up to {}:", b.batch.after, b.batch.upto);
+                for c in b.batch.changes {
                     println!("{c:?}");
+                }
+                for bad in b.bad_rows {
+                    println!("quarantined: {bad}");
                 }
             }
             ChangesSince::TooFarBehind { pending } => {
                 println!("more than {max} changes pending ({pending}+): take a snapshot")
             }
         },
+        Command::BadRows { json } => {
+            let mut bad = Vec::new();
+            let serial = store
+                .visit_registry(|item| {
+                    if let RegistryItem::BadRow(b) = item {
+                        bad.push(b);
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
+            for b in &bad {
+                print_bad_row(b, json);
+            }
+            if !json {
+                eprintln!("{} bad rows at serial {serial}", bad.len());
+            }
+            if !bad.is_empty() {
+                code = ExitCode::from(1);
+            }
+        }
     }
     store.close().await;
-    Ok(())
+    Ok(code)
+}
+
+fn print_bad_row(b: &BadRow, json: bool) {
+    if json {
+        let line = serde_json::json!({
+            "object": b.object,
+            "key": b.key,
+            "table": b.table,
+            "reason": b.reason,
+        });
+        println!("{line}");
+    } else {
+        // Tab-separated; the key is quoted because a bad key may hold anything.
+        println!("{}\t{}\t{:?}\t{}", b.table, b.object, b.key, b.reason);
+    }
 }
 
 async fn domain(store: &Store, cmd: DomainCmd) -> Result<(), Refused> {
