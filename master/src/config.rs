@@ -7,6 +7,13 @@
 //! certificate paths are resolved against the configuration file's directory; the RDAP
 //! certificate paths of a satellite are paths on that satellite's machine, passed on as written.
 //! See `deploy/master.example.toml` for every field.
+//!
+//! A satellite refuses a configuration it cannot use; the master must not send one. So every
+//! `[selectors.NAME]` table is parsed into the typed Selector configuration of the service that
+//! uses it (DNS for `selector`, Whois/RDAP for `rds_selector`) and checked with the validator
+//! the satellite runs on receipt ([`orrery_proto::selector`]), and every satellite's settings
+//! go through the satellite's own receipt check (`SatelliteSettings::try_from` of the message
+//! the master would send). `run` and `check-config` both load through here.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_proto::Prefix;
-use orrery_proto::link::convert::{MAX_NSID_LEN, MIN_CHECKIN_INTERVAL};
+use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
-use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
+use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen, pb};
+use orrery_proto::selector::{LeafConfig, LeafSettings, RdsLeafConfig, SelectorConfig};
 use serde::Deserialize;
 
 /// The file as written.
@@ -137,6 +145,9 @@ pub struct MasterConfig {
     pub link: LinkSettings,
     /// Every satellite the master knows, by identity.
     pub satellites: BTreeMap<SatelliteId, SatelliteSettings>,
+    /// What is accepted but most likely a mistake (a leaf no chain uses, a Selector no
+    /// satellite uses): `run` logs each, `check-config` prints each.
+    pub warnings: Vec<String>,
 }
 
 /// How the master follows the journal.
@@ -312,24 +323,31 @@ impl MasterConfig {
             key: path(file.tls.key),
         };
 
-        let mut selectors = BTreeMap::new();
-        for (name, table) in &file.selectors {
-            let text = toml::to_string(table)
-                .map_err(|e| field(format!("selectors.{name}"), e.to_string()))?;
-            selectors.insert(name.clone(), text);
-        }
+        let mut selectors = Selectors {
+            tables: &file.selectors,
+            checked: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
         let mut satellites = BTreeMap::new();
         for (name, section) in file.satellites {
             let id = SatelliteId::new(&name).map_err(|e| field(format!("satellites.{name}"), e))?;
             let settings = satellite(
                 id.as_str(),
                 section.or(&file.satellite_defaults),
-                &selectors,
+                &mut selectors,
             )?;
             if satellites.insert(id, settings).is_some() {
                 return Err(field(
                     format!("satellites.{name}"),
                     "defined twice (names are case-insensitive)",
+                ));
+            }
+        }
+        let mut warnings = selectors.warnings;
+        for name in file.selectors.keys() {
+            if !selectors.checked.keys().any(|(n, _)| n == name) {
+                warnings.push(format!(
+                    "selectors.{name}: no satellite uses it (not checked)"
                 ));
             }
         }
@@ -340,6 +358,7 @@ impl MasterConfig {
             follow,
             link,
             satellites,
+            warnings,
         })
     }
 }
@@ -347,10 +366,53 @@ impl MasterConfig {
 /// Default check-in interval: once a minute, as in the Registry Advantage design.
 pub const DEFAULT_CHECKIN_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The `[selectors.NAME]` tables, each checked once per service that uses it.
+struct Selectors<'a> {
+    tables: &'a BTreeMap<String, toml::Table>,
+    /// The link's TOML text of each table checked, by name and service.
+    checked: BTreeMap<(String, &'static str), String>,
+    warnings: Vec<String>,
+}
+
+impl Selectors<'_> {
+    /// The TOML text for the link of `[selectors.NAME]`, checked as the Selector of service
+    /// `C` (`service` names it in the cache) with the satellite's parser and validator.
+    /// `used_by` names the satellite field for a missing table.
+    fn text<C: LeafSettings>(
+        &mut self,
+        name: &str,
+        service: &'static str,
+        used_by: String,
+    ) -> Result<String, ConfigError> {
+        if let Some(text) = self.checked.get(&(name.to_owned(), service)) {
+            return Ok(text.clone());
+        }
+        let table = self
+            .tables
+            .get(name)
+            .ok_or_else(|| field(used_by, format!("no [selectors.{name}] table")))?;
+        let config = SelectorConfig::<C>::from_table(table)
+            .and_then(|c| c.validate().map(|()| c))
+            .map_err(|e| field(format!("selectors.{name}.{}", e.path()), e.reason()))?;
+        for leaf in config.unused_leaves() {
+            let warning = format!("selectors.{name}.leaves.{leaf}: no chain uses it");
+            // A table used by both services is checked twice; say it once.
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
+        }
+        // The text the satellite parses is the table as written: it was just checked.
+        let text = toml::to_string(table).map_err(|e| field(format!("selectors.{name}"), e))?;
+        self.checked
+            .insert((name.to_owned(), service), text.clone());
+        Ok(text)
+    }
+}
+
 fn satellite(
     name: &str,
     s: SatelliteSection,
-    selectors: &BTreeMap<String, String>,
+    selectors: &mut Selectors<'_>,
 ) -> Result<SatelliteSettings, ConfigError> {
     let f = |what: &str| format!("satellites.{name}.{what}");
     let checkin_interval = match s.checkin_interval_ms {
@@ -402,25 +464,22 @@ fn satellite(
         ),
         None => None,
     };
-    if let Some(nsid) = &s.nsid
-        && (nsid.is_empty() || nsid.len() > MAX_NSID_LEN)
-    {
-        return Err(field(
-            f("nsid"),
-            format!("must be 1 to {MAX_NSID_LEN} octets"),
-        ));
+    // Over the link an empty NSID means none; the length is the satellite's check, below.
+    if s.nsid.as_deref() == Some("") {
+        return Err(field(f("nsid"), "empty (leave it out for no NSID)"));
     }
     if s.hostname.as_deref() == Some("") {
         return Err(field(f("hostname"), "empty"));
     }
-    let selector_text = |what: &str, sel: Option<&str>| match sel {
-        Some(sel) => selectors
-            .get(sel)
-            .cloned()
-            .ok_or_else(|| field(f(what), format!("no [selectors.{sel}] table"))),
-        None => Ok(String::new()),
+    let selector_toml = match s.selector.as_deref() {
+        Some(sel) => selectors.text::<LeafConfig>(sel, "dns", f("selector"))?,
+        None => String::new(),
     };
-    Ok(SatelliteSettings {
+    let rds_selector_toml = match s.rds_selector.as_deref() {
+        Some(sel) => selectors.text::<RdsLeafConfig>(sel, "rds", f("rds_selector"))?,
+        None => String::new(),
+    };
+    let settings = SatelliteSettings {
         checkin_interval,
         dns,
         whois,
@@ -429,9 +488,14 @@ fn satellite(
         memory_budget,
         nsid: s.nsid.map(String::into_bytes),
         hostname: s.hostname,
-        selector_toml: selector_text("selector", s.selector.as_deref())?,
-        rds_selector_toml: selector_text("rds_selector", s.rds_selector.as_deref())?,
-    })
+        selector_toml,
+        rds_selector_toml,
+    };
+    // What the satellite checks on receipt, checked here by the same code on the message the
+    // master will send: anything it would refuse is refused at load.
+    SatelliteSettings::try_from(pb::SatelliteConfig::from(&settings))
+        .map_err(|e| field(f(e.field), e.reason))?;
+    Ok(settings)
 }
 
 /// `max_connections`: above 0 when given (leaving it out lets the satellite choose).
@@ -619,6 +683,10 @@ mod tests {
         chains = [{ name = "main", leaves = ["limit", "lookup"] }]
         [selectors.rds.leaves.limit]
         kind = "rate_limit"
+        address_rate = 5.0
+        address_burst = 20
+        prefix_rate = 50.0
+        prefix_burst = 200
         [selectors.rds.leaves.lookup]
         kind = "lookup"
         [satellites.sat1]
@@ -683,7 +751,7 @@ mod tests {
         );
         assert_eq!(s2.rds_selector_toml, s1.rds_selector_toml);
         // What the master sends, the satellite accepts.
-        let msg = orrery_proto::link::pb::SatelliteConfig::from(s2);
+        let msg = pb::SatelliteConfig::from(s2);
         assert_eq!(&SatelliteSettings::try_from(msg).unwrap(), s2);
     }
 
@@ -817,5 +885,33 @@ mod tests {
                 .contains("serves nothing")
         );
         assert!(err(&MINIMAL.replace("[satellites.sat2]", "[satellites.SAT1]")).contains("twice"));
+    }
+
+    #[test]
+    fn selectors_are_checked_for_the_service_that_uses_them() {
+        let e = err(&MINIMAL.replace("kind = \"lookup\"", "kind = \"lookpu\""));
+        assert!(
+            e.starts_with("config field selectors.std.leaves.lookup: unknown kind \"lookpu\""),
+            "{e}"
+        );
+        // The same table as a Whois/RDAP Selector is checked again, with that service's kinds.
+        let both = MINIMAL.replace(
+            "checkin_interval_ms = 1000",
+            "checkin_interval_ms = 1000\nrds_selector = \"std\"",
+        );
+        let c = MasterConfig::parse(&both, Path::new("/base")).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = err(&both.replace("kind = \"lookup\"", "kind = \"chaos\""));
+        assert!(
+            e.contains("selectors.std.leaves.lookup: unknown kind \"chaos\""),
+            "{e}"
+        );
+        // A table no satellite uses cannot be checked (its service is unknown): a warning.
+        let spare = format!("{MINIMAL}\n[selectors.spare]\nbogus = 1\n");
+        let c = MasterConfig::parse(&spare, Path::new("/base")).unwrap();
+        assert_eq!(
+            c.warnings,
+            ["selectors.spare: no satellite uses it (not checked)"]
+        );
     }
 }

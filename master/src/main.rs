@@ -92,6 +92,9 @@ fn main() -> anyhow::Result<()> {
             // every satellite's settings, the TLS files.
             let c = MasterConfig::load(&config)?;
             load_tls(&c).with_context(|| format!("{}: [tls]", config.display()))?;
+            for warning in &c.warnings {
+                println!("{}: warning: {warning}", config.display());
+            }
             println!(
                 "{}: store {}, listen {:?}, {} satellites",
                 config.display(),
@@ -143,6 +146,9 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = MasterConfig::load(&path)?;
     let tls = load_tls(&config).with_context(|| format!("{}: [tls]", path.display()))?;
+    for warning in &config.warnings {
+        tracing::warn!(config = %path.display(), "{warning}");
+    }
     let shutdown = CancellationToken::new();
     // A stop signal must also end the wait for an unreachable store.
     let stop = shutdown.clone();
@@ -178,6 +184,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 Ok(new) => {
                     if new.store != config.store || new.listen != config.listen || new.tls != config.tls {
                         tracing::warn!("store, listen and tls changes need a restart; applying the satellites' configuration only");
+                    }
+                    for warning in &new.warnings {
+                        tracing::warn!(config = %path.display(), "{warning}");
                     }
                     tracing::info!(satellites = new.satellites.len(), "configuration reloaded");
                     satellites.set_config(new.satellites);

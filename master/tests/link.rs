@@ -1224,3 +1224,133 @@ fn check_config_refuses_what_run_would_refuse() {
         assert!(out.contains(problem), "expected {problem:?} in: {out}");
     }
 }
+
+/// check-config checks every Selector with the satellite's own validator, for the service that
+/// uses it, and every satellite setting the satellite checks on receipt: each broken thing
+/// fails it, naming the field; a leaf no chain uses is a warning only.
+#[test]
+fn check_config_refuses_what_a_satellite_would_refuse() {
+    use orrery_master::certs::{write_ca, write_issued};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    write_ca(certs, 30).unwrap();
+    write_issued(certs, &Role::Master(SatelliteId::new("m1").unwrap()), 30).unwrap();
+    let good = r#"
+        [master]
+        store = "sqlite:orrery.db"
+        listen = ["127.0.0.1:7443"]
+        [tls]
+        ca = "ca.pem"
+        cert = "m1.master.pem"
+        key = "m1.master.key"
+        [satellite_defaults]
+        dns = { udp = ["127.0.0.1:5353"] }
+        whois = { tcp = ["127.0.0.1:4343"] }
+        selector = "std"
+        rds_selector = "rds"
+        [selectors.std.leaves.stats]
+        kind = "statistics"
+        [selectors.std.leaves.rrl]
+        kind = "rrl"
+        rate = 20
+        [selectors.std.leaves.acl]
+        kind = "acl"
+        deny = ["192.0.2.0/24"]
+        [selectors.std.leaves.to_chaos]
+        kind = "route_class"
+        class = "CH"
+        chain = "chaos"
+        [selectors.std.leaves.chaos]
+        kind = "chaos"
+        version = "orrery"
+        [selectors.std.leaves.lookup]
+        kind = "lookup"
+        [[selectors.std.chains]]
+        name = "main"
+        leaves = ["stats", "rrl", "acl", "to_chaos", "lookup"]
+        [[selectors.std.chains]]
+        name = "chaos"
+        leaves = ["chaos"]
+        [selectors.rds.leaves.limit]
+        kind = "rate_limit"
+        address_rate = 5.0
+        address_burst = 20
+        prefix_rate = 50.0
+        prefix_burst = 200
+        [selectors.rds.leaves.lookup]
+        kind = "lookup"
+        [[selectors.rds.chains]]
+        name = "main"
+        leaves = ["limit", "lookup"]
+        [satellites.sat1]
+    "#;
+    let (ok, out) = check_config(certs, good);
+    assert!(ok, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+
+    let spare = good.replace(
+        "[selectors.std.leaves.lookup]",
+        "[selectors.std.leaves.spare]\nkind = \"lookup\"\n[selectors.std.leaves.lookup]",
+    );
+    let (ok, out) = check_config(certs, &spare);
+    assert!(ok, "an unused leaf is not an error: {out}");
+    assert!(
+        out.contains("warning: selectors.std.leaves.spare: no chain uses it"),
+        "{out}"
+    );
+
+    let cases = [
+        (
+            good.replace(
+                "kind = \"lookup\"\n        [[selectors.std",
+                "kind = \"lookpu\"\n        [[selectors.std",
+            ),
+            "selectors.std.leaves.lookup: unknown kind \"lookpu\"",
+        ),
+        (
+            good.replace(
+                "\"to_chaos\", \"lookup\"]",
+                "\"to_chaos\", \"lookup\", \"nope\"]",
+            ),
+            "selectors.std.chains.main: leaf \"nope\" is not defined under [leaves]",
+        ),
+        (
+            good.replace("chain = \"chaos\"", "chain = \"chaso\""),
+            "selectors.std.leaves.to_chaos.chain: jumps to chain \"chaso\", which is not defined",
+        ),
+        (
+            good.replace("192.0.2.0/24", "192.0.2.0/33"),
+            "selectors.std.leaves.acl.deny: \"192.0.2.0/33\": prefix length must be 0 to 32",
+        ),
+        (
+            good.replace("rate = 20", "rate = 20\n        slip = 101"),
+            "selectors.std.leaves.rrl.slip: must be 0 to 100",
+        ),
+        (
+            good.replace("address_rate = 5.0", "address_rate = 0.0"),
+            "selectors.rds.leaves.limit.address_rate: must be above 0",
+        ),
+        // A DNS Selector given to the registration data services: its kinds are not theirs.
+        (
+            good.replace("rds_selector = \"rds\"", "rds_selector = \"std\""),
+            "selectors.std.leaves.chaos: unknown kind \"chaos\"",
+        ),
+        (
+            good.replace("[satellites.sat1]", "[satellites.sat1]\nworkers = 5000"),
+            "satellites.sat1.workers: 5000, at most 1024",
+        ),
+        (
+            good.replace(
+                "[satellites.sat1]",
+                &format!("[satellites.sat1]\nnsid = \"{}\"", "x".repeat(227)),
+            ),
+            "satellites.sat1.nsid: 227 octets, at most 226",
+        ),
+    ];
+    for (text, problem) in cases {
+        assert_ne!(text, good, "the case for {problem:?} changes nothing");
+        let (ok, out) = check_config(certs, &text);
+        assert!(!ok, "check-config passed; expected {problem:?}: {out}");
+        assert!(out.contains(problem), "expected {problem:?} in: {out}");
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
 //! - [`prefix`]: address prefixes ([`Prefix`]), for source lists.
+//! - [`selector`]: the Selector's configuration (leaf kinds and their settings, chains) and
+//!   its one validator, shared by the master's file and the satellite's chains.
 //! - [`link`]: the master–satellite gRPC link: messages generated from
 //!   `proto/orrery/v1/link.proto`, checked conversions to and from the model, mutual TLS and
 //!   the satellite's dial-in client.
@@ -16,6 +18,7 @@ pub mod link;
 pub mod model;
 pub mod name;
 pub mod prefix;
+pub mod selector;
 
 pub use model::*;
 pub use name::{Name, NameError};

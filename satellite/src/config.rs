@@ -2,18 +2,18 @@
 //! once into typed values ([`Config`]) with errors that name the bad field.
 //!
 //! The `[leaves.*]` and `[[chains]]` tables are the Selector's plain-data description
-//! ([`SelectorConfig`]); later the master sends the same data at boot. See
+//! ([`SelectorConfig`], parsed and validated by the same functions as the master's
+//! `[selectors.NAME]` tables and the Selector the master sends at boot). See
 //! `config.example.toml` for every field.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orrery_proto::link::convert::MAX_NSID_LEN;
+use orrery_proto::link::convert::{MAX_NSID_LEN, MAX_WORKERS};
 use serde::Deserialize;
 
-use crate::leaf::{ChainConfig, LeafConfig, Selector, SelectorConfig, SelectorError};
+use crate::leaf::{Selector, SelectorConfig, SelectorError};
 use crate::udp::{MAX_BATCH, UdpSettings};
 
 /// The file as written.
@@ -23,8 +23,10 @@ struct ConfigFile {
     server: ServerSection,
     #[serde(default)]
     edns: EdnsSection,
-    leaves: BTreeMap<String, LeafConfig>,
-    chains: Vec<ChainConfig>,
+    /// The Selector's tables, parsed by [`SelectorConfig::from_table`] so that errors name
+    /// the leaf as the master's do.
+    leaves: toml::Table,
+    chains: toml::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +85,7 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("config field {field}: {message}")]
     Field { field: String, message: String },
-    #[error("config [leaves]/[[chains]]: {0}")]
+    #[error("config field {0}")]
     Selector(#[from] SelectorError),
 }
 
@@ -118,10 +120,10 @@ impl Config {
             return Err(field("server", "no udp or tcp listen address".into()));
         }
         let workers = file.server.workers.unwrap_or(2);
-        if !(1..=1024).contains(&workers) {
+        if !(1..=MAX_WORKERS as usize).contains(&workers) {
             return Err(field(
                 "server.workers",
-                format!("{workers} is not in 1..=1024"),
+                format!("{workers} is not in 1..={MAX_WORKERS}"),
             ));
         }
         let defaults = UdpSettings::default();
@@ -172,10 +174,10 @@ impl Config {
                 format!("{} octets, must be 1 to {MAX_NSID_LEN}", n.len()),
             ));
         }
-        let selector = SelectorConfig {
-            leaves: file.leaves,
-            chains: file.chains,
-        };
+        let selector = SelectorConfig::from_table(&toml::Table::from_iter([
+            ("leaves".to_owned(), toml::Value::Table(file.leaves)),
+            ("chains".to_owned(), file.chains),
+        ]))?;
         <Selector>::build(&selector)?;
         Ok(Self {
             udp,
@@ -251,6 +253,13 @@ mod tests {
         let err =
             Config::parse(&EXAMPLE.replace("\"lookup\"]", "\"lookup\", \"nope\"]")).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        let err =
+            Config::parse(&EXAMPLE.replace("kind = \"lookup\"", "kind = \"lookpu\"")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config field leaves.lookup: unknown kind \"lookpu\""),
+            "{err}"
+        );
         // The NSID cap (it must fit a 512-octet response beside any question).
         let long = "x".repeat(MAX_NSID_LEN + 1);
         let err = Config::parse(&EXAMPLE.replace("sat1.example", &long)).unwrap_err();

@@ -57,7 +57,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use serde::Deserialize;
 
 use crate::leaf::acl::Prefix;
 
@@ -68,72 +67,8 @@ const MAX_SHARDS: usize = 64;
 const MIN_PER_SHARD: usize = 64;
 /// Buckets examined to choose one to evict.
 const SAMPLE: usize = 8;
-/// Most buckets `max_tracked` may ask for (about 14 GB); slot numbers are `u32`.
-const MAX_TRACKED: usize = 1 << 28;
-/// Longest a bucket may take to refill from empty (about 146 years): keeps the nanosecond
-/// arithmetic far from `u64::MAX`.
-const MAX_REFILL_NANOS: f64 = (1u64 << 62) as f64;
 
-/// Configuration, as a `[leaves.NAME]` table with `kind = "rate_limit"` (the caller's leaf enum
-/// handles `kind`; this struct gets the other keys).
-///
-/// ```toml
-/// [leaves.whois_limit]
-/// kind = "rate_limit"
-/// address_rate = 2.0
-/// address_burst = 20
-/// prefix_rate = 10.0
-/// prefix_burst = 100
-/// exempt = ["192.0.2.0/24", "2001:db8::/32"]
-/// ```
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Tokens per second for one client address (IPv4 /32, IPv6 /64 by default: one IPv6
-    /// client usually has a /64).
-    pub address_rate: f64,
-    /// Bucket size (burst) per address.
-    pub address_burst: u32,
-    /// Tokens per second for one prefix (IPv4 /24, IPv6 /56 by default).
-    pub prefix_rate: f64,
-    /// Bucket size (burst) per prefix.
-    pub prefix_burst: u32,
-    /// Length of the IPv4 prefixes sharing a prefix bucket (default 24).
-    #[serde(default = "default_ipv4_prefix")]
-    pub ipv4_prefix: u8,
-    /// Length of the IPv6 prefixes sharing a prefix bucket (default 56).
-    #[serde(default = "default_ipv6_prefix")]
-    pub ipv6_prefix: u8,
-    /// Length of the IPv6 prefix that counts as one client address (default 64).
-    #[serde(default = "default_ipv6_address_prefix")]
-    pub ipv6_address_prefix: u8,
-    /// Most buckets tracked at once, the memory bound (default 262,144, about 14 MB). A bucket
-    /// only matters until it has refilled, so this is the number of sources (plus prefixes)
-    /// that can be told apart within one refill time; a quarter of a million is far more than
-    /// the clients a Whois or RDAP service sees, and an attacker spraying sources beyond it
-    /// costs only evictions of the buckets nearest to full.
-    #[serde(default = "default_max_tracked")]
-    pub max_tracked: usize,
-    /// Sources never limited, as prefixes (`"192.0.2.0/24"`, `"2001:db8::/32"`, bare addresses).
-    #[serde(default)]
-    pub exempt: Vec<String>,
-}
-
-fn default_ipv4_prefix() -> u8 {
-    24
-}
-
-fn default_ipv6_prefix() -> u8 {
-    56
-}
-
-fn default_ipv6_address_prefix() -> u8 {
-    64
-}
-
-fn default_max_tracked() -> usize {
-    262_144
-}
+pub use orrery_proto::selector::RateLimitConfig;
 
 /// What [`RateLimiter::check`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +112,7 @@ impl RateLimiter {
     /// Validates the configuration; the error names the field, e.g. `address_rate: must be
     /// above 0`.
     pub fn new(config: &RateLimitConfig) -> Result<Self, String> {
+        config.validate()?;
         let address = Limit::new(
             config.address_rate,
             "address_rate",
@@ -189,31 +125,7 @@ impl RateLimiter {
             config.prefix_burst,
             "prefix_burst",
         )?;
-        if config.ipv4_prefix > 32 {
-            return Err("ipv4_prefix: must be 0 to 32".into());
-        }
-        if config.ipv6_prefix > 128 {
-            return Err("ipv6_prefix: must be 0 to 128".into());
-        }
-        if config.ipv6_address_prefix > 128 {
-            return Err("ipv6_address_prefix: must be 0 to 128".into());
-        }
-        if config.ipv6_address_prefix < config.ipv6_prefix {
-            return Err(format!(
-                "ipv6_address_prefix: must be at least ipv6_prefix ({})",
-                config.ipv6_prefix
-            ));
-        }
-        // One request may need two new buckets in one shard.
-        if !(2..=MAX_TRACKED).contains(&config.max_tracked) {
-            return Err(format!("max_tracked: must be 2 to {MAX_TRACKED}"));
-        }
-        let exempt = config
-            .exempt
-            .iter()
-            .map(|text| Prefix::parse(text).map_err(|e| format!("exempt: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-
+        let exempt = config.exempt_prefixes()?;
         let shards = (config.max_tracked / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
         let shards = 1 << shards.ilog2();
         // Rounding down keeps the total within `max_tracked`.
@@ -389,20 +301,7 @@ impl Limit {
         burst: u32,
         burst_field: &str,
     ) -> Result<Self, String> {
-        if rate.is_infinite() {
-            return Err(format!("{rate_field}: must be finite"));
-        }
-        if rate.is_nan() || rate <= 0.0 {
-            return Err(format!("{rate_field}: must be above 0"));
-        }
-        if burst < 1 {
-            return Err(format!("{burst_field}: must be at least 1"));
-        }
-        if f64::from(burst) * 1e9 / rate > MAX_REFILL_NANOS {
-            return Err(format!(
-                "{rate_field}: too small: refilling {burst_field} would take over a century"
-            ));
-        }
+        orrery_proto::selector::check_rate(rate, rate_field, burst, burst_field)?;
         // Rates above a billion a second round to one token a nanosecond.
         let interval = ((1e9 / rate).round() as u64).max(1);
         Ok(Self {
@@ -527,7 +426,8 @@ impl Shard {
             victim
         };
         let slots = &self.slots;
-        // Slots are fewer than `MAX_TRACKED`, so their numbers fit a `u32`.
+        // Slots are fewer than `MAX_RATE_LIMIT_TRACKED` (checked by the configuration), so
+        // their numbers fit a `u32`.
         self.index
             .insert_unique(hasher.hash_one(key), i as u32, |&j| {
                 hasher.hash_one(slots[j as usize].key)

@@ -654,6 +654,9 @@ impl RdapListen {
 /// (OPT) - 4 (option header) = 226. Identifiers in use are host names, far shorter.
 pub const MAX_NSID_LEN: usize = 226;
 
+/// Most worker threads per socket a satellite accepts: more would only exhaust its machine.
+pub const MAX_WORKERS: u32 = 1024;
+
 /// The shortest check-in interval a satellite accepts.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -874,6 +877,9 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
                 "nsid",
                 format!("{} octets, at most {MAX_NSID_LEN}", c.nsid.len()),
             ));
+        }
+        if c.workers > MAX_WORKERS {
+            return Err(cx.err("workers", format!("{}, at most {MAX_WORKERS}", c.workers)));
         }
         Ok(Self {
             checkin_interval: interval,
@@ -1344,6 +1350,15 @@ mod tests {
             let e = settings_err(msg_with(|m| rdap_of(m).trusted_proxies.push(bad.into())));
             assert_eq!(e.field, "rdap.trusted_proxies", "{bad}");
         }
+    }
+
+    #[test]
+    fn workers_over_the_cap_are_refused() {
+        let e = settings_err(msg_with(|m| m.workers = MAX_WORKERS + 1));
+        assert_eq!(e.field, "workers");
+        assert_eq!(e.reason, "1025, at most 1024");
+        let ok = SatelliteSettings::try_from(msg_with(|m| m.workers = MAX_WORKERS)).unwrap();
+        assert_eq!(ok.workers, Some(MAX_WORKERS));
     }
 
     #[test]

@@ -6,33 +6,11 @@
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
-
 pub use orrery_proto::Prefix;
+pub use orrery_proto::selector::{AclAction, AclConfig};
 
 use crate::leaf::{Ctx, Flow, Leaf};
 use crate::wire::{Event, rcode};
-
-/// What to do with a query the ACL refuses.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum AclAction {
-    #[default]
-    Refuse,
-    Drop,
-}
-
-/// Configuration: prefixes such as `192.0.2.0/24`, `2001:db8::/32` or a bare address.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AclConfig {
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub deny: Vec<String>,
-    #[serde(default)]
-    pub action: AclAction,
-}
 
 /// The ACL leaf.
 pub struct Acl {
@@ -44,15 +22,11 @@ pub struct Acl {
 
 impl Acl {
     pub fn new(name: String, config: &AclConfig) -> Result<Self, String> {
-        let parse = |v: &[String]| {
-            v.iter()
-                .map(|s| Prefix::parse(s))
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let (allow, deny) = config.prefixes()?;
         Ok(Self {
             name,
-            allow: parse(&config.allow)?,
-            deny: parse(&config.deny)?,
+            allow,
+            deny,
             action: config.action,
         })
     }

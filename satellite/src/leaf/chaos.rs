@@ -8,22 +8,10 @@
 //! need an SOA to be a proper negative answer (RFC 2308 §3), and there is no CHAOS zone to
 //! take it from.
 
-use serde::Deserialize;
+pub use orrery_proto::selector::ChaosConfig;
 
 use crate::leaf::{Ctx, Flow, Leaf};
 use crate::wire::{Event, Owner, Section, class, rcode, rtype};
-
-/// Configuration: each string is optional; absent means disabled.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ChaosConfig {
-    /// Answer to `version.bind` (and `version.server`).
-    pub version: Option<String>,
-    /// Answer to `hostname.bind`.
-    pub hostname: Option<String>,
-    /// Answer to `id.server`.
-    pub id_server: Option<String>,
-}
 
 /// The CHAOS leaf.
 pub struct Chaos {

@@ -36,9 +36,10 @@
 //! walked last first, each once, and may rewrite the response or drop it. This is how a leaf
 //! early in a chain (response rate limiting) acts on every answer of the leaves after it.
 //!
-//! Which leaves exist and how the chains link is plain data ([`SelectorConfig`]), because the
-//! master will send it to satellites at boot. The leaves and chains are resolved from names to
-//! indices once, in [`Selector::build`].
+//! Which leaves exist and how the chains link is plain data ([`SelectorConfig`], in
+//! [`orrery_proto::selector`]), because the master sends it to satellites at boot and checks it
+//! at load with the same validator ([`SelectorConfig::validate`]). [`Selector::build`] calls
+//! that validator first, then builds each leaf once and resolves chains from names to indices.
 
 pub mod acl;
 pub mod chaos;
@@ -51,8 +52,9 @@ pub mod validate_query;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+pub use orrery_proto::selector::{
+    ChainConfig, LeafConfig, LeafSettings, NoSettings, SelectorConfig, SelectorError,
+};
 
 use crate::wire::{Event, rcode};
 use crate::zone::ZoneSet;
@@ -84,10 +86,11 @@ pub trait Service: Sized + 'static {
     type Event;
     /// Shared read-only context of one event.
     type Ctx<'a>;
-    /// One leaf's configuration, tagged by `kind`.
-    type LeafConfig: DeserializeOwned + Clone + Debug + PartialEq;
+    /// One leaf's configuration, tagged by `kind` (in [`orrery_proto::selector`]).
+    type LeafConfig: LeafSettings + Clone + Debug + PartialEq;
 
-    /// Builds one leaf; `chain` resolves a chain name to its id (for jumping leaves).
+    /// Builds one leaf of a validated configuration; `chain` resolves a chain name to its id
+    /// (for jumping leaves). The errors are only a defence: validation catches them first.
     fn build_leaf(
         name: &str,
         config: &Self::LeafConfig,
@@ -187,57 +190,6 @@ pub trait Leaf<S: Service = Dns>: Send + Sync {
     fn counters(&self, _report: &mut dyn FnMut(&str, u64)) {}
 }
 
-/// Configuration of one DNS leaf instance, tagged by `kind`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LeafConfig {
-    ValidateQuery(NoSettings),
-    Acl(acl::AclConfig),
-    Chaos(chaos::ChaosConfig),
-    RouteClass(route_class::RouteClassConfig),
-    Lookup(NoSettings),
-    Statistics(NoSettings),
-    Rrl(rrl::RrlConfig),
-}
-
-/// Settings of a leaf kind that has none (a struct so that unknown fields are refused).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct NoSettings {}
-
-/// One named chain: leaf instance names in order.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ChainConfig {
-    pub name: String,
-    pub leaves: Vec<String>,
-}
-
-/// Leaves and chains; the first chain is where every event starts. `C` is the service's leaf
-/// configuration ([`LeafConfig`] for DNS).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, bound(deserialize = "C: Deserialize<'de>"))]
-pub struct SelectorConfig<C = LeafConfig> {
-    pub leaves: BTreeMap<String, C>,
-    pub chains: Vec<ChainConfig>,
-}
-
-/// A Selector configuration that does not hold together.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SelectorError {
-    #[error("no chains configured")]
-    NoChains,
-    #[error("chain {0:?} is defined twice")]
-    DuplicateChain(String),
-    #[error("chain {chain:?} names leaf {leaf:?}, which is not defined under [leaves]")]
-    UnknownLeaf { chain: String, leaf: String },
-    #[error("leaf {leaf:?} jumps to chain {chain:?}, which is not defined")]
-    UnknownChain { leaf: String, chain: String },
-    #[error("leaf {leaf:?}: {message}")]
-    BadLeaf { leaf: String, message: String },
-}
-
 /// Several chains of leaves of service `S`.
 pub struct Selector<S: Service = Dns> {
     leaves: Vec<Box<dyn Leaf<S>>>,
@@ -250,17 +202,16 @@ pub struct Selector<S: Service = Dns> {
 }
 
 impl<S: Service> Selector<S> {
-    /// Builds every configured leaf once and resolves the chains.
+    /// Validates the configuration ([`SelectorConfig::validate`], the master's check too),
+    /// then builds every configured leaf once and resolves the chains.
     pub fn build(config: &SelectorConfig<S::LeafConfig>) -> Result<Self, SelectorError> {
-        if config.chains.is_empty() {
-            return Err(SelectorError::NoChains);
-        }
-        let mut chain_ids = BTreeMap::new();
-        for (i, c) in config.chains.iter().enumerate() {
-            if chain_ids.insert(c.name.clone(), i as ChainId).is_some() {
-                return Err(SelectorError::DuplicateChain(c.name.clone()));
-            }
-        }
+        config.validate()?;
+        let chain_ids: BTreeMap<&str, ChainId> = config
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i as ChainId))
+            .collect();
         let find_chain = |name: &str| chain_ids.get(name).copied();
         let mut leaves = Vec::new();
         let mut leaf_ids = BTreeMap::new();

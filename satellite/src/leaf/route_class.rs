@@ -1,18 +1,10 @@
 //! Leaf `route_class`: jumps to another chain when the query's class matches (for instance
 //! CHAOS queries to the `chaos` chain). The Selector's branching in its simplest form.
 
-use serde::Deserialize;
+pub use orrery_proto::selector::RouteClassConfig;
 
 use crate::leaf::{ChainId, Ctx, Flow, Leaf};
-use crate::wire::{Event, class};
-
-/// Configuration: `class = "CH"` (or `IN`, `HS`, `ANY`, or a number) and the target chain.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RouteClassConfig {
-    pub class: String,
-    pub chain: String,
-}
+use crate::wire::Event;
 
 /// The routing leaf.
 pub struct RouteClass {
@@ -23,16 +15,11 @@ pub struct RouteClass {
 
 impl RouteClass {
     pub fn new(name: String, config: &RouteClassConfig, chain: ChainId) -> Result<Self, String> {
-        let class = match config.class.to_ascii_uppercase().as_str() {
-            "IN" => class::IN,
-            "CH" | "CHAOS" => class::CH,
-            "HS" => 4,
-            "ANY" => class::ANY,
-            other => other
-                .parse()
-                .map_err(|_| format!("unknown class {:?}", config.class))?,
-        };
-        Ok(Self { name, class, chain })
+        Ok(Self {
+            name,
+            class: config.class_number()?,
+            chain,
+        })
     }
 }
 

@@ -33,120 +33,13 @@ use std::time::Instant;
 
 use hashbrown::DefaultHashBuilder;
 use orrery_proto::Prefix;
-use serde::Deserialize;
 
 use crate::leaf::{Ctx, Flow, Leaf, Outgoing};
 use crate::rate_limit::{Limit, source_bits, unmapped};
 use crate::wire::{Event, Response, Section, Transport, rcode};
-use table::{MAX_SLOTS, Table, Verdict};
+use table::{Table, Verdict};
 
-/// Longest `window`, in seconds.
-const MAX_WINDOW: u32 = 60;
-/// Largest `slip`.
-const MAX_SLIP: u32 = 100;
-
-/// Configuration, as a `[leaves.NAME]` table with `kind = "rrl"`.
-///
-/// ```toml
-/// [leaves.rrl]
-/// kind = "rrl"
-/// rate = 20            # answers per second per (prefix, class)
-/// window = 2           # seconds the rate is measured over (burst = rate × window)
-/// slip = 2             # every 2nd limited answer truncated, the others dropped
-/// ipv4_prefix = 24
-/// ipv6_prefix = 56
-/// table_size = 262144  # buckets (24 octets each), rounded up to a power of two
-/// exempt = ["192.0.2.0/24"]
-/// ```
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RrlConfig {
-    /// Answers per second per bucket (Knot `rate-limit`, NSD `rrl-ratelimit`).
-    pub rate: u32,
-    /// Seconds the rate is measured over: a bucket holds `rate × window` tokens (default 1,
-    /// as Knot 3.2; `rate × window` is Knot 3.4's `instant-limit`). BIND's `window` differs:
-    /// there it bounds how long a limited source's debt is remembered.
-    #[serde(default = "default_window")]
-    pub window: u32,
-    /// Every `slip`-th limited answer is sent truncated, the others are dropped; 0 drops all,
-    /// 1 truncates all (default 2, as NSD and BIND).
-    #[serde(default = "default_slip")]
-    pub slip: u32,
-    /// Length of the IPv4 prefixes sharing a bucket (default 24).
-    #[serde(default = "default_ipv4_prefix")]
-    pub ipv4_prefix: u8,
-    /// Length of the IPv6 prefixes sharing a bucket (default 56).
-    #[serde(default = "default_ipv6_prefix")]
-    pub ipv6_prefix: u8,
-    /// Buckets in the table, the memory bound (default 262,144, 6 MiB). Buckets are needed
-    /// for the (prefix, class) pairs seen within one window; beyond that a new pair takes
-    /// over the slot of one nearest to full.
-    #[serde(default = "default_table_size")]
-    pub table_size: usize,
-    /// Sources never limited (Knot `whitelist`), as prefixes or bare addresses.
-    #[serde(default)]
-    pub exempt: Vec<String>,
-}
-
-fn default_window() -> u32 {
-    1
-}
-
-fn default_slip() -> u32 {
-    2
-}
-
-fn default_ipv4_prefix() -> u8 {
-    24
-}
-
-fn default_ipv6_prefix() -> u8 {
-    56
-}
-
-fn default_table_size() -> usize {
-    262_144
-}
-
-impl RrlConfig {
-    /// Checks every field; the error names the field, e.g. `rate: must be at least 1`.
-    pub fn validate(&self) -> Result<(), String> {
-        self.checked().map(|_| ())
-    }
-
-    /// The bucket parameters and the exempt prefixes.
-    fn checked(&self) -> Result<(Limit, Vec<Prefix>), String> {
-        if self.rate == 0 {
-            return Err("rate: must be at least 1".into());
-        }
-        if !(1..=MAX_WINDOW).contains(&self.window) {
-            return Err(format!("window: must be 1 to {MAX_WINDOW} seconds"));
-        }
-        if self.slip > MAX_SLIP {
-            return Err(format!("slip: must be 0 to {MAX_SLIP}"));
-        }
-        if self.ipv4_prefix > 32 {
-            return Err("ipv4_prefix: must be 0 to 32".into());
-        }
-        if self.ipv6_prefix > 128 {
-            return Err("ipv6_prefix: must be 0 to 128".into());
-        }
-        if !(1..=MAX_SLOTS).contains(&self.table_size) {
-            return Err(format!("table_size: must be 1 to {MAX_SLOTS}"));
-        }
-        let burst = self
-            .rate
-            .checked_mul(self.window)
-            .ok_or_else(|| "rate: rate × window is too large".to_owned())?;
-        let limit = Limit::new(f64::from(self.rate), "rate", burst, "window")?;
-        let exempt = self
-            .exempt
-            .iter()
-            .map(|text| Prefix::parse(text).map_err(|e| format!("exempt: {e}")))
-            .collect::<Result<_, _>>()?;
-        Ok((limit, exempt))
-    }
-}
+pub use orrery_proto::selector::RrlConfig;
 
 /// What kind of answer a response is, as Knot and NSD classify them: a flood of one kind does
 /// not use up the budget of another.
@@ -198,14 +91,14 @@ pub struct Rrl {
 impl Rrl {
     /// Validates the configuration and allocates the table.
     pub fn new(name: String, config: &RrlConfig) -> Result<Self, String> {
-        let (limit, exempt) = config.checked()?;
+        let limit = Limit::new(f64::from(config.rate), "rate", config.burst()?, "window")?;
         Ok(Self {
             name,
             limit,
             slip: config.slip,
             ipv4_prefix: config.ipv4_prefix,
             ipv6_prefix: config.ipv6_prefix,
-            exempt,
+            exempt: config.exempt_prefixes()?,
             table: Table::new(config.table_size),
             epoch: Instant::now(),
             hasher: DefaultHashBuilder::default(),

@@ -911,23 +911,20 @@ fn build_rds_selector(settings: &SatelliteSettings) -> Result<Selector<Rds>, Sel
         "" => DEFAULT_RDS_SELECTOR,
         text => text,
     };
-    let config: SelectorConfig<RdsLeafConfig> = toml::from_str(text)?;
+    let config = SelectorConfig::<RdsLeafConfig>::from_toml(text)?;
     Ok(Selector::build(&config)?)
 }
 
-/// Why a configuration's Selector cannot be used.
+/// Why a configuration's Selector cannot be used: the master's check at load
+/// ([`SelectorConfig::validate`]) would have said the same.
 #[derive(Debug, thiserror::Error)]
-enum SelectorTextError {
-    #[error("selector_toml: {0}")]
-    Parse(#[from] toml::de::Error),
-    #[error("selector_toml: {0}")]
-    Build(#[from] SelectorError),
-}
+#[error("selector_toml: {0}")]
+struct SelectorTextError(#[from] SelectorError);
 
 /// Builds the Selector of a configuration; the configuration's host name fills the CHAOS
 /// leaves' `hostname.bind`/`id.server` answers (RFC 4892) where the leaf leaves them unset.
 fn build_selector(settings: &SatelliteSettings) -> Result<Selector, SelectorTextError> {
-    let mut config: SelectorConfig = toml::from_str(&settings.selector_toml)?;
+    let mut config = SelectorConfig::<LeafConfig>::from_toml(&settings.selector_toml)?;
     if let Some(host) = &settings.hostname {
         for leaf in config.leaves.values_mut() {
             if let LeafConfig::Chaos(c) = leaf {

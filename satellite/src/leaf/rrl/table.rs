@@ -21,8 +21,8 @@ use crate::rate_limit::Limit;
 
 /// Slots a key may live in, from its home slot on.
 const PROBE: usize = 4;
-/// Most slots a table may have (6 GiB); the configuration check refers to it.
-pub(crate) const MAX_SLOTS: usize = 1 << 28;
+/// Most slots a table may have (6 GiB), the configuration's bound.
+const MAX_SLOTS: usize = orrery_proto::selector::MAX_RRL_TABLE_SIZE;
 
 /// One bucket.
 #[derive(Default)]

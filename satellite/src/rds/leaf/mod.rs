@@ -11,21 +11,10 @@ pub mod rate_limit;
 pub mod statistics;
 pub mod validate_query;
 
-use serde::Deserialize;
+pub use orrery_proto::selector::RdsLeafConfig;
 
 use super::Rds;
-use crate::leaf::{Leaf, NoSettings, SelectorError};
-
-/// Configuration of one leaf instance, tagged by `kind`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RdsLeafConfig {
-    ValidateQuery(NoSettings),
-    Acl(crate::leaf::acl::AclConfig),
-    RateLimit(crate::rate_limit::RateLimitConfig),
-    Lookup(NoSettings),
-    Statistics(NoSettings),
-}
+use crate::leaf::{Leaf, SelectorError};
 
 /// Builds one leaf.
 pub(super) fn build(
