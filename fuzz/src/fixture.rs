@@ -73,6 +73,8 @@ fn zone(apex: &str, nameservers: &[&str]) -> Zone {
         ns_ttl: 86_400,
         ds_ttl: 3600,
         nameservers: nameservers.iter().map(|s| n(s)).collect(),
+        // A zone with its own serial (0 would take the pre-per-zone-serial fallback).
+        serial: 1,
     }
 }
 
