@@ -119,6 +119,9 @@ impl Resume {
             (Gap::Unavailable(reason), KEEP_FAILED)
         };
         let (gap, keep) = match tokio::time::timeout(READ_TIMEOUT, self.try_read(from)).await {
+            // An empty gap (the satellite is at the head) is not kept: the next commit makes
+            // it stale at once, and a stream re-reading it would see no progress.
+            Ok(Ok(Gap::Batch(b))) if b.upto <= from => (Gap::Batch(b), Duration::ZERO),
             Ok(Ok(gap)) => (gap, KEEP),
             Ok(Err(e)) => failed(format!("the store could not be read: {e}")),
             Err(_) => failed(format!("the store did not answer within {READ_TIMEOUT:?}")),
@@ -131,7 +134,7 @@ impl Resume {
                 ms = started.elapsed().as_millis() as u64,
                 "resuming from the store's journal"
             ),
-            Gap::Unavailable(reason) if keep == KEEP => {
+            Gap::Unavailable(reason) if keep != KEEP_FAILED => {
                 tracing::info!(from, reason = %reason, "cannot resume from the journal");
             }
             Gap::Unavailable(_) => {}
@@ -140,39 +143,58 @@ impl Resume {
     }
 
     async fn try_read(&self, from: Serial) -> Result<Gap, StoreError> {
+        // A commit landing between the reads below makes them disagree (nothing after `from`,
+        // yet a head past it): read again rather than call the satellite ahead of the store.
+        for _ in 0..3 {
+            if let Some(gap) = self.try_read_once(from).await? {
+                return Ok(gap);
+            }
+        }
+        Ok(Gap::Unavailable(format!(
+            "the journal after serial {from} kept moving while it was read"
+        )))
+    }
+
+    /// One attempt; `None` when a commit raced the reads.
+    async fn try_read_once(&self, from: Serial) -> Result<Option<Gap>, StoreError> {
         let batch = match self.store.changes_since(from, self.max_entries).await? {
             ChangesSince::Batch(b) => b,
             ChangesSince::TooFarBehind { pending } => {
-                return Ok(Gap::Unavailable(format!(
+                return Ok(Some(Gap::Unavailable(format!(
                     "more than {} journal rows after serial {from} ({pending} read)",
                     self.max_entries
-                )));
+                ))));
             }
         };
         let first = self.store.journal_since(from, 1).await?;
         match first.first() {
             Some(row) if row.serial == from + 1 => {}
             Some(row) => {
-                return Ok(Gap::Unavailable(format!(
+                return Ok(Some(Gap::Unavailable(format!(
                     "the journal no longer holds serial {} (it starts at {})",
                     from + 1,
                     row.serial
-                )));
+                ))));
             }
             // Nothing after `from`: the satellite is up to date if `from` is the head (the
             // usual case at a master restart), ahead of the store otherwise (a store restored
             // from an older backup: only a snapshot brings it back in line).
             None => {
                 let head = self.store.head().await?;
-                if from != head {
-                    return Ok(Gap::Unavailable(format!(
+                if from > head {
+                    return Ok(Some(Gap::Unavailable(format!(
                         "serial {from} is ahead of the store's journal head {head}"
-                    )));
+                    ))));
+                }
+                if from < head {
+                    return Ok(None);
                 }
             }
         }
         // Unreadable rows carry no change (see `JournalBatch`): the satellite keeps the version
         // it has, as the master's cache does.
-        Ok(Gap::Batch(Arc::new(pb::ChangeBatch::from(&batch.batch))))
+        Ok(Some(Gap::Batch(Arc::new(pb::ChangeBatch::from(
+            &batch.batch,
+        )))))
     }
 }

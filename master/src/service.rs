@@ -135,8 +135,6 @@ impl Link for LinkService {
         req: Request<pb::BootRequest>,
     ) -> Result<Response<pb::BootResponse>, Status> {
         let (peer, settings) = self.require_satellite(&req, "Boot")?;
-        self.satellites
-            .begin_session(&peer.identity, peer.connection, peer.addr);
         let req = req.into_inner();
         let loaded = self.cache.is_loaded();
         let (mut head, mut window_start) = self.cache.positions();
@@ -166,6 +164,9 @@ impl Link for LinkService {
                 "the master is still loading the registry; try again shortly",
             ));
         }
+        // Only a boot that is answered fences an older session of the same identity.
+        self.satellites
+            .begin_session(&peer.identity, peer.connection, peer.addr);
         tracing::info!(
             satellite = %peer.identity,
             peer = %peer.addr,
@@ -338,6 +339,12 @@ impl LinkService {
                     None
                 }
                 Catchup::BeforeWindow { window_start, head } => match self.resume.gap(from).await {
+                    Gap::Batch(batch) if batch.upto <= from => {
+                        // Nothing after `from` in the journal yet: wait for the cache (or the
+                        // heartbeat) instead of reading again at once.
+                        resumed_to = Some(from);
+                        None
+                    }
                     Gap::Batch(batch) => {
                         self.counters.resumed.fetch_add(1, Ordering::Relaxed);
                         from = batch.upto;

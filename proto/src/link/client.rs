@@ -323,17 +323,21 @@ impl Dialer {
         }
     }
 
-    /// Notes how a session ended. One that reached the change stream (`followed`: the master
-    /// booted us and streams changes) or lasted [`Backoff::stable_session`] was healthy: the
-    /// failures are forgotten, and the low cap holds from now, so a satellite is back within
-    /// about a second of a restarting master however soon after its own boot the master went.
-    /// Anything shorter is a failure (a master that accepts and then refuses must not be
-    /// dialled in a tight loop).
+    /// Notes how a session ended. One that lasted [`Backoff::stable_session`] was healthy: the
+    /// failures are forgotten and the next dial is at once. One that reached the change stream
+    /// (`followed`: the master booted us and streams changes) but ended sooner also makes the
+    /// low cap hold from now, so a satellite is back within about a second of a master that
+    /// restarts however soon after its own boot; it still counts as a failure, so a master
+    /// that accepts the stream and then fails it is dialled at most about once a second, never
+    /// in a tight loop. Anything else is a plain failure.
     pub fn session_ended(&mut self, lasted: Duration, followed: bool) {
-        if followed || lasted >= self.config.backoff.stable_session {
+        if lasted >= self.config.backoff.stable_session {
             self.failures = 0;
             self.healthy_at = Some(Instant::now());
         } else {
+            if followed {
+                self.healthy_at = Some(Instant::now());
+            }
             self.failures = self.failures.saturating_add(1);
         }
     }
@@ -478,13 +482,21 @@ mod tests {
             d.session_ended(MS(10), false);
         }
         assert!(d.pause() >= S(15), "{:?}", d.pause());
-        // Booted and followed, then the master was killed a moment later.
+        // Booted and followed, then the master was killed a moment later: back within ~1 s.
         d.session_ended(MS(300), true);
-        assert_eq!(d.pause(), Duration::ZERO);
+        assert!(d.pause() <= S(1), "{:?}", d.pause());
         for _ in 0..10 {
             d.session_ended(MS(10), false);
         }
         assert!(d.pause() <= S(1), "{:?}", d.pause());
+        // A master that accepts the stream and fails it at once is never dialled without a
+        // pause.
+        let mut d = Dialer::new(DialConfig::new(vec![], ClientTlsConfig::new()));
+        for _ in 0..20 {
+            d.session_ended(MS(5), true);
+            let p = d.pause();
+            assert!(p >= MS(100) && p <= S(1), "{p:?}");
+        }
     }
 
     /// An error as tonic reports one: a wrapper whose source is the connector's error, whose
