@@ -23,6 +23,31 @@ use orrery_store::synthetic::SyntheticTld;
 use crate::harness::{PgDatabase, free_port, try_query};
 use crate::link::n;
 
+/// Runs `$body` with `$c` bound to a fresh connection to the store at `$url` (SQLite or
+/// PostgreSQL), closes it, and gives the body's result with errors as text.
+macro_rules! on_connection {
+    ($url:expr, |$c:ident| $body:expr) => {{
+        use sqlx::Connection;
+        async fn run<C: Connection>(url: &str) -> Result<C, String> {
+            C::connect(url).await.map_err(|e| e.to_string())
+        }
+        async {
+            if $url.starts_with("sqlite:") {
+                let mut $c: sqlx::SqliteConnection = run($url).await?;
+                let r = $body;
+                $c.close().await.ok();
+                r.map_err(|e| e.to_string())
+            } else {
+                let mut $c: sqlx::PgConnection = run($url).await?;
+                let r = $body;
+                $c.close().await.ok();
+                r.map_err(|e| e.to_string())
+            }
+        }
+        .await
+    }};
+}
+
 /// The zone every process cluster serves.
 pub(crate) const ZONE: &str = "flt";
 /// Domains in the synthetic zone.
@@ -508,43 +533,21 @@ kind = "lookup"
     /// Runs SQL on the store as a registration system would, outside Orrery's write API;
     /// returns the database's error text when it refuses.
     pub(crate) async fn sql(&self, statement: &str) -> Result<u64, String> {
-        use sqlx::Connection;
         let q = sqlx::AssertSqlSafe(statement.to_owned());
-        if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.url)
-                .await
-                .map_err(|e| e.to_string())?;
-            let r = sqlx::raw_sql(q).execute(&mut c).await;
-            c.close().await.ok();
-            r.map(|r| r.rows_affected()).map_err(|e| e.to_string())
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.url)
-                .await
-                .map_err(|e| e.to_string())?;
-            let r = sqlx::raw_sql(q).execute(&mut c).await;
-            c.close().await.ok();
-            r.map(|r| r.rows_affected()).map_err(|e| e.to_string())
-        }
+        on_connection!(&self.url, |c| sqlx::raw_sql(q)
+            .execute(&mut c)
+            .await
+            .map(|r| r.rows_affected()))
     }
 
     /// A domain name of the synthetic zone, in store order (`i` from 0).
     pub(crate) async fn some_domain(&self, i: usize) -> String {
-        let sql = format!("SELECT name FROM domain ORDER BY name LIMIT 1 OFFSET {i}");
-        if self.url.starts_with("sqlite:") {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut c)
-                .await
-                .unwrap()
-        } else {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut c)
-                .await
-                .unwrap()
-        }
+        let q = sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM domain ORDER BY name LIMIT 1 OFFSET {i}"
+        ));
+        let name: Result<String, String> =
+            on_connection!(&self.url, |c| sqlx::query_scalar(q).fetch_one(&mut c).await);
+        name.expect("a domain of the synthetic zone")
     }
 }
 
