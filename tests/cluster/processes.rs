@@ -290,17 +290,9 @@ key = "certs/m1.master.key"
 [satellite_defaults]
 workers = 1
 checkin_interval_ms = 500
+# One table for both services: its leaf kinds exist in both.
 selector = "std"
-rds_selector = "rds"
-
-[selectors.rds]
-chains = [{{ name = "main", leaves = ["stats", "validate", "lookup"] }}]
-[selectors.rds.leaves.stats]
-kind = "statistics"
-[selectors.rds.leaves.validate]
-kind = "validate_query"
-[selectors.rds.leaves.lookup]
-kind = "lookup"
+rds_selector = "std"
 
 [selectors.std]
 chains = [{{ name = "main", leaves = ["stats", "validate", "lookup"] }}]
