@@ -10,9 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use orrery_proto::{Contact, Domain, Ds, EppStatus, Host, Name, Registrar, Soa, Timestamp, Zone};
+use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::dns::wire::rtype;
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::{Rds, RdsPipeline};
-use orrery_satellite::wire::rtype;
 use orrery_satellite::{
     Config, Pipeline, Selector, SelectorConfig, SnapshotData, ZoneSet, ZoneStore,
 };
@@ -216,7 +217,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
     static NSID: OnceLock<Option<&'static [u8]>> = OnceLock::new();
     let config = config();
     Pipeline {
-        selector: <Selector>::build(&config.selector).expect("the example Selector builds"),
+        selector: Selector::<Dns>::build(&config.selector).expect("the example Selector builds"),
         zones: Arc::new(ZoneStore::new(zones)),
         nsid: *NSID.get_or_init(|| {
             config

@@ -12,8 +12,8 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use orrery_proto::link::pb::{self, follow_event};
 use orrery_proto::link::{SatelliteSettings, convert::Chunk};
 use orrery_proto::{Change, ChangeBatch, Name};
+use orrery_satellite::dns::wire::{self, Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, rdap, whois};
-use orrery_satellite::wire::{self, Event, Transport, class, rtype};
 use orrery_satellite::{Pipeline, SnapshotData, ZoneSet, snapshot};
 use prost::Message as _;
 

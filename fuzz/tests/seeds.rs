@@ -36,8 +36,14 @@ fn seeds_reach_the_code_they_were_written_for() {
     let query = &seeds("dns_query").unwrap()[0];
     let zones = orrery_fuzz::fixture::zones().clone();
     let p = orrery_fuzz::fixture::dns_pipeline(zones);
-    let mut ev = orrery_satellite::wire::Event::new();
-    let answer = targets::ask(&p, &mut ev, query, orrery_satellite::wire::Transport::Udp).unwrap();
+    let mut ev = orrery_satellite::dns::wire::Event::new();
+    let answer = targets::ask(
+        &p,
+        &mut ev,
+        query,
+        orrery_satellite::dns::wire::Transport::Udp,
+    )
+    .unwrap();
     let message = hickory_proto::op::Message::from_vec(&answer).unwrap();
     assert_eq!(message.queries.len(), 1);
     assert!(!message.answers.is_empty(), "tld SOA is answered");

@@ -30,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use orrery_proto::{Change, Contact, Domain, EppStatus, Host, Name, Registrar, Timestamp};
-use orrery_satellite::leaf::{Selector, SelectorConfig};
+use orrery_satellite::dns::leaf::SelectorConfig;
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings, send_more};
 use orrery_satellite::rds::{Directory, Protocol, Rds, RdsPipeline, rdap, whois};
+use orrery_satellite::selector::Selector;
 use orrery_satellite::{ZoneSet, ZoneStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -13,8 +13,10 @@ use std::time::Duration;
 use orrery_proto::link::convert::{MAX_NSID_LEN, MAX_WORKERS};
 use serde::Deserialize;
 
-use crate::leaf::{Selector, SelectorConfig, SelectorError};
-use crate::udp::{MAX_BATCH, UdpSettings};
+use crate::dns::leaf::Dns;
+use crate::dns::leaf::{SelectorConfig, SelectorError};
+use crate::dns::udp::{MAX_BATCH, UdpSettings};
+use crate::selector::Selector;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -178,7 +180,7 @@ impl Config {
             ("leaves".to_owned(), toml::Value::Table(file.leaves)),
             ("chains".to_owned(), file.chains),
         ]))?;
-        <Selector>::build(&selector)?;
+        Selector::<Dns>::build(&selector)?;
         Ok(Self {
             udp,
             tcp,

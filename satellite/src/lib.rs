@@ -17,47 +17,41 @@
 //! ```
 //!
 //! # Layout
-//! - [`wire`]: the allocation-free DNS codec and the [`wire::Event`] each query travels in.
+//! - [`selector`]: the Selector framework shared by every service: [`selector::Flow`],
+//!   [`selector::Leaf`], [`selector::Service`] and the chain runner.
+//! - [`dns`]: authoritative DNS: the allocation-free codec and the [`dns::wire::Event`] each
+//!   query travels in ([`dns::wire`]), the DNS leaves ([`dns::leaf`]), the
+//!   [`dns::pipeline::Pipeline`] that ties the Selector to the zones, and the edges: UDP
+//!   workers with a socket each and batched system calls ([`dns::udp`]) and the TCP listener
+//!   ([`dns::server`]).
+//! - [`rds`]: the registration data services, Whois (port 43) and RDAP, through a Selector of
+//!   their own over the registration data directory, with their rate limits and connection caps.
 //! - [`zone`]: the zone data ([`zone::ZoneSet`]) and its atomically swapped versions
 //!   ([`zone::store::ZoneStore`]).
-//! - [`leaf`]: the [`leaf::Leaf`] trait, the [`leaf::Selector`] and one file per leaf.
-//! - [`pipeline`]: ties the Selector, the zone store and the server-wide settings together.
-//! - [`server`]: UDP worker threads and the TCP listener, with graceful shutdown.
-//! - [`udp`]: the UDP edge: a socket per worker, batched receive and send, answers from the
-//!   address the query arrived on.
 //! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
-//! - [`rds`]: the registration data services, Whois (port 43) and RDAP, through a Selector of
-//!   their own over the directory each zone version holds.
-//! - [`rate_limit`]: token buckets per client address and per prefix (used by the Whois/RDAP
-//!   `rate_limit` leaf; the DNS `rrl` leaf, response rate limiting, shares its token
-//!   arithmetic with a lock-free table of its own).
 //!
 //! # Design in one paragraph
-//! Everything a query needs is allocated at start-up: an [`wire::Event`] per worker (or per TCP
+//! Everything a query needs is allocated at start-up: an [`dns::wire::Event`] per worker (or per TCP
 //! connection, from a free list) holds the parsed query in fixed arrays and a 64 KiB response
 //! buffer; leaves are long-lived objects built from configuration; the zone version is
 //! borrowed, not cloned. A test with a counting global allocator proves that steady-state query
 //! handling allocates nothing (`tests/no_alloc.rs`).
 
 pub mod config;
-pub mod connection_limit;
-pub mod leaf;
+pub mod dns;
 pub mod link;
-pub mod pipeline;
-pub mod rate_limit;
 pub mod rds;
-pub mod server;
+pub mod selector;
 pub mod snapshot;
-pub mod udp;
-pub mod wire;
 pub mod zone;
 
 pub use config::{Config, ConfigError};
-pub use leaf::{Selector, SelectorConfig};
-pub use pipeline::Pipeline;
+pub use dns::leaf::SelectorConfig;
+pub use dns::pipeline::Pipeline;
+pub use selector::Selector;
 pub use snapshot::{SnapshotData, SnapshotError, read_snapshot, write_snapshot};
 pub use zone::ZoneSet;
 pub use zone::store::ZoneStore;

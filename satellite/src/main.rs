@@ -15,9 +15,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
+use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::dns::server::{Server, ServerSettings};
+use orrery_satellite::dns::udp::UdpSockets;
 use orrery_satellite::link::{LinkConfig, Satellite};
-use orrery_satellite::server::{Server, ServerSettings};
-use orrery_satellite::udp::UdpSockets;
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
 use tokio_util::sync::CancellationToken;
 
@@ -136,7 +137,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
-    let selector = <Selector>::build(&config.selector)?;
+    let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(
         selector,
         Arc::new(ZoneStore::new(zones)),

@@ -13,9 +13,10 @@ use std::time::Duration;
 use orrery_proto::{
     Change, Contact, Domain, EppStatus, Host, Name, Registrar, Soa, Timestamp, Zone,
 };
+use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::dns::udp::{UdpSettings, UdpSockets};
+use orrery_satellite::dns::wire::{Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
-use orrery_satellite::udp::{UdpSettings, UdpSockets};
-use orrery_satellite::wire::{Event, Transport, class, rtype};
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
 use tokio_util::sync::CancellationToken;
 
@@ -364,7 +365,7 @@ fn run_counted(pipeline: &Pipeline, packets: &[Vec<u8>], peers: &[&str]) -> (usi
 fn steady_state_queries_do_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
     let pipeline = Pipeline::new(
-        <Selector>::build(&config.selector).unwrap(),
+        Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
         config.nsid,
     );
@@ -389,7 +390,7 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
     let config = Config::parse(&text).unwrap();
     assert!(config.selector.chains[0].leaves.contains(&"rrl".to_owned()));
     let pipeline = Pipeline::new(
-        <Selector>::build(&config.selector).unwrap(),
+        Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
         config.nsid,
     );
@@ -424,7 +425,7 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
 fn batched_udp_worker_does_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
     let pipeline = Pipeline::new(
-        <Selector>::build(&config.selector).unwrap(),
+        Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
         config.nsid,
     );

@@ -266,7 +266,7 @@ pub(crate) struct Satellite {
     pub(crate) udp: SocketAddr,
     pub(crate) tcp: SocketAddr,
     cancel: tokio_util::sync::CancellationToken,
-    server: Option<orrery_satellite::server::Server>,
+    server: Option<orrery_satellite::dns::server::Server>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -274,14 +274,15 @@ impl Satellite {
     /// Starts a satellite from configuration text (its listen addresses are ignored: the
     /// sockets are bound here) and snapshot data.
     pub(crate) fn start(config: &str, data: &orrery_satellite::SnapshotData) -> Self {
-        use orrery_satellite::server::{Server, ServerSettings};
+        use orrery_satellite::dns::leaf::Dns;
+        use orrery_satellite::dns::server::{Server, ServerSettings};
         use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
         use std::sync::Arc;
 
         let config = Config::parse(config).expect("satellite config");
         let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
         let pipeline = Arc::new(Pipeline::new(
-            <Selector>::build(&config.selector).expect("selector"),
+            Selector::<Dns>::build(&config.selector).expect("selector"),
             Arc::new(ZoneStore::new(zones)),
             config.nsid.clone(),
         ));

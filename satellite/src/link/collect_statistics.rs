@@ -1,5 +1,5 @@
 //! The check-in's statistics, from the counters of the `statistics` leaves
-//! ([`crate::leaf::statistics`]) and the process.
+//! ([`crate::dns::leaf::statistics`]) and the process.
 //!
 //! The leaf names its counters `qtype.A`, `rcode.NXDOMAIN` …; the link message keys them by
 //! number (RFC 1035 §3.2.2 QTYPE, §4.1.1 RCODE). Query types the leaf does not single out

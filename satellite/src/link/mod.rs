@@ -81,11 +81,13 @@ use self::persist::{PERSIST_INTERVAL, PersistError, StateFiles, persist_state};
 use self::rds_serving::{RdsServing, RdsServingError};
 use self::registry::Registry;
 use self::serving::Serving;
-use crate::leaf::{LeafConfig, Selector, SelectorConfig, SelectorError};
-use crate::pipeline::Pipeline;
+use crate::dns::leaf::Dns;
+use crate::dns::leaf::{LeafConfig, SelectorConfig, SelectorError};
+use crate::dns::pipeline::Pipeline;
+use crate::dns::server::ServerSettings;
 use crate::rds::Rds;
 use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
-use crate::server::ServerSettings;
+use crate::selector::Selector;
 use crate::zone::store::ZoneStore;
 use crate::zone::{ZoneError, ZoneSet};
 
@@ -923,7 +925,7 @@ struct SelectorTextError(#[from] SelectorError);
 
 /// Builds the Selector of a configuration; the configuration's host name fills the CHAOS
 /// leaves' `hostname.bind`/`id.server` answers (RFC 4892) where the leaf leaves them unset.
-fn build_selector(settings: &SatelliteSettings) -> Result<Selector, SelectorTextError> {
+fn build_selector(settings: &SatelliteSettings) -> Result<Selector<Dns>, SelectorTextError> {
     let mut config = SelectorConfig::<LeafConfig>::from_toml(&settings.selector_toml)?;
     if let Some(host) = &settings.hostname {
         for leaf in config.leaves.values_mut() {
@@ -933,7 +935,7 @@ fn build_selector(settings: &SatelliteSettings) -> Result<Selector, SelectorText
             }
         }
     }
-    Ok(<Selector>::build(&config)?)
+    Ok(Selector::<Dns>::build(&config)?)
 }
 
 fn server_settings(settings: &SatelliteSettings) -> ServerSettings {

@@ -18,10 +18,10 @@ use orrery_proto::link::convert::{RdapListen, WhoisListen};
 use tokio_util::sync::CancellationToken;
 
 use super::serving::Counters;
-use crate::leaf::Selector;
 use crate::rds::rdap_server::{self, RdapServer, RdapSettings};
 use crate::rds::whois_server::{WhoisServer, WhoisSettings};
 use crate::rds::{Rds, RdsPipeline};
+use crate::selector::Selector;
 use crate::zone::store::ZoneStore;
 
 /// Prefix of the leaf names in [`RdsServing::counters`], so that they do not mix with the DNS

@@ -1,7 +1,7 @@
 //! DNS sockets bound once, with the [`Server`] on them replaced when the query path changes.
 //!
 //! A new Selector (or NSID) from the master means a new [`Pipeline`]. The sockets (for UDP one
-//! per worker, see [`crate::udp`]) stay bound for the life of the process, so a change never needs the privileges of binding again (port
+//! per worker, see [`crate::dns::udp`]) stay bound for the life of the process, so a change never needs the privileges of binding again (port
 //! 53) and no query is lost: a server with the new pipeline starts on clones of the same
 //! sockets, then the old one is cancelled. For the ~100 ms the old UDP workers take to notice,
 //! the kernel hands each datagram to one waiting thread of either server; old TCP connections
@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::Pipeline;
-use crate::server::{Server, ServerSettings};
-use crate::udp::{UdpSettings, UdpSockets};
+use crate::dns::pipeline::Pipeline;
+use crate::dns::server::{Server, ServerSettings};
+use crate::dns::udp::{UdpSettings, UdpSockets};
 
 /// Counter totals by `(leaf, counter)`.
 pub type Counters = BTreeMap<(String, String), u64>;
@@ -187,12 +187,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::dns::leaf::Dns;
     use crate::{Config, Selector, ZoneSet, ZoneStore};
 
     fn pipeline() -> Arc<Pipeline> {
         let config = Config::parse(include_str!("../../config.example.toml")).unwrap();
         Arc::new(Pipeline::new(
-            <Selector>::build(&config.selector).unwrap(),
+            Selector::<Dns>::build(&config.selector).unwrap(),
             Arc::new(ZoneStore::new(ZoneSet::build(1, &[], &[], &[]))),
             None,
         ))

@@ -10,7 +10,7 @@
 //!  ZoneSet.directory ◄─────────────────────────────┘ one lock-free load per request
 //! ```
 //!
-//! Both protocols go through one [`Selector`](crate::leaf::Selector) of their own service,
+//! Both protocols go through one [`Selector`](crate::selector::Selector) of their own service,
 //! [`Rds`]: the same chain machinery as DNS with its own event and leaf kinds. Leaves decide
 //! (parse, refuse, limit, find); they never render. The edges render the [`Outcome`] in their
 //! protocol after the chain, from the same directory version the lookup saw, then write it.
@@ -24,10 +24,12 @@
 //! - [`whois`]: an outcome rendered as Whois text (RFC 3912, ICANN's RDDS layout).
 //! - [`whois_server`]: the port-43 edge: one query line per TCP connection, timeouts, a cap.
 
+pub mod connection_limit;
 pub mod directory;
 mod json;
 pub mod leaf;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod rdap;
 pub mod rdap_server;
 pub mod whois;
@@ -40,7 +42,8 @@ use orrery_proto::Name;
 
 pub use self::directory::Directory;
 pub use self::pipeline::RdsPipeline;
-use crate::leaf::{ChainId, SelectorError, Service};
+use crate::dns::leaf::SelectorError;
+use crate::selector::{ChainId, Service};
 use crate::zone::ZoneSet;
 
 /// The protocol a request arrived by.
@@ -152,7 +155,7 @@ impl Service for Rds {
         name: &str,
         config: &leaf::RdsLeafConfig,
         _chain: &dyn Fn(&str) -> Option<ChainId>,
-    ) -> Result<Box<dyn crate::leaf::Leaf<Self>>, SelectorError> {
+    ) -> Result<Box<dyn crate::selector::Leaf<Self>>, SelectorError> {
         leaf::build(name, config)
     }
 

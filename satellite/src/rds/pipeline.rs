@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::{Rds, RdsCtx, RdsEvent};
-use crate::leaf::Selector;
+use crate::selector::Selector;
 use crate::zone::store::ZoneStore;
 
 /// Events kept for reuse; more are dropped when returned (a burst of connections must not

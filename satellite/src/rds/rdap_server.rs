@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 use orrery_proto::Prefix;
 
-use crate::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
+use crate::rds::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 
 use super::rdap::{self, MEDIA_TYPE};
 use super::{Protocol, RdsPipeline};

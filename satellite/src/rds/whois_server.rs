@@ -61,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Protocol, RdsPipeline, whois};
-use crate::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
+use crate::rds::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 
 /// Answer to a connection over the cap.
 const BUSY: &[u8] = b"% Error: server busy, try again later\r\n";
@@ -421,9 +421,10 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::leaf::{Selector, SelectorConfig};
+    use crate::dns::leaf::SelectorConfig;
     use crate::rds::Rds;
     use crate::rds::leaf::{DEFAULT_SELECTOR, RdsLeafConfig};
+    use crate::selector::Selector;
     use crate::zone::ZoneSet;
     use crate::zone::store::ZoneStore;
 

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
-use orrery_satellite::wire::{Event, Transport};
+use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::dns::wire::{Event, Transport};
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -15,7 +16,7 @@ fn pipeline() -> Pipeline {
     let config = Config::parse(EXAMPLE_CONFIG).unwrap();
     let data = registry();
     Pipeline::new(
-        <Selector>::build(&config.selector).unwrap(),
+        Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(ZoneSet::build(
             data.serial,
             &data.zones,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use orrery_satellite::server::{Server, ServerSettings};
-use orrery_satellite::udp::UdpSockets;
+use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::dns::server::{Server, ServerSettings};
+use orrery_satellite::dns::udp::UdpSockets;
 use orrery_satellite::{Config, Pipeline, Selector, SnapshotData, ZoneSet, ZoneStore};
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +43,7 @@ impl TestServer {
             &data.hosts,
         )));
         let pipeline = Arc::new(Pipeline::new(
-            <Selector>::build(&config.selector).unwrap(),
+            Selector::<Dns>::build(&config.selector).unwrap(),
             Arc::clone(&zones),
             config.nsid.clone(),
         ));

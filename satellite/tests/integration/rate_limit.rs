@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use orrery_satellite::leaf::{Selector, SelectorConfig};
+use orrery_satellite::dns::leaf::SelectorConfig;
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
 use orrery_satellite::rds::{Rds, RdsPipeline};
+use orrery_satellite::selector::Selector;
 use orrery_satellite::{ZoneSet, ZoneStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;

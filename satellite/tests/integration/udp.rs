@@ -1,4 +1,4 @@
-//! The UDP edge (`orrery_satellite::udp`): bursts from many clients all answered under every
+//! The UDP edge (`orrery_satellite::dns::udp`): bursts from many clients all answered under every
 //! socket/batch layout, a lone query answered at once, wildcard binds answering from the
 //! queried address, pinning.
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use orrery_proto::{Contact, Registrar, Timestamp};
-use orrery_satellite::leaf::{Selector, SelectorConfig};
+use orrery_satellite::dns::leaf::SelectorConfig;
 use orrery_satellite::rds::leaf::{DEFAULT_SELECTOR, RdsLeafConfig};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
 use orrery_satellite::rds::{Rds, RdsPipeline};
+use orrery_satellite::selector::Selector;
 use orrery_satellite::{SnapshotData, ZoneSet, ZoneStore};
 use tokio_util::sync::CancellationToken;
 

@@ -1,11 +1,11 @@
-//! Leaf `acl`: source-address allow and deny lists, as for DNS ([`crate::leaf::acl`]).
+//! Leaf `acl`: source-address allow and deny lists, as for DNS ([`crate::dns::leaf::acl`]).
 //!
 //! `action = "refuse"` answers with the protocol's refusal (a Whois error line, RDAP 403);
 //! `action = "drop"` closes the connection without a word.
 
-use crate::leaf::acl::{Acl, AclAction, AclConfig};
-use crate::leaf::{Flow, Leaf};
+use crate::dns::leaf::acl::{Acl, AclAction, AclConfig};
 use crate::rds::{Outcome, Rds, RdsCtx, RdsEvent};
+use crate::selector::{Flow, Leaf};
 
 /// The ACL leaf of the registration data services.
 pub struct RdsAcl {

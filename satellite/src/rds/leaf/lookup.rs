@@ -3,8 +3,8 @@
 //! It only decides `Found` or `NotFound`; the edge renders the object from the same directory
 //! version afterwards, in its protocol.
 
-use crate::leaf::{Flow, Leaf};
 use crate::rds::{Outcome, Query, Rds, RdsCtx, RdsEvent};
+use crate::selector::{Flow, Leaf};
 
 /// The lookup leaf.
 pub struct Lookup {

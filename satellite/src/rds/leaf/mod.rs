@@ -1,7 +1,7 @@
 //! The leaf kinds of the registration data services ([`Rds`](super::Rds)).
 //!
 //! Same contract as the DNS leaves ([`crate::leaf`]): built once from configuration, long-lived,
-//! one `handle` per request returning a [`Flow`](crate::leaf::Flow). A leaf that ends the chain
+//! one `handle` per request returning a [`Flow`](crate::selector::Flow). A leaf that ends the chain
 //! sets the event's [`Outcome`](super::Outcome) and returns `Respond` (or `Drop` to close the
 //! connection without an answer).
 
@@ -14,7 +14,8 @@ pub mod validate_query;
 pub use orrery_proto::selector::RdsLeafConfig;
 
 use super::Rds;
-use crate::leaf::{Leaf, SelectorError};
+use crate::dns::leaf::SelectorError;
+use crate::selector::Leaf;
 
 /// Builds one leaf.
 pub(super) fn build(
@@ -60,8 +61,9 @@ leaves = ["stats", "limit", "validate", "lookup"]
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::leaf::{Selector, SelectorConfig};
+    use crate::dns::leaf::SelectorConfig;
     use crate::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent};
+    use crate::selector::Selector;
     use crate::zone::ZoneSet;
 
     pub(crate) fn selector(text: &str) -> Selector<Rds> {

@@ -1,13 +1,13 @@
 //! Leaf `rate_limit`: a token bucket per client address and one per prefix
-//! ([`crate::rate_limit`]); over the limit the request is answered "rate limit exceeded"
+//! ([`crate::rds::rate_limit`]); over the limit the request is answered "rate limit exceeded"
 //! (Whois) or 429 with `Retry-After` (RDAP), cheaply, without a lookup.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::leaf::{Flow, Leaf};
-use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
+use crate::rds::rate_limit::{Decision, RateLimitConfig, RateLimiter};
 use crate::rds::{Outcome, Rds, RdsCtx, RdsEvent};
+use crate::selector::{Flow, Leaf};
 
 /// The rate-limiting leaf.
 pub struct RateLimit {

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::leaf::{Flow, Leaf};
 use crate::rds::{Outcome, Protocol, Rds, RdsCtx, RdsEvent};
+use crate::selector::{Flow, Leaf};
 
 const OUTCOMES: [&str; 7] = [
     "found",

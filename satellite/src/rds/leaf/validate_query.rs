@@ -19,8 +19,8 @@ use std::borrow::Cow;
 
 use orrery_proto::Name;
 
-use crate::leaf::{Flow, Leaf};
 use crate::rds::{Outcome, Protocol, Query, Rds, RdsCtx, RdsEvent};
+use crate::selector::{Flow, Leaf};
 
 /// The validation leaf.
 pub struct ValidateQuery {

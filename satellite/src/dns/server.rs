@@ -3,7 +3,7 @@
 //! # UDP: a fixed pool of plain threads
 //! `workers` threads per UDP address, created at start-up, each answering on its own
 //! `SO_REUSEPORT` socket (or on one shared socket) in batches, with buffers allocated once for
-//! its whole life: see [`crate::udp`]. No async runtime on this path: blocking system calls do
+//! its whole life: see [`crate::dns::udp`]. No async runtime on this path: blocking system calls do
 //! no allocation and no task switching, which is what an authoritative server spends its time
 //! on. Threads poll the cancellation token every [`UDP_POLL`] through a socket read timeout.
 //!
@@ -31,10 +31,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::Pipeline;
-pub use crate::udp::UDP_POLL;
-use crate::udp::UdpSockets;
-use crate::wire::{Event, MAX_MESSAGE, Transport};
+use crate::dns::pipeline::Pipeline;
+pub use crate::dns::udp::UDP_POLL;
+use crate::dns::udp::UdpSockets;
+use crate::dns::wire::{Event, MAX_MESSAGE, Transport};
 
 /// Server settings (from [`crate::Config`]).
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ type FreeList = Arc<Mutex<Vec<Box<Scratch>>>>;
 
 impl Server {
     /// Starts serving on already-bound sockets: for UDP, [`UdpSockets`] or a plain
-    /// `UdpSocket` (shared by the workers, default [`crate::udp::UdpSettings`]). Must be
+    /// `UdpSocket` (shared by the workers, default [`crate::dns::udp::UdpSettings`]). Must be
     /// called inside a tokio runtime (for TCP); UDP runs on its own threads.
     pub fn start(
         pipeline: Arc<Pipeline>,

@@ -7,20 +7,22 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::leaf::{Ctx, Selector};
-use crate::wire::{Event, Transport};
+use crate::dns::leaf::Ctx;
+use crate::dns::leaf::Dns;
+use crate::dns::wire::{Event, Transport};
+use crate::selector::Selector;
 use crate::zone::store::ZoneStore;
 
 /// Shared, immutable-after-start state of the query path.
 pub struct Pipeline {
-    pub selector: Selector,
+    pub selector: Selector<Dns>,
     pub zones: Arc<ZoneStore>,
     /// NSID (RFC 5001); leaked once at start-up so responses can borrow it for `'static`.
     pub nsid: Option<&'static [u8]>,
 }
 
 impl Pipeline {
-    pub fn new(selector: Selector, zones: Arc<ZoneStore>, nsid: Option<Vec<u8>>) -> Self {
+    pub fn new(selector: Selector<Dns>, zones: Arc<ZoneStore>, nsid: Option<Vec<u8>>) -> Self {
         Self {
             selector,
             zones,

@@ -22,8 +22,9 @@
 //! ("the response MUST include an OPT record"), so the satellite sends it. A served apex is refused a transfer, as NSD does when no
 //! `provide-xfr` allows it; other names are NOTAUTH, as NSD and Knot answer.
 
-use crate::leaf::{Ctx, Flow, Leaf};
-use crate::wire::{Event, Problem, Query, Transport, class, rcode, rtype};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, Problem, Query, Transport, class, rcode, rtype};
+use crate::selector::{Flow, Leaf};
 use crate::zone::ZoneSet;
 
 /// The validation leaf.
@@ -37,7 +38,7 @@ impl ValidateQuery {
     }
 }
 
-impl Leaf for ValidateQuery {
+impl Leaf<Dns> for ValidateQuery {
     fn name(&self) -> &str {
         &self.name
     }
@@ -81,9 +82,9 @@ fn is_served_apex(zones: &ZoneSet, query: &Query) -> bool {
 mod tests {
     use hickory_proto::op::ResponseCode;
 
-    use crate::leaf::tests::{ask, selector};
-    use crate::wire::tests::{EDNS, query_packet};
-    use crate::wire::{Edns, Transport, rtype};
+    use crate::dns::leaf::tests::{ask, selector};
+    use crate::dns::wire::tests::{EDNS, query_packet};
+    use crate::dns::wire::{Edns, Transport, rtype};
     use crate::zone::tests::sample;
 
     fn rc(packet: &[u8], t: Transport) -> Option<ResponseCode> {

@@ -41,23 +41,12 @@
 //! at load with the same validator ([`SelectorConfig::validate`]). [`Selector::build`] calls
 //! that validator first, then builds each leaf once and resolves chains from names to indices.
 
-pub mod acl;
-pub mod chaos;
-pub mod lookup;
-pub mod route_class;
-pub mod rrl;
-pub mod statistics;
-pub mod validate_query;
-
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 pub use orrery_proto::selector::{
-    ChainConfig, LeafConfig, LeafSettings, NoSettings, SelectorConfig, SelectorError,
+    ChainConfig, LeafSettings, NoSettings, SelectorConfig, SelectorError,
 };
-
-use crate::wire::{Event, rcode};
-use crate::zone::ZoneSet;
 
 /// Most jumps one event may take.
 pub const MAX_JUMPS: usize = 16;
@@ -79,7 +68,7 @@ pub enum Flow {
 /// A protocol served through a Selector: its event, the read-only context an event is handled
 /// in, its leaf kinds, and what the Selector does at the ends of a chain.
 ///
-/// DNS ([`Dns`]) and the registration data services, Whois and RDAP
+/// DNS ([`crate::dns::leaf::Dns`]) and the registration data services, Whois and RDAP
 /// ([`crate::rds::Rds`]), each implement it; the chain machinery is shared.
 pub trait Service: Sized + 'static {
     /// What travels through the chains (preallocated, reused).
@@ -105,60 +94,6 @@ pub trait Service: Sized + 'static {
     fn complete(ev: &mut Self::Event, ctx: &Self::Ctx<'_>);
 }
 
-/// DNS: events are parsed queries with their response buffer ([`Event`]).
-pub struct Dns;
-
-/// Shared read-only context of one DNS event: the zone version and server-wide settings.
-pub struct Ctx<'a> {
-    pub zones: &'a ZoneSet,
-    /// NSID to send when asked (RFC 5001).
-    pub nsid: Option<&'static [u8]>,
-}
-
-impl Service for Dns {
-    type Event = Event;
-    type Ctx<'a> = Ctx<'a>;
-    type LeafConfig = LeafConfig;
-
-    fn build_leaf(
-        name: &str,
-        config: &LeafConfig,
-        chain: &dyn Fn(&str) -> Option<ChainId>,
-    ) -> Result<Box<dyn Leaf>, SelectorError> {
-        let bad = |message: String| SelectorError::BadLeaf {
-            leaf: name.to_owned(),
-            message,
-        };
-        let name = name.to_owned();
-        Ok(match config {
-            LeafConfig::ValidateQuery(_) => Box::new(validate_query::ValidateQuery::new(name)),
-            LeafConfig::Acl(c) => Box::new(acl::Acl::new(name, c).map_err(bad)?),
-            LeafConfig::Chaos(c) => Box::new(chaos::Chaos::new(name, c)),
-            LeafConfig::RouteClass(c) => {
-                let target = chain(&c.chain).ok_or_else(|| SelectorError::UnknownChain {
-                    leaf: name.clone(),
-                    chain: c.chain.clone(),
-                })?;
-                Box::new(route_class::RouteClass::new(name, c, target).map_err(bad)?)
-            }
-            LeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name)),
-            LeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name)),
-            LeafConfig::Rrl(c) => Box::new(rrl::Rrl::new(name, c).map_err(bad)?),
-        })
-    }
-
-    fn refuse(ev: &mut Event, ctx: &Ctx<'_>) {
-        ev.begin_response(rcode::REFUSED, ctx.nsid);
-    }
-
-    fn complete(ev: &mut Event, ctx: &Ctx<'_>) {
-        if !ev.has_response() {
-            ev.begin_response(rcode::SERVFAIL, ctx.nsid);
-        }
-        ev.response.finish();
-    }
-}
-
 /// What a leaf that inspects responses says about one on its way out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outgoing {
@@ -167,8 +102,8 @@ pub enum Outgoing {
     Drop,
 }
 
-/// A stage of the pipeline of service `S` (DNS unless said otherwise).
-pub trait Leaf<S: Service = Dns>: Send + Sync {
+/// A stage of the pipeline of service `S`.
+pub trait Leaf<S: Service>: Send + Sync {
     /// The instance name from the configuration.
     fn name(&self) -> &str;
     /// Handles an event.
@@ -191,7 +126,7 @@ pub trait Leaf<S: Service = Dns>: Send + Sync {
 }
 
 /// Several chains of leaves of service `S`.
-pub struct Selector<S: Service = Dns> {
+pub struct Selector<S: Service> {
     leaves: Vec<Box<dyn Leaf<S>>>,
     /// Per leaf: whether it inspects responses.
     inspects: Vec<bool>,
@@ -313,89 +248,16 @@ impl<S: Service> Selector<S> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::wire::Transport;
-
-    /// The default pipeline of the example configuration.
-    pub(crate) const CHAINS: &str = r#"
-        [leaves.stats]
-        kind = "statistics"
-        [leaves.validate]
-        kind = "validate_query"
-        [leaves.acl]
-        kind = "acl"
-        deny = ["192.0.2.0/24"]
-        action = "refuse"
-        [leaves.to_chaos]
-        kind = "route_class"
-        class = "CH"
-        chain = "chaos"
-        [leaves.chaos]
-        kind = "chaos"
-        version = "orrery"
-        hostname = "sat1.example"
-        [leaves.lookup]
-        kind = "lookup"
-
-        [[chains]]
-        name = "main"
-        leaves = ["stats", "validate", "acl", "to_chaos", "lookup"]
-        [[chains]]
-        name = "chaos"
-        leaves = ["chaos"]
-    "#;
-
-    pub(crate) fn selector() -> Selector {
-        let config: SelectorConfig = toml::from_str(CHAINS).unwrap();
-        <Selector>::build(&config).unwrap()
-    }
-
-    /// Runs one packet through the default pipeline and parses the answer with hickory.
-    pub(crate) fn ask(
-        sel: &Selector,
-        zones: &ZoneSet,
-        packet: &[u8],
-        transport: Transport,
-    ) -> Option<hickory_proto::op::Message> {
-        let mut ev = Event::new();
-        ev.load(packet, "127.0.0.1".parse().unwrap(), transport);
-        let ctx = Ctx {
-            zones,
-            nsid: Some(b"sat1"),
-        };
-        sel.run(&mut ev, &ctx)
-            .then(|| hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap())
-    }
-
-    #[test]
-    fn resolves_names_and_refuses_bad_config() {
-        let sel = selector();
-        assert_eq!(sel.chain_names(), ["main", "chaos"]);
-        let mut bad: SelectorConfig = toml::from_str(CHAINS).unwrap();
-        bad.chains[0].leaves.push("nope".into());
-        assert!(matches!(
-            <Selector>::build(&bad),
-            Err(SelectorError::UnknownLeaf { .. })
-        ));
-        let mut bad: SelectorConfig = toml::from_str(CHAINS).unwrap();
-        bad.chains.pop();
-        assert!(matches!(
-            <Selector>::build(&bad),
-            Err(SelectorError::UnknownChain { .. })
-        ));
-        assert!(toml::from_str::<SelectorConfig>(&CHAINS.replace("action", "acton")).is_err());
-        assert!(
-            toml::from_str::<SelectorConfig>(
-                &CHAINS.replace("kind = \"lookup\"", "kind = \"lookup\"\nextra = 1")
-            )
-            .is_err()
-        );
-    }
+    use crate::dns::leaf::tests::ask;
+    use crate::dns::leaf::{Ctx, Dns};
+    use crate::dns::wire::{Event, Transport};
+    use crate::zone::ZoneSet;
 
     /// A leaf that always jumps back to the first chain.
     struct Loop;
-    impl Leaf for Loop {
+    impl Leaf<Dns> for Loop {
         fn name(&self) -> &str {
             "loop"
         }
@@ -414,7 +276,7 @@ pub(crate) mod tests {
             chains: vec![vec![0]],
             chain_names: vec!["main".into()],
         };
-        let packet = crate::wire::tests::query_packet("tld", 1, 1, None);
+        let packet = crate::dns::wire::tests::query_packet("tld", 1, 1, None);
         assert!(ask(&sel, &zones, &packet, Transport::Udp).is_none());
         let sel = Selector {
             leaves: vec![],
@@ -433,7 +295,7 @@ pub(crate) mod tests {
         drop: bool,
         order: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     }
-    impl Leaf for Inspector {
+    impl Leaf<Dns> for Inspector {
         fn name(&self) -> &str {
             "inspector"
         }
@@ -457,11 +319,11 @@ pub(crate) mod tests {
     #[test]
     fn outgoing_walks_inspecting_leaves_last_first_once_each() {
         let zones = ZoneSet::default();
-        let packet = crate::wire::tests::query_packet("tld", 1, 1, None);
+        let packet = crate::dns::wire::tests::query_packet("tld", 1, 1, None);
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         for (b_drops, want) in [(false, vec![1, 0]), (true, vec![1])] {
             order.lock().unwrap().clear();
-            let inspector = |id, drop| -> Box<dyn Leaf> {
+            let inspector = |id, drop| -> Box<dyn Leaf<Dns>> {
                 Box::new(Inspector {
                     id,
                     drop,

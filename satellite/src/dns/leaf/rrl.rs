@@ -34,9 +34,10 @@ use std::time::Instant;
 use hashbrown::DefaultHashBuilder;
 use orrery_proto::Prefix;
 
-use crate::leaf::{Ctx, Flow, Leaf, Outgoing};
-use crate::rate_limit::{Limit, source_bits, unmapped};
-use crate::wire::{Event, Response, Section, Transport, rcode};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, Response, Section, Transport, rcode};
+use crate::rds::rate_limit::{Limit, source_bits, unmapped};
+use crate::selector::{Flow, Leaf, Outgoing};
 use table::{Table, Verdict};
 
 pub use orrery_proto::selector::RrlConfig;
@@ -119,7 +120,7 @@ impl Rrl {
     }
 }
 
-impl Leaf for Rrl {
+impl Leaf<Dns> for Rrl {
     fn name(&self) -> &str {
         &self.name
     }
@@ -175,16 +176,18 @@ mod tests {
     use hickory_proto::op::{Message, ResponseCode};
 
     use super::*;
-    use crate::leaf::{Selector, SelectorConfig, Service};
-    use crate::wire::tests::{EDNS, query_packet};
-    use crate::wire::{class, rtype};
+    use crate::dns::leaf::SelectorConfig;
+    use crate::dns::wire::tests::{EDNS, query_packet};
+    use crate::dns::wire::{class, rtype};
+    use crate::selector::Selector;
+    use crate::selector::Service;
     use crate::zone::ZoneSet;
     use crate::zone::tests::sample;
 
     /// The test pipeline (whose ACL refuses 192.0.2.0/24) with an `rrl` leaf after `stats`: a burst of 5, then one answer a
     /// second (a test takes far less than a second, so it sees no refill).
     fn chains(extra: &str) -> String {
-        crate::leaf::tests::CHAINS
+        crate::dns::leaf::tests::CHAINS
             .replace(
                 "[leaves.validate]",
                 &format!(
@@ -197,13 +200,18 @@ mod tests {
             )
     }
 
-    fn selector(extra: &str) -> Selector {
+    fn selector(extra: &str) -> Selector<Dns> {
         let config: SelectorConfig = toml::from_str(&chains(extra)).unwrap();
-        <Selector>::build(&config).unwrap()
+        Selector::<Dns>::build(&config).unwrap()
     }
 
     /// Sends `packet` from `peer`: the answer, or `None` when dropped.
-    fn ask(sel: &Selector, peer: &str, packet: &[u8], transport: Transport) -> Option<Message> {
+    fn ask(
+        sel: &Selector<Dns>,
+        peer: &str,
+        packet: &[u8],
+        transport: Transport,
+    ) -> Option<Message> {
         static ZONES: LazyLock<ZoneSet> = LazyLock::new(sample);
         let mut ev = Event::new();
         ev.load(packet, peer.parse().unwrap(), transport);
@@ -215,7 +223,7 @@ mod tests {
             .then(|| Message::from_vec(ev.response.bytes()).unwrap())
     }
 
-    fn counters(sel: &Selector) -> BTreeMap<String, u64> {
+    fn counters(sel: &Selector<Dns>) -> BTreeMap<String, u64> {
         let mut seen = BTreeMap::new();
         sel.counters(&mut |leaf, counter, value| {
             seen.insert(format!("{leaf}.{counter}"), value);
@@ -224,7 +232,7 @@ mod tests {
     }
 
     /// Answers, truncated answers and drops among `n` queries.
-    fn tally(sel: &Selector, peer: &str, packet: &[u8], n: usize) -> (usize, usize, usize) {
+    fn tally(sel: &Selector<Dns>, peer: &str, packet: &[u8], n: usize) -> (usize, usize, usize) {
         let (mut full, mut tc, mut dropped) = (0, 0, 0);
         for _ in 0..n {
             match ask(sel, peer, packet, Transport::Udp) {
@@ -388,10 +396,8 @@ mod tests {
                 panic!("{c:?} accepted, want {want:?}");
             };
             assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
-            let leaf = crate::leaf::LeafConfig::Rrl(c);
-            let e = crate::leaf::Dns::build_leaf("rrl", &leaf, &|_| None)
-                .err()
-                .unwrap();
+            let leaf = crate::dns::leaf::LeafConfig::Rrl(c);
+            let e = Dns::build_leaf("rrl", &leaf, &|_| None).err().unwrap();
             assert!(e.to_string().contains(want), "{e}");
         }
         assert!(toml::from_str::<RrlConfig>("rate = 1\nburst = 5").is_err());
@@ -401,7 +407,7 @@ mod tests {
     /// and builds.
     #[test]
     fn deploy_example_parses() {
-        let text = include_str!("../../../deploy/satellite.example.toml");
+        let text = include_str!("../../../../deploy/satellite.example.toml");
         let start = text.find("# [leaves.rrl]").expect("the example block");
         let block: String = text[start..]
             .lines()
@@ -412,13 +418,13 @@ mod tests {
             .collect();
         let mut config: SelectorConfig = toml::from_str(&chains("")).unwrap();
         let table: toml::Table = toml::from_str(&block).unwrap();
-        let leaf: crate::leaf::LeafConfig = table["leaves"]["rrl"].clone().try_into().unwrap();
-        let crate::leaf::LeafConfig::Rrl(c) = &leaf else {
+        let leaf: crate::dns::leaf::LeafConfig = table["leaves"]["rrl"].clone().try_into().unwrap();
+        let crate::dns::leaf::LeafConfig::Rrl(c) = &leaf else {
             panic!("not an rrl leaf: {leaf:?}")
         };
         assert_eq!((c.rate, c.window, c.slip), (20, 2, 2));
         assert_eq!(c.exempt, ["192.0.2.0/24"]);
         config.leaves.insert("rrl".into(), leaf);
-        <Selector>::build(&config).unwrap();
+        Selector::<Dns>::build(&config).unwrap();
     }
 }

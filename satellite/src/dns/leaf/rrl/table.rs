@@ -2,7 +2,7 @@
 //! by every worker thread without locks.
 //!
 //! A slot is three atomics: a tag (the bucket key's 64-bit hash, 0 for an empty slot), the
-//! bucket's `full_at` (the token-bucket state of [`crate::rate_limit`], updated with one
+//! bucket's `full_at` (the token-bucket state of [`crate::rds::rate_limit`], updated with one
 //! compare-and-swap per answer) and the count of limited answers (for the slip). A key lives
 //! in one of [`PROBE`] neighbouring slots after its hash's home slot, so a lookup reads at most
 //! two cache lines. When none holds the key, the key takes over the one of those that is
@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::rate_limit::Limit;
+use crate::rds::rate_limit::Limit;
 
 /// Slots a key may live in, from its home slot on.
 const PROBE: usize = 4;

@@ -3,8 +3,9 @@
 
 pub use orrery_proto::selector::RouteClassConfig;
 
-use crate::leaf::{ChainId, Ctx, Flow, Leaf};
-use crate::wire::Event;
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::Event;
+use crate::selector::{ChainId, Flow, Leaf};
 
 /// The routing leaf.
 pub struct RouteClass {
@@ -23,7 +24,7 @@ impl RouteClass {
     }
 }
 
-impl Leaf for RouteClass {
+impl Leaf<Dns> for RouteClass {
     fn name(&self) -> &str {
         &self.name
     }

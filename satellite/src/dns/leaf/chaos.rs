@@ -10,8 +10,9 @@
 
 pub use orrery_proto::selector::ChaosConfig;
 
-use crate::leaf::{Ctx, Flow, Leaf};
-use crate::wire::{Event, Owner, Section, class, rcode, rtype};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, Owner, Section, class, rcode, rtype};
+use crate::selector::{Flow, Leaf};
 
 /// The CHAOS leaf.
 pub struct Chaos {
@@ -33,7 +34,7 @@ impl Chaos {
     }
 }
 
-impl Leaf for Chaos {
+impl Leaf<Dns> for Chaos {
     fn name(&self) -> &str {
         &self.name
     }
@@ -77,9 +78,9 @@ mod tests {
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::RData;
 
-    use crate::leaf::tests::{ask, selector};
-    use crate::wire::tests::query_packet;
-    use crate::wire::{Transport, class, rtype};
+    use crate::dns::leaf::tests::{ask, selector};
+    use crate::dns::wire::tests::query_packet;
+    use crate::dns::wire::{Transport, class, rtype};
     use crate::zone::tests::sample;
 
     fn ch(name: &str) -> hickory_proto::op::Message {

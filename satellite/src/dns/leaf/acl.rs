@@ -9,8 +9,9 @@ use std::net::IpAddr;
 pub use orrery_proto::Prefix;
 pub use orrery_proto::selector::{AclAction, AclConfig};
 
-use crate::leaf::{Ctx, Flow, Leaf};
-use crate::wire::{Event, rcode};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, rcode};
+use crate::selector::{Flow, Leaf};
 
 /// The ACL leaf.
 pub struct Acl {
@@ -38,7 +39,7 @@ impl Acl {
     }
 }
 
-impl Leaf for Acl {
+impl Leaf<Dns> for Acl {
     fn name(&self) -> &str {
         &self.name
     }
@@ -60,9 +61,9 @@ impl Leaf for Acl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaf::tests::selector;
-    use crate::wire::Transport;
-    use crate::wire::tests::query_packet;
+    use crate::dns::leaf::tests::selector;
+    use crate::dns::wire::Transport;
+    use crate::dns::wire::tests::query_packet;
     use crate::zone::tests::sample;
 
     #[test]

@@ -20,8 +20,9 @@
 //! - ANY (RFC 8482 §4.1): over UDP one RRset (the SOA at the apex, the A RRset of a host, else
 //!   its AAAA); over TCP every RRset at the name. This is BIND's `minimal-any yes`.
 
-use crate::leaf::{Ctx, Flow, Leaf};
-use crate::wire::{Event, Full, Owner, Response, Section, Transport, class, rcode, rtype};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, Full, Owner, Response, Section, Transport, class, rcode, rtype};
+use crate::selector::{Flow, Leaf};
 use crate::zone::{Delegation, HostId, HostTable, ZoneData, ZoneSet, wire_is_subdomain};
 
 /// The lookup leaf.
@@ -35,7 +36,7 @@ impl Lookup {
     }
 }
 
-impl Leaf for Lookup {
+impl Leaf<Dns> for Lookup {
     fn name(&self) -> &str {
         &self.name
     }
@@ -343,9 +344,9 @@ mod tests {
     use hickory_proto::rr::{RData, RecordType};
 
     use super::*;
-    use crate::leaf::tests::{ask, selector};
-    use crate::wire::Edns;
-    use crate::wire::tests::{EDNS, query_packet};
+    use crate::dns::leaf::tests::{ask, selector};
+    use crate::dns::wire::Edns;
+    use crate::dns::wire::tests::{EDNS, query_packet};
     use crate::zone::tests::{domain, host, sample, zone};
 
     fn q(name: &str, qtype: u16) -> Message {

@@ -43,9 +43,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::Pipeline;
+use crate::dns::pipeline::Pipeline;
 #[cfg(not(target_os = "linux"))]
-use crate::wire::{Event, MAX_MESSAGE, Transport};
+use crate::dns::wire::{Event, MAX_MESSAGE, Transport};
 
 /// How often an idle UDP worker checks for shutdown.
 pub const UDP_POLL: Duration = Duration::from_millis(100);
@@ -270,8 +270,8 @@ mod linux {
     use tokio_util::sync::CancellationToken;
 
     use super::{is_transient, receive_failed};
-    use crate::pipeline::Pipeline;
-    use crate::wire::{Event, MAX_MESSAGE, OUR_UDP_SIZE, Transport};
+    use crate::dns::pipeline::Pipeline;
+    use crate::dns::wire::{Event, MAX_MESSAGE, OUR_UDP_SIZE, Transport};
 
     /// Room for one answer in a batch. Answers over UDP stay within [`OUR_UDP_SIZE`] plus the
     /// OPT record; one that does not fit is sent on its own, never cut.

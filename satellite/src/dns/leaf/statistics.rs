@@ -7,8 +7,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::leaf::{Ctx, Flow, Leaf};
-use crate::wire::{Event, Transport, rtype};
+use crate::dns::leaf::{Ctx, Dns};
+use crate::dns::wire::{Event, Transport, rtype};
+use crate::selector::{Flow, Leaf};
 
 const QTYPES: [(u16, &str); 9] = [
     (rtype::A, "A"),
@@ -70,7 +71,7 @@ impl Statistics {
     }
 }
 
-impl Leaf for Statistics {
+impl Leaf<Dns> for Statistics {
     fn name(&self) -> &str {
         &self.name
     }
@@ -125,9 +126,9 @@ impl Leaf for Statistics {
 mod tests {
     use std::collections::BTreeMap;
 
-    use crate::leaf::tests::{ask, selector};
-    use crate::wire::tests::query_packet;
-    use crate::wire::{Transport, rtype};
+    use crate::dns::leaf::tests::{ask, selector};
+    use crate::dns::wire::tests::query_packet;
+    use crate::dns::wire::{Transport, rtype};
     use crate::zone::tests::sample;
 
     #[test]
