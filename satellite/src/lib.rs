@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //! - [`selector`]: the Selector framework shared by every service: [`selector::Flow`],
-//!   [`selector::Leaf`], [`selector::Service`] and the chain runner.
+//!   [`selector::Leaf`], [`selector::Service`], the chain runner, and the leaves that work for any
+//!   service ([`selector::acl`]).
 //! - [`dns`]: authoritative DNS: the allocation-free codec and the [`dns::wire::Event`] each
 //!   query travels in ([`dns::wire`]), the DNS leaves ([`dns::leaf`]), the
 //!   [`dns::pipeline::Pipeline`] that ties the Selector to the zones, and the edges: UDP

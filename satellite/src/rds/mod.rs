@@ -104,6 +104,12 @@ pub struct RdsEvent {
     pub outcome: Outcome,
 }
 
+impl crate::selector::Request for RdsEvent {
+    fn peer(&self) -> IpAddr {
+        self.peer
+    }
+}
+
 impl RdsEvent {
     pub fn new() -> Self {
         Self {

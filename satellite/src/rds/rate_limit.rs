@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::dns::leaf::acl::Prefix;
+use orrery_proto::Prefix;
 
 /// Most shards: enough that worker threads rarely meet on one lock.
 const MAX_SHARDS: usize = 64;

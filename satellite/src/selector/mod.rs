@@ -41,8 +41,11 @@
 //! at load with the same validator ([`SelectorConfig::validate`]). [`Selector::build`] calls
 //! that validator first, then builds each leaf once and resolves chains from names to indices.
 
+pub mod acl;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::net::IpAddr;
 
 pub use orrery_proto::selector::{
     ChainConfig, LeafSettings, NoSettings, SelectorConfig, SelectorError,
@@ -65,6 +68,12 @@ pub enum Flow {
     Drop,
 }
 
+/// What every service's event tells the leaves that work for any service ([`acl`]).
+pub trait Request {
+    /// The client's address.
+    fn peer(&self) -> IpAddr;
+}
+
 /// A protocol served through a Selector: its event, the read-only context an event is handled
 /// in, its leaf kinds, and what the Selector does at the ends of a chain.
 ///
@@ -72,7 +81,7 @@ pub enum Flow {
 /// ([`crate::rds::Rds`]), each implement it; the chain machinery is shared.
 pub trait Service: Sized + 'static {
     /// What travels through the chains (preallocated, reused).
-    type Event;
+    type Event: Request;
     /// Shared read-only context of one event.
     type Ctx<'a>;
     /// One leaf's configuration, tagged by `kind` (in [`orrery_proto::selector`]).

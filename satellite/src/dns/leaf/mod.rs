@@ -1,7 +1,6 @@
 //! The DNS leaf kinds and the [`Dns`] service they run in (the chain machinery is
 //! [`crate::selector`]).
 
-pub mod acl;
 pub mod chaos;
 pub mod lookup;
 pub mod route_class;
@@ -10,10 +9,17 @@ pub mod statistics;
 pub mod validate_query;
 
 use crate::dns::wire::{Event, rcode};
-use crate::selector::{ChainId, Leaf, Service};
+use crate::selector::acl::Acl;
+use crate::selector::{ChainId, Leaf, Request, Service};
 use crate::zone::ZoneSet;
 
 pub use orrery_proto::selector::{LeafConfig, SelectorConfig, SelectorError};
+
+impl Request for Event {
+    fn peer(&self) -> std::net::IpAddr {
+        self.peer
+    }
+}
 
 /// DNS: events are parsed queries with their response buffer ([`Event`]).
 pub struct Dns;
@@ -42,7 +48,7 @@ impl Service for Dns {
         let name = name.to_owned();
         Ok(match config {
             LeafConfig::ValidateQuery(_) => Box::new(validate_query::ValidateQuery::new(name)),
-            LeafConfig::Acl(c) => Box::new(acl::Acl::new(name, c).map_err(bad)?),
+            LeafConfig::Acl(c) => Box::new(Acl::new(name, c).map_err(bad)?),
             LeafConfig::Chaos(c) => Box::new(chaos::Chaos::new(name, c)),
             LeafConfig::RouteClass(c) => {
                 let target = chain(&c.chain).ok_or_else(|| SelectorError::UnknownChain {

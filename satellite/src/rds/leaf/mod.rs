@@ -5,7 +5,6 @@
 //! sets the event's [`Outcome`](super::Outcome) and returns `Respond` (or `Drop` to close the
 //! connection without an answer).
 
-pub mod acl;
 pub mod lookup;
 pub mod rate_limit;
 pub mod statistics;
@@ -14,8 +13,9 @@ pub mod validate_query;
 pub use orrery_proto::selector::RdsLeafConfig;
 
 use super::Rds;
-use crate::dns::leaf::SelectorError;
 use crate::selector::Leaf;
+use crate::selector::SelectorError;
+use crate::selector::acl::Acl;
 
 /// Builds one leaf.
 pub(super) fn build(
@@ -29,7 +29,7 @@ pub(super) fn build(
     let name = name.to_owned();
     Ok(match config {
         RdsLeafConfig::ValidateQuery(_) => Box::new(validate_query::ValidateQuery::new(name)),
-        RdsLeafConfig::Acl(c) => Box::new(acl::RdsAcl::new(name, c).map_err(bad)?),
+        RdsLeafConfig::Acl(c) => Box::new(Acl::new(name, c).map_err(bad)?),
         RdsLeafConfig::RateLimit(c) => Box::new(rate_limit::RateLimit::new(name, c).map_err(bad)?),
         RdsLeafConfig::Lookup(_) => Box::new(lookup::Lookup::new(name)),
         RdsLeafConfig::Statistics(_) => Box::new(statistics::Statistics::new(name)),
