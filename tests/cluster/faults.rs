@@ -558,8 +558,18 @@ async fn a_clean_master_stop_is_not_a_protocol_error() {
     let mut c = ProcessCluster::create(Backend::Sqlite).await;
     c.start_master();
     c.start_satellite("sat1");
+    // The satellite answers before it opens the change stream: a change served proves the
+    // stream is open, so the stop below ends the stream (a clean close) and does not refuse
+    // the satellite's next call instead (a lost link, logged as such).
+    add_domain(&c, "before-stop").await;
     let c = blocking(move || {
         let mut c = c;
+        c.wait_dns(
+            "sat1",
+            &fqdn("before-stop"),
+            &Seen::Delegated,
+            Duration::from_secs(10),
+        );
         let status = c.stop_master();
         assert!(status.success(), "the master's exit on SIGTERM: {status}");
         let deadline = Instant::now() + Duration::from_secs(10);
