@@ -49,17 +49,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    orrery_proto::logging::init("info");
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Our errors already carry their causes in their message.
-            eprintln!("orrery-generator: {e}");
+            orrery_proto::logging::print_error("orrery-generator", e.as_ref());
             ExitCode::from(1)
         }
     }

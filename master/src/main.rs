@@ -10,6 +10,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -77,14 +78,19 @@ enum CertsCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+fn main() -> ExitCode {
+    orrery_proto::logging::init("info");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    match command(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            orrery_proto::logging::print_error("orrery-master", e.as_ref());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => tokio::runtime::Runtime::new()?.block_on(run(config)),
         Command::CheckConfig { config } => {

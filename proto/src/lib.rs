@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
+//! - [`logging`]: what every binary writes to stderr: log lines (colour only on a terminal)
+//!   and its final error, each cause once.
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
@@ -15,6 +17,7 @@
 
 pub mod backoff;
 pub mod link;
+pub mod logging;
 pub mod model;
 pub mod name;
 pub mod prefix;

@@ -10,10 +10,12 @@
 //!   several).
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use orrery_proto::link::client::check_master_address;
 use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
 use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::server::{Server, ServerSettings};
@@ -32,8 +34,9 @@ struct Args {
     /// Configuration file (TOML), with --snapshot.
     #[arg(long, requires = "snapshot")]
     config: Option<PathBuf>,
-    /// A master's HOST:PORT; repeat for several, tried in turn.
-    #[arg(long, requires_all = ["tls_dir", "state"])]
+    /// A master's HOST:PORT (or https://HOST:PORT; no default port); repeat for several,
+    /// tried in turn.
+    #[arg(long, requires_all = ["tls_dir", "state"], value_parser = master_address)]
     master: Vec<String>,
     /// Directory with ca.pem and NAME.satellite.pem/.key.
     #[arg(long, requires = "master")]
@@ -46,13 +49,18 @@ struct Args {
     state: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let args = Args::parse();
+fn main() -> ExitCode {
+    orrery_proto::logging::init("info");
+    match command(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            orrery_proto::logging::print_error("orrery-satellite", e.as_ref());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command(args: Args) -> anyhow::Result<()> {
     match (&args.snapshot, &args.config, &args.tls_dir, &args.state) {
         (Some(snapshot), Some(config), None, None) => serve_snapshot(snapshot, config),
         (None, None, Some(dir), Some(state)) => {
@@ -62,6 +70,12 @@ fn main() -> anyhow::Result<()> {
             "give either --snapshot FILE --config FILE, or --master ADDR --tls-dir DIR --state FILE"
         ),
     }
+}
+
+/// A `--master` value, refused at once when it cannot be dialled (no port, say) instead of
+/// being retried for ever.
+fn master_address(text: &str) -> Result<String, String> {
+    check_master_address(text).map(|()| text.to_owned())
 }
 
 /// The TLS files of this satellite in `dir`: `ca.pem` and `NAME.satellite.pem`/`.key`, NAME

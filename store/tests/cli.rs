@@ -1,5 +1,6 @@
 //! `orrery-admin` as an operator uses it: refused input names the field, exits 2, and writes
-//! nothing; accepted input shows up in the journal.
+//! nothing; accepted input shows up in the journal; reads print `field: value` lines or JSON;
+//! a store that is not there is refused, not silently created.
 
 use std::process::{Command, Output};
 
@@ -41,6 +42,7 @@ fn refused(db: &str, args: &[&str], field: &str) {
 fn refuses_bad_input_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    ok(&db, &["init"]);
     ok(
         &db,
         &[
@@ -227,6 +229,7 @@ fn refuses_bad_input_and_writes_nothing() {
 
 /// A store with a zone, a registrar and `foo.test`, made by the CLI.
 fn cli_registry(db: &str) {
+    ok(db, &["init"]);
     ok(
         db,
         &[
@@ -330,4 +333,333 @@ async fn cli_writer_waits_for_another_writer() {
     );
     assert!(took >= std::time::Duration::from_millis(1400), "{took:?}");
     assert!(ok(&db, &["domain", "show", "wait.test"]).contains("wait.test"));
+}
+
+/// A 32-octet SHA-256 DS digest in hex, as `--ds` takes it.
+const DIGEST: &str = "2BB183AF5F22588179A53B0A98631FAD1A292118D4BA7C1D6C2E0F3A6E1CB2F4";
+
+/// The store a newcomer builds from the README: a zone, a registrar, a contact and a domain
+/// with glue, an outside nameserver and a DS record.
+fn readme_registry(db: &str) {
+    cli_registry(db);
+    ok(
+        db,
+        &[
+            "contact",
+            "add",
+            "C1",
+            "--name",
+            "Ada Lovelace",
+            "--city",
+            "London",
+            "--country",
+            "GB",
+            "--email",
+            "ada@mail.example",
+        ],
+    );
+    ok(
+        db,
+        &[
+            "domain",
+            "add",
+            "bar.test",
+            "--registrar",
+            "R1",
+            "--registrant",
+            "C1",
+            "--expires",
+            "2030-05-06T07:08:09Z",
+            "--status",
+            "clientTransferProhibited",
+            "--ns",
+            "ns1.bar.test=198.18.0.1,2001:db8::1",
+            "--ns",
+            "ns.hoster.example",
+            "--ds",
+            &format!("60485 13 2 {}", DIGEST.to_lowercase()),
+        ],
+    );
+}
+
+/// `domain show` prints one `field: value` line per field: RFC 3339 times, the DS digest in
+/// hex, one line per nameserver and status; absent contacts are left out.
+#[test]
+fn domain_show_reads_one_field_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    readme_registry(&db);
+    let shown = ok(&db, &["domain", "show", "bar.test"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    for line in &lines {
+        assert!(
+            line.contains(": "),
+            "not a field line: {line:?} in\n{shown}"
+        );
+    }
+    for expected in [
+        "name: bar.test",
+        "zone: test",
+        "registrar: R1",
+        "registrant: C1",
+        "expires: 2030-05-06T07:08:09Z",
+        "status: clientTransferProhibited",
+        "nameserver: ns1.bar.test",
+        "nameserver: ns.hoster.example",
+    ] {
+        assert!(lines.contains(&expected), "no {expected:?} in\n{shown}");
+    }
+    assert!(
+        lines.contains(&format!("ds: 60485 13 2 {DIGEST}").as_str()),
+        "{shown}"
+    );
+    let created = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("created: "))
+        .expect("a created line");
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "created is not RFC 3339 UTC: {created:?}"
+    );
+    assert!(
+        !shown.contains("admin:"),
+        "an absent contact is shown:\n{shown}"
+    );
+    assert!(!shown.contains("Domain {"), "Debug output:\n{shown}");
+}
+
+/// `domain show --json` is one JSON object with stable field names; absent fields are null.
+#[test]
+fn domain_show_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    readme_registry(&db);
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["domain", "show", "bar.test", "--json"])).unwrap();
+    assert_eq!(j["name"], "bar.test");
+    assert_eq!(j["zone"], "test");
+    assert_eq!(j["registrar"], "R1");
+    assert_eq!(j["registrant"], "C1");
+    assert_eq!(j["admin"], serde_json::Value::Null);
+    assert_eq!(j["expires"], "2030-05-06T07:08:09Z");
+    assert_eq!(
+        j["statuses"],
+        serde_json::json!(["clientTransferProhibited"])
+    );
+    let mut ns: Vec<_> = j["nameservers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, ["ns.hoster.example", "ns1.bar.test"]);
+    assert_eq!(
+        j["ds"],
+        serde_json::json!([{"key_tag": 60485, "algorithm": 13, "digest_type": 2, "digest": DIGEST}])
+    );
+}
+
+/// `changes` prints a header and one record per change, blank-line separated, in the same
+/// `field: value` form; `--json` gives the batch as one document.
+#[test]
+fn changes_read_as_records_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    readme_registry(&db);
+    ok(&db, &["domain", "delete", "foo.test"]);
+    let text = ok(&db, &["changes", "--after", "0"]);
+    let mut records = text.split("\n\n");
+    let header = records.next().unwrap();
+    assert!(header.starts_with("after: 0\nupto: "), "{text}");
+    let records: Vec<&str> = records.collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.starts_with("change: domain\nname: bar.test\n")
+                && r.contains(&format!("ds: 60485 13 2 {DIGEST}"))),
+        "{text}"
+    );
+    assert!(
+        records.contains(&"change: domain_removed\nname: foo.test\n")
+            || records.contains(&"change: domain_removed\nname: foo.test"),
+        "{text}"
+    );
+    for r in &records {
+        for line in r.lines() {
+            assert!(line.contains(": "), "not a field line {line:?} in\n{text}");
+        }
+    }
+
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["changes", "--after", "0", "--json"])).unwrap();
+    assert_eq!(j["after"], 0);
+    assert_eq!(j["too_far_behind"], false);
+    let changes = j["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), records.len(), "{j}");
+    let bar = changes
+        .iter()
+        .find(|c| c["change"] == "domain" && c["name"] == "bar.test")
+        .expect("bar.test in the JSON");
+    assert_eq!(bar["ds"][0]["digest"], DIGEST);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["change"] == "domain_removed" && c["name"] == "foo.test")
+    );
+    let upto = j["upto"].as_i64().unwrap();
+    assert!(header.contains(&format!("upto: {upto}\n")), "{header}");
+
+    let behind: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["changes", "--max", "1", "--json"])).unwrap();
+    assert_eq!(behind["too_far_behind"], true, "{behind}");
+}
+
+/// `zone list` and `journal` have `--json` as JSON Lines.
+#[test]
+fn lists_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    cli_registry(&db);
+    let zones: Vec<serde_json::Value> = ok(&db, &["zone", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0]["name"], "test");
+    assert_eq!(zones[0]["mname"], "a.nic.test");
+    assert!(zones[0]["serial"].as_i64().unwrap() > 0);
+    let text = ok(&db, &["zone", "list"]);
+    assert!(text.starts_with("name: test\nserial: "), "{text}");
+
+    let journal: Vec<serde_json::Value> = ok(&db, &["journal", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        journal
+            .iter()
+            .any(|e| e["object"] == "domain" && e["key"] == "foo.test" && e["op"] == "I"),
+        "{journal:?}"
+    );
+    let serials: Vec<i64> = journal
+        .iter()
+        .map(|e| e["serial"].as_i64().unwrap())
+        .collect();
+    assert!(serials.windows(2).all(|w| w[0] < w[1]), "{serials:?}");
+}
+
+/// Without `--db` (and `ORRERY_DB`) nothing runs; a SQLite store that does not exist is
+/// refused by every command but `init` and `load-synthetic`, and no file is created.
+#[test]
+fn a_missing_store_is_refused_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orrery-admin"))
+        .args(["zone", "list"])
+        .current_dir(dir.path())
+        .env_remove("ORRERY_DB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--db"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let path = dir.path().join("typo.db");
+    let db = format!("sqlite:{}", path.display());
+    for args in [
+        &["zone", "list"][..],
+        &["registrar", "add", "R1", "--name", "One"],
+        &["domain", "show", "foo.test"],
+        &["changes"],
+    ] {
+        let out = admin(&db, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no store at") && err.contains("init"),
+            "{args:?}: {err}"
+        );
+        assert!(!path.exists(), "{args:?} created {}", path.display());
+    }
+    ok(&db, &["init"]);
+    assert!(path.exists());
+    assert!(ok(&db, &["zone", "list"]).is_empty());
+
+    // ORRERY_DB names the store as --db does.
+    let out = Command::new(env!("CARGO_BIN_EXE_orrery-admin"))
+        .args(["zone", "list"])
+        .env("ORRERY_DB", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let other = dir.path().join("synthetic.db");
+    ok(
+        &format!("sqlite:{}", other.display()),
+        &["load-synthetic", "--zone", "syn", "--domains", "3"],
+    );
+    assert!(other.exists());
+}
+
+/// An error is printed once, its causes not repeated, with no backtrace even when
+/// RUST_BACKTRACE asks for one.
+#[test]
+fn an_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    cli_registry(&db);
+    let out = Command::new(env!("CARGO_BIN_EXE_orrery-admin"))
+        .args([
+            "--db",
+            &db,
+            "domain",
+            "add",
+            "foo.test",
+            "--registrar",
+            "R1",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("foo.test").count(), 1, "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+/// Output to a pipe ends quietly when the reader goes away (`| head`), instead of a panic.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    ok(
+        &db,
+        &["load-synthetic", "--zone", "syn", "--domains", "200"],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orrery-admin"))
+        .args(["--db", &db, "changes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close the pipe with the rest unread.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut one).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }

@@ -223,7 +223,18 @@ async fn sqlite_zone_serials_follow_their_zones() {
 #[tokio::test]
 async fn postgres_zone_serials_follow_their_zones() {
     let Ok(server) = std::env::var("DATABASE_URL") else {
-        eprintln!("SKIPPED: DATABASE_URL is not set to a PostgreSQL URL");
+        // Not a build-time `#[ignore]` as in the other crates: DATABASE_URL read by this
+        // crate's build script would rebuild the store, and everything above it, whenever it
+        // changes. Written past the test harness's capture so that the skip shows.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and DATABASE_URL is not set: this test must run in CI"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: postgres_zone_serials_follow_their_zones: DATABASE_URL is not set"
+        );
         return;
     };
     use sqlx::Connection;

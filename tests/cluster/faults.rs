@@ -66,6 +66,10 @@ macro_rules! on_both_backends {
                 super::$case(super::Backend::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                missing_database_url,
+                ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+            )]
             async fn postgres() {
                 let Some(url) = super::postgres_url() else {
                     return;
@@ -284,6 +288,10 @@ async fn sqlite_writers_wait_for_each_other() {
 /// A master started while its PostgreSQL server is down waits, says so, and serves once the
 /// server is up; it never exits for the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_postgres_server,
+    ignore = "PostgreSQL's server binaries are not installed (apt-get install postgresql)"
+)]
 async fn master_started_with_the_store_down_waits_for_it() {
     let Some(mut pg) = PrivatePostgres::init() else {
         return;
@@ -550,8 +558,18 @@ async fn a_clean_master_stop_is_not_a_protocol_error() {
     let mut c = ProcessCluster::create(Backend::Sqlite).await;
     c.start_master();
     c.start_satellite("sat1");
+    // The satellite answers before it opens the change stream: a change served proves the
+    // stream is open, so the stop below ends the stream (a clean close) and does not refuse
+    // the satellite's next call instead (a lost link, logged as such).
+    add_domain(&c, "before-stop").await;
     let c = blocking(move || {
         let mut c = c;
+        c.wait_dns(
+            "sat1",
+            &fqdn("before-stop"),
+            &Seen::Delegated,
+            Duration::from_secs(10),
+        );
         let status = c.stop_master();
         assert!(status.success(), "the master's exit on SIGTERM: {status}");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -571,6 +589,15 @@ async fn a_clean_master_stop_is_not_a_protocol_error() {
             !log.contains("protocol"),
             "a clean stop logged as a protocol problem:\n{log}"
         );
+        // Both logs are files, written without NO_COLOR set: no colour codes.
+        let master_log = std::fs::read_to_string(c.dir.path().join("master.1.log")).unwrap();
+        assert!(master_log.contains("shutting down"), "{master_log}");
+        for log in [c.satellite_log("sat1"), master_log] {
+            assert!(
+                !log.contains('\x1b'),
+                "colour codes in a log file:\n{log:?}"
+            );
+        }
         assert!(
             c.soa_serial("sat1").is_some(),
             "the satellite stopped answering"

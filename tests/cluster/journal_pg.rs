@@ -23,6 +23,10 @@ const WRITERS: usize = 16;
 const TXNS_PER_WRITER: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn journal_never_skips_under_concurrent_writers() {
     let Some(server) = postgres_url() else { return };
     let db = PgDatabase::create(&server).await;
@@ -141,6 +145,10 @@ async fn journal_never_skips_under_concurrent_writers() {
 /// The same synthetic TLD loaded into PostgreSQL (COPY) and SQLite (INSERT) reads back the
 /// same, and a changes batch from PostgreSQL is consistent with the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn postgres_and_sqlite_hold_the_same_tld() {
     let Some(server) = postgres_url() else { return };
     let db = PgDatabase::create(&server).await;
@@ -231,6 +239,10 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
 /// A committed change wakes listeners on `orrery_journal` with the new head serial; a rolled-back
 /// one does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn journal_commits_notify_listeners() {
     let Some(server) = postgres_url() else { return };
     let db = PgDatabase::create(&server).await;

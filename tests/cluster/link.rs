@@ -470,6 +470,10 @@ async fn sqlite_change_reaches_every_satellite_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn postgres_change_reaches_every_satellite_within_a_second() {
     let Some(server) = postgres_url() else { return };
     let db = PgDatabase::create(&server).await;

@@ -2,6 +2,7 @@
 //! One test binary (link time matters on two cores), one module per subject.
 
 mod bind_fallback;
+mod command_line;
 mod differential;
 mod faults;
 mod harness;

@@ -102,8 +102,10 @@ struct Process {
 impl Process {
     fn spawn(mut command: Command, log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).expect("create a log file");
+        // NO_COLOR not set: a log written to a file has no colour codes anyway (checked in
+        // faults.rs, "a clean master stop").
         let child = command
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())

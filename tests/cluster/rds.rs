@@ -234,6 +234,10 @@ async fn sqlite_registration_data_follows_the_store_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn postgres_registration_data_follows_the_store_within_a_second() {
     let Some(server) = postgres_url() else { return };
     let db = crate::harness::PgDatabase::create(&server).await;

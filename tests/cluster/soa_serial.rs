@@ -180,6 +180,10 @@ async fn sqlite_generator_and_satellite_serve_one_soa_serial() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_database_url,
+    ignore = "DATABASE_URL is not set to a PostgreSQL URL"
+)]
 async fn postgres_generator_and_satellite_serve_one_soa_serial() {
     let Some(server) = postgres_url() else { return };
     let db = PgDatabase::create(&server).await;

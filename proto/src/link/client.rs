@@ -240,6 +240,59 @@ impl DialConfig {
     }
 }
 
+/// Checks a master address as [`DialConfig::masters`] takes it: `HOST:PORT` or
+/// `https://HOST:PORT`, an IPv6 address in brackets (`[2001:db8::1]:7443`). There is no
+/// default port: an address without one would otherwise be dialled on 443 and retried for
+/// ever. The error says what is wrong, for the command line.
+pub fn check_master_address(address: &str) -> Result<(), String> {
+    let example = "give HOST:PORT, e.g. 127.0.0.1:7443";
+    let authority = match address.split_once("://") {
+        Some(("https", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{address:?}: the link is https only, not {scheme}://; {example}"
+            ));
+        }
+        None => address,
+    };
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{address:?}: only a host and a port are expected; {example}"
+        ));
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((ip, rest)) = bracketed.split_once(']') else {
+            return Err(format!("{address:?}: unclosed '['; {example}"));
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{address:?}: {ip:?} is not an IPv6 address"));
+        }
+        match rest.strip_prefix(':') {
+            Some(port) => (ip, port),
+            None => return Err(format!("{address:?} has no port; {example}")),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err(format!(
+                    "{address:?}: write an IPv6 address in brackets, [ADDRESS]:PORT"
+                ));
+            }
+            Some(split) => split,
+            None => return Err(format!("{address:?} has no port; {example}")),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?} has no host; {example}"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "{address:?}: {port:?} is not a port (1 to 65535); {example}"
+        )),
+    }
+}
+
 /// Dials the masters in turn; keeps the history the pauses are computed from.
 #[derive(Debug)]
 pub struct Dialer {
@@ -453,6 +506,35 @@ pub async fn fetch_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn master_addresses_need_a_port() {
+        for good in [
+            "127.0.0.1:7443",
+            "https://127.0.0.1:7443",
+            "master.example:7443",
+            "[::1]:7443",
+            "https://[2001:db8::1]:7443",
+        ] {
+            assert_eq!(check_master_address(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1", "has no port"),
+            ("https://master.example", "has no port"),
+            ("[::1]", "has no port"),
+            ("::1", "in brackets"),
+            ("127.0.0.1:0", "is not a port"),
+            ("127.0.0.1:70000", "is not a port"),
+            ("127.0.0.1:", "is not a port"),
+            (":7443", "has no host"),
+            ("http://127.0.0.1:7443", "https only"),
+            ("127.0.0.1:7443/x", "only a host and a port"),
+            ("[zz]:7443", "not an IPv6 address"),
+        ] {
+            let e = check_master_address(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;

@@ -24,6 +24,10 @@ fn run(name: &str, args: &[String]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    missing_dns_clients,
+    ignore = "dig or kdig is not installed (apt-get install dnsutils knot-dnsutils)"
+)]
 fn dig_and_kdig() {
     let s = TestServer::start(EXAMPLE_CONFIG, &registry());
     for client in ["dig", "kdig"] {

@@ -2,16 +2,29 @@
 //!
 //! Every command validates all of its input before writing and writes in one transaction, so a
 //! refused command changes nothing. Errors name the field at fault and exit with status 2.
+//!
+//! The store is always named (`--db` or `ORRERY_DB`), and only `init` and `load-synthetic`
+//! create a SQLite file that is not there: a mistyped path or a command run from the wrong
+//! directory is refused instead of writing to (or reading) a new, empty store.
+//!
+//! The read commands print `field: value` lines for a person, or JSON with `--json` (see
+//! [`show`]).
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 use orrery_proto::{Contact, Ds, EppStatus, Name, Registrar, Timestamp};
 use orrery_store::read::parse_ds;
 use orrery_store::synthetic::SyntheticTld;
 use orrery_store::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
-use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
+use orrery_store::{ChangesSince, RegistryItem, Store, StoreError};
+use serde_json::json;
+
+#[path = "orrery-admin/show.rs"]
+mod show;
 
 #[derive(Parser)]
 #[command(
@@ -20,8 +33,10 @@ use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
     about = "Administer an Orrery registry store"
 )]
 struct Cli {
-    /// Store URL: `sqlite:PATH` (created if missing) or `postgres://…`.
-    #[arg(long, env = "ORRERY_DB", default_value = "sqlite:orrery.db")]
+    /// Store URL, `sqlite:PATH` or `postgres://…` (required: there is no default store).
+    /// Only `init` and `load-synthetic` create a SQLite file that does not exist; every other
+    /// command refuses it.
+    #[arg(long, env = "ORRERY_DB")]
     db: String,
     #[command(subcommand)]
     command: Command,
@@ -29,7 +44,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the store's schema (every command also does).
+    /// Create the store (a SQLite file that does not exist yet) or bring its schema up to date
+    /// (every command also does).
     Init,
     /// Zones.
     #[command(subcommand)]
@@ -49,7 +65,7 @@ enum Command {
         /// The addresses (none removes the glue).
         addresses: Vec<String>,
     },
-    /// Create a zone filled with a deterministic synthetic TLD.
+    /// Create a zone filled with a deterministic synthetic TLD (creates the store if needed).
     LoadSynthetic {
         #[arg(long, default_value = "test")]
         zone: String,
@@ -64,6 +80,8 @@ enum Command {
         after: i64,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        #[command(flatten)]
+        output: Output,
     },
     /// Print the changes after a serial as whole objects.
     Changes {
@@ -71,14 +89,25 @@ enum Command {
         after: i64,
         #[arg(long, default_value_t = 10_000)]
         max: usize,
+        #[command(flatten)]
+        output: Output,
     },
     /// List the rows the cluster quarantines: rows of any table that cannot become a registry
     /// object (read with the conversions the master uses). Exits 1 when there are any.
     BadRows {
-        /// One JSON object per line: `{"object", "key", "table", "reason"}`.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: Output,
     },
+}
+
+/// How a read command prints.
+#[derive(Args)]
+struct Output {
+    /// JSON for scripts, with stable field names: one document for `domain show` and
+    /// `changes`, one object per line (JSON Lines) for the lists (`zone list`, `journal`,
+    /// `bad-rows`). Without it: `field: value` lines, records separated by blank lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -111,8 +140,11 @@ enum ZoneCmd {
         #[arg(long, default_value_t = 86_400)]
         ds_ttl: u32,
     },
-    /// List zones with their serials.
-    List,
+    /// List zones with their serials and SOA fields.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,7 +282,11 @@ enum DomainCmd {
     /// Delete a domain.
     Delete { name: String },
     /// Show a domain.
-    Show { name: String },
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// A refused command: the field and why.
@@ -313,12 +349,63 @@ fn time(field: &str, text: &str) -> Result<Timestamp, Refused> {
     Timestamp::parse(text).map_err(|e| invalid(field, e))
 }
 
+/// Refuses a SQLite store file that does not exist, unless `command` creates stores.
+fn check_store_exists(url: &str, command: &Command) -> Result<(), Refused> {
+    if !url.starts_with("sqlite:")
+        || url.contains(":memory:")
+        || matches!(command, Command::Init | Command::LoadSynthetic { .. })
+    {
+        return Ok(());
+    }
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+        // Store::open words the problem.
+        return Ok(());
+    };
+    let path: &Path = options.get_filename();
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "no store at {} (from --db or ORRERY_DB {url:?}): check the path, or create it with \
+             `orrery-admin --db {url} init` (or load-synthetic)",
+            path.display()
+        )))
+    }
+}
+
+/// Writes to stdout. A reader that has gone (`orrery-admin journal | head`) ends the command
+/// quietly, as it ends other Unix tools, instead of the panic `println!` makes of it.
+fn write_out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("orrery-admin: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`write_out`].
+macro_rules! emit {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! say {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Prints one JSON document (or one line of JSON Lines).
+fn print_json(value: &serde_json::Value) {
+    say!("{value}");
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    // Only errors by default: a command's own output is its answer.
+    orrery_proto::logging::init("error");
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
@@ -330,10 +417,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Refused> {
+    check_store_exists(&cli.db, &cli.command)?;
     let store = Store::open(&cli.db).await?;
     let mut code = ExitCode::SUCCESS;
     match cli.command {
-        Command::Init => println!("store ready ({:?})", store.backend()),
+        Command::Init => say!("store ready ({:?})", store.backend()),
         Command::Zone(ZoneCmd::Add {
             name: n,
             mname,
@@ -361,21 +449,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 nameservers: ns_specs(&ns)?,
             };
             store.add_zone(&zone).await?;
-            println!("zone {} added", zone.name);
+            say!("zone {} added", zone.name);
         }
-        Command::Zone(ZoneCmd::List) => {
+        Command::Zone(ZoneCmd::List { output }) => {
+            let mut records = Vec::new();
             for z in store.zones().await? {
                 let serial = store.zone_serial(&z.name).await?.unwrap_or(0);
-                println!(
-                    "{}\tserial {serial}\tns {}",
-                    z.name.to_fqdn(),
-                    z.nameservers
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                records.push(show::zone(&z, serial));
             }
+            print_list(&records, &output);
         }
         Command::Registrar(RegistrarCmd::Add {
             handle,
@@ -401,7 +483,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                     abuse_phone,
                 })
                 .await?;
-            println!("registrar {handle} added");
+            say!("registrar {handle} added");
         }
         Command::Contact(ContactCmd::Add {
             handle,
@@ -436,7 +518,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 updated: now,
             };
             store.add_contact(&c, registrar.as_deref()).await?;
-            println!("contact {handle} added");
+            say!("contact {handle} added");
         }
         Command::Domain(cmd) => domain(&store, cmd).await?,
         Command::Glue { host, addresses } => {
@@ -449,7 +531,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             store.set_host_addresses(&host, &addrs).await?;
-            println!("glue of {host} set");
+            say!("glue of {host} set");
         }
         Command::LoadSynthetic {
             zone,
@@ -462,7 +544,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 seed,
             };
             let r = store.load_synthetic(&spec).await?;
-            println!(
+            say!(
                 "loaded {} domains, {} hosts, {} glue addresses, {} DS, {} contacts, {} registrars into {} in {:.2} s",
                 r.domains,
                 r.hosts,
@@ -474,26 +556,68 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 r.elapsed.as_secs_f64()
             );
         }
-        Command::Journal { after, limit } => {
-            for e in store.journal_since(after, limit).await? {
-                println!("{}\t{}\t{}\t{}", e.serial, e.op, e.object, e.key);
+        Command::Journal {
+            after,
+            limit,
+            output,
+        } => {
+            let entries = store.journal_since(after, limit).await?;
+            if output.json {
+                for e in &entries {
+                    print_json(&show::journal_entry(e).to_json());
+                }
+            } else {
+                // A log: one line per row, `SERIAL OP OBJECT KEY`, tab-separated.
+                for e in &entries {
+                    say!(
+                        "{}\t{}\t{}\t{}",
+                        e.serial,
+                        e.op,
+                        e.object,
+                        show::one_line(&e.key)
+                    );
+                }
             }
         }
-        Command::Changes { after, max } => match store.changes_since(after, max).await? {
+        Command::Changes { after, max, output } => match store.changes_since(after, max).await? {
             ChangesSince::Batch(b) => {
-                println!("changes after {} up to {}:", b.batch.after, b.batch.upto);
-                for c in b.batch.changes {
-                    println!("{c:?}");
-                }
-                for bad in b.bad_rows {
-                    println!("quarantined: {bad}");
+                let changes: Vec<_> = b.batch.changes.iter().map(show::change).collect();
+                let quarantined: Vec<_> = b.bad_rows.iter().map(show::bad_row).collect();
+                if output.json {
+                    print_json(&json!({
+                        "after": b.batch.after,
+                        "upto": b.batch.upto,
+                        "too_far_behind": false,
+                        "changes": changes.iter().map(show::Record::to_json).collect::<Vec<_>>(),
+                        "quarantined": quarantined.iter().map(show::Record::to_json).collect::<Vec<_>>(),
+                    }));
+                } else {
+                    say!(
+                        "after: {}\nupto: {}\nchanges: {}\nquarantined: {}",
+                        b.batch.after,
+                        b.batch.upto,
+                        changes.len(),
+                        quarantined.len()
+                    );
+                    for r in changes.iter().chain(&quarantined) {
+                        emit!("\n{}", r.to_text());
+                    }
                 }
             }
             ChangesSince::TooFarBehind { pending } => {
-                println!("more than {max} changes pending ({pending}+): take a snapshot")
+                if output.json {
+                    print_json(&json!({
+                        "after": after,
+                        "too_far_behind": true,
+                        "max": max,
+                        "pending": pending,
+                    }));
+                } else {
+                    say!("more than {max} changes pending ({pending}+): take a snapshot")
+                }
             }
         },
-        Command::BadRows { json } => {
+        Command::BadRows { output } => {
             let mut bad = Vec::new();
             let serial = store
                 .visit_registry(|item| {
@@ -504,9 +628,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
                 })
                 .await?;
             for b in &bad {
-                print_bad_row(b, json);
+                if output.json {
+                    print_json(&show::bad_row(b).to_json());
+                } else {
+                    // A list to scan: one line per row, the key quoted (a bad key may hold
+                    // anything).
+                    say!("{}\t{}\t{:?}\t{}", b.table, b.object, b.key, b.reason);
+                }
             }
-            if !json {
+            if !output.json {
                 eprintln!("{} bad rows at serial {serial}", bad.len());
             }
             if !bad.is_empty() {
@@ -518,18 +648,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
     Ok(code)
 }
 
-fn print_bad_row(b: &BadRow, json: bool) {
-    if json {
-        let line = serde_json::json!({
-            "object": b.object,
-            "key": b.key,
-            "table": b.table,
-            "reason": b.reason,
-        });
-        println!("{line}");
+/// A list of records: blank-line separated text, or JSON Lines.
+fn print_list(records: &[show::Record], output: &Output) {
+    if output.json {
+        for r in records {
+            print_json(&r.to_json());
+        }
     } else {
-        // Tab-separated; the key is quoted because a bad key may hold anything.
-        println!("{}\t{}\t{:?}\t{}", b.table, b.object, b.key, b.reason);
+        emit!("{}", show::text_of(records));
     }
 }
 
@@ -570,7 +696,7 @@ async fn domain(store: &Store, cmd: DomainCmd) -> Result<(), Refused> {
                 ds: ds_list(&ds)?,
             };
             store.add_domain(&d).await?;
-            println!("domain {} added", d.name);
+            say!("domain {} added", d.name);
         }
         DomainCmd::Update {
             name: n,
@@ -595,28 +721,33 @@ async fn domain(store: &Store, cmd: DomainCmd) -> Result<(), Refused> {
                 remove_statuses: statuses("remove-status", &remove_status)?,
             };
             store.update_domain(&n, &u).await?;
-            println!("domain {n} updated");
+            say!("domain {n} updated");
         }
         DomainCmd::Ns { name: n, ns } => {
             let n = name("name", &n)?;
             store.set_nameservers(&n, &ns_specs(&ns.ns)?).await?;
-            println!("nameservers of {n} set");
+            say!("nameservers of {n} set");
         }
         DomainCmd::Ds { name: n, ds } => {
             let n = name("name", &n)?;
             store.set_ds(&n, &ds_list(&ds)?).await?;
-            println!("DS of {n} set");
+            say!("DS of {n} set");
         }
         DomainCmd::Delete { name: n } => {
             let n = name("name", &n)?;
             store.delete_domain(&n).await?;
-            println!("domain {n} deleted");
+            say!("domain {n} deleted");
         }
-        DomainCmd::Show { name: n } => {
+        DomainCmd::Show { name: n, output } => {
             let n = name("name", &n)?;
-            match store.domain(&n).await? {
-                Some(d) => println!("{d:#?}"),
-                None => return Err(Refused(format!("domain {n} does not exist"))),
+            let Some(d) = store.domain(&n).await? else {
+                return Err(Refused(format!("domain {n} does not exist")));
+            };
+            let record = show::domain(&d);
+            if output.json {
+                print_json(&record.to_json());
+            } else {
+                emit!("{}", record.to_text());
             }
         }
     }
