@@ -30,8 +30,10 @@
 #   - TCP q/s of the mix (dnsperf -m tcp, same settings).
 # Then (BENCH_MASTER=1) a master on the same store and a satellite booting from it (bare, with
 # a state file), DNS only with 2 UDP workers and the same Selector: its PSS, p50/p99 at
-# BENCH_RATE with the master and the store idle and under a change stream (BENCH_STREAM_RATE
-# single-domain updates a second), and during two batches of one SQL transaction each touching
+# BENCH_RATE with the master and the store idle, with the master stopped (SIGSTOP), and under
+# a change stream (BENCH_STREAM_RATE single-domain updates a second); the snapshot-fed
+# satellite's p50/p99 beside the idle master; the CPU of the satellites' threads other than
+# the UDP workers in each of those runs; and during two batches of one SQL transaction each touching
 # 10,000 domains (their status 'ok' → 'serverHold', then back): p50/p99 of the run the batch
 # falls in, commit → the last domain's referral gone (or back), and the peak RSS/PSS from the
 # commit to 5 s after (covering the state-file write) against the PSS just before; finally
@@ -178,20 +180,28 @@ measure() {
         record "$server" "$run" "cpu_us_$mix" "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v d="$done" 'BEGIN { printf "%.2f", d ? t * 1e6 / hz / d : 0 }')"
         [ "$lost" = 0 ] || record "$server" "$run" "lost_$mix" "$lost"
     done
-    latency_run "$server" "$run" ""
+    if [ "$server" = satellite ]; then latency_run "$server" "$run" "" "$pid"; else latency_run "$server" "$run" ""; fi
     dnsperf -m tcp -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" >"$work/perf" 2>&1
     read -r qps done lost < <($peers dnsperf "$work/perf")
     record "$server" "$run" tcp_qps "$qps"
 }
-# latency_run SERVER RUN PREFIX: the mix at $RATE q/s; records PREFIXp50_us, PREFIXp99_us.
+# latency_run SERVER RUN PREFIX [PID]: the mix at $RATE q/s; records PREFIXp50_us and
+# PREFIXp99_us, and with a satellite's PID the CPU of its threads other than the UDP workers
+# (the runtime, the link) in ms per second of the run.
 latency_run() {
-    local p50 p99 max count
-    dnsperf -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" -Q "$RATE" -v >"$work/lat" 2>&1
-    read -r p50 p99 max count < <($peers latency "$work/lat")
+    local p50 p99 max count u0 o0 u1 o1 t0
+    [ -z "${4:-}" ] || read -r u0 o0 < <($peers threads "$4")
+    t0=$(now_ns)
+    dnsperf -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" -Q "$RATE" -v >"$work/lat$3" 2>&1
+    if [ -n "${4:-}" ]; then
+        read -r u1 o1 < <($peers threads "$4")
+        record "$1" "$2" "${3}other_threads_ms_per_s" "$(awk -v o=$((o1 - o0)) -v hz="$hz" -v ns=$(( $(now_ns) - t0 )) 'BEGIN { printf "%.2f", o * 1e3 / hz / (ns / 1e9) }')"
+    fi
+    read -r p50 p99 max count < <($peers latency "$work/lat$3")
     record "$1" "$2" "${3}p50_us" "$p50"
     record "$1" "$2" "${3}p99_us" "$p99"
     [ -z "$3" ] || record "$1" "$2" "${3}max_us" "$max"
-    read -r _ _ lost < <($peers dnsperf "$work/lat")
+    read -r _ _ lost < <($peers dnsperf "$work/lat$3")
     [ "$lost" = 0 ] || record "$1" "$2" "${3}lost" "$lost"
 }
 # run_server SERVER RUN PORT CMD...: starts CMD, times it to its first answer, measures, stops.
@@ -277,7 +287,7 @@ batch_run() {
     local run=$1 label=$2 steady lat_pid t0 peak_rss peak_pss first
     steady=$($peers pss "$spid")
     rm -f "$work/stop"
-    latency_run satellite-master "$run" "batch_" &
+    latency_run satellite-master "$run" "batch_" "$spid" &
     lat_pid=$!
     sleep "$((SECS / 3))"
     $peers sample-mem "$spid" "$work/mem" "$work/stop" &
@@ -305,6 +315,14 @@ run_master_fed() {
     mpid=$!; pids+=("$mpid")
     wait_log "$work/master.log" "link listening" 900 "$mpid"
     wait_log "$work/master.log" "snapshot for booting satellites built" 900 "$mpid"
+    # The snapshot-fed satellite again, beside the idle master and store: their share of p99.
+    port=$sat_port
+    "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/sat.toml" >"$work/beside.log" 2>&1 &
+    spid=$!; pids+=("$spid")
+    $peers wait-answer "$port" "$probe" 600 >/dev/null || { echo "satellite did not answer"; exit 1; }
+    sleep 2
+    latency_run satellite-master "$run" "snapshot_fed_beside_master_" "$spid"
+    kill "$spid"; wait "$spid" 2>/dev/null || true
     t0=$(now_ns)
     NO_COLOR=1 "$bin/orrery-satellite" --master "127.0.0.1:$link_port" --tls-dir "$work/certs" \
         --state "$work/sat1.state" >"$work/msat.log" 2>&1 &
@@ -315,7 +333,12 @@ run_master_fed() {
     wait_log "$work/msat.log" "snapshot applied and saved" 600 "$spid"
     sleep 5 # the spare copy of the zone set is made in the background after serving
     record satellite-master "$run" pss_per_delegation "$(( $($peers pss "$spid") / N ))"
-    latency_run satellite-master "$run" ""
+    latency_run satellite-master "$run" "" "$spid"
+    # The same with the master stopped (SIGSTOP; the store idle): the master's share.
+    kill -STOP "$mpid"
+    latency_run satellite-master "$run" "master_stopped_" "$spid"
+    kill -CONT "$mpid"
+    sleep 2
     if [ -n "$db" ] && [ "${BENCH_STREAM_RATE:-10}" != 0 ]; then
         # One psql session: a single-domain update every 1/RATE s (autocommit), server-side sleeps.
         awk -v n=$((SECS * ${BENCH_STREAM_RATE:-10} + 20)) -v r="${BENCH_STREAM_RATE:-10}" -v ids="$batch_ids" \
@@ -325,7 +348,7 @@ run_master_fed() {
             psql -q -h "$PGHOST" -U postgres -d "$db" >/dev/null 2>&1 &
         stream=$!
         sleep 1
-        latency_run satellite-master "$run" "stream_"
+        latency_run satellite-master "$run" "stream_" "$spid"
         kill "$stream" 2>/dev/null || true; wait "$stream" 2>/dev/null || true
     fi
     batch_run "$run" hold "UPDATE domain_status SET status = 'serverHold' WHERE status = 'ok' AND domain_id IN ($batch_ids)" wait-gone

@@ -7,6 +7,8 @@
   peers.py wait-gone PORT NAME TIMEOUT     the same until the answer is no longer a referral
   peers.py pss PID                         PSS of PID and its descendants, bytes (smaps_rollup)
   peers.py cpu PID                         utime+stime of PID and its descendants, clock ticks
+  peers.py threads PID                     "UDP OTHER": utime+stime of PID's threads named udp-*
+                                           (the satellite's UDP workers) and of the rest, ticks
   peers.py dnsperf FILE                    "QPS COMPLETED LOST" from a dnsperf report
   peers.py latency FILE                    "P50_US P99_US MAX_US COUNT" from `dnsperf -v` lines
   peers.py sample-mem PID OUT STOPFILE     samples RSS (every 10 ms) and PSS (every 100 ms) of
@@ -104,6 +106,22 @@ def cpu_of(pid):
         return 0
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def threads(pid):
+    udp = other = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read()
+        except OSError:
+            continue
+        ticks = cpu_of(f"{pid}/task/{tid}")
+        if name.startswith("udp-"):
+            udp += ticks
+        else:
+            other += ticks
+    print(f"{udp} {other}")
 
 
 def dnsperf(path):
@@ -238,6 +256,8 @@ def main():
         print(sum(pss_of(p) for p in tree(int(args[0]))))
     elif cmd == "cpu":
         print(sum(cpu_of(p) for p in tree(int(args[0]))))
+    elif cmd == "threads":
+        threads(int(args[0]))
     elif cmd == "dnsperf":
         dnsperf(args[0])
     elif cmd == "latency":
