@@ -11,6 +11,7 @@
 #   BENCH_MASTER=1         0 skips the master-fed satellite (batch memory, p99 with a master)
 #   BENCH_STREAM_RATE=10   changes a second of the change-stream latency run (PostgreSQL only)
 #   BENCH_CHECKIN_MS=60000 the master-fed satellite's check-in interval
+#   BENCH_MASTER_WORKERS=2 the master-fed satellite's UDP workers
 #   BENCH_BIN=DIR          take the binaries from DIR (default: a release build, in
 #                          $CARGO_TARGET_DIR/release or target/release)
 # The store is written by `orrery-generator` both as a zone file (for NSD and Knot) and as a
@@ -191,11 +192,17 @@ measure() {
 latency_run() {
     local p50 p99 max count u0 o0 u1 o1 t0
     [ -z "${4:-}" ] || read -r u0 o0 < <($peers threads "$4")
+    local m0="" m1
+    if [ -n "${mpid:-}" ] && kill -0 "$mpid" 2>/dev/null; then m0=$($peers cpu "$mpid"); fi
     t0=$(now_ns)
     dnsperf -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" -Q "$RATE" -v >"$work/lat$3" 2>&1
     if [ -n "${4:-}" ]; then
         read -r u1 o1 < <($peers threads "$4")
         record "$1" "$2" "${3}other_threads_ms_per_s" "$(awk -v o=$((o1 - o0)) -v hz="$hz" -v ns=$(( $(now_ns) - t0 )) 'BEGIN { printf "%.2f", o * 1e3 / hz / (ns / 1e9) }')"
+    fi
+    if [ -n "$m0" ]; then
+        m1=$($peers cpu "$mpid")
+        record "$1" "$2" "${3}master_cpu_ms_per_s" "$(awk -v o=$((m1 - m0)) -v hz="$hz" -v ns=$(( $(now_ns) - t0 )) 'BEGIN { printf "%.2f", o * 1e3 / hz / (ns / 1e9) }')"
     fi
     read -r p50 p99 max count < <($peers latency "$work/lat$3")
     record "$1" "$2" "${3}p50_us" "$p50"
@@ -232,7 +239,7 @@ ca = "certs/ca.pem"
 cert = "certs/m1.master.pem"
 key = "certs/m1.master.key"
 [satellite_defaults]
-workers = 2
+workers = ${BENCH_MASTER_WORKERS:-2}
 checkin_interval_ms = ${BENCH_CHECKIN_MS:-60000}
 selector = "std"
 # The chains of deploy/satellite.example.toml, as the snapshot-fed satellite runs them.
@@ -363,6 +370,7 @@ run_master_fed() {
     record satellite-master "$run" restart_from_state_ms $(( (answered - t0) / 1000000 ))
     kill "$spid"; wait "$spid" 2>/dev/null || true
     kill "$mpid"; wait "$mpid" 2>/dev/null || true
+    mpid=""
     echo "run $run: master-fed satellite done (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 
