@@ -36,7 +36,8 @@
 # satellite's p50/p99 beside the idle master; the CPU of the satellites' threads other than
 # the UDP workers in each of those runs; and during two batches of one SQL transaction each touching
 # 10,000 domains (their status 'ok' → 'serverHold', then back): p50/p99 of the run the batch
-# falls in, commit → the last domain's referral gone (or back), and the peak RSS/PSS from the
+# falls in, the commit's duration, the end of the commit → the last domain's referral gone
+# (or back), and the peak RSS/PSS from the
 # commit to 5 s after (covering the state-file write) against the PSS just before; finally
 # the satellite is restarted from its state file and timed to its first answer.
 # Every wait is bounded; servers are stopped on exit.
@@ -302,6 +303,8 @@ batch_run() {
     t0=$(now_ns)
     sql "BEGIN; $3; COMMIT;" >/dev/null
     [ "$label" = hold ] && held="$batch_ids" || held=""
+    record satellite-master "$run" batch_commit_ms "$(ms_since "$t0")"
+    t0=$(now_ns) # the answer is timed from the end of the commit
     if $peers "$4" "$msat_port" "$batch_probe" 120 >"$work/seen"; then
         record satellite-master "$run" batch_answer_ms $(( ($(cat "$work/seen") - t0) / 1000000 ))
     else
