@@ -46,9 +46,19 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    // The text log as RUST_LOG says; warnings and errors also into the buffer the check-ins
+    // carry to the master, whatever RUST_LOG says.
+    use tracing_subscriber::prelude::*;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter))
+        // Its own filter, so that debug and trace call sites stay disabled (no cost) when
+        // RUST_LOG does not ask for them.
+        .with(
+            orrery_satellite::link::log_buffer::global()
+                .layer()
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
         )
         .init();
     let args = Args::parse();
