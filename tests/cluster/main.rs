@@ -11,3 +11,4 @@ mod processes;
 mod rds;
 mod satellite_faults;
 mod soa_serial;
+mod watchdog;
