@@ -96,7 +96,9 @@ enum CertsCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The log goes to stderr: stdout carries what a command prints (`status --json`).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
