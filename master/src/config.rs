@@ -39,6 +39,8 @@ struct ConfigFile {
     selectors: BTreeMap<String, toml::Table>,
     #[serde(default)]
     satellites: BTreeMap<String, SatelliteSection>,
+    #[serde(default)]
+    watchdog: WatchdogSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,33 @@ struct MasterSection {
     window_batches: Option<usize>,
     window_changes: Option<usize>,
     snapshot_chunk_objects: Option<usize>,
+    /// This master's name in the cluster state (default `HOST:PORT` of its first listener).
+    id: Option<String>,
+    /// How often this master writes its heartbeat into the cluster state.
+    cluster_heartbeat_ms: Option<u64>,
+    /// Statistics samples kept per satellite.
+    stats_history: Option<usize>,
+}
+
+/// `[watchdog]` as written; 0 turns a numeric rule off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchdogSection {
+    enabled: Option<bool>,
+    interval_ms: Option<u64>,
+    missed_checkins: Option<u32>,
+    serial_lag: Option<u64>,
+    serial_lag_seconds: Option<u64>,
+    servfail_ratio: Option<f64>,
+    error_ratio: Option<f64>,
+    min_responses: Option<u64>,
+    memory_over_budget: Option<bool>,
+    refused_config: Option<bool>,
+    cert_expiry_days: Option<u32>,
+    quarantined_rows: Option<u64>,
+    require_standby: Option<bool>,
+    hook: Option<PathBuf>,
+    hook_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +162,7 @@ impl SatelliteSection {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MasterConfig {
     /// Store URL (`postgres://…` or `sqlite:PATH`).
     pub store: String,
@@ -143,6 +172,9 @@ pub struct MasterConfig {
     pub tls: TlsFiles,
     pub follow: FollowSettings,
     pub link: LinkSettings,
+    /// This master in the cluster state.
+    pub cluster: ClusterSettings,
+    pub watchdog: WatchdogSettings,
     /// Every satellite the master knows, by identity.
     pub satellites: BTreeMap<SatelliteId, SatelliteSettings>,
     /// What is accepted but most likely a mistake (a leaf no chain uses, a Selector no
@@ -170,6 +202,87 @@ pub struct LinkSettings {
     pub window_changes: usize,
     /// Objects per snapshot chunk.
     pub snapshot_chunk_objects: usize,
+}
+
+/// This master's part in the cluster state (`orrery_store::cluster`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Its name in `cluster_master`, in leases and in `status`.
+    pub id: String,
+    /// How often it writes its heartbeat; other masters and `status` take it for gone after
+    /// [`ClusterSettings::stale_after`].
+    pub heartbeat: Duration,
+    /// Statistics samples kept per satellite (rates need two).
+    pub stats_history: usize,
+}
+
+impl ClusterSettings {
+    /// Five missed heartbeats.
+    pub fn stale_after(&self) -> Duration {
+        self.heartbeat * 5
+    }
+}
+
+/// The default heartbeat of the cluster state: a dead master is noticed within 10 s.
+pub const DEFAULT_CLUSTER_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// The watchdog's rules and thresholds (`[watchdog]`). `None` or 0 turns a rule off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchdogSettings {
+    /// Whether this master takes part in the watchdog election at all.
+    pub enabled: bool,
+    /// How often the rules are evaluated and the lease renewed; the lease lasts three.
+    pub interval: Duration,
+    /// A satellite that has not checked in for this many of its intervals.
+    pub missed_checkins: u32,
+    /// A satellite this many serials behind the store's journal …
+    pub serial_lag: u64,
+    /// … or holding a change committed this long ago that it has not applied.
+    pub serial_lag_seconds: u64,
+    /// SERVFAIL answers over all answers between two check-ins, above this.
+    pub servfail_ratio: f64,
+    /// Errors (dropped, malformed, refused …) over all queries between two check-ins.
+    pub error_ratio: f64,
+    /// Ratios are judged only over at least this many answers (queries).
+    pub min_responses: u64,
+    /// Resident memory above the satellite's budget.
+    pub memory_over_budget: bool,
+    /// A satellite refusing (part of) its configuration.
+    pub refused_config: bool,
+    /// A satellite's or master's link certificate expiring within this many days.
+    pub cert_expiry_days: u32,
+    /// At least this many rows quarantined by a master.
+    pub quarantined_rows: u64,
+    /// Fewer than two masters with a fresh heartbeat.
+    pub require_standby: bool,
+    /// Run on every warning raised and cleared (environment and JSON on stdin).
+    pub hook: Option<PathBuf>,
+    /// A hook still running after this is killed.
+    pub hook_timeout: Duration,
+}
+
+impl WatchdogSettings {
+    /// The defaults for a store: a standby is expected on PostgreSQL (several masters share
+    /// it), not on SQLite (one embedded master).
+    pub fn defaults(postgres: bool) -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            missed_checkins: 3,
+            serial_lag: 1000,
+            serial_lag_seconds: 60,
+            servfail_ratio: 0.01,
+            error_ratio: 0.05,
+            min_responses: 100,
+            memory_over_budget: true,
+            refused_config: true,
+            cert_expiry_days: 21,
+            quarantined_rows: 1,
+            require_standby: postgres,
+            hook: None,
+            hook_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Polling every 200 ms keeps propagation well under a second on SQLite, which has no NOTIFY
@@ -317,6 +430,28 @@ impl MasterConfig {
             )? as usize,
         };
         let path = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let cluster = ClusterSettings {
+            id: match m.id {
+                Some(id) if id.trim().is_empty() || id.contains(',') => {
+                    return Err(field("master.id", "empty or contains a comma"));
+                }
+                Some(id) => id,
+                None => format!("{}:{}", hostname(), listen[0].port()),
+            },
+            heartbeat: Duration::from_millis(positive(
+                "master.cluster_heartbeat_ms",
+                m.cluster_heartbeat_ms,
+                DEFAULT_CLUSTER_HEARTBEAT.as_millis() as u64,
+            )?),
+            stats_history: match m.stats_history {
+                Some(n) if n < 2 => {
+                    return Err(field("master.stats_history", "at least 2 (rates need two)"));
+                }
+                Some(n) => n,
+                None => 120,
+            },
+        };
+        let watchdog = watchdog(file.watchdog, m.store.starts_with("postgres"), &path)?;
         let tls = TlsFiles {
             ca: path(file.tls.ca),
             cert: path(file.tls.cert),
@@ -357,10 +492,62 @@ impl MasterConfig {
             tls,
             follow,
             link,
+            cluster,
+            watchdog,
             satellites,
             warnings,
         })
     }
+}
+
+/// The machine's host name (`HOSTNAME`, then /etc/hostname), `localhost` when unknown.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn watchdog(
+    w: WatchdogSection,
+    postgres: bool,
+    path: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<WatchdogSettings, ConfigError> {
+    let d = WatchdogSettings::defaults(postgres);
+    let ratio = |name: &str, v: Option<f64>, default: f64| match v {
+        Some(r) if !(0.0..=1.0).contains(&r) => {
+            Err(field(format!("watchdog.{name}"), "must be between 0 and 1"))
+        }
+        Some(r) => Ok(r),
+        None => Ok(default),
+    };
+    Ok(WatchdogSettings {
+        enabled: w.enabled.unwrap_or(d.enabled),
+        interval: Duration::from_millis(positive(
+            "watchdog.interval_ms",
+            w.interval_ms,
+            d.interval.as_millis() as u64,
+        )?),
+        missed_checkins: w.missed_checkins.unwrap_or(d.missed_checkins),
+        serial_lag: w.serial_lag.unwrap_or(d.serial_lag),
+        serial_lag_seconds: w.serial_lag_seconds.unwrap_or(d.serial_lag_seconds),
+        servfail_ratio: ratio("servfail_ratio", w.servfail_ratio, d.servfail_ratio)?,
+        error_ratio: ratio("error_ratio", w.error_ratio, d.error_ratio)?,
+        min_responses: w.min_responses.unwrap_or(d.min_responses),
+        memory_over_budget: w.memory_over_budget.unwrap_or(d.memory_over_budget),
+        refused_config: w.refused_config.unwrap_or(d.refused_config),
+        cert_expiry_days: w.cert_expiry_days.unwrap_or(d.cert_expiry_days),
+        quarantined_rows: w.quarantined_rows.unwrap_or(d.quarantined_rows),
+        require_standby: w.require_standby.unwrap_or(d.require_standby),
+        hook: w.hook.map(path),
+        hook_timeout: Duration::from_millis(positive(
+            "watchdog.hook_timeout_ms",
+            w.hook_timeout_ms,
+            d.hook_timeout.as_millis() as u64,
+        )?),
+    })
 }
 
 /// Default check-in interval: once a minute, as in the Registry Advantage design.
@@ -827,6 +1014,51 @@ mod tests {
         assert!(
             e.contains("satellites.sat1") && e.contains("serves nothing"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn cluster_and_watchdog_defaults_and_fields() {
+        let c = MasterConfig::parse(MINIMAL, Path::new("/base")).unwrap();
+        assert!(c.cluster.id.ends_with(":7443"), "{}", c.cluster.id);
+        assert_eq!(c.cluster.heartbeat, DEFAULT_CLUSTER_HEARTBEAT);
+        // SQLite: one master, no standby expected.
+        assert_eq!(c.watchdog, WatchdogSettings::defaults(false));
+        assert!(!c.watchdog.require_standby);
+        let pg = MINIMAL.replace("sqlite:orrery.db", "postgres://db/orrery");
+        let c = MasterConfig::parse(&pg, Path::new("/base")).unwrap();
+        assert!(c.watchdog.require_standby);
+
+        let text = MINIMAL.replace(
+            "[satellite_defaults]",
+            "[watchdog]\ninterval_ms = 500\nmissed_checkins = 0\nservfail_ratio = 0.5\n\
+             hook = \"hooks/page\"\n[satellite_defaults]",
+        );
+        let text = text.replace(
+            "listen = [\"127.0.0.1:7443\"]",
+            "listen = [\"127.0.0.1:7443\"]\nid = \"m1\"\nstats_history = 10",
+        );
+        let c = MasterConfig::parse(&text, Path::new("/base")).unwrap();
+        assert_eq!(c.cluster.id, "m1");
+        assert_eq!(c.cluster.stats_history, 10);
+        assert_eq!(c.watchdog.interval, Duration::from_millis(500));
+        assert_eq!(c.watchdog.missed_checkins, 0);
+        assert_eq!(c.watchdog.servfail_ratio, 0.5);
+        assert_eq!(
+            c.watchdog.hook.as_deref(),
+            Some(Path::new("/base/hooks/page"))
+        );
+
+        assert!(err(&text.replace("0.5", "1.5")).contains("watchdog.servfail_ratio"));
+        assert!(
+            err(&text.replace("interval_ms = 500", "interval_ms = 0"))
+                .contains("watchdog.interval_ms")
+        );
+        assert!(err(&text.replace("missed_checkins", "missed_chekins")).contains("missed_chekins"));
+        assert!(err(&text.replace("id = \"m1\"", "id = \"a,b\"")).contains("master.id"));
+        assert!(
+            err(&text.replace("stats_history = 10", "stats_history = 1"))
+                .contains("master.stats_history")
         );
     }
 

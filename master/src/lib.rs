@@ -27,17 +27,27 @@
 //! - [`resume`]: serials older than the window served from the store's journal.
 //! - [`satellites`]: per-satellite configuration and last reported status.
 //! - [`service`]: the `Link` gRPC service.
+//! - [`cluster_state`]: this master's heartbeat and its satellites' status in the store.
+//! - [`cluster_view`]: the cluster as the store shows it (for `status` and the watchdog).
+//! - [`watchdog`]: the warnings, under the store's `watchdog` lease (one in the cluster).
+//! - [`status`]: `orrery-master status`, from the store only.
+//! - [`cert_expiry`]: link certificates' expiry dates.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
 
 pub mod cache;
+pub mod cert_expiry;
 pub mod certs;
+pub mod cluster_state;
+pub mod cluster_view;
 pub mod config;
 pub mod follow_journal;
 pub mod resume;
 pub mod satellites;
 pub mod serve;
 pub mod service;
+pub mod status;
 pub mod wait_for_store;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +60,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
+use crate::cluster_state::ClusterState;
 use crate::config::MasterConfig;
 use crate::follow_journal::JournalFollower;
 use crate::resume::Resume;
@@ -103,9 +114,11 @@ impl Master {
         listeners: Vec<TcpListener>,
         shutdown: CancellationToken,
     ) -> Result<Self, MasterError> {
+        let own_cert_expires = cert_expiry::not_after_ms(tls.own_certificate());
         let tls = server_config(tls)?;
         let cache = Arc::new(Cache::new(config.link.clone()));
         let satellites = Arc::new(Satellites::new(config.satellites.clone()));
+        let cluster = Arc::new(ClusterState::new(config.cluster.clone()));
         let follower = JournalFollower::new(store.clone(), cache.clone(), config.follow.clone());
         let resume = Arc::new(Resume::new(store.clone(), config.follow.max_batch_entries));
         let mut tasks = JoinSet::new();
@@ -113,6 +126,7 @@ impl Master {
             cache.clone(),
             resume.clone(),
             satellites.clone(),
+            cluster.clone(),
             config.link.heartbeat_interval,
             shutdown.clone(),
         );
@@ -139,6 +153,24 @@ impl Master {
             ));
         }
         tasks.spawn(follower.run(shutdown.clone()));
+        // The cluster state and the watchdog start once the registry is loaded: a heartbeat
+        // says what this master serves.
+        tasks.spawn(cluster.clone().run(
+            store.clone(),
+            cache.clone(),
+            own_cert_expires,
+            shutdown.clone(),
+        ));
+        if config.watchdog.enabled {
+            let watchdog = watchdog::Watchdog::new(
+                store.clone(),
+                config.watchdog.clone(),
+                config.cluster.clone(),
+                cluster.clone(),
+                satellites.clone(),
+            );
+            tasks.spawn(watchdog.run(shutdown.clone()));
+        }
         let counters = service.counters();
         Ok(Self {
             cache,

@@ -4,6 +4,8 @@
 //! ```text
 //! orrery-master run --config /etc/orrery/master.toml
 //! orrery-master check-config --config /etc/orrery/master.toml
+//! orrery-master status --config /etc/orrery/master.toml [--json]
+//! orrery-master status --db postgres://…  [--json]
 //! orrery-master certs ca --dir /etc/orrery/certs
 //! orrery-master certs issue --dir /etc/orrery/certs --master m1
 //! orrery-master certs issue --dir /etc/orrery/certs --satellite sat1
@@ -15,7 +17,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use orrery_master::certs::{Role, write_ca, write_issued};
-use orrery_master::config::MasterConfig;
+use orrery_master::cluster_view::ClusterView;
+use orrery_master::config::{DEFAULT_CLUSTER_HEARTBEAT, MasterConfig};
+use orrery_master::status::{StatusOptions, to_json, to_text};
 use orrery_master::wait_for_store::{self, WaitError};
 use orrery_master::{Master, MasterError, load_tls};
 use orrery_proto::link::tls::SatelliteId;
@@ -42,6 +46,20 @@ enum Command {
     CheckConfig {
         #[arg(long, env = "ORRERY_MASTER_CONFIG")]
         config: PathBuf,
+    },
+    /// Show every satellite and master, and the watchdog's warnings, from the store only
+    /// (works from any host that reaches it).
+    Status {
+        /// The master configuration: its store, and the satellites to list even if they never
+        /// checked in.
+        #[arg(long, env = "ORRERY_MASTER_CONFIG", required_unless_present = "db")]
+        config: Option<PathBuf>,
+        /// The store's URL instead of a configuration (lists what the store knows).
+        #[arg(long, conflicts_with = "config")]
+        db: Option<String>,
+        /// One JSON document, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Create the private CA or issue certificates.
     Certs {
@@ -114,7 +132,48 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Certs { command } => certs(command),
+        Command::Status { config, db, json } => {
+            tokio::runtime::Runtime::new()?.block_on(status(config, db, json))
+        }
     }
+}
+
+async fn status(config: Option<PathBuf>, db: Option<String>, json: bool) -> anyhow::Result<()> {
+    let (url, satellites, stale) = match (&config, db) {
+        (Some(path), _) => {
+            let c = MasterConfig::load(path)?;
+            (
+                c.store.clone(),
+                c.satellites.clone(),
+                c.cluster.stale_after(),
+            )
+        }
+        (None, Some(url)) => (url, Default::default(), DEFAULT_CLUSTER_HEARTBEAT * 5),
+        (None, None) => anyhow::bail!("give --config FILE or --db URL"),
+    };
+    // Never create an empty store by mistake: a SQLite file must exist.
+    if let Some(path) = url.strip_prefix("sqlite:")
+        && !path.starts_with(":memory:")
+        && !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists()
+    {
+        anyhow::bail!("no store at {url} (the file does not exist)");
+    }
+    let store = orrery_store::Store::open(&url)
+        .await
+        .context("opening the store")?;
+    let view = ClusterView::read(&store, &satellites)
+        .await
+        .context("reading the cluster state")?;
+    store.close().await;
+    let options = StatusOptions {
+        master_stale_after: stale,
+    };
+    if json {
+        println!("{}", to_json(&view, options));
+    } else {
+        print!("{}", to_text(&view, options));
+    }
+    Ok(())
 }
 
 fn certs(command: CertsCommand) -> anyhow::Result<()> {

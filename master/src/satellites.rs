@@ -138,12 +138,15 @@ impl Satellites {
         }
     }
 
-    /// Forgets the session of `id` if it is on `connection`, which has closed.
-    pub fn connection_closed(&self, id: &SatelliteId, connection: u64) {
+    /// Forgets the session of `id` if it is on `connection`, which has closed; `true` when
+    /// that ended its session.
+    pub fn connection_closed(&self, id: &SatelliteId, connection: u64) -> bool {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.get(id).is_some_and(|s| s.connection == connection) {
             sessions.remove(id);
+            return true;
         }
+        false
     }
 
     /// The current session of `id`, if it is connected.
@@ -159,6 +162,15 @@ impl Satellites {
     /// check-in.
     pub fn set_config(&self, config: BTreeMap<SatelliteId, SatelliteSettings>) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// The settings of every configured satellite.
+    pub fn all_settings(&self) -> BTreeMap<SatelliteId, SatelliteSettings> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .clone()
     }
 
     /// The settings of one satellite, `None` when it is not configured.

@@ -37,6 +37,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
+use crate::cluster_state::ClusterState;
 use crate::satellites::Satellites;
 use crate::service::LinkService;
 
@@ -51,6 +52,8 @@ pub struct PeerInfo {
     pub identity: SatelliteId,
     /// This connection's number, unique for the master's lifetime (an address may be reused).
     pub connection: u64,
+    /// When the client certificate expires (milliseconds since the epoch), for the watchdog.
+    pub cert_expires_ms: Option<i64>,
 }
 
 /// A TLS connection from a peer whose certificate named a satellite.
@@ -59,12 +62,18 @@ pub struct PeerStream {
     info: PeerInfo,
     /// Told when the connection closes (tonic drops the stream then).
     satellites: Arc<Satellites>,
+    /// Told when that ended the identity's session.
+    cluster: Arc<ClusterState>,
 }
 
 impl Drop for PeerStream {
     fn drop(&mut self) {
-        self.satellites
-            .connection_closed(&self.info.identity, self.info.connection);
+        if self
+            .satellites
+            .connection_closed(&self.info.identity, self.info.connection)
+        {
+            self.cluster.disconnected(&self.info.identity);
+        }
     }
 }
 
@@ -156,6 +165,7 @@ async fn accept(
     addr: SocketAddr,
     connection: u64,
     satellites: Arc<Satellites>,
+    cluster: Arc<ClusterState>,
 ) -> Result<PeerStream, AcceptError> {
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
@@ -168,14 +178,17 @@ async fn accept(
         .and_then(|c| c.first())
         .ok_or(AcceptError::NoCertificate)?;
     let identity = satellite_identity(cert)?;
+    let cert_expires_ms = crate::cert_expiry::not_after_ms(cert);
     Ok(PeerStream {
         inner: tls,
         info: PeerInfo {
             addr,
             identity,
             connection,
+            cert_expires_ms,
         },
         satellites,
+        cluster,
     })
 }
 
@@ -192,6 +205,7 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     let acceptor = TlsAcceptor::from(tls);
     let satellites = Arc::clone(service.satellites());
+    let cluster = Arc::clone(service.cluster());
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<PeerStream>>(64);
     let accept_shutdown = shutdown.clone();
     let accepting = tokio::spawn(async move {
@@ -212,9 +226,10 @@ pub async fn serve(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let satellites = Arc::clone(&satellites);
+            let cluster = Arc::clone(&cluster);
             let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                match accept(acceptor, tcp, addr, connection, satellites).await {
+                match accept(acceptor, tcp, addr, connection, satellites, cluster).await {
                     Ok(stream) => {
                         tracing::debug!(peer = %addr, satellite = %stream.info.identity, "satellite connected");
                         let _ = tx.send(Ok(stream)).await;

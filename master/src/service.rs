@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::cache::{Cache, Catchup};
+use crate::cluster_state::ClusterState;
 use crate::resume::{Gap, Resume};
 use crate::satellites::{Satellites, Session};
 use crate::serve::PeerInfo;
@@ -50,6 +51,7 @@ pub struct LinkService {
     cache: Arc<Cache>,
     resume: Arc<Resume>,
     satellites: Arc<Satellites>,
+    cluster: Arc<ClusterState>,
     counters: Arc<LinkCounters>,
     heartbeat: Duration,
     shutdown: CancellationToken,
@@ -62,6 +64,7 @@ impl LinkService {
         cache: Arc<Cache>,
         resume: Arc<Resume>,
         satellites: Arc<Satellites>,
+        cluster: Arc<ClusterState>,
         heartbeat: Duration,
         shutdown: CancellationToken,
     ) -> Self {
@@ -69,6 +72,7 @@ impl LinkService {
             cache,
             resume,
             satellites,
+            cluster,
             counters: Arc::default(),
             heartbeat,
             shutdown,
@@ -78,6 +82,29 @@ impl LinkService {
     /// The satellites' configuration, status and sessions.
     pub fn satellites(&self) -> &Arc<Satellites> {
         &self.satellites
+    }
+
+    /// The writer of the cluster state.
+    pub fn cluster(&self) -> &Arc<ClusterState> {
+        &self.cluster
+    }
+
+    /// Hands the satellite's latest status to the cluster state writer.
+    fn report(
+        &self,
+        peer: &PeerInfo,
+        settings: &SatelliteSettings,
+        logs: Vec<pb::LogEntry>,
+        dropped: u64,
+    ) {
+        if let Some(status) = self.satellites.status(&peer.identity) {
+            let since = self
+                .satellites
+                .current_session(&peer.identity)
+                .map(|s| s.since);
+            self.cluster
+                .checked_in(peer, settings, &status, since, logs, dropped);
+        }
     }
 
     /// The session of the caller, or ABORTED when a newer session of its identity replaced it.
@@ -176,6 +203,7 @@ impl Link for LinkService {
             "satellite booted"
         );
         self.satellites.booted(&peer.identity, peer.addr, &req);
+        self.report(&peer, &settings, vec![], 0);
         Ok(Response::new(pb::BootResponse {
             identity: peer.identity.to_string(),
             config: Some((&settings).into()),
@@ -190,13 +218,15 @@ impl Link for LinkService {
     ) -> Result<Response<pb::CheckInResponse>, Status> {
         let (peer, settings) = self.require_satellite(&req, "CheckIn")?;
         self.require_session(&peer, "CheckIn")?;
-        let req = req.into_inner();
+        let mut req = req.into_inner();
+        let (logs, dropped) = (std::mem::take(&mut req.logs), req.logs_dropped);
         let config = pb::SatelliteConfig::from(&settings);
         let changed = config.version != req.config_version;
         if !req.restart_required.is_empty() {
             tracing::info!(satellite = %peer.identity, fields = ?req.restart_required, "satellite needs a restart to apply its configuration");
         }
         self.satellites.checked_in(&peer.identity, peer.addr, req);
+        self.report(&peer, &settings, logs, dropped);
         let (head, window_start) = self.cache.positions();
         Ok(Response::new(pb::CheckInResponse {
             checkin_interval_ms: config.checkin_interval_ms,

@@ -342,6 +342,7 @@ async fn run_satellite(
             }),
             restart_required: vec![],
             config_refused: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -696,6 +697,7 @@ async fn a_changed_configuration_arrives_at_the_next_check_in() {
         }),
         restart_required: vec![],
         config_refused: String::new(),
+        ..Default::default()
     };
     let r = client
         .check_in(checkin(settings.version()))

@@ -14,21 +14,33 @@ use std::error::Error;
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Installs the global log subscriber: `RUST_LOG` if set and valid, else `default_filter`
 /// (`"info"` for the servers). Call once, first thing in `main`.
 pub fn init(default_filter: &str) {
+    init_with(default_filter, None);
+}
+
+/// As [`init`], with one more layer beside the text log, with its own filter (the satellite's
+/// buffer of warnings that travel up with its check-ins).
+pub fn init_with(default_filter: &str, extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = colour(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+    tracing_subscriber::registry()
+        .with(extra)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_filter(filter),
+        )
         .init();
 }
 

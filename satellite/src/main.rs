@@ -50,7 +50,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    orrery_proto::logging::init("info");
+    // Warnings and errors also go into the buffer the check-ins carry to the master, with a
+    // filter of their own: debug and trace call sites stay disabled unless RUST_LOG asks.
+    use tracing_subscriber::Layer;
+    let buffer = orrery_satellite::link::log_buffer::global()
+        .layer()
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    orrery_proto::logging::init_with("info", Some(Box::new(buffer)));
     match command(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

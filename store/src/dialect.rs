@@ -76,6 +76,16 @@ impl Dialect {
         }
     }
 
+    /// The database's clock as whole milliseconds since the epoch: the cluster tables keep
+    /// times on this one clock, so ages and lease expiries do not depend on the masters'.
+    pub(crate) fn now_ms(self) -> &'static str {
+        match self {
+            Self::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+            // julianday('now') has millisecond precision; 2440587.5 is the epoch's Julian day.
+            Self::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)",
+        }
+    }
+
     /// Starts a read-only transaction that sees one consistent snapshot for its whole life.
     /// SQLite in WAL mode gives that to any read transaction; PostgreSQL needs REPEATABLE READ.
     pub(crate) fn snapshot_statement(self) -> Option<&'static str> {

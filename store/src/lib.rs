@@ -10,6 +10,9 @@
 //!   a change, and zone serials derived from it.
 //! - [`read`]: consistent reads of whole zones and of single objects as `orrery_proto` types.
 //! - [`write`]: the validated writes behind the administrative CLI.
+//! - [`cluster`]: the cluster's shared picture (masters, satellites, statistics history,
+//!   warnings), written by the masters and read by `orrery-master status`.
+//! - [`lease`]: leases under which a duty runs on one master of the cluster at a time.
 //! - [`synthetic`]: the deterministic synthetic-TLD generator and bulk loader.
 //! - `dialect`: the few SQL spellings that differ between the two backends.
 //!
@@ -24,13 +27,19 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub mod cluster;
 mod dialect;
 pub mod journal;
+pub mod lease;
 pub mod read;
 pub mod synthetic;
 pub mod write;
 
+pub use cluster::{
+    MasterHeartbeat, MasterRow, SatelliteReport, SatelliteRow, StatsRow, StatsSample, WarningRow,
+};
 pub use journal::{ChangesSince, JournalBatch, JournalEntry};
+pub use lease::Lease;
 pub use read::{BadRow, HostSelection, RegistryItem, ZoneItem};
 
 /// Which database a [`Store`] talks to.

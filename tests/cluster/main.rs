@@ -12,3 +12,4 @@ mod processes;
 mod rds;
 mod satellite_faults;
 mod soa_serial;
+mod watchdog;

@@ -94,7 +94,7 @@ pub(crate) enum Seen {
 }
 
 /// A running process with its log file.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     log: PathBuf,
 }
@@ -115,16 +115,16 @@ impl Process {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
     /// SIGKILL: no clean-up of any kind.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -322,6 +322,33 @@ kind = "lookup"
     pub(crate) fn start_master(&mut self) {
         self.spawn_master();
         self.wait_master_log("link listening");
+    }
+
+    /// The port the cluster's master listens on.
+    pub(crate) fn master_port(&self) -> u16 {
+        self.master_port
+    }
+
+    /// Starts another master on the same store and configuration, listening on `port`
+    /// (`master-PORT.toml` beside the first one's); does not wait.
+    pub(crate) fn spawn_other_master(&self, port: u16) -> Process {
+        let text = std::fs::read_to_string(self.master_config()).unwrap();
+        let first = format!("listen = [\"127.0.0.1:{}\"]", self.master_port);
+        assert!(text.contains(&first), "{text}");
+        let config = self.dir.path().join(format!("master-{port}.toml"));
+        std::fs::write(
+            &config,
+            text.replace(&first, &format!("listen = [\"127.0.0.1:{port}\"]")),
+        )
+        .unwrap();
+        let mut command = Command::new(binary("orrery-master"));
+        command.arg("run").arg("--config").arg(&config);
+        Process::spawn(command, self.dir.path().join(format!("master-{port}.log")))
+    }
+
+    /// The process id of satellite `name` (for signals).
+    pub(crate) fn satellite_pid(&self, name: &str) -> u32 {
+        self.satellites[name].child.id()
     }
 
     /// Starts the master process without waiting for it.

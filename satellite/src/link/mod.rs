@@ -52,9 +52,11 @@
 //! - [`batch_log`]: each batch synced to disk before it becomes visible.
 //! - [`serving`]: DNS sockets bound once, servers swapped on them.
 //! - [`collect_statistics`]: the check-in's statistics from the leaves' counters.
+//! - [`log_buffer`]: the warnings and errors each check-in carries up to the master.
 
 pub mod batch_log;
 pub mod collect_statistics;
+pub mod log_buffer;
 pub mod persist;
 pub mod rds_serving;
 pub mod registry;
@@ -677,6 +679,8 @@ impl Link {
                 "resident memory above the budget the master set"
             );
         }
+        // Warnings and errors go up with the check-in; back into the buffer if it fails.
+        let logs = log_buffer::global().take();
         let response = timed(
             client.check_in(pb::CheckInRequest {
                 applied_serial: self.applied(),
@@ -688,10 +692,19 @@ impl Link {
                 statistics: Some(statistics),
                 restart_required: self.restart_required.clone(),
                 config_refused: self.config_refused(),
+                logs: logs.entries.clone(),
+                logs_dropped: logs.dropped,
             }),
         )
-        .await??
-        .into_inner();
+        .await
+        .and_then(|r| r.map_err(LinkError::from));
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                log_buffer::global().restore(logs.entries);
+                return Err(e);
+            }
+        };
         self.checkin_interval = Duration::from_millis(u64::from(response.checkin_interval_ms))
             .max(MIN_CHECKIN_INTERVAL);
         if let Some(config) = response.config {

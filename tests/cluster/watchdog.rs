@@ -1,0 +1,348 @@
+//! The cluster state, `orrery-master status` and the watchdog with real processes: each rule
+//! tested here is raised by a real condition and cleared when it ends — a satellite frozen
+//! with SIGSTOP (missed check-ins, then SIGCONT), a satellite whose Whois port is taken
+//! (refused configuration, with its error carried up in the check-ins) — and the watchdog's
+//! lease moves to a second master when the first is killed.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{free_port, postgres_url};
+use crate::processes::{Backend, ProcessCluster, binary};
+
+/// `orrery-master status --json` against `config`.
+fn status(config: &Path) -> Value {
+    let out = Command::new(binary("orrery-master"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "status: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON: {e}: {out:?}"))
+}
+
+/// The text form.
+fn status_text(config: &Path) -> String {
+    let out = Command::new(binary("orrery-master"))
+        .args(["status", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "status: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits up to `within` for `check` to give something; panics with the last status and the
+/// context otherwise.
+fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    config: &Path,
+    context: impl Fn() -> String,
+    mut check: impl FnMut(&Value) -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let s = status(config);
+        if let Some(v) = check(&s) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}\nstatus: {s:#}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn satellite<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["satellites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["identity"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {s:#}"))
+}
+
+fn has_warning(s: &Value, rule: &str, subject: &str) -> bool {
+    s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["rule"] == rule && w["subject"] == subject)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// The hook: appends each delivery's environment line to a file.
+fn write_hook(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("hook.out");
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$ORRERY_WARNING_STATE $ORRERY_WARNING_RULE $ORRERY_WARNING_SUBJECT\" >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (hook, out)
+}
+
+fn hook_lines(out: &Path) -> String {
+    std::fs::read_to_string(out).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_checkins_and_refused_configuration_are_raised_and_cleared() {
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    let (hook, hook_out) = write_hook(c.dir.path());
+    c.write_master_config(&format!(
+        "[watchdog]\ninterval_ms = 300\nmissed_checkins = 4\nhook = \"{}\"\n",
+        hook.display()
+    ));
+    let config = c.master_config();
+    // sat2's Whois port is taken: it serves DNS and RDAP, and refuses (part of) its
+    // configuration until the port is free.
+    let blocker = TcpListener::bind(("127.0.0.1", c.ports("sat2").whois)).unwrap();
+    c.start_master();
+    c.start_satellite("sat1");
+    c.start_satellite("sat2");
+    let head = c.store.head().await.unwrap();
+    let logs = |c: &ProcessCluster| {
+        format!(
+            "master log:\n{}\nsat1 log:\n{}",
+            c.master_log(),
+            c.satellite_log("sat1")
+        )
+    };
+
+    // Both satellites are in the store's picture: connected, current, with rates.
+    let s = wait_for(
+        "both satellites connected with two samples",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| {
+            let ok = ["sat1", "sat2"].iter().all(|n| {
+                let x = satellite(s, n);
+                x["connected"] == true && x["rates"].is_object() && x["lag_serials"] == 0
+            });
+            ok.then(|| s.clone())
+        },
+    );
+    let sat1 = satellite(&s, "sat1");
+    assert_eq!(sat1["applied_serial"], head);
+    assert_eq!(sat1["config"]["adopted"], true, "{sat1:#}");
+    assert_eq!(sat1["checkin_interval_ms"], 500);
+    let services = sat1["services"].as_array().unwrap();
+    assert_eq!(services.len(), 4, "dns udp+tcp, whois, rdap: {sat1:#}");
+    assert!(sat1["memory_bytes"].as_i64().unwrap() > 0);
+    assert!(sat1["cert_expires"].is_string());
+    let masters = s["masters"].as_array().unwrap();
+    assert_eq!(masters.len(), 1);
+    let master_id = masters[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(masters[0]["up"], true);
+    assert_eq!(masters[0]["journal_head"], head);
+    assert_eq!(s["watchdog"], master_id.as_str());
+    assert_eq!(masters[0]["duties"][0], "watchdog");
+    assert_eq!(sat1["master"], master_id.as_str());
+
+    // The refused configuration is raised, with the satellite's reason and its error log.
+    let s = wait_for(
+        "refused_config raised for sat2",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| has_warning(s, "refused_config", "satellite:sat2").then(|| s.clone()),
+    );
+    let sat2 = satellite(&s, "sat2");
+    let refused = sat2["config"]["refused"].as_str().unwrap();
+    assert!(!refused.is_empty(), "{sat2:#}");
+    assert_eq!(sat2["config"]["adopted"], false);
+    let sat2_logs = sat2["logs"].as_array().unwrap();
+    assert!(
+        sat2_logs
+            .iter()
+            .any(|l| l["level"] == "ERROR" || l["level"] == "WARN"),
+        "the satellite's warnings came up with its check-ins: {sat2:#}"
+    );
+    assert!(
+        c.master_log().contains("satellite=sat2") && c.master_log().contains("satellite: "),
+        "the master logs them with the identity:\n{}",
+        c.master_log()
+    );
+    let text = status_text(&config);
+    assert!(text.contains("satellite sat2: connected to"), "{text}");
+    assert!(text.contains("REFUSED"), "{text}");
+    assert!(text.contains("WARNING refused_config"), "{text}");
+
+    // The port is freed: the satellite starts Whois at its next check-in; the warning clears.
+    drop(blocker);
+    wait_for(
+        "refused_config cleared for sat2",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "refused_config", "satellite:sat2")).then_some(()),
+    );
+    assert!(!c.whois("sat2", crate::processes::ZONE).is_empty());
+
+    // sat1 frozen: its check-ins stop; after 4 intervals (2 s) the warning is raised.
+    let frozen = Instant::now();
+    signal(c.satellite_pid("sat1"), "-STOP");
+    wait_for(
+        "missed_checkins raised for sat1",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| has_warning(s, "missed_checkins", "satellite:sat1").then_some(()),
+    );
+    assert!(
+        frozen.elapsed() >= Duration::from_secs(2),
+        "raised too early"
+    );
+    let s = status(&config);
+    assert!(!has_warning(&s, "missed_checkins", "satellite:sat2"));
+    signal(c.satellite_pid("sat1"), "-CONT");
+    wait_for(
+        "missed_checkins cleared for sat1",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "missed_checkins", "satellite:sat1")).then_some(()),
+    );
+
+    // Logged once each way, and the hook saw each once.
+    let log = c.master_log();
+    for rule in ["missed_checkins", "refused_config"] {
+        let raised = log
+            .lines()
+            .filter(|l| l.contains("warning raised") && l.contains(rule))
+            .count();
+        let cleared = log
+            .lines()
+            .filter(|l| l.contains("warning cleared") && l.contains(rule))
+            .count();
+        assert_eq!((raised, cleared), (1, 1), "{rule}:\n{log}");
+    }
+    let started = Instant::now();
+    loop {
+        let lines = hook_lines(&hook_out);
+        if lines.contains("cleared missed_checkins satellite:sat1") {
+            assert!(
+                lines.contains("raised missed_checkins satellite:sat1"),
+                "{lines}"
+            );
+            assert!(
+                lines.contains("raised refused_config satellite:sat2"),
+                "{lines}"
+            );
+            assert!(
+                lines.contains("cleared refused_config satellite:sat2"),
+                "{lines}"
+            );
+            assert_eq!(
+                lines
+                    .matches("raised missed_checkins satellite:sat1")
+                    .count(),
+                1
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "hook: {lines}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two masters on one PostgreSQL store: the first runs the watchdog; killed, the second takes
+/// the lease over within the lease's time, and, alone, warns that there is no standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_lease_moves_to_a_standby_when_the_holder_is_killed() {
+    let Some(url) = postgres_url() else { return };
+    let mut c = ProcessCluster::create(Backend::Postgres(url)).await;
+    c.write_master_config("[watchdog]\ninterval_ms = 300\n");
+    let config = c.master_config();
+    c.start_master();
+    let first = wait_for(
+        "the first master holds the watchdog",
+        Duration::from_secs(30),
+        &config,
+        || c.master_log(),
+        |s| s["watchdog"].as_str().map(str::to_owned),
+    );
+    assert!(first.ends_with(&format!(":{}", c.master_port())), "{first}");
+    let port = free_port();
+    let mut second = c.spawn_other_master(port);
+    let second_id = wait_for(
+        "two masters up, the second a standby, no no_standby warning",
+        Duration::from_secs(30),
+        &config,
+        || second.log(),
+        |s| {
+            let masters = s["masters"].as_array()?;
+            let standby = masters.iter().find(|m| {
+                m["id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with(&format!(":{port}")))
+            })?;
+            let ok = masters.iter().filter(|m| m["up"] == true).count() == 2
+                && standby["duties"].as_array()?.is_empty()
+                && !has_warning(s, "no_standby", "cluster");
+            ok.then(|| standby["id"].as_str().unwrap().to_owned())
+        },
+    );
+    assert_eq!(status(&config)["watchdog"], first.as_str());
+
+    let killed = Instant::now();
+    c.kill_master();
+    wait_for(
+        "the standby takes the watchdog lease",
+        Duration::from_secs(10),
+        &config,
+        || second.log(),
+        |s| (s["watchdog"] == second_id.as_str()).then_some(()),
+    );
+    let takeover = killed.elapsed();
+    eprintln!("watchdog lease takeover after kill -9 of its holder: {takeover:?}");
+    // Lease 3 × 300 ms, renewed every 300 ms: well under the 10 s goal.
+    assert!(takeover < Duration::from_secs(5), "{takeover:?}");
+    assert!(
+        second.log().contains("watchdog lease taken"),
+        "{}",
+        second.log()
+    );
+    // The first master's heartbeat goes stale (5 × 2 s): the survivor has no standby.
+    let s = wait_for(
+        "no_standby raised by the survivor",
+        Duration::from_secs(30),
+        &config,
+        || second.log(),
+        |s| has_warning(s, "no_standby", "cluster").then(|| s.clone()),
+    );
+    let down: Vec<_> = s["masters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["up"] == false)
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(down, [first], "{s:#}");
+    assert!(second.exited().is_none());
+    second.kill9();
+}
