@@ -8,5 +8,6 @@ mod queries;
 mod rate_limit;
 mod rrl;
 mod shutdown;
+mod tcp;
 mod udp;
 mod whois;
