@@ -455,6 +455,8 @@ fn satellite(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orrery_proto::Prefix;
+    use orrery_proto::link::{RdapListen, RdapTls, WhoisListen};
 
     const MINIMAL: &str = r#"
         [master]
