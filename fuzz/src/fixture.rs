@@ -221,8 +221,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
         zones: Arc::new(ZoneStore::new(zones)),
         nsid: *NSID.get_or_init(|| {
             config
-                .nsid
-                .clone()
+                .nsid()
                 .map(|n| &*Box::leak(n.into_boxed_slice()))
         }),
     }

@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orrery_proto::Prefix;
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
+use orrery_proto::link::settings_file::{self, DnsSection, FieldError, RdapSection, WhoisSection};
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
-use orrery_proto::link::{DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen, pb};
+use orrery_proto::link::{SatelliteSettings, pb};
 use orrery_proto::selector::{LeafConfig, LeafSettings, RdsLeafConfig, SelectorConfig};
 use serde::Deserialize;
 
@@ -106,41 +106,6 @@ struct SatelliteSection {
     selector: Option<String>,
     /// The name of a `[selectors.NAME]` table for the registration data services (Whois, RDAP).
     rds_selector: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DnsSection {
-    #[serde(default)]
-    udp: Vec<String>,
-    #[serde(default)]
-    tcp: Vec<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WhoisSection {
-    tcp: Vec<String>,
-    max_connections: Option<u32>,
-    max_connections_per_address: Option<u32>,
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdapSection {
-    #[serde(default)]
-    http: Vec<String>,
-    #[serde(default)]
-    https: Vec<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    base_url: Option<String>,
-    max_connections: Option<u32>,
-    max_connections_per_address: Option<u32>,
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
 }
 
 impl SatelliteSection {
@@ -335,20 +300,20 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+impl From<FieldError> for ConfigError {
+    fn from(e: FieldError) -> Self {
+        Self::Field {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 fn field(field: impl Into<String>, message: impl ToString) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
         message: message.to_string(),
     }
-}
-
-fn addrs(name: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
-    list.iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|e| field(name, format!("{a:?} is not IP:PORT ({e})")))
-        })
-        .collect()
 }
 
 fn positive(name: &str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -389,7 +354,7 @@ impl MasterConfig {
                 ),
             ));
         }
-        let listen = addrs("master.listen", &m.listen)?;
+        let listen = settings_file::addrs("master.listen", &m.listen)?;
         if listen.is_empty() {
             return Err(field("master.listen", "no address"));
         }
@@ -616,21 +581,10 @@ fn satellite(
             ),
         ));
     }
-    let dns = s
-        .dns
-        .map(|d| {
-            let dns = DnsListen {
-                udp: addrs(&f("dns.udp"), &d.udp)?,
-                tcp: addrs(&f("dns.tcp"), &d.tcp)?,
-            };
-            if dns.udp.is_empty() && dns.tcp.is_empty() {
-                return Err(field(f("dns"), "no udp or tcp address"));
-            }
-            Ok(dns)
-        })
-        .transpose()?;
-    let whois = s.whois.map(|w| whois(name, w)).transpose()?;
-    let rdap = s.rdap.map(|r| rdap(name, r)).transpose()?;
+    // The service tables are read by the code that reads a standalone satellite's file.
+    let dns = s.dns.map(|d| d.read(&f("dns"))).transpose()?;
+    let whois = s.whois.map(|w| w.read(&f("whois"))).transpose()?;
+    let rdap = s.rdap.map(|r| r.read(&f("rdap"))).transpose()?;
     if dns.is_none() && whois.is_none() && rdap.is_none() {
         return Err(field(
             format!("satellites.{name}"),
@@ -685,125 +639,11 @@ fn satellite(
     Ok(settings)
 }
 
-/// `max_connections`: above 0 when given (leaving it out lets the satellite choose).
-fn max_connections(name: String, v: Option<u32>) -> Result<Option<u32>, ConfigError> {
-    if v == Some(0) {
-        return Err(field(
-            name,
-            "must be above 0 (leave it out to let the satellite choose)",
-        ));
-    }
-    Ok(v)
-}
-
-/// `timeout_ms`: 1 to `u32::MAX` milliseconds when given (the link carries a `u32`).
-fn timeout(name: String, ms: Option<u64>) -> Result<Option<Duration>, ConfigError> {
-    match ms {
-        Some(ms) if ms == 0 || ms > u64::from(u32::MAX) => Err(field(
-            name,
-            format!(
-                "must be between 1 and {} (leave it out to let the satellite choose)",
-                u32::MAX
-            ),
-        )),
-        ms => Ok(ms.map(Duration::from_millis)),
-    }
-}
-
-fn whois(name: &str, w: WhoisSection) -> Result<WhoisListen, ConfigError> {
-    let f = |what: &str| format!("satellites.{name}.whois.{what}");
-    let tcp = addrs(&f("tcp"), &w.tcp)?;
-    if tcp.is_empty() {
-        return Err(field(f("tcp"), "no address"));
-    }
-    Ok(WhoisListen {
-        tcp,
-        max_connections: max_connections(f("max_connections"), w.max_connections)?,
-        timeout: timeout(f("timeout_ms"), w.timeout_ms)?,
-        max_connections_per_address: max_connections(
-            f("max_connections_per_address"),
-            w.max_connections_per_address,
-        )?,
-    })
-}
-
-fn rdap(name: &str, r: RdapSection) -> Result<RdapListen, ConfigError> {
-    let f = |what: &str| format!("satellites.{name}.rdap.{what}");
-    let http = addrs(&f("http"), &r.http)?;
-    let https = addrs(&f("https"), &r.https)?;
-    if http.is_empty() && https.is_empty() {
-        return Err(field(
-            format!("satellites.{name}.rdap"),
-            "no http or https address",
-        ));
-    }
-    // The certificate and key are read by the satellite, on its own machine: they are not
-    // resolved against this file's directory (unlike [tls]), so they must be absolute.
-    let satellite_path = |what: &str, p: Option<PathBuf>| match p {
-        Some(p) if !p.is_absolute() => Err(field(
-            f(what),
-            format!(
-                "{} is not an absolute path (it is a path on the satellite's machine)",
-                p.display()
-            ),
-        )),
-        p => Ok(p),
-    };
-    let cert = satellite_path("tls_cert", r.tls_cert)?;
-    let key = satellite_path("tls_key", r.tls_key)?;
-    let tls = match (cert, key) {
-        (Some(cert), Some(key)) => Some(RdapTls { cert, key }),
-        (None, None) => None,
-        (None, Some(_)) => return Err(field(f("tls_cert"), "missing: tls_key is set")),
-        (Some(_), None) => return Err(field(f("tls_key"), "missing: tls_cert is set")),
-    };
-    match (&tls, https.is_empty()) {
-        (None, false) => {
-            return Err(field(
-                f("https"),
-                "needs tls_cert and tls_key (PEM paths on the satellite)",
-            ));
-        }
-        (Some(_), true) => {
-            return Err(field(f("tls_cert"), "set, but there is no https address"));
-        }
-        _ => {}
-    }
-    // Normalised to end with `/`, as the satellite requires.
-    let base_url = r
-        .base_url
-        .map(|mut url| {
-            if !url.ends_with('/') {
-                url.push('/');
-            }
-            RdapListen::check_base_url(&url)
-                .map(|()| url)
-                .map_err(|e| field(f("base_url"), e))
-        })
-        .transpose()?;
-    let trusted_proxies = r
-        .trusted_proxies
-        .iter()
-        .map(|p| Prefix::parse(p).map_err(|e| field(f("trusted_proxies"), e)))
-        .collect::<Result<_, _>>()?;
-    Ok(RdapListen {
-        http,
-        https,
-        tls,
-        base_url,
-        max_connections: max_connections(f("max_connections"), r.max_connections)?,
-        timeout: timeout(f("timeout_ms"), r.timeout_ms)?,
-        trusted_proxies,
-        max_connections_per_address: max_connections(
-            f("max_connections_per_address"),
-            r.max_connections_per_address,
-        )?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orrery_proto::Prefix;
+    use orrery_proto::link::{RdapListen, RdapTls, WhoisListen};
 
     const MINIMAL: &str = r#"
         [master]
@@ -1015,6 +855,61 @@ mod tests {
             e.contains("satellites.sat1") && e.contains("serves nothing"),
             "{e}"
         );
+    }
+
+    /// The DNS service's TCP limits and UDP layout are the master's to send: read here,
+    /// checked by the satellite's receipt check, named by their field when refused.
+    #[test]
+    fn dns_tcp_and_udp_settings_are_sent() {
+        let dns = |table: &str| {
+            MINIMAL.replace(
+                "dns = { udp = [\"127.0.0.1:5353\"] }",
+                &format!("dns = {{ udp = [\"127.0.0.1:5353\"], {table} }}"),
+            )
+        };
+        let text = dns("tcp_idle_timeout_ms = 3000, tcp_max_connections = 50, \
+             tcp_max_connections_per_address = 5, tcp_max_queries = 200, udp_batch = 8, \
+             udp_reuseport = false, cpu_affinity = [1, 0]");
+        let c = MasterConfig::parse(&text, Path::new("/base")).unwrap();
+        let d = c.satellites[&SatelliteId::new("sat1").unwrap()]
+            .dns
+            .clone()
+            .unwrap();
+        assert_eq!(d.tcp_idle_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(
+            (
+                d.tcp_max_connections,
+                d.tcp_max_connections_per_address,
+                d.tcp_max_queries
+            ),
+            (Some(50), Some(5), Some(200))
+        );
+        assert_eq!((d.udp_batch, d.udp_reuseport), (Some(8), Some(false)));
+        assert_eq!(d.cpu_affinity, [1, 0]);
+        // What the satellite would refuse is refused at load, by its field.
+        for (table, bad) in [
+            (
+                "udp_batch = 65",
+                "satellites.sat1.dns.udp_batch: 65, at most 64",
+            ),
+            (
+                "udp_batch = 0",
+                "satellites.sat1.dns.udp_batch: must be above 0",
+            ),
+            ("cpu_affinity = [1024]", "satellites.sat1.dns.cpu_affinity"),
+            (
+                "tcp_max_connections = 70000",
+                "satellites.sat1.dns.tcp_max_connections",
+            ),
+            (
+                "tcp_idle_timeout_ms = 0",
+                "satellites.sat1.dns.tcp_idle_timeout_ms",
+            ),
+            ("tcp_max_queries = 0", "satellites.sat1.dns.tcp_max_queries"),
+        ] {
+            let e = err(&dns(table));
+            assert!(e.contains(bad), "{table}: {e}");
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl TestMaster {
             cert = "m1.master.pem"
             key = "m1.master.key"
             [satellite_defaults]
-            dns = {{ udp = ["127.0.0.1:5353"], tcp = ["127.0.0.1:5353"] }}
+            dns = {{ udp = ["127.0.0.1:5353"], tcp = ["127.0.0.1:5353"], udp_batch = 8, udp_reuseport = false, cpu_affinity = [0], tcp_idle_timeout_ms = 4000, tcp_max_queries = 500 }}
             checkin_interval_ms = 1000
             selector = "std"
             [selectors.std]
@@ -706,9 +706,23 @@ async fn a_changed_configuration_arrives_at_the_next_check_in() {
         .into_inner();
     assert!(r.config.is_none());
     assert_eq!(r.checkin_interval_ms, 1000);
+    // The DNS service's UDP settings and TCP limits come from the master's file.
+    let dns = settings.dns.clone().unwrap();
+    assert_eq!(
+        (
+            dns.udp_batch,
+            dns.udp_reuseport,
+            dns.cpu_affinity.as_slice()
+        ),
+        (Some(8), Some(false), &[0][..])
+    );
+    assert_eq!(dns.tcp_idle_timeout, Some(Duration::from_secs(4)));
+    assert_eq!(dns.tcp_max_queries, Some(500));
 
     let mut changed = settings.clone();
     changed.checkin_interval = Duration::from_secs(5);
+    // A changed UDP setting is a new version, sent at the next check-in.
+    changed.dns.as_mut().unwrap().udp_batch = Some(16);
     let id = SatelliteId::new("sat0").unwrap();
     t.master()
         .satellites()

@@ -1,50 +1,66 @@
-//! The satellite's configuration: a TOML file (`deny_unknown_fields` everywhere), validated
-//! once into typed values ([`Config`]) with errors that name the bad field.
+//! The standalone satellite's configuration (no master): a TOML file read into the same
+//! [`SatelliteSettings`] a master sends, and checked by the same receipt check
+//! (`SatelliteSettings::try_from` of the message), so that a file is accepted exactly when a
+//! master could have sent it. Every table refuses unknown fields; errors name the bad field.
 //!
-//! The `[leaves.*]` and `[[chains]]` tables are the Selector's plain-data description
-//! ([`SelectorConfig`], parsed and validated by the same functions as the master's
-//! `[selectors.NAME]` tables and the Selector the master sends at boot). See
-//! `config.example.toml` for every field.
+//! ```text
+//!  [server]   DNS: udp, tcp, workers, the TCP limits and UDP settings  ─┐ the master's `dns`
+//!  [edns]     nsid (text) or nsid_hex                                  │ table and fields,
+//!  [whois]    tcp, max_connections, …  (optional)                      │ read by the same
+//!  [rdap]     http, https, tls_cert, …  (optional)                     │ code (orrery_proto::
+//!  [leaves.*] + [[chains]]            the DNS Selector                 │ link::settings_file)
+//!  [rds]      leaves + chains         the Whois/RDAP Selector          ─┘
+//!             (optional: the built-in default chain)
+//! ```
+//!
+//! The Selector tables are the plain-data description ([`SelectorConfig`]) parsed and
+//! validated by the functions that check the master's `[selectors.NAME]` tables and the
+//! Selector a master sends; each is built once here as well. See `config.example.toml` for
+//! every field.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orrery_proto::link::convert::{MAX_NSID_LEN, MAX_WORKERS};
+#[cfg(test)]
+use orrery_proto::link::convert::MAX_NSID_LEN;
+use orrery_proto::link::settings_file::{DnsSection, FieldError, RdapSection, WhoisSection};
+use orrery_proto::link::{SatelliteSettings, pb};
 use serde::Deserialize;
 
 use crate::dns::leaf::Dns;
 use crate::dns::leaf::{SelectorConfig, SelectorError};
-use crate::dns::udp::{MAX_BATCH, UdpSettings};
+use crate::dns::server::ServerSettings;
+use crate::rds::Rds;
+use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::selector::Selector;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    /// The DNS service (a standalone satellite always serves DNS).
     server: ServerSection,
     #[serde(default)]
     edns: EdnsSection,
-    /// The Selector's tables, parsed by [`SelectorConfig::from_table`] so that errors name
+    whois: Option<WhoisSection>,
+    rdap: Option<RdapSection>,
+    /// The Whois/RDAP Selector's `leaves` and `chains`.
+    rds: Option<toml::Table>,
+    /// The DNS Selector's tables, parsed by [`SelectorConfig::from_table`] so that errors name
     /// the leaf as the master's do.
     leaves: toml::Table,
     chains: toml::Value,
 }
 
+/// `[server]`: the master's `dns` table, and the worker count (a satellite-wide field on the
+/// master). The rest is read as a [`DnsSection`] on its own, which refuses unknown fields
+/// (serde's `flatten` would let them through).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ServerSection {
-    #[serde(default)]
-    udp: Vec<String>,
-    #[serde(default)]
-    tcp: Vec<String>,
-    workers: Option<usize>,
-    tcp_idle_timeout_ms: Option<u64>,
-    tcp_max_connections: Option<usize>,
-    udp_batch: Option<usize>,
-    udp_reuseport: Option<bool>,
-    #[serde(default)]
-    cpu_affinity: Vec<usize>,
+    workers: Option<u32>,
+    #[serde(flatten)]
+    dns: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,22 +72,20 @@ struct EdnsSection {
     nsid_hex: Option<String>,
 }
 
+/// The check-in interval the settings need: a standalone satellite never checks in.
+const STANDALONE_CHECKIN_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub udp: Vec<SocketAddr>,
-    pub tcp: Vec<SocketAddr>,
-    /// UDP worker threads per UDP address.
-    pub workers: usize,
-    /// Batching, socket per worker and pinning of the UDP workers.
-    pub udp_settings: UdpSettings,
-    /// RFC 7766 §6.2.3: close idle TCP connections after this long.
-    pub tcp_idle_timeout: Duration,
-    /// Most TCP connections served at once; more are closed on accept.
-    pub tcp_max_connections: usize,
-    /// NSID (RFC 5001), sent when a query asks for it.
-    pub nsid: Option<Vec<u8>>,
+    /// What the file says, as a master would send it.
+    pub settings: SatelliteSettings,
+    /// How DNS is served (from `settings`, defaults filled in).
+    pub server: ServerSettings,
+    /// The DNS Selector (`settings.selector_toml`, parsed).
     pub selector: SelectorConfig,
+    /// The Whois/RDAP Selector (`settings.rds_selector_toml`, or the default chain).
+    pub rds_selector: SelectorConfig<RdsLeafConfig>,
 }
 
 /// A configuration that cannot be used.
@@ -91,6 +105,15 @@ pub enum ConfigError {
     Selector(#[from] SelectorError),
 }
 
+impl From<FieldError> for ConfigError {
+    fn from(e: FieldError) -> Self {
+        Self::Field {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -101,60 +124,26 @@ impl Config {
         Self::parse(&text)
     }
 
-    /// Parses and validates configuration text; the Selector is built once to check it.
+    /// Parses and validates configuration text; the Selectors are built once to check them.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text)?;
         let field = |field: &str, message: String| ConfigError::Field {
             field: field.to_owned(),
             message,
         };
-        let addrs = |name: &str, list: &[String]| {
-            list.iter()
-                .map(|a| {
-                    a.parse::<SocketAddr>()
-                        .map_err(|_| field(name, format!("{a:?} is not an address:port")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let udp = addrs("server.udp", &file.server.udp)?;
-        let tcp = addrs("server.tcp", &file.server.tcp)?;
-        if udp.is_empty() && tcp.is_empty() {
-            return Err(field("server", "no udp or tcp listen address".into()));
-        }
-        let workers = file.server.workers.unwrap_or(2);
-        if !(1..=MAX_WORKERS as usize).contains(&workers) {
+        let dns = toml::Value::Table(file.server.dns)
+            .try_into::<DnsSection>()
+            .map_err(|e| field("server", e.message().to_owned()))?
+            .read("server")?;
+        let workers = file.server.workers;
+        if workers == Some(0) {
             return Err(field(
                 "server.workers",
-                format!("{workers} is not in 1..={MAX_WORKERS}"),
+                "must be above 0 (leave it out to let the satellite choose)".into(),
             ));
         }
-        let defaults = UdpSettings::default();
-        let batch = file.server.udp_batch.unwrap_or(defaults.batch);
-        if !(1..=MAX_BATCH).contains(&batch) {
-            return Err(field(
-                "server.udp_batch",
-                format!("{batch} is not in 1..={MAX_BATCH}"),
-            ));
-        }
-        // CPU_SETSIZE: the most CPUs an affinity mask names.
-        if let Some(cpu) = file.server.cpu_affinity.iter().find(|&&c| c >= 1024) {
-            return Err(field(
-                "server.cpu_affinity",
-                format!("CPU {cpu} is not in 0..1024"),
-            ));
-        }
-        let udp_settings = UdpSettings {
-            batch,
-            reuseport: file.server.udp_reuseport.unwrap_or(defaults.reuseport),
-            cpu_affinity: file.server.cpu_affinity,
-        };
-        let tcp_max_connections = file.server.tcp_max_connections.unwrap_or(1024);
-        if tcp_max_connections == 0 {
-            return Err(field(
-                "server.tcp_max_connections",
-                "must be at least 1".into(),
-            ));
-        }
+        let whois = file.whois.map(|w| w.read("whois")).transpose()?;
+        let rdap = file.rdap.map(|r| r.read("rdap")).transpose()?;
         let nsid = match (file.edns.nsid, file.edns.nsid_hex) {
             (Some(_), Some(_)) => {
                 return Err(field("edns.nsid", "give nsid or nsid_hex, not both".into()));
@@ -168,31 +157,80 @@ impl Config {
             })?),
             (None, None) => None,
         };
-        if let Some(n) = &nsid
-            && (n.is_empty() || n.len() > MAX_NSID_LEN)
-        {
+        // On the link an empty NSID means none; here it is a mistake.
+        if nsid.as_ref().is_some_and(Vec::is_empty) {
             return Err(field(
                 "edns.nsid",
-                format!("{} octets, must be 1 to {MAX_NSID_LEN}", n.len()),
+                "empty (leave it out for no NSID)".into(),
             ));
         }
-        let selector = SelectorConfig::from_table(&toml::Table::from_iter([
+
+        let dns_table = toml::Table::from_iter([
             ("leaves".to_owned(), toml::Value::Table(file.leaves)),
             ("chains".to_owned(), file.chains),
-        ]))?;
+        ]);
+        let selector = SelectorConfig::from_table(&dns_table)?;
         Selector::<Dns>::build(&selector)?;
-        Ok(Self {
-            udp,
-            tcp,
+        let rds_selector = match &file.rds {
+            Some(table) => SelectorConfig::<RdsLeafConfig>::from_table(table),
+            None => SelectorConfig::<RdsLeafConfig>::from_toml(DEFAULT_RDS_SELECTOR),
+        }
+        .map_err(|e| field(&format!("rds.{}", e.path()), e.reason()))?;
+        Selector::<Rds>::build(&rds_selector)
+            .map_err(|e| field(&format!("rds.{}", e.path()), e.reason()))?;
+        let text = |table: &toml::Table, at: &str| {
+            toml::to_string(table).map_err(|e| field(at, e.to_string()))
+        };
+        let settings = SatelliteSettings {
+            checkin_interval: STANDALONE_CHECKIN_INTERVAL,
+            dns: Some(dns),
+            whois,
+            rdap,
             workers,
-            udp_settings,
-            tcp_idle_timeout: Duration::from_millis(
-                file.server.tcp_idle_timeout_ms.unwrap_or(10_000),
-            ),
-            tcp_max_connections,
+            memory_budget: None,
             nsid,
+            hostname: None,
+            selector_toml: text(&dns_table, "leaves")?,
+            rds_selector_toml: match &file.rds {
+                Some(table) => text(table, "rds")?,
+                None => String::new(),
+            },
+        };
+        // The satellite's receipt check, as on settings from a master; its field names are the
+        // master's, mapped back to this file's tables.
+        let settings =
+            SatelliteSettings::try_from(pb::SatelliteConfig::from(&settings)).map_err(|e| {
+                let at = match e.field {
+                    "dns" => "server".to_owned(),
+                    "nsid" => "edns.nsid".to_owned(),
+                    "workers" => "server.workers".to_owned(),
+                    f => f
+                        .strip_prefix("dns.")
+                        .map_or_else(|| f.to_owned(), |rest| format!("server.{rest}")),
+                };
+                field(&at, e.reason)
+            })?;
+        Ok(Self {
+            server: ServerSettings::from_settings(&settings),
+            settings,
             selector,
+            rds_selector,
         })
+    }
+
+    /// The DNS UDP listen addresses.
+    pub fn udp(&self) -> &[SocketAddr] {
+        self.settings.dns.as_ref().map_or(&[], |d| &d.udp)
+    }
+
+    /// The DNS TCP listen addresses.
+    pub fn tcp(&self) -> &[SocketAddr] {
+        self.settings.dns.as_ref().map_or(&[], |d| &d.tcp)
+    }
+
+    /// NSID (RFC 5001), sent when a query asks for it.
+    pub fn nsid(&self) -> Option<Vec<u8>> {
+        self.settings.nsid.clone()
     }
 }
 
@@ -209,6 +247,7 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::udp::UdpSettings;
 
     pub(crate) const EXAMPLE: &str = include_str!("../config.example.toml");
     /// The operators' copy, which the README and `quickstart.sh` start a satellite with.
@@ -218,36 +257,111 @@ mod tests {
     fn parses_the_examples() {
         for text in [EXAMPLE, DEPLOY_EXAMPLE] {
             let c = Config::parse(text).unwrap();
-            assert_eq!(c.udp, ["127.0.0.1:5353".parse().unwrap()]);
-            assert_eq!(c.tcp, c.udp);
-            assert_eq!(c.workers, 2);
-            assert_eq!(c.udp_settings, UdpSettings::default());
-            assert_eq!(c.nsid.as_deref(), Some(&b"sat1.example"[..]));
+            assert_eq!(c.udp(), ["127.0.0.1:5353".parse().unwrap()]);
+            assert_eq!(c.tcp(), c.udp());
+            assert_eq!(c.server.workers, 2);
+            assert_eq!(c.server.udp, UdpSettings::default());
+            assert_eq!(c.server.tcp.idle_timeout, Duration::from_secs(10));
+            assert_eq!(c.server.tcp.max_connections, 1024);
+            assert_eq!(c.nsid().as_deref(), Some(&b"sat1.example"[..]));
             assert_eq!(c.selector.chains[0].name, "main");
+            assert_eq!((&c.settings.whois, &c.settings.rdap), (&None, &None));
+            assert_eq!(c.rds_selector.chains[0].name, "main");
         }
     }
 
+    /// The example with its commented-out `[whois]`, `[rdap]` and `[rds]` tables enabled.
+    pub(crate) fn with_whois_and_rdap(example: &str) -> String {
+        let mut out = String::new();
+        let mut on = false;
+        for line in example.lines() {
+            if line.starts_with("# [whois]") || line.starts_with("# [rdap]") {
+                on = true;
+            } else if !line.starts_with('#') {
+                on = false;
+            }
+            out.push_str(match line.strip_prefix("# ") {
+                Some(rest) if on && !rest.starts_with(' ') => rest,
+                _ => line,
+            });
+            out.push('\n');
+        }
+        out
+    }
+
     #[test]
-    fn reads_the_udp_settings() {
+    fn reads_whois_rdap_and_their_selector_as_the_master_sends_them() {
+        for example in [EXAMPLE, DEPLOY_EXAMPLE] {
+            let text = with_whois_and_rdap(example);
+            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let whois = c.settings.whois.as_ref().expect("whois");
+            assert_eq!(whois.tcp, ["127.0.0.1:4343".parse().unwrap()]);
+            assert_eq!(whois.timeout, Some(Duration::from_secs(10)));
+            let rdap = c.settings.rdap.as_ref().expect("rdap");
+            assert_eq!(rdap.http, ["127.0.0.1:8080".parse().unwrap()]);
+            assert_eq!(rdap.base_url.as_deref(), Some("http://127.0.0.1:8080/"));
+            // The settings survive the link's encoding unchanged: a master could send them.
+            let sent = pb::SatelliteConfig::from(&c.settings);
+            assert_eq!(SatelliteSettings::try_from(sent).unwrap(), c.settings);
+        }
+        // Errors name the table of this file.
+        let text = with_whois_and_rdap(EXAMPLE);
+        let err = Config::parse(&text.replace("127.0.0.1:4343", "4343")).unwrap_err();
+        assert!(err.to_string().contains("whois.tcp"), "{err}");
+        let err = Config::parse(&text.replace(
+            "base_url = \"http://127.0.0.1:8080/\"",
+            "https = [\"127.0.0.1:8443\"]",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("rdap.https"), "{err}");
+        let [bad_rds, bad_kind] = [
+            text.replace("[rds.leaves.lookup]", "[rds.leaves.lookup]\nbogus = 1"),
+            text.replace(
+                "[rds.leaves.lookup]\nkind = \"lookup\"",
+                "[rds.leaves.lookup]\nkind = \"chaos\"",
+            ),
+        ]
+        .map(|t| Config::parse(&t).unwrap_err().to_string());
+        assert!(
+            bad_rds.contains("config field rds.leaves.lookup"),
+            "{bad_rds}"
+        );
+        assert!(
+            bad_kind.contains("rds.leaves.lookup: unknown kind \"chaos\""),
+            "{bad_kind}"
+        );
+    }
+
+    #[test]
+    fn reads_the_udp_and_tcp_settings() {
         let text = EXAMPLE.replace(
             "workers = 2",
-            "workers = 2\nudp_batch = 1\nudp_reuseport = false\ncpu_affinity = [1, 0]",
+            "workers = 2\nudp_batch = 1\nudp_reuseport = false\ncpu_affinity = [1, 0]\n\
+             tcp_max_connections_per_address = 3\ntcp_max_queries = 100",
         );
         let c = Config::parse(&text).unwrap();
         assert_eq!(
-            c.udp_settings,
+            c.server.udp,
             UdpSettings {
                 batch: 1,
                 reuseport: false,
                 cpu_affinity: vec![1, 0],
             }
         );
+        assert_eq!(c.server.tcp.max_connections_per_address, 3);
+        assert_eq!(c.server.tcp.max_queries, Some(100));
     }
 
     #[test]
     fn names_bad_fields() {
         let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 0")).unwrap_err();
         assert!(err.to_string().contains("server.workers"), "{err}");
+        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 5000")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("server.workers: 5000, at most 1024"),
+            "{err}"
+        );
         let err = Config::parse(&EXAMPLE.replace("127.0.0.1:5353", "localhost")).unwrap_err();
         assert!(err.to_string().contains("server.udp"), "{err}");
         let err = Config::parse(&EXAMPLE.replace("[server]", "[server]\nbogus = 1")).unwrap_err();
@@ -266,25 +380,26 @@ mod tests {
         let long = "x".repeat(MAX_NSID_LEN + 1);
         let err = Config::parse(&EXAMPLE.replace("sat1.example", &long)).unwrap_err();
         assert!(err.to_string().contains("edns.nsid"), "{err}");
-        assert!(
-            err.to_string().contains("227 octets, must be 1 to 226"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("227 octets, at most 226"), "{err}");
         let err = Config::parse(&EXAMPLE.replace("\"sat1.example\"", "\"\"")).unwrap_err();
         assert!(err.to_string().contains("edns.nsid"), "{err}");
         let longest = "x".repeat(MAX_NSID_LEN);
         let c = Config::parse(&EXAMPLE.replace("sat1.example", &longest)).unwrap();
-        assert_eq!(c.nsid.map(|n| n.len()), Some(MAX_NSID_LEN));
-        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\nudp_batch = 65"))
-            .unwrap_err();
-        assert!(err.to_string().contains("server.udp_batch"), "{err}");
-        let err = Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\nudp_batch = 0"))
-            .unwrap_err();
-        assert!(err.to_string().contains("server.udp_batch"), "{err}");
-        let err =
-            Config::parse(&EXAMPLE.replace("workers = 2", "workers = 2\ncpu_affinity = [0, 1024]"))
-                .unwrap_err();
-        assert!(err.to_string().contains("server.cpu_affinity"), "{err}");
+        assert_eq!(c.nsid().map(|n| n.len()), Some(MAX_NSID_LEN));
+        for (extra, bad) in [
+            ("udp_batch = 65", "server.udp_batch: 65, at most 64"),
+            ("udp_batch = 0", "server.udp_batch: must be above 0"),
+            ("cpu_affinity = [0, 1024]", "server.cpu_affinity"),
+            ("tcp_idle_timeout_ms = 0", "server.tcp_idle_timeout_ms"),
+            ("tcp_max_connections = 0", "server.tcp_max_connections"),
+        ] {
+            let text = EXAMPLE
+                .replace("tcp_max_connections = 1024", "")
+                .replace("tcp_idle_timeout_ms = 10000", "")
+                .replace("workers = 2", &format!("workers = 2\n{extra}"));
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.to_string().contains(bad), "{extra}: {err}");
+        }
         assert_eq!(parse_hex("0aFF"), Some(vec![10, 255]));
         assert_eq!(parse_hex("0"), None);
     }

@@ -1,7 +1,8 @@
 //! Two ways to run a satellite:
 //!
-//! - `orrery-satellite --snapshot FILE --config FILE`: serve the zones of a snapshot file with a
-//!   local configuration (no master).
+//! - `orrery-satellite --snapshot FILE --config FILE`: serve the registry of a snapshot file
+//!   (or of a state file a satellite wrote) with a local configuration, no master: DNS, and
+//!   Whois and RDAP when the configuration enables them.
 //! - `orrery-satellite --master ADDR [--master ADDR2 …] --tls-dir DIR --state FILE`: dial the
 //!   masters, learn everything else from them (listen addresses, Selector, …), follow their
 //!   changes, and keep the state in FILE so that a restart serves at once without them.
@@ -12,15 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use orrery_proto::link::client::check_master_address;
 use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
 use orrery_satellite::dns::leaf::Dns;
-use orrery_satellite::dns::server::{Server, ServerSettings};
-use orrery_satellite::dns::udp::UdpSockets;
+use orrery_satellite::link::rds_serving::RdsServing;
+use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
+use orrery_satellite::rds::Rds;
 use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Snapshot file of the zones to serve (with --config; no master).
+    /// Snapshot or state file of the registry to serve (with --config; no master).
     #[arg(long, requires = "config", conflicts_with_all = ["master", "tls_dir", "state"])]
     snapshot: Option<PathBuf>,
     /// Configuration file (TOML), with --snapshot.
@@ -142,6 +145,12 @@ fn serve_from_master(
     })
 }
 
+/// How long a stopping standalone satellite waits for Whois and RDAP answers in progress.
+const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves a snapshot (or a state file a satellite wrote) with a local configuration: DNS,
+/// and Whois and RDAP when the configuration enables them, on the same sockets-bound-once
+/// services a master-fed satellite runs ([`Serving`], [`RdsServing`]).
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let data = read_snapshot(snapshot)?;
@@ -157,44 +166,43 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
+    drop(data);
+    let zones = Arc::new(ZoneStore::new(zones));
     let selector = Selector::<Dns>::build(&config.selector)?;
-    let pipeline = Arc::new(Pipeline::new(
-        selector,
-        Arc::new(ZoneStore::new(zones)),
-        config.nsid.clone(),
-    ));
+    let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let mut udp = Vec::new();
-        for addr in &config.udp {
-            udp.push(
-                UdpSockets::bind(*addr, config.workers, &config.udp_settings)
-                    .with_context(|| format!("binding udp {addr}"))?,
+        let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
+        dns.serve(pipeline)?;
+        tracing::info!(udp = ?dns.udp_addrs(), tcp = ?dns.tcp_addrs(), "serving DNS");
+        let settings = &config.settings;
+        let mut rds = if settings.whois.is_some() || settings.rdap.is_some() {
+            let rds = RdsServing::start(
+                settings.whois.as_ref(),
+                settings.rdap.as_ref(),
+                Selector::<Rds>::build(&config.rds_selector)?,
+                zones,
+            )?;
+            let (http, https) = rds.rdap_addrs();
+            tracing::info!(
+                whois = ?rds.whois_addrs(),
+                rdap_http = ?http,
+                rdap_https = ?https,
+                "serving Whois and RDAP"
             );
-        }
-        let mut tcp = Vec::new();
-        for addr in &config.tcp {
-            tcp.push(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding tcp {addr}"))?,
-            );
-        }
-        let cancel = CancellationToken::new();
-        let settings = ServerSettings {
-            workers: config.workers,
-            tcp_idle_timeout: config.tcp_idle_timeout,
-            tcp_max_connections: config.tcp_max_connections,
+            Some(rds)
+        } else {
+            None
         };
-        let server = Server::start(pipeline, udp, tcp, &settings, cancel.clone())?;
-        tracing::info!(udp = ?config.udp, tcp = ?config.tcp, "serving");
         shutdown_signal().await?;
         tracing::info!("shutting down");
-        cancel.cancel();
-        server.join().await;
+        if let Some(rds) = &mut rds {
+            rds.stop(RDS_STOP_GRACE).await;
+        }
+        dns.stop().await;
         Ok(())
     })
 }

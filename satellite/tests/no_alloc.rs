@@ -367,7 +367,7 @@ fn steady_state_queries_do_not_allocate() {
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
-        config.nsid,
+        config.nsid(),
     );
     let packets = dns_packets();
     let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
@@ -392,7 +392,7 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
-        config.nsid,
+        config.nsid(),
     );
     let packets = dns_packets();
     let peers = [
@@ -427,7 +427,7 @@ fn batched_udp_worker_does_not_allocate() {
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ZoneStore::new(zones())),
-        config.nsid,
+        config.nsid(),
     );
     let group = UdpSockets::bind("0.0.0.0:0".parse().unwrap(), 1, &UdpSettings::default()).unwrap();
     let port = group.local_addr().unwrap().port();

@@ -275,7 +275,7 @@ impl Satellite {
     /// sockets are bound here) and snapshot data.
     pub(crate) fn start(config: &str, data: &orrery_satellite::SnapshotData) -> Self {
         use orrery_satellite::dns::leaf::Dns;
-        use orrery_satellite::dns::server::{Server, ServerSettings};
+        use orrery_satellite::dns::server::Server;
         use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
         use std::sync::Arc;
 
@@ -284,7 +284,7 @@ impl Satellite {
         let pipeline = Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).expect("selector"),
             Arc::new(ZoneStore::new(zones)),
-            config.nsid.clone(),
+            config.nsid(),
         ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -299,13 +299,14 @@ impl Satellite {
                 .await
                 .expect("bind loopback");
             let tcp_addr = tcp.local_addr().unwrap();
-            let settings = ServerSettings {
-                workers: config.workers,
-                tcp_idle_timeout: config.tcp_idle_timeout,
-                tcp_max_connections: config.tcp_max_connections,
-            };
-            let server = Server::start(pipeline, vec![udp], vec![tcp], &settings, cancel.clone())
-                .expect("start the satellite");
+            let server = Server::start(
+                pipeline,
+                vec![udp],
+                vec![tcp],
+                &config.server,
+                cancel.clone(),
+            )
+            .expect("start the satellite");
             (server, tcp_addr)
         });
         Self {

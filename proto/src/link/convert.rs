@@ -5,9 +5,10 @@
 //! field: names go through [`Name::from_ascii`] (RFC 1035 §2.3.4), addresses must be 4 or 16
 //! octets, DS fields must fit their widths and the digest its type (RFC 4034 §5.1), statuses
 //! must be EPP spellings (RFC 5731 §2.3), batches must not run backwards; a satellite's
-//! configuration needs parseable listen addresses, at least one per service it names, RDAP TLS
-//! files (absolute paths) exactly when it has HTTPS addresses, and a checked base URL
-//! ([`RdapListen::check_base_url`]). Nothing here panics on any input.
+//! configuration needs parseable listen addresses, at least one per service it names, DNS
+//! limits and UDP batches in range, RDAP TLS files (absolute paths) exactly when it has HTTPS
+//! addresses, and a checked base URL ([`RdapListen::check_base_url`]). Nothing here panics on
+//! any input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -565,11 +566,32 @@ pub struct SatelliteSettings {
     pub rds_selector_toml: String,
 }
 
-/// Where a satellite serves DNS.
+/// Where and how a satellite serves DNS. A received one has at least one address. Every
+/// `None` (and an empty `cpu_affinity`) is the satellite's default, given beside each field.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DnsListen {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// RFC 7766 §6.2.3: how long a TCP connection may wait for its client (the rest of a
+    /// query, the next query, or taking an answer); default [`DEFAULT_TCP_IDLE_TIMEOUT`].
+    /// Travels in whole milliseconds (at least 1).
+    pub tcp_idle_timeout: Option<Duration>,
+    /// Most TCP connections open at once, 1 to [`MAX_TCP_CONNECTIONS`]; default
+    /// [`DEFAULT_TCP_MAX_CONNECTIONS`].
+    pub tcp_max_connections: Option<u32>,
+    /// Most TCP connections open at once from one client address (IPv6: one /64); default
+    /// [`DEFAULT_TCP_MAX_CONNECTIONS_PER_ADDRESS`].
+    pub tcp_max_connections_per_address: Option<u32>,
+    /// Most queries answered on one TCP connection before it is closed; `None`: no limit.
+    pub tcp_max_queries: Option<u32>,
+    /// Most datagrams per `recvmmsg`/`sendmmsg`, 1 to [`MAX_UDP_BATCH`]; default
+    /// [`DEFAULT_UDP_BATCH`].
+    pub udp_batch: Option<u32>,
+    /// One `SO_REUSEPORT` socket per UDP worker (`true`, the default) or one shared socket.
+    pub udp_reuseport: Option<bool>,
+    /// CPUs the UDP workers are pinned to (worker `i` on `cpu_affinity[i % len]`), each below
+    /// [`MAX_CPUS`]; empty: not pinned.
+    pub cpu_affinity: Vec<u32>,
 }
 
 /// Where and how a satellite serves Whois (RFC 3912). A received one has at least one address.
@@ -657,6 +679,28 @@ pub const MAX_NSID_LEN: usize = 226;
 /// Most worker threads per socket a satellite accepts: more would only exhaust its machine.
 pub const MAX_WORKERS: u32 = 1024;
 
+/// How long a DNS TCP connection may wait for its client when the configuration says nothing
+/// (RFC 7766 §6.2.3 suggests seconds, not minutes).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// DNS TCP connections served at once when the configuration says nothing.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: u32 = 1024;
+/// Most DNS TCP connections a satellite accepts to serve at once: each holds a file
+/// descriptor and about 80 KiB of buffers while it is open.
+pub const MAX_TCP_CONNECTIONS: u32 = 65_536;
+/// DNS TCP connections from one client address when the configuration says nothing: more
+/// than a resolver opens, few enough that one address holds a small share of the default
+/// slots (the Whois and RDAP edges use the same figure).
+pub const DEFAULT_TCP_MAX_CONNECTIONS_PER_ADDRESS: u32 = 32;
+/// Most datagrams one UDP system call may receive or send: the batch's buffers (64 KiB
+/// answers) must stay a few megabytes per worker.
+pub const MAX_UDP_BATCH: u32 = 64;
+/// Datagrams per UDP system call by default: enough to share the cost of a call under load,
+/// few enough that the batch's buffers stay in the cache.
+pub const DEFAULT_UDP_BATCH: u32 = 32;
+/// CPU numbers a UDP worker may be pinned to are below this (`CPU_SETSIZE`, the most CPUs an
+/// affinity mask names).
+pub const MAX_CPUS: u32 = 1024;
+
 /// The shortest check-in interval a satellite accepts.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -692,6 +736,22 @@ fn timeout_ms(timeout: Option<Duration>) -> u32 {
     timeout.map_or(0, |t| {
         u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
     })
+}
+
+impl From<&DnsListen> for pb::DnsService {
+    fn from(d: &DnsListen) -> Self {
+        Self {
+            udp: addrs_text(&d.udp),
+            tcp: addrs_text(&d.tcp),
+            tcp_idle_timeout_ms: timeout_ms(d.tcp_idle_timeout),
+            tcp_max_connections: d.tcp_max_connections.unwrap_or(0),
+            tcp_max_connections_per_address: d.tcp_max_connections_per_address.unwrap_or(0),
+            tcp_max_queries: d.tcp_max_queries.unwrap_or(0),
+            udp_batch: d.udp_batch.unwrap_or(0),
+            udp_reuseport: d.udp_reuseport,
+            cpu_affinity: d.cpu_affinity.clone(),
+        }
+    }
 }
 
 impl From<&WhoisListen> for pb::WhoisService {
@@ -734,10 +794,7 @@ impl From<&SatelliteSettings> for pb::SatelliteConfig {
         let mut msg = Self {
             version: String::new(),
             checkin_interval_ms: u32::try_from(s.checkin_interval.as_millis()).unwrap_or(u32::MAX),
-            dns: s.dns.as_ref().map(|d| pb::DnsService {
-                udp: addrs_text(&d.udp),
-                tcp: addrs_text(&d.tcp),
-            }),
+            dns: s.dns.as_ref().map(pb::DnsService::from),
             whois: s.whois.as_ref().map(pb::WhoisService::from),
             workers: s.workers.unwrap_or(0),
             memory_budget_bytes: s.memory_budget.unwrap_or(0),
@@ -778,6 +835,45 @@ impl Ctx<'_> {
             return Err(self.err(field, format!("{text:?} is not an absolute path")));
         }
         Ok(Some(path))
+    }
+
+    fn dns(&self, d: &pb::DnsService) -> Result<DnsListen, ConvertError> {
+        let udp = self.addrs("dns.udp", &d.udp)?;
+        let tcp = self.addrs("dns.tcp", &d.tcp)?;
+        if udp.is_empty() && tcp.is_empty() {
+            return Err(self.err("dns", "no udp or tcp address"));
+        }
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        if d.tcp_max_connections > MAX_TCP_CONNECTIONS {
+            return Err(self.err(
+                "dns.tcp_max_connections",
+                format!("{}, at most {MAX_TCP_CONNECTIONS}", d.tcp_max_connections),
+            ));
+        }
+        if d.udp_batch > MAX_UDP_BATCH {
+            return Err(self.err(
+                "dns.udp_batch",
+                format!("{}, at most {MAX_UDP_BATCH}", d.udp_batch),
+            ));
+        }
+        if let Some(cpu) = d.cpu_affinity.iter().find(|&&c| c >= MAX_CPUS) {
+            return Err(self.err(
+                "dns.cpu_affinity",
+                format!("CPU {cpu} is not in 0..{MAX_CPUS}"),
+            ));
+        }
+        Ok(DnsListen {
+            udp,
+            tcp,
+            tcp_idle_timeout: nonzero(d.tcp_idle_timeout_ms)
+                .map(|ms| Duration::from_millis(u64::from(ms))),
+            tcp_max_connections: nonzero(d.tcp_max_connections),
+            tcp_max_connections_per_address: nonzero(d.tcp_max_connections_per_address),
+            tcp_max_queries: nonzero(d.tcp_max_queries),
+            udp_batch: nonzero(d.udp_batch),
+            udp_reuseport: d.udp_reuseport,
+            cpu_affinity: d.cpu_affinity.clone(),
+        })
     }
 
     fn whois(&self, w: &pb::WhoisService) -> Result<WhoisListen, ConvertError> {
@@ -860,16 +956,7 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
                 ),
             ));
         }
-        let dns = c
-            .dns
-            .as_ref()
-            .map(|d| {
-                Ok::<_, ConvertError>(DnsListen {
-                    udp: cx.addrs("dns.udp", &d.udp)?,
-                    tcp: cx.addrs("dns.tcp", &d.tcp)?,
-                })
-            })
-            .transpose()?;
+        let dns = c.dns.as_ref().map(|d| cx.dns(d)).transpose()?;
         let whois = c.whois.as_ref().map(|w| cx.whois(w)).transpose()?;
         let rdap = c.rdap.as_ref().map(|r| cx.rdap(r)).transpose()?;
         if c.nsid.len() > MAX_NSID_LEN {
@@ -1172,6 +1259,13 @@ mod tests {
             dns: Some(DnsListen {
                 udp: vec!["127.0.0.1:5353".parse().unwrap()],
                 tcp: vec!["[::1]:5353".parse().unwrap()],
+                tcp_idle_timeout: Some(Duration::from_millis(2500)),
+                tcp_max_connections: Some(100),
+                tcp_max_connections_per_address: Some(4),
+                tcp_max_queries: Some(1000),
+                udp_batch: Some(16),
+                udp_reuseport: Some(false),
+                cpu_affinity: vec![1, 0],
             }),
             whois: Some(WhoisListen {
                 tcp: vec!["127.0.0.1:4343".parse().unwrap()],
@@ -1350,6 +1444,64 @@ mod tests {
             let e = settings_err(msg_with(|m| rdap_of(m).trusted_proxies.push(bad.into())));
             assert_eq!(e.field, "rdap.trusted_proxies", "{bad}");
         }
+    }
+
+    #[test]
+    fn dns_settings_travel_and_are_checked() {
+        // Every DNS field changes the version: the master resends a changed one.
+        let s = settings();
+        let edits: [fn(&mut DnsListen); 7] = [
+            |d| d.tcp_idle_timeout = None,
+            |d| d.tcp_max_connections = None,
+            |d| d.tcp_max_connections_per_address = None,
+            |d| d.tcp_max_queries = None,
+            |d| d.udp_batch = None,
+            |d| d.udp_reuseport = Some(true),
+            |d| d.cpu_affinity.clear(),
+        ];
+        for edit in edits {
+            let mut other = s.clone();
+            edit(other.dns.as_mut().unwrap());
+            assert_ne!(other.version(), s.version());
+            let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&other)).unwrap();
+            assert_eq!(back, other);
+        }
+        // Defaults travel as zero (absent for the socket layout) and come back as `None`.
+        let bare = DnsListen {
+            udp: vec!["127.0.0.1:53".parse().unwrap()],
+            ..DnsListen::default()
+        };
+        let msg = pb::DnsService::from(&bare);
+        assert_eq!(
+            (msg.tcp_idle_timeout_ms, msg.udp_batch, msg.udp_reuseport),
+            (0, 0, None)
+        );
+        let dns = |edit: fn(&mut pb::DnsService)| {
+            settings_err(msg_with(|m| edit(m.dns.as_mut().unwrap())))
+        };
+        let e = dns(|d| d.udp_batch = MAX_UDP_BATCH + 1);
+        assert_eq!(
+            (e.field, e.reason.as_str()),
+            ("dns.udp_batch", "65, at most 64")
+        );
+        let e = dns(|d| d.cpu_affinity = vec![0, MAX_CPUS]);
+        assert_eq!(e.field, "dns.cpu_affinity");
+        let e = dns(|d| d.tcp_max_connections = MAX_TCP_CONNECTIONS + 1);
+        assert_eq!(e.field, "dns.tcp_max_connections");
+        let e = dns(|d| {
+            d.udp.clear();
+            d.tcp.clear();
+        });
+        assert_eq!(
+            (e.field, e.reason.as_str()),
+            ("dns", "no udp or tcp address")
+        );
+        let ok = msg_with(|m| {
+            let d = m.dns.as_mut().unwrap();
+            (d.udp_batch, d.tcp_max_connections) = (MAX_UDP_BATCH, MAX_TCP_CONNECTIONS);
+        });
+        let d = SatelliteSettings::try_from(ok).unwrap().dns.unwrap();
+        assert_eq!(d.udp_batch, Some(MAX_UDP_BATCH));
     }
 
     #[test]

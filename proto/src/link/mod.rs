@@ -17,6 +17,8 @@
 //! - [`convert`]: model → message (infallible) and message → model (checked: names, addresses,
 //!   DS digests, statuses, serial order), with [`ConvertError`] naming the object and field.
 //!   Nothing received from the wire can panic.
+//! - [`settings_file`]: a satellite's service tables as written in TOML (the master's
+//!   `[satellites.NAME]` and a standalone satellite's file share them).
 //! - [`tls`]: PEM loading, the master's rustls server configuration (client certificates
 //!   required, verified against the private CA), the satellite's client configuration, and the
 //!   satellite identity (`NAME.satellite.orrery`) read from a verified certificate.
@@ -24,6 +26,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod settings_file;
 pub mod tls;
 
 /// Code generated from `proto/orrery/v1/link.proto` by tonic-prost-build.

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use orrery_proto::link::convert::{DEFAULT_UDP_BATCH, DnsListen, MAX_UDP_BATCH};
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::pipeline::Pipeline;
@@ -49,11 +50,10 @@ use crate::dns::wire::{Event, MAX_MESSAGE, Transport};
 
 /// How often an idle UDP worker checks for shutdown.
 pub const UDP_POLL: Duration = Duration::from_millis(100);
-/// Most datagrams one system call receives or sends.
-pub const MAX_BATCH: usize = 64;
-/// Datagrams per system call by default: enough to share the cost of a call under load, few
-/// enough that the batch's buffers stay in the cache.
-pub const DEFAULT_BATCH: usize = 32;
+/// Most datagrams one system call receives or sends (the link's limit, checked on receipt).
+pub const MAX_BATCH: usize = MAX_UDP_BATCH as usize;
+/// Datagrams per system call by default (see [`DEFAULT_UDP_BATCH`]).
+pub const DEFAULT_BATCH: usize = DEFAULT_UDP_BATCH as usize;
 
 /// How a listen address is served over UDP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +73,18 @@ impl Default for UdpSettings {
             batch: DEFAULT_BATCH,
             reuseport: true,
             cpu_affinity: Vec::new(),
+        }
+    }
+}
+
+impl From<&DnsListen> for UdpSettings {
+    /// The settings' UDP fields, each left out taking the default.
+    fn from(d: &DnsListen) -> Self {
+        let defaults = Self::default();
+        Self {
+            batch: d.udp_batch.map_or(defaults.batch, |b| b as usize),
+            reuseport: d.udp_reuseport.unwrap_or(defaults.reuseport),
+            cpu_affinity: d.cpu_affinity.iter().map(|&c| c as usize).collect(),
         }
     }
 }

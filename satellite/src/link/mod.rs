@@ -95,9 +95,6 @@ use crate::zone::{ZoneError, ZoneSet};
 
 /// Limit for one unary call (boot, check-in) and for opening a stream.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// TCP settings the master's configuration does not carry (yet).
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-const TCP_MAX_CONNECTIONS: usize = 1024;
 
 /// How a satellite reaches its masters and where it keeps its state.
 #[derive(Clone, Debug)]
@@ -952,15 +949,7 @@ fn build_selector(settings: &SatelliteSettings) -> Result<Selector<Dns>, Selecto
 }
 
 fn server_settings(settings: &SatelliteSettings) -> ServerSettings {
-    let workers = settings.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
-        |w| w as usize,
-    );
-    ServerSettings {
-        workers,
-        tcp_idle_timeout: TCP_IDLE_TIMEOUT,
-        tcp_max_connections: TCP_MAX_CONNECTIONS,
-    }
+    ServerSettings::from_settings(settings)
 }
 
 /// True when the bound addresses are the configured ones; a configured port 0 matches the
@@ -988,8 +977,33 @@ fn restart_required(serving: &Serving, new: &SatelliteSettings) -> Vec<String> {
         }
         None => fields.push("dns".to_owned()),
     }
-    if server_settings(new).workers != serving.settings().workers {
+    let (wanted, running) = (server_settings(new), serving.settings());
+    if wanted.workers != running.workers {
         fields.push("workers".to_owned());
+    }
+    // The sockets are bound, and the servers started, with these.
+    let (u, t) = ((&wanted.udp, &running.udp), (&wanted.tcp, &running.tcp));
+    for (field, differs) in [
+        ("dns.udp_batch", u.0.batch != u.1.batch),
+        ("dns.udp_reuseport", u.0.reuseport != u.1.reuseport),
+        ("dns.cpu_affinity", u.0.cpu_affinity != u.1.cpu_affinity),
+        (
+            "dns.tcp_idle_timeout_ms",
+            t.0.idle_timeout != t.1.idle_timeout,
+        ),
+        (
+            "dns.tcp_max_connections",
+            t.0.max_connections != t.1.max_connections,
+        ),
+        (
+            "dns.tcp_max_connections_per_address",
+            t.0.max_connections_per_address != t.1.max_connections_per_address,
+        ),
+        ("dns.tcp_max_queries", t.0.max_queries != t.1.max_queries),
+    ] {
+        if differs {
+            fields.push(field.to_owned());
+        }
     }
     fields
 }
@@ -1083,7 +1097,7 @@ mod tests {
             checkin_interval: Duration::from_secs(1),
             dns: Some(DnsListen {
                 udp: vec!["127.0.0.1:0".parse().unwrap()],
-                tcp: vec![],
+                ..DnsListen::default()
             }),
             whois: None,
             rdap: None,
@@ -1121,6 +1135,19 @@ mod tests {
         moved.dns.as_mut().unwrap().udp = vec!["127.0.0.2:53".parse().unwrap()];
         moved.workers = Some(3);
         assert_eq!(restart_required(&serving, &moved), ["dns.udp", "workers"]);
+        // The UDP and TCP settings the master sends are bound with the sockets too.
+        let mut tuned = s.clone();
+        let dns = tuned.dns.as_mut().unwrap();
+        (dns.udp_batch, dns.tcp_max_queries) = (Some(4), Some(10));
+        assert_eq!(
+            restart_required(&serving, &tuned),
+            ["dns.udp_batch", "dns.tcp_max_queries"]
+        );
+        let udp = tuned.dns.as_ref().unwrap().udp.clone();
+        let serving = Serving::bind(&udp, &[], server_settings(&tuned)).unwrap();
+        assert_eq!(serving.settings().udp.batch, 4);
+        assert_eq!(serving.settings().tcp.max_queries, Some(10));
+        assert!(restart_required(&serving, &tuned).is_empty());
     }
 
     /// One UDP query; the response code and whether it delegates `name`.

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dns::pipeline::Pipeline;
 use crate::dns::server::{Server, ServerSettings};
-use crate::dns::udp::{UdpSettings, UdpSockets};
+use crate::dns::udp::UdpSockets;
 
 /// Counter totals by `(leaf, counter)`.
 pub type Counters = BTreeMap<(String, String), u64>;
@@ -48,22 +48,12 @@ struct Running {
 }
 
 impl Serving {
-    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]), UDP with
-    /// the default [`UdpSettings`] (the master does not send them).
+    /// Binds every address (port 0 picks a free port; see [`Serving::udp_addrs`]), UDP as
+    /// `settings.udp` says.
     pub fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
         settings: ServerSettings,
-    ) -> io::Result<Self> {
-        Self::bind_with(udp, tcp, settings, &UdpSettings::default())
-    }
-
-    /// [`Serving::bind`] with the given UDP settings.
-    pub fn bind_with(
-        udp: &[SocketAddr],
-        tcp: &[SocketAddr],
-        settings: ServerSettings,
-        udp_settings: &UdpSettings,
     ) -> io::Result<Self> {
         fn with_addr(addr: &SocketAddr, proto: &str) -> impl FnOnce(io::Error) -> io::Error {
             let what = format!("binding {proto} {addr}");
@@ -72,7 +62,7 @@ impl Serving {
         let udp = udp
             .iter()
             .map(|a| {
-                UdpSockets::bind(*a, settings.workers, udp_settings).map_err(with_addr(a, "udp"))
+                UdpSockets::bind(*a, settings.workers, &settings.udp).map_err(with_addr(a, "udp"))
             })
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = tcp
@@ -210,8 +200,7 @@ mod tests {
             .unwrap();
         let settings = ServerSettings {
             workers: 3,
-            tcp_idle_timeout: Duration::from_secs(1),
-            tcp_max_connections: 4,
+            ..ServerSettings::default()
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut serving = Serving::bind(&[addr], &[], settings).unwrap();

@@ -1,4 +1,4 @@
-//! Concurrent connections per client address, for the TCP edges (Whois, RDAP): one address
+//! Concurrent connections per client address, for the TCP edges (Whois, RDAP, DNS): one address
 //! cannot take every connection slot by opening connections and sending nothing (each is then
 //! held until its timeout). The rate limit counts requests; this counts open connections.
 //!

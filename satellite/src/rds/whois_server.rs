@@ -75,8 +75,9 @@ const TOO_LONG: &[u8] = b"% Error: query too long\r\n";
 /// Answer to a client that did not finish its line in time.
 const TIMEOUT: &[u8] = b"% Error: timeout\r\n";
 
-/// Pause after an accept error that is not the client's (EMFILE, ENFILE, ENOBUFS…).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// Pause after an accept error that is not the client's (EMFILE, ENFILE, ENOBUFS…); the DNS
+/// TCP edge shares it.
+pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// At most one accept error logged per this long.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Capacity a fresh answer buffer starts with: a domain answer with four contacts fits.
@@ -160,7 +161,7 @@ impl WhoisServer {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let connections = TaskTracker::new();
-    let mut errors = ErrorLog::default();
+    let mut errors = AcceptErrors::new("whois accept");
     let cancelled = shared.cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
@@ -197,7 +198,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Accept errors about one connection only (it went away before we took it): no pause.
-fn is_client_error(e: &io::Error) -> bool {
+pub(crate) fn is_client_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted
@@ -206,21 +207,31 @@ fn is_client_error(e: &io::Error) -> bool {
     )
 }
 
-/// Logs accept errors at most once per [`ACCEPT_LOG_EVERY`], counting the ones not logged.
-#[derive(Default)]
-struct ErrorLog {
+/// Logs accept errors at most once per [`ACCEPT_LOG_EVERY`], counting the ones not logged
+/// (every TCP edge's accept loop has one).
+pub(crate) struct AcceptErrors {
+    /// The log message: which edge.
+    what: &'static str,
     last: Option<Instant>,
     suppressed: u64,
 }
 
-impl ErrorLog {
-    fn note(&mut self, e: &io::Error) {
+impl AcceptErrors {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    pub(crate) fn note(&mut self, e: &io::Error) {
         let now = Instant::now();
         if self.last.is_some_and(|t| now < t + ACCEPT_LOG_EVERY) {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(error = %e, suppressed = self.suppressed, "whois accept");
+        tracing::warn!(error = %e, suppressed = self.suppressed, "{}", self.what);
         self.last = Some(now);
         self.suppressed = 0;
     }

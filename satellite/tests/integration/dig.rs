@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::fixtures::registry;
 use crate::harness::{EXAMPLE_CONFIG, TestServer};
 
-fn tool(name: &str) -> bool {
+pub(crate) fn tool(name: &str) -> bool {
     let found = Command::new(name).arg("-v").output().is_ok();
     if !found {
         assert!(
@@ -18,7 +18,7 @@ fn tool(name: &str) -> bool {
     found
 }
 
-fn run(name: &str, args: &[String]) -> String {
+pub(crate) fn run(name: &str, args: &[String]) -> String {
     let out = Command::new(name).args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

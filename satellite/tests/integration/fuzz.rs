@@ -23,7 +23,7 @@ fn pipeline() -> Pipeline {
             &data.domains,
             &data.hosts,
         ))),
-        config.nsid,
+        config.nsid(),
     )
 }
 

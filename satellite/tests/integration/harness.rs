@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use orrery_satellite::dns::leaf::Dns;
-use orrery_satellite::dns::server::{Server, ServerSettings};
+use orrery_satellite::dns::server::Server;
 use orrery_satellite::dns::udp::UdpSockets;
 use orrery_satellite::{Config, Pipeline, Selector, SnapshotData, ZoneSet, ZoneStore};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ impl TestServer {
         let pipeline = Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).unwrap(),
             Arc::clone(&zones),
-            config.nsid.clone(),
+            config.nsid(),
         ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -53,19 +53,20 @@ impl TestServer {
             .build()
             .unwrap();
         let cancel = CancellationToken::new();
-        let udp = UdpSockets::bind(udp, config.workers, &config.udp_settings).unwrap();
+        let udp = UdpSockets::bind(udp, config.server.workers, &config.server.udp).unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let served = Arc::clone(&pipeline);
         let (server, tcp_addr) = runtime.block_on(async {
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let tcp_addr = tcp.local_addr().unwrap();
-            let settings = ServerSettings {
-                workers: config.workers,
-                tcp_idle_timeout: config.tcp_idle_timeout,
-                tcp_max_connections: config.tcp_max_connections,
-            };
-            let server =
-                Server::start(pipeline, vec![udp], vec![tcp], &settings, cancel.clone()).unwrap();
+            let server = Server::start(
+                pipeline,
+                vec![udp],
+                vec![tcp],
+                &config.server,
+                cancel.clone(),
+            )
+            .unwrap();
             (server, tcp_addr)
         });
         Self {

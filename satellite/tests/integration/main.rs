@@ -8,5 +8,7 @@ mod queries;
 mod rate_limit;
 mod rrl;
 mod shutdown;
+mod standalone;
+mod tcp;
 mod udp;
 mod whois;

@@ -75,7 +75,7 @@ impl Drop for TestWhois {
 
 /// The registry fixture with a registrar, a disclosed registrant, a redacted tech contact and
 /// an IDN (`café.tld`).
-fn data() -> SnapshotData {
+pub(crate) fn data() -> SnapshotData {
     let mut data = registry();
     let mut r = Registrar::new("r1", "Example Registrar, Inc.");
     r.iana_id = Some(9999);
@@ -120,7 +120,7 @@ fn contact(handle: &str, name: &str, disclose: bool) -> Contact {
 }
 
 /// True when the client is installed; under `CI=true` its absence fails the test.
-fn client_installed() -> bool {
+pub(crate) fn client_installed() -> bool {
     let found = Command::new("whois")
         .arg("--version")
         .stdout(Stdio::null())
@@ -139,7 +139,7 @@ fn client_installed() -> bool {
 
 /// Runs `whois -h 127.0.0.1 -p PORT QUERY` under `locale`, killed after [`CLIENT_LIMIT`];
 /// returns its standard output.
-fn whois(port: u16, query: &str, locale: &str) -> String {
+pub(crate) fn whois(port: u16, query: &str, locale: &str) -> String {
     let mut child = Command::new("whois")
         .args([
             "--no-recursion",

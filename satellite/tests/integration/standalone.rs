@@ -1,0 +1,163 @@
+//! The standalone satellite (no master): the `orrery-satellite` binary started from a
+//! configuration file and a state file answers DNS (`dig`), Whois (the Debian `whois` client)
+//! and RDAP (plain HTTP), then stops cleanly on SIGTERM. Everything on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use orrery_satellite::write_snapshot;
+
+use crate::dig::{run, tool};
+use crate::harness::{EXAMPLE_CONFIG, query, udp_exchange};
+use crate::whois::{client_installed, data, whois};
+
+/// A port free for both UDP and TCP on 127.0.0.1 (the kernel's choice, released at once).
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The example configuration on `dns`, with its Whois and RDAP tables enabled on the other
+/// two ports.
+fn config(dns: u16, whois: u16, rdap: u16) -> String {
+    let mut text = String::new();
+    let mut on = false;
+    for line in EXAMPLE_CONFIG.lines() {
+        // The same uncommenting as the configuration's own test: `# [whois]` and `# [rdap]`
+        // start blocks of commented-out settings.
+        if line.starts_with("# [whois]") || line.starts_with("# [rdap]") {
+            on = true;
+        } else if !line.starts_with('#') {
+            on = false;
+        }
+        text.push_str(match line.strip_prefix("# ") {
+            Some(rest) if on && !rest.starts_with(' ') => rest,
+            _ => line,
+        });
+        text.push('\n');
+    }
+    text.replace("127.0.0.1:5353", &format!("127.0.0.1:{dns}"))
+        .replace("127.0.0.1:4343", &format!("127.0.0.1:{whois}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{rdap}"))
+}
+
+/// The satellite process, killed on drop if it is still running.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/rdap+json\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_standalone_satellite_serves_dns_whois_and_rdap_from_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    write_snapshot(&state, &data()).unwrap();
+    let (dns, whois_port, rdap) = (free_port(), free_port(), free_port());
+    let config_path = dir.path().join("satellite.toml");
+    std::fs::write(&config_path, config(dns, whois_port, rdap)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_orrery-satellite"))
+        .arg("--snapshot")
+        .arg(&state)
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut satellite = Process(child);
+    let dns_addr: SocketAddr = ([127, 0, 0, 1], dns).into();
+    let rdap_addr: SocketAddr = ([127, 0, 0, 1], rdap).into();
+
+    // Serving once DNS answers (the services start together, Whois and RDAP just after).
+    let probe = query("tld.", RecordType::SOA, None, false)
+        .to_vec()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while udp_exchange(dns_addr, &probe).is_none() {
+        assert!(
+            satellite.0.try_wait().unwrap().is_none(),
+            "the satellite exited"
+        );
+        assert!(Instant::now() < deadline, "no DNS answer within 30 s");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(rdap_addr).is_err() {
+        assert!(Instant::now() < deadline, "RDAP is not listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    if tool("dig") {
+        let out = run(
+            "dig",
+            &[
+                "@127.0.0.1".into(),
+                "-p".into(),
+                dns.to_string(),
+                "www.foo.tld".into(),
+                "A".into(),
+                "+norec".into(),
+            ],
+        );
+        assert!(
+            out.contains("NOERROR") && out.contains("ns1.foo.tld."),
+            "{out}"
+        );
+    }
+    if client_installed() {
+        let out = whois(whois_port, "foo.tld", "C.UTF-8");
+        assert!(out.contains("Domain Name: FOO.TLD\n"), "{out}");
+        assert!(
+            out.contains("Registrar: Example Registrar, Inc.\n"),
+            "{out}"
+        );
+    }
+    let out = http_get(rdap_addr, "/domain/foo.tld");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"ldhName\":\"foo.tld\""), "{out}");
+    // The base URL of the file is the one in the links.
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{rdap}/domain/foo.tld")),
+        "{out}"
+    );
+    let out = http_get(rdap_addr, "/domain/nope.tld");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+
+    // SIGTERM: a clean stop.
+    let pid = satellite.0.id() as libc::pid_t;
+    // SAFETY: `pid` is our child's, still running (it was not waited for).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = satellite.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
