@@ -219,11 +219,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
     Pipeline {
         selector: Selector::<Dns>::build(&config.selector).expect("the example Selector builds"),
         zones: Arc::new(ZoneStore::new(zones)),
-        nsid: *NSID.get_or_init(|| {
-            config
-                .nsid()
-                .map(|n| &*Box::leak(n.into_boxed_slice()))
-        }),
+        nsid: *NSID.get_or_init(|| config.nsid().map(|n| &*Box::leak(n.into_boxed_slice()))),
     }
 }
 

@@ -319,6 +319,11 @@ fn link() -> Vec<Vec<u8>> {
         dns: Some(pb::DnsService {
             udp: vec!["127.0.0.1:5353".into(), "[::1]:5353".into()],
             tcp: vec!["127.0.0.1:5353".into()],
+            tcp_idle_timeout_ms: 10_000,
+            tcp_max_connections: 1024,
+            tcp_max_connections_per_address: 32,
+            udp_batch: 32,
+            ..Default::default()
         }),
         whois: Some(pb::WhoisService {
             tcp: vec!["127.0.0.1:4343".into()],
