@@ -19,7 +19,9 @@ use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::server::{Server, ServerSettings};
 use orrery_satellite::dns::udp::UdpSockets;
 use orrery_satellite::link::{LinkConfig, Satellite};
-use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
+use orrery_satellite::{
+    BuildOptions, Config, Pipeline, Selector, Served, ServedStore, read_snapshot,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Authoritative DNS for a registry's zones.
@@ -125,11 +127,13 @@ fn serve_from_master(
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let data = read_snapshot(snapshot)?;
-    let zones = ZoneSet::from_snapshot(&data);
+    // The standalone satellite serves DNS only: no Whois/RDAP directory to build.
+    let served = Served::from_snapshot(&data, BuildOptions { directory: false });
     tracing::info!(
         serial = data.serial,
-        zones = zones.zones().len(),
-        delegations = zones
+        zones = served.zones.zones().len(),
+        delegations = served
+            .zones
             .zones()
             .iter()
             .map(|z| z.delegation_count())
@@ -140,7 +144,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(
         selector,
-        Arc::new(ZoneStore::new(zones)),
+        Arc::new(ServedStore::new(served)),
         config.nsid.clone(),
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -185,6 +185,12 @@ impl<S: Shard> Shards<S> {
         Arc::ptr_eq(&self.shards[i], &other.shards[i])
     }
 
+    /// Shard `i`, writable: a private copy first if another version still shares it. The
+    /// caller must [`Shard::seal`] it once its edits are done (an [`Editor`] does).
+    pub fn make_mut_at(&mut self, i: usize) -> &mut S {
+        Arc::make_mut(&mut self.shards[i])
+    }
+
     /// Starts a new version from this one (see the module docs).
     pub fn edit(&self) -> Editor<S> {
         Editor {
@@ -217,7 +223,7 @@ impl<S: Shard> Editor<S> {
     /// Shard `i`, writable (as [`Editor::shard_mut`]).
     pub fn shard_mut_at(&mut self, i: usize) -> &mut S {
         self.touched.push(i as u32);
-        Arc::make_mut(&mut self.next.shards[i])
+        self.next.make_mut_at(i)
     }
 
     /// Seals every touched shard once and returns the new version.
@@ -226,7 +232,7 @@ impl<S: Shard> Editor<S> {
         self.touched.dedup();
         for &i in &self.touched {
             // Already private (made so by `shard_mut_at`), so this does not clone.
-            Arc::make_mut(&mut self.next.shards[i as usize]).seal();
+            self.next.make_mut_at(i as usize).seal();
         }
         self.next
     }
