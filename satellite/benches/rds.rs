@@ -36,7 +36,7 @@ use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings, send_more};
 use orrery_satellite::rds::{Directory, Protocol, Rds, RdsPipeline, rdap, whois};
 use orrery_satellite::selector::Selector;
-use orrery_satellite::{ZoneSet, ZoneStore};
+use orrery_satellite::{Served, ServedStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -551,14 +551,14 @@ fn main() {
         memory(memory_domains);
     }
 
-    let mut set = ZoneSet::default();
+    let mut set = Served::default();
     for change in registry(domains) {
         set.directory.apply(&change);
     }
     let config: SelectorConfig<RdsLeafConfig> = toml::from_str(CHAIN).unwrap();
     let pipeline = Arc::new(ArcSwap::from_pointee(RdsPipeline::new(
         Selector::<Rds>::build(&config).unwrap(),
-        Arc::new(ZoneStore::new(set)),
+        Arc::new(ServedStore::new(set)),
     )));
 
     chain_and_render(&pipeline.load(), domains as u64);

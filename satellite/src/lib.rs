@@ -13,7 +13,7 @@
 //!                     ▼
 //!               Response (64 KiB buffer, compression, TC) ──► sendmmsg (the batch) / framed write
 //!                     ▲
-//!  ZoneStore ─────────┘ one lock-free ArcSwap load per query; batches swap whole versions
+//!  ServedStore ───────┘ one lock-free ArcSwap load per query; batches swap whole versions
 //! ```
 //!
 //! # Layout
@@ -27,8 +27,11 @@
 //!   ([`dns::server`]).
 //! - [`rds`]: the registration data services, Whois (port 43) and RDAP, through a Selector of
 //!   their own over the registration data directory, with their rate limits and connection caps.
-//! - [`zone`]: the zone data ([`zone::ZoneSet`]) and its atomically swapped versions
-//!   ([`zone::store::ZoneStore`]).
+//! - [`served`]: what the satellite answers from ([`served::Served`]: the DNS tables and the
+//!   Whois/RDAP directory side by side) in versions that share unchanged shards, swapped
+//!   whole after each batch ([`served::ServedStore`]); the sharded copy-on-write primitive.
+//! - [`zone`]: the DNS tables ([`zone::ZoneSet`]), compact: names in per-shard arenas,
+//!   hosts interned once and referred to by `u32`.
 //! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
@@ -46,6 +49,7 @@ pub mod dns;
 pub mod link;
 pub mod rds;
 pub mod selector;
+pub mod served;
 pub mod snapshot;
 pub mod zone;
 
@@ -53,6 +57,6 @@ pub use config::{Config, ConfigError};
 pub use dns::leaf::SelectorConfig;
 pub use dns::pipeline::Pipeline;
 pub use selector::Selector;
+pub use served::{BuildOptions, Served, ServedStore};
 pub use snapshot::{SnapshotData, SnapshotError, read_snapshot, write_snapshot};
 pub use zone::ZoneSet;
-pub use zone::store::ZoneStore;

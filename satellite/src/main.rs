@@ -24,7 +24,9 @@ use orrery_satellite::link::rds_serving::RdsServing;
 use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
-use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore, read_snapshot};
+use orrery_satellite::{
+    BuildOptions, Config, Pipeline, Selector, Served, ServedStore, read_snapshot,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Authoritative DNS for a registry's zones.
@@ -154,11 +156,19 @@ const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let data = read_snapshot(snapshot)?;
-    let zones = ZoneSet::from_snapshot(&data);
+    // The Whois/RDAP directory is built only when the configuration serves them.
+    let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
+    let served = Served::from_snapshot(
+        &data,
+        BuildOptions {
+            directory: rds_enabled,
+        },
+    );
     tracing::info!(
         serial = data.serial,
-        zones = zones.zones().len(),
-        delegations = zones
+        zones = served.zones.zones().len(),
+        delegations = served
+            .zones
             .zones()
             .iter()
             .map(|z| z.delegation_count())
@@ -167,7 +177,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         snapshot.display()
     );
     drop(data);
-    let zones = Arc::new(ZoneStore::new(zones));
+    let zones = Arc::new(ServedStore::new(served));
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -179,7 +189,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         dns.serve(pipeline)?;
         tracing::info!(udp = ?dns.udp_addrs(), tcp = ?dns.tcp_addrs(), "serving DNS");
         let settings = &config.settings;
-        let mut rds = if settings.whois.is_some() || settings.rdap.is_some() {
+        let mut rds = if rds_enabled {
             let rds = RdsServing::start(
                 settings.whois.as_ref(),
                 settings.rdap.as_ref(),

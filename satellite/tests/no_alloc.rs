@@ -17,7 +17,7 @@ use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::udp::{UdpSettings, UdpSockets};
 use orrery_satellite::dns::wire::{Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
-use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
+use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
 use tokio_util::sync::CancellationToken;
 
 struct Counting;
@@ -176,7 +176,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 /// query still makes its name: one allocation per query, outside the renderers.)
 #[test]
 fn whois_and_rdap_rendering_does_not_allocate() {
-    let mut zones = zones();
+    let mut zones = Served::dns_only(zones());
     let contact = |handle: &str, disclose: bool| Contact {
         handle: handle.into(),
         name: format!("Name of {handle}"),
@@ -228,7 +228,7 @@ fn whois_and_rdap_rendering_does_not_allocate() {
     ] {
         zones.directory.apply(&change);
     }
-    let ctx = RdsCtx { zones: &zones };
+    let ctx = RdsCtx { served: &zones };
     let queries = [
         (Query::Domain(n("data.tld")), Outcome::Found),
         (Query::Nameserver(n("a.nic.tld")), Outcome::Found),
@@ -366,7 +366,7 @@ fn steady_state_queries_do_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
-        Arc::new(ZoneStore::new(zones())),
+        Arc::new(ServedStore::new(Served::dns_only(zones()))),
         config.nsid(),
     );
     let packets = dns_packets();
@@ -391,7 +391,7 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
     assert!(config.selector.chains[0].leaves.contains(&"rrl".to_owned()));
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
-        Arc::new(ZoneStore::new(zones())),
+        Arc::new(ServedStore::new(Served::dns_only(zones()))),
         config.nsid(),
     );
     let packets = dns_packets();
@@ -426,7 +426,7 @@ fn batched_udp_worker_does_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
-        Arc::new(ZoneStore::new(zones())),
+        Arc::new(ServedStore::new(Served::dns_only(zones()))),
         config.nsid(),
     );
     let group = UdpSockets::bind("0.0.0.0:0".parse().unwrap(), 1, &UdpSettings::default()).unwrap();

@@ -276,14 +276,14 @@ impl Satellite {
     pub(crate) fn start(config: &str, data: &orrery_satellite::SnapshotData) -> Self {
         use orrery_satellite::dns::leaf::Dns;
         use orrery_satellite::dns::server::Server;
-        use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
+        use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
         use std::sync::Arc;
 
         let config = Config::parse(config).expect("satellite config");
         let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
         let pipeline = Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).expect("selector"),
-            Arc::new(ZoneStore::new(zones)),
+            Arc::new(ServedStore::new(Served::dns_only(zones))),
             config.nsid(),
         ));
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,14 +11,14 @@
 //!  │        │                                        │  or note restart_required)     ▲
 //!  │        │                applied ∉ [window_start, head]? ─▶ Snapshot (resumable) ─┤
 //!  │        │                                        ▼                                │
-//!  │        │   Follow(applied) ─▶ Batch ─▶ STATE.log (fsync) ─▶ ZoneStore::apply ────┘
+//!  │        │   Follow(applied) ─▶ Batch ─▶ STATE.log (fsync) ─▶ ServedStore::apply ────┘
 //!  │        │                │  Heartbeat          SnapshotRequired ─▶ Snapshot, Follow again
 //!  │        │                └─ every checkin_interval: CheckIn(statistics, restart_required)
 //!  └── any error: keep serving the last complete state; pause (backoff) and dial again
 //! ```
 //!
 //! # Guarantees
-//! - **Atomic batches.** Each batch goes to [`ZoneStore::apply`] whole; a batch that overlaps
+//! - **Atomic batches.** Each batch goes to [`ServedStore::apply`] whole; a batch that overlaps
 //!   the state (it may start before the applied serial, see `link.proto`) is re-based on it,
 //!   which is harmless because changes are whole objects. A gap is a protocol error and ends
 //!   the session.
@@ -27,8 +27,8 @@
 //!   one batch: every object, plus a removal for each object it no longer holds
 //!   ([`registry::Registry::replace`]). A stream cut in the middle leaves the last complete
 //!   state serving. A bare satellite builds its zone set (and registry) from the first
-//!   snapshot's objects directly, without a diff, and starts serving only then; the spare copy
-//!   of the zone set is made in the background ([`ZoneStore::prepare_spare`]).
+//!   snapshot's objects directly, without a diff, and starts serving only then; later
+//!   versions share every shard a batch does not touch ([`crate::served`]).
 //! - **Restart from disk, never back in time.** Each batch is appended to the batch log and
 //!   synced before queries see it ([`batch_log`]); a snapshot is in the state file before
 //!   queries see it (a bare satellite's first snapshot: right after serving starts, before
@@ -90,8 +90,8 @@ use crate::dns::server::ServerSettings;
 use crate::rds::Rds;
 use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::selector::Selector;
-use crate::zone::store::ZoneStore;
-use crate::zone::{ZoneError, ZoneSet};
+use crate::served::{BuildOptions, Served, ServedStore};
+use crate::zone::ZoneError;
 
 /// Limit for one unary call (boot, check-in) and for opening a stream.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,14 +241,15 @@ impl Satellite {
                 *link.registry.lock().unwrap_or_else(|e| e.into_inner()) =
                     Registry::from_snapshot(data);
                 replay_batches(&link.files, &link.registry);
-                let set = ZoneSet::from_snapshot(
+                // Settings may enable Whois or RDAP at any time: build the directory too.
+                let set = Served::from_snapshot(
                     link.registry
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .data(),
+                    BuildOptions::default(),
                 );
-                let zones = Arc::new(ZoneStore::new(set));
-                prepare_spare_in_background(Arc::clone(&zones));
+                let zones = Arc::new(ServedStore::new(set));
                 link.zones = Some(zones);
                 link.adopt(settings)?;
                 tracing::info!(
@@ -301,7 +302,7 @@ struct Link {
     /// Tells the persister that `registry` changed.
     dirty: Arc<Notify>,
     /// What queries see; `None` until there is a state.
-    zones: Option<Arc<ZoneStore>>,
+    zones: Option<Arc<ServedStore>>,
     serving: Option<Serving>,
     /// Whois and RDAP; `None` until there is a state and a configuration asking for them.
     rds: Option<RdsServing>,
@@ -580,8 +581,7 @@ impl Link {
     /// file and publishes the new status.
     ///
     /// A bare satellite builds its zone set and registry straight from the objects (no diff
-    /// to compute), serves as soon as they are built, and leaves the spare copy of the zone
-    /// set to a background task ([`ZoneStore::prepare_spare`]). The state file is written
+    /// to compute) and serves as soon as they are built. The state file is written
     /// after DNS starts answering, but before the status reports the new serial: a status
     /// showing a serial reached by a snapshot means the state file holds it. A crash before
     /// the write leaves the previous state file (or none), from which a restart catches up.
@@ -608,9 +608,14 @@ impl Link {
                 }
                 None => {
                     let mut fresh = Registry::at(serial);
-                    let set = ZoneSet::from_objects(serial, objects, |c| fresh.put_change(c));
+                    let set = Served::from_objects(
+                        serial,
+                        objects,
+                        |c| fresh.put_change(c),
+                        BuildOptions::default(),
+                    );
                     *registry.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-                    Ok((Some(Arc::new(ZoneStore::new(set))), None))
+                    Ok((Some(Arc::new(ServedStore::new(set))), None))
                 }
             }
         })
@@ -618,7 +623,6 @@ impl Link {
         let loaded = started.elapsed();
         self.snapshot_required = false;
         if let Some(z) = built {
-            prepare_spare_in_background(Arc::clone(&z));
             self.zones = Some(z);
         }
         self.ensure_serving()?;
@@ -1064,20 +1068,6 @@ fn replay_batches(files: &StateFiles, registry: &Mutex<Registry>) {
             tracing::error!(error = %e, "cannot rewrite the state files");
         }
     }
-}
-
-/// Makes the spare copy of a new store's zone set on a blocking thread (see
-/// [`ZoneStore::prepare_spare`]), so that serving starts without waiting for it.
-fn prepare_spare_in_background(zones: Arc<ZoneStore>) {
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        if zones.prepare_spare() {
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                "spare copy of the zone set made"
-            );
-        }
-    });
 }
 
 /// A call with [`CALL_TIMEOUT`].

@@ -22,7 +22,7 @@ use crate::rds::rdap_server::{self, RdapServer, RdapSettings};
 use crate::rds::whois_server::{WhoisServer, WhoisSettings};
 use crate::rds::{Rds, RdsPipeline};
 use crate::selector::Selector;
-use crate::zone::store::ZoneStore;
+use crate::served::ServedStore;
 
 /// Prefix of the leaf names in [`RdsServing::counters`], so that they do not mix with the DNS
 /// leaves' counters of the same names.
@@ -81,7 +81,7 @@ impl RdsServing {
         whois: Option<&WhoisListen>,
         rdap: Option<&RdapListen>,
         selector: Selector<Rds>,
-        zones: Arc<ZoneStore>,
+        zones: Arc<ServedStore>,
     ) -> Result<Self, RdsServingError> {
         let whois_listeners = bind("whois tcp", whois.map_or(&[][..], |w| &w.tcp))?;
         let http_listeners = bind("rdap http", rdap.map_or(&[][..], |r| &r.http))?;
@@ -176,7 +176,7 @@ impl RdsServing {
 
     /// Serves with `selector` from now on (same zones).
     pub fn replace_selector(&self, selector: Selector<Rds>) {
-        let zones = Arc::clone(&self.pipeline.load().zones);
+        let zones = Arc::clone(&self.pipeline.load().served);
         let old = self
             .pipeline
             .swap(Arc::new(RdsPipeline::new(selector, zones)));
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
     use crate::rds::leaf::DEFAULT_SELECTOR;
     use crate::rds::leaf::tests::selector;
-    use crate::zone::ZoneSet;
+    use crate::served::Served;
 
     #[tokio::test]
     async fn changed_limits_and_proxies_take_a_restart() {
@@ -276,7 +276,7 @@ mod tests {
             http: vec!["127.0.0.1:0".parse().unwrap()],
             ..RdapListen::default()
         };
-        let zones = Arc::new(ZoneStore::new(ZoneSet::default()));
+        let zones = Arc::new(ServedStore::new(Served::default()));
         let mut serving =
             RdsServing::start(Some(&whois), Some(&rdap), selector(DEFAULT_SELECTOR), zones)
                 .unwrap();

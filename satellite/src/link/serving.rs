@@ -178,13 +178,18 @@ mod tests {
 
     use super::*;
     use crate::dns::leaf::Dns;
-    use crate::{Config, Selector, ZoneSet, ZoneStore};
+    use crate::{Config, Selector, Served, ServedStore, ZoneSet};
 
     fn pipeline() -> Arc<Pipeline> {
         let config = Config::parse(include_str!("../../config.example.toml")).unwrap();
         Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).unwrap(),
-            Arc::new(ZoneStore::new(ZoneSet::build(1, &[], &[], &[]))),
+            Arc::new(ServedStore::new(Served::dns_only(ZoneSet::build(
+                1,
+                &[],
+                &[],
+                &[],
+            )))),
             None,
         ))
     }

@@ -1,6 +1,6 @@
 //! The registration data directory: what Whois and RDAP answer from.
 //!
-//! It lives inside each [`ZoneSet`](crate::ZoneSet) version, so a change batch updates DNS and
+//! It lives inside each [`Served`](crate::Served) version, so a change batch updates DNS and
 //! the directory in the same atomic step, and a query sees both at one serial.
 //!
 //! # Layout and compactness

@@ -7,7 +7,7 @@
 //!   (GET path)                bytes,     statistics → validate_query → acl → rate_limit → lookup
 //!                             peer)                │ Outcome: Found / NotFound / BadRequest /
 //!                                                  │          RateLimited / Refused
-//!  ZoneSet.directory ◄─────────────────────────────┘ one lock-free load per request
+//!  Served.directory ◄─────────────────────────────┘ one lock-free load per request
 //! ```
 //!
 //! Both protocols go through one [`Selector`](crate::selector::Selector) of their own service,
@@ -44,7 +44,7 @@ pub use self::directory::Directory;
 pub use self::pipeline::RdsPipeline;
 use crate::dns::leaf::SelectorError;
 use crate::selector::{ChainId, Service};
-use crate::zone::ZoneSet;
+use crate::served::Served;
 
 /// The protocol a request arrived by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,13 +139,13 @@ impl Default for RdsEvent {
 
 /// Shared read-only context of one request.
 pub struct RdsCtx<'a> {
-    pub zones: &'a ZoneSet,
+    pub served: &'a Served,
 }
 
 impl RdsCtx<'_> {
     /// The registration data.
     pub fn directory(&self) -> &Directory {
-        &self.zones.directory
+        &self.served.directory
     }
 }
 

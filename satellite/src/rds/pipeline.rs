@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Rds, RdsCtx, RdsEvent};
 use crate::selector::Selector;
-use crate::zone::store::ZoneStore;
+use crate::served::ServedStore;
 
 /// Events kept for reuse; more are dropped when returned (a burst of connections must not
 /// leave memory behind for ever).
@@ -14,15 +14,15 @@ const FREE_EVENTS: usize = 1024;
 /// What every Whois and RDAP connection shares.
 pub struct RdsPipeline {
     pub selector: Selector<Rds>,
-    pub zones: Arc<ZoneStore>,
+    pub served: Arc<ServedStore>,
     free: Mutex<Vec<RdsEvent>>,
 }
 
 impl RdsPipeline {
-    pub fn new(selector: Selector<Rds>, zones: Arc<ZoneStore>) -> Self {
+    pub fn new(selector: Selector<Rds>, served: Arc<ServedStore>) -> Self {
         Self {
             selector,
-            zones,
+            served,
             free: Mutex::new(Vec::new()),
         }
     }
@@ -52,8 +52,8 @@ impl RdsPipeline {
         ev: &mut RdsEvent,
         render: impl FnOnce(&RdsEvent, bool, &RdsCtx<'_>) -> R,
     ) -> R {
-        let zones = self.zones.load();
-        let ctx = RdsCtx { zones: &zones };
+        let served = self.served.load();
+        let ctx = RdsCtx { served: &served };
         let answered = self.selector.run(ev, &ctx);
         render(ev, answered, &ctx)
     }

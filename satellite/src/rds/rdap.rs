@@ -878,7 +878,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::rds::directory::tests::sample;
     use crate::rds::{Protocol, RdsCtx};
-    use crate::zone::ZoneSet;
+    use crate::served::Served;
     use crate::zone::tests::{domain, n};
 
     const BASE: &str = "https://rdap.example/";
@@ -1025,20 +1025,20 @@ pub(crate) mod tests {
         assert!(props.iter().any(|p| p[0] == "fn"), "fn is required");
     }
 
-    pub(crate) fn zones() -> ZoneSet {
+    pub(crate) fn zones() -> Served {
         // The zones are private to their module: start from an empty set.
-        let mut zones = ZoneSet::default();
+        let mut zones = Served::default();
         zones.directory = sample();
         zones
     }
 
-    fn render_with(zones: &ZoneSet, query: Query, outcome: Outcome) -> (Status, Value, String) {
+    fn render_with(zones: &Served, query: Query, outcome: Outcome) -> (Status, Value, String) {
         let mut ev = RdsEvent::new();
         ev.reset("192.0.2.1".parse().unwrap(), Protocol::Rdap);
         ev.query = query;
         ev.outcome = outcome;
         let mut out = Vec::new();
-        let status = render(&ev, &RdsCtx { zones }, BASE, &mut out);
+        let status = render(&ev, &RdsCtx { served: zones }, BASE, &mut out);
         let text = String::from_utf8(out).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         (status, v, text)

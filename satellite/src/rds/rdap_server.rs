@@ -675,8 +675,8 @@ mod tests {
     use crate::rds::leaf::tests::selector;
     use crate::rds::rdap::tests::check_rdap_structure;
     use crate::rds::rdap::tests::zones;
-    use crate::zone::ZoneSet;
-    use crate::zone::store::ZoneStore;
+    use crate::served::Served;
+    use crate::served::ServedStore;
     use crate::zone::tests::domain;
 
     /// A server on 127.0.0.1:0, stopped (and joined) on drop of the token by `stop`.
@@ -687,9 +687,9 @@ mod tests {
     }
 
     impl TestServer {
-        fn start(selector_text: &str, zones: ZoneSet, settings: RdapSettings) -> Self {
+        fn start(selector_text: &str, zones: Served, settings: RdapSettings) -> Self {
             let pipeline =
-                RdsPipeline::new(selector(selector_text), Arc::new(ZoneStore::new(zones)));
+                RdsPipeline::new(selector(selector_text), Arc::new(ServedStore::new(zones)));
             let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
             let addr = listener.local_addr().unwrap();
             let cancel = CancellationToken::new();

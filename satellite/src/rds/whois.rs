@@ -465,14 +465,14 @@ mod tests {
     use super::*;
     use crate::rds::directory::tests::{contact as sample_contact, sample};
     use crate::rds::{Directory, Protocol};
-    use crate::zone::ZoneSet;
+    use crate::served::Served;
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
     }
 
     fn answer(dir: Directory, request: &str, query: Query, outcome: Outcome) -> String {
-        let mut zones = ZoneSet::default();
+        let mut zones = Served::default();
         zones.directory = dir;
         let mut ev = RdsEvent::new();
         ev.reset("192.0.2.1".parse().unwrap(), Protocol::Whois);
@@ -480,7 +480,7 @@ mod tests {
         ev.query = query;
         ev.outcome = outcome;
         let mut out = b"previous".to_vec();
-        render(&ev, &RdsCtx { zones: &zones }, &mut out);
+        render(&ev, &RdsCtx { served: &zones }, &mut out);
         assert_eq!(&out[..8], b"previous", "render appends");
         let text = String::from_utf8(out.split_off(8)).unwrap();
         assert!(text.ends_with("\r\n"), "{text}");

@@ -436,16 +436,16 @@ mod tests {
     use crate::rds::Rds;
     use crate::rds::leaf::{DEFAULT_SELECTOR, RdsLeafConfig};
     use crate::selector::Selector;
-    use crate::zone::ZoneSet;
-    use crate::zone::store::ZoneStore;
+    use crate::served::Served;
+    use crate::served::ServedStore;
 
     fn pipeline(selector: &str) -> RdsPipeline {
         let config: SelectorConfig<RdsLeafConfig> = toml::from_str(selector).unwrap();
-        let mut zones = ZoneSet::default();
+        let mut zones = Served::default();
         zones.directory = crate::rds::directory::tests::sample();
         RdsPipeline::new(
             Selector::<Rds>::build(&config).unwrap(),
-            Arc::new(ZoneStore::new(zones)),
+            Arc::new(ServedStore::new(zones)),
         )
     }
 

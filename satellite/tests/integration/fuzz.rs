@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hickory_proto::rr::RecordType;
 use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::wire::{Event, Transport};
-use orrery_satellite::{Config, Pipeline, Selector, ZoneSet, ZoneStore};
+use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -17,12 +17,12 @@ fn pipeline() -> Pipeline {
     let data = registry();
     Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
-        Arc::new(ZoneStore::new(ZoneSet::build(
+        Arc::new(ServedStore::new(Served::dns_only(ZoneSet::build(
             data.serial,
             &data.zones,
             &data.domains,
             &data.hosts,
-        ))),
+        )))),
         config.nsid(),
     )
 }

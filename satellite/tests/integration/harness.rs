@@ -10,7 +10,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::server::Server;
 use orrery_satellite::dns::udp::UdpSockets;
-use orrery_satellite::{Config, Pipeline, Selector, SnapshotData, ZoneSet, ZoneStore};
+use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, SnapshotData, ZoneSet};
 use tokio_util::sync::CancellationToken;
 
 /// The example configuration shipped with the crate.
@@ -19,7 +19,7 @@ pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml"
 pub(crate) struct TestServer {
     pub(crate) udp: SocketAddr,
     pub(crate) tcp: SocketAddr,
-    pub(crate) zones: Arc<ZoneStore>,
+    pub(crate) zones: Arc<ServedStore>,
     /// The query path, for reading the leaves' counters.
     pub(crate) pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
@@ -36,12 +36,12 @@ impl TestServer {
     /// configuration's UDP settings say.
     pub(crate) fn start_on(config: &str, data: &SnapshotData, udp: SocketAddr) -> Self {
         let config = Config::parse(config).expect("config");
-        let zones = Arc::new(ZoneStore::new(ZoneSet::build(
+        let zones = Arc::new(ServedStore::new(Served::dns_only(ZoneSet::build(
             data.serial,
             &data.zones,
             &data.domains,
             &data.hosts,
-        )));
+        ))));
         let pipeline = Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).unwrap(),
             Arc::clone(&zones),

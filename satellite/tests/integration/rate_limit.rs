@@ -13,7 +13,7 @@ use orrery_satellite::rds::rdap_server::{RdapServer, RdapSettings};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
 use orrery_satellite::rds::{Rds, RdsPipeline};
 use orrery_satellite::selector::Selector;
-use orrery_satellite::{ZoneSet, ZoneStore};
+use orrery_satellite::{BuildOptions, Served, ServedStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,10 @@ fn pipeline() -> Arc<ArcSwap<RdsPipeline>> {
     let config: SelectorConfig<RdsLeafConfig> = toml::from_str(CHAIN).unwrap();
     Arc::new(ArcSwap::from_pointee(RdsPipeline::new(
         Selector::<Rds>::build(&config).unwrap(),
-        Arc::new(ZoneStore::new(ZoneSet::from_snapshot(&registry()))),
+        Arc::new(ServedStore::new(Served::from_snapshot(
+            &registry(),
+            BuildOptions::default(),
+        ))),
     )))
 }
 

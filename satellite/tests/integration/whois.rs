@@ -15,7 +15,7 @@ use orrery_satellite::rds::leaf::{DEFAULT_SELECTOR, RdsLeafConfig};
 use orrery_satellite::rds::whois_server::{WhoisServer, WhoisSettings};
 use orrery_satellite::rds::{Rds, RdsPipeline};
 use orrery_satellite::selector::Selector;
-use orrery_satellite::{SnapshotData, ZoneSet, ZoneStore};
+use orrery_satellite::{BuildOptions, Served, ServedStore, SnapshotData};
 use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::{domain, registry};
@@ -36,7 +36,10 @@ impl TestWhois {
         let config: SelectorConfig<RdsLeafConfig> = toml::from_str(DEFAULT_SELECTOR).unwrap();
         let pipeline = RdsPipeline::new(
             Selector::<Rds>::build(&config).unwrap(),
-            Arc::new(ZoneStore::new(ZoneSet::from_snapshot(data))),
+            Arc::new(ServedStore::new(Served::from_snapshot(
+                data,
+                BuildOptions::default(),
+            ))),
         );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -71,23 +71,23 @@ pub fn answer(set: &ZoneSet, ev: &mut Event, nsid: Option<&'static [u8]>) {
     if let Some(del) = zone.delegation(child) {
         if below == 1 && qtype == rtype::DS {
             r.authoritative = true;
-            if del.ds.is_empty() {
+            if !del.has_ds() {
                 no_data(zone, r);
             } else {
                 r.rrset(Section::Answer, true, |r| {
-                    for ds in &del.ds {
+                    for ds in del.ds() {
                         r.record(Owner::Question, rtype::DS, class::IN, zone.ds_ttl, |r| {
                             r.put_u16(ds.key_tag)?;
                             r.put_u8(ds.algorithm)?;
                             r.put_u8(ds.digest_type)?;
-                            r.put_bytes(&ds.digest)
+                            r.put_bytes(ds.digest)
                         })?;
                     }
                     Ok(())
                 });
             }
         } else {
-            referral(&set.hosts, zone, child, del, r);
+            referral(&set.hosts, zone, child, &del, r);
         }
         return;
     }
@@ -134,12 +134,12 @@ fn answer_apex(set: &ZoneSet, zone: &ZoneData, qtype: u16, tcp: bool, r: &mut Re
                 zone,
                 Section::Answer,
                 Owner::Question,
-                &zone.apex_ns,
+                zone.apex_ns.iter().copied(),
                 r,
             ) {
                 for &id in &zone.apex_ns {
                     let h = set.hosts.get(id);
-                    if zone.contains(&h.name) {
+                    if zone.contains(h.name) {
                         addresses(&set.hosts, id, zone.ns_ttl, false, r);
                     }
                 }
@@ -153,7 +153,7 @@ fn answer_apex(set: &ZoneSet, zone: &ZoneData, qtype: u16, tcp: bool, r: &mut Re
                     zone,
                     Section::Answer,
                     Owner::Question,
-                    &zone.apex_ns,
+                    zone.apex_ns.iter().copied(),
                     r,
                 );
             }
@@ -177,42 +177,18 @@ fn answer_host(
     let h = hosts.get(id);
     let ttl = zone.ns_ttl;
     let wrote = match qtype {
-        rtype::A if !h.v4.is_empty() => a_rrset(
-            h.v4.as_ref(),
-            Section::Answer,
-            Owner::Question,
-            ttl,
-            true,
-            r,
-        ),
-        rtype::AAAA if !h.v6.is_empty() => aaaa_rrset(
-            h.v6.as_ref(),
-            Section::Answer,
-            Owner::Question,
-            ttl,
-            true,
-            r,
-        ),
+        rtype::A if !h.v4.is_empty() => {
+            a_rrset(h.v4, Section::Answer, Owner::Question, ttl, true, r)
+        }
+        rtype::AAAA if !h.v6.is_empty() => {
+            aaaa_rrset(h.v6, Section::Answer, Owner::Question, ttl, true, r)
+        }
         rtype::ANY if !h.v4.is_empty() || !h.v6.is_empty() => {
             if !h.v4.is_empty() {
-                a_rrset(
-                    h.v4.as_ref(),
-                    Section::Answer,
-                    Owner::Question,
-                    ttl,
-                    true,
-                    r,
-                );
+                a_rrset(h.v4, Section::Answer, Owner::Question, ttl, true, r);
             }
             if !h.v6.is_empty() && (tcp || h.v4.is_empty()) {
-                aaaa_rrset(
-                    h.v6.as_ref(),
-                    Section::Answer,
-                    Owner::Question,
-                    ttl,
-                    true,
-                    r,
-                );
+                aaaa_rrset(h.v6, Section::Answer, Owner::Question, ttl, true, r);
             }
             true
         }
@@ -224,21 +200,27 @@ fn answer_host(
 }
 
 /// A referral to `del`, the delegation of `child`.
-fn referral(hosts: &HostTable, zone: &ZoneData, child: &[u8], del: &Delegation, r: &mut Response) {
+fn referral(
+    hosts: &HostTable,
+    zone: &ZoneData,
+    child: &[u8],
+    del: &Delegation<'_>,
+    r: &mut Response,
+) {
     if !ns_rrset(
         hosts,
         zone,
         Section::Authority,
         Owner::Name(child),
-        &del.ns,
+        del.ns(),
         r,
     ) {
         return;
     }
     // In-domain glue first (required), then sibling glue (optional), each in NS order.
     for in_domain in [true, false] {
-        for &id in &del.ns {
-            let name = &hosts.get(id).name;
+        for id in del.ns() {
+            let name = hosts.get(id).name;
             if !zone.contains(name) || name.len() == zone.apex.len() {
                 continue;
             }
@@ -279,13 +261,13 @@ fn ns_rrset(
     zone: &ZoneData,
     section: Section,
     owner: Owner<'_>,
-    ns: &[HostId],
+    ns: impl Iterator<Item = HostId>,
     r: &mut Response,
 ) -> bool {
     r.rrset(section, true, |r| {
-        for &id in ns {
+        for id in ns {
             r.record(owner, rtype::NS, class::IN, zone.ns_ttl, |r| {
-                r.put_name(&hosts.get(id).name)
+                r.put_name(hosts.get(id).name)
             })?;
         }
         Ok(())
@@ -295,12 +277,12 @@ fn ns_rrset(
 /// A and AAAA RRsets of a host in ADDITIONAL.
 fn addresses(hosts: &HostTable, id: HostId, ttl: u32, required: bool, r: &mut Response) {
     let h = hosts.get(id);
-    let owner = Owner::Name(&h.name);
+    let owner = Owner::Name(h.name);
     if !h.v4.is_empty() {
-        a_rrset(h.v4.as_ref(), Section::Additional, owner, ttl, required, r);
+        a_rrset(h.v4, Section::Additional, owner, ttl, required, r);
     }
     if !h.v6.is_empty() {
-        aaaa_rrset(h.v6.as_ref(), Section::Additional, owner, ttl, required, r);
+        aaaa_rrset(h.v6, Section::Additional, owner, ttl, required, r);
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) mod tests {
     use crate::dns::leaf::SelectorConfig;
     use crate::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent};
     use crate::selector::Selector;
-    use crate::zone::ZoneSet;
+    use crate::served::Served;
 
     pub(crate) fn selector(text: &str) -> Selector<Rds> {
         let config: SelectorConfig<RdsLeafConfig> = toml::from_str(text).unwrap();
@@ -72,8 +72,8 @@ pub(crate) mod tests {
     }
 
     /// A zone set whose directory is the directory module's sample.
-    pub(crate) fn zones() -> ZoneSet {
-        let mut set = ZoneSet::default();
+    pub(crate) fn zones() -> Served {
+        let mut set = Served::default();
         set.directory = crate::rds::directory::tests::sample();
         set
     }
@@ -81,7 +81,7 @@ pub(crate) mod tests {
     /// Runs one request; returns whether it was answered, and the event.
     pub(crate) fn run(
         sel: &Selector<Rds>,
-        zones: &ZoneSet,
+        zones: &Served,
         peer: &str,
         protocol: Protocol,
         request: &str,
@@ -89,7 +89,7 @@ pub(crate) mod tests {
         let mut ev = RdsEvent::new();
         ev.reset(peer.parse().unwrap(), protocol);
         ev.request.extend_from_slice(request.as_bytes());
-        let answered = sel.run(&mut ev, &RdsCtx { zones });
+        let answered = sel.run(&mut ev, &RdsCtx { served: zones });
         (answered, ev)
     }
 
@@ -159,7 +159,7 @@ pub(crate) mod tests {
             let mut ev = RdsEvent::new();
             ev.reset(peer, protocol);
             ev.request.extend_from_slice(&request);
-            let ctx = RdsCtx { zones: &zones };
+            let ctx = RdsCtx { served: &zones };
             assert!(sel.run(&mut ev, &ctx));
             assert_ne!(ev.outcome, Outcome::Pending);
             out.clear();

@@ -1,0 +1,260 @@
+//! Build time and heap bytes per delegation of the DNS tables at 1,000,000 delegations, and the
+//! memory a 10,000-change batch takes while a query still holds the version before it.
+//!
+//! ```text
+//! cargo bench -p orrery-satellite --bench zone_build [-- DOMAINS [RUNS]]
+//! ```
+//!
+//! The data has the shape of `orrery-admin load-synthetic` (store/src/synthetic.rs): every
+//! domain two nameservers, about 70% at a pool of 5,000 out-of-zone hosting providers and 30%
+//! at in-bailiwick `ns1`/`ns2.<name>` with A glue (AAAA for half), about 8% with one DS,
+//! 1.5% on hold. Heap is counted by a global allocator that tracks live and peak bytes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use orrery_proto::{Change, ChangeBatch, Domain, Ds, EppStatus, Host, Name, Soa, Timestamp, Zone};
+use orrery_satellite::served::{BuildOptions, Served, ServedStore};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        if new >= layout.size() {
+            let live = LIVE.fetch_add(new - layout.size(), Ordering::Relaxed) + new - layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        } else {
+            LIVE.fetch_sub(layout.size() - new, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn reset_peak() {
+    PEAK.store(live(), Ordering::Relaxed);
+}
+
+/// xorshift64*: deterministic data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+const SYLLABLES: &[&str] = &[
+    "an", "bel", "cor", "dan", "el", "fir", "gal", "hen", "is", "jo", "kal", "lum", "mar", "nor",
+    "ol", "pax", "qui", "ras", "sol", "tur", "ul", "ven", "wen", "xy", "yor", "zen",
+];
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn host(name: Name, addresses: Vec<IpAddr>) -> Host {
+    Host {
+        name,
+        addresses,
+        registrar: None,
+        created: Timestamp(0),
+        updated: Timestamp(0),
+    }
+}
+
+/// The zone, its hosts and `count` domains starting at index `from`, as Change objects.
+fn objects(from: usize, count: usize, rng: &mut Rng, with_zone: bool) -> Vec<Change> {
+    let mut out = Vec::with_capacity(count * 2);
+    if with_zone {
+        out.push(Change::Zone(Zone {
+            name: n("tld"),
+            soa: Soa {
+                mname: n("a.nic.tld"),
+                rname: n("hostmaster.nic.tld"),
+                refresh: 1800,
+                retry: 900,
+                expire: 604800,
+                minimum: 300,
+            },
+            soa_ttl: 3600,
+            ns_ttl: 86400,
+            ds_ttl: 3600,
+            nameservers: vec![n("a.nic.tld"), n("b.nic.tld")],
+            serial: 1,
+        }));
+        out.push(Change::Host(host(
+            n("a.nic.tld"),
+            vec!["127.0.0.1".parse().unwrap()],
+        )));
+        out.push(Change::Host(host(
+            n("b.nic.tld"),
+            vec!["127.0.0.2".parse().unwrap()],
+        )));
+    }
+    for i in from..from + count {
+        let mut label = String::new();
+        for _ in 0..2 + rng.below(3) {
+            label.push_str(SYLLABLES[rng.below(SYLLABLES.len() as u64) as usize]);
+        }
+        let name = format!("{label}{i}.tld");
+        let roll = rng.below(1000);
+        let statuses = if roll < 15 {
+            vec![EppStatus::ServerHold]
+        } else {
+            vec![EppStatus::Ok]
+        };
+        let nameservers = if rng.chance(0.30) {
+            let v6 = rng.chance(0.5);
+            (1..=2)
+                .map(|k| {
+                    let ns = n(&format!("ns{k}.{name}"));
+                    let c = (2 * i + k) as u32;
+                    let mut addrs = vec![IpAddr::V4(Ipv4Addr::from(0xC612_0000 | (c & 0x1_ffff)))];
+                    if v6 {
+                        addrs.push(IpAddr::V6(Ipv6Addr::from(
+                            0x2001_0db8_u128 << 96 | c as u128,
+                        )));
+                    }
+                    out.push(Change::Host(host(ns.clone(), addrs)));
+                    ns
+                })
+                .collect()
+        } else {
+            let p = rng.below(2500);
+            (1..=2)
+                .map(|k| n(&format!("ns{k}.provider{p}.dns-hosting.example")))
+                .collect()
+        };
+        let ds = if rng.chance(0.08) {
+            vec![Ds {
+                key_tag: rng.below(65536) as u16,
+                algorithm: 13,
+                digest_type: 2,
+                digest: (0..32).map(|_| rng.next() as u8).collect(),
+            }]
+        } else {
+            vec![]
+        };
+        out.push(Change::Domain(Domain {
+            name: n(&name),
+            zone: n("tld"),
+            roid: format!("D{i}-TLD"),
+            registrar: "r1".into(),
+            created: Timestamp(0),
+            updated: Timestamp(0),
+            expires: Timestamp(0),
+            statuses,
+            registrant: None,
+            admin: None,
+            tech: None,
+            billing: None,
+            nameservers,
+            ds,
+        }));
+    }
+    out
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let domains: usize = args
+        .next()
+        .map_or(1_000_000, |a| a.parse().expect("DOMAINS"));
+    let runs: usize = args.next().map_or(3, |a| a.parse().expect("RUNS"));
+    println!("zone_build: {domains} domains, {runs} runs (DNS tables only, no directory)");
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    let mut peak_build = 0;
+    for _ in 0..runs {
+        let base = live();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let objs = objects(0, domains, &mut rng, true);
+        let with_objects = live();
+        reset_peak();
+        let started = Instant::now();
+        let served = Served::from_objects(1, objs, drop, BuildOptions { directory: false });
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        // The objects were handed on and dropped: what is left is the tables.
+        bytes = live().saturating_sub(base);
+        // Above the objects it started with (they are handed on and dropped one by one).
+        peak_build = PEAK.load(Ordering::Relaxed).saturating_sub(with_objects);
+        drop(served);
+    }
+    // Bytes: measured with the objects gone. Build anew to hold it for the batch part.
+    let before = live();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let objs = objects(0, domains, &mut rng, true);
+    let store = {
+        let served = Served::from_objects(1, objs, drop, BuildOptions { directory: false });
+        ServedStore::new(served)
+    };
+    let steady = live().saturating_sub(before);
+    // A 10,000-change batch of new domains while a reader holds the version before it.
+    let batch = ChangeBatch {
+        after: 1,
+        upto: 2,
+        changes: objects(domains, 10_000 * 10 / 13, &mut rng, false)
+            .into_iter()
+            .take(10_000)
+            .collect(),
+    };
+    let held = store.load_full();
+    reset_peak();
+    let at = live();
+    let started = Instant::now();
+    store.apply(batch).expect("batch follows");
+    let apply_ms = started.elapsed().as_secs_f64() * 1e3;
+    let peak_apply = PEAK.load(Ordering::Relaxed).saturating_sub(at);
+    let both = live().saturating_sub(at);
+    drop(held);
+    times.sort_by(f64::total_cmp);
+    println!(
+        "build ms: median {:.0} (min {:.0}, max {:.0}) over {runs} runs",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
+    println!(
+        "heap after build: {bytes} B = {:.1} B/delegation; peak during build +{:.1} B/delegation above the objects",
+        bytes as f64 / domains as f64,
+        peak_build as f64 / domains as f64
+    );
+    println!(
+        "steady state (store): {steady} B = {:.1} B/delegation",
+        steady as f64 / domains as f64
+    );
+    println!(
+        "10,000-change batch with the old version held: applied in {apply_ms:.0} ms, peak +{peak_apply} B ({:.3}x steady), both versions +{both} B",
+        (steady + peak_apply) as f64 / steady as f64
+    );
+}

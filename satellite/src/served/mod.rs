@@ -1,0 +1,385 @@
+//! The served state: everything the satellite answers from, in versions that share.
+//!
+//! - [`Served`]: one version — the DNS tables ([`ZoneSet`]) and the Whois/RDAP
+//!   [`Directory`], side by side, at one journal serial. [`Served::apply`] applies a batch to
+//!   both.
+//! - [`ServedStore`]: the version queries see, swapped whole (ArcSwap) after each batch.
+//! - [`shards`]: the copy-on-write sharded table primitive the tables are built on.
+//!
+//! # Versions that share
+//! A batch is applied to a clone of the current version and the clone is swapped in: a query
+//! sees a whole batch or none of it, and never waits. The clone is cheap because the tables
+//! are sharded copy-on-write ([`shards`]): cloning copies shard pointers, and the batch copies
+//! only the shards it touches, so the two versions share everything else. There is no spare
+//! copy: the memory a batch costs is in proportion to the batch, and a reader that keeps an
+//! old version only keeps the shards that changed since.
+
+pub mod shards;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
+use orrery_proto::{Change, ChangeBatch, Domain, Host, Serial, Timestamp, Zone};
+
+use crate::rds::Directory;
+use crate::snapshot::SnapshotData;
+use crate::zone::{ZoneError, ZoneSet};
+
+/// What to build besides the DNS tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Build (and keep applying batches to) the Whois/RDAP directory. Off for a satellite
+    /// that serves DNS only: the directory is then empty and costs nothing.
+    pub directory: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self { directory: true }
+    }
+}
+
+/// One version of everything the satellite serves (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// Journal serial this version reflects.
+    pub serial: Serial,
+    /// The DNS tables.
+    pub zones: ZoneSet,
+    /// Whois and RDAP data ([`crate::rds::directory`]); empty when not built.
+    pub directory: Directory,
+    /// Whether batches update the directory ([`BuildOptions::directory`]).
+    with_directory: bool,
+}
+
+impl Default for Served {
+    /// Empty, with the directory (as [`BuildOptions::default`]).
+    fn default() -> Self {
+        Self {
+            serial: 0,
+            zones: ZoneSet::default(),
+            directory: Directory::default(),
+            with_directory: true,
+        }
+    }
+}
+
+impl Served {
+    /// Both tables from registry data at `serial` (tests and tools; the satellite builds from
+    /// objects).
+    pub fn build(serial: Serial, zones: &[Zone], domains: &[Domain], hosts: &[Host]) -> Self {
+        let mut directory = Directory::default();
+        for h in hosts {
+            directory.put_host(h);
+        }
+        for d in domains {
+            directory.put_domain(d);
+        }
+        directory.touch(Timestamp::now());
+        Self {
+            serial,
+            zones: ZoneSet::build(serial, zones, domains, hosts),
+            directory,
+            with_directory: true,
+        }
+    }
+
+    /// DNS tables only, around an existing [`ZoneSet`].
+    pub fn dns_only(zones: ZoneSet) -> Self {
+        Self {
+            serial: zones.serial,
+            zones,
+            directory: Directory::default(),
+            with_directory: false,
+        }
+    }
+
+    /// Everything a snapshot holds: the zones and, if asked, the directory with its contacts
+    /// and registrars. Logs how long each part took.
+    pub fn from_snapshot(data: &SnapshotData, options: BuildOptions) -> Self {
+        let started = std::time::Instant::now();
+        let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+        let dns = started.elapsed();
+        let mut directory = Directory::default();
+        if options.directory {
+            for h in &data.hosts {
+                directory.put_host(h);
+            }
+            for d in &data.domains {
+                directory.put_domain(d);
+            }
+            for r in &data.registrars {
+                directory.put_registrar(r);
+            }
+            for c in &data.contacts {
+                directory.put_contact(c);
+            }
+            directory.touch(Timestamp::now());
+        }
+        tracing::info!(
+            serial = data.serial,
+            dns_ms = dns.as_millis() as u64,
+            directory_ms = (started.elapsed() - dns).as_millis() as u64,
+            "served state built"
+        );
+        Self {
+            serial: data.serial,
+            zones,
+            directory,
+            with_directory: options.directory,
+        }
+    }
+
+    /// Builds a version from a master snapshot's or a state file's objects, taking each by
+    /// value and handing it on to `keep` once it is in (so a caller can move it into its own
+    /// model, without a clone). The objects may come in any order (zones are placed before
+    /// the domains they hold); removals are skipped, a snapshot holds objects, not changes.
+    /// The DNS tables and the directory share nothing, so they are built side by side.
+    pub fn from_objects(
+        serial: Serial,
+        objects: impl IntoIterator<Item = Change>,
+        mut keep: impl FnMut(Change),
+        options: BuildOptions,
+    ) -> Self {
+        let objects: Vec<Change> = objects.into_iter().filter(|c| !c.is_removal()).collect();
+        let started = std::time::Instant::now();
+        let (zones, directory) = std::thread::scope(|scope| {
+            let directory = options.directory.then(|| {
+                scope.spawn(|| {
+                    let mut d = Directory::default();
+                    for c in &objects {
+                        d.apply(c);
+                    }
+                    d.touch(Timestamp::now());
+                    d
+                })
+            });
+            let zones = ZoneSet::from_objects(serial, &objects);
+            let directory = directory.map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (zones, directory.unwrap_or_default())
+        });
+        tracing::info!(
+            serial,
+            objects = objects.len(),
+            ms = started.elapsed().as_millis() as u64,
+            directory = options.directory,
+            "served state built"
+        );
+        for c in objects {
+            keep(c);
+        }
+        Self {
+            serial,
+            zones,
+            directory,
+            with_directory: options.directory,
+        }
+    }
+
+    /// Applies a batch in place, to the DNS tables and the directory. The batch must follow
+    /// this version (`batch.after == serial`); that is checked before anything changes, and
+    /// nothing after the check can fail, so the batch is applied whole. [`ServedStore::apply`]
+    /// applies it to a clone, which shares everything the batch does not touch.
+    pub fn apply(&mut self, batch: &ChangeBatch) -> Result<(), ZoneError> {
+        if batch.after != self.serial {
+            return Err(ZoneError::SerialGap {
+                after: batch.after,
+                current: self.serial,
+            });
+        }
+        self.zones.apply(batch)?;
+        if self.with_directory {
+            for change in &batch.changes {
+                self.directory.apply(change);
+            }
+            self.directory.touch(Timestamp::now());
+        }
+        self.serial = batch.upto;
+        Ok(())
+    }
+}
+
+/// The served state shared by every worker: the current version, swapped whole.
+pub struct ServedStore {
+    current: ArcSwap<Served>,
+    /// Serialises writers; readers never take it.
+    writer: Mutex<()>,
+}
+
+impl ServedStore {
+    /// Starts from `served`.
+    pub fn new(served: Served) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(served),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current version, for one query. Lock-free and allocation-free. A guard kept
+    /// long keeps the shards that change meanwhile alive (memory, never a stall).
+    pub fn load(&self) -> Guard<Arc<Served>> {
+        self.current.load()
+    }
+
+    /// The current version, owned.
+    pub fn load_full(&self) -> Arc<Served> {
+        self.current.load_full()
+    }
+
+    /// The serial of the current version.
+    pub fn serial(&self) -> Serial {
+        self.current.load().serial
+    }
+
+    /// Applies `batch` atomically: queries see the new version all at once when this returns,
+    /// and a query that began before sees the old one whole.
+    pub fn apply(&self, batch: ChangeBatch) -> Result<(), ZoneError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Served::clone(&self.current.load());
+        next.apply(&batch)?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::tests::{domain, host, n, sample};
+    use orrery_proto::Change;
+
+    fn store() -> ServedStore {
+        ServedStore::new(Served::dns_only(sample()))
+    }
+
+    fn add(after: i64, name: &str) -> ChangeBatch {
+        ChangeBatch {
+            after,
+            upto: after + 1,
+            changes: vec![
+                Change::Host(host(&format!("ns.{name}"), &["192.0.2.77"])),
+                Change::Domain(domain(name, "tld", &[&format!("ns.{name}")])),
+            ],
+        }
+    }
+
+    fn delegated(set: &Served, name: &str) -> bool {
+        let z = set.zones.zone(&n("tld")).unwrap();
+        let d = z.delegation(n(name).as_wire()).is_some();
+        assert_eq!(d, z.node(n(&format!("ns.{name}")).as_wire()).is_some());
+        d
+    }
+
+    #[test]
+    fn batches_become_visible_whole() {
+        let store = store();
+        // A reader holding a version across batches still sees it whole.
+        let held = store.load_full();
+        for (i, serial) in (8..12).enumerate() {
+            store.apply(add(serial - 1, &format!("d{i}.tld"))).unwrap();
+        }
+        assert_eq!(held.serial, 7);
+        assert!((0..4).all(|i| !delegated(&held, &format!("d{i}.tld"))));
+        let now = store.load_full();
+        assert_eq!((now.serial, store.serial()), (11, 11));
+        assert!((0..4).all(|i| delegated(&now, &format!("d{i}.tld"))));
+        // A gap is refused and changes nothing.
+        assert!(store.apply(ChangeBatch::default()).is_err());
+        assert!(store.apply(add(3, "x.tld")).is_err());
+        assert_eq!(store.serial(), 11);
+        store
+            .apply(ChangeBatch {
+                after: 11,
+                upto: 12,
+                changes: vec![Change::DomainRemoved(n("d0.tld"))],
+            })
+            .unwrap();
+        let now = store.load();
+        assert!(!delegated(&now, "d0.tld") && delegated(&now, "d3.tld"));
+    }
+
+    #[test]
+    fn a_batch_copies_only_what_it_touches() {
+        // Enough delegations for many shards.
+        let domains: Vec<_> = (0..5000)
+            .map(|i| domain(&format!("d{i}.tld"), "tld", &["ns.example"]))
+            .collect();
+        let zones = ZoneSet::build(
+            1,
+            &[crate::zone::tests::zone("tld", &["a.nic.tld"])],
+            &domains,
+            &[],
+        );
+        let store = ServedStore::new(Served::dns_only(zones));
+        let before = store.load_full();
+        store.apply(add(1, "new.tld")).unwrap();
+        let after = store.load_full();
+        let (a, b) = (
+            before.zones.zone(&n("tld")).unwrap(),
+            after.zones.zone(&n("tld")).unwrap(),
+        );
+        assert_eq!((a.delegation_count(), b.delegation_count()), (5000, 5001));
+        let total = b.delegation_shard_count();
+        let shared = b.delegation_shards_shared_with(a);
+        assert!(total >= 256, "{total}");
+        assert_eq!(shared, total - 1, "one shard copied of {total}");
+    }
+
+    #[test]
+    fn directory_follows_batches_only_when_built() {
+        let mut with = Served::build(7, &[], &[], &[]);
+        let mut without = Served::dns_only(sample());
+        let batch = ChangeBatch {
+            after: 7,
+            upto: 8,
+            changes: vec![Change::Domain(domain("x.tld", "tld", &["ns.example"]))],
+        };
+        with.apply(&batch).unwrap();
+        without.apply(&batch).unwrap();
+        assert!(with.directory.domain(n("x.tld").as_wire()).is_some());
+        assert!(without.directory.domain(n("x.tld").as_wire()).is_none());
+        assert_eq!((with.serial, without.serial), (8, 8));
+    }
+
+    #[test]
+    fn readers_run_during_updates() {
+        let store = Arc::new(store());
+        let reader = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..20000 {
+                    let v = store.load();
+                    assert!(v.serial >= last);
+                    // The batch adds the host and the domain together: never one without the other.
+                    let z = v.zones.zone(&n("tld")).unwrap();
+                    let d = z.delegation(n("x.tld").as_wire()).is_some();
+                    let h = z.node(n("ns.x.tld").as_wire()).is_some();
+                    assert_eq!(d, h);
+                    last = v.serial;
+                }
+            })
+        };
+        for serial in 8..200 {
+            let changes = if serial % 2 == 0 {
+                vec![
+                    Change::Host(host("ns.x.tld", &["192.0.2.1"])),
+                    Change::Domain(domain("x.tld", "tld", &["ns.x.tld"])),
+                ]
+            } else {
+                vec![Change::DomainRemoved(n("x.tld"))]
+            };
+            store
+                .apply(ChangeBatch {
+                    after: serial - 1,
+                    upto: serial,
+                    changes,
+                })
+                .unwrap();
+        }
+        reader.join().unwrap();
+    }
+}
