@@ -10,9 +10,9 @@
 #   ORRERY_FUZZ_MAX_TIME   seconds per target at most (default 0: no bound); a target stopped
 #                          by it shows fewer inputs than asked in the table
 #   ORRERY_FUZZ_SANITIZER  none (default) or address. Rust's own checks (bounds, overflow,
-#                          debug assertions) stay on either way; the Orrery code the targets reach has
-#                          no `unsafe` (the satellite's is in udp.rs, which no target calls), and
-#                          without AddressSanitizer a target runs 10-20 times faster
+#                          debug assertions) stay on either way; the Orrery code the targets
+#                          reach has no `unsafe` (the satellite's is in udp.rs, which no target
+#                          calls), and without AddressSanitizer a target runs many times faster
 #   ORRERY_FUZZ_TARGETS    space-separated targets (default: all five)
 #   CARGO_TARGET_DIR       where the fuzz build goes (default fuzz/target)
 #
