@@ -34,6 +34,7 @@ field() { grep -E "^#[0-9]+" "$2" | grep -oE "$1 [^ ]+" | tail -n 1 | cut -d' ' 
 
 rows=()
 failed=0
+TIMEFORMAT='%U %S'
 for target in $targets; do
     mkdir -p "corpus/$target" "artifacts/$target"
     log="artifacts/$target.long.log"
@@ -43,22 +44,24 @@ for target in $targets; do
     # One process (libFuzzer's default without -jobs/-fork): -jobs would add a supervising
     # process and send the output to fuzz-N.log. -rss_limit_mb: a leak or a runaway
     # allocation is a crash too.
-    if ! "$bin/$target" "corpus/$target" "seeds/$target" \
+    # The CPU time (user + system) shows how much of a core the target had on a shared machine.
+    if ! { time "$bin/$target" "corpus/$target" "seeds/$target" \
         -runs="$runs" -max_total_time="$max_time" -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="artifacts/$target/" >"$log" 2>&1; then
+        -artifact_prefix="artifacts/$target/" >"$log" 2>&1; } 2>"artifacts/$target.cpu"; then
         status=CRASH
         failed=1
         tail -n 40 "$log"
     fi
     seconds=$((SECONDS - started))
-    rows+=("$(printf '| %s | %s | %s s | %s | %s | %s | %s | %s MB | %s |' "$target" \
-        "$(stat number_of_executed_units "$log")" "$seconds" \
+    cpu=$(awk '{ printf "%.0f", $1 + $2 }' "artifacts/$target.cpu")
+    rows+=("$(printf '| %s | %s | %s s | %s s | %s | %s | %s | %s | %s MB | %s |' "$target" \
+        "$(stat number_of_executed_units "$log")" "$seconds" "$cpu" \
         "$(stat average_exec_per_sec "$log")" "$(field cov: "$log")" "$(field ft: "$log")" \
         "$(field corp: "$log")" "$(stat peak_rss_mb "$log")" "$status")")
 done
 
 echo
-echo "| target | inputs | time | exec/s | coverage (edges) | features | corpus (units/size) | peak RSS | result |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| target | inputs | time | CPU | exec/s | coverage (edges) | features | corpus (units/size) | peak RSS | result |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 printf '%s\n' "${rows[@]}"
 exit "$failed"
