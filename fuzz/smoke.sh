@@ -9,35 +9,26 @@
 #                         is the slower one; Rust's own checks (bounds, overflow, debug
 #                         assertions) stay on either way
 #   ORRERY_FUZZ_TARGETS   space-separated targets to run (default: all; all are built)
+#   CARGO_TARGET_DIR      where the fuzz build goes (default fuzz/target)
 #
 # cargo-fuzz passes nightly-only flags (-Z, sanitizer coverage) to rustc; RUSTC_BOOTSTRAP=1
 # lets the stable compiler accept them.
 set -euo pipefail
 cd "$(dirname "$0")"
-export RUSTC_BOOTSTRAP=1
 seconds="${ORRERY_FUZZ_SECONDS:-25}"
 sanitizer="${ORRERY_FUZZ_SANITIZER:-address}"
 targets="${ORRERY_FUZZ_TARGETS:-dns_query whois_line rdap_path state_file link_message}"
-
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz"
-    cargo install cargo-fuzz --locked --quiet
-fi
-
-started=$SECONDS
-# Every binary of the crate at once: the targets and the seed writer.
-cargo fuzz build --sanitizer "$sanitizer"
-echo "fuzz: built in $((SECONDS - started)) s (sanitizer $sanitizer)"
-
-rm -rf seeds
-"target/$(rustc -vV | sed -n 's/^host: //p')/release/seeds" seeds
+target_dir="${CARGO_TARGET_DIR:-target}"
+# Every target and the seed corpora (build.sh).
+source ./build.sh
 
 for target in $targets; do
     mkdir -p "corpus/$target" "artifacts/$target"
     echo "fuzz: $target for $seconds s"
     # -rss_limit_mb: a leak or a runaway allocation is a crash too. Output goes to a log,
     # whose last lines (the execution and coverage figures) are shown.
-    if ! cargo fuzz run --sanitizer "$sanitizer" "$target" "corpus/$target" "seeds/$target" -- \
+    if ! cargo fuzz run --sanitizer "$sanitizer" --target-dir "$target_dir" "$target" \
+        "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
         >"artifacts/$target.log" 2>&1; then
         tail -n 60 "artifacts/$target.log"
