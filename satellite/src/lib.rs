@@ -45,6 +45,7 @@ pub mod dns;
 pub mod link;
 pub mod rds;
 pub mod selector;
+pub mod served;
 pub mod snapshot;
 pub mod zone;
 

@@ -1,0 +1,343 @@
+//! Copy-on-write sharded tables: versions of a large table that share every part a batch of
+//! changes did not touch.
+//!
+//! # Contract
+//! - A [`Shards<S>`] is one *version* of a table split into a fixed, power-of-two number of
+//!   shards, each an immutable `Arc<S>`. Cloning a version copies only the shard pointers
+//!   (8 bytes a shard), never a shard.
+//! - Which shard holds a key is decided by [`key_hash`] of the key's bytes: the same hash the
+//!   shard's own index should use, computed once per lookup. The hasher is foldhash with a
+//!   seed drawn once per process, so the layout is deterministic within a process (every
+//!   version and every thread agrees) while names chosen by outsiders cannot be aimed at one
+//!   shard across satellites (hash flooding).
+//! - A new version is made with [`Shards::edit`]: the [`Editor`] holds a clone of the version
+//!   and hands out `&mut S` through [`Editor::shard_mut`], which clones a shard the first time
+//!   the batch touches it (`Arc::make_mut`: only while another version still holds it). When
+//!   the batch is done, [`Editor::finish`] calls [`Shard::seal`] once on every touched shard
+//!   (to compact and shrink what the edits left behind) and returns the new version. Untouched
+//!   shards are shared with the old version: a batch costs memory in proportion to the shards
+//!   it touches, not to the table.
+//! - The shard count is chosen from the expected number of entries ([`shard_count_for`]): about
+//!   [`ENTRIES_PER_SHARD`] entries a shard, so a 10,000-change batch on 1,000,000 entries copies
+//!   at most about 10,000 × 16 entries. A table that grows far beyond its count is re-split by
+//!   its owner (see [`Shards::needs_resplit`]); that copy is a full rebuild, done rarely.
+//! - A shard index is a `u32`; the shard count is at most 2^24.
+//!
+//! Readers take `&Shards<S>` (inside whatever `Arc` the owner swaps): a lookup is one hash,
+//! one shift and mask, and one pointer load, with no allocation or lock.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, OnceLock};
+
+/// Entries a shard is sized for: small enough that a batch copies little, large enough that
+/// the per-shard overhead (the `Arc`, the shard's own vectors) stays a few bytes an entry.
+pub const ENTRIES_PER_SHARD: usize = 16;
+
+/// Most shards a table may have (shard indexes fit `u32` with room to spare).
+pub const MAX_SHARDS: usize = 1 << 24;
+
+/// The bits of [`key_hash`] that pick the shard start here: above the low bits an in-shard
+/// hash table uses for its bucket position, below the top 7 bits hashbrown uses as tags, so
+/// keys in one shard still spread over its buckets and tags.
+const SHARD_SHIFT: u32 = 20;
+
+/// What a shard type does beyond holding data.
+pub trait Shard: Clone + Default + Send + Sync {
+    /// Called once on each shard a batch touched, after the batch's last edit: compact
+    /// garbage and shrink capacity so the version keeps only what it needs.
+    fn seal(&mut self) {}
+}
+
+fn hasher() -> &'static foldhash::fast::FixedState {
+    static STATE: OnceLock<foldhash::fast::FixedState> = OnceLock::new();
+    STATE.get_or_init(|| foldhash::fast::FixedState::with_seed(rand::random()))
+}
+
+/// The hash of a key's bytes that selects its shard; use it for the shard's own index too.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h = hasher().build_hasher();
+    h.write(key);
+    h.finish()
+}
+
+/// The power-of-two shard count for about `entries` entries.
+pub fn shard_count_for(entries: usize) -> usize {
+    (entries / ENTRIES_PER_SHARD)
+        .max(1)
+        .next_power_of_two()
+        .min(MAX_SHARDS)
+}
+
+/// One version of a sharded table (see the module docs).
+#[derive(Debug)]
+pub struct Shards<S> {
+    shards: Box<[Arc<S>]>,
+    /// `shards.len() - 1`.
+    mask: u64,
+}
+
+impl<S> Clone for Shards<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shards: self.shards.clone(),
+            mask: self.mask,
+        }
+    }
+}
+
+impl<S: Shard> Default for Shards<S> {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl<S: Shard> Shards<S> {
+    /// `count` empty shards; `count` is rounded up to a power of two (at most [`MAX_SHARDS`]).
+    pub fn new(count: usize) -> Self {
+        Self::from_fn(count, |_| S::default())
+    }
+
+    /// `count` shards (rounded as in [`Shards::new`]), shard `i` made by `make(i)`.
+    pub fn from_fn(count: usize, make: impl FnMut(usize) -> S) -> Self {
+        let count = count.clamp(1, MAX_SHARDS).next_power_of_two();
+        let shards: Box<[Arc<S>]> = (0..count).map(make).map(Arc::new).collect();
+        Self {
+            mask: (count - 1) as u64,
+            shards,
+        }
+    }
+
+    /// As [`Shards::from_fn`], the shards made on `threads` threads (each a contiguous run of
+    /// shard indexes). `make` must be pure: shard `i` depends on `i` only.
+    pub fn from_fn_parallel(
+        count: usize,
+        threads: usize,
+        make: impl Fn(usize) -> S + Sync,
+    ) -> Self {
+        let count = count.clamp(1, MAX_SHARDS).next_power_of_two();
+        let threads = threads.clamp(1, count);
+        if threads == 1 {
+            return Self::from_fn(count, make);
+        }
+        let per = count.div_ceil(threads);
+        let parts: Vec<Vec<Arc<S>>> = std::thread::scope(|scope| {
+            let make = &make;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (t * per..((t + 1) * per).min(count))
+                            .map(|i| Arc::new(make(i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let shards: Box<[Arc<S>]> = parts.into_iter().flatten().collect();
+        Self {
+            mask: (count - 1) as u64,
+            shards,
+        }
+    }
+
+    /// Number of shards (a power of two).
+    pub fn count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard index for a key hash ([`key_hash`]).
+    #[inline]
+    pub fn index_of(&self, hash: u64) -> usize {
+        ((hash >> SHARD_SHIFT) & self.mask) as usize
+    }
+
+    /// The shard that holds keys with this hash.
+    #[inline]
+    pub fn get(&self, hash: u64) -> &S {
+        &self.shards[self.index_of(hash)]
+    }
+
+    /// Shard `i`.
+    #[inline]
+    pub fn shard(&self, i: usize) -> &S {
+        &self.shards[i]
+    }
+
+    /// Every shard, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &S> {
+        self.shards.iter().map(|s| &**s)
+    }
+
+    /// True when `entries` is far above what this count was sized for (four times
+    /// [`ENTRIES_PER_SHARD`] a shard on average): the owner should rebuild with
+    /// [`shard_count_for`]`(entries)` shards.
+    pub fn needs_resplit(&self, entries: usize) -> bool {
+        self.count() < MAX_SHARDS && entries > self.count() * ENTRIES_PER_SHARD * 4
+    }
+
+    /// True when shard `i` of `self` and of `other` are the same allocation (shared between
+    /// the two versions).
+    pub fn shares_shard(&self, other: &Self, i: usize) -> bool {
+        Arc::ptr_eq(&self.shards[i], &other.shards[i])
+    }
+
+    /// Starts a new version from this one (see the module docs).
+    pub fn edit(&self) -> Editor<S> {
+        Editor {
+            next: self.clone(),
+            touched: Vec::new(),
+        }
+    }
+}
+
+/// A version being built from an older one: touched shards are private copies, the rest
+/// shared (see the module docs).
+#[derive(Debug)]
+pub struct Editor<S> {
+    next: Shards<S>,
+    touched: Vec<u32>,
+}
+
+impl<S: Shard> Editor<S> {
+    /// The version as edited so far (reads see the edits).
+    pub fn current(&self) -> &Shards<S> {
+        &self.next
+    }
+
+    /// The shard for `hash`, writable: a private copy if the old version shares it.
+    pub fn shard_mut(&mut self, hash: u64) -> &mut S {
+        let i = self.next.index_of(hash);
+        self.shard_mut_at(i)
+    }
+
+    /// Shard `i`, writable (as [`Editor::shard_mut`]).
+    pub fn shard_mut_at(&mut self, i: usize) -> &mut S {
+        self.touched.push(i as u32);
+        Arc::make_mut(&mut self.next.shards[i])
+    }
+
+    /// Seals every touched shard once and returns the new version.
+    pub fn finish(mut self) -> Shards<S> {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for &i in &self.touched {
+            // Already private (made so by `shard_mut_at`), so this does not clone.
+            Arc::make_mut(&mut self.next.shards[i as usize]).seal();
+        }
+        self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy shard: keys and a count of seals.
+    #[derive(Clone, Default, Debug)]
+    struct Keys {
+        keys: Vec<Vec<u8>>,
+        seals: u32,
+    }
+
+    impl Shard for Keys {
+        fn seal(&mut self) {
+            self.keys.sort();
+            self.seals += 1;
+        }
+    }
+
+    fn insert(e: &mut Editor<Keys>, key: &[u8]) {
+        e.shard_mut(key_hash(key)).keys.push(key.to_vec());
+    }
+
+    fn contains(s: &Shards<Keys>, key: &[u8]) -> bool {
+        s.get(key_hash(key)).keys.iter().any(|k| k == key)
+    }
+
+    #[test]
+    fn counts_are_powers_of_two_sized_for_the_entries() {
+        assert_eq!(shard_count_for(0), 1);
+        assert_eq!(shard_count_for(1_000_000), 65_536);
+        assert_eq!(shard_count_for(usize::MAX), MAX_SHARDS);
+        assert_eq!(Shards::<Keys>::new(5).count(), 8);
+        assert_eq!(Shards::<Keys>::new(0).count(), 1);
+        let s = Shards::<Keys>::new(4);
+        assert!(!s.needs_resplit(64));
+        assert!(s.needs_resplit(257));
+    }
+
+    #[test]
+    fn the_hash_is_stable_within_the_process_and_spreads() {
+        assert_eq!(
+            key_hash(b"\x03foo\x03tld\x00"),
+            key_hash(b"\x03foo\x03tld\x00")
+        );
+        let s = Shards::<Keys>::new(64);
+        let mut used = [0u32; 64];
+        for i in 0..6400u32 {
+            used[s.index_of(key_hash(&i.to_be_bytes()))] += 1;
+        }
+        // 100 expected a shard; a sound hash keeps every shard within a wide margin.
+        assert!(used.iter().all(|&n| (50..200).contains(&n)), "{used:?}");
+    }
+
+    #[test]
+    fn a_new_version_shares_every_untouched_shard() {
+        let mut e = Shards::<Keys>::new(64).edit();
+        for i in 0..1000u32 {
+            insert(&mut e, &i.to_be_bytes());
+        }
+        let v1 = e.finish();
+        assert!(v1.iter().all(|s| s.seals == 1 && !s.keys.is_empty()));
+
+        let mut e = v1.edit();
+        insert(&mut e, b"new");
+        insert(&mut e, b"new2");
+        let v2 = e.finish();
+        // The old version is unchanged; the new one has the keys.
+        assert!(!contains(&v1, b"new") && !contains(&v1, b"new2"));
+        assert!(contains(&v2, b"new") && contains(&v2, b"new2"));
+        assert!((0..1000u32).all(|i| contains(&v2, &i.to_be_bytes())));
+        let touched = [
+            v2.index_of(key_hash(b"new")),
+            v2.index_of(key_hash(b"new2")),
+        ];
+        for i in 0..v2.count() {
+            assert_eq!(v1.shares_shard(&v2, i), !touched.contains(&i), "shard {i}");
+        }
+        // Each touched shard was sealed once more, however many edits it took.
+        for i in touched {
+            assert_eq!(v2.shard(i).seals, 2);
+        }
+    }
+
+    #[test]
+    fn a_shard_no_other_version_holds_is_edited_in_place() {
+        let v1 = Shards::<Keys>::new(8);
+        let mut e = v1.edit();
+        drop(v1);
+        let before = &**e.current().shards.first().unwrap() as *const Keys;
+        e.shard_mut_at(0).keys.push(b"x".to_vec());
+        let v2 = e.finish();
+        assert_eq!(v2.shard(0) as *const Keys, before, "no copy when unshared");
+    }
+
+    #[test]
+    fn parallel_build_matches_serial_build() {
+        let make = |i: usize| Keys {
+            keys: vec![i.to_be_bytes().to_vec()],
+            seals: 0,
+        };
+        let a = Shards::from_fn(100, make);
+        let b = Shards::from_fn_parallel(100, 2, make);
+        assert_eq!(a.count(), 128);
+        assert_eq!(b.count(), 128);
+        for i in 0..128 {
+            assert_eq!(a.shard(i).keys, b.shard(i).keys);
+        }
+    }
+}
