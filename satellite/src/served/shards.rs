@@ -185,6 +185,19 @@ impl<S: Shard> Shards<S> {
         Arc::ptr_eq(&self.shards[i], &other.shards[i])
     }
 
+    /// Shard `i`, writable in this version: a private copy first if another version still
+    /// holds it (`Arc::make_mut`). For an owner that edits a version in place one change at
+    /// a time rather than through an [`Editor`] (the Whois/RDAP directory, whose `apply`
+    /// takes one change); it seals what it touched itself.
+    pub fn make_mut(&mut self, i: usize) -> &mut S {
+        Arc::make_mut(&mut self.shards[i])
+    }
+
+    /// Shard `i`, writable, if no other version holds it (to seal a build's shards).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut S> {
+        Arc::get_mut(&mut self.shards[i])
+    }
+
     /// Starts a new version from this one (see the module docs).
     pub fn edit(&self) -> Editor<S> {
         Editor {

@@ -348,6 +348,8 @@ impl ZoneSet {
 
     /// The directory part of [`ZoneSet::build`]: hosts and domains for Whois and RDAP.
     fn build_directory(&mut self, domains: &[Domain], hosts: &[Host]) {
+        // Sized for as many contacts as domains, the common case (`touch` re-splits if not).
+        self.directory = Directory::with_capacity(domains.len(), hosts.len(), domains.len());
         for h in hosts {
             self.directory.put_host(h);
         }
@@ -370,6 +372,7 @@ impl ZoneSet {
         for c in &data.contacts {
             set.directory.put_contact(c);
         }
+        set.directory.touch(Timestamp::now());
         tracing::info!(
             serial = data.serial,
             dns_ms = dns.as_millis() as u64,
@@ -411,13 +414,7 @@ impl ZoneSet {
         // The DNS tables and the directory share nothing: build them side by side (a bare
         // satellite serves only once both are done; at 1,000,000 domains each takes seconds).
         let directory = std::thread::scope(|scope| {
-            let directory = scope.spawn(|| {
-                let mut d = Directory::default();
-                for c in &objects {
-                    d.apply(c);
-                }
-                d
-            });
+            let directory = scope.spawn(|| Directory::build(&objects));
             // Zones, then hosts, then domains, as `build` does: a domain is published only in a
             // zone that exists, whatever order the master sent the objects in.
             for kind in 0..3 {

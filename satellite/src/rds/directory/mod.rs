@@ -109,23 +109,38 @@ fn read_id(r: &mut Reader<'_>) -> u32 {
 }
 
 impl Directory {
-    /// Builds a directory from `changes` (applied in order, as by [`Directory::apply`]), with
-    /// no spare capacity left in it. [`Directory::updated`] is left for the caller to stamp.
-    pub fn build<'c>(changes: impl IntoIterator<Item = &'c Change>) -> Self {
-        let mut dir = Self::default();
+    /// An empty directory sized for about this many domains, hosts and contacts (see
+    /// [`Directory::touch`] for one that grows past its size).
+    pub fn with_capacity(domains: usize, hosts: usize, contacts: usize) -> Self {
+        Self {
+            domains: Table::with_capacity(domains),
+            hosts: Table::with_capacity(hosts),
+            contacts: Table::with_capacity(contacts),
+            ..Self::default()
+        }
+    }
+
+    /// Builds a directory from `changes` (applied in order, as by [`Directory::apply`]),
+    /// sized for them, with no spare capacity left in it. [`Directory::updated`] is left for
+    /// the caller to stamp.
+    pub fn build(changes: &[Change]) -> Self {
+        let mut counts = [0usize; 3];
+        for c in changes {
+            match c {
+                Change::Domain(_) => counts[0] += 1,
+                Change::Host(_) => counts[1] += 1,
+                Change::Contact(_) => counts[2] += 1,
+                _ => {}
+            }
+        }
+        let mut dir = Self::with_capacity(counts[0], counts[1], counts[2]);
         for c in changes {
             dir.apply(c);
         }
-        dir.shrink_to_fit();
+        dir.domains.seal_all();
+        dir.hosts.seal_all();
+        dir.contacts.seal_all();
         dir
-    }
-
-    /// Gives back the spare capacity of the records this version holds alone (the shards a
-    /// build or a batch wrote).
-    pub fn shrink_to_fit(&mut self) {
-        self.domains.shrink_to_fit();
-        self.hosts.shrink_to_fit();
-        self.contacts.shrink_to_fit();
     }
 
     /// Applies one change; zone changes are not the directory's.
@@ -145,9 +160,49 @@ impl Directory {
         }
     }
 
-    /// Records when the data was last brought up to date.
+    /// Ends a batch (or a build made by single changes): records when the data was brought
+    /// up to date, seals the shards the batch changed (compacted, no spare capacity), and
+    /// re-splits the tables if they have outgrown their shard counts (a full copy, rare: at
+    /// four times the size they were built for).
     pub fn touch(&mut self, at: Timestamp) {
         self.updated = at;
+        self.domains.seal();
+        self.hosts.seal();
+        self.contacts.seal();
+        self.resplit_if_needed();
+    }
+
+    fn resplit_if_needed(&mut self) {
+        let copy = |v: &[u8], out: &mut Vec<u8>| out.extend_from_slice(v);
+        let hosts = self.hosts.needs_resplit().then(|| self.hosts.resplit(copy));
+        let contacts = self
+            .contacts
+            .needs_resplit()
+            .then(|| self.contacts.resplit(copy));
+        if hosts.is_none() && contacts.is_none() && !self.domains.needs_resplit() {
+            return;
+        }
+        let (hosts_map, contacts_map) = (
+            hosts.map(|(t, m)| {
+                self.hosts = t;
+                m
+            }),
+            contacts.map(|(t, m)| {
+                self.contacts = t;
+                m
+            }),
+        );
+        // Domain records name hosts and contacts by id: rewritten with the new ids.
+        let (domains, _) = self.domains.resplit(|v, out| {
+            let r = DomainRecord::decode(v);
+            let host = |id| hosts_map.as_ref().map_or(id, |m| m.id(id));
+            let contact = |id| contacts_map.as_ref().map_or(id, |m| m.id(id));
+            let ns: Vec<Id> = r.nameservers().map(host).filter(|&id| id != NONE).collect();
+            encode_domain(out, &r, r.contacts.map(contact), &ns);
+            put_varint(out, r.ds.count as u64);
+            out.extend_from_slice(r.ds.bytes);
+        });
+        self.domains = domains;
     }
 
     /// When the data was last brought up to date (`Last update of WHOIS database`).
@@ -203,30 +258,29 @@ impl Directory {
                 nameservers: Vec::new(),
             },
         };
-        let mut record = Vec::with_capacity(64 + d.roid.len());
         let registrar = self.refer_registrar(&d.registrar, &mut old.registrar);
-        put_id(&mut record, registrar);
-        for handle in [&d.registrant, &d.admin, &d.tech, &d.billing] {
-            let id = handle.as_deref().map_or(NONE, |h| {
+        let contacts = [&d.registrant, &d.admin, &d.tech, &d.billing].map(|handle| {
+            handle.as_deref().map_or(NONE, |h| {
                 refer(&mut self.contacts, h.as_bytes(), &mut old.contacts)
-            });
-            put_id(&mut record, id);
-        }
-        put_varint(&mut record, u64::from(StatusSet::of(&d.statuses).0));
-        put_signed(&mut record, d.created.0);
-        put_signed(&mut record, d.updated.0);
-        put_signed(&mut record, d.expires.0);
-        put_bytes(&mut record, d.roid.as_bytes());
+            })
+        });
         let ns: Vec<Id> = d
             .nameservers
             .iter()
             .map(|n| refer(&mut self.hosts, n.as_wire(), &mut old.nameservers))
             .filter(|&id| id != NONE)
             .collect();
-        put_varint(&mut record, ns.len() as u64);
-        for id in ns {
-            put_varint(&mut record, u64::from(id));
-        }
+        let fields = DomainRecord {
+            registrar,
+            statuses: StatusSet::of(&d.statuses),
+            created: d.created.0,
+            updated: d.updated.0,
+            expires: d.expires.0,
+            roid: &d.roid,
+            ..DomainRecord::decode(&[])
+        };
+        let mut record = Vec::with_capacity(64 + d.roid.len());
+        encode_domain(&mut record, &fields, contacts, &ns);
         put_varint(&mut record, d.ds.len() as u64);
         for ds in &d.ds {
             put_varint(&mut record, u64::from(ds.key_tag));
@@ -357,7 +411,9 @@ impl Directory {
         let shared = self.domains.shared_shards(&other.domains)
             + self.hosts.shared_shards(&other.hosts)
             + self.contacts.shared_shards(&other.contacts);
-        (shared, 3 * self.domains.shard_count())
+        let total =
+            self.domains.shard_count() + self.hosts.shard_count() + self.contacts.shard_count();
+        (shared, total)
     }
 }
 
@@ -371,6 +427,24 @@ fn refer(table: &mut Table, key: &[u8], old: &mut [Id]) -> Id {
         return std::mem::replace(o, NONE);
     }
     table.acquire(key)
+}
+
+/// Writes a domain record but its DS records: `r`'s numbers and ROID, with `contacts` and
+/// nameservers `ns`.
+fn encode_domain(out: &mut Vec<u8>, r: &DomainRecord<'_>, contacts: [Id; 4], ns: &[Id]) {
+    put_id(out, r.registrar);
+    for id in contacts {
+        put_id(out, id);
+    }
+    put_varint(out, u64::from(r.statuses.0));
+    put_signed(out, r.created);
+    put_signed(out, r.updated);
+    put_signed(out, r.expires);
+    put_bytes(out, r.roid.as_bytes());
+    put_varint(out, ns.len() as u64);
+    for &id in ns {
+        put_varint(out, u64::from(id));
+    }
 }
 
 /// A domain record, decoded.
@@ -996,7 +1070,7 @@ pub(crate) mod tests {
 
     #[test]
     fn versions_share_what_a_batch_leaves_alone() {
-        let mut old = Directory::default();
+        let mut old = Directory::with_capacity(2000, 1, 2000);
         for i in 0..2000 {
             let mut d = domain(&format!("d{i}.tld"), "tld", &["ns1.foo.tld"]);
             d.registrant = Some(format!("C{i}"));
@@ -1042,6 +1116,54 @@ pub(crate) mod tests {
         assert_eq!(new.counts(), (0, 0, 0, 0));
         assert_eq!(old.counts(), (2000, 0, 2001, 0));
         assert!(old.hosts.find(n("ns1.foo.tld").as_wire()).is_some());
+    }
+
+    #[test]
+    fn a_directory_that_outgrows_its_shards_is_resplit_with_its_references() {
+        let mut dir = Directory::default();
+        for i in 0..500 {
+            let mut d = domain(
+                &format!("d{i}.tld"),
+                "tld",
+                &[&format!("ns{i}.h.example"), "ns.shared.example"],
+            );
+            d.registrant = Some(format!("C{i}"));
+            d.tech = Some("GONE".into());
+            dir.put_contact(&contact(&format!("C{i}"), true));
+            dir.put_host(&host(&format!("ns{i}.h.example"), &["192.0.2.1"]));
+            dir.put_domain(&d);
+        }
+        let before = dir.shared_shards(&dir).1;
+        dir.touch(Timestamp(5));
+        assert!(dir.shared_shards(&dir).1 > before);
+        assert_eq!(
+            (dir.counts(), dir.updated()),
+            ((500, 500, 500, 0), Timestamp(5))
+        );
+        for i in 0..500 {
+            let d = dir.domain(n(&format!("d{i}.tld")).as_wire()).unwrap();
+            let c = d.contact(Role::Registrant).unwrap();
+            assert_eq!(
+                (c.handle, c.object.unwrap().name()),
+                (&*format!("C{i}"), &*format!("Name of C{i}"))
+            );
+            assert_eq!(d.contact(Role::Tech).unwrap().handle, "GONE");
+            let ns: Vec<_> = d.nameservers().collect();
+            assert_eq!(
+                ns,
+                [
+                    n(&format!("ns{i}.h.example")).as_wire(),
+                    n("ns.shared.example").as_wire()
+                ]
+            );
+        }
+        // Reference counts moved with the slots.
+        for i in 0..500 {
+            dir.apply(&Change::DomainRemoved(n(&format!("d{i}.tld"))));
+            assert_eq!(dir.contacts.find(b"GONE").is_some(), i < 499);
+        }
+        assert!(dir.hosts.find(n("ns.shared.example").as_wire()).is_none());
+        assert_eq!(dir.counts(), (0, 500, 500, 0));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! that versions share.
 //!
 //! # Layout
-//! A [`Table`] is [`SHARDS`] shards, each behind an `Arc`; a key's shard comes from its hash.
-//! Cloning a table (a new version) copies the shard pointers only; the first change to a
-//! shard in the new version copies that shard (`Arc::make_mut`), so a batch costs the shards
-//! it touches and the versions share every other one. A shard holds:
+//! A [`Table`] is a [`Shards`] version (the served state's copy-on-write primitive): shards
+//! behind `Arc`s, a key's shard picked by [`key_hash`], about 16 records a shard. Cloning a
+//! table (a new version) copies the shard pointers only; the first change to a shard in the
+//! new version copies that shard, so a batch costs the shards it touches and the versions
+//! share every other one. [`Table::seal`], at the end of a batch, shrinks the shards it
+//! touched. A shard ([`Records`]) holds:
 //! - `arena`: keys and values, each a length-prefixed byte string, back to back. A changed
 //!   value is appended and the old bytes become dead; copying a shard (a new version's first
 //!   change to it) writes only the live entries, and a shard whose dead bytes outgrow its live
@@ -21,55 +23,43 @@
 //! record refers to touches that shard too; an unchanged reference touches nothing (callers
 //! reuse the old id, see `Directory::refer`).
 
-use std::hash::BuildHasher;
-use std::sync::Arc;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
 
 use super::bytes::{Reader, put_bytes};
+use crate::served::shards::{self, Shards, key_hash, shard_count_for};
 
 /// A slot of a [`Table`]: shard number in the low [`SHARD_BITS`] bits, slot number above.
 pub(super) type Id = u32;
 /// No slot ("no registrar", "no such contact").
 pub(super) const NONE: Id = u32::MAX;
 
-/// Shards per table, a power of two. With 1,000,000 records, 32,768 shards hold about 30
-/// each: a 10,000-change batch copies at most 10,000 shards of each table it changes (about
-/// a quarter of them), and an empty shard costs 8 bytes (every empty shard is one shared
-/// allocation).
-const SHARD_BITS: u32 = 15;
-const SHARDS: usize = 1 << SHARD_BITS;
-/// Slots per shard: an [`Id`] must fit in 32 bits and not be [`NONE`].
-const MAX_SLOTS: usize = (1 << (32 - SHARD_BITS)) - 1;
+/// Most slots a shard holds, so that an [`Id`] fits 32 bits for any shard count.
+fn max_slots(shard_bits: u32) -> usize {
+    ((1u64 << (32 - shard_bits)) - 1) as usize
+}
 /// The offset of a free slot's key; its `value` then links the free list.
 const FREE: u32 = u32::MAX;
 /// Arenas below this size are never compacted in place (copying a shard compacts it anyway).
 const COMPACT_MIN: usize = 1024;
 
 /// Records keyed by bytes, in shards shared between versions.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(super) struct Table {
-    shards: Box<[Arc<Shard>]>,
-    /// One seed for every shard of every version made from this table.
-    hasher: DefaultHashBuilder,
+    shards: Shards<Records>,
+    /// log2 of the shard count: the low bits of an [`Id`].
+    bits: u32,
     /// Slots holding a value.
     live: usize,
+    /// Shards changed since the last [`Table::seal`] (with repeats).
+    touched: Vec<u32>,
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table").field("live", &self.live).finish()
-    }
-}
-
-impl Default for Table {
-    fn default() -> Self {
-        let empty = Arc::new(Shard::default());
-        Self {
-            shards: (0..SHARDS).map(|_| Arc::clone(&empty)).collect(),
-            hasher: DefaultHashBuilder::default(),
-            live: 0,
-        }
+        f.debug_struct("Table")
+            .field("live", &self.live)
+            .field("shards", &self.shards.count())
+            .finish()
     }
 }
 
@@ -82,8 +72,9 @@ struct Slot {
     refs: u32,
 }
 
+/// One shard of a [`Table`] (see the module docs).
 #[derive(Debug)]
-struct Shard {
+pub(super) struct Records {
     arena: Vec<u8>,
     slots: Vec<Slot>,
     index: HashTable<u32>,
@@ -93,7 +84,7 @@ struct Shard {
     dead: usize,
 }
 
-impl Default for Shard {
+impl Default for Records {
     fn default() -> Self {
         Self {
             arena: Vec::new(),
@@ -120,7 +111,7 @@ fn entry_size(arena: &[u8], offset: u32) -> usize {
     rest.len() - r.rest().len()
 }
 
-impl Clone for Shard {
+impl Clone for Records {
     /// A copy holding only the live entries: the new version's first change to a shard leaves
     /// the dead bytes behind with the old version. Slot numbers and the index are kept.
     fn clone(&self) -> Self {
@@ -156,7 +147,7 @@ impl Clone for Shard {
     }
 }
 
-impl Shard {
+impl Records {
     fn key(&self, slot: u32) -> &[u8] {
         match self.slots.get(slot as usize) {
             Some(s) if s.key != FREE => entry(&self.arena, s.key),
@@ -183,11 +174,11 @@ impl Shard {
 
     /// The slot of `key`, made (with no value and no reference) if absent; `None` when the
     /// shard is full.
-    fn intern(&mut self, hasher: &DefaultHashBuilder, hash: u64, key: &[u8]) -> Option<u32> {
+    fn intern(&mut self, hash: u64, key: &[u8], max_slots: usize) -> Option<u32> {
         if let Some(slot) = self.find(hash, key) {
             return Some(slot);
         }
-        if self.free == NONE && self.slots.len() >= MAX_SLOTS {
+        if self.free == NONE && self.slots.len() >= max_slots {
             return None;
         }
         let offset = self.append(key)?;
@@ -209,20 +200,20 @@ impl Shard {
         };
         let (arena, slots) = (&self.arena, &self.slots);
         self.index.insert_unique(hash, slot, |&s| {
-            hasher.hash_one(entry(arena, slots[s as usize].key))
+            key_hash(entry(arena, slots[s as usize].key))
         });
         Some(slot)
     }
 
     /// Frees `slot` if it holds no value and nothing refers to it.
-    fn collect(&mut self, hasher: &DefaultHashBuilder, slot: u32) {
+    fn collect(&mut self, slot: u32) {
         let Some(s) = self.slots.get(slot as usize).copied() else {
             return;
         };
         if s.key == FREE || s.refs > 0 || s.value != NONE {
             return;
         }
-        let hash = hasher.hash_one(entry(&self.arena, s.key));
+        let hash = key_hash(entry(&self.arena, s.key));
         if let Ok(found) = self.index.find_entry(hash, |&i| i == slot) {
             found.remove();
         }
@@ -241,58 +232,76 @@ impl Shard {
             *self = self.clone();
         }
     }
+}
 
-    fn shrink_to_fit(&mut self, hasher: &DefaultHashBuilder) {
+impl shards::Shard for Records {
+    /// Compacts (if dead bytes outgrow live ones) and gives back spare capacity: a copied
+    /// shard is exact, but the batch's first append to it doubles its arena.
+    fn seal(&mut self) {
+        self.maybe_compact();
         self.arena.shrink_to_fit();
         self.slots.shrink_to_fit();
         let (arena, slots) = (&self.arena, &self.slots);
         self.index
-            .shrink_to_fit(|&s| hasher.hash_one(entry(arena, slots[s as usize].key)));
+            .shrink_to_fit(|&s| key_hash(entry(arena, slots[s as usize].key)));
     }
 }
 
-fn split(id: Id) -> (usize, u32) {
-    (id as usize & (SHARDS - 1), id >> SHARD_BITS)
-}
-
-fn join(shard: usize, slot: u32) -> Id {
-    slot << SHARD_BITS | shard as u32
-}
-
 impl Table {
-    /// The hash of `key` and its shard. The shard takes middle bits of the hash: hashbrown
-    /// places by the low bits and filters by the top seven, which must stay spread inside a
-    /// shard.
+    /// An empty table sized for about `entries` records. It works at any size; a table that
+    /// grows far past its size copies more per batch until [`Table::resplit`].
+    pub(super) fn with_capacity(entries: usize) -> Self {
+        let count = shard_count_for(entries);
+        Self {
+            shards: Shards::new(count),
+            bits: count.trailing_zeros(),
+            live: 0,
+            touched: Vec::new(),
+        }
+    }
+
+    fn split(&self, id: Id) -> (usize, u32) {
+        (
+            (id & ((1 << self.bits) - 1)) as usize,
+            id.checked_shr(self.bits).unwrap_or(0),
+        )
+    }
+
+    fn join(&self, shard: usize, slot: u32) -> Id {
+        slot.checked_shl(self.bits).unwrap_or(0) | shard as u32
+    }
+
+    /// The hash of `key` and its shard.
     fn locate(&self, key: &[u8]) -> (u64, usize) {
-        let hash = self.hasher.hash_one(key);
-        (hash, (hash >> 32) as usize & (SHARDS - 1))
+        let hash = key_hash(key);
+        (hash, self.shards.index_of(hash))
     }
 
     /// The slot holding `key`, if any.
     #[cfg(test)]
     pub(super) fn find(&self, key: &[u8]) -> Option<Id> {
         let (hash, shard) = self.locate(key);
-        Some(join(shard, self.shards[shard].find(hash, key)?))
+        Some(self.join(shard, self.shards.shard(shard).find(hash, key)?))
     }
 
     /// The key and value stored under `key` (`None` also for a bare reference).
     pub(super) fn lookup(&self, key: &[u8]) -> Option<(&[u8], &[u8])> {
         let (hash, shard) = self.locate(key);
-        let shard = &self.shards[shard];
+        let shard = self.shards.shard(shard);
         let slot = shard.find(hash, key)?;
         Some((shard.key(slot), shard.value(slot)?))
     }
 
     /// The value in slot `id` (`None` for a bare reference).
     pub(super) fn get(&self, id: Id) -> Option<&[u8]> {
-        let (shard, slot) = split(id);
-        self.shards[shard].value(slot)
+        let (shard, slot) = self.split(id);
+        self.shards.shard(shard).value(slot)
     }
 
     /// The key of slot `id` (empty for [`NONE`]).
     pub(super) fn key(&self, id: Id) -> &[u8] {
-        let (shard, slot) = split(id);
-        self.shards[shard].key(slot)
+        let (shard, slot) = self.split(id);
+        self.shards.shard(shard).key(slot)
     }
 
     /// Values held (bare references not counted).
@@ -300,23 +309,24 @@ impl Table {
         self.live
     }
 
-    /// The shard of `key`, made this version's own.
-    fn shard_mut(&mut self, shard: usize) -> &mut Shard {
-        Arc::make_mut(&mut self.shards[shard])
+    /// Shard `i`, made this version's own.
+    fn shard_mut(&mut self, i: usize) -> &mut Records {
+        self.touched.push(i as u32);
+        self.shards.make_mut(i)
     }
 
     /// One more reference to `key` (its slot made if absent); [`NONE`] if its shard is full
-    /// (2^17 slots: four billion records in all), which leaves the reference out.
+    /// (2^32 slots in all), which leaves the reference out.
     pub(super) fn acquire(&mut self, key: &[u8]) -> Id {
         let (hash, index) = self.locate(key);
-        let hasher = self.hasher.clone();
+        let max = max_slots(self.bits);
         let shard = self.shard_mut(index);
-        let Some(slot) = shard.intern(&hasher, hash, key) else {
+        let Some(slot) = shard.intern(hash, key, max) else {
             return NONE;
         };
         let s = &mut shard.slots[slot as usize];
         s.refs = s.refs.saturating_add(1);
-        join(index, slot)
+        self.join(index, slot)
     }
 
     /// One reference fewer to `id`; frees its slot when nothing holds it.
@@ -324,12 +334,11 @@ impl Table {
         if id == NONE {
             return;
         }
-        let (index, slot) = split(id);
-        let hasher = self.hasher.clone();
+        let (index, slot) = self.split(id);
         let shard = self.shard_mut(index);
         if let Some(s) = shard.slots.get_mut(slot as usize).filter(|s| s.key != FREE) {
             s.refs = s.refs.saturating_sub(1);
-            shard.collect(&hasher, slot);
+            shard.collect(slot);
         }
     }
 
@@ -337,12 +346,12 @@ impl Table {
     /// returns the slot, [`NONE`] if none holds `key` now (removed, or its shard full).
     pub(super) fn set(&mut self, key: &[u8], value: Option<&[u8]>) -> Id {
         let (hash, index) = self.locate(key);
-        if value.is_none() && self.shards[index].find(hash, key).is_none() {
+        if value.is_none() && self.shards.shard(index).find(hash, key).is_none() {
             return NONE;
         }
-        let hasher = self.hasher.clone();
+        let max = max_slots(self.bits);
         let shard = self.shard_mut(index);
-        let Some(slot) = shard.intern(&hasher, hash, key) else {
+        let Some(slot) = shard.intern(hash, key, max) else {
             return NONE;
         };
         let old = shard.slots[slot as usize].value;
@@ -350,56 +359,140 @@ impl Table {
             None => NONE,
             Some(Some(offset)) => offset,
             // The arena is at 4 GiB: the old value stays.
-            Some(None) => return join(index, slot),
+            Some(None) => return self.join(index, slot),
         };
         if old != NONE {
             shard.dead += entry_size(&shard.arena, old);
         }
         shard.slots[slot as usize].value = new;
+        shard.collect(slot);
+        shard.maybe_compact();
+        let freed = shard.slots[slot as usize].key == FREE;
         match (old == NONE, new == NONE) {
             (true, false) => self.live += 1,
             (false, true) => self.live -= 1,
             _ => {}
         }
-        let shard = self.shard_mut(index);
-        shard.collect(&hasher, slot);
-        shard.maybe_compact();
-        if new == NONE && shard.slots[slot as usize].key == FREE {
-            return NONE;
-        }
-        join(index, slot)
+        if freed { NONE } else { self.join(index, slot) }
     }
 
-    /// Gives the spare capacity of this version's own shards back (after a build: vectors
-    /// grown by doubling are a quarter empty on average).
-    pub(super) fn shrink_to_fit(&mut self) {
-        let hasher = self.hasher.clone();
-        for shard in self.shards.iter_mut() {
-            if let Some(shard) = Arc::get_mut(shard) {
-                shard.shrink_to_fit(&hasher);
+    /// Seals the shards changed since the last seal (see [`Records`]' `seal`): the end of a
+    /// batch or a build.
+    pub(super) fn seal(&mut self) {
+        use shards::Shard as _;
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            // Made this version's own when touched.
+            if let Some(shard) = self.shards.get_mut(i as usize) {
+                shard.seal();
             }
         }
+    }
+
+    /// True when the table holds far more records than its shard count was sized for.
+    pub(super) fn needs_resplit(&self) -> bool {
+        self.shards.needs_resplit(self.live)
+    }
+
+    /// This table with a shard count sized for what it holds now: every slot (bare
+    /// references included, with their counts) moved, each value passed through `rewrite`
+    /// first; and the map from the old ids to the new ones. A full copy: done rarely, when
+    /// the table has grown four times past its size.
+    pub(super) fn resplit(&self, mut rewrite: impl FnMut(&[u8], &mut Vec<u8>)) -> (Self, Remap) {
+        let mut next = Self::with_capacity(self.live);
+        let mut value = Vec::new();
+        let mut map = Vec::with_capacity(self.shards.count());
+        for shard in self.shards.iter() {
+            let ids: Box<[Id]> = shard
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(slot, s)| {
+                    if s.key == FREE {
+                        return NONE;
+                    }
+                    let key = shard.key(slot as u32);
+                    let id = match shard.value(slot as u32) {
+                        Some(v) => {
+                            value.clear();
+                            rewrite(v, &mut value);
+                            next.set(key, Some(&value))
+                        }
+                        None => next.acquire(key),
+                    };
+                    if id != NONE {
+                        let (i, new_slot) = next.split(id);
+                        let refs = &mut next.shards.make_mut(i).slots[new_slot as usize].refs;
+                        *refs = s.refs;
+                    }
+                    id
+                })
+                .collect();
+            map.push(ids);
+        }
+        next.seal_all();
+        (
+            next,
+            Remap {
+                bits: self.bits,
+                map,
+            },
+        )
+    }
+
+    /// Seals every shard this version holds alone (after a build).
+    pub(super) fn seal_all(&mut self) {
+        use shards::Shard as _;
+        self.touched.clear();
+        for i in 0..self.shards.count() {
+            if let Some(shard) = self.shards.get_mut(i) {
+                shard.seal();
+            }
+        }
+    }
+
+    /// Shards per table.
+    pub(super) fn shard_count(&self) -> usize {
+        self.shards.count()
+    }
+
+    /// Shards this table shares with `other` (the same allocation).
+    pub(super) fn shared_shards(&self, other: &Self) -> usize {
+        if self.shards.count() != other.shards.count() {
+            return 0;
+        }
+        (0..self.shards.count())
+            .filter(|&i| self.shards.shares_shard(&other.shards, i))
+            .count()
     }
 
     /// Slots in use in the shard of `key` (tests: freed slots are reused).
     #[cfg(test)]
     pub(super) fn slots_near(&self, key: &[u8]) -> usize {
-        let shard = &self.shards[self.locate(key).1];
-        shard.slots.len()
+        self.shards.shard(self.locate(key).1).slots.len()
     }
+}
 
-    /// Shards per table.
-    pub(super) fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
+/// Old ids to new ones, after a [`Table::resplit`].
+pub(super) struct Remap {
+    bits: u32,
+    map: Vec<Box<[Id]>>,
+}
 
-    /// Shards this table shares with `other` (the same allocation).
-    pub(super) fn shared_shards(&self, other: &Self) -> usize {
-        self.shards
-            .iter()
-            .zip(other.shards.iter())
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count()
+impl Remap {
+    pub(super) fn id(&self, id: Id) -> Id {
+        if id == NONE {
+            return NONE;
+        }
+        let shard = (id & ((1 << self.bits) - 1)) as usize;
+        let slot = id.checked_shr(self.bits).unwrap_or(0) as usize;
+        self.map
+            .get(shard)
+            .and_then(|m| m.get(slot))
+            .copied()
+            .unwrap_or(NONE)
     }
 }
 
@@ -435,15 +528,18 @@ mod tests {
 
     #[test]
     fn versions_share_untouched_shards_and_keep_their_own_data() {
-        let mut old = Table::default();
+        let mut old = Table::with_capacity(1000);
         for i in 0..1000u32 {
             old.set(&i.to_be_bytes(), Some(format!("v{i}").as_bytes()));
         }
         let mut new = old.clone();
-        assert_eq!(new.shared_shards(&old), SHARDS);
+        let all = old.shard_count();
+        assert_eq!((all, new.shared_shards(&old)), (64, all));
         new.set(&7u32.to_be_bytes(), Some(b"changed"));
         new.set(&8u32.to_be_bytes(), None);
-        assert_eq!(new.shared_shards(&old), SHARDS - 2);
+        let (_, a) = new.locate(&7u32.to_be_bytes());
+        let (_, b) = new.locate(&8u32.to_be_bytes());
+        assert_eq!(new.shared_shards(&old), all - 1 - usize::from(a != b));
         assert_eq!(old.lookup(&7u32.to_be_bytes()).unwrap().1, b"v7");
         assert_eq!(old.lookup(&8u32.to_be_bytes()).unwrap().1, b"v8");
         assert_eq!(new.lookup(&7u32.to_be_bytes()).unwrap().1, b"changed");
@@ -465,12 +561,43 @@ mod tests {
             t.set(b"k", Some(&big));
         }
         let (_, shard) = t.locate(b"k");
-        assert!(t.shards[shard].arena.len() < 4 * big.len());
+        assert!(t.shards.shard(shard).arena.len() < 4 * big.len());
         assert_eq!(t.lookup(b"k").unwrap().1, &big[..]);
         // A copy keeps only the live entries.
-        let copy = Shard::clone(&t.shards[shard]);
+        let copy = Records::clone(t.shards.shard(shard));
         assert_eq!(copy.arena.len(), 2 + 2 + big.len());
         assert_eq!(copy.value(0), Some(&big[..]));
+    }
+
+    #[test]
+    fn a_resplit_keeps_every_slot_and_count() {
+        let mut t = Table::default();
+        for i in 0..1000u32 {
+            t.set(&i.to_be_bytes(), Some(&i.to_le_bytes()));
+        }
+        let bare = t.acquire(b"bare");
+        t.acquire(b"bare");
+        let held = t.set(&7u32.to_be_bytes(), Some(b"seven"));
+        t.acquire(&7u32.to_be_bytes());
+        assert!(t.needs_resplit());
+        let (mut next, remap) = t.resplit(|v, out| out.extend_from_slice(v));
+        assert!(!next.needs_resplit() && next.shard_count() > 1);
+        assert_eq!(next.len(), 1000);
+        for i in (0..1000u32).filter(|&i| i != 7) {
+            let (key, value) = next.lookup(&i.to_be_bytes()).unwrap();
+            assert_eq!((key, value), (&i.to_be_bytes()[..], &i.to_le_bytes()[..]));
+        }
+        assert_eq!(next.key(remap.id(bare)), b"bare");
+        assert_eq!(next.get(remap.id(held)), Some(&b"seven"[..]));
+        // Counts moved: a removed value stays while referred to, the last release frees.
+        next.set(&7u32.to_be_bytes(), None);
+        next.release(remap.id(held));
+        assert!(next.find(&7u32.to_be_bytes()).is_none());
+        next.release(remap.id(bare));
+        assert!(next.find(b"bare").is_some());
+        next.release(remap.id(bare));
+        assert!(next.find(b"bare").is_none());
+        assert_eq!(remap.id(NONE), NONE);
     }
 
     #[test]
