@@ -15,15 +15,16 @@
 //! - `slots`: 12 bytes per key, the offsets of its key and value and its reference count. A
 //!   slot's number never changes while the slot is held, so other records refer to it by
 //!   [`Id`] (shard and slot in a `u32`).
-//! - `index`: the slot numbers hashed by key (4 bytes a bucket plus hashbrown's control byte).
+//! - `tags`: one byte of each slot's key hash. A lookup scans the shard's tags (16 or so
+//!   bytes, one cache line) and compares the key only where the tag matches: one byte an
+//!   entry, where a hash index would take about eleven (buckets a power of two, at most 7/8
+//!   full, 4 bytes and a control byte each) and a second allocation per shard.
 //!
 //! A slot exists while it holds a value *or* something refers to it (a domain may name a
 //! nameserver that has no host object): reference counts free a slot when neither holds, so
 //! churn does not leak. The counts live in the referred record's shard, so changing what a
 //! record refers to touches that shard too; an unchanged reference touches nothing (callers
 //! reuse the old id, see `Directory::refer`).
-
-use hashbrown::HashTable;
 
 use super::bytes::{Reader, put_bytes};
 use crate::served::shards::{self, Shards, key_hash, shard_count_for};
@@ -41,6 +42,8 @@ fn max_slots(shard_bits: u32) -> usize {
 const FREE: u32 = u32::MAX;
 /// Arenas below this size are never compacted in place (copying a shard compacts it anyway).
 const COMPACT_MIN: usize = 1024;
+/// Spare bytes a shard's copy gets (about two domain or one contact record).
+const HEADROOM: usize = 256;
 
 /// Records keyed by bytes, in shards shared between versions.
 #[derive(Clone, Default)]
@@ -50,8 +53,8 @@ pub(super) struct Table {
     bits: u32,
     /// Slots holding a value.
     live: usize,
-    /// Shards changed since the last [`Table::seal`] (with repeats).
-    touched: Vec<u32>,
+    /// Bit set of the shards changed since the last [`Table::seal`].
+    touched: Vec<u64>,
 }
 
 impl std::fmt::Debug for Table {
@@ -77,7 +80,8 @@ struct Slot {
 pub(super) struct Records {
     arena: Vec<u8>,
     slots: Vec<Slot>,
-    index: HashTable<u32>,
+    /// [`tag`] of each slot's key, parallel to `slots`.
+    tags: Vec<u8>,
     /// First free slot (`NONE`: none).
     free: u32,
     /// Bytes of the arena no slot points to.
@@ -89,11 +93,17 @@ impl Default for Records {
         Self {
             arena: Vec::new(),
             slots: Vec::new(),
-            index: HashTable::new(),
+            tags: Vec::new(),
             free: NONE,
             dead: 0,
         }
     }
+}
+
+/// The byte of a key's hash kept per slot: the top eight bits (the shard is picked by middle
+/// bits, so keys in one shard still differ here).
+fn tag(hash: u64) -> u8 {
+    (hash >> 56) as u8
 }
 
 /// The length-prefixed entry at `offset` (empty if the offset is out of the arena).
@@ -113,9 +123,12 @@ fn entry_size(arena: &[u8], offset: u32) -> usize {
 
 impl Clone for Records {
     /// A copy holding only the live entries: the new version's first change to a shard leaves
-    /// the dead bytes behind with the old version. Slot numbers and the index are kept.
+    /// the dead bytes behind with the old version. Slot numbers and tags are kept. The arena
+    /// gets `HEADROOM` spare bytes, so the batch's change to the shard (usually one) does not
+    /// double it before the seal shrinks it back.
     fn clone(&self) -> Self {
-        let mut arena = Vec::with_capacity(self.arena.len().saturating_sub(self.dead));
+        let live = self.arena.len().saturating_sub(self.dead);
+        let mut arena = Vec::with_capacity(live + HEADROOM);
         let mut copy = |offset: u32| {
             let at = arena.len() as u32;
             put_bytes(&mut arena, entry(&self.arena, offset));
@@ -140,7 +153,7 @@ impl Clone for Records {
         Self {
             arena,
             slots,
-            index: self.index.clone(),
+            tags: self.tags.clone(),
             free: self.free,
             dead: 0,
         }
@@ -161,7 +174,13 @@ impl Records {
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        self.index.find(hash, |&s| self.key(s) == key).copied()
+        let tag = tag(hash);
+        self.tags
+            .iter()
+            .zip(&self.slots)
+            .enumerate()
+            .find(|&(_, (&t, s))| t == tag && s.key != FREE && entry(&self.arena, s.key) == key)
+            .map(|(i, _)| i as u32)
     }
 
     /// Appends `bytes` as an entry; `None` if the arena would pass `u32` offsets.
@@ -190,18 +209,16 @@ impl Records {
         let slot = match self.free {
             NONE => {
                 self.slots.push(fresh);
+                self.tags.push(tag(hash));
                 (self.slots.len() - 1) as u32
             }
             free => {
                 self.free = self.slots[free as usize].value;
                 self.slots[free as usize] = fresh;
+                self.tags[free as usize] = tag(hash);
                 free
             }
         };
-        let (arena, slots) = (&self.arena, &self.slots);
-        self.index.insert_unique(hash, slot, |&s| {
-            key_hash(entry(arena, slots[s as usize].key))
-        });
         Some(slot)
     }
 
@@ -212,10 +229,6 @@ impl Records {
         };
         if s.key == FREE || s.refs > 0 || s.value != NONE {
             return;
-        }
-        let hash = key_hash(entry(&self.arena, s.key));
-        if let Ok(found) = self.index.find_entry(hash, |&i| i == slot) {
-            found.remove();
         }
         self.dead += entry_size(&self.arena, s.key);
         self.slots[slot as usize] = Slot {
@@ -235,15 +248,13 @@ impl Records {
 }
 
 impl shards::Shard for Records {
-    /// Compacts (if dead bytes outgrow live ones) and gives back spare capacity: a copied
-    /// shard is exact, but the batch's first append to it doubles its arena.
+    /// Compacts (if dead bytes outgrow live ones) and gives back spare capacity (a copy's
+    /// headroom, what appends grew).
     fn seal(&mut self) {
         self.maybe_compact();
         self.arena.shrink_to_fit();
         self.slots.shrink_to_fit();
-        let (arena, slots) = (&self.arena, &self.slots);
-        self.index
-            .shrink_to_fit(|&s| key_hash(entry(arena, slots[s as usize].key)));
+        self.tags.shrink_to_fit();
     }
 }
 
@@ -311,7 +322,10 @@ impl Table {
 
     /// Shard `i`, made this version's own.
     fn shard_mut(&mut self, i: usize) -> &mut Records {
-        self.touched.push(i as u32);
+        if self.touched.is_empty() {
+            self.touched = vec![0; self.shards.count().div_ceil(64)];
+        }
+        self.touched[i / 64] |= 1 << (i % 64);
         self.shards.make_mut(i)
     }
 
@@ -380,13 +394,16 @@ impl Table {
     /// batch or a build.
     pub(super) fn seal(&mut self) {
         use shards::Shard as _;
-        let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable();
-        touched.dedup();
-        for i in touched {
-            // Made this version's own when touched.
-            if let Some(shard) = self.shards.get_mut(i as usize) {
-                shard.seal();
+        let touched = std::mem::take(&mut self.touched);
+        for (word, &bits) in touched.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let i = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Made this version's own when touched.
+                if let Some(shard) = self.shards.get_mut(i) {
+                    shard.seal();
+                }
             }
         }
     }
