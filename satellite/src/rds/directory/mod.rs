@@ -89,6 +89,9 @@ pub struct Directory {
     registrars: Arc<Registrars>,
     /// When this data was last brought up to date.
     updated: Timestamp,
+    /// Where a record is encoded before it is stored: one allocation for a whole build, not
+    /// one per record.
+    scratch: Vec<u8>,
 }
 
 /// What a domain record refers to, read back to release or reuse the references.
@@ -223,10 +226,18 @@ impl Directory {
 
     /// Adds or replaces a contact.
     pub fn put_contact(&mut self, c: &Contact) {
-        let mut record = Vec::with_capacity(128);
+        let mut record = self.scratch();
         contact::encode(c, &mut record);
         self.contacts.set(c.handle.as_bytes(), Some(&record));
+        self.scratch = record;
         self.resplit_if_grown();
+    }
+
+    /// The scratch buffer, empty (put back after use).
+    fn scratch(&mut self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        v
     }
 
     /// Adds or replaces a registrar.
@@ -291,7 +302,7 @@ impl Directory {
             roid: &d.roid,
             ..DomainRecord::decode(&[])
         };
-        let mut record = Vec::with_capacity(64 + d.roid.len());
+        let mut record = self.scratch();
         encode_domain(&mut record, &fields, contacts, &ns);
         put_varint(&mut record, d.ds.len() as u64);
         for ds in &d.ds {
@@ -303,6 +314,7 @@ impl Directory {
         // References were taken before the old ones are released: an unchanged one never
         // drops to zero in between.
         self.domains.set(name, Some(&record));
+        self.scratch = record;
         self.release_domain_refs(old);
         self.resplit_if_grown();
     }
@@ -337,7 +349,7 @@ impl Directory {
             Some(r) => self.refer_registrar(r, &mut old),
             None => NONE,
         };
-        let mut record = Vec::with_capacity(16 + 17 * h.addresses.len());
+        let mut record = self.scratch();
         put_id(&mut record, registrar);
         put_signed(&mut record, h.created.0);
         put_signed(&mut record, h.updated.0);
@@ -355,6 +367,7 @@ impl Directory {
             }
         }
         self.hosts.set(name, Some(&record));
+        self.scratch = record;
         self.release_registrar(old);
         self.resplit_if_grown();
     }
