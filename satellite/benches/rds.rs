@@ -6,7 +6,8 @@
 //! `ORRERY_BENCH_DOMAINS` (default 100000), `ORRERY_BENCH_SECONDS` per run (default 10),
 //! `ORRERY_BENCH_CLIENTS` concurrent client connections (default 64),
 //! `ORRERY_BENCH_CLIENT_THREADS` threads of the load generator (default 2),
-//! `ORRERY_BENCH_MEMORY_DOMAINS` for the memory figure (default 1000000; 0 skips it).
+//! `ORRERY_BENCH_MEMORY_DOMAINS` for the memory figure (default 1000000; 0 skips it),
+//! `ORRERY_BENCH_MEMORY_ONLY` (set: stop after the memory figure).
 //!
 //! Server and load generator share the machine (as the goal says): the servers run on a tokio
 //! runtime of 2 workers; the Whois load comes from plain threads driving sockets through mio
@@ -92,83 +93,198 @@ fn registry(domains: usize) -> impl Iterator<Item = Change> {
             updated: Timestamp(1_600_000_000),
         })
     });
-    let per_domain = (0..domains).flat_map(|i| {
-        let handle = format!("C{i}");
-        let contact = Contact {
-            handle: handle.clone(),
-            name: format!("Registrant {i}"),
-            organisation: None,
-            street: vec![format!("{i} Main Street")],
-            city: "Springfield".into(),
-            province: None,
-            postcode: Some(format!("{:05}", i % 100_000)),
-            country: "FR".into(),
-            email: format!("registrant{i}@example.net"),
-            voice: Some("+33.100000000".into()),
-            fax: None,
-            disclose: i % 10 == 0,
-            created: Timestamp(1_600_000_000),
-            updated: Timestamp(1_600_000_000),
-        };
-        let domain = Domain {
-            name: n(&format!("d{i}.bench")),
-            zone: n("bench"),
-            roid: format!("D{i}-BENCH"),
-            registrar: format!("REG{}", i % 100),
-            created: Timestamp(1_600_000_000),
-            updated: Timestamp(1_700_000_000),
-            expires: Timestamp(1_900_000_000),
-            statuses: vec![EppStatus::ClientTransferProhibited],
-            registrant: Some(handle),
-            admin: Some(format!("C{}", i - i % 1000)),
-            tech: Some(format!("C{}", i - i % 1000)),
-            billing: None,
-            nameservers: vec![
-                n(&format!("ns{}.dns-host{}.example", i % 5000, i % 50)),
-                n(&format!(
-                    "ns{}.dns-host{}.example",
-                    (i + 1) % 5000,
-                    (i + 1) % 50
-                )),
-            ],
-            ds: vec![],
-        };
-        [Change::Contact(contact), Change::Domain(domain)]
-    });
+    let per_domain = (0..domains).flat_map(registry_entry);
     registrars.chain(hosts).chain(per_domain)
 }
 
-/// Resident memory of this process, from /proc/self/statm.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+/// Domain `i` of `registry` and its own registrant contact.
+fn registry_entry(i: usize) -> [Change; 2] {
+    let handle = format!("C{i}");
+    let contact = Contact {
+        handle: handle.clone(),
+        name: format!("Registrant {i}"),
+        organisation: None,
+        street: vec![format!("{i} Main Street")],
+        city: "Springfield".into(),
+        province: None,
+        postcode: Some(format!("{:05}", i % 100_000)),
+        country: "FR".into(),
+        email: format!("registrant{i}@example.net"),
+        voice: Some("+33.100000000".into()),
+        fax: None,
+        disclose: i % 10 == 0,
+        created: Timestamp(1_600_000_000),
+        updated: Timestamp(1_600_000_000),
+    };
+    let domain = Domain {
+        name: n(&format!("d{i}.bench")),
+        zone: n("bench"),
+        roid: format!("D{i}-BENCH"),
+        registrar: format!("REG{}", i % 100),
+        created: Timestamp(1_600_000_000),
+        updated: Timestamp(1_700_000_000),
+        expires: Timestamp(1_900_000_000),
+        statuses: vec![EppStatus::ClientTransferProhibited],
+        registrant: Some(handle),
+        admin: Some(format!("C{}", i - i % 1000)),
+        tech: Some(format!("C{}", i - i % 1000)),
+        billing: None,
+        nameservers: vec![
+            n(&format!("ns{}.dns-host{}.example", i % 5000, i % 50)),
+            n(&format!(
+                "ns{}.dns-host{}.example",
+                (i + 1) % 5000,
+                (i + 1) % 50
+            )),
+        ],
+        ds: vec![],
+    };
+    [Change::Contact(contact), Change::Domain(domain)]
+}
+
+/// The global allocator, counting the bytes live on the heap and their high-water mark: the
+/// memory figure is what the directory asks of the allocator (its data, not the allocator's
+/// rounding, nor pages other threads touched).
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; only counters are added.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        count(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, size) };
+        if !p.is_null() {
+            count(size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+fn count(delta: isize) {
+    let live = if delta >= 0 {
+        LIVE.fetch_add(delta as usize, Ordering::Relaxed) + delta as usize
+    } else {
+        LIVE.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed) - delta.unsigned_abs()
+    };
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes live on the heap now.
+fn heap() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Resets the high-water mark to the bytes live now; returns them.
+fn reset_peak() -> usize {
+    let live = heap();
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+/// A batch of `changes` updates to the registry of `registry(domains)`, spread over it as a
+/// day's changes would be: half domain updates (new dates and statuses, nameservers moved to
+/// other hosts), half contact updates (a new address), on domains evenly spread over the names.
+fn batch(domains: usize, changes: usize) -> Vec<Change> {
+    let step = (domains / (changes / 2).max(1)).max(1);
+    let mut out = Vec::with_capacity(changes);
+    for (k, i) in (0..domains).step_by(step).take(changes / 2).enumerate() {
+        let mut objects = registry_entry(i);
+        if let Change::Domain(d) = &mut objects[1] {
+            d.updated = Timestamp(1_800_000_000 + k as i64);
+            d.statuses.push(EppStatus::ClientUpdateProhibited);
+            d.nameservers[1] = n(&format!(
+                "ns{}.dns-host{}.example",
+                (i + 7) % 5000,
+                (i + 7) % 50
+            ));
+        }
+        if let Change::Contact(c) = &mut objects[0] {
+            c.street = vec![format!("{i} New Street"), "Building B".into()];
+            c.updated = Timestamp(1_800_000_000 + k as i64);
+        }
+        out.extend(objects);
+    }
+    out
 }
 
 fn memory(domains: usize) {
-    let before = rss();
+    // What making the objects costs alone, to take it off the build's time.
+    let cpu = own_cpu();
+    registry(domains).for_each(drop);
+    let making = Duration::from_nanos(own_cpu() - cpu);
+    let before = reset_peak();
+    let cpu = own_cpu();
     let started = Instant::now();
-    let mut dir = Directory::default();
+    // Sized as a build from a snapshot sizes it (`Directory::build`), without holding the
+    // whole registry's objects at once.
+    let mut dir = Directory::with_capacity(domains, 5000, domains);
     for change in registry(domains) {
         dir.apply(&change);
     }
+    dir.touch(Timestamp::now());
     let built = started.elapsed();
-    let after = rss();
+    let build_cpu = Duration::from_nanos(own_cpu() - cpu).saturating_sub(making);
+    let bytes = heap().saturating_sub(before);
+    let build_peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
     let (d, h, c, r) = dir.counts();
-    let bytes = after.saturating_sub(before);
     println!(
-        "directory memory: {d} domains, {h} hosts, {c} contacts, {r} registrars: {:.1} MiB \
-         ({:.0} bytes per domain incl. its own contact), built in {:.1} s; the satellite \
-         keeps two copies (double buffer)",
+        "directory memory: {d} domains, {h} hosts, {c} contacts, {r} registrars: {:.1} MiB on \
+         the heap ({:.0} bytes per domain incl. its own contact; {:.1} MiB at the peak of the \
+         build), built in {:.2} s: {:.2} s of CPU in the directory, the objects' making \
+         ({:.2} s) not counted",
         bytes as f64 / 1048576.0,
         bytes as f64 / d as f64,
-        built.as_secs_f64()
+        build_peak as f64 / 1048576.0,
+        built.as_secs_f64(),
+        build_cpu.as_secs_f64(),
+        making.as_secs_f64(),
     );
+    // A batch as the satellite applies one: a new version from the current one, the changes
+    // applied to it, the old version dropped once no query holds it. The peak is measured
+    // with both versions alive (the old one still serving) and the batch itself decoded.
+    let changes = batch(domains, 10_000);
+    let steady = reset_peak();
+    let started = Instant::now();
+    let mut next = dir.clone();
+    for change in &changes {
+        next.apply(change);
+    }
+    next.touch(Timestamp::now());
+    let applied = started.elapsed();
+    let peak = PEAK.load(Ordering::Relaxed);
+    let (shared, shards) = next.shared_shards(&dir);
     drop(dir);
+    let after = heap();
+    let base = steady.saturating_sub(before);
+    println!(
+        "batch of {} changes: version made and applied in {:.0} ms, {shared} of {shards} \
+         shards shared with the old version; heap peak {:.1} MiB over the {:.1} MiB held \
+         before ({:.3}x the steady state), {:.1} MiB held after",
+        changes.len(),
+        applied.as_secs_f64() * 1000.0,
+        (peak - steady) as f64 / 1048576.0,
+        base as f64 / 1048576.0,
+        (peak.saturating_sub(before)) as f64 / base.max(1) as f64,
+        after.saturating_sub(before) as f64 / 1048576.0,
+    );
+    drop(next);
 }
 
 /// What one load run measured.
@@ -549,6 +665,9 @@ fn main() {
     );
     if memory_domains > 0 {
         memory(memory_domains);
+    }
+    if std::env::var_os("ORRERY_BENCH_MEMORY_ONLY").is_some() {
+        return;
     }
 
     let mut set = Served::default();

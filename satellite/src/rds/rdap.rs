@@ -12,7 +12,7 @@
 //! (the Terms of Use, Status Codes and Inaccuracy Complaint Form notices, the `last update of
 //! RDAP database` event, the registrar's IANA ID and abuse contact), RFC 8056 for the status
 //! values, RFC 7095 jCard for contacts, and RFC 9537 for redaction: a contact that did not
-//! agree to publication ([`ContactRecord::disclose`] false) keeps its entity and role, its name
+//! agree to publication ([`ContactView::disclose`] false) keeps its entity and role, its name
 //! becomes an empty `fn`, its other personal members are removed (the registry ID included),
 //! and the response's `redacted` array names each redaction with its JSONPath and method.
 //!
@@ -21,13 +21,12 @@
 //! converted by `idna` into a `String`).
 
 use std::fmt::{self, Display};
-use std::net::IpAddr;
 
 use orrery_proto::name::write_wire_name;
 use orrery_proto::{EppStatus, Registrar, Timestamp};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::directory::{ContactRecord, DomainView, HostView, Role, StatusSet};
+use super::directory::{Addresses, ContactView, DomainView, HostView, Role, StatusSet};
 use super::json::Json;
 use super::{Directory, Outcome, Query, RdsCtx, RdsEvent};
 
@@ -336,16 +335,16 @@ fn has_a_label(wire: &[u8]) -> bool {
 }
 
 /// `ipAddresses` of a nameserver (RFC 9083 §5.2), nothing without addresses.
-fn ip_addresses(j: &mut Json<'_>, addresses: &[IpAddr]) {
+fn ip_addresses(j: &mut Json<'_>, addresses: Addresses<'_>) {
     if addresses.is_empty() {
         return;
     }
     j.key("ipAddresses").object(|j| {
         for (key, v6) in [("v4", false), ("v6", true)] {
-            if addresses.iter().any(|a| a.is_ipv6() == v6) {
+            if addresses.clone().any(|a| a.is_ipv6() == v6) {
                 j.key(key).array(|j| {
-                    for a in addresses.iter().filter(|a| a.is_ipv6() == v6) {
-                        j.display(a);
+                    for a in addresses.clone().filter(|a| a.is_ipv6() == v6) {
+                        j.display(&a);
                     }
                 });
             }
@@ -501,7 +500,7 @@ fn role_name(role: Role) -> &'static str {
 enum Target<'d> {
     Domain(DomainView<'d>),
     Nameserver(HostView<'d>),
-    Contact(&'d ContactRecord),
+    Contact(ContactView<'d>),
     Registrar(&'d Registrar),
     Help,
 }
@@ -640,7 +639,7 @@ impl<'a> Render<'a> {
                         j.key("keyTag").number(ds.key_tag.into());
                         j.key("algorithm").number(ds.algorithm.into());
                         j.key("digestType").number(ds.digest_type.into());
-                        j.key("digest").display(Hex(&ds.digest));
+                        j.key("digest").display(Hex(ds.digest));
                     });
                 }
             });
@@ -746,7 +745,7 @@ impl<'a> Render<'a> {
 
     /// The members of a contact entity, redacted (RFC 9537) unless the contact agreed to
     /// publication; the `redacted` entries are written by [`redacted`].
-    fn contact(&self, j: &mut Json<'_>, at: Placement, handle: &str, c: Option<&ContactRecord>) {
+    fn contact(&self, j: &mut Json<'_>, at: Placement, handle: &str, c: Option<ContactView<'_>>) {
         j.field("objectClassName", "entity");
         if let Placement::Role(role) = at {
             j.key("roles").strs(&[role_name(role)]);
@@ -776,7 +775,7 @@ impl<'a> Render<'a> {
 }
 
 /// The jCard properties of a disclosed contact.
-fn contact_card(j: &mut Json<'_>, c: &ContactRecord) {
+fn contact_card(j: &mut Json<'_>, c: ContactView<'_>) {
     text(j, "fn", c.name());
     if let Some(org) = c.organisation() {
         text(j, "org", org);
@@ -803,7 +802,7 @@ fn contact_card(j: &mut Json<'_>, c: &ContactRecord) {
 /// response, `removal` with the path the member would have had).
 fn redacted<'c>(
     j: &mut Json<'_>,
-    mut undisclosed: impl Iterator<Item = (Placement, &'c ContactRecord)>,
+    mut undisclosed: impl Iterator<Item = (Placement, ContactView<'c>)>,
 ) {
     let Some(first) = undisclosed.next() else {
         return;
@@ -816,7 +815,7 @@ fn redacted<'c>(
 }
 
 /// The redactions of one contact.
-fn redactions(j: &mut Json<'_>, at: Placement, c: &ContactRecord) {
+fn redactions(j: &mut Json<'_>, at: Placement, c: ContactView<'_>) {
     let mut redact = |field: &str, method: &str, filter: Option<&str>, rest: &str| {
         let key = if method == "removal" {
             "prePath"

@@ -10,7 +10,7 @@
 //! line and the terms of use.
 //!
 //! # Redaction
-//! A contact that did not agree to publication ([`ContactRecord::disclose`] false) is shown
+//! A contact that did not agree to publication ([`ContactView::disclose`] false) is shown
 //! as ICANN's Registration Data Policy shows redacted data, and as the RDAP edge does:
 //! State/Province and Country stay, every other field (the registry's contact ID included)
 //! says `REDACTED FOR PRIVACY`, and the email field points to the registrar of record. A
@@ -29,7 +29,7 @@ use std::time::Duration;
 use orrery_proto::Registrar;
 use orrery_proto::name::write_wire_name;
 
-use super::directory::{ContactRecord, DomainView, HostView, Ref, Role};
+use super::directory::{ContactView, DomainView, HostView, Ref, Role};
 use super::{Outcome, Query, RdsCtx, RdsEvent};
 
 /// What a redacted field shows (Registration Data Policy; Temporary Specification Appendix A).
@@ -233,7 +233,7 @@ fn role_label(role: Role) -> &'static str {
 
 /// One contact block (`Registry Tech ID:` … `Tech Email:`), disclosed or redacted. The handle
 /// of a redacted contact shows only when the client asked for it by that handle.
-fn contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactRecord>, by_handle: bool) {
+fn contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactView<'_>>, by_handle: bool) {
     let Some(c) = c.object.filter(|o| o.disclose()) else {
         redacted_contact(w, role, c, by_handle);
         return;
@@ -263,7 +263,7 @@ fn contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactRecord>, by_handle: b
 /// as the RDAP edge does): State/Province and Country stay, every other field is
 /// `REDACTED FOR PRIVACY`, the email field points to the registrar. A contact the directory no
 /// longer holds has nothing to show: all of it reads as redacted.
-fn redacted_contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactRecord>, by_handle: bool) {
+fn redacted_contact(w: &mut Text<'_>, role: &str, c: Ref<'_, ContactView<'_>>, by_handle: bool) {
     let id = if by_handle { c.handle } else { REDACTED };
     w.raw("Registry ");
     w.role_field(role, "ID", id);
@@ -315,7 +315,7 @@ fn registrar(w: &mut Text<'_>, r: &Registrar) {
 }
 
 /// The sponsor's name; its handle when the directory holds only the reference.
-fn registrar_name<'a>(sponsor: Option<Ref<'a, Registrar>>) -> &'a str {
+fn registrar_name<'a>(sponsor: Option<Ref<'a, &'a Registrar>>) -> &'a str {
     sponsor.map_or("", |r| r.object.map_or(r.handle, |o| &o.name))
 }
 

@@ -68,7 +68,8 @@ impl Served {
     /// Both tables from registry data at `serial` (tests and tools; the satellite builds from
     /// objects).
     pub fn build(serial: Serial, zones: &[Zone], domains: &[Domain], hosts: &[Host]) -> Self {
-        let mut directory = Directory::default();
+        // Sized for as many contacts as domains, the common case (`touch` re-splits if not).
+        let mut directory = Directory::with_capacity(domains.len(), hosts.len(), domains.len());
         for h in hosts {
             directory.put_host(h);
         }
@@ -102,6 +103,8 @@ impl Served {
         let dns = started.elapsed();
         let mut directory = Directory::default();
         if options.directory {
+            directory =
+                Directory::with_capacity(data.domains.len(), data.hosts.len(), data.contacts.len());
             for h in &data.hosts {
                 directory.put_host(h);
             }
@@ -146,10 +149,7 @@ impl Served {
         let (zones, directory) = std::thread::scope(|scope| {
             let directory = options.directory.then(|| {
                 scope.spawn(|| {
-                    let mut d = Directory::default();
-                    for c in &objects {
-                        d.apply(c);
-                    }
+                    let mut d = Directory::build(&objects);
                     d.touch(Timestamp::now());
                     d
                 })

@@ -191,6 +191,11 @@ impl<S: Shard> Shards<S> {
         Arc::make_mut(&mut self.shards[i])
     }
 
+    /// Shard `i`, writable, if no other version holds it (to seal a build's shards).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut S> {
+        Arc::get_mut(&mut self.shards[i])
+    }
+
     /// Starts a new version from this one (see the module docs).
     pub fn edit(&self) -> Editor<S> {
         Editor {
