@@ -341,10 +341,10 @@ fn ip_addresses(j: &mut Json<'_>, addresses: Addresses<'_>) {
     }
     j.key("ipAddresses").object(|j| {
         for (key, v6) in [("v4", false), ("v6", true)] {
-            if addresses.clone().any(|a| a.is_ipv6() == v6) {
+            if addresses.into_iter().any(|a| a.is_ipv6() == v6) {
                 j.key(key).array(|j| {
-                    for a in addresses.clone().filter(|a| a.is_ipv6() == v6) {
-                        j.display(&a);
+                    for a in addresses.filter(|a| a.is_ipv6() == v6) {
+                        j.display(a);
                     }
                 });
             }

@@ -137,6 +137,9 @@ impl Directory {
             }
         }
         let mut dir = Self::with_capacity(counts[0], counts[1], counts[2]);
+        // In the given order. Applying them table by table and shard by shard (the result
+        // would be the same for objects) was tried and cost more: 5.4-6.5 s of CPU against
+        // 3.8-4.8 s at 1,000,000 domains, the objects then being read in random order.
         for c in changes {
             dir.apply(c);
         }
@@ -564,7 +567,7 @@ pub struct Addresses<'a> {
 
 impl Addresses<'_> {
     pub fn is_empty(&self) -> bool {
-        self.clone().next().is_none()
+        { *self }.next().is_none()
     }
 }
 
