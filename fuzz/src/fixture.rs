@@ -15,7 +15,8 @@ use orrery_satellite::dns::wire::rtype;
 use orrery_satellite::rds::leaf::RdsLeafConfig;
 use orrery_satellite::rds::{Rds, RdsPipeline};
 use orrery_satellite::{
-    Config, Pipeline, Selector, SelectorConfig, SnapshotData, ZoneSet, ZoneStore,
+    BuildOptions, Config, Pipeline, Selector, SelectorConfig, Served, ServedStore, SnapshotData,
+    ZoneSet,
 };
 
 /// The satellite's example configuration: its DNS Selector and NSID are what the DNS targets
@@ -206,7 +207,10 @@ pub fn config() -> &'static Config {
 /// The registry's zone set, built once; clone it to change it.
 pub fn zones() -> &'static ZoneSet {
     static ZONES: OnceLock<ZoneSet> = OnceLock::new();
-    ZONES.get_or_init(|| ZoneSet::from_snapshot(&registry()))
+    ZONES.get_or_init(|| {
+        let r = registry();
+        ZoneSet::build(r.serial, &r.zones, &r.domains, &r.hosts)
+    })
 }
 
 /// A DNS pipeline (the example configuration's Selector and NSID) over `zones`.
@@ -218,7 +222,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
     let config = config();
     Pipeline {
         selector: Selector::<Dns>::build(&config.selector).expect("the example Selector builds"),
-        zones: Arc::new(ZoneStore::new(zones)),
+        served: Arc::new(ServedStore::new(Served::dns_only(zones))),
         nsid: *NSID.get_or_init(|| config.nsid().map(|n| &*Box::leak(n.into_boxed_slice()))),
     }
 }
@@ -231,7 +235,10 @@ pub fn rds_pipeline() -> &'static RdsPipeline {
             toml::from_str(RDS_SELECTOR).expect("the Whois/RDAP Selector parses");
         RdsPipeline::new(
             Selector::<Rds>::build(&config).expect("the Whois/RDAP Selector builds"),
-            Arc::new(ZoneStore::new(zones().clone())),
+            Arc::new(ServedStore::new(Served::from_snapshot(
+                &registry(),
+                BuildOptions::default(),
+            ))),
         )
     })
 }

@@ -377,7 +377,10 @@ pub fn state_file(input: &[u8]) {
         ),
     }
     let names = names_of(&data);
-    serve(ZoneSet::from_snapshot(&data), names);
+    serve(
+        ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts),
+        names,
+    );
 }
 
 /// The zones' apexes, then some domains, then hosts.
@@ -471,10 +474,7 @@ fn snapshot_chunk(bytes: &[u8]) {
         }
     }
     let names: Vec<Name> = chunk.objects.iter().filter_map(change_name).collect();
-    serve(
-        ZoneSet::from_objects(chunk.serial, chunk.objects, drop),
-        names,
-    );
+    serve(ZoneSet::from_objects(chunk.serial, &chunk.objects), names);
 }
 
 fn satellite_config(message: pb::SatelliteConfig, bytes: &[u8]) {
