@@ -51,6 +51,7 @@ pub mod rds;
 pub mod selector;
 pub mod served;
 pub mod snapshot;
+pub mod tcp;
 pub mod zone;
 
 pub use config::{Config, ConfigError};

@@ -12,7 +12,7 @@
 //! the Whois edge's pattern ([`crate::rds::whois_server`]):
 //!
 //! ```text
-//!  accept ──► cap per client address (IPv6: /64; rds::connection_limit, shared with Whois
+//!  accept ──► cap per client address (IPv6: /64; tcp::connection_limit, shared with Whois
 //!    │          and RDAP), then the connection cap (one Semaphore over every listener, tried,
 //!    │          never waited on) ── over either: closed at once (RFC 7766 §6.2.2)
 //!    ▼ one tokio task per connection, its buffers from a free list
@@ -67,8 +67,8 @@ use crate::dns::pipeline::Pipeline;
 pub use crate::dns::udp::UDP_POLL;
 use crate::dns::udp::{UdpSettings, UdpSockets};
 use crate::dns::wire::{Event, MAX_MESSAGE, Transport};
-use crate::rds::connection_limit::PerAddress;
-use crate::rds::whois_server::{ACCEPT_PAUSE, AcceptErrors, is_client_error};
+use crate::tcp::accept;
+use crate::tcp::connection_limit::PerAddress;
 
 /// How the DNS edges serve: the typed form of the settings' DNS service and worker count,
 /// each left out there taking the default here.
@@ -254,43 +254,25 @@ impl Server {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let connections = TaskTracker::new();
-    let mut errors = AcceptErrors::new("dns tcp accept");
-    let cancelled = shared.cancel.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    if !is_client_error(&e) {
-                        errors.note(&e);
-                        tokio::time::sleep(ACCEPT_PAUSE).await;
-                    }
-                    continue;
-                }
-            },
-        };
+    let cancel = shared.cancel.clone();
+    accept::accept_loop(listener, "dns tcp accept", cancel, |stream, peer| {
         // Over a cap the connection is closed at once, without reading: RFC 7766 §6.2.2
         // lets a server close connections it cannot serve, and clients retry elsewhere.
         let Some(address_slot) = shared.per_address.try_acquire(peer.ip()) else {
             tracing::debug!(%peer, "dns tcp: too many connections from this address, closing");
-            continue;
+            return None;
         };
         let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
             tracing::debug!(%peer, "dns tcp: connection cap reached, closing");
-            continue;
+            return None;
         };
         let shared = Arc::clone(&shared);
-        connections.spawn(async move {
+        Some(async move {
             serve_connection(stream, peer, &shared).await;
             drop((permit, address_slot));
-        });
-    }
-    connections.close();
-    connections.wait().await;
+        })
+    })
+    .await;
 }
 
 /// Why a connection ends.

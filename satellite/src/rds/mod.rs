@@ -24,7 +24,6 @@
 //! - [`whois`]: an outcome rendered as Whois text (RFC 3912, ICANN's RDDS layout).
 //! - [`whois_server`]: the port-43 edge: one query line per TCP connection, timeouts, a cap.
 
-pub mod connection_limit;
 pub mod directory;
 mod json;
 pub mod leaf;

@@ -66,13 +66,12 @@ use tokio_util::sync::CancellationToken;
 
 use orrery_proto::Prefix;
 
-use crate::rds::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
+use crate::tcp::accept;
+use crate::tcp::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 
 use super::rdap::{self, MEDIA_TYPE};
 use super::{Protocol, RdsPipeline};
 
-/// Pause after a failed `accept` (out of file descriptors, …) so the loop never spins.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The de facto header in which proxies (nginx, HAProxy, Envoy, cloud load balancers) pass on
 /// the client's address, each appending the address it received the request from.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -276,46 +275,35 @@ async fn accept_loop(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(%local, error = %e, "rdap accept");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                };
-                // A trusted proxy carries many clients: no cap of its own.
-                let proxy = shared.trusted_proxies.iter().any(|p| p.contains(peer.ip()));
-                let address_slot = if proxy {
-                    None
-                } else {
-                    let Some(slot) = shared.per_address.try_acquire(peer.ip()) else {
-                        tracing::debug!(%peer, "rdap connection cap of the address reached, closing");
-                        continue;
-                    };
-                    Some(slot)
-                };
-                let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
-                    tracing::debug!(%peer, "rdap connection cap reached, closing");
-                    continue;
-                };
-                let shared = Arc::clone(&shared);
-                let cancel = cancel.clone();
-                let conn = Conn { peer, local, https: shared.tls.is_some() };
-                connections.spawn(async move {
-                    serve_connection(stream, conn, &shared, &cancel).await;
-                    drop((permit, address_slot));
-                });
-            }
-        }
-    }
-    while connections.join_next().await.is_some() {}
+    accept::accept_loop(listener, "rdap accept", cancel.clone(), |stream, peer| {
+        // A trusted proxy carries many clients: no cap of its own.
+        let proxy = shared.trusted_proxies.iter().any(|p| p.contains(peer.ip()));
+        let address_slot = if proxy {
+            None
+        } else {
+            let Some(slot) = shared.per_address.try_acquire(peer.ip()) else {
+                tracing::debug!(%peer, "rdap connection cap of the address reached, closing");
+                return None;
+            };
+            Some(slot)
+        };
+        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "rdap connection cap reached, closing");
+            return None;
+        };
+        let shared = Arc::clone(&shared);
+        let cancel = cancel.clone();
+        let conn = Conn {
+            peer,
+            local,
+            https: shared.tls.is_some(),
+        };
+        Some(async move {
+            serve_connection(stream, conn, &shared, &cancel).await;
+            drop((permit, address_slot));
+        })
+    })
+    .await;
 }
 
 async fn serve_connection(

@@ -58,10 +58,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{Protocol, RdsPipeline, whois};
-use crate::rds::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
+use crate::tcp::accept;
+use crate::tcp::connection_limit::{DEFAULT_PER_ADDRESS, PerAddress};
 
 /// Answer to a connection over the cap.
 const BUSY: &[u8] = b"% Error: server busy, try again later\r\n";
@@ -75,11 +75,6 @@ const TOO_LONG: &[u8] = b"% Error: query too long\r\n";
 /// Answer to a client that did not finish its line in time.
 const TIMEOUT: &[u8] = b"% Error: timeout\r\n";
 
-/// Pause after an accept error that is not the client's (EMFILE, ENFILE, ENOBUFS…); the DNS
-/// TCP edge shares it.
-pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
-/// At most one accept error logged per this long.
-const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Capacity a fresh answer buffer starts with: a domain answer with four contacts fits.
 const ANSWER_CAPACITY: usize = 4096;
 
@@ -160,81 +155,23 @@ impl WhoisServer {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let connections = TaskTracker::new();
-    let mut errors = AcceptErrors::new("whois accept");
-    let cancelled = shared.cancel.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    if !is_client_error(&e) {
-                        errors.note(&e);
-                        tokio::time::sleep(ACCEPT_PAUSE).await;
-                    }
-                    continue;
-                }
-            },
-        };
+    let cancel = shared.cancel.clone();
+    accept::accept_loop(listener, "whois accept", cancel, |stream, peer| {
         let Some(address_slot) = shared.per_address.try_acquire(peer.ip()) else {
             refuse(&stream, TOO_MANY);
-            continue;
+            return None;
         };
         let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
             refuse(&stream, BUSY);
-            continue;
+            return None;
         };
         let shared = Arc::clone(&shared);
-        connections.spawn(async move {
+        Some(async move {
             serve_connection(stream, peer, &shared).await;
             drop((permit, address_slot));
-        });
-    }
-    connections.close();
-    connections.wait().await;
-}
-
-/// Accept errors about one connection only (it went away before we took it): no pause.
-pub(crate) fn is_client_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
-}
-
-/// Logs accept errors at most once per [`ACCEPT_LOG_EVERY`], counting the ones not logged
-/// (every TCP edge's accept loop has one).
-pub(crate) struct AcceptErrors {
-    /// The log message: which edge.
-    what: &'static str,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl AcceptErrors {
-    pub(crate) fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    pub(crate) fn note(&mut self, e: &io::Error) {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now < t + ACCEPT_LOG_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(error = %e, suppressed = self.suppressed, "{}", self.what);
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
+        })
+    })
+    .await;
 }
 
 /// Over a cap: one non-blocking write (a fresh socket's send buffer is empty), then close.
