@@ -69,36 +69,8 @@ impl Name {
     /// [`Name::check_hostname`] for the stricter host name rules (RFC 952/1123). Escapes
     /// (`\.`, `\065`) are not accepted: registry data never needs them.
     pub fn from_ascii(text: &str) -> Result<Self, NameError> {
-        if text.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if text == "." {
-            return Ok(Self::root());
-        }
-        let text = text.strip_suffix('.').unwrap_or(text);
         let mut wire = Vec::with_capacity(text.len() + 2);
-        for label in text.split('.') {
-            if label.is_empty() {
-                return Err(NameError::EmptyLabel);
-            }
-            if label.len() > MAX_LABEL_LEN {
-                return Err(NameError::LabelTooLong(label.len()));
-            }
-            for c in label.chars() {
-                if !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*') {
-                    return Err(NameError::BadCharacter(c));
-                }
-            }
-            if label.contains('*') && label != "*" {
-                return Err(NameError::BadCharacter('*'));
-            }
-            wire.push(label.len() as u8);
-            wire.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
-        }
-        wire.push(0);
-        if wire.len() > MAX_NAME_LEN {
-            return Err(NameError::NameTooLong(wire.len()));
-        }
+        ascii_to_wire(text, &mut wire)?;
         Ok(Self {
             wire: wire.into_boxed_slice(),
         })
@@ -108,12 +80,11 @@ impl Name {
     /// non-transitional, as IDNA2008 registries expect), then the result is checked as
     /// [`Name::from_ascii`] does.
     pub fn from_user(text: &str) -> Result<Self, NameError> {
-        if text.is_ascii() {
-            return Self::from_ascii(text);
-        }
-        let ascii = idna::domain_to_ascii_strict(text.trim_end_matches('.'))
-            .map_err(|e| NameError::Idna(e.to_string()))?;
-        Self::from_ascii(&ascii)
+        let mut wire = Vec::with_capacity(text.len() + 2);
+        user_to_wire(text, &mut wire)?;
+        Ok(Self {
+            wire: wire.into_boxed_slice(),
+        })
     }
 
     /// Reads a possibly compressed name from a DNS message starting at `pos`.
@@ -229,6 +200,10 @@ impl Name {
     /// (RFC 952 as relaxed by RFC 1123 §2.1: letters, digits and hyphens, no hyphen at either
     /// end of a label; A-labels `xn--` are LDH too).
     pub fn check_hostname(&self) -> Result<(), NameError> {
+        if is_hostname_wire(&self.wire) {
+            return Ok(());
+        }
+        // Not a host name: find the first offence, to say what it is.
         for label in self.labels() {
             for &b in label {
                 if !(b.is_ascii_alphanumeric() || b == b'-') {
@@ -342,6 +317,69 @@ pub fn read_wire_name(
             _ => return Err(NameError::BadWire),
         }
     }
+}
+
+/// Writes the canonical wire form of `text`, a name in presentation form as
+/// [`Name::from_ascii`] reads it, into `out` (cleared first). For callers that parse names per
+/// request into a buffer they keep (the Whois and RDAP query parsers), so that a query needs no
+/// allocation once the buffer has grown to a name's length; [`Name::from_ascii`] is this into a
+/// fresh buffer. On error `out` holds an unspecified prefix.
+pub fn ascii_to_wire(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
+    out.clear();
+    if text.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if text == "." {
+        out.push(0);
+        return Ok(());
+    }
+    let text = text.strip_suffix('.').unwrap_or(text);
+    for label in text.split('.') {
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(NameError::LabelTooLong(label.len()));
+        }
+        for c in label.chars() {
+            if !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*') {
+                return Err(NameError::BadCharacter(c));
+            }
+        }
+        if label.contains('*') && label != "*" {
+            return Err(NameError::BadCharacter('*'));
+        }
+        out.push(label.len() as u8);
+        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    out.push(0);
+    if out.len() > MAX_NAME_LEN {
+        return Err(NameError::NameTooLong(out.len()));
+    }
+    Ok(())
+}
+
+/// [`ascii_to_wire`] for a name typed by a person, as [`Name::from_user`] reads it: U-labels
+/// become A-labels first (that conversion allocates; an all-ASCII name does not).
+pub fn user_to_wire(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
+    if text.is_ascii() {
+        return ascii_to_wire(text, out);
+    }
+    let ascii = idna::domain_to_ascii_strict(text.trim_end_matches('.'))
+        .map_err(|e| NameError::Idna(e.to_string()))?;
+    ascii_to_wire(&ascii, out)
+}
+
+/// Whether a canonical wire name follows the host name rules of [`Name::check_hostname`],
+/// without saying why not (and so without allocating).
+pub fn is_hostname_wire(wire: &[u8]) -> bool {
+    Labels { rest: wire }.all(|label| {
+        label
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-')
+    })
 }
 
 /// Iterator over the labels of a [`Name`].

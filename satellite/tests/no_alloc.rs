@@ -1,6 +1,6 @@
 //! Preallocation proof: after warm-up, handling queries of every kind (parse → Selector →
 //! encode) performs zero heap allocations, so does a UDP worker answering batches from its
-//! socket, and so does rendering a Whois or RDAP answer into a reused buffer. A counting global allocator lives in this test binary only, so it does not
+//! socket, and so does a Whois or RDAP request through the whole path (parse, chain, render into a reused buffer). A counting global allocator lives in this test binary only, so it does not
 //! affect the other tests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -174,8 +174,9 @@ fn allocations(f: impl FnOnce()) -> u64 {
 /// Whois and RDAP answers for every kind of object, disclosed and redacted contacts, and the
 /// errors, rendered into reused buffers: no allocation once the buffers have grown. (Parsing a
 /// query still makes its name: one allocation per query, outside the renderers.)
-#[test]
-fn whois_and_rdap_rendering_does_not_allocate() {
+/// The DNS sample zone with registration data: a domain with four contacts (one withheld,
+/// one missing), a registrar, DS.
+fn registration_data() -> Served {
     let mut zones = Served::dns_only(zones());
     let contact = |handle: &str, disclose: bool| Contact {
         handle: handle.into(),
@@ -224,38 +225,57 @@ fn whois_and_rdap_rendering_does_not_allocate() {
         Change::Registrar(registrar),
         Change::Contact(contact("C1", true)),
         Change::Contact(contact("C2", false)),
+        Change::Host(Host {
+            name: n("a.nic.tld"),
+            addresses: vec![
+                "192.0.2.53".parse().unwrap(),
+                "2001:db8::53".parse().unwrap(),
+            ],
+            registrar: Some("R1".into()),
+            created: Timestamp(1_600_000_000),
+            updated: Timestamp(1_700_000_000),
+        }),
         Change::Domain(d),
     ] {
         zones.directory.apply(&change);
     }
+    zones
+}
+
+#[test]
+fn whois_and_rdap_rendering_does_not_allocate() {
+    let zones = registration_data();
     let ctx = RdsCtx { served: &zones };
     let queries = [
-        (Query::Domain(n("data.tld")), Outcome::Found),
-        (Query::Nameserver(n("a.nic.tld")), Outcome::Found),
-        (Query::Entity("C1".into()), Outcome::Found),
-        (Query::Entity("C2".into()), Outcome::Found),
-        (Query::Entity("R1".into()), Outcome::Found),
+        ((Query::Domain, "data.tld"), Outcome::Found),
+        ((Query::Nameserver, "a.nic.tld"), Outcome::Found),
+        ((Query::Entity, "C1"), Outcome::Found),
+        ((Query::Entity, "C2"), Outcome::Found),
+        ((Query::Entity, "R1"), Outcome::Found),
         (
-            Query::Registrar("example registrar, inc.".into()),
+            (Query::Registrar, "example registrar, inc."),
             Outcome::Found,
         ),
-        (Query::Help, Outcome::Found),
-        (Query::Domain(n("nope.tld")), Outcome::NotFound),
-        (Query::None, Outcome::BadRequest("not a valid domain name")),
+        ((Query::Help, ""), Outcome::Found),
+        ((Query::Domain, "nope.tld"), Outcome::NotFound),
         (
-            Query::None,
+            (Query::None, ""),
+            Outcome::BadRequest("not a valid domain name"),
+        ),
+        (
+            (Query::None, ""),
             Outcome::RateLimited {
                 retry_after: Duration::from_millis(1500),
             },
         ),
-        (Query::None, Outcome::Refused),
+        ((Query::None, ""), Outcome::Refused),
     ];
     let mut events: Vec<RdsEvent> = queries
         .into_iter()
         .map(|(query, outcome)| {
             let mut ev = RdsEvent::new();
             ev.reset("192.0.2.1".parse().unwrap(), Protocol::Rdap);
-            ev.query = query;
+            ev.ask(query.0, query.1).unwrap();
             ev.outcome = outcome;
             ev
         })
@@ -286,6 +306,126 @@ fn whois_and_rdap_rendering_does_not_allocate() {
     // Every answer was rendered, contacts included.
     assert!(octets > 20_000, "{octets} octets");
     assert_eq!(n, 0, "{n} allocations rendering Whois and RDAP answers");
+}
+
+/// Whois lines and RDAP paths of every kind, through the whole Whois/RDAP path: the event
+/// from the pipeline's free list, the `validate_query` parser, the rate limit, the lookup and
+/// the renderer. Only all-ASCII requests: a U-label name's IDNA mapping allocates (documented
+/// at `rds::Key`).
+#[test]
+fn whois_and_rdap_requests_through_the_chain_do_not_allocate() {
+    use orrery_satellite::SelectorConfig;
+    use orrery_satellite::rds::leaf::RdsLeafConfig;
+    use orrery_satellite::rds::{Rds, RdsPipeline};
+
+    let selector: SelectorConfig<RdsLeafConfig> = toml::from_str(
+        r#"
+[leaves.stats]
+kind = "statistics"
+[leaves.limit]
+kind = "rate_limit"
+address_rate = 1000000.0
+address_burst = 1000000
+prefix_rate = 1000000.0
+prefix_burst = 1000000
+[leaves.validate]
+kind = "validate_query"
+[leaves.lookup]
+kind = "lookup"
+[[chains]]
+name = "main"
+leaves = ["stats", "limit", "validate", "lookup"]
+"#,
+    )
+    .unwrap();
+    let pipeline = RdsPipeline::new(
+        Selector::<Rds>::build(&selector).unwrap(),
+        Arc::new(ServedStore::new(registration_data())),
+    );
+    let requests: &[(Protocol, &[u8], Outcome)] = &[
+        (Protocol::Whois, b"data.tld", Outcome::Found),
+        (Protocol::Whois, b"domain DATA.TLD.", Outcome::Found),
+        (Protocol::Whois, b"nameserver a.nic.tld", Outcome::Found),
+        (
+            Protocol::Whois,
+            b"registrar Example Registrar, Inc.",
+            Outcome::Found,
+        ),
+        (Protocol::Whois, b"help", Outcome::Found),
+        (Protocol::Whois, b"nope.tld", Outcome::NotFound),
+        (
+            Protocol::Whois,
+            b"foo..tld",
+            Outcome::BadRequest("not a valid domain name"),
+        ),
+        (
+            Protocol::Whois,
+            b"-a.tld",
+            Outcome::BadRequest("not a valid domain name"),
+        ),
+        (
+            Protocol::Whois,
+            b"foo\xff.tld",
+            Outcome::BadRequest("the query is not UTF-8"),
+        ),
+        (Protocol::Rdap, b"/domain/data.tld", Outcome::Found),
+        (Protocol::Rdap, b"/rdap/domain/d%61ta.tld", Outcome::Found),
+        (Protocol::Rdap, b"/nameserver/a.nic.tld/", Outcome::Found),
+        (Protocol::Rdap, b"/entity/C1", Outcome::Found),
+        (Protocol::Rdap, b"/entity/R1", Outcome::Found),
+        (Protocol::Rdap, b"/help", Outcome::Found),
+        (Protocol::Rdap, b"/entity/nobody", Outcome::NotFound),
+        (
+            Protocol::Rdap,
+            b"/ip/192.0.2.1",
+            Outcome::BadRequest(
+                "unsupported query; this server answers domain, nameserver, entity and help",
+            ),
+        ),
+    ];
+    let peers: [std::net::IpAddr; 3] = [
+        "192.0.2.1".parse().unwrap(),
+        "198.51.100.7".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    ];
+    let mut out = Vec::new();
+    let mut serve_all = |check: bool| {
+        let mut octets = 0;
+        for peer in peers {
+            for (protocol, request, want) in requests {
+                let mut ev = pipeline.take();
+                ev.reset(peer, *protocol);
+                ev.request.extend_from_slice(request);
+                out.clear();
+                let answered = pipeline.handle(&mut ev, |ev, answered, ctx| {
+                    if answered {
+                        match ev.protocol {
+                            Protocol::Whois => whois::render(ev, ctx, &mut out),
+                            Protocol::Rdap => {
+                                rdap::render(ev, ctx, "https://rdap.nic.tld/", &mut out);
+                            }
+                        }
+                    }
+                    answered
+                });
+                if check {
+                    assert!(answered);
+                    assert_eq!(ev.outcome, *want, "{:?}", String::from_utf8_lossy(request));
+                }
+                octets += out.len();
+                pipeline.put(ev);
+            }
+        }
+        octets
+    };
+    // Warm-up: the free list holds an event, its buffers and `out` have grown, the rate
+    // limit has an entry per peer.
+    let expected = serve_all(true);
+    let mut octets = 0;
+    let n = allocations(|| octets = serve_all(false));
+    assert_eq!(octets, expected);
+    assert!(octets > 20_000, "{octets} octets");
+    assert_eq!(n, 0, "{n} allocations serving Whois and RDAP requests");
 }
 
 /// Queries of every kind, malformed ones included.

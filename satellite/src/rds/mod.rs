@@ -37,8 +37,6 @@ pub mod whois_server;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use orrery_proto::Name;
-
 pub use self::directory::Directory;
 pub use self::pipeline::RdsPipeline;
 use crate::dns::leaf::SelectorError;
@@ -52,22 +50,70 @@ pub enum Protocol {
     Rdap,
 }
 
-/// What a request asks for, once validated.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a request asks for, once validated; the object it names is in the event's [`Key`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Query {
     /// Not parsed yet (or not parseable).
     #[default]
     None,
-    /// A domain, by canonical A-label name.
-    Domain(Name),
-    /// A nameserver host object.
-    Nameserver(Name),
-    /// A registrar, by name or handle (Whois `registrar NAME`).
-    Registrar(String),
-    /// A contact or registrar, by handle (RDAP `/entity/HANDLE`).
-    Entity(String),
+    /// A domain, by canonical A-label name ([`Key::name`]).
+    Domain,
+    /// A nameserver host object ([`Key::name`]).
+    Nameserver,
+    /// A registrar, by name or handle (Whois `registrar NAME`; [`Key::text`]).
+    Registrar,
+    /// A contact or registrar, by handle (RDAP `/entity/HANDLE`; [`Key::text`]).
+    Entity,
     /// The service's help text (Whois `help`, RDAP `/help`).
     Help,
+}
+
+/// The object a query names, in buffers the event keeps from request to request: parsing a
+/// query allocates nothing once they have grown (a U-label name is the exception: its IDNA
+/// mapping allocates).
+#[derive(Clone, Debug, Default)]
+pub struct Key {
+    /// Canonical wire form of the name, for [`Query::Domain`] and [`Query::Nameserver`].
+    name: Vec<u8>,
+    /// The handle or registrar name, for [`Query::Entity`] and [`Query::Registrar`].
+    text: String,
+    /// The percent-decoded RDAP path, while it is parsed.
+    pub(crate) decoded: Vec<u8>,
+}
+
+impl Key {
+    fn with_capacity() -> Self {
+        Self {
+            name: Vec::with_capacity(orrery_proto::name::MAX_NAME_LEN),
+            text: String::with_capacity(256),
+            decoded: Vec::with_capacity(256),
+        }
+    }
+
+    /// The name asked for, in canonical wire form (empty unless the query names one).
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// The handle or registrar name asked for (empty unless the query names one).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Sets the name from presentation form (U-labels become A-labels).
+    pub(crate) fn set_name(&mut self, text: &str) -> Result<(), orrery_proto::NameError> {
+        orrery_proto::name::user_to_wire(text, &mut self.name)
+    }
+
+    pub(crate) fn set_text(&mut self, text: &str) {
+        self.text.clear();
+        self.text.push_str(text);
+    }
+
+    fn clear(&mut self) {
+        self.name.clear();
+        self.text.clear();
+    }
 }
 
 /// What the chain decided.
@@ -100,6 +146,8 @@ pub struct RdsEvent {
     /// request path (still percent-encoded).
     pub request: Vec<u8>,
     pub query: Query,
+    /// What `query` names.
+    pub key: Key,
     pub outcome: Outcome,
 }
 
@@ -116,7 +164,25 @@ impl RdsEvent {
             protocol: Protocol::Whois,
             request: Vec::with_capacity(256),
             query: Query::None,
+            key: Key::with_capacity(),
             outcome: Outcome::Pending,
+        }
+    }
+
+    /// Sets what the request asks for, as the `validate_query` leaf would have: `key` is a
+    /// name in presentation form for a domain or nameserver, a handle or registrar name for
+    /// an entity or registrar, and ignored otherwise. For callers that know the query already
+    /// (tests, benchmarks).
+    pub fn ask(&mut self, query: Query, key: &str) -> Result<(), orrery_proto::NameError> {
+        self.key.clear();
+        self.query = query;
+        match query {
+            Query::Domain | Query::Nameserver => self.key.set_name(key),
+            Query::Registrar | Query::Entity => {
+                self.key.set_text(key);
+                Ok(())
+            }
+            Query::None | Query::Help => Ok(()),
         }
     }
 
@@ -126,6 +192,7 @@ impl RdsEvent {
         self.protocol = protocol;
         self.request.clear();
         self.query = Query::None;
+        self.key.clear();
         self.outcome = Outcome::Pending;
     }
 }

@@ -28,7 +28,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::directory::{Addresses, ContactView, DomainView, HostView, Role, StatusSet};
 use super::json::Json;
-use super::{Directory, Outcome, Query, RdsCtx, RdsEvent};
+use super::{Directory, Key, Outcome, Query, RdsCtx, RdsEvent};
 
 /// The RDAP media type (RFC 7480 §4.2).
 pub const MEDIA_TYPE: &str = "application/rdap+json";
@@ -70,16 +70,16 @@ pub fn render(ev: &RdsEvent, ctx: &RdsCtx<'_>, base_url: &str, out: &mut Vec<u8>
                 dir: ctx.directory(),
                 base: base_url,
             };
-            match r.target(&ev.query) {
+            match r.target(ev.query, &ev.key) {
                 Ok(target) => {
                     r.found(target, &mut Json::new(out));
                     Status::code(200)
                 }
-                Err(404) => error(Status::code(404), base_url, not_found(&ev.query), out),
+                Err(404) => error(Status::code(404), base_url, not_found(ev.query), out),
                 Err(code) => error(Status::code(code), base_url, SERVER_ERROR, out),
             }
         }
-        Outcome::NotFound => error(Status::code(404), base_url, not_found(&ev.query), out),
+        Outcome::NotFound => error(Status::code(404), base_url, not_found(ev.query), out),
         Outcome::BadRequest(reason) => error(Status::code(400), base_url, reason, out),
         Outcome::RateLimited { retry_after } => {
             // Whole seconds for Retry-After (RFC 9110 §10.2.3), rounded up, at least one.
@@ -152,11 +152,11 @@ fn statuses(j: &mut Json<'_>, set: StatusSet) {
     });
 }
 
-fn not_found(query: &Query) -> &'static str {
+fn not_found(query: Query) -> &'static str {
     match query {
-        Query::Domain(_) => "No such domain in this registry.",
-        Query::Nameserver(_) => "No such nameserver in this registry.",
-        Query::Entity(_) | Query::Registrar(_) => "No such entity in this registry.",
+        Query::Domain => "No such domain in this registry.",
+        Query::Nameserver => "No such nameserver in this registry.",
+        Query::Entity | Query::Registrar => "No such entity in this registry.",
         Query::None | Query::Help => "No such object in this registry.",
     }
 }
@@ -522,16 +522,16 @@ impl<'a> Render<'a> {
 
     /// The object a query the lookup found names; `Err(status)` when it is not there (any
     /// more) or the query names nothing.
-    fn target(&self, query: &Query) -> Result<Target<'a>, u16> {
+    fn target(&self, query: Query, key: &Key) -> Result<Target<'a>, u16> {
         let dir = self.dir;
         Ok(match query {
-            Query::Domain(name) => Target::Domain(dir.domain(name.as_wire()).ok_or(404u16)?),
-            Query::Nameserver(name) => Target::Nameserver(dir.host(name.as_wire()).ok_or(404u16)?),
-            Query::Entity(handle) => match dir.contact(handle) {
+            Query::Domain => Target::Domain(dir.domain(key.name()).ok_or(404u16)?),
+            Query::Nameserver => Target::Nameserver(dir.host(key.name()).ok_or(404u16)?),
+            Query::Entity => match dir.contact(key.text()) {
                 Some(c) => Target::Contact(c),
-                None => Target::Registrar(dir.registrar(handle).ok_or(404u16)?),
+                None => Target::Registrar(dir.registrar(key.text()).ok_or(404u16)?),
             },
-            Query::Registrar(name) => Target::Registrar(dir.registrar_by_name(name).ok_or(404u16)?),
+            Query::Registrar => Target::Registrar(dir.registrar_by_name(key.text()).ok_or(404u16)?),
             Query::Help => Target::Help,
             Query::None => return Err(500),
         })
@@ -878,7 +878,7 @@ pub(crate) mod tests {
     use crate::rds::directory::tests::sample;
     use crate::rds::{Protocol, RdsCtx};
     use crate::served::Served;
-    use crate::zone::tests::{domain, n};
+    use crate::zone::tests::domain;
 
     const BASE: &str = "https://rdap.example/";
 
@@ -1031,10 +1031,14 @@ pub(crate) mod tests {
         zones
     }
 
-    fn render_with(zones: &Served, query: Query, outcome: Outcome) -> (Status, Value, String) {
+    fn render_with(
+        zones: &Served,
+        query: (Query, &str),
+        outcome: Outcome,
+    ) -> (Status, Value, String) {
         let mut ev = RdsEvent::new();
         ev.reset("192.0.2.1".parse().unwrap(), Protocol::Rdap);
-        ev.query = query;
+        ev.ask(query.0, query.1).unwrap();
         ev.outcome = outcome;
         let mut out = Vec::new();
         let status = render(&ev, &RdsCtx { served: zones }, BASE, &mut out);
@@ -1043,7 +1047,7 @@ pub(crate) mod tests {
         (status, v, text)
     }
 
-    fn found(query: Query) -> (Status, Value, String) {
+    fn found(query: (Query, &str)) -> (Status, Value, String) {
         render_with(&zones(), query, Outcome::Found)
     }
 
@@ -1066,7 +1070,7 @@ pub(crate) mod tests {
 
     #[test]
     fn domain_has_the_rfc9083_and_icann_members() {
-        let (status, v, _) = found(Query::Domain(n("foo.tld")));
+        let (status, v, _) = found((Query::Domain, "foo.tld"));
         assert_eq!(status, Status::code(200));
         check_rdap_structure(&v, Some("domain"));
         assert_eq!(v["ldhName"], "foo.tld");
@@ -1181,7 +1185,7 @@ pub(crate) mod tests {
 
     #[test]
     fn undisclosed_contact_is_redacted_per_rfc9537() {
-        let (_, v, text) = found(Query::Domain(n("foo.tld")));
+        let (_, v, text) = found((Query::Domain, "foo.tld"));
         check_rdap_structure(&v, Some("domain"));
         // C2's personal data appears nowhere; its role does.
         for secret in ["Name of C2", "c2@example.net", "\"C2\"", "entity/C2"] {
@@ -1276,7 +1280,7 @@ pub(crate) mod tests {
         d.registrar = "R1".into();
         zones.directory.apply(&Change::Domain(d));
         let (status, v, _) =
-            render_with(&zones, Query::Domain(n("xn--caf-dma.tld")), Outcome::Found);
+            render_with(&zones, (Query::Domain, "xn--caf-dma.tld"), Outcome::Found);
         assert_eq!(status.code, 200);
         check_rdap_structure(&v, Some("domain"));
         assert_eq!(v["ldhName"], "xn--caf-dma.tld");
@@ -1288,7 +1292,7 @@ pub(crate) mod tests {
 
     #[test]
     fn nameserver_and_entities() {
-        let (status, v, _) = found(Query::Nameserver(n("ns1.foo.tld")));
+        let (status, v, _) = found((Query::Nameserver, "ns1.foo.tld"));
         assert_eq!(status.code, 200);
         check_rdap_structure(&v, Some("nameserver"));
         assert_eq!(v["ldhName"], "ns1.foo.tld");
@@ -1299,18 +1303,18 @@ pub(crate) mod tests {
             "https://rdap.example/nameserver/ns1.foo.tld"
         );
 
-        let (_, v, _) = found(Query::Entity("R1".into()));
+        let (_, v, _) = found((Query::Entity, "R1"));
         check_rdap_structure(&v, Some("entity"));
         assert_eq!(v["roles"], json!(["registrar"]));
         assert_eq!(v["publicIds"][0]["identifier"], "9999");
 
-        let (_, v, _) = found(Query::Entity("C1".into()));
+        let (_, v, _) = found((Query::Entity, "C1"));
         check_rdap_structure(&v, Some("entity"));
         assert_eq!(v["handle"], "C1");
         assert!(v.get("redacted").is_none());
         assert_eq!(v["links"][0]["href"], "https://rdap.example/entity/C1");
 
-        let (_, v, text) = found(Query::Entity("C2".into()));
+        let (_, v, text) = found((Query::Entity, "C2"));
         check_rdap_structure(&v, Some("entity"));
         assert!(
             !text.contains("Name of C2") && !text.contains("c2@example.net"),
@@ -1331,14 +1335,14 @@ pub(crate) mod tests {
 
     #[test]
     fn help_and_errors() {
-        let (status, v, _) = found(Query::Help);
+        let (status, v, _) = found((Query::Help, ""));
         assert_eq!(status.code, 200);
         check_rdap_structure(&v, None);
         assert_eq!(v["notices"][1]["title"], "Help");
 
         let zones = zones();
-        let query = Query::Domain(n("nope.tld"));
-        let (status, v, _) = render_with(&zones, query.clone(), Outcome::NotFound);
+        let query = (Query::Domain, "nope.tld");
+        let (status, v, _) = render_with(&zones, query, Outcome::NotFound);
         assert_eq!(status, Status::code(404));
         check_rdap_structure(&v, None);
         assert_eq!(v["errorCode"], 404);
@@ -1349,7 +1353,7 @@ pub(crate) mod tests {
 
         let (status, v, _) = render_with(
             &zones,
-            Query::None,
+            (Query::None, ""),
             Outcome::BadRequest("not a valid domain name"),
         );
         assert_eq!(status, Status::code(400));
@@ -1360,7 +1364,7 @@ pub(crate) mod tests {
             let outcome = Outcome::RateLimited {
                 retry_after: Duration::from_millis(wait),
             };
-            let (status, v, _) = render_with(&zones, Query::None, outcome);
+            let (status, v, _) = render_with(&zones, (Query::None, ""), outcome);
             assert_eq!(
                 status,
                 Status {
@@ -1376,7 +1380,7 @@ pub(crate) mod tests {
             (Outcome::ServerError, 500),
             (Outcome::Pending, 500),
         ] {
-            let (status, v, _) = render_with(&zones, Query::None, outcome);
+            let (status, v, _) = render_with(&zones, (Query::None, ""), outcome);
             assert_eq!(status, Status::code(code));
             check_rdap_structure(&v, None);
             assert_eq!(v["errorCode"], code);
@@ -1436,34 +1440,31 @@ pub(crate) mod tests {
             zones.directory.apply(&c);
         }
         let queries = [
-            (Query::Domain(n("foo.tld")), Outcome::Found),
-            (Query::Domain(n("xn--caf-dma.tld")), Outcome::Found),
-            (Query::Nameserver(n("ns1.foo.tld")), Outcome::Found),
-            (Query::Nameserver(n("ns2.xn--caf-dma.tld")), Outcome::Found),
-            (Query::Entity("R1".into()), Outcome::Found),
-            (Query::Entity("R 2/x".into()), Outcome::Found),
-            (Query::Entity("C1".into()), Outcome::Found),
-            (Query::Entity("C2".into()), Outcome::Found),
-            (Query::Entity("C3".into()), Outcome::Found),
-            (Query::Entity("C4".into()), Outcome::Found),
+            ((Query::Domain, "foo.tld"), Outcome::Found),
+            ((Query::Domain, "xn--caf-dma.tld"), Outcome::Found),
+            ((Query::Nameserver, "ns1.foo.tld"), Outcome::Found),
+            ((Query::Nameserver, "ns2.xn--caf-dma.tld"), Outcome::Found),
+            ((Query::Entity, "R1"), Outcome::Found),
+            ((Query::Entity, "R 2/x"), Outcome::Found),
+            ((Query::Entity, "C1"), Outcome::Found),
+            ((Query::Entity, "C2"), Outcome::Found),
+            ((Query::Entity, "C3"), Outcome::Found),
+            ((Query::Entity, "C4"), Outcome::Found),
+            ((Query::Registrar, "second \"registrar\""), Outcome::Found),
+            ((Query::Help, ""), Outcome::Found),
+            ((Query::Domain, "nope.tld"), Outcome::Found),
+            ((Query::Domain, "nope.tld"), Outcome::NotFound),
+            ((Query::Entity, "nope"), Outcome::NotFound),
+            ((Query::None, ""), Outcome::BadRequest("bad \"thing\"")),
             (
-                Query::Registrar("second \"registrar\"".into()),
-                Outcome::Found,
-            ),
-            (Query::Help, Outcome::Found),
-            (Query::Domain(n("nope.tld")), Outcome::Found),
-            (Query::Domain(n("nope.tld")), Outcome::NotFound),
-            (Query::Entity("nope".into()), Outcome::NotFound),
-            (Query::None, Outcome::BadRequest("bad \"thing\"")),
-            (
-                Query::None,
+                (Query::None, ""),
                 Outcome::RateLimited {
                     retry_after: Duration::from_millis(1500),
                 },
             ),
-            (Query::None, Outcome::Refused),
-            (Query::None, Outcome::ServerError),
-            (Query::None, Outcome::Found),
+            ((Query::None, ""), Outcome::Refused),
+            ((Query::None, ""), Outcome::ServerError),
+            ((Query::None, ""), Outcome::Found),
         ];
         let mut all = Vec::new();
         for (q, o) in queries {

@@ -78,7 +78,7 @@ pub fn render(ev: &RdsEvent, ctx: &RdsCtx<'_>, out: &mut Vec<u8>) {
         Outcome::Found => match object(w, ev, ctx) {
             Shown::Object => {
                 last_update(w, ctx);
-                if matches!(ev.query, Query::Domain(_)) {
+                if ev.query == Query::Domain {
                     w.end();
                     w.line(
                         "For more information on Whois status codes, please visit \
@@ -123,24 +123,25 @@ enum Shown {
 /// Renders the object `ev` asks for.
 fn object(w: &mut Text<'_>, ev: &RdsEvent, ctx: &RdsCtx<'_>) -> Shown {
     let dir = ctx.directory();
-    match &ev.query {
-        Query::Domain(name) => match dir.domain(name.as_wire()) {
+    let key = &ev.key;
+    match ev.query {
+        Query::Domain => match dir.domain(key.name()) {
             Some(d) => domain(w, d),
             None => return Shown::Missing,
         },
-        Query::Nameserver(name) => match dir.host(name.as_wire()) {
+        Query::Nameserver => match dir.host(key.name()) {
             Some(h) => host(w, h),
             None => return Shown::Missing,
         },
-        Query::Registrar(name) => match dir.registrar_by_name(name) {
+        Query::Registrar => match dir.registrar_by_name(key.text()) {
             Some(r) => registrar(w, r),
             None => return Shown::Missing,
         },
-        Query::Entity(handle) => match (dir.registrar(handle), dir.contact(handle)) {
+        Query::Entity => match (dir.registrar(key.text()), dir.contact(key.text())) {
             (Some(r), _) => registrar(w, r),
             (None, Some(c)) => {
                 let c = Ref {
-                    handle,
+                    handle: key.text(),
                     object: Some(c),
                 };
                 contact(w, "Contact", c, true);
@@ -460,24 +461,20 @@ impl Text<'_> {
 
 #[cfg(test)]
 mod tests {
-    use orrery_proto::{Change, Name};
+    use orrery_proto::Change;
 
     use super::*;
     use crate::rds::directory::tests::{contact as sample_contact, sample};
     use crate::rds::{Directory, Protocol};
     use crate::served::Served;
 
-    fn n(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
-    }
-
-    fn answer(dir: Directory, request: &str, query: Query, outcome: Outcome) -> String {
+    fn answer(dir: Directory, request: &str, query: (Query, &str), outcome: Outcome) -> String {
         let mut zones = Served::default();
         zones.directory = dir;
         let mut ev = RdsEvent::new();
         ev.reset("192.0.2.1".parse().unwrap(), Protocol::Whois);
         ev.request.extend_from_slice(request.as_bytes());
-        ev.query = query;
+        ev.ask(query.0, query.1).unwrap();
         ev.outcome = outcome;
         let mut out = b"previous".to_vec();
         render(&ev, &RdsCtx { served: &zones }, &mut out);
@@ -500,7 +497,7 @@ mod tests {
         let text = answer(
             sample(),
             "foo.tld",
-            Query::Domain(n("foo.tld")),
+            (Query::Domain, "foo.tld"),
             Outcome::Found,
         );
         let lines = lines(&text);
@@ -577,12 +574,7 @@ mod tests {
         d.registrant = Some("EVIL".into());
         dir.apply(&Change::Contact(evil));
         dir.apply(&Change::Domain(d));
-        let text = answer(
-            dir,
-            "bare.tld",
-            Query::Domain(n("bare.tld")),
-            Outcome::Found,
-        );
+        let text = answer(dir, "bare.tld", (Query::Domain, "bare.tld"), Outcome::Found);
         let lines = lines(&text);
         for want in [
             "Domain Status: ok https://icann.org/epp#ok",
@@ -605,7 +597,7 @@ mod tests {
         let text = answer(
             sample(),
             "nameserver ns1.foo.tld",
-            Query::Nameserver(n("ns1.foo.tld")),
+            (Query::Nameserver, "ns1.foo.tld"),
             Outcome::Found,
         );
         let l = lines(&text);
@@ -630,7 +622,7 @@ mod tests {
         let text = answer(
             dir,
             "registrar example registrar, inc.",
-            Query::Registrar("example registrar, inc.".into()),
+            (Query::Registrar, "example registrar, inc."),
             Outcome::Found,
         );
         let l = lines(&text);
@@ -644,12 +636,12 @@ mod tests {
             assert!(l.contains(&want), "missing {want:?} in\n{text}");
         }
 
-        let text = answer(sample(), "help", Query::Help, Outcome::Found);
+        let text = answer(sample(), "help", (Query::Help, ""), Outcome::Found);
         assert!(text.contains("nameserver NAME"), "{text}");
         assert!(text.contains("registrar NAME"), "{text}");
 
         // RDAP's entity query, should a Whois edge ever see one: redaction still applies.
-        let text = answer(sample(), "", Query::Entity("C2".into()), Outcome::Found);
+        let text = answer(sample(), "", (Query::Entity, "C2"), Outcome::Found);
         assert!(
             text.contains("Contact Name: REDACTED FOR PRIVACY"),
             "{text}"
@@ -662,7 +654,7 @@ mod tests {
         let text = answer(
             sample(),
             "  NOPE.tld \t",
-            Query::Domain(n("nope.tld")),
+            (Query::Domain, "nope.tld"),
             Outcome::NotFound,
         );
         assert_eq!(
@@ -670,10 +662,15 @@ mod tests {
             "No match for \"NOPE.tld\".\r\n\
              >>> Last update of WHOIS database: 1970-01-01T00:00:00Z <<<\r\n"
         );
-        let text = answer(sample(), "a\u{1b}[2Jb", Query::None, Outcome::NotFound);
+        let text = answer(
+            sample(),
+            "a\u{1b}[2Jb",
+            (Query::None, ""),
+            Outcome::NotFound,
+        );
         assert!(text.starts_with("No match.\r\n"), "{text}");
         // Found, but not in this version (cannot happen; still no panic).
-        let text = answer(sample(), "x.tld", Query::Domain(n("x.tld")), Outcome::Found);
+        let text = answer(sample(), "x.tld", (Query::Domain, "x.tld"), Outcome::Found);
         assert!(
             text.starts_with("No match for \"x.tld\".\r\n>>> Last update"),
             "{text}"
@@ -681,7 +678,10 @@ mod tests {
 
         let error = |outcome, query| answer(sample(), "q", query, outcome);
         assert_eq!(
-            error(Outcome::BadRequest("the query is not UTF-8"), Query::None),
+            error(
+                Outcome::BadRequest("the query is not UTF-8"),
+                (Query::None, "")
+            ),
             "% Error: the query is not UTF-8\r\n"
         );
         for (after, secs) in [(1200, 2), (0, 1), (3000, 3)] {
@@ -690,19 +690,19 @@ mod tests {
                     Outcome::RateLimited {
                         retry_after: Duration::from_millis(after)
                     },
-                    Query::None
+                    (Query::None, "")
                 ),
                 format!("% Error: rate limit exceeded; try again in {secs} seconds\r\n")
             );
         }
         assert_eq!(
-            error(Outcome::Refused, Query::None),
+            error(Outcome::Refused, (Query::None, "")),
             "% Error: access refused\r\n"
         );
         for (outcome, query) in [
-            (Outcome::ServerError, Query::None),
-            (Outcome::Pending, Query::None),
-            (Outcome::Found, Query::None),
+            (Outcome::ServerError, (Query::None, "")),
+            (Outcome::Pending, (Query::None, "")),
+            (Outcome::Found, (Query::None, "")),
         ] {
             assert_eq!(error(outcome, query), "% Error: internal server error\r\n");
         }

@@ -154,7 +154,7 @@ mod tests {
         ));
         let mut clients = Vec::new();
         for _ in 0..4 {
-            clients.push(tokio::net::TcpStream::connect(address).await.unwrap());
+            clients.push(TcpStream::connect(address).await.unwrap());
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while seen.load(Ordering::SeqCst) < 4 {

@@ -24,17 +24,18 @@ impl Leaf<Rds> for Lookup {
 
     fn handle(&self, ev: &mut RdsEvent, ctx: &RdsCtx<'_>) -> Flow {
         let dir = ctx.directory();
-        let found = match &ev.query {
+        let key = &ev.key;
+        let found = match ev.query {
             // No validate_query leaf before this one: nothing to look up.
             Query::None => {
                 ev.outcome = Outcome::BadRequest("query not understood");
                 return Flow::Respond;
             }
-            Query::Domain(name) => dir.domain(name.as_wire()).is_some(),
-            Query::Nameserver(name) => dir.host(name.as_wire()).is_some(),
-            Query::Registrar(name) => dir.registrar_by_name(name).is_some(),
-            Query::Entity(handle) => {
-                dir.contact(handle).is_some() || dir.registrar(handle).is_some()
+            Query::Domain => dir.domain(key.name()).is_some(),
+            Query::Nameserver => dir.host(key.name()).is_some(),
+            Query::Registrar => dir.registrar_by_name(key.text()).is_some(),
+            Query::Entity => {
+                dir.contact(key.text()).is_some() || dir.registrar(key.text()).is_some()
             }
             Query::Help => true,
         };

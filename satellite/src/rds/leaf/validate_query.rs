@@ -15,11 +15,7 @@
 //! or `help`; anything before those segments is the service's base path (a proxy may mount
 //! RDAP under `/rdap/`). The path is percent-decoded here, so U-labels arrive as UTF-8.
 
-use std::borrow::Cow;
-
-use orrery_proto::Name;
-
-use crate::rds::{Outcome, Protocol, Query, Rds, RdsCtx, RdsEvent};
+use crate::rds::{Key, Outcome, Protocol, Query, Rds, RdsCtx, RdsEvent};
 use crate::selector::{Flow, Leaf};
 
 /// The validation leaf.
@@ -40,8 +36,8 @@ impl Leaf<Rds> for ValidateQuery {
 
     fn handle(&self, ev: &mut RdsEvent, _: &RdsCtx<'_>) -> Flow {
         let parsed = match ev.protocol {
-            Protocol::Whois => parse_whois(&ev.request),
-            Protocol::Rdap => parse_rdap(&ev.request),
+            Protocol::Whois => parse_whois(&ev.request, &mut ev.key),
+            Protocol::Rdap => parse_rdap(&ev.request, &mut ev.key),
         };
         match parsed {
             Ok(query) => {
@@ -56,8 +52,8 @@ impl Leaf<Rds> for ValidateQuery {
     }
 }
 
-/// Parses a Whois query line (without its line end).
-pub fn parse_whois(line: &[u8]) -> Result<Query, &'static str> {
+/// Parses a Whois query line (without its line end); the object it names goes to `key`.
+pub fn parse_whois(line: &[u8], key: &mut Key) -> Result<Query, &'static str> {
     let text = std::str::from_utf8(line).map_err(|_| "the query is not UTF-8")?;
     if text.chars().any(|c| c.is_control() && c != '\t') {
         return Err("control characters are not allowed");
@@ -82,23 +78,36 @@ pub fn parse_whois(line: &[u8]) -> Result<Query, &'static str> {
     };
     match (keyword, rest) {
         ("help" | "?", "") => Ok(Query::Help),
-        ("domain", name) if !name.is_empty() => domain_name(name).map(Query::Domain),
+        ("domain", name) if !name.is_empty() => domain_name(name, key).map(|()| Query::Domain),
         ("nameserver" | "ns" | "host", name) if !name.is_empty() => {
-            domain_name(name).map(Query::Nameserver)
+            domain_name(name, key).map(|()| Query::Nameserver)
         }
-        ("registrar", name) if !name.is_empty() => Ok(Query::Registrar(name.to_owned())),
+        ("registrar", name) if !name.is_empty() => {
+            key.set_text(name);
+            Ok(Query::Registrar)
+        }
         ("domain" | "nameserver" | "ns" | "host" | "registrar", _) => {
             Err("the query names no object")
         }
-        (_, "") => domain_name(text).map(Query::Domain),
+        (_, "") => domain_name(text, key).map(|()| Query::Domain),
         _ => Err("query not understood; try \"help\""),
     }
 }
 
-/// Parses an RDAP request path (percent-encoded, without the query string).
-pub fn parse_rdap(path: &[u8]) -> Result<Query, &'static str> {
-    let decoded: Cow<'_, [u8]> = percent_encoding::percent_decode(path).into();
-    let path = std::str::from_utf8(&decoded).map_err(|_| "the path is not UTF-8")?;
+/// Parses an RDAP request path (percent-encoded, without the query string); the object it
+/// names goes to `key`.
+pub fn parse_rdap(path: &[u8], key: &mut Key) -> Result<Query, &'static str> {
+    // Decoded into the key's own buffer: no allocation, escapes or not.
+    let mut decoded = std::mem::take(&mut key.decoded);
+    decoded.clear();
+    decoded.extend(percent_encoding::percent_decode(path));
+    let parsed = parse_decoded_rdap(&decoded, key);
+    key.decoded = decoded;
+    parsed
+}
+
+fn parse_decoded_rdap(path: &[u8], key: &mut Key) -> Result<Query, &'static str> {
+    let path = std::str::from_utf8(path).map_err(|_| "the path is not UTF-8")?;
     if path.chars().any(char::is_control) {
         return Err("control characters are not allowed");
     }
@@ -107,10 +116,13 @@ pub fn parse_rdap(path: &[u8]) -> Result<Query, &'static str> {
     let last = segments.next().unwrap_or("");
     let kind = segments.next().unwrap_or("");
     match (kind, last) {
-        ("domain", name) if !name.is_empty() => domain_name(name).map(Query::Domain),
-        ("nameserver", name) if !name.is_empty() => domain_name(name).map(Query::Nameserver),
+        ("domain", name) if !name.is_empty() => domain_name(name, key).map(|()| Query::Domain),
+        ("nameserver", name) if !name.is_empty() => {
+            domain_name(name, key).map(|()| Query::Nameserver)
+        }
         ("entity", handle) if !handle.is_empty() && handle.len() <= 255 => {
-            Ok(Query::Entity(handle.to_owned()))
+            key.set_text(handle);
+            Ok(Query::Entity)
         }
         // `…/help`, not `/entity/help` (an entity may be called "help").
         (_, "help") => Ok(Query::Help),
@@ -118,50 +130,73 @@ pub fn parse_rdap(path: &[u8]) -> Result<Query, &'static str> {
     }
 }
 
-fn domain_name(text: &str) -> Result<Name, &'static str> {
+/// Reads a domain or host name into `key`: a host name (RFC 952/1123 LDH labels, A-labels
+/// for IDNs), which is what registries register, and not the root.
+fn domain_name(text: &str, key: &mut Key) -> Result<(), &'static str> {
+    const INVALID: &str = "not a valid domain name";
     let text = text.strip_suffix('.').unwrap_or(text);
-    let name = Name::from_user(text).map_err(|_| "not a valid domain name")?;
-    // Registries register host names (RFC 952/1123 LDH labels, A-labels for IDNs).
-    name.check_hostname()
-        .map_err(|_| "not a valid domain name")?;
-    if name.is_root() {
-        return Err("not a valid domain name");
+    key.set_name(text).map_err(|_| INVALID)?;
+    let wire = key.name();
+    if wire == [0] || !orrery_proto::name::is_hostname_wire(wire) {
+        return Err(INVALID);
     }
-    Ok(name)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn n(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
+    /// What a parser made of its input: the query and its key in presentation form.
+    fn parsed(
+        parse: fn(&[u8], &mut Key) -> Result<Query, &'static str>,
+        input: &[u8],
+    ) -> Result<(Query, String), &'static str> {
+        let mut key = Key::default();
+        let query = parse(input, &mut key)?;
+        let shown = match query {
+            Query::Domain | Query::Nameserver => {
+                orrery_proto::Name::from_canonical_wire(key.name())
+                    .unwrap()
+                    .to_string()
+            }
+            _ => key.text().to_owned(),
+        };
+        Ok((query, shown))
+    }
+
+    fn whois(line: &[u8]) -> Result<(Query, String), &'static str> {
+        parsed(parse_whois, line)
+    }
+
+    fn rdap(path: &[u8]) -> Result<(Query, String), &'static str> {
+        parsed(parse_rdap, path)
     }
 
     #[test]
     fn whois_queries() {
-        assert_eq!(parse_whois(b"Foo.TLD"), Ok(Query::Domain(n("foo.tld"))));
+        assert_eq!(whois(b"Foo.TLD"), Ok((Query::Domain, "foo.tld".into())));
         assert_eq!(
-            parse_whois(b"  foo.tld.\t"),
-            Ok(Query::Domain(n("foo.tld")))
+            whois(b"  foo.tld.\t"),
+            Ok((Query::Domain, "foo.tld".into()))
         );
         assert_eq!(
-            parse_whois(b"domain foo.tld"),
-            Ok(Query::Domain(n("foo.tld")))
+            whois(b"domain foo.tld"),
+            Ok((Query::Domain, "foo.tld".into()))
         );
         assert_eq!(
-            parse_whois("café.tld".as_bytes()),
-            Ok(Query::Domain(n("xn--caf-dma.tld")))
+            whois("café.tld".as_bytes()),
+            Ok((Query::Domain, "xn--caf-dma.tld".into()))
         );
         assert_eq!(
-            parse_whois(b"NAMESERVER ns1.foo.tld"),
-            Ok(Query::Nameserver(n("ns1.foo.tld")))
+            whois(b"NAMESERVER ns1.foo.tld"),
+            Ok((Query::Nameserver, "ns1.foo.tld".into()))
         );
         assert_eq!(
-            parse_whois(b"registrar Example Registrar, Inc."),
-            Ok(Query::Registrar("Example Registrar, Inc.".into()))
+            whois(b"registrar Example Registrar, Inc."),
+            Ok((Query::Registrar, "Example Registrar, Inc.".into()))
         );
-        assert_eq!(parse_whois(b"help"), Ok(Query::Help));
+        assert_eq!(whois(b"help"), Ok((Query::Help, String::new())));
         for (bad, why) in [
             (&b""[..], "empty"),
             (b"   ", "empty"),
@@ -172,7 +207,7 @@ mod tests {
             (b"foo..tld", "valid domain"),
             (b"-_-!.tld", "valid domain"),
         ] {
-            let err = parse_whois(bad).unwrap_err();
+            let err = whois(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
         }
     }
@@ -180,40 +215,26 @@ mod tests {
     #[test]
     fn rdap_paths() {
         assert_eq!(
-            parse_rdap(b"/domain/FOO.tld"),
-            Ok(Query::Domain(n("foo.tld")))
+            rdap(b"/domain/FOO.tld"),
+            Ok((Query::Domain, "foo.tld".into()))
         );
         assert_eq!(
-            parse_rdap(b"/rdap/domain/caf%C3%A9.tld"),
-            Ok(Query::Domain(n("xn--caf-dma.tld")))
+            rdap(b"/rdap/domain/caf%C3%A9.tld"),
+            Ok((Query::Domain, "xn--caf-dma.tld".into()))
         );
         assert_eq!(
-            parse_rdap(b"/nameserver/ns1.foo.tld/"),
-            Ok(Query::Nameserver(n("ns1.foo.tld")))
+            rdap(b"/nameserver/ns1.foo.tld/"),
+            Ok((Query::Nameserver, "ns1.foo.tld".into()))
         );
-        assert_eq!(parse_rdap(b"/entity/C-1"), Ok(Query::Entity("C-1".into())));
-        assert_eq!(parse_rdap(b"/help"), Ok(Query::Help));
-        assert_eq!(parse_rdap(b"/rdap/help"), Ok(Query::Help));
-        assert_eq!(
-            parse_rdap(b"/entity/help"),
-            Ok(Query::Entity("help".into()))
-        );
-        assert_eq!(
-            parse_rdap(b"/domain/help"),
-            Ok(Query::Domain(Name::from_ascii("help").unwrap()))
-        );
-        assert!(parse_rdap(b"/domains?name=x").is_err());
-        assert!(parse_rdap(b"/ip/192.0.2.1").is_err());
-        assert!(parse_rdap(b"/domain/").is_err());
-        assert!(
-            parse_rdap(b"/domain/%FF.tld")
-                .unwrap_err()
-                .contains("UTF-8")
-        );
-        assert!(
-            parse_rdap(b"/domain/a%0Ab.tld")
-                .unwrap_err()
-                .contains("control")
-        );
+        assert_eq!(rdap(b"/entity/C-1"), Ok((Query::Entity, "C-1".into())));
+        assert_eq!(rdap(b"/help"), Ok((Query::Help, String::new())));
+        assert_eq!(rdap(b"/rdap/help"), Ok((Query::Help, String::new())));
+        assert_eq!(rdap(b"/entity/help"), Ok((Query::Entity, "help".into())));
+        assert_eq!(rdap(b"/domain/help"), Ok((Query::Domain, "help".into())));
+        assert!(rdap(b"/domains?name=x").is_err());
+        assert!(rdap(b"/ip/192.0.2.1").is_err());
+        assert!(rdap(b"/domain/").is_err());
+        assert!(rdap(b"/domain/%FF.tld").unwrap_err().contains("UTF-8"));
+        assert!(rdap(b"/domain/a%0Ab.tld").unwrap_err().contains("control"));
     }
 }
