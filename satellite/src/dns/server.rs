@@ -8,8 +8,8 @@
 //! on. Threads poll the cancellation token every [`UDP_POLL`] through a socket read timeout.
 //!
 //! # TCP (RFC 7766): tokio tasks
-//! TCP needs many idle connections and timeouts, which is what tokio is for. The edge follows
-//! the Whois edge's pattern ([`crate::rds::whois_server`]):
+//! TCP needs many idle connections and timeouts, which is what tokio is for. The accept loop
+//! is the one every TCP edge runs ([`crate::tcp::accept`]):
 //!
 //! ```text
 //!  accept ──► cap per client address (IPv6: /64; tcp::connection_limit, shared with Whois
@@ -25,6 +25,10 @@
 //!    ▼
 //!  after `max_queries` answers (§6.2.1): FIN, drain, close — else read again
 //! ```
+//!
+//! A client that sends the edns-tcp-keepalive option (RFC 7828) hears the idle timeout in its
+//! answers' OPT record, so that it can keep the connection for further queries instead of
+//! having it closed under it.
 //!
 //! # Slow and hostile clients
 //! A client that sends queries and never reads fills its receive window, then the server's
@@ -275,6 +279,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     .await;
 }
 
+/// The idle timeout as edns-tcp-keepalive's TIMEOUT: units of 100 ms (RFC 7828 §3.1), rounded
+/// down so that a client never waits longer than we do, and capped at the field's range.
+fn keepalive_timeout(idle: Duration) -> u16 {
+    u16::try_from(idle.as_millis() / 100).unwrap_or(u16::MAX)
+}
+
 /// Why a connection ends.
 enum End {
     /// The client closed, an I/O error, a deadline, or shutdown: close now.
@@ -293,6 +303,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) 
             output: vec![0u8; OUT_CAPACITY].into_boxed_slice(),
         })
     });
+    scratch.ev.tcp_keepalive = Some(keepalive_timeout(shared.settings.idle_timeout));
     let mut stream = stream;
     let end = answer_queries(&mut stream, peer, shared, &mut scratch).await;
     shared

@@ -71,6 +71,8 @@ pub const OUR_UDP_SIZE: u16 = 1232;
 pub const CLASSIC_UDP_SIZE: u16 = 512;
 /// EDNS option code of NSID (RFC 5001 §2.3).
 pub const OPT_NSID: u16 = 3;
+/// EDNS option code of edns-tcp-keepalive (RFC 7828 §3.1).
+pub const OPT_TCP_KEEPALIVE: u16 = 11;
 /// An OPT record without options: root owner, type, class, TTL, RDLENGTH (RFC 6891 §6.1.2).
 const OPT_FIXED_LEN: usize = 11;
 /// An EDNS option's code and length (RFC 6891 §6.1.2).
@@ -124,6 +126,10 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// NSID option present (RFC 5001).
     pub nsid: bool,
+    /// edns-tcp-keepalive option present (RFC 7828): the client would like to hear the TCP
+    /// idle timeout. A TIMEOUT a client should not have sent (§3.2.1) is ignored, as BIND
+    /// and Knot do.
+    pub keepalive: bool,
 }
 
 impl Edns {
@@ -136,6 +142,7 @@ impl Edns {
         version: 0,
         dnssec_ok: false,
         nsid: false,
+        keepalive: false,
     };
 }
 
@@ -387,6 +394,7 @@ fn parse_opt(packet: &[u8], pos: usize, end: usize, owner_root: bool) -> Option<
     let dnssec_ok = fixed[6] & 0x80 != 0;
     let mut opt = pos + 11;
     let mut nsid = false;
+    let mut keepalive = false;
     while opt < end {
         let head = packet.get(opt..opt + 4)?;
         let code = u16::from_be_bytes([head[0], head[1]]);
@@ -394,8 +402,10 @@ fn parse_opt(packet: &[u8], pos: usize, end: usize, owner_root: bool) -> Option<
         if opt + 4 + len > end {
             return None;
         }
-        if code == OPT_NSID {
-            nsid = true;
+        match code {
+            OPT_NSID => nsid = true,
+            OPT_TCP_KEEPALIVE => keepalive = true,
+            _ => {}
         }
         opt += 4 + len;
     }
@@ -404,6 +414,7 @@ fn parse_opt(packet: &[u8], pos: usize, end: usize, owner_root: bool) -> Option<
         version,
         dnssec_ok,
         nsid,
+        keepalive,
     })
 }
 
@@ -443,6 +454,8 @@ pub struct Response {
     /// Whether to append OPT, and with which NSID.
     edns: Option<Edns>,
     nsid: Option<&'static [u8]>,
+    /// edns-tcp-keepalive TIMEOUT to send, in units of 100 ms (RFC 7828 §3.1).
+    keepalive: Option<u16>,
     finished: bool,
 }
 
@@ -473,6 +486,7 @@ impl Response {
             cd: false,
             edns: None,
             nsid: None,
+            keepalive: None,
             finished: false,
         }
     }
@@ -496,6 +510,7 @@ impl Response {
         self.rd = query.recursion_desired();
         self.cd = query.checking_disabled();
         self.edns = query.edns;
+        self.keepalive = None;
         self.finished = false;
         let limit = match (transport, query.edns) {
             (Transport::Tcp, _) => MAX_MESSAGE,
@@ -687,8 +702,22 @@ impl Response {
             .find(|&off| name_at_equals(msg, off as usize, suffix))
     }
 
+    /// Adds edns-tcp-keepalive with `timeout` (units of 100 ms) to the OPT record, when the
+    /// response has one. Only over TCP: RFC 7828 §3.2.2 forbids it in UDP responses, which
+    /// [`Event::begin_response`] sees to. Call after [`Response::begin`], before any record.
+    pub fn keepalive(&mut self, timeout: u16) {
+        // TCP's limit is 64 KiB, far above a question, so the room is always there.
+        if self.edns.is_some() && self.keepalive.is_none() && self.len == self.question_end {
+            if let Some(limit) = self.limit.checked_sub(OPTION_HEADER_LEN + 2) {
+                self.limit = limit;
+                self.keepalive = Some(timeout);
+            }
+        }
+    }
+
     /// Completes the message: OPT record (RFC 6891 §6.1.2, our size 1232, upper rcode bits,
-    /// DO echoed per RFC 3225 §3, NSID), flags and counts. Returns the message bytes.
+    /// DO echoed per RFC 3225 §3, NSID, edns-tcp-keepalive), flags and counts. Returns the
+    /// message bytes.
     pub fn finish(&mut self) -> &[u8] {
         if !self.finished {
             self.finished = true;
@@ -703,16 +732,19 @@ impl Response {
                 let _ = self.put_u16(rtype::OPT);
                 let _ = self.put_u16(OUR_UDP_SIZE);
                 let _ = self.put_u32(ttl);
-                match nsid {
-                    Some(n) => {
-                        let _ = self.put_u16(4 + n.len() as u16);
-                        let _ = self.put_u16(OPT_NSID);
-                        let _ = self.put_u16(n.len() as u16);
-                        let _ = self.put_bytes(n);
-                    }
-                    None => {
-                        let _ = self.put_u16(0);
-                    }
+                let keepalive = self.keepalive;
+                let rdlen = nsid.map_or(0, |n| OPTION_HEADER_LEN + n.len())
+                    + keepalive.map_or(0, |_| OPTION_HEADER_LEN + 2);
+                let _ = self.put_u16(rdlen as u16);
+                if let Some(n) = nsid {
+                    let _ = self.put_u16(OPT_NSID);
+                    let _ = self.put_u16(n.len() as u16);
+                    let _ = self.put_bytes(n);
+                }
+                if let Some(timeout) = keepalive {
+                    let _ = self.put_u16(OPT_TCP_KEEPALIVE);
+                    let _ = self.put_u16(2);
+                    let _ = self.put_u16(timeout);
                 }
                 additional += 1;
             }
@@ -805,6 +837,9 @@ pub struct Event {
     pub transport: Transport,
     pub query: Query,
     pub response: Response,
+    /// The TCP idle timeout the edge advertises to clients that ask (RFC 7828), in units of
+    /// 100 ms; set once by the TCP edge for its events, `None` elsewhere.
+    pub tcp_keepalive: Option<u16>,
 }
 
 impl Default for Event {
@@ -821,6 +856,7 @@ impl Event {
             transport: Transport::Udp,
             query: Query::default(),
             response: Response::new(),
+            tcp_keepalive: None,
         }
     }
 
@@ -837,6 +873,13 @@ impl Event {
     pub fn begin_response(&mut self, rcode: u16, nsid: Option<&'static [u8]>) {
         self.response.begin(&self.query, self.transport, nsid);
         self.response.rcode = rcode;
+        if let (Transport::Tcp, Some(timeout), Some(edns)) =
+            (self.transport, self.tcp_keepalive, self.query.edns)
+        {
+            if edns.keepalive {
+                self.response.keepalive(timeout);
+            }
+        }
     }
 
     /// True once a leaf began a response.
@@ -867,11 +910,15 @@ pub(crate) mod tests {
             p.extend_from_slice(&rtype::OPT.to_be_bytes());
             p.extend_from_slice(&e.udp_size.to_be_bytes());
             p.extend_from_slice(&[0, e.version, if e.dnssec_ok { 0x80 } else { 0 }, 0]);
+            let mut options = Vec::new();
             if e.nsid {
-                p.extend_from_slice(&[0, 4, 0, 3, 0, 0]);
-            } else {
-                p.extend_from_slice(&[0, 0]);
+                options.extend_from_slice(&[0, 3, 0, 0]);
             }
+            if e.keepalive {
+                options.extend_from_slice(&[0, 11, 0, 0]);
+            }
+            p.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            p.extend_from_slice(&options);
         }
         p
     }
@@ -881,6 +928,7 @@ pub(crate) mod tests {
         version: 0,
         dnssec_ok: false,
         nsid: false,
+        keepalive: false,
     };
 
     #[test]
@@ -905,10 +953,53 @@ pub(crate) mod tests {
             version: 0,
             dnssec_ok: true,
             nsid: true,
+            keepalive: true,
         };
         q.parse(&query_packet("tld", rtype::SOA, class::IN, Some(e)));
         assert_eq!(q.problem, Problem::None);
         assert_eq!(q.edns, Some(e));
+    }
+
+    /// RFC 7828: the idle timeout goes to a TCP client that sent edns-tcp-keepalive, beside
+    /// the NSID when both were asked for; never over UDP, never unasked, never without EDNS.
+    #[test]
+    fn tcp_keepalive_is_answered_over_tcp_to_clients_that_ask() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::rdata::opt::EdnsCode;
+        let asks = Edns {
+            keepalive: true,
+            nsid: true,
+            ..EDNS
+        };
+        let cases = [
+            (Transport::Tcp, Some(asks), true),
+            (Transport::Udp, Some(asks), false),
+            (Transport::Tcp, Some(EDNS), false),
+            (Transport::Tcp, None, false),
+        ];
+        for (transport, edns, sent) in cases {
+            let mut ev = Event::new();
+            ev.tcp_keepalive = Some(300);
+            let packet = query_packet("tld", rtype::SOA, class::IN, edns);
+            ev.load(&packet, IpAddr::from([127, 0, 0, 1]), transport);
+            ev.begin_response(rcode::NOERROR, Some(b"sat-1"));
+            let bytes = ev.response.finish().to_vec();
+            let msg = Message::from_vec(&bytes).unwrap();
+            let case = format!("{transport:?} {edns:?}");
+            assert_eq!(msg.edns.is_some(), edns.is_some(), "{case}");
+            let keepalive = msg
+                .edns
+                .as_ref()
+                .and_then(|e| e.option(EdnsCode::Keepalive));
+            assert_eq!(keepalive.is_some(), sent, "{case}");
+            if sent {
+                // The OPT record ends the message: NSID, then the keepalive with 300 (30 s).
+                assert!(
+                    bytes.ends_with(b"\x00\x03\x00\x05sat-1\x00\x0b\x00\x02\x01\x2c"),
+                    "{case}"
+                );
+            }
+        }
     }
 
     #[test]

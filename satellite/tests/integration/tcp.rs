@@ -1,6 +1,7 @@
 //! The DNS TCP edge's limits (RFC 7766 §6.2): the idle/write deadline against clients that
 //! never read or trickle, shutdown with such a client, the cap per client address, pipelined
-//! queries and the cap on queries per connection.
+//! queries and the cap on queries per connection; the idle timeout announced as RFC 7828
+//! asks.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -231,4 +232,38 @@ fn pipelined_queries_are_answered_in_order_up_to_the_cap() {
     }
     assert_eq!(ids, (2000..2020).collect::<Vec<_>>());
     assert_eq!(at, rest.len());
+}
+
+/// RFC 7828: a TCP client that sends edns-tcp-keepalive hears the idle timeout (in units of
+/// 100 ms) in the OPT record; a UDP client that sends it does not (§3.2.2).
+#[test]
+fn the_idle_timeout_is_announced_to_tcp_clients_that_ask() {
+    let s = TestServer::start(&config(12_300, 16, ""), &registry());
+    // A query with EDNS and an empty edns-tcp-keepalive option (code 11): hickory writes an
+    // OPT without options last, so its RDLENGTH is the last two octets.
+    let mut bytes = query("www.foo.tld.", RecordType::A, Some(1232), false)
+        .to_vec()
+        .unwrap();
+    let rdlen = bytes.len() - 2;
+    assert_eq!(bytes[rdlen..], [0, 0]);
+    bytes[rdlen + 1] = 4;
+    bytes.extend_from_slice(&[0, 11, 0, 0]);
+    let keepalive_123 = [0u8, 11, 0, 2, 0, 123];
+
+    let mut stream = tcp_connect(s.tcp);
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut answer).unwrap();
+    let parsed = hickory_proto::op::Message::from_vec(&answer).unwrap();
+    assert!(!parsed.authorities.is_empty(), "the referral");
+    assert!(answer.ends_with(&keepalive_123), "{answer:02x?}");
+
+    let over_udp = crate::harness::udp_exchange(s.udp, &bytes).expect("a UDP answer");
+    hickory_proto::op::Message::from_vec(&over_udp).unwrap();
+    // The OPT record ends the answer with an RDLENGTH of 0: no option.
+    assert!(over_udp.ends_with(&[0, 0]), "{over_udp:02x?}");
 }
