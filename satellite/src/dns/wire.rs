@@ -707,11 +707,13 @@ impl Response {
     /// [`Event::begin_response`] sees to. Call after [`Response::begin`], before any record.
     pub fn keepalive(&mut self, timeout: u16) {
         // TCP's limit is 64 KiB, far above a question, so the room is always there.
-        if self.edns.is_some() && self.keepalive.is_none() && self.len == self.question_end {
-            if let Some(limit) = self.limit.checked_sub(OPTION_HEADER_LEN + 2) {
-                self.limit = limit;
-                self.keepalive = Some(timeout);
-            }
+        if self.edns.is_some()
+            && self.keepalive.is_none()
+            && self.len == self.question_end
+            && let Some(limit) = self.limit.checked_sub(OPTION_HEADER_LEN + 2)
+        {
+            self.limit = limit;
+            self.keepalive = Some(timeout);
         }
     }
 
@@ -875,10 +877,9 @@ impl Event {
         self.response.rcode = rcode;
         if let (Transport::Tcp, Some(timeout), Some(edns)) =
             (self.transport, self.tcp_keepalive, self.query.edns)
+            && edns.keepalive
         {
-            if edns.keepalive {
-                self.response.keepalive(timeout);
-            }
+            self.response.keepalive(timeout);
         }
     }
 
