@@ -42,52 +42,38 @@
 # the satellite is restarted from its state file and timed to its first answer.
 # Every wait is bounded; servers are stopped on exit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 N="${BENCH_DOMAINS:-1000000}"
 RUNS="${BENCH_RUNS:-2}"
 SECS="${BENCH_SECONDS:-15}"
 RATE="${BENCH_RATE:-20000}"
-PGHOST="${PGHOST:-/var/run/postgresql}"
 if [ -z "${ORRERY_BENCH_NETNS:-}" ]; then
     for tool in nsd knotd dnsperf; do
         command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq nsd knot dnsperf; break; }
     done
-    if [ -z "${BENCH_BIN:-}" ]; then
-        cargo build --release --locked -p orrery-store -p orrery-generator -p orrery-satellite \
-            -p orrery-master >/dev/null
-    fi
-    exec unshare --net -- env ORRERY_BENCH_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
 fi
-bin="${BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release}"
+build orrery-store orrery-generator orrery-satellite orrery-master
+in_loopback_namespace "$0" "$@"
+bench_start
 peers="python3 $PWD/bench/peers.py"
-work="$(mktemp -d)"
-pids=()
 held=""
 if [ -n "${BENCH_DB:-}" ] && [[ "$BENCH_DB" == sqlite:* ]]; then
     url="$BENCH_DB"; db=""
 else
-    db="${BENCH_DB:-orrery_peers_$$}"
-    url="postgres:///$db?host=$PGHOST&user=postgres"
+    fresh_db "orrery_peers_$$" || true
 fi
 sql() {
     if [ -z "$db" ]; then sqlite3 "${url#sqlite:}" "$1"; else psql -qAt -h "$PGHOST" -U postgres -d "$db" -c "$1"; fi
 }
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    # A batch interrupted half-way is undone, so that a reused store stays as it was loaded.
+# A batch interrupted half-way is undone, so that a reused store stays as it was loaded.
+undo_batch() {
     [ -z "$held" ] || sql "UPDATE domain_status SET status = 'ok' WHERE status = 'serverHold' AND domain_id IN ($held)" || true
-    if [ -n "$db" ] && [ -z "${BENCH_DB:-}" ]; then
-        psql -q -h "$PGHOST" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
-    fi
-    rm -rf "$work"
 }
-trap cleanup EXIT
+on_exit=undo_batch
 hz=$(getconf CLK_TCK)
 now_ns() { date +%s%N; }
 ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
-quiet() { "$@" >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }; }
 record() { echo "$1 $2 $3 $4" >>"$work/results"; }   # SERVER RUN METRIC VALUE
-busy() { ps -eo pcpu=,comm= --sort=-pcpu | head -5 | awk '{ printf "%s %s%%; ", $2, $1 }'; }
 
 echo "$(nproc) cores, $(uptime | sed 's/^ *//'); $(date -u '+%F %T') UTC"
 echo "busiest processes now: $(busy)"
@@ -96,7 +82,6 @@ echo "binaries: $bin; $N domains; $RUNS runs; dnsperf -c 4 -T 1 -q 100 -t 2 -l $
 
 t=$(now_ns)
 if [ -z "${BENCH_DB:-}" ]; then
-    psql -q -h "$PGHOST" -U postgres -d postgres -c "CREATE DATABASE $db"
     quiet "$bin/orrery-admin" --db "$url" load-synthetic --zone test --domains "$N" --seed 1
     echo "store: loaded $N domains in $(ms_since "$t") ms"
 fi
@@ -282,14 +267,6 @@ EOF
     batch_count=$(tr ',' '\n' <<<"$batch_ids" | grep -c .)
     batch_probe=$(sql "SELECT name FROM domain WHERE id = ${batch_ids%%,*}")
 fi
-wait_log() { # FILE TEXT SECONDS PID
-    local end=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || { echo "process $4 exited:"; tail -20 "$1"; exit 1; }
-        [ "$SECONDS" -lt "$end" ] || { echo "no '$2' in $1 within $3 s"; tail -20 "$1"; exit 1; }
-        sleep 0.05
-    done
-}
 # batch_run RUN LABEL SQL WAIT: the latency run with one batch committed a third of the way in.
 batch_run() {
     local run=$1 label=$2 steady lat_pid t0 peak_rss peak_pss first

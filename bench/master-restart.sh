@@ -11,85 +11,24 @@
 # and checks that the satellite took no snapshot after its first boot (the gap is served from
 # the journal). Only 127.0.0.1 is used; every wait is bounded.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 N="${1:-1000000}"
 ROUNDS="${2:-3}"
-PGHOST="${PGHOST:-/var/run/postgresql}"
-cargo build --release --locked -p orrery-store -p orrery-master -p orrery-satellite >/dev/null
-bin="$PWD/target/release"
-work="$(mktemp -d)"
-pids=()
-db="${BENCH_DB:-orrery_restart_$$}"
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    [ -n "${BENCH_DB:-}" ] || psql -q -h "$PGHOST" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-url="postgres:///$db?host=$PGHOST&user=postgres"
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-# Succeeds when 127.0.0.1:PORT answers NAME NS with a referral (NS records, NOERROR).
-referral() {
-    python3 - "$1" "$2" <<'PY'
-import socket, struct, sys
-name, port = sys.argv[1], int(sys.argv[2])
-q = struct.pack(">HHHHHH", 0x4f52, 0, 1, 0, 0, 0)
-q += b"".join(bytes([len(l)]) + l.encode() for l in name.strip(".").split(".")) + b"\0"
-q += struct.pack(">HH", 2, 1)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(0.2)
-try:
-    s.sendto(q, ("127.0.0.1", port))
-    r = s.recv(65535)
-except OSError:
-    sys.exit(1)
-_, flags, _, an, ns, _ = struct.unpack(">HHHHHH", r[:12])
-sys.exit(0 if flags & 0xF == 0 and an + ns > 0 else 1)
-PY
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_log FILE TEXT SECONDS PID
-wait_log() {
-    local end=$((SECONDS + $3))
-    until grep -q "$2" "$1"; do
-        kill -0 "$4" 2>/dev/null || { echo "process $4 exited:"; tail -20 "$1"; exit 1; }
-        [ "$SECONDS" -lt "$end" ] || { echo "no '$2' in $1 within $3 s"; tail -20 "$1"; exit 1; }
-        sleep 0.05
-    done
-}
-
-echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
-if [ -z "${BENCH_DB:-}" ]; then
-    psql -q -h "$PGHOST" -U postgres -d postgres -c "CREATE DATABASE $db"
+# The masters are killed outright, as in the rounds.
+BENCH_KILL=-9
+build orrery-store orrery-master orrery-satellite
+bench_start
+machine
+if fresh_db "orrery_restart_$$"; then
     t=$(now)
     "$bin/orrery-admin" --db "$url" load-synthetic --zone test --domains "$N" --seed 1 >/dev/null
     echo "store: loaded $N domains into PostgreSQL in $(since "$t") s"
 fi
 "$bin/orrery-admin" --db "$url" registrar add BENCHRST --name "Restart benchmark" >/dev/null 2>&1 || true
 
-"$bin/orrery-master" certs ca --dir "$work/certs" >/dev/null
-"$bin/orrery-master" certs issue --dir "$work/certs" --master m1 >/dev/null
-"$bin/orrery-master" certs issue --dir "$work/certs" --satellite sat1 >/dev/null
+test_certs "$work/certs" m1 sat1
 link=$(free_port); dns=$(free_port)
-cat >"$work/master.toml" <<EOF
-[master]
-store = "$url"
-listen = ["127.0.0.1:$link"]
-[tls]
-ca = "certs/ca.pem"
-cert = "certs/m1.master.pem"
-key = "certs/m1.master.key"
-[satellite_defaults]
-workers = 1
-selector = "std"
-[selectors.std]
-chains = [{ name = "main", leaves = ["lookup"] }]
-[selectors.std.leaves.lookup]
-kind = "lookup"
-[satellites.sat1]
-dns = { udp = ["127.0.0.1:$dns"], tcp = ["127.0.0.1:$dns"] }
-EOF
+master_config "$work/master.toml" "$link" sat1 "$dns"
 
 start_master() {
     NO_COLOR=1 "$bin/orrery-master" run --config "$work/master.toml" >"$work/master.$1.log" 2>&1 &
@@ -117,7 +56,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ -z "$listening" ] && grep -q "link listening" "$work/master.$round.log"; then
             listening=$(since "$t")
         fi
-        if referral "$name" "$dns"; then
+        if referral "$name" "$dns" 0.2; then
             answered=$(since "$t"); break
         fi
         kill -0 "$mpid" 2>/dev/null || { tail -20 "$work/master.$round.log"; exit 1; }

@@ -5,16 +5,11 @@
 # PostgreSQL is reached through its Unix socket (PGHOST, default /var/run/postgresql); a fresh
 # database is created and dropped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 N="${1:-1000000}"
-PGHOST="${PGHOST:-/var/run/postgresql}"
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-cargo build --release --locked -p orrery-store -p orrery-generator >/dev/null
-bin=target/release
-work="$(mktemp -d)"
-db="orrery_bench_$$"
-cleanup() { psql -q -h "$PGHOST" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+build orrery-store orrery-generator
+bench_start
 
 # measure LABEL CMD...: runs CMD, prints "LABEL: S s, M MiB max RSS".
 measure() {
@@ -31,8 +26,7 @@ ls -l "$work/zones-sqlite/test.zone" | awk '{printf "%-40s %8.1f MiB zone file, 
 grep -c . "$work/zones-sqlite/test.zone" | awk '{print $1 " lines"}'
 du -m "$work/bench.db" | awk '{printf "%-40s %8d MiB store file\n", "", $1}'
 
-psql -q -h "$PGHOST" -U postgres -d postgres -c "CREATE DATABASE $db"
-url="postgres:///$db?host=$PGHOST&user=postgres"
+BENCH_DB="" fresh_db "orrery_bench_$$"
 measure "PostgreSQL: load (COPY)" "$bin/orrery-admin" --db "$url" load-synthetic --zone test --domains "$N" --seed 1
 measure "PostgreSQL: generate zone" "$bin/orrery-generator" --db "$url" --out "$work/zones-pg"
 cmp <(grep -v -e '^; orrery-serial' -e 'SOA' "$work/zones-sqlite/test.zone") \

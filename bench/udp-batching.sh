@@ -12,32 +12,21 @@
 # Runs in a network namespace of its own (loopback only); every wait is bounded.
 #   SECS=10 (dnsperf run length), RATE=20000 (the moderate-load run)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ -z "${ORRERY_BENCH_NETNS:-}" ]; then
-    exec unshare --net -- env ORRERY_BENCH_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
-fi
+source "$(dirname "$0")/lib.sh"
 N="${1:-100000}"
 ROUNDS="${2:-3}"
 SECS="${SECS:-10}"
 RATE="${RATE:-20000}"
-# BENCH_BIN=DIR takes the binaries from DIR instead (a dry run with debug builds, say).
-if [ -z "${BENCH_BIN:-}" ]; then
-    cargo build --release --locked -p orrery-store -p orrery-generator -p orrery-satellite >/dev/null
-fi
-bin="${BENCH_BIN:-$PWD/target/release}"
-work="$(mktemp -d)"
+build orrery-store orrery-generator orrery-satellite
+in_loopback_namespace "$0" "$@"
+bench_start
 pid=""
-cleanup() {
-    [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-    rm -rf "$work"
-}
-trap cleanup EXIT
+stop_satellite() { [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; }
+on_exit=stop_satellite
 hz=$(getconf CLK_TCK)
 port=5399
 
-echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%F %T') UTC"
-# quiet RUN...: runs it with its log kept aside, shown if it fails.
-quiet() { "$@" >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }; }
+machine
 quiet "$bin/orrery-admin" --db "sqlite:$work/store.db" load-synthetic --zone test --domains "$N" --seed 1
 quiet "$bin/orrery-generator" --db "sqlite:$work/store.db" --satellite-snapshot "$work/sat.snap" --no-zones
 # Query mix: three referrals (delegated names, some on hold) to one NXDOMAIN, shuffled.
