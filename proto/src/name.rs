@@ -154,17 +154,7 @@ impl Name {
 
     /// True if `self` is `other` or below it.
     pub fn is_subdomain_of(&self, other: &Self) -> bool {
-        let (s, o) = (self.as_wire(), other.as_wire());
-        if o.len() > s.len() || !s.ends_with(o) {
-            return false;
-        }
-        // The suffix must start on a label boundary.
-        let offset = s.len() - o.len();
-        let mut pos = 0;
-        while pos < offset {
-            pos += 1 + s[pos] as usize;
-        }
-        pos == offset
+        wire_is_subdomain(&self.wire, &other.wire)
     }
 
     /// For a name strictly below `apex`, the name one label below `apex` on the way to it
@@ -368,6 +358,21 @@ pub fn user_to_wire(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
     let ascii = idna::domain_to_ascii_strict(text.trim_end_matches('.'))
         .map_err(|e| NameError::Idna(e.to_string()))?;
     ascii_to_wire(&ascii, out)
+}
+
+/// True if canonical wire name `name` is `apex` or below it: [`Name::is_subdomain_of`] for
+/// callers that hold only wire bytes (the satellite's tables key by them).
+pub fn wire_is_subdomain(name: &[u8], apex: &[u8]) -> bool {
+    if apex.len() > name.len() || !name.ends_with(apex) {
+        return false;
+    }
+    // The suffix must start on a label boundary.
+    let offset = name.len() - apex.len();
+    let mut pos = 0;
+    while pos < offset {
+        pos += 1 + name[pos] as usize;
+    }
+    pos == offset
 }
 
 /// Whether a canonical wire name follows the host name rules of [`Name::check_hostname`],

@@ -44,6 +44,7 @@ pub mod table;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
+use orrery_proto::name::wire_is_subdomain;
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Soa, Zone};
 
 pub use hosts::{HostId, HostRecord, HostTable};
@@ -666,19 +667,6 @@ impl ZoneSet {
             }
         }
     }
-}
-
-/// True if canonical wire name `name` is `apex` or below it (label boundary checked).
-pub fn wire_is_subdomain(name: &[u8], apex: &[u8]) -> bool {
-    if apex.len() > name.len() || !name.ends_with(apex) {
-        return false;
-    }
-    let offset = name.len() - apex.len();
-    let mut pos = 0;
-    while pos < offset {
-        pos += 1 + name[pos] as usize;
-    }
-    pos == offset
 }
 
 #[cfg(test)]

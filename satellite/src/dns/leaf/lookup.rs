@@ -20,10 +20,12 @@
 //! - ANY (RFC 8482 §4.1): over UDP one RRset (the SOA at the apex, the A RRset of a host, else
 //!   its AAAA); over TCP every RRset at the name. This is BIND's `minimal-any yes`.
 
+use orrery_proto::name::wire_is_subdomain;
+
 use crate::dns::leaf::{Ctx, Dns};
 use crate::dns::wire::{Event, Full, Owner, Response, Section, Transport, class, rcode, rtype};
 use crate::selector::{Flow, Leaf};
-use crate::zone::{Delegation, HostId, HostTable, ZoneData, ZoneSet, wire_is_subdomain};
+use crate::zone::{Delegation, HostId, HostTable, ZoneData, ZoneSet};
 
 /// The lookup leaf.
 pub struct Lookup {
