@@ -315,6 +315,11 @@ impl Cache {
         self.read().quarantine.values().cloned().collect()
     }
 
+    /// How many rows are quarantined now (what the watchdog and `status` report).
+    pub fn quarantined_now(&self) -> usize {
+        self.read().quarantine.len()
+    }
+
     /// How many rows entered quarantine (or were quarantined again for another reason) since
     /// the master started: a counter for monitoring.
     pub fn quarantined_total(&self) -> u64 {

@@ -417,10 +417,14 @@ mod tests {
         check_old(&cache);
         assert_eq!(quarantined_keys(&f).len(), 5);
         assert_eq!(cache.quarantined_total(), 5, "same rows, same reasons");
+        assert_eq!(cache.quarantined_now(), 5);
 
         sql(&raw, &FIX).await;
         f.poll_once().await.unwrap();
         assert!(f.quarantined().is_empty(), "{:?}", f.quarantined());
+        // What the heartbeat reports falls back to 0; the counter since start does not.
+        assert_eq!(cache.quarantined_now(), 0);
+        assert_eq!(cache.quarantined_total(), 5);
         cache.with_registry(|r| {
             assert_eq!(r.domains[&n("foo.test")].statuses, vec![EppStatus::Ok]);
             assert_eq!(

@@ -351,6 +351,22 @@ kind = "lookup"
         self.satellites[name].child.id()
     }
 
+    /// The process id of the cluster's master (for signals).
+    pub(crate) fn master_pid(&self) -> u32 {
+        self.master
+            .as_ref()
+            .expect("the master is running")
+            .child
+            .id()
+    }
+
+    /// Stops satellite `name` cleanly (SIGTERM), keeping its state file.
+    pub(crate) fn stop_satellite(&mut self, name: &str) {
+        let sat = self.satellites.remove(name).expect("satellite running");
+        let status = sat.terminate();
+        assert!(status.success(), "{name} stopped with {status}");
+    }
+
     /// Starts the master process without waiting for it.
     pub(crate) fn spawn_master(&mut self) {
         assert!(self.master.is_none(), "the master is running");

@@ -1,8 +1,11 @@
 //! The cluster state, `orrery-master status` and the watchdog with real processes: each rule
 //! tested here is raised by a real condition and cleared when it ends — a satellite frozen
 //! with SIGSTOP (missed check-ins, then SIGCONT), a satellite whose Whois port is taken
-//! (refused configuration, with its error carried up in the check-ins) — and the watchdog's
-//! lease moves to a second master when the first is killed.
+//! (refused configuration, with its error carried up in the check-ins), certificates that
+//! expire within the warning's window (until a satellite gets a new one), a satellite whose
+//! memory is over the budget the master gave it (until a reload raises it), rows the store
+//! holds that the master cannot read (until they are fixed) — and the watchdog's lease moves
+//! to a second master when the first is killed.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -267,6 +270,132 @@ async fn missed_checkins_and_refused_configuration_are_raised_and_cleared() {
         }
         assert!(started.elapsed() < Duration::from_secs(10), "hook: {lines}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Certificates within `cert_expiry_days`, a memory budget the satellite is over, and a row
+/// the master quarantines: each raised by the real condition, each cleared when it ends (a
+/// longer certificate and a restart; a higher budget and SIGHUP; the row fixed in the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_certificates_memory_over_budget_and_quarantined_rows_are_raised_and_cleared() {
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    // Every certificate of the cluster is valid for 30 days: within a 60-day window.
+    // sat2's budget (the last satellite table is sat2's) is far below what any process holds.
+    let watchdog = "[watchdog]\ninterval_ms = 300\ncert_expiry_days = 60\nquarantined_rows = 1\n";
+    c.write_master_config(&format!("memory_budget_mb = 1\n{watchdog}"));
+    let config = c.master_config();
+    c.start_master();
+    c.start_satellite("sat1");
+    c.start_satellite("sat2");
+    let logs = |c: &ProcessCluster| {
+        format!(
+            "master log:\n{}\nsat2 log:\n{}",
+            c.master_log(),
+            c.satellite_log("sat2")
+        )
+    };
+    let s = wait_for(
+        "cert_expiring for both satellites and the master, memory_over_budget for sat2",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| {
+            let master = s["masters"][0]["id"].as_str()?;
+            let all = has_warning(s, "cert_expiring", "satellite:sat1")
+                && has_warning(s, "cert_expiring", "satellite:sat2")
+                && has_warning(s, "cert_expiring", &format!("master:{master}"))
+                && has_warning(s, "memory_over_budget", "satellite:sat2");
+            all.then(|| s.clone())
+        },
+    );
+    assert!(
+        !has_warning(&s, "memory_over_budget", "satellite:sat1"),
+        "{s:#}"
+    );
+    assert!(!has_warning(&s, "quarantined_rows", "store"), "{s:#}");
+
+    // A row the master cannot read: a contact's country that is no ISO 3166 code.
+    c.sql("UPDATE contact SET country = 'XYZ' WHERE id = (SELECT MIN(id) FROM contact)")
+        .await
+        .unwrap();
+    wait_for(
+        "quarantined_rows raised",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| has_warning(s, "quarantined_rows", "store").then_some(()),
+    );
+    c.sql("UPDATE contact SET country = 'GB' WHERE id = (SELECT MIN(id) FROM contact)")
+        .await
+        .unwrap();
+    wait_for(
+        "quarantined_rows cleared once the row is fixed",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "quarantined_rows", "store")).then_some(()),
+    );
+
+    // sat2 gets a certificate for 400 days and restarts with it: its warning clears, sat1's
+    // stays. `certs issue` does not overwrite: the old pair goes first, as an operator does.
+    for old in ["sat2.satellite.key", "sat2.satellite.pem"] {
+        std::fs::remove_file(c.dir.path().join("certs").join(old)).unwrap();
+    }
+    let out = Command::new(binary("orrery-master"))
+        .args([
+            "certs",
+            "issue",
+            "--satellite",
+            "sat2",
+            "--days",
+            "400",
+            "--dir",
+        ])
+        .arg(c.dir.path().join("certs"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    c.stop_satellite("sat2");
+    c.start_satellite("sat2");
+    wait_for(
+        "cert_expiring cleared for sat2 only",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| {
+            (!has_warning(s, "cert_expiring", "satellite:sat2")
+                && has_warning(s, "cert_expiring", "satellite:sat1"))
+            .then_some(())
+        },
+    );
+
+    // The budget raised to 4 GiB and the configuration reloaded: the warning clears.
+    c.write_master_config(&format!("memory_budget_mb = 4096\n{watchdog}"));
+    signal(c.master_pid(), "-HUP");
+    wait_for(
+        "memory_over_budget cleared after the reload",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "memory_over_budget", "satellite:sat2")).then_some(()),
+    );
+    let log = c.master_log();
+    for (rule, raised, cleared) in [
+        ("memory_over_budget", 1, 1),
+        ("quarantined_rows", 1, 1),
+        ("cert_expiring", 3, 1),
+    ] {
+        let count = |what: &str| {
+            log.lines()
+                .filter(|l| l.contains(what) && l.contains(rule))
+                .count()
+        };
+        assert_eq!(
+            (count("warning raised"), count("warning cleared")),
+            (raised, cleared),
+            "{rule}:\n{log}"
+        );
     }
 }
 
