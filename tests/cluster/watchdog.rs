@@ -4,8 +4,9 @@
 //! (refused configuration, with its error carried up in the check-ins), certificates that
 //! expire within the warning's window (until a satellite gets a new one), a satellite whose
 //! memory is over the budget the master gave it (until a reload raises it), rows the store
-//! holds that the master cannot read (until they are fixed) — and the watchdog's lease moves
-//! to a second master when the first is killed.
+//! holds that the master cannot read (until they are fixed), clients sending queries the
+//! satellite cannot parse (error rate, until they stop) — and the watchdog's lease moves to a
+//! second master when the first is killed.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -397,6 +398,103 @@ async fn expiring_certificates_memory_over_budget_and_quarantined_rows_are_raise
             "{rule}:\n{log}"
         );
     }
+}
+
+/// One Whois query; its answer, or the error (a refused connection included).
+fn whois_query(at: std::net::SocketAddr, query: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(at)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{query}\r\n").as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// Clients sending a satellite Whois queries it cannot parse, in a steady trickle: the error
+/// rate rule is raised from its check-ins' counters, and cleared once the clients ask proper
+/// questions. (The satellite answers SERVFAIL only when a leaf breaks the Selector contract,
+/// which no configuration can bring about: `servfail_rate` is tested on the rules alone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_rate_is_raised_and_cleared() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    c.write_master_config("[watchdog]\ninterval_ms = 300\nerror_ratio = 0.5\nmin_responses = 3\n");
+    let config = c.master_config();
+    c.start_master();
+    c.start_satellite("sat1");
+    c.start_satellite("sat2");
+    let domain = c.some_domain(3).await;
+    let whois = std::net::SocketAddr::from(([127, 0, 0, 1], c.ports("sat2").whois));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Until told otherwise, the clients send a name with an empty label: a bad request.
+    let bad = Arc::new(AtomicBool::new(true));
+    let trickle = {
+        let (stop, bad, domain) = (Arc::clone(&stop), Arc::clone(&bad), domain.clone());
+        std::thread::spawn(move || {
+            let mut answers = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let q = if bad.load(Ordering::Relaxed) {
+                    format!("x..{domain}")
+                } else {
+                    domain.clone()
+                };
+                if whois_query(whois, &q).is_ok_and(|a| !a.is_empty()) {
+                    answers += 1;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            answers
+        })
+    };
+    let logs = |c: &ProcessCluster| {
+        format!(
+            "master log:\n{}\nsat2 log:\n{}",
+            c.master_log(),
+            c.satellite_log("sat2")
+        )
+    };
+    let s = wait_for(
+        "error_rate raised for sat2",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| has_warning(s, "error_rate", "satellite:sat2").then(|| s.clone()),
+    );
+    assert!(!has_warning(&s, "error_rate", "satellite:sat1"), "{s:#}");
+    let counters = &satellite(&s, "sat2")["counters"];
+    assert!(
+        counters["errors_by_kind"]["rds_bad_request"]
+            .as_i64()
+            .unwrap()
+            > 0,
+        "{counters:#}"
+    );
+
+    bad.store(false, Ordering::Relaxed);
+    wait_for(
+        "error_rate cleared for sat2",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "error_rate", "satellite:sat2")).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let answers = trickle.join().unwrap();
+    assert!(answers > 10, "the trickle got {answers} answers");
+    let log = c.master_log();
+    let count = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains("error_rate"))
+            .count()
+    };
+    assert_eq!(
+        (count("warning raised"), count("warning cleared")),
+        (1, 1),
+        "{log}"
+    );
 }
 
 /// Two masters on one PostgreSQL store: the first runs the watchdog; killed, the second takes
