@@ -47,6 +47,8 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct MasterSection {
     store: String,
+    /// A PostgreSQL hot-standby replica of `store` to follow the journal from.
+    read_store: Option<String>,
     listen: Vec<String>,
     poll_interval_ms: Option<u64>,
     heartbeat_interval_ms: Option<u64>,
@@ -129,8 +131,13 @@ impl SatelliteSection {
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MasterConfig {
-    /// Store URL (`postgres://…` or `sqlite:PATH`).
+    /// Store URL (`postgres://…` or `sqlite:PATH`): every write (cluster state, leases,
+    /// warnings) goes there, and every read unless `read_store` is set.
     pub store: String,
+    /// A PostgreSQL hot-standby replica of `store` (`master.read_store`): the journal follower
+    /// and the resume of satellites older than the window read it, by polling every
+    /// `poll_interval` (NOTIFY does not reach a standby). `None`: read `store`.
+    pub read_store: Option<String>,
     /// Addresses the link listens on.
     pub listen: Vec<SocketAddr>,
     /// The master's CA, certificate and key.
@@ -285,6 +292,13 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("config field {field}: {message}")]
     Field { field: String, message: String },
+    /// A parse or field error of the file at `path` (what [`MasterConfig::load`] returns).
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        /// Not a `source`: its text is already in this one's.
+        error: Box<ConfigError>,
+    },
 }
 
 /// The URL schemes the store opens (`orrery_store::Store::open`).
@@ -332,7 +346,10 @@ impl MasterConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
+        Self::parse(&text, base).map_err(|e| ConfigError::InFile {
+            path: path.to_owned(),
+            error: Box::new(e),
+        })
     }
 
     /// Validates configuration text; relative paths are taken from `base`.
@@ -353,6 +370,24 @@ impl MasterConfig {
                     redact_url(&m.store)
                 ),
             ));
+        }
+        if let Some(read) = &m.read_store {
+            let postgres = |u: &str| u.starts_with("postgres:") || u.starts_with("postgresql:");
+            if !postgres(read) {
+                return Err(field(
+                    "master.read_store",
+                    format!(
+                        "unsupported URL {:?}: a hot-standby replica is postgres://…",
+                        redact_url(read)
+                    ),
+                ));
+            }
+            if !postgres(&m.store) {
+                return Err(field(
+                    "master.read_store",
+                    "needs a PostgreSQL master.store (the primary it replicates)",
+                ));
+            }
         }
         let listen = settings_file::addrs("master.listen", &m.listen)?;
         if listen.is_empty() {
@@ -453,6 +488,7 @@ impl MasterConfig {
         }
         Ok(Self {
             store: m.store,
+            read_store: m.read_store,
             listen,
             tls,
             follow,
@@ -692,6 +728,46 @@ mod tests {
         assert_eq!(s2.whois.as_ref().unwrap().tcp.len(), 1);
         assert!(s2.rdap.is_none());
         assert_eq!(s2.rds_selector_toml, "");
+    }
+
+    #[test]
+    fn a_read_replica_is_postgresql_beside_a_postgresql_primary() {
+        let pg = MINIMAL.replace(
+            "store = \"sqlite:orrery.db\"",
+            "store = \"postgres://primary/orrery\"\nread_store = \"postgres://replica/orrery\"",
+        );
+        assert_ne!(pg, MINIMAL);
+        let c = MasterConfig::parse(&pg, Path::new("/base")).unwrap();
+        assert_eq!(c.read_store.as_deref(), Some("postgres://replica/orrery"));
+        assert_eq!(c.store, "postgres://primary/orrery");
+        let e = err(&pg.replace("postgres://replica/orrery", "sqlite:replica.db"));
+        assert!(e.contains("master.read_store") && e.contains("postgres://"), "{e}");
+        let e = err(&MINIMAL.replace(
+            "store = \"sqlite:orrery.db\"",
+            "store = \"sqlite:orrery.db\"\nread_store = \"postgres://replica/orrery\"",
+        ));
+        assert!(e.contains("needs a PostgreSQL master.store"), "{e}");
+        assert_eq!(
+            MasterConfig::parse(MINIMAL, Path::new("/base"))
+                .unwrap()
+                .read_store,
+            None
+        );
+    }
+
+    #[test]
+    fn errors_of_a_loaded_file_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.toml");
+        std::fs::write(&path, "[master]\nstore = 3\n").unwrap();
+        let e = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: ", path.display())), "{e}");
+        std::fs::write(&path, MINIMAL.replace("127.0.0.1:7443", "nowhere")).unwrap();
+        let e = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: ", path.display())) && e.contains("master.listen"),
+            "{e}"
+        );
     }
 
     /// A configuration with Whois and RDAP; `WHOIS2` and `RDAP2` stand for sat2's services.
