@@ -15,7 +15,7 @@ use crate::harness::{free_port, postgres_url};
 use crate::processes::{Backend, ProcessCluster, binary};
 
 /// `orrery-master status --json` against `config`.
-fn status(config: &Path) -> Value {
+pub(crate) fn status(config: &Path) -> Value {
     let out = Command::new(binary("orrery-master"))
         .args(["status", "--json", "--config"])
         .arg(config)
