@@ -162,7 +162,17 @@ impl PrivatePostgres {
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = self
             .as_server_user("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(out.status.success(), "psql {sql:?}: {out:?}");

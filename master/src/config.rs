@@ -62,6 +62,11 @@ struct MasterSection {
     cluster_heartbeat_ms: Option<u64>,
     /// Statistics samples kept per satellite.
     stats_history: Option<usize>,
+    /// How often the store's housekeeping runs (on one master, under a lease).
+    maintenance_interval_ms: Option<u64>,
+    /// Committed journal serials kept behind the head; older rows are pruned. Unset: the
+    /// journal is never pruned.
+    journal_keep: Option<u64>,
 }
 
 /// `[watchdog]` as written; 0 turns a numeric rule off.
@@ -146,6 +151,7 @@ pub struct MasterConfig {
     pub link: LinkSettings,
     /// This master in the cluster state.
     pub cluster: ClusterSettings,
+    pub maintenance: MaintenanceSettings,
     pub watchdog: WatchdogSettings,
     /// Every satellite the master knows, by identity.
     pub satellites: BTreeMap<SatelliteId, SatelliteSettings>,
@@ -193,6 +199,15 @@ impl ClusterSettings {
     pub fn stale_after(&self) -> Duration {
         self.heartbeat * 5
     }
+}
+
+/// The store's housekeeping (`crate::maintenance`), on the master holding its lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceSettings {
+    /// How often it runs (`master.maintenance_interval_ms`, default an hour).
+    pub interval: Duration,
+    /// Journal serials kept behind the head (`master.journal_keep`); `None`: no pruning.
+    pub journal_keep: Option<u64>,
 }
 
 /// The default heartbeat of the cluster state: a dead master is noticed within 10 s.
@@ -451,6 +466,17 @@ impl MasterConfig {
                 None => 120,
             },
         };
+        let maintenance = MaintenanceSettings {
+            interval: Duration::from_millis(positive(
+                "master.maintenance_interval_ms",
+                m.maintenance_interval_ms,
+                3_600_000,
+            )?),
+            journal_keep: match m.journal_keep {
+                Some(0) => return Err(field("master.journal_keep", "must be above 0")),
+                keep => keep,
+            },
+        };
         let watchdog = watchdog(file.watchdog, m.store.starts_with("postgres"), &path)?;
         let tls = TlsFiles {
             ca: path(file.tls.ca),
@@ -494,6 +520,7 @@ impl MasterConfig {
             follow,
             link,
             cluster,
+            maintenance,
             watchdog,
             satellites,
             warnings,
@@ -741,7 +768,10 @@ mod tests {
         assert_eq!(c.read_store.as_deref(), Some("postgres://replica/orrery"));
         assert_eq!(c.store, "postgres://primary/orrery");
         let e = err(&pg.replace("postgres://replica/orrery", "sqlite:replica.db"));
-        assert!(e.contains("master.read_store") && e.contains("postgres://"), "{e}");
+        assert!(
+            e.contains("master.read_store") && e.contains("postgres://"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace(
             "store = \"sqlite:orrery.db\"",
             "store = \"sqlite:orrery.db\"\nread_store = \"postgres://replica/orrery\"",

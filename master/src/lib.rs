@@ -30,6 +30,8 @@
 //! - [`cluster_state`]: this master's heartbeat and its satellites' status in the store.
 //! - [`cluster_view`]: the cluster as the store shows it (for `status` and the watchdog).
 //! - [`watchdog`]: the warnings, under the store's `watchdog` lease (one in the cluster).
+//! - [`maintenance`]: pruning the cluster state and the journal, under the `maintenance`
+//!   lease (one in the cluster).
 //! - [`status`]: `orrery-master status`, from the store only.
 //! - [`cert_expiry`]: link certificates' expiry dates.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
@@ -41,6 +43,7 @@ pub mod cluster_state;
 pub mod cluster_view;
 pub mod config;
 pub mod follow_journal;
+pub mod maintenance;
 pub mod resume;
 pub mod satellites;
 pub mod serve;
@@ -181,6 +184,14 @@ impl Master {
             own_cert_expires,
             shutdown.clone(),
         ));
+        tasks.spawn(
+            maintenance::Maintenance::new(
+                store.clone(),
+                config.maintenance.clone(),
+                cluster.clone(),
+            )
+            .run(shutdown.clone()),
+        );
         if config.watchdog.enabled {
             let watchdog = watchdog::Watchdog::new(
                 store.clone(),

@@ -230,7 +230,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let read = match &config.read_store {
         Some(url) => match wait_for_store::open_read_only(url, &shutdown).await {
             Ok(read) => {
-                tracing::info!("following the journal from the read replica (polling); writing to the primary");
+                tracing::info!(
+                    "following the journal from the read replica (polling); writing to the primary"
+                );
                 read
             }
             Err(WaitError::Stopped) => return Ok(()),
@@ -246,20 +248,14 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {addr}"))?,
         );
     }
-    let master = match Master::start_with_reader(
-        &config,
-        store,
-        read,
-        &tls,
-        listeners,
-        shutdown.clone(),
-    )
-    .await
-    {
-        Ok(master) => master,
-        Err(MasterError::Wait(WaitError::Stopped)) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let master =
+        match Master::start_with_reader(&config, store, read, &tls, listeners, shutdown.clone())
+            .await
+        {
+            Ok(master) => master,
+            Err(MasterError::Wait(WaitError::Stopped)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
     let satellites = master.satellites().clone();
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

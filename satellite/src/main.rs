@@ -86,15 +86,13 @@ fn main() -> ExitCode {
 fn command(args: Args) -> anyhow::Result<()> {
     match (&args.snapshot, &args.config, &args.tls_dir, &args.state) {
         (Some(snapshot), Some(config), None, None) => serve_snapshot(snapshot, config),
-        (None, None, Some(dir), Some(state)) => {
-            serve_from_master(
-                &args.master,
-                dir,
-                args.name.as_deref(),
-                state,
-                Duration::from_secs_f64(args.return_after),
-            )
-        }
+        (None, None, Some(dir), Some(state)) => serve_from_master(
+            &args.master,
+            dir,
+            args.name.as_deref(),
+            state,
+            Duration::from_secs_f64(args.return_after),
+        ),
         _ => anyhow::bail!(
             "give either --snapshot FILE --config FILE, or --master ADDR --tls-dir DIR --state FILE"
         ),

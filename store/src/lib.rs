@@ -144,13 +144,13 @@ impl Store {
             .max()
             .unwrap_or(0);
         let sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
-        let found: Option<i64> =
-            match on_pool!(store, p => sqlx::query_scalar(sql).fetch_one(p).await) {
-                Ok(v) => v,
-                // No migrations table: a database that was never migrated.
-                Err(sqlx::Error::Database(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
+        let found: Option<i64> = match on_pool!(store, p => sqlx::query_scalar(sql).fetch_one(p).await)
+        {
+            Ok(v) => v,
+            // No migrations table: a database that was never migrated.
+            Err(sqlx::Error::Database(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         if found != Some(expected) {
             store.close().await;
             return Err(StoreError::Schema {

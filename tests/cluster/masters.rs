@@ -23,7 +23,12 @@ fn connected_to(s: &Value, sat: &str) -> Option<String> {
 }
 
 /// Waits until `check` holds, polling every 20 ms; panics with `context` after `within`.
-fn wait_until(what: &str, within: Duration, context: impl Fn() -> String, check: impl Fn() -> bool) {
+fn wait_until(
+    what: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+    check: impl Fn() -> bool,
+) {
     let started = Instant::now();
     while !check() {
         assert!(
@@ -52,6 +57,7 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
     let Some(url) = postgres_url() else { return };
     let mut c = ProcessCluster::create(Backend::Postgres(url)).await;
     c.write_master_config("[watchdog]\ninterval_ms = 300\n");
+    c.add_master_setting("maintenance_interval_ms = 300\njournal_keep = 3");
     let config = c.master_config();
     c.start_master();
     let m2_port = free_port();
@@ -59,9 +65,12 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
     let m2_config = c.dir.path().join(format!("master-{m2_port}.toml"));
     let (m1_port, m2_suffix) = (c.master_port(), format!(":{m2_port}"));
     let m1_suffix = format!(":{m1_port}");
-    wait_until("m2 listening", Duration::from_secs(60), || m2.log(), || {
-        m2.log().contains("link listening")
-    });
+    wait_until(
+        "m2 listening",
+        Duration::from_secs(60),
+        || m2.log(),
+        || m2.log().contains("link listening"),
+    );
     c.set_satellite_masters(&[m1_port, m2_port], "2");
     for sat in SATS {
         c.start_satellite(sat);
@@ -71,9 +80,12 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
         SATS.iter()
             .all(|sat| connected_to(&s, sat).is_some_and(|m| m.ends_with(suffix)))
     };
-    wait_until("both satellites on m1", Duration::from_secs(30), || format!("{:#}", status(&config)), || {
-        on(&m1_suffix, &config)
-    });
+    wait_until(
+        "both satellites on m1",
+        Duration::from_secs(30),
+        || format!("{:#}", status(&config)),
+        || on(&m1_suffix, &config),
+    );
     let before = c.glueless_domain(0).await;
     c.sql(&format!("DELETE FROM domain WHERE name = '{before}'"))
         .await
@@ -105,7 +117,9 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
         c.wait_dns(sat, &during, &Seen::Absent, Duration::from_secs(10));
     }
     let moved = killed.elapsed();
-    eprintln!("kill -9 of the active master -> both satellites on the next and the change answered: {moved:?}");
+    eprintln!(
+        "kill -9 of the active master -> both satellites on the next and the change answered: {moved:?}"
+    );
     assert!(moved < Duration::from_secs(10), "{moved:?}");
     // Resumed from their serial: no snapshot, no gap, and on the store's zone serial.
     let zone_serial = c
@@ -121,11 +135,38 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
         assert_eq!(c.soa_serial(sat), Some(zone_serial as u32), "{log}");
     }
     // The survivor's status shows both satellites on it, and it holds the watchdog.
-    wait_until("status on m2: both satellites, the watchdog", Duration::from_secs(10), || format!("{:#}", status(&m2_config)), || {
-        let s = status(&m2_config);
-        on(&m2_suffix, &m2_config)
-            && s["watchdog"].as_str().is_some_and(|w| w.ends_with(&m2_suffix))
-    });
+    wait_until(
+        "status on m2: both satellites, the watchdog",
+        Duration::from_secs(10),
+        || format!("{:#}", status(&m2_config)),
+        || {
+            let s = status(&m2_config);
+            on(&m2_suffix, &m2_config)
+                && s["watchdog"]
+                    .as_str()
+                    .is_some_and(|w| w.ends_with(&m2_suffix))
+        },
+    );
+    // The store's housekeeping moved too, and keeps the journal at 3 rows.
+    wait_until(
+        "m2 holds the maintenance duty and the journal is pruned",
+        Duration::from_secs(10),
+        || format!("{:#}", status(&m2_config)),
+        || {
+            let s = status(&m2_config);
+            let m2_duties = s["masters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"].as_str().is_some_and(|id| id.ends_with(&m2_suffix)))
+                .map(|m| m["duties"].to_string())
+                .unwrap_or_default();
+            m2_duties.contains("maintenance") && m2_duties.contains("watchdog")
+        },
+    );
+    // Pruned every 300 ms; a row or two may have come since.
+    let rows = c.store.journal_since(0, 1000).await.unwrap().len();
+    assert!(rows <= 3 + 2, "{rows} journal rows");
     // A change after the move.
     let after = c.glueless_domain(2).await;
     c.sql(&format!("DELETE FROM domain WHERE name = '{after}'"))
@@ -138,14 +179,22 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
     // m1 comes back: after the hold-down both satellites return to it, each once.
     let back = Instant::now();
     c.start_master();
-    wait_until("both satellites back on m1", Duration::from_secs(30), || format!("{:#}\n{}", status(&config), c.satellite_log("sat1")), || {
-        on(&m1_suffix, &config)
-    });
+    wait_until(
+        "both satellites back on m1",
+        Duration::from_secs(30),
+        || format!("{:#}\n{}", status(&config), c.satellite_log("sat1")),
+        || on(&m1_suffix, &config),
+    );
     let returned = back.elapsed();
     eprintln!("satellites back on the first master after {returned:?} (hold-down 2 s)");
     assert!(returned >= Duration::from_secs(2), "{returned:?}");
     for sat in SATS {
-        assert_eq!(count(&c, sat, "an earlier master of the list is back"), 1, "{}", c.satellite_log(sat));
+        assert_eq!(
+            count(&c, sat, "an earlier master of the list is back"),
+            1,
+            "{}",
+            c.satellite_log(sat)
+        );
         assert!(!c.satellite_log(sat).contains("leaves a gap"));
     }
     assert!(m2.exited().is_none(), "{}", m2.log());
@@ -162,7 +211,9 @@ async fn killing_the_active_master_moves_every_satellite_to_the_next() {
     ignore = "PostgreSQL's server binaries are not installed (apt-get install postgresql)"
 )]
 async fn a_master_following_a_hot_standby_replica_propagates_changes() {
-    let Some(mut primary) = private_postgres() else { return };
+    let Some(mut primary) = private_postgres() else {
+        return;
+    };
     tokio::task::block_in_place(|| primary.start());
     let mut c = ProcessCluster::create(Backend::Postgres(primary.url("postgres"))).await;
     let mut replica = tokio::task::block_in_place(|| primary.replica());
@@ -175,19 +226,27 @@ async fn a_master_following_a_hot_standby_replica_propagates_changes() {
         .unwrap()
         .to_owned();
     assert_eq!(replica.psql(&db, "SELECT pg_is_in_recovery()"), "t");
-    c.set_read_store(&replica.url(&db));
+    c.add_master_setting(&format!("read_store = \"{}\"", replica.url(&db)));
     c.start_master();
     let log = c.master_log();
-    assert!(log.contains("following the journal from the read replica"), "{log}");
+    assert!(
+        log.contains("following the journal from the read replica"),
+        "{log}"
+    );
     for sat in SATS {
         c.start_satellite(sat);
     }
     let config = c.master_config();
     // Its writes went to the primary: the status (from the primary) shows the satellites.
-    wait_until("satellites in the cluster state", Duration::from_secs(20), || format!("{:#}", status(&config)), || {
-        let s = status(&config);
-        SATS.iter().all(|sat| connected_to(&s, sat).is_some())
-    });
+    wait_until(
+        "satellites in the cluster state",
+        Duration::from_secs(20),
+        || format!("{:#}", status(&config)),
+        || {
+            let s = status(&config);
+            SATS.iter().all(|sat| connected_to(&s, sat).is_some())
+        },
+    );
 
     // Replay paused on the replica: a change on the primary does not reach the satellites.
     replica.psql("postgres", "SELECT pg_wal_replay_pause()");

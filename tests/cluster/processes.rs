@@ -432,18 +432,13 @@ kind = "lookup"
         }
     }
 
-    /// Makes the master configuration read the journal from `read_store` (a hot-standby
-    /// replica of the store), writing to the store.
-    pub(crate) fn set_read_store(&self, read_store: &str) {
+    /// Adds `setting` (a `key = value` line) to the `[master]` table of the configuration.
+    pub(crate) fn add_master_setting(&self, setting: &str) {
         let path = self.master_config();
         let text = std::fs::read_to_string(&path).unwrap();
         let store = format!("store = \"{}\"", self.url);
         assert!(text.contains(&store), "{text}");
-        let text = text.replacen(
-            &store,
-            &format!("{store}\nread_store = \"{read_store}\""),
-            1,
-        );
+        let text = text.replacen(&store, &format!("{store}\n{setting}"), 1);
         std::fs::write(path, text).unwrap();
     }
 

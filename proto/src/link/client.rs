@@ -446,7 +446,10 @@ impl Dialer {
             tokio::time::sleep(interval).await;
             for (i, since) in up_since.iter_mut().enumerate() {
                 let address = &self.config.masters[i];
-                let probe = tokio::time::timeout(interval.max(Duration::from_secs(1)), self.connect_to(address));
+                let probe = tokio::time::timeout(
+                    interval.max(Duration::from_secs(1)),
+                    self.connect_to(address),
+                );
                 match probe.await {
                     Ok(Ok(_client)) => {
                         let first = *since.get_or_insert_with(Instant::now);
