@@ -312,7 +312,7 @@ pub enum ConfigError {
     InFile {
         path: PathBuf,
         /// Not a `source`: its text is already in this one's.
-        error: Box<ConfigError>,
+        error: Box<Self>,
     },
 }
 
