@@ -238,9 +238,7 @@ impl DialConfig {
     pub fn probe_interval(&self) -> Duration {
         (self.return_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
-}
 
-impl DialConfig {
     /// Defaults: 5 s connect timeout, [`Backoff::default`], keepalive every 20 s, back to an
     /// earlier master after [`DEFAULT_RETURN_AFTER`].
     pub fn new(masters: Vec<String>, tls: ClientTlsConfig) -> Self {
