@@ -270,6 +270,8 @@ pub(crate) mod testing {
     pub(crate) struct TestDb {
         pub(crate) store: Store,
         pg: Option<(String, String)>,
+        /// The PostgreSQL database's URL (`None` for SQLite).
+        pub(crate) pg_url: Option<String>,
     }
 
     impl TestDb {
@@ -293,6 +295,7 @@ pub(crate) mod testing {
         let mut dbs = vec![TestDb {
             store: memory_store().await,
             pg: None,
+            pg_url: None,
         }];
         let Ok(url) = std::env::var("DATABASE_URL") else {
             eprintln!("DATABASE_URL is not set: PostgreSQL not tested");
@@ -334,8 +337,40 @@ pub(crate) mod testing {
                 .await
                 .expect("open the PostgreSQL test store"),
             pg: Some((url, name)),
+            pg_url: Some(db_url),
         });
         dbs
+    }
+
+    /// A read-only open checks the schema instead of migrating it.
+    #[tokio::test]
+    async fn read_only_opens_check_the_schema() {
+        assert!(matches!(
+            Store::open_read_only("sqlite::memory:").await,
+            Err(StoreError::BadUrl(_))
+        ));
+        for db in backends().await {
+            let Some(url) = db.pg_url.clone() else {
+                continue;
+            };
+            let reader = Store::open_read_only(&url).await.unwrap();
+            assert!(reader.head().await.is_ok());
+            reader.close().await;
+            // The primary not migrated to this build's last migration yet.
+            raw(
+                &db.store,
+                "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+            )
+            .await
+            .unwrap();
+            match Store::open_read_only(&url).await {
+                Err(StoreError::Schema {
+                    expected, found, ..
+                }) => assert_eq!(found, Some(expected - 1)),
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+            db.finish().await;
+        }
     }
 
     #[test]
