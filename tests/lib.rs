@@ -1,1 +1,3 @@
 //! Cluster-level test helpers.
+
+pub mod private_postgres;

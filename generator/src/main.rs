@@ -19,8 +19,9 @@ use orrery_store::Store;
     about = "Write BIND zone files from the registry store"
 )]
 struct Cli {
-    /// Store URL: `sqlite:PATH` or `postgres://…`.
-    #[arg(long, env = "ORRERY_DB", default_value = "sqlite:orrery.db")]
+    /// Store URL: `sqlite:PATH` or `postgres://…` (required: there is no default store, and
+    /// a SQLite file that does not exist is refused, never created empty).
+    #[arg(long, env = "ORRERY_DB")]
     db: String,
     /// Directory for the zone files.
     #[arg(long, default_value = "zones")]
@@ -60,6 +61,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The generator only reads: a mistyped path must not become a new, empty store whose
+    // zones (none) are then written out.
+    if let Some(path) = cli.db.strip_prefix("sqlite:")
+        && !path.starts_with(":memory:")
+    {
+        let file = std::path::Path::new(path.split('?').next().unwrap_or(path));
+        anyhow::ensure!(
+            file.exists(),
+            "no store at {} (from --db or ORRERY_DB): check the path, or create it with `orrery-admin --db {} init`",
+            file.display(),
+            cli.db
+        );
+    }
     let store = Store::open(&cli.db).await?;
     if let Some(path) = &cli.satellite_snapshot {
         let serial = write_satellite_snapshot(&store, path).await?;

@@ -31,9 +31,6 @@ use crate::serve::PeerInfo;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Latest log entries kept (and stored) per satellite.
 pub const LOGS_KEPT: usize = 16;
-/// Cluster state older than this is pruned (samples of satellites gone, cleared warnings,
-/// masters gone).
-const PRUNE_AGE: Duration = Duration::from_secs(7 * 86_400);
 
 /// RCODE 2 (RFC 1035 §4.1.1).
 const SERVFAIL: u32 = 2;
@@ -240,7 +237,6 @@ impl ClusterState {
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut flush_failing, mut heartbeat_failing) = (false, false);
-        let mut beats = 0u64;
         let host = hostname();
         loop {
             tokio::select! {
@@ -264,13 +260,6 @@ impl ClusterState {
                         Err(e) => if !std::mem::replace(&mut heartbeat_failing, true) {
                             tracing::warn!(error = %e, "cannot write this master's heartbeat to the store (retried)");
                         },
-                    }
-                    beats += 1;
-                    // About once an hour at the default heartbeat.
-                    if beats % 1800 == 1
-                        && let Err(e) = store.prune_cluster_state(PRUNE_AGE.as_millis() as i64).await
-                    {
-                        tracing::warn!(error = %e, "cannot prune the cluster state");
                     }
                 }
             }

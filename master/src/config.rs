@@ -47,6 +47,8 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct MasterSection {
     store: String,
+    /// A PostgreSQL hot-standby replica of `store` to follow the journal from.
+    read_store: Option<String>,
     listen: Vec<String>,
     poll_interval_ms: Option<u64>,
     heartbeat_interval_ms: Option<u64>,
@@ -60,6 +62,11 @@ struct MasterSection {
     cluster_heartbeat_ms: Option<u64>,
     /// Statistics samples kept per satellite.
     stats_history: Option<usize>,
+    /// How often the store's housekeeping runs (on one master, under a lease).
+    maintenance_interval_ms: Option<u64>,
+    /// Committed journal serials kept behind the head; older rows are pruned. Unset: the
+    /// journal is never pruned.
+    journal_keep: Option<u64>,
 }
 
 /// `[watchdog]` as written; 0 turns a numeric rule off.
@@ -129,8 +136,13 @@ impl SatelliteSection {
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MasterConfig {
-    /// Store URL (`postgres://…` or `sqlite:PATH`).
+    /// Store URL (`postgres://…` or `sqlite:PATH`): every write (cluster state, leases,
+    /// warnings) goes there, and every read unless `read_store` is set.
     pub store: String,
+    /// A PostgreSQL hot-standby replica of `store` (`master.read_store`): the journal follower
+    /// and the resume of satellites older than the window read it, by polling every
+    /// `poll_interval` (NOTIFY does not reach a standby). `None`: read `store`.
+    pub read_store: Option<String>,
     /// Addresses the link listens on.
     pub listen: Vec<SocketAddr>,
     /// The master's CA, certificate and key.
@@ -139,6 +151,7 @@ pub struct MasterConfig {
     pub link: LinkSettings,
     /// This master in the cluster state.
     pub cluster: ClusterSettings,
+    pub maintenance: MaintenanceSettings,
     pub watchdog: WatchdogSettings,
     /// Every satellite the master knows, by identity.
     pub satellites: BTreeMap<SatelliteId, SatelliteSettings>,
@@ -186,6 +199,15 @@ impl ClusterSettings {
     pub fn stale_after(&self) -> Duration {
         self.heartbeat * 5
     }
+}
+
+/// The store's housekeeping (`crate::maintenance`), on the master holding its lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceSettings {
+    /// How often it runs (`master.maintenance_interval_ms`, default an hour).
+    pub interval: Duration,
+    /// Journal serials kept behind the head (`master.journal_keep`); `None`: no pruning.
+    pub journal_keep: Option<u64>,
 }
 
 /// The default heartbeat of the cluster state: a dead master is noticed within 10 s.
@@ -285,6 +307,13 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("config field {field}: {message}")]
     Field { field: String, message: String },
+    /// A parse or field error of the file at `path` (what [`MasterConfig::load`] returns).
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        /// Not a `source`: its text is already in this one's.
+        error: Box<Self>,
+    },
 }
 
 /// The URL schemes the store opens (`orrery_store::Store::open`).
@@ -332,7 +361,10 @@ impl MasterConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
+        Self::parse(&text, base).map_err(|e| ConfigError::InFile {
+            path: path.to_owned(),
+            error: Box::new(e),
+        })
     }
 
     /// Validates configuration text; relative paths are taken from `base`.
@@ -353,6 +385,24 @@ impl MasterConfig {
                     redact_url(&m.store)
                 ),
             ));
+        }
+        if let Some(read) = &m.read_store {
+            let postgres = |u: &str| u.starts_with("postgres:") || u.starts_with("postgresql:");
+            if !postgres(read) {
+                return Err(field(
+                    "master.read_store",
+                    format!(
+                        "unsupported URL {:?}: a hot-standby replica is postgres://…",
+                        redact_url(read)
+                    ),
+                ));
+            }
+            if !postgres(&m.store) {
+                return Err(field(
+                    "master.read_store",
+                    "needs a PostgreSQL master.store (the primary it replicates)",
+                ));
+            }
         }
         let listen = settings_file::addrs("master.listen", &m.listen)?;
         if listen.is_empty() {
@@ -416,6 +466,17 @@ impl MasterConfig {
                 None => 120,
             },
         };
+        let maintenance = MaintenanceSettings {
+            interval: Duration::from_millis(positive(
+                "master.maintenance_interval_ms",
+                m.maintenance_interval_ms,
+                3_600_000,
+            )?),
+            journal_keep: match m.journal_keep {
+                Some(0) => return Err(field("master.journal_keep", "must be above 0")),
+                keep => keep,
+            },
+        };
         let watchdog = watchdog(file.watchdog, m.store.starts_with("postgres"), &path)?;
         let tls = TlsFiles {
             ca: path(file.tls.ca),
@@ -453,11 +514,13 @@ impl MasterConfig {
         }
         Ok(Self {
             store: m.store,
+            read_store: m.read_store,
             listen,
             tls,
             follow,
             link,
             cluster,
+            maintenance,
             watchdog,
             satellites,
             warnings,
@@ -692,6 +755,49 @@ mod tests {
         assert_eq!(s2.whois.as_ref().unwrap().tcp.len(), 1);
         assert!(s2.rdap.is_none());
         assert_eq!(s2.rds_selector_toml, "");
+    }
+
+    #[test]
+    fn a_read_replica_is_postgresql_beside_a_postgresql_primary() {
+        let pg = MINIMAL.replace(
+            "store = \"sqlite:orrery.db\"",
+            "store = \"postgres://primary/orrery\"\nread_store = \"postgres://replica/orrery\"",
+        );
+        assert_ne!(pg, MINIMAL);
+        let c = MasterConfig::parse(&pg, Path::new("/base")).unwrap();
+        assert_eq!(c.read_store.as_deref(), Some("postgres://replica/orrery"));
+        assert_eq!(c.store, "postgres://primary/orrery");
+        let e = err(&pg.replace("postgres://replica/orrery", "sqlite:replica.db"));
+        assert!(
+            e.contains("master.read_store") && e.contains("postgres://"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace(
+            "store = \"sqlite:orrery.db\"",
+            "store = \"sqlite:orrery.db\"\nread_store = \"postgres://replica/orrery\"",
+        ));
+        assert!(e.contains("needs a PostgreSQL master.store"), "{e}");
+        assert_eq!(
+            MasterConfig::parse(MINIMAL, Path::new("/base"))
+                .unwrap()
+                .read_store,
+            None
+        );
+    }
+
+    #[test]
+    fn errors_of_a_loaded_file_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.toml");
+        std::fs::write(&path, "[master]\nstore = 3\n").unwrap();
+        let e = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: ", path.display())), "{e}");
+        std::fs::write(&path, MINIMAL.replace("127.0.0.1:7443", "nowhere")).unwrap();
+        let e = MasterConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: ", path.display())) && e.contains("master.listen"),
+            "{e}"
+        );
     }
 
     /// A configuration with Whois and RDAP; `WHOIS2` and `RDAP2` stand for sat2's services.

@@ -30,6 +30,8 @@
 //! - [`cluster_state`]: this master's heartbeat and its satellites' status in the store.
 //! - [`cluster_view`]: the cluster as the store shows it (for `status` and the watchdog).
 //! - [`watchdog`]: the warnings, under the store's `watchdog` lease (one in the cluster).
+//! - [`maintenance`]: pruning the cluster state and the journal, under the `maintenance`
+//!   lease (one in the cluster).
 //! - [`status`]: `orrery-master status`, from the store only.
 //! - [`cert_expiry`]: link certificates' expiry dates.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
@@ -41,6 +43,7 @@ pub mod cluster_state;
 pub mod cluster_view;
 pub mod config;
 pub mod follow_journal;
+pub mod maintenance;
 pub mod resume;
 pub mod satellites;
 pub mod serve;
@@ -114,13 +117,31 @@ impl Master {
         listeners: Vec<TcpListener>,
         shutdown: CancellationToken,
     ) -> Result<Self, MasterError> {
+        let read = store.clone();
+        Self::start_with_reader(config, store, read, tls, listeners, shutdown).await
+    }
+
+    /// As [`Master::start`], reading the registry and the journal from `read` (a hot-standby
+    /// replica of `store`, opened with [`Store::open_read_only`]) and writing the cluster
+    /// state, leases and warnings to `store`. A replica gets no NOTIFY: the follower polls it
+    /// every `poll_interval`. When `read` is behind the primary, satellites are only as far
+    /// as the replica is.
+    pub async fn start_with_reader(
+        config: &MasterConfig,
+        store: Store,
+        read: Store,
+        tls: &TlsMaterial,
+        listeners: Vec<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, MasterError> {
+        let on_replica = config.read_store.is_some();
         let own_cert_expires = cert_expiry::not_after_ms(tls.own_certificate());
         let tls = server_config(tls)?;
         let cache = Arc::new(Cache::new(config.link.clone()));
         let satellites = Arc::new(Satellites::new(config.satellites.clone()));
         let cluster = Arc::new(ClusterState::new(config.cluster.clone()));
-        let follower = JournalFollower::new(store.clone(), cache.clone(), config.follow.clone());
-        let resume = Arc::new(Resume::new(store.clone(), config.follow.max_batch_entries));
+        let follower = JournalFollower::new(read.clone(), cache.clone(), config.follow.clone());
+        let resume = Arc::new(Resume::new(read.clone(), config.follow.max_batch_entries));
         let mut tasks = JoinSet::new();
         let service = LinkService::new(
             cache.clone(),
@@ -145,7 +166,9 @@ impl Master {
         wait_for_store::retry("loading the registry", &shutdown, || follower.load()).await?;
         let store_calls = follower.store_calls();
         let wake = follower.waker();
-        if store.backend() == Backend::Postgres {
+        // LISTEN is refused on a hot standby, and the primary's NOTIFY could announce a commit
+        // the replica has not replayed yet: on a replica the follower polls only.
+        if read.backend() == Backend::Postgres && !on_replica {
             tasks.spawn(follow_journal::listen_for_commits(
                 config.store.clone(),
                 wake.clone(),
@@ -161,6 +184,14 @@ impl Master {
             own_cert_expires,
             shutdown.clone(),
         ));
+        tasks.spawn(
+            maintenance::Maintenance::new(
+                store.clone(),
+                config.maintenance.clone(),
+                cluster.clone(),
+            )
+            .run(shutdown.clone()),
+        );
         if config.watchdog.enabled {
             let watchdog = watchdog::Watchdog::new(
                 store.clone(),

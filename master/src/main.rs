@@ -227,6 +227,19 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         Err(WaitError::Stopped) => return Ok(()),
         Err(e) => return Err(e).with_context(|| "opening the store"),
     };
+    let read = match &config.read_store {
+        Some(url) => match wait_for_store::open_read_only(url, &shutdown).await {
+            Ok(read) => {
+                tracing::info!(
+                    "following the journal from the read replica (polling); writing to the primary"
+                );
+                read
+            }
+            Err(WaitError::Stopped) => return Ok(()),
+            Err(e) => return Err(e).with_context(|| "opening the read replica"),
+        },
+        None => store.clone(),
+    };
     let mut listeners = Vec::new();
     for addr in &config.listen {
         listeners.push(
@@ -235,11 +248,14 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {addr}"))?,
         );
     }
-    let master = match Master::start(&config, store, &tls, listeners, shutdown.clone()).await {
-        Ok(master) => master,
-        Err(MasterError::Wait(WaitError::Stopped)) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let master =
+        match Master::start_with_reader(&config, store, read, &tls, listeners, shutdown.clone())
+            .await
+        {
+            Ok(master) => master,
+            Err(MasterError::Wait(WaitError::Stopped)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
     let satellites = master.satellites().clone();
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -247,7 +263,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         tokio::select! {
             _ = hangup.recv() => match MasterConfig::load(&path) {
                 Ok(new) => {
-                    if new.store != config.store || new.listen != config.listen || new.tls != config.tls {
+                    if new.store != config.store || new.read_store != config.read_store || new.listen != config.listen || new.tls != config.tls {
                         tracing::warn!("store, listen and tls changes need a restart; applying the satellites' configuration only");
                     }
                     for warning in &new.warnings {

@@ -84,3 +84,13 @@ where
 pub async fn open(url: &str, shutdown: &CancellationToken) -> Result<Store, WaitError> {
     retry("opening the store", shutdown, || Store::open(url)).await
 }
+
+/// Opens a hot-standby replica for reading (no migration: its schema must already be the one
+/// this build needs), waiting for it as long as it takes; a replica that has not replayed the
+/// primary's migration yet is waited for too.
+pub async fn open_read_only(url: &str, shutdown: &CancellationToken) -> Result<Store, WaitError> {
+    retry("opening the read replica", shutdown, || {
+        Store::open_read_only(url)
+    })
+    .await
+}

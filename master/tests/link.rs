@@ -20,6 +20,7 @@ use orrery_proto::link::tls::{SatelliteId, TlsMaterial, client_config};
 use orrery_proto::{ChangeBatch, EppStatus, Name, Registrar, Serial, Timestamp};
 use orrery_store::Store;
 use orrery_store::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
+use orrery_tests::private_postgres::PrivatePostgres;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -980,121 +981,6 @@ async fn a_second_session_of_an_identity_replaces_the_first() {
     assert!(t.master().satellites().current_session(&id0).is_none());
 }
 
-/// A private PostgreSQL server in a temporary directory, on a Unix socket only, stopped on drop.
-struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-    port: u16,
-    started: bool,
-}
-
-impl PrivatePostgres {
-    /// The installed server binaries, if any (`/usr/lib/postgresql/*/bin`).
-    fn find() -> Option<std::path::PathBuf> {
-        let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| Some(e.ok()?.path().join("bin")))
-            .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    fn new(bin: std::path::PathBuf) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sock")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self {
-            dir,
-            bin,
-            port,
-            started: false,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres:///postgres?host={}&port={}&user=postgres",
-            self.dir.path().join("sock").display(),
-            self.port
-        )
-    }
-
-    /// Runs a server binary, as the `postgres` user when this is root (initdb refuses root).
-    fn run(&self, tool: &str, args: &[&str]) {
-        let mut cmd = if running_as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-            c
-        } else {
-            std::process::Command::new(self.bin.join(tool))
-        };
-        let out = cmd.args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start(&mut self) {
-        if running_as_root() {
-            let status = std::process::Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(self.dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let data = self.dir.path().join("data");
-        let data = data.to_str().unwrap();
-        self.run("initdb", &["-D", data, "-A", "trust", "-U", "postgres"]);
-        let options = format!(
-            "-k {} -p {} -c listen_addresses=",
-            self.dir.path().join("sock").display(),
-            self.port
-        );
-        let log = self.dir.path().join("server.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-D",
-                data,
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-            ],
-        );
-        self.started = true;
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        if self.started {
-            let data = self.dir.path().join("data");
-            self.run(
-                "pg_ctl",
-                &["stop", "-m", "immediate", "-D", data.to_str().unwrap()],
-            );
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
 /// A master pointed at a PostgreSQL server that is not up yet waits for it, and becomes ready
 /// (registry loaded, link served) once the server starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1104,7 +990,7 @@ fn running_as_root() -> bool {
 )]
 async fn a_master_started_before_postgresql_waits_for_it() {
     logs();
-    let Some(bin) = PrivatePostgres::find() else {
+    let Some(bin) = PrivatePostgres::find_binaries() else {
         // Ignored at build time when they are missing (build.rs); here only when run with
         // --include-ignored, where CI must not pass without them.
         assert!(
@@ -1114,8 +1000,8 @@ async fn a_master_started_before_postgresql_waits_for_it() {
         eprintln!("SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql");
         return;
     };
-    let mut pg = PrivatePostgres::new(bin);
-    let url = pg.url();
+    let mut pg = PrivatePostgres::init(&bin);
+    let url = pg.url("postgres");
     let shutdown = CancellationToken::new();
     let opening = tokio::spawn({
         let (url, shutdown) = (url.clone(), shutdown.clone());

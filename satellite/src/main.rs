@@ -39,8 +39,8 @@ struct Args {
     /// Configuration file (TOML), with --snapshot.
     #[arg(long, requires = "snapshot")]
     config: Option<PathBuf>,
-    /// A master's HOST:PORT (or https://HOST:PORT; no default port); repeat for several,
-    /// tried in turn.
+    /// A master's HOST:PORT (or https://HOST:PORT; no default port); repeat for several, in
+    /// order of preference: the first that answers is used, the next when it is lost.
     #[arg(long, requires_all = ["tls_dir", "state"], value_parser = master_address)]
     master: Vec<String>,
     /// Directory with ca.pem and NAME.satellite.pem/.key.
@@ -52,6 +52,18 @@ struct Args {
     /// State file (snapshot format), written as changes arrive.
     #[arg(long, requires = "master")]
     state: Option<PathBuf>,
+    /// Seconds an earlier master of the --master list must stay up before the satellite
+    /// moves back to it from a later one (the hold-down that keeps it from flapping).
+    #[arg(long, requires = "master", default_value_t = orrery_proto::link::client::DEFAULT_RETURN_AFTER.as_secs_f64(), value_parser = seconds)]
+    return_after: f64,
+}
+
+/// A positive number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,9 +86,13 @@ fn main() -> ExitCode {
 fn command(args: Args) -> anyhow::Result<()> {
     match (&args.snapshot, &args.config, &args.tls_dir, &args.state) {
         (Some(snapshot), Some(config), None, None) => serve_snapshot(snapshot, config),
-        (None, None, Some(dir), Some(state)) => {
-            serve_from_master(&args.master, dir, args.name.as_deref(), state)
-        }
+        (None, None, Some(dir), Some(state)) => serve_from_master(
+            &args.master,
+            dir,
+            args.name.as_deref(),
+            state,
+            Duration::from_secs_f64(args.return_after),
+        ),
         _ => anyhow::bail!(
             "give either --snapshot FILE --config FILE, or --master ADDR --tls-dir DIR --state FILE"
         ),
@@ -127,11 +143,13 @@ fn serve_from_master(
     tls_dir: &Path,
     name: Option<&str>,
     state: &Path,
+    return_after: Duration,
 ) -> anyhow::Result<()> {
     let files = tls_files(tls_dir, name)?;
     let tls = TlsMaterial::load(&files)?;
     tracing::info!(cert = %files.cert.display(), masters = ?masters, "dialling the masters");
-    let config = LinkConfig::new(masters.to_vec(), tls, state.to_owned());
+    let mut config = LinkConfig::new(masters.to_vec(), tls, state.to_owned());
+    config.return_after = return_after;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

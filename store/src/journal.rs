@@ -82,6 +82,22 @@ impl Store {
         )
     }
 
+    /// Removes the committed journal rows more than `keep` serials behind the head; the head
+    /// row always stays (`keep` is at least 1), so the head never goes back. Zone serials do
+    /// not move: rows leave their serial in `zone_serial` first (a trigger). A satellite or
+    /// master behind the pruned range takes a snapshot instead of resuming. Returns the rows
+    /// removed.
+    pub async fn prune_journal(&self, keep: u64) -> Result<u64> {
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
+        let sql = "DELETE FROM journal WHERE serial IS NOT NULL \
+                   AND serial <= (SELECT MAX(serial) FROM journal) - $1";
+        Ok(on_pool!(self, p => sqlx::query(sql)
+            .bind(keep)
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
     /// Up to `limit` journal rows with a serial above `after`, in serial order.
     pub async fn journal_since(&self, after: Serial, limit: i64) -> Result<Vec<JournalEntry>> {
         let sql = "SELECT serial, zone_id, object, key, op FROM journal \
@@ -320,6 +336,47 @@ mod tests {
                 b.batch
             }
             other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    /// Pruning keeps the head and the zone's serial, and changes after it still flow.
+    #[tokio::test]
+    async fn pruning_keeps_the_head_and_zone_serials() {
+        for db in crate::testing::backends().await {
+            let store = &db.store;
+            seed(store).await;
+            for i in 0..5 {
+                store
+                    .add_domain(&new_domain(&format!("d{i}.test"), vec![]))
+                    .await
+                    .unwrap();
+            }
+            let head = store.head().await.unwrap();
+            let zone = store.zone_serial(&n("test")).await.unwrap().unwrap();
+            let rows = store.journal_since(0, 1000).await.unwrap().len() as u64;
+            assert!(rows > 3, "{rows}");
+            assert_eq!(store.prune_journal(2).await.unwrap(), rows - 2);
+            assert_eq!(store.head().await.unwrap(), head);
+            assert_eq!(store.zone_serial(&n("test")).await.unwrap(), Some(zone));
+            let left: Vec<Serial> = store
+                .journal_since(0, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.serial)
+                .collect();
+            assert_eq!(left, [head - 1, head]);
+            // `keep` 0 still leaves the head row.
+            assert_eq!(store.prune_journal(0).await.unwrap(), 1);
+            assert_eq!(store.head().await.unwrap(), head);
+            store
+                .add_domain(&new_domain("after.test", vec![]))
+                .await
+                .unwrap();
+            let b = batch(store.changes_since(head, 100).await.unwrap());
+            assert_eq!(b.after, head);
+            assert!(b.upto > head);
+            db.finish().await;
         }
     }
 

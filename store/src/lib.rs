@@ -59,6 +59,17 @@ pub enum StoreError {
     BadUrl(String),
     #[error("cannot migrate the schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A store opened for reading only (a hot-standby replica) whose schema is not the one
+    /// this build migrates to: the primary has not been migrated yet, or the replica has not
+    /// replayed it yet.
+    #[error(
+        "the schema at {url} is at migration {found:?}, this build needs {expected} (migrate the primary; a replica follows it)"
+    )]
+    Schema {
+        url: String,
+        expected: i64,
+        found: Option<i64>,
+    },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("invalid {field}: {reason}")]
@@ -114,6 +125,45 @@ impl Store {
     /// Opens the store at `url` (`postgres://…`, `sqlite:PATH`, `sqlite::memory:`) and brings its
     /// schema up to date. A SQLite file is created if missing.
     pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens a PostgreSQL store for reading only, such as a hot-standby replica (where no
+    /// statement may write, so the schema cannot be migrated): checks that its schema is the
+    /// one this build migrates to. Every read of the store works on it; writes fail.
+    pub async fn open_read_only(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        }
+        let store = Self::connect(url).await?;
+        let expected = sqlx::migrate!("./migrations/postgres")
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let found: Option<i64> = match on_pool!(store, p => sqlx::query_scalar(sql).fetch_one(p).await)
+        {
+            Ok(v) => v,
+            // No migrations table: a database that was never migrated.
+            Err(sqlx::Error::Database(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if found != Some(expected) {
+            store.close().await;
+            return Err(StoreError::Schema {
+                url: redact(url),
+                expected,
+                found,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Connects without touching the schema.
+    async fn connect(url: &str) -> Result<Self> {
         let connect_err = |source| StoreError::Connect {
             url: redact(url),
             source,
@@ -159,7 +209,6 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -221,6 +270,8 @@ pub(crate) mod testing {
     pub(crate) struct TestDb {
         pub(crate) store: Store,
         pg: Option<(String, String)>,
+        /// The PostgreSQL database's URL (`None` for SQLite).
+        pub(crate) pg_url: Option<String>,
     }
 
     impl TestDb {
@@ -244,6 +295,7 @@ pub(crate) mod testing {
         let mut dbs = vec![TestDb {
             store: memory_store().await,
             pg: None,
+            pg_url: None,
         }];
         let Ok(url) = std::env::var("DATABASE_URL") else {
             eprintln!("DATABASE_URL is not set: PostgreSQL not tested");
@@ -285,8 +337,40 @@ pub(crate) mod testing {
                 .await
                 .expect("open the PostgreSQL test store"),
             pg: Some((url, name)),
+            pg_url: Some(db_url),
         });
         dbs
+    }
+
+    /// A read-only open checks the schema instead of migrating it.
+    #[tokio::test]
+    async fn read_only_opens_check_the_schema() {
+        assert!(matches!(
+            Store::open_read_only("sqlite::memory:").await,
+            Err(StoreError::BadUrl(_))
+        ));
+        for db in backends().await {
+            let Some(url) = db.pg_url.clone() else {
+                continue;
+            };
+            let reader = Store::open_read_only(&url).await.unwrap();
+            assert!(reader.head().await.is_ok());
+            reader.close().await;
+            // The primary not migrated to this build's last migration yet.
+            raw(
+                &db.store,
+                "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+            )
+            .await
+            .unwrap();
+            match Store::open_read_only(&url).await {
+                Err(StoreError::Schema {
+                    expected, found, ..
+                }) => assert_eq!(found, Some(expected - 1)),
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+            db.finish().await;
+        }
     }
 
     #[test]

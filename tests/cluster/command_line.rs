@@ -168,11 +168,16 @@ fn each_error_is_printed_once() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.starts_with("orrery-generator: "), "{err}");
-    assert_eq!(
-        err.matches("unable to open database file").count(),
-        1,
-        "{err}"
-    );
+    assert_eq!(err.matches("no store at").count(), 1, "{err}");
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
+    // Without --db (or ORRERY_DB) it is refused, and no orrery.db appears.
+    let mut generator = Command::new(binary("orrery-generator"));
+    generator.env_remove("ORRERY_DB").current_dir(dir.path());
+    let out = run(generator);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--db"), "{err}");
+    assert!(!dir.path().join("orrery.db").exists());
     errors.push(err);
 
     for err in &errors {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use orrery_proto::Timestamp;
 use orrery_store::write::{NewDomain, NsSpec};
 
-use crate::harness::{PrivatePostgres, postgres_url};
+use crate::harness::{postgres_url, private_postgres};
 use crate::link::n;
 use crate::processes::{Backend, ProcessCluster, Seen, ZONE};
 
@@ -293,7 +293,7 @@ async fn sqlite_writers_wait_for_each_other() {
     ignore = "PostgreSQL's server binaries are not installed (apt-get install postgresql)"
 )]
 async fn master_started_with_the_store_down_waits_for_it() {
-    let Some(mut pg) = PrivatePostgres::init() else {
+    let Some(mut pg) = private_postgres() else {
         return;
     };
     pg.start();

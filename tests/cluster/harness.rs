@@ -331,131 +331,14 @@ impl Drop for Satellite {
     }
 }
 
-/// A PostgreSQL server of the test's own, started from the installed binaries in a temporary
-/// directory on a spare port with its socket in that directory; stopped (immediate mode) on
-/// drop. For tests that must stop and start a store; the machine's own server is never touched.
-pub(crate) struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    running: bool,
-}
+pub(crate) use orrery_tests::private_postgres::PrivatePostgres;
 
-impl PrivatePostgres {
-    /// Initialises a cluster (not started). `None` when PostgreSQL's server binaries are
-    /// missing (a skip, or a failure under CI).
-    pub(crate) fn init() -> Option<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .find(|p| p.join("initdb").is_file());
-        let Some(bin) = bin else {
-            missing("PostgreSQL's server binaries are not installed (apt-get install postgresql)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        // The server refuses to run as root: it runs as the `postgres` user when we are root.
-        if is_root() {
-            chown_postgres(dir.path());
-        }
-        let me = Self {
-            dir,
-            bin,
-            port: free_port(),
-            running: false,
-        };
-        let data = me.data();
-        let out = me
-            .as_server_user(&me.bin.join("initdb"))
-            .args(["-U", "postgres", "--auth=trust", "-N", "-D"])
-            .arg(&data)
-            .output()
-            .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {out:?}");
-        Some(me)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn as_server_user(&self, program: &Path) -> Command {
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        }
-    }
-
-    /// A URL for database `db` over this server's Unix socket.
-    pub(crate) fn url(&self, db: &str) -> String {
-        format!(
-            "postgres:///{db}?host={}&port={}&user=postgres",
-            self.dir.path().display(),
-            self.port
-        )
-    }
-
-    /// Starts the server and waits until it accepts connections.
-    pub(crate) fn start(&mut self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let out = self
-            .as_server_user(&self.bin.join("pg_ctl"))
-            .args(["-w", "-t", "60", "-l"])
-            .arg(self.dir.path().join("server.log"))
-            .arg("-D")
-            .arg(self.data())
-            .args(["-o", &options, "start"])
-            .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {out:?}\n{}",
-            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-        );
-        self.running = true;
-    }
-
-    /// Stops the server at once (connections are cut, as in an outage).
-    pub(crate) fn stop(&mut self) {
-        let _ = self
-            .as_server_user(&self.bin.join("pg_ctl"))
-            .args(["-w", "-m", "immediate", "-D"])
-            .arg(self.data())
-            .arg("stop")
-            .output();
-        self.running = false;
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        if self.running {
-            self.stop();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-fn chown_postgres(dir: &Path) {
-    let ok = Command::new("chown")
-        .args(["postgres:postgres"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "chown postgres {}", dir.display());
+/// A private PostgreSQL server, initialised and not started; `None` when PostgreSQL's server
+/// binaries are missing (a skip, or a failure under CI).
+pub(crate) fn private_postgres() -> Option<PrivatePostgres> {
+    let Some(bin) = PrivatePostgres::find_binaries() else {
+        missing("PostgreSQL's server binaries are not installed (apt-get install postgresql)");
+        return None;
+    };
+    Some(PrivatePostgres::init(&bin))
 }

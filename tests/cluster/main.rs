@@ -8,6 +8,7 @@ mod faults;
 mod harness;
 mod journal_pg;
 mod link;
+mod masters;
 mod processes;
 mod rds;
 mod satellite_faults;

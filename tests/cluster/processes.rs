@@ -179,6 +179,10 @@ pub(crate) struct ProcessCluster {
     satellites: HashMap<String, Process>,
     satellite_starts: HashMap<String, usize>,
     ports: HashMap<String, Ports>,
+    /// The `--master` ports satellites dial, in order (default: the first master's alone),
+    /// and their `--return-after` seconds.
+    satellite_masters: Vec<u16>,
+    return_after: Option<String>,
 }
 
 impl ProcessCluster {
@@ -247,6 +251,8 @@ impl ProcessCluster {
             satellites: HashMap::new(),
             satellite_starts: HashMap::new(),
             ports: HashMap::new(),
+            satellite_masters: Vec::new(),
+            return_after: None,
         };
         for sat in ["sat1", "sat2"] {
             let ports = Ports {
@@ -420,17 +426,49 @@ kind = "lookup"
         self.master.take().expect("master running").terminate()
     }
 
+    /// Satellites started from now on dial the masters on `ports`, in this order, and go back
+    /// to an earlier one after `return_after` seconds of it being up.
+    pub(crate) fn set_satellite_masters(&mut self, ports: &[u16], return_after: &str) {
+        self.satellite_masters = ports.to_vec();
+        self.return_after = Some(return_after.to_owned());
+    }
+
+    /// The `--master` arguments of a satellite, and `--return-after`.
+    fn master_args(&self, command: &mut Command) {
+        let ports = if self.satellite_masters.is_empty() {
+            vec![self.master_port]
+        } else {
+            self.satellite_masters.clone()
+        };
+        for port in ports {
+            command.arg("--master").arg(format!("127.0.0.1:{port}"));
+        }
+        if let Some(seconds) = &self.return_after {
+            command.arg("--return-after").arg(seconds);
+        }
+    }
+
+    /// Adds `setting` (a `key = value` line) to the `[master]` table of the configuration.
+    pub(crate) fn add_master_setting(&self, setting: &str) {
+        let path = self.master_config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let store = format!("store = \"{}\"", self.url);
+        assert!(text.contains(&store), "{text}");
+        let text = text.replacen(&store, &format!("{store}\n{setting}"), 1);
+        std::fs::write(path, text).unwrap();
+    }
+
     /// Starts satellite `name` (a bare satellite, or one with a state file from an earlier
-    /// run) dialling this cluster's master; does not wait.
+    /// run) dialling this cluster's master (or the masters of [`Self::set_satellite_masters`]);
+    /// does not wait.
     pub(crate) fn spawn_satellite(&mut self, name: &str) {
         assert!(!self.satellites.contains_key(name), "{name} is running");
         let starts = self.satellite_starts.entry(name.to_owned()).or_default();
         *starts += 1;
         let log = self.dir.path().join(format!("{name}.{starts}.log"));
         let mut command = Command::new(binary("orrery-satellite"));
+        self.master_args(&mut command);
         command
-            .arg("--master")
-            .arg(format!("127.0.0.1:{}", self.master_port))
             .arg("--tls-dir")
             .arg(self.dir.path().join("certs"))
             .arg("--name")
@@ -575,6 +613,18 @@ kind = "lookup"
             .execute(&mut c)
             .await
             .map(|r| r.rows_affected()))
+    }
+
+    /// A domain name of the synthetic zone without hosts of its own (glue), so that deleting
+    /// it alone is allowed, in store order (`i` from 0).
+    pub(crate) async fn glueless_domain(&self, i: usize) -> String {
+        let q = sqlx::AssertSqlSafe(format!(
+            "SELECT d.name FROM domain d WHERE NOT EXISTS \
+             (SELECT 1 FROM host h WHERE h.domain_id = d.id) ORDER BY d.name LIMIT 1 OFFSET {i}"
+        ));
+        let name: Result<String, String> =
+            on_connection!(&self.url, |c| sqlx::query_scalar(q).fetch_one(&mut c).await);
+        name.expect("a domain of the synthetic zone without glue")
     }
 
     /// A domain name of the synthetic zone, in store order (`i` from 0).

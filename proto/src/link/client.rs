@@ -224,10 +224,23 @@ pub struct DialConfig {
     pub backoff: Backoff,
     /// HTTP/2 PING interval, so a dead connection is noticed even on a quiet stream.
     pub keepalive: Duration,
+    /// The hold-down before going back to an earlier master of the list: while connected to
+    /// a later one, the earlier ones are probed every [`DialConfig::probe_interval`], and
+    /// one that has answered every probe for this long is moved back to (see
+    /// [`Dialer::earlier_master_back`]). A master that comes and goes is never returned to
+    /// before it has stayed up this long, so satellites do not flap between masters.
+    pub return_after: Duration,
 }
 
 impl DialConfig {
-    /// Defaults: 5 s connect timeout, [`Backoff::default`], keepalive every 20 s.
+    /// How often earlier masters are probed while on a later one: six probes per hold-down,
+    /// at most every 5 s and at least every 100 ms.
+    pub fn probe_interval(&self) -> Duration {
+        (self.return_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
+    /// Defaults: 5 s connect timeout, [`Backoff::default`], keepalive every 20 s, back to an
+    /// earlier master after [`DEFAULT_RETURN_AFTER`].
     pub fn new(masters: Vec<String>, tls: ClientTlsConfig) -> Self {
         Self {
             masters,
@@ -236,9 +249,13 @@ impl DialConfig {
             connect_timeout: Duration::from_secs(5),
             backoff: Backoff::default(),
             keepalive: Duration::from_secs(20),
+            return_after: DEFAULT_RETURN_AFTER,
         }
     }
 }
+
+/// The default hold-down before a satellite goes back to an earlier master of its list.
+pub const DEFAULT_RETURN_AFTER: Duration = Duration::from_secs(30);
 
 /// Checks a master address as [`DialConfig::masters`] takes it: `HOST:PORT` or
 /// `https://HOST:PORT`, an IPv6 address in brackets (`[2001:db8::1]:7443`). There is no
@@ -293,7 +310,15 @@ pub fn check_master_address(address: &str) -> Result<(), String> {
     }
 }
 
-/// Dials the masters in turn; keeps the history the pauses are computed from.
+/// Dials the masters in the order of the list; keeps the history the pauses are computed
+/// from.
+///
+/// The list is an order of preference: a satellite runs on the first master that answers,
+/// moves to the next one when it loses it, and goes back to an earlier one once that has
+/// been up for the hold-down ([`DialConfig::return_after`]). Where it resumes does not depend
+/// on the master: every master serves the same journal from the shared store, so the
+/// satellite asks the next one for the changes after its applied serial and takes no
+/// snapshot unless the journal no longer holds them.
 #[derive(Debug)]
 pub struct Dialer {
     config: DialConfig,
@@ -302,18 +327,29 @@ pub struct Dialer {
     failures: u32,
     /// When the last healthy session ended.
     healthy_at: Option<Instant>,
-    /// The master to try first (the last one that answered).
-    preferred: usize,
+    /// The index of the master of the current (or last) session.
+    current: usize,
+    /// When each master last failed to answer: one that failed within the hold-down is tried
+    /// after those that did not, so losing the second master does not cost a connect timeout
+    /// on a first one that is known to be down.
+    failed_at: Vec<Option<Instant>>,
 }
 
 impl Dialer {
     pub fn new(config: DialConfig) -> Self {
+        let n = config.masters.len();
         Self {
             config,
             failures: 0,
             healthy_at: None,
-            preferred: 0,
+            current: 0,
+            failed_at: vec![None; n],
         }
+    }
+
+    /// The address of the master of the current (or last) session.
+    pub fn current(&self) -> Option<&str> {
+        self.config.masters.get(self.current).map(String::as_str)
     }
 
     /// One connection attempt to one address.
@@ -348,22 +384,39 @@ impl Dialer {
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }
 
-    /// Tries every master, starting with the last one that answered, until one does; pauses
-    /// as [`Backoff`] says between rounds. Never gives up: wrap it in a `select!` with a
-    /// shutdown signal.
+    /// The order of the next round: the list's order, masters that failed within the
+    /// hold-down last (still in the list's order among themselves).
+    fn round_order(&self, now: Instant) -> Vec<usize> {
+        let recently_failed = |i: usize| {
+            self.failed_at[i].is_some_and(|t| now.duration_since(t) < self.config.return_after)
+        };
+        let mut order: Vec<usize> = (0..self.config.masters.len()).collect();
+        order.sort_by_key(|&i| recently_failed(i));
+        order
+    }
+
+    /// Tries every master in the order of the list (those that failed lately last) until one
+    /// answers; pauses as [`Backoff`] says between rounds. Never gives up: wrap it in a
+    /// `select!` with a shutdown signal.
     pub async fn connect(&mut self) -> LinkClient {
         loop {
-            let n = self.config.masters.len();
-            for i in 0..n {
-                let at = (self.preferred + i) % n;
+            for at in self.round_order(Instant::now()) {
                 let address = self.config.masters[at].clone();
                 match self.connect_to(&address).await {
                     Ok(client) => {
-                        tracing::info!(master = %address, "connected to master");
-                        self.preferred = at;
+                        if at != self.current {
+                            tracing::info!(master = %address, previous = %self.config.masters[self.current], "connected to another master");
+                        } else {
+                            tracing::info!(master = %address, "connected to master");
+                        }
+                        self.current = at;
+                        self.failed_at[at] = None;
                         return client;
                     }
-                    Err(e) => tracing::warn!(master = %address, error = %e, "master unreachable"),
+                    Err(e) => {
+                        self.failed_at[at] = Some(Instant::now());
+                        tracing::warn!(master = %address, error = %e, "master unreachable");
+                    }
                 }
             }
             self.failures = self.failures.saturating_add(1);
@@ -373,6 +426,45 @@ impl Dialer {
                 "no master answered; retrying"
             );
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Resolves when a master earlier in the list than the current one has answered every
+    /// probe (a TCP + TLS + HTTP/2 connection, closed at once) for the hold-down; never while
+    /// on the first. The satellite then ends its session at a safe point and dials again,
+    /// which reaches that master first. Cancel-safe: it only probes.
+    pub async fn earlier_master_back(&self) -> usize {
+        let earlier = self.current;
+        if earlier == 0 {
+            return std::future::pending().await;
+        }
+        let interval = self.config.probe_interval();
+        let mut up_since: Vec<Option<Instant>> = vec![None; earlier];
+        loop {
+            tokio::time::sleep(interval).await;
+            for (i, since) in up_since.iter_mut().enumerate() {
+                let address = &self.config.masters[i];
+                let probe = tokio::time::timeout(
+                    interval.max(Duration::from_secs(1)),
+                    self.connect_to(address),
+                );
+                match probe.await {
+                    Ok(Ok(_client)) => {
+                        let first = *since.get_or_insert_with(Instant::now);
+                        if first.elapsed() >= self.config.return_after {
+                            tracing::info!(
+                                master = %address,
+                                up_for_ms = first.elapsed().as_millis() as u64,
+                                current = %self.config.masters[self.current],
+                                "an earlier master of the list is back: moving to it"
+                            );
+                            return i;
+                        }
+                    }
+                    // Down again: the hold-down starts over.
+                    _ => *since = None,
+                }
+            }
         }
     }
 
@@ -579,6 +671,41 @@ mod tests {
             let p = d.pause();
             assert!(p >= MS(100) && p <= S(1), "{p:?}");
         }
+    }
+
+    #[test]
+    fn masters_are_tried_in_list_order_those_down_lately_last() {
+        let masters = vec!["a:1".into(), "b:1".into(), "c:1".into()];
+        let mut d = Dialer::new(DialConfig::new(masters, ClientTlsConfig::new()));
+        let now = Instant::now();
+        assert_eq!(d.round_order(now), [0, 1, 2]);
+        // The first failed a moment ago: the second and third come first, the first is still
+        // tried.
+        d.failed_at[0] = Some(now);
+        assert_eq!(d.round_order(now), [1, 2, 0]);
+        d.failed_at[2] = Some(now);
+        assert_eq!(d.round_order(now), [1, 0, 2]);
+        // After the hold-down the list's order holds again.
+        let later = now + DEFAULT_RETURN_AFTER + MS(1);
+        assert_eq!(d.round_order(later), [0, 1, 2]);
+    }
+
+    #[test]
+    fn probes_are_several_per_hold_down_within_bounds() {
+        let mut c = DialConfig::new(vec![], ClientTlsConfig::new());
+        assert_eq!(c.probe_interval(), S(5));
+        c.return_after = S(3);
+        assert_eq!(c.probe_interval(), MS(500));
+        c.return_after = MS(10);
+        assert_eq!(c.probe_interval(), MS(100));
+    }
+
+    /// On the first master there is nothing earlier to go back to.
+    #[tokio::test]
+    async fn on_the_first_master_there_is_no_earlier_one() {
+        let d = Dialer::new(DialConfig::new(vec!["a:1".into()], ClientTlsConfig::new()));
+        let r = tokio::time::timeout(MS(300), d.earlier_master_back()).await;
+        assert!(r.is_err());
     }
 
     /// An error as tonic reports one: a wrapper whose source is the connector's error, whose

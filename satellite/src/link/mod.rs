@@ -117,6 +117,9 @@ pub struct LinkConfig {
     /// When to dial again after a failure (see [`Backoff`]: at most ~1 s while a master was
     /// recently healthy, growing to 30 s otherwise).
     pub backoff: Backoff,
+    /// The hold-down before moving back to an earlier master of `masters`
+    /// ([`DialConfig::return_after`]).
+    pub return_after: Duration,
 }
 
 impl LinkConfig {
@@ -131,6 +134,7 @@ impl LinkConfig {
             persist_interval: PERSIST_INTERVAL,
             backoff: Backoff::default(),
             sync_batches: true,
+            return_after: client::DEFAULT_RETURN_AFTER,
         }
     }
 }
@@ -376,6 +380,7 @@ impl Link {
             DialConfig::new(self.config.masters.clone(), client_config(&self.config.tls));
         dial.backoff = self.config.backoff;
         dial.ca = Some(self.config.tls.ca_source().to_owned());
+        dial.return_after = self.config.return_after;
         let mut dialer = Dialer::new(dial);
         loop {
             let client = tokio::select! {
@@ -384,9 +389,29 @@ impl Link {
             };
             let began = Instant::now();
             self.following = false;
-            let result = self.session(client, &shutdown).await;
+            // On a later master of the list, an earlier one that is back ends the session at
+            // its next safe point (as a shutdown would, between two messages), and the dial
+            // below reaches that master first.
+            let switch = shutdown.child_token();
+            let mut moving = false;
+            let result = {
+                let session = self.session(client, &switch);
+                tokio::pin!(session);
+                tokio::select! {
+                    r = &mut session => r,
+                    _ = dialer.earlier_master_back() => {
+                        moving = true;
+                        switch.cancel();
+                        session.await
+                    }
+                }
+            };
             self.publish(|s| s.connected = false);
             match result {
+                Ok(SessionEnd::Shutdown) if moving && !shutdown.is_cancelled() => tracing::info!(
+                    serial = self.applied(),
+                    "leaving this master for an earlier one of the list"
+                ),
                 Ok(SessionEnd::Shutdown) => break,
                 Ok(SessionEnd::MasterClosed) => tracing::info!(
                     serial = self.applied(),
@@ -416,6 +441,10 @@ impl Link {
                     serial = self.applied(),
                     "link to the master lost; serving the last complete state"
                 ),
+            }
+            if moving && !shutdown.is_cancelled() {
+                // Not a failure: dial the earlier master at once.
+                continue;
             }
             dialer.session_ended(began.elapsed(), self.following);
             let pause = dialer.pause();
