@@ -239,6 +239,18 @@ fn memory(domains: usize) {
     let built = started.elapsed();
     let build_cpu = Duration::from_nanos(own_cpu() - cpu);
     let build_peak = PEAK.load(Ordering::Relaxed).saturating_sub(held);
+    // The same objects applied one at a time (the build before the bulk path), for a
+    // before/after in one run; ORRERY_BENCH_SKIP_ONE_BY_ONE=1 skips it.
+    let one_by_one = std::env::var_os("ORRERY_BENCH_SKIP_ONE_BY_ONE")
+        .is_none()
+        .then(|| {
+            let cpu = own_cpu();
+            let started = Instant::now();
+            let single = Directory::build_one_by_one(&objects);
+            let took = (started.elapsed(), Duration::from_nanos(own_cpu() - cpu));
+            drop(single);
+            took
+        });
     drop(objects);
     let before = base;
     let bytes = heap().saturating_sub(base);
@@ -255,6 +267,13 @@ fn memory(domains: usize) {
         build_cpu.as_secs_f64(),
         making.as_secs_f64(),
     );
+    if let Some((wall, cpu)) = one_by_one {
+        println!(
+            "one by one (the build before the bulk path): {:.2} s ({:.2} s of CPU)",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+    }
     // A batch as the satellite applies one: a new version from the current one, the changes
     // applied to it, the old version dropped once no query holds it. The peak is measured
     // with both versions alive (the old one still serving) and the batch itself decoded.

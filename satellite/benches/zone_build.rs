@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use orrery_proto::{Change, ChangeBatch, Domain, Ds, EppStatus, Host, Name, Soa, Timestamp, Zone};
+use orrery_satellite::ZoneSet;
 use orrery_satellite::served::{BuildOptions, Served, ServedStore};
 
 struct Counting;
@@ -191,7 +192,10 @@ fn main() {
         .next()
         .map_or(1_000_000, |a| a.parse().expect("DOMAINS"));
     let runs: usize = args.next().map_or(3, |a| a.parse().expect("RUNS"));
-    println!("zone_build: {domains} domains, {runs} runs (DNS tables only, no directory)");
+    println!(
+        "zone_build: {domains} domains, {runs} runs (DNS tables only, no directory), {} build threads",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let mut times = Vec::new();
     let mut bytes = 0;
     let mut peak_build = 0;
@@ -209,6 +213,20 @@ fn main() {
         // Above the objects it started with (they are handed on and dropped one by one).
         peak_build = PEAK.load(Ordering::Relaxed).saturating_sub(with_objects);
         drop(served);
+    }
+    // The same objects applied one at a time (what the build did before the bulk path), for
+    // a before/after in one run; ORRERY_BENCH_SKIP_ONE_BY_ONE=1 skips it.
+    let mut single = Vec::new();
+    if std::env::var_os("ORRERY_BENCH_SKIP_ONE_BY_ONE").is_none() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let objs = objects(0, domains, &mut rng, true);
+        for _ in 0..runs {
+            let started = Instant::now();
+            let set = ZoneSet::from_objects_one_by_one(1, &objs);
+            single.push(started.elapsed().as_secs_f64() * 1e3);
+            drop(set);
+        }
+        single.sort_by(f64::total_cmp);
     }
     // Bytes: measured with the objects gone. Build anew to hold it for the batch part.
     let before = live();
@@ -244,6 +262,14 @@ fn main() {
         times[0],
         times[times.len() - 1]
     );
+    if !single.is_empty() {
+        println!(
+            "one by one (before the bulk build) ms: median {:.0} (min {:.0}, max {:.0})",
+            single[single.len() / 2],
+            single[0],
+            single[single.len() - 1]
+        );
+    }
     println!(
         "heap after build: {bytes} B = {:.1} B/delegation; peak during build +{:.1} B/delegation above the objects",
         bytes as f64 / domains as f64,

@@ -104,19 +104,7 @@ impl Served {
         let mut directory = Directory::default();
         if options.directory {
             directory =
-                Directory::with_capacity(data.domains.len(), data.hosts.len(), data.contacts.len());
-            for h in &data.hosts {
-                directory.put_host(h);
-            }
-            for d in &data.domains {
-                directory.put_domain(d);
-            }
-            for r in &data.registrars {
-                directory.put_registrar(r);
-            }
-            for c in &data.contacts {
-                directory.put_contact(c);
-            }
+                Directory::from_parts(&data.registrars, &data.hosts, &data.contacts, &data.domains);
             directory.touch(Timestamp::now());
         }
         tracing::info!(

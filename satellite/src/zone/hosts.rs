@@ -206,9 +206,37 @@ impl HostTable {
 
     /// The id of `name`, interned (without users, not existing) if new.
     pub(super) fn intern(&mut self, name: &[u8]) -> HostId {
-        if let Some(id) = self.find(name) {
-            return id;
+        match self.find(name) {
+            Some(id) => id,
+            None => self.insert_new(name, false, &[], &[]),
         }
+    }
+
+    /// The id of host object `name` with these addresses (`exists`), added or rewritten: one
+    /// lookup and, for a new name, one write of the name and the addresses together.
+    pub(super) fn put_object(&mut self, name: &[u8], v4: &[[u8; 4]], v6: &[[u8; 16]]) -> HostId {
+        match self.find(name) {
+            Some(id) => {
+                self.set_object(id, true, v4, v6);
+                id
+            }
+            None => self.insert_new(name, true, v4, v6),
+        }
+    }
+
+    /// Adds `users[id]` users to every host `id` below `users.len()` (a bulk build counts the
+    /// references first and writes them once).
+    pub(super) fn add_users(&mut self, users: &[u32]) {
+        for (c, counts) in users.chunks(CHUNK).enumerate() {
+            let chunk = Arc::make_mut(&mut self.chunks[c]);
+            for (slot, &n) in chunk.slots.iter_mut().zip(counts) {
+                slot.users += n;
+            }
+        }
+    }
+
+    /// Interns `name`, known to be absent, with its addresses.
+    fn insert_new(&mut self, name: &[u8], exists: bool, v4: &[[u8; 4]], v6: &[[u8; 16]]) -> HostId {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -222,8 +250,11 @@ impl HostTable {
             }
         };
         let (chunk, slot) = self.slot_mut(id);
-        chunk.slots[slot] = Slot::default();
-        chunk.write(slot, name, &[], &[]);
+        chunk.slots[slot] = Slot {
+            exists,
+            ..Slot::default()
+        };
+        chunk.write(slot, name, v4, v6);
         let hash = key_hash(name);
         let i = self.index.index_of(hash);
         self.touched_index.push(i as u32);
