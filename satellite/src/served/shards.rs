@@ -120,21 +120,10 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// The shard count for `expected` entries (at least `len`) and the partition of `len`
-    /// items by the shard of [`key_hash`]`(key(i))`, each with `tag(hash)`. Hashing is split
-    /// over `threads` threads.
-    pub fn of<'a>(
-        expected: usize,
-        len: usize,
-        threads: usize,
-        key: impl Fn(usize) -> &'a [u8] + Sync,
-        tag: impl Fn(u64) -> u32 + Sync,
-    ) -> (usize, Self) {
-        Self::sized(shard_count_for(expected.max(len)), len, threads, key, tag)
-    }
-
-    /// As [`Partition::of`], into `count` shards (a power of two).
-    pub fn sized<'a>(
+    /// The partition of `len` items into `count` shards (a power of two) by the shard of
+    /// [`key_hash`]`(key(i))`, each kept with `tag(hash)`; returns `count` too. Hashing is
+    /// split over `threads` threads.
+    pub fn new<'a>(
         count: usize,
         len: usize,
         threads: usize,

@@ -495,11 +495,21 @@ impl ZoneSet {
         }
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
+        let mut refs = References {
+            ids: HashMap::with_capacity(hosts.len() + domains.len() / 64),
+            ..References::default()
+        };
         for h in hosts {
             split_addresses(h, &mut v4, &mut v6);
-            set.hosts.put_object(h.name.as_wire(), &v4, &v6);
+            let name = h.name.as_wire();
+            match refs.ids.get(name) {
+                Some(&id) => set.hosts.set_object(id, true, &v4, &v6),
+                None => {
+                    let id = set.hosts.push_unindexed(name, true, &v4, &v6);
+                    refs.ids.insert(name, id);
+                }
+            }
         }
-        let mut refs = References::default();
         for (i, z) in zones.iter().enumerate() {
             let ids: Box<[HostId]> = z
                 .nameservers
@@ -534,6 +544,7 @@ impl ZoneSet {
             });
         }
         set.hosts.add_users(&refs.users);
+        set.hosts.index_all(threads);
         let ns_of = |x: &Delegated<'_>| &ns_ids[x.ns_start as usize..][..x.ns as usize];
         for (zone, delegated) in set.zones.iter_mut().zip(&per_zone) {
             zone.delegations = NameMap::build_unique(
@@ -545,6 +556,7 @@ impl ZoneSet {
                 |x, out| write_delegation(ns_of(x), &x.domain.ds, out),
             )?;
         }
+        let delegations: Vec<usize> = per_zone.iter().map(Vec::len).collect();
         drop(per_zone);
         // The nodes: each in-zone host a zone refers to, with its reference count, published
         // (its id in the record, its ancestors made non-terminals) when it has addresses.
@@ -583,8 +595,9 @@ impl ZoneSet {
                 pos += 1 + h.name[pos] as usize;
             }
         }
-        for (zone, items) in set.zones.iter_mut().zip(&items) {
-            zone.nodes = NameMap::build_merged(items.len(), items, threads, |a, b| {
+        for ((zone, items), delegated) in set.zones.iter_mut().zip(&items).zip(&delegations) {
+            // Sized as the one-by-one build sizes it: for about one node a delegation.
+            zone.nodes = NameMap::build_merged(*delegated, items, threads, |a, b| {
                 if b.host != NO_HOST {
                     a.host = b.host;
                 }
@@ -863,18 +876,23 @@ fn write_delegation(ns: &[HostId], ds: &[orrery_proto::Ds], out: &mut Vec<u8>) -
     }
 }
 
-/// References a bulk build counts while it resolves names to host ids: users of each id (all
-/// zones), and each reference from a zone to a host below its apex as `zone << 32 | id`.
+/// What a bulk build keeps while it resolves names to host ids: the id of each name (one
+/// hash lookup, the host table's own index being written once at the end), users of each id
+/// (all zones), and each reference from a zone to a host below its apex as `zone << 32 | id`.
 #[derive(Default)]
-struct References {
+struct References<'a> {
+    ids: HashMap<&'a [u8], HostId>,
     users: Vec<u32>,
     in_zone: Vec<u64>,
 }
 
-impl References {
+impl<'a> References<'a> {
     /// The id of `name` (interned if new), referred to once more by zone `zone`.
-    fn add(&mut self, set: &mut ZoneSet, zone: usize, name: &[u8]) -> HostId {
-        let id = set.hosts.intern(name);
+    fn add(&mut self, set: &mut ZoneSet, zone: usize, name: &'a [u8]) -> HostId {
+        let id = *self
+            .ids
+            .entry(name)
+            .or_insert_with(|| set.hosts.push_unindexed(name, false, &[], &[]));
         if self.users.len() <= id as usize {
             self.users.resize(id as usize + 1, 0);
         }

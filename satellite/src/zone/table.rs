@@ -321,8 +321,13 @@ impl<V: Copy + Send + Sync> NameMap<V> {
         size: impl Fn(&T) -> usize + Sync,
         write: impl Fn(&T, &mut Vec<u8>) -> V + Sync,
     ) -> Option<Self> {
-        let (shards, parts) =
-            Partition::of(expected, items.len(), threads, |i| name(&items[i]), tag);
+        let (shards, parts) = Partition::new(
+            shard_count_for(expected),
+            items.len(),
+            threads,
+            |i| name(&items[i]),
+            tag,
+        );
         let duplicate = std::sync::atomic::AtomicBool::new(false);
         let shards = Shards::from_fn_parallel(shards, threads, |s| {
             let part = parts.shard(s);
@@ -368,7 +373,8 @@ impl<V: Copy + Send + Sync> NameMap<V> {
 
     /// Builds a map with empty payloads from `(name, record)` items in one pass a shard, as
     /// [`NameMap::build_unique`] does, except that items with the same name make one entry
-    /// whose record is folded from theirs by `merge(existing, next)`.
+    /// whose record is folded from theirs by `merge(existing, next)`. `expected` is the
+    /// number of entries it is sized for (the shard count), not of items.
     pub fn build_merged(
         expected: usize,
         items: &[(&[u8], V)],
@@ -378,7 +384,13 @@ impl<V: Copy + Send + Sync> NameMap<V> {
     where
         V: Sync,
     {
-        let (shards, parts) = Partition::of(expected, items.len(), threads, |i| items[i].0, tag);
+        let (shards, parts) = Partition::new(
+            shard_count_for(expected),
+            items.len(),
+            threads,
+            |i| items[i].0,
+            tag,
+        );
         let shards = Shards::from_fn_parallel(shards, threads, |s| {
             let part = parts.shard(s);
             let bytes = part.iter().map(|&(i, _)| items[i as usize].0.len()).sum();

@@ -311,7 +311,7 @@ impl Table {
                 refs[i - objects]
             }
         };
-        let (count, parts) = Partition::sized(count, objects + refs.len(), threads, item, |h| {
+        let (count, parts) = Partition::new(count, objects + refs.len(), threads, item, |h| {
             u32::from(tag(h))
         });
         let failed = AtomicBool::new(false);
