@@ -232,26 +232,13 @@ fn memory(domains: usize) {
     let objects: Vec<Change> = registry(domains).collect();
     let making = Duration::from_nanos(own_cpu() - cpu);
     let held = reset_peak();
-    // The build runs on several threads: its CPU is the process's.
-    let cpu = process_cpu();
+    let cpu = own_cpu();
     let started = Instant::now();
     let mut dir = Directory::build(&objects);
     dir.touch(Timestamp::now());
     let built = started.elapsed();
-    let build_cpu = Duration::from_nanos(process_cpu() - cpu);
+    let build_cpu = Duration::from_nanos(own_cpu() - cpu);
     let build_peak = PEAK.load(Ordering::Relaxed).saturating_sub(held);
-    // The same objects applied one at a time (the build before the bulk path), for a
-    // before/after in one run; ORRERY_BENCH_SKIP_ONE_BY_ONE=1 skips it.
-    let one_by_one = std::env::var_os("ORRERY_BENCH_SKIP_ONE_BY_ONE")
-        .is_none()
-        .then(|| {
-            let cpu = own_cpu();
-            let started = Instant::now();
-            let single = Directory::build_one_by_one(&objects);
-            let took = (started.elapsed(), Duration::from_nanos(own_cpu() - cpu));
-            drop(single);
-            took
-        });
     drop(objects);
     let before = base;
     let bytes = heap().saturating_sub(base);
@@ -268,13 +255,6 @@ fn memory(domains: usize) {
         build_cpu.as_secs_f64(),
         making.as_secs_f64(),
     );
-    if let Some((wall, cpu)) = one_by_one {
-        println!(
-            "one by one (the build before the bulk path): {:.2} s ({:.2} s of CPU)",
-            wall.as_secs_f64(),
-            cpu.as_secs_f64()
-        );
-    }
     // A batch as the satellite applies one: a new version from the current one, the changes
     // applied to it, the old version dropped once no query holds it. The peak is measured
     // with both versions alive (the old one still serving) and the batch itself decoded.
@@ -640,19 +620,6 @@ fn whois_client_thread(
 }
 
 /// CPU time (ns) used so far by the calling thread.
-/// CPU time (ns) of this whole process, threads that have ended included (`/proc/self/stat`,
-/// utime + stime, in clock ticks of 10 ms).
-fn process_cpu() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let fields: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-            Some((ticks(11)? + ticks(12)?) * 10_000_000)
-        })
-        .unwrap_or(0)
-}
-
 fn own_cpu() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()

@@ -391,7 +391,7 @@ impl ZoneSet {
         let zones: Vec<&Zone> = zones.iter().collect();
         let hosts: Vec<&Host> = hosts.iter().collect();
         let domains: Vec<&Domain> = domains.iter().collect();
-        Self::from_parts(serial, &zones, &hosts, &domains)
+        Self::from_parts(serial, &zones, &hosts, &domains, build_threads())
     }
 
     fn sized(serial: Serial, domains: usize, hosts: usize) -> Self {
@@ -407,8 +407,18 @@ impl ZoneSet {
     /// whatever order the objects came in. Removals are skipped (a snapshot holds objects,
     /// not changes). The result is what [`ZoneSet::build`] makes from the same objects.
     pub fn from_objects<'a>(serial: Serial, objects: impl IntoIterator<Item = &'a Change>) -> Self {
+        Self::from_objects_on(serial, objects, build_threads())
+    }
+
+    /// As [`ZoneSet::from_objects`], on at most `threads` threads (the served state leaves a
+    /// core to the directory it builds beside).
+    pub(crate) fn from_objects_on<'a>(
+        serial: Serial,
+        objects: impl IntoIterator<Item = &'a Change>,
+        threads: usize,
+    ) -> Self {
         let (zones, hosts, domains) = Self::sort_objects(objects);
-        Self::from_parts(serial, &zones, &hosts, &domains)
+        Self::from_parts(serial, &zones, &hosts, &domains, threads)
     }
 
     /// As [`ZoneSet::from_objects`], by applying the objects one at a time as a batch would
@@ -441,8 +451,14 @@ impl ZoneSet {
 
     /// The bulk build, or the one-by-one build if the objects are not a set (see
     /// [`ZoneSet::from_objects_one_by_one`]).
-    fn from_parts(serial: Serial, zones: &[&Zone], hosts: &[&Host], domains: &[&Domain]) -> Self {
-        match Self::bulk(serial, zones, hosts, domains, build_threads()) {
+    fn from_parts(
+        serial: Serial,
+        zones: &[&Zone],
+        hosts: &[&Host],
+        domains: &[&Domain],
+        threads: usize,
+    ) -> Self {
+        match Self::bulk(serial, zones, hosts, domains, threads.max(1)) {
             Some(set) => set,
             None => {
                 tracing::warn!(

@@ -29,7 +29,6 @@ mod table;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use orrery_proto::{Change, Contact, Domain, EppStatus, Host, Registrar, Timestamp};
 
@@ -37,7 +36,6 @@ use self::bytes::{Reader, put_bytes, put_signed, put_varint};
 pub use self::contact::ContactView;
 use self::registrars::{RegistrarId, Registrars};
 use self::table::{Id, NONE, Table};
-use crate::served::shards::build_threads;
 
 /// EPP statuses as a bit set over [`EppStatus::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,20 +126,7 @@ impl Directory {
     /// Builds a directory from `changes` (applied in order, as by [`Directory::apply`]),
     /// sized for them, with no spare capacity left in it. [`Directory::updated`] is left for
     /// the caller to stamp.
-    ///
-    /// When the changes are a set of objects (no removal, no key twice: a snapshot or a state
-    /// file), each table is built in one pass a shard ([`Directory::bulk`]); otherwise they are
-    /// applied one by one.
     pub fn build(changes: &[Change]) -> Self {
-        match Self::bulk(changes, build_threads()) {
-            Some(dir) => dir,
-            None => Self::build_one_by_one(changes),
-        }
-    }
-
-    /// As [`Directory::build`], applying the changes one by one (what `build` falls back to;
-    /// tests and the `rds` bench compare the two).
-    pub fn build_one_by_one(changes: &[Change]) -> Self {
         let mut counts = [0usize; 3];
         for c in changes {
             match c {
@@ -162,157 +147,6 @@ impl Directory {
         dir.hosts.seal_all();
         dir.contacts.seal_all();
         dir
-    }
-
-    /// The bulk build of [`Directory::build`]: registrars first (a few hundred, with their
-    /// references counted as they are named), then the host and contact tables, each from its
-    /// objects and the references the domains make to it, every reference resolved to its id
-    /// in the same pass; then the domain records from those ids. Each table is written shard
-    /// by shard on `threads` threads, each shard once at its final size. `None` when the
-    /// changes hold a removal or name an object twice.
-    fn bulk(changes: &[Change], threads: usize) -> Option<Self> {
-        let (mut domains, mut hosts, mut contacts, mut registrars) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for c in changes {
-            match c {
-                Change::Domain(d) => domains.push(d),
-                Change::Host(h) => hosts.push(h),
-                Change::Contact(c) => contacts.push(c),
-                Change::Registrar(r) => registrars.push(r),
-                Change::Zone(_) => {}
-                _ => return None,
-            }
-        }
-        Self::bulk_parts(&registrars, &hosts, &contacts, &domains, threads)
-    }
-
-    /// A directory of these objects (a snapshot's), built as [`Directory::build`] does: in one
-    /// pass a shard, or one by one if an object is named twice.
-    pub fn from_parts(
-        registrars: &[Registrar],
-        hosts: &[Host],
-        contacts: &[Contact],
-        domains: &[Domain],
-    ) -> Self {
-        let (r, h, c, d): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = (
-            registrars.iter().collect(),
-            hosts.iter().collect(),
-            contacts.iter().collect(),
-            domains.iter().collect(),
-        );
-        if let Some(dir) = Self::bulk_parts(&r, &h, &c, &d, build_threads()) {
-            return dir;
-        }
-        let mut dir = Self::with_capacity(domains.len(), hosts.len(), contacts.len());
-        for r in registrars {
-            dir.put_registrar(r);
-        }
-        for h in hosts {
-            dir.put_host(h);
-        }
-        for c in contacts {
-            dir.put_contact(c);
-        }
-        for d in domains {
-            dir.put_domain(d);
-        }
-        dir.domains.seal_all();
-        dir.hosts.seal_all();
-        dir.contacts.seal_all();
-        dir
-    }
-
-    fn bulk_parts(
-        registrar_objects: &[&Registrar],
-        hosts: &[&Host],
-        contacts: &[&Contact],
-        domains: &[&Domain],
-        threads: usize,
-    ) -> Option<Self> {
-        let mut dir = Self::default();
-        let registrars = Arc::make_mut(&mut dir.registrars);
-        for r in registrar_objects {
-            registrars.put(r);
-        }
-        let host_registrar: Vec<RegistrarId> = hosts
-            .iter()
-            .map(|h| {
-                h.registrar
-                    .as_deref()
-                    .map_or(NONE, |r| registrars.acquire(r))
-            })
-            .collect();
-        let domain_registrar: Vec<RegistrarId> = domains
-            .iter()
-            .map(|d| registrars.acquire(&d.registrar))
-            .collect();
-        // The references domains make, in domain order; where each domain's start.
-        let mut ns_refs: Vec<&[u8]> = Vec::with_capacity(2 * domains.len());
-        let mut contact_refs: Vec<&[u8]> = Vec::with_capacity(2 * domains.len());
-        let mut starts: Vec<(u32, u32)> = Vec::with_capacity(domains.len());
-        for d in domains {
-            starts.push((ns_refs.len() as u32, contact_refs.len() as u32));
-            ns_refs.extend(d.nameservers.iter().map(|n| n.as_wire()));
-            contact_refs.extend(
-                Self::contact_handles(d)
-                    .into_iter()
-                    .flatten()
-                    .map(|h| h.as_bytes()),
-            );
-        }
-        if ns_refs.len() >= u32::MAX as usize || contact_refs.len() >= u32::MAX as usize {
-            return None;
-        }
-        let unresolved = |n: usize| (0..n).map(|_| AtomicU32::new(NONE)).collect::<Vec<_>>();
-        let (ns_ids, contact_ids) = (unresolved(ns_refs.len()), unresolved(contact_refs.len()));
-        dir.hosts = Table::build_bulk(
-            hosts.len(),
-            hosts.len(),
-            |i| hosts[i].name.as_wire(),
-            |i, out| encode_host(out, hosts[i], host_registrar[i]),
-            &ns_refs,
-            &ns_ids,
-            threads,
-        )?;
-        dir.contacts = Table::build_bulk(
-            contacts.len(),
-            contacts.len(),
-            |i| contacts[i].handle.as_bytes(),
-            |i, out| contact::encode(contacts[i], out),
-            &contact_refs,
-            &contact_ids,
-            threads,
-        )?;
-        drop((ns_refs, contact_refs));
-        let id = |ids: &[AtomicU32], i: u32| ids[i as usize].load(Ordering::Relaxed);
-        dir.domains = Table::build_bulk(
-            domains.len(),
-            domains.len(),
-            |i| domains[i].name.as_wire(),
-            |i, out| {
-                let d = domains[i];
-                let (ns_start, contact_start) = starts[i];
-                let mut next = contact_start;
-                let contacts = Self::contact_handles(d).map(|h| {
-                    h.map_or(NONE, |_| {
-                        next += 1;
-                        id(&contact_ids, next - 1)
-                    })
-                });
-                // Every reference resolved: a bulk-built table has a slot for each key.
-                let ns = (ns_start..ns_start + d.nameservers.len() as u32).map(|r| id(&ns_ids, r));
-                encode_domain_object(out, d, domain_registrar[i], contacts, ns);
-            },
-            &[],
-            &[],
-            threads,
-        )?;
-        Some(dir)
-    }
-
-    /// A domain's contact handles, in [`Role::ALL`] order.
-    fn contact_handles(d: &Domain) -> [Option<&String>; 4] {
-        [&d.registrant, &d.admin, &d.tech, &d.billing].map(Option::as_ref)
     }
 
     /// Applies one change; zone changes are not the directory's.
@@ -462,8 +296,24 @@ impl Directory {
             .map(|n| refer(&mut self.hosts, n.as_wire(), &mut old.nameservers))
             .filter(|&id| id != NONE)
             .collect();
+        let fields = DomainRecord {
+            registrar,
+            statuses: StatusSet::of(&d.statuses),
+            created: d.created.0,
+            updated: d.updated.0,
+            expires: d.expires.0,
+            roid: &d.roid,
+            ..DomainRecord::decode(&[])
+        };
         let mut record = self.scratch();
-        encode_domain_object(&mut record, d, registrar, contacts, ns.iter().copied());
+        encode_domain(&mut record, &fields, contacts, &ns);
+        put_varint(&mut record, d.ds.len() as u64);
+        for ds in &d.ds {
+            put_varint(&mut record, u64::from(ds.key_tag));
+            record.push(ds.algorithm);
+            record.push(ds.digest_type);
+            put_bytes(&mut record, &ds.digest);
+        }
         // References were taken before the old ones are released: an unchanged one never
         // drops to zero in between.
         self.domains.set(name, Some(&record));
@@ -503,7 +353,22 @@ impl Directory {
             None => NONE,
         };
         let mut record = self.scratch();
-        encode_host(&mut record, h, registrar);
+        put_id(&mut record, registrar);
+        put_signed(&mut record, h.created.0);
+        put_signed(&mut record, h.updated.0);
+        put_varint(&mut record, h.addresses.len() as u64);
+        for a in &h.addresses {
+            match a {
+                IpAddr::V4(a) => {
+                    record.push(4);
+                    record.extend_from_slice(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    record.push(6);
+                    record.extend_from_slice(&a.octets());
+                }
+            }
+        }
         self.hosts.set(name, Some(&record));
         self.scratch = record;
         self.release_registrar(old);
@@ -592,56 +457,6 @@ fn refer(table: &mut Table, key: &[u8], old: &mut [Id]) -> Id {
         return std::mem::replace(o, NONE);
     }
     table.acquire(key)
-}
-
-/// Writes the record of domain `d`, with its registrar, contacts and nameservers as ids.
-fn encode_domain_object(
-    out: &mut Vec<u8>,
-    d: &Domain,
-    registrar: RegistrarId,
-    contacts: [Id; 4],
-    ns: impl ExactSizeIterator<Item = Id>,
-) {
-    put_id(out, registrar);
-    for id in contacts {
-        put_id(out, id);
-    }
-    put_varint(out, u64::from(StatusSet::of(&d.statuses).0));
-    put_signed(out, d.created.0);
-    put_signed(out, d.updated.0);
-    put_signed(out, d.expires.0);
-    put_bytes(out, d.roid.as_bytes());
-    put_varint(out, ns.len() as u64);
-    for id in ns {
-        put_varint(out, u64::from(id));
-    }
-    put_varint(out, d.ds.len() as u64);
-    for ds in &d.ds {
-        put_varint(out, u64::from(ds.key_tag));
-        out.push(ds.algorithm);
-        out.push(ds.digest_type);
-        put_bytes(out, &ds.digest);
-    }
-}
-
-/// Writes the record of host object `h`, with its registrar as an id.
-fn encode_host(out: &mut Vec<u8>, h: &Host, registrar: RegistrarId) {
-    put_id(out, registrar);
-    put_signed(out, h.created.0);
-    put_signed(out, h.updated.0);
-    put_varint(out, h.addresses.len() as u64);
-    for a in &h.addresses {
-        match a {
-            IpAddr::V4(a) => {
-                out.push(4);
-                out.extend_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                out.push(6);
-                out.extend_from_slice(&a.octets());
-            }
-        }
-    }
 }
 
 /// Writes a domain record but its DS records: `r`'s numbers and ROID, with `contacts` and
@@ -939,182 +754,6 @@ pub(crate) mod tests {
     use super::contact::FIELD_MAX;
     use super::*;
     use crate::zone::tests::{domain, host, n};
-
-    /// Everything a directory holds, ids replaced by the keys they name (two builds number
-    /// slots differently): per table each key with its value and references; a domain's
-    /// value as its fields with its registrar, contacts and nameservers by key; a host's with
-    /// its registrar by handle; registrars with their reference counts.
-    fn dump(dir: &Directory) -> Vec<String> {
-        let mut out = Vec::new();
-        let registrar = |id| dir.registrars.handle(id).to_owned();
-        for (key, value, refs) in dir.domains.entries() {
-            let r = value.as_deref().map(DomainRecord::decode);
-            let fields = r.map(|r| {
-                let contacts = r.contacts.map(|id| dir.contacts.key(id).to_vec());
-                let ns: Vec<Vec<u8>> = r
-                    .nameservers()
-                    .map(|id| dir.hosts.key(id).to_vec())
-                    .collect();
-                let ds: Vec<_> = r.ds.map(|d| format!("{d:?}")).collect();
-                format!(
-                    "{} {contacts:?} {:?} {} {} {} {} {ns:?} {ds:?}",
-                    registrar(r.registrar),
-                    r.statuses,
-                    r.created,
-                    r.updated,
-                    r.expires,
-                    r.roid
-                )
-            });
-            out.push(format!("domain {key:?} {fields:?} {refs}"));
-        }
-        for (key, value, refs) in dir.hosts.entries() {
-            let fields = value.as_deref().map(|v| {
-                let r = HostRecord::decode(v);
-                let addresses: Vec<_> = r.addresses.collect();
-                format!(
-                    "{} {} {} {addresses:?}",
-                    registrar(r.registrar),
-                    r.created,
-                    r.updated
-                )
-            });
-            out.push(format!("host {key:?} {fields:?} {refs}"));
-        }
-        for (key, value, refs) in dir.contacts.entries() {
-            out.push(format!("contact {key:?} {value:?} {refs}"));
-        }
-        let mut regs: Vec<String> = (0..dir.registrars.slot_count() as u32)
-            .filter(|&id| !dir.registrars.handle(id).is_empty())
-            .map(|id| {
-                format!(
-                    "registrar {} {:?} {}",
-                    dir.registrars.handle(id),
-                    dir.registrars.get(id),
-                    dir.registrars.refs(id)
-                )
-            })
-            .collect();
-        regs.sort();
-        out.extend(regs);
-        out.push(format!("{:?}", dir.counts()));
-        out
-    }
-
-    /// Registrars, hosts, contacts and domains with every kind of reference: shared and own
-    /// contacts, missing roles, a contact and a nameserver with no object, a host without a
-    /// registrar, DS records, a registrar no object names and one only named.
-    fn varied_objects() -> Vec<Change> {
-        let mut out = vec![
-            Change::Registrar(Registrar::new("R1", "One")),
-            Change::Registrar(Registrar::new("R2", "Two")),
-            Change::Registrar(Registrar::new("R9", "Nobody's")),
-            Change::Contact(contact("ADMIN", true)),
-            Change::Contact(contact("TECH", false)),
-        ];
-        for i in 0..3000 {
-            let name = format!("d{i}.tld");
-            let ns = [
-                format!("ns1.{name}"),
-                format!("ns{}.hosting.example", i % 50),
-            ];
-            if i % 3 == 0 {
-                let mut h = host(&ns[0], &["192.0.2.1", "2001:db8::1"]);
-                h.registrar = (i % 2 == 0).then(|| "R2".into());
-                out.push(Change::Host(h));
-            }
-            let mut d = domain(&name, "tld", &[&ns[0], &ns[1]]);
-            d.registrar = if i % 7 == 0 {
-                "R-GONE".into()
-            } else {
-                "R1".into()
-            };
-            d.registrant = (i % 5 != 0).then(|| format!("C{i}"));
-            d.admin = Some("ADMIN".into());
-            d.tech = (i % 2 == 0).then(|| "TECH".into());
-            d.billing = (i % 11 == 0).then(|| "NO-SUCH-CONTACT".into());
-            if i % 13 == 0 {
-                d.ds = vec![orrery_proto::Ds {
-                    key_tag: i as u16,
-                    algorithm: 13,
-                    digest_type: 2,
-                    digest: vec![i as u8; 32],
-                }];
-                d.statuses = vec![EppStatus::ServerHold, EppStatus::ClientTransferProhibited];
-            }
-            if d.registrant.is_some() {
-                out.push(Change::Contact(contact(&format!("C{i}"), i % 4 == 0)));
-            }
-            out.push(Change::Domain(d));
-        }
-        out.push(Change::Zone(crate::zone::tests::zone(
-            "tld",
-            &["a.nic.tld"],
-        )));
-        out
-    }
-
-    #[test]
-    fn the_bulk_build_makes_what_one_by_one_makes() {
-        let objects = varied_objects();
-        let bulk = Directory::bulk(&objects, 2).expect("a set of objects");
-        let single = Directory::build_one_by_one(&objects);
-        assert_eq!(dump(&bulk), dump(&single));
-        assert_eq!(dump(&Directory::bulk(&objects, 1).unwrap()), dump(&single));
-        assert!(bulk.domains.is_tight() && bulk.hosts.is_tight() && bulk.contacts.is_tight());
-        let (domains, hosts, contacts, registrars) = bulk.counts();
-        assert_eq!(
-            (domains, hosts, contacts, registrars),
-            (3000, 1000, 2402, 3)
-        );
-        // Views read the bulk-built records.
-        let d = bulk.domain(n("d3.tld").as_wire()).unwrap();
-        assert_eq!(d.contact(Role::Registrant).unwrap().handle, "C3");
-        assert!(d.contact(Role::Billing).is_none());
-        assert_eq!(
-            d.nameservers().collect::<Vec<_>>(),
-            [
-                n("ns1.d3.tld").as_wire(),
-                n("ns3.hosting.example").as_wire()
-            ]
-        );
-        assert!(bulk.host(n("ns1.d3.tld").as_wire()).is_some());
-        // A batch on each does the same.
-        let (mut bulk, mut single) = (bulk, single);
-        for c in [
-            Change::DomainRemoved(n("d3.tld")),
-            Change::ContactRemoved("ADMIN".into()),
-            Change::Domain(domain("d4.tld", "tld", &["ns1.d0.tld"])),
-            Change::Host(host("ns7.hosting.example", &["192.0.2.7"])),
-        ] {
-            bulk.apply(&c);
-            single.apply(&c);
-        }
-        bulk.touch(Timestamp(0));
-        single.touch(Timestamp(0));
-        assert_eq!(dump(&bulk), dump(&single));
-    }
-
-    #[test]
-    fn changes_that_are_not_a_set_are_applied_one_by_one() {
-        let mut objects = varied_objects();
-        objects.push(Change::Contact(contact("C1", false)));
-        assert!(Directory::bulk(&objects, 2).is_none());
-        let built = Directory::build(&objects);
-        assert!(
-            !built.contact("C1").unwrap().disclose(),
-            "the last one wins"
-        );
-        assert_eq!(dump(&built), dump(&Directory::build_one_by_one(&objects)));
-        let mut objects = varied_objects();
-        objects.push(Change::DomainRemoved(n("d1.tld")));
-        assert!(Directory::bulk(&objects, 2).is_none());
-        assert!(
-            Directory::build(&objects)
-                .domain(n("d1.tld").as_wire())
-                .is_none()
-        );
-    }
 
     pub(crate) fn contact(handle: &str, disclose: bool) -> Contact {
         Contact {

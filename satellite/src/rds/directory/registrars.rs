@@ -92,18 +92,6 @@ impl Registrars {
         id
     }
 
-    /// Slots, free ones included (tests).
-    #[cfg(test)]
-    pub(super) fn slot_count(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// References to slot `id` (tests).
-    #[cfg(test)]
-    pub(super) fn refs(&self, id: RegistrarId) -> u32 {
-        self.slots.get(id as usize).map_or(0, |s| s.refs)
-    }
-
     /// One more reference to `handle` (made if absent).
     pub(super) fn acquire(&mut self, handle: &str) -> RegistrarId {
         let id = self.intern(handle);

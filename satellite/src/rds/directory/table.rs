@@ -27,9 +27,7 @@
 //! reuse the old id, see `Directory::refer`).
 
 use super::bytes::{Reader, put_bytes};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-use crate::served::shards::{self, Partition, Shards, key_hash, shard_count_for};
+use crate::served::shards::{self, Shards, key_hash, shard_count_for};
 
 /// A slot of a [`Table`]: shard number in the low [`SHARD_BITS`] bits, slot number above.
 pub(super) type Id = u32;
@@ -40,16 +38,6 @@ pub(super) const NONE: Id = u32::MAX;
 fn max_slots(shard_bits: u32) -> usize {
     ((1u64 << (32 - shard_bits)) - 1) as usize
 }
-/// The [`Id`] of `slot` in `shard` of a table with `2^bits` shards.
-fn slot_id(bits: u32, shard: usize, slot: u32) -> Id {
-    slot.checked_shl(bits).unwrap_or(0) | shard as u32
-}
-
-/// Bytes [`put_varint`](super::bytes::put_varint) writes for `n`.
-fn varint_len(n: usize) -> usize {
-    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
-}
-
 /// The offset of a free slot's key; its `value` then links the free list.
 const FREE: u32 = u32::MAX;
 /// Arenas below this size are never compacted in place (copying a shard compacts it anyway).
@@ -283,122 +271,6 @@ impl Table {
         }
     }
 
-    /// Builds a table in one pass a shard: `objects` records (record `i` keyed by `key(i)`,
-    /// its value appended to the buffer by `value(i, out)`) and one reference to each key of
-    /// `refs` (a bare slot if no object has that key), sized for `expected` records as
-    /// [`Table::with_capacity`] is. The id reference `r` resolves to is stored in `ids[r]`.
-    /// The items are partitioned by shard first, then each shard is written on one of
-    /// `threads` threads, its vectors allocated once at their final size. `None` when two
-    /// objects have the same key or a shard would overflow its slots (the caller then builds
-    /// by single changes).
-    pub(super) fn build_bulk<'a>(
-        expected: usize,
-        objects: usize,
-        key: impl Fn(usize) -> &'a [u8] + Sync,
-        value: impl Fn(usize, &mut Vec<u8>) + Sync,
-        refs: &[&'a [u8]],
-        ids: &[AtomicU32],
-        threads: usize,
-    ) -> Option<Self> {
-        debug_assert_eq!(refs.len(), ids.len());
-        let count = shard_count_for(expected);
-        let bits = count.trailing_zeros();
-        let max = max_slots(bits);
-        let item = |i: usize| {
-            if i < objects {
-                key(i)
-            } else {
-                refs[i - objects]
-            }
-        };
-        let (count, parts) = Partition::new(count, objects + refs.len(), threads, item, |h| {
-            u32::from(tag(h))
-        });
-        let failed = AtomicBool::new(false);
-        let shards = Shards::from_fn_parallel(count, threads, |s| {
-            let part = parts.shard(s);
-            // The distinct keys first (a tag scan of the few seen so far), then the values.
-            let mut keys: Vec<&[u8]> = Vec::with_capacity(part.len());
-            let mut tags: Vec<u8> = Vec::with_capacity(part.len());
-            let mut slots: Vec<Slot> = Vec::with_capacity(part.len());
-            let mut values: Vec<u8> = Vec::new();
-            let mut spans: Vec<(u32, u32)> = Vec::with_capacity(part.len());
-            for &(i, t) in part {
-                let (i, t) = (i as usize, t as u8);
-                let k = item(i);
-                let slot = match (0..keys.len()).find(|&j| tags[j] == t && keys[j] == k) {
-                    Some(j) => j,
-                    None => {
-                        keys.push(k);
-                        tags.push(t);
-                        slots.push(Slot {
-                            key: 0,
-                            value: NONE,
-                            refs: 0,
-                        });
-                        spans.push((0, 0));
-                        keys.len() - 1
-                    }
-                };
-                if i < objects {
-                    if slots[slot].value != NONE {
-                        failed.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    let start = values.len();
-                    value(i, &mut values);
-                    spans[slot] = (start as u32, (values.len() - start) as u32);
-                    slots[slot].value = 0;
-                } else {
-                    slots[slot].refs = slots[slot].refs.saturating_add(1);
-                    ids[i - objects].store(slot_id(bits, s, slot as u32), Ordering::Relaxed);
-                }
-            }
-            if keys.len() > max {
-                failed.store(true, Ordering::Relaxed);
-            }
-            let bytes: usize = keys
-                .iter()
-                .map(|k| varint_len(k.len()) + k.len())
-                .sum::<usize>()
-                + spans
-                    .iter()
-                    .zip(&slots)
-                    .filter(|(_, s)| s.value != NONE)
-                    .map(|(&(_, len), _)| varint_len(len as usize) + len as usize)
-                    .sum::<usize>();
-            let mut arena = Vec::with_capacity(bytes);
-            for ((k, slot), &(start, len)) in keys.iter().zip(&mut slots).zip(&spans) {
-                slot.key = arena.len() as u32;
-                put_bytes(&mut arena, k);
-                if slot.value != NONE {
-                    slot.value = arena.len() as u32;
-                    put_bytes(&mut arena, &values[start as usize..][..len as usize]);
-                }
-            }
-            slots.shrink_to_fit();
-            tags.shrink_to_fit();
-            Records {
-                arena,
-                slots,
-                tags,
-                free: NONE,
-                dead: 0,
-            }
-        });
-        if failed.into_inner()
-            || u32::try_from(shards.iter().map(|r| r.arena.len()).max().unwrap_or(0)).is_err()
-        {
-            return None;
-        }
-        Some(Self {
-            shards,
-            bits,
-            live: objects,
-            touched: Vec::new(),
-        })
-    }
-
     fn split(&self, id: Id) -> (usize, u32) {
         (
             (id & ((1 << self.bits) - 1)) as usize,
@@ -407,7 +279,7 @@ impl Table {
     }
 
     fn join(&self, shard: usize, slot: u32) -> Id {
-        slot_id(self.bits, shard, slot)
+        slot.checked_shl(self.bits).unwrap_or(0) | shard as u32
     }
 
     /// The hash of `key` and its shard.
@@ -611,33 +483,6 @@ impl Table {
         (0..self.shards.count())
             .filter(|&i| self.shards.shares_shard(&other.shards, i))
             .count()
-    }
-
-    /// Every slot held: key, value (`None` for a bare reference) and references (tests).
-    #[cfg(test)]
-    pub(super) fn entries(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>, u32)> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            for (slot, s) in shard.slots.iter().enumerate() {
-                if s.key != FREE {
-                    let value = shard.value(slot as u32).map(<[u8]>::to_vec);
-                    out.push((shard.key(slot as u32).to_vec(), value, s.refs));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// True when every shard is exactly the size of what it holds (tests).
-    #[cfg(test)]
-    pub(super) fn is_tight(&self) -> bool {
-        self.shards.iter().all(|s| {
-            s.dead == 0
-                && s.arena.len() == s.arena.capacity()
-                && s.slots.len() == s.slots.capacity()
-                && s.tags.len() == s.tags.capacity()
-        })
     }
 
     /// Slots in use in the shard of `key` (tests: freed slots are reused).
