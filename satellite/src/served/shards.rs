@@ -429,6 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_groups_items_by_their_shard_in_item_order() {
+        let keys: Vec<[u8; 4]> = (0..10_000u32).map(|i| i.to_be_bytes()).collect();
+        let table = Shards::<Keys>::new(256);
+        let tag = |h: u64| (h >> 56) as u32;
+        for threads in [1, 2, 3] {
+            let (count, parts) = Partition::new(256, keys.len(), threads, |i| &keys[i], tag);
+            assert_eq!(count, 256);
+            let mut seen = vec![false; keys.len()];
+            for s in 0..count {
+                let part = parts.shard(s);
+                assert!(part.windows(2).all(|w| w[0].0 < w[1].0), "in item order");
+                for &(i, t) in part {
+                    let h = key_hash(&keys[i as usize]);
+                    assert_eq!((table.index_of(h), t), (s, tag(h)));
+                    seen[i as usize] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "every item once");
+        }
+        assert_eq!(parallel_map(10_000, 2, |i| i * 2)[9_999], 19_998);
+    }
+
+    #[test]
     fn parallel_build_matches_serial_build() {
         let make = |i: usize| Keys {
             keys: vec![i.to_be_bytes().to_vec()],
