@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use orrery_proto::{Change, ChangeBatch, Domain, Ds, EppStatus, Host, Name, Soa, Timestamp, Zone};
-use orrery_satellite::ZoneSet;
 use orrery_satellite::served::{BuildOptions, Served, ServedStore};
+use orrery_satellite::{SnapshotData, ZoneSet};
 
 struct Counting;
 
@@ -263,6 +263,47 @@ fn main() {
         }
         single.sort_by(f64::total_cmp);
         single_cpu.sort_by(f64::total_cmp);
+    }
+    // ORRERY_BENCH_SNAPSHOT=1: the start of `orrery-satellite --snapshot` in process: the
+    // same objects encoded in today's snapshot format (in memory, not timed), then decoded
+    // and built into the served state (DNS only), each timed.
+    if std::env::var_os("ORRERY_BENCH_SNAPSHOT").is_some() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut data = SnapshotData {
+            serial: 1,
+            zones: Vec::new(),
+            domains: Vec::new(),
+            hosts: Vec::new(),
+            contacts: Vec::new(),
+            registrars: Vec::new(),
+        };
+        for c in objects(0, domains, &mut rng, true) {
+            match c {
+                Change::Zone(z) => data.zones.push(z),
+                Change::Host(h) => data.hosts.push(h),
+                Change::Domain(d) => data.domains.push(d),
+                _ => {}
+            }
+        }
+        let bytes = orrery_satellite::snapshot::encode(&data);
+        drop(data);
+        for _ in 0..runs {
+            let (cpu, started) = (process_cpu(), Instant::now());
+            let data = orrery_satellite::snapshot::decode(&bytes).expect("decodes");
+            let decoded = (started.elapsed(), process_cpu() - cpu);
+            let (cpu, started) = (process_cpu(), Instant::now());
+            let served = Served::from_snapshot(&data, BuildOptions { directory: false });
+            let built = (started.elapsed(), process_cpu() - cpu);
+            println!(
+                "snapshot of {} MB: decoded in {} ms ({} ms CPU), served state built in {} ms ({} ms CPU)",
+                bytes.len() / 1_000_000,
+                decoded.0.as_millis(),
+                decoded.1 / 1_000_000,
+                built.0.as_millis(),
+                built.1 / 1_000_000
+            );
+            drop((served, data));
+        }
     }
     // Bytes: measured with the objects gone. Build anew to hold it for the batch part.
     let before = live();
