@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use orrery_proto::{Change, ChangeBatch, Domain, Ds, EppStatus, Host, Name, Soa, Timestamp, Zone};
 use orrery_satellite::served::{BuildOptions, Served, ServedStore};
+use orrery_satellite::{SnapshotData, ZoneSet};
 
 struct Counting;
 
@@ -185,30 +186,124 @@ fn objects(from: usize, count: usize, rng: &mut Rng, with_zone: bool) -> Vec<Cha
     out
 }
 
+/// CPU time (ns) of this whole process, threads that have ended included (`/proc/self/stat`,
+/// utime + stime, in clock ticks of 10 ms).
+fn process_cpu() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+            Some((ticks(11)? + ticks(12)?) * 10_000_000)
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let domains: usize = args
         .next()
         .map_or(1_000_000, |a| a.parse().expect("DOMAINS"));
     let runs: usize = args.next().map_or(3, |a| a.parse().expect("RUNS"));
-    println!("zone_build: {domains} domains, {runs} runs (DNS tables only, no directory)");
+    println!(
+        "zone_build: {domains} domains, {runs} runs ({}), {} build threads",
+        if std::env::var_os("ORRERY_BENCH_DIRECTORY").is_some() {
+            "DNS tables and the Whois/RDAP directory"
+        } else {
+            "DNS tables only, no directory"
+        },
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    // ORRERY_BENCH_DIRECTORY=1: the Whois/RDAP directory too, built beside the DNS tables as a
+    // satellite serving both does (these objects have no contacts; see the rds bench for a
+    // directory with them). The heap figures then count both.
+    let directory = std::env::var_os("ORRERY_BENCH_DIRECTORY").is_some();
     let mut times = Vec::new();
+    let mut cpus = Vec::new();
     let mut bytes = 0;
     let mut peak_build = 0;
     for _ in 0..runs {
         let base = live();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let objs = objects(0, domains, &mut rng, true);
+        // Handed on into a vector, as a satellite moves them into its registry: dropping a
+        // million objects is not part of the build (nor is this vector part of its peak).
+        let mut kept = Vec::with_capacity(objs.len());
         let with_objects = live();
         reset_peak();
+        let cpu = process_cpu();
         let started = Instant::now();
-        let served = Served::from_objects(1, objs, drop, BuildOptions { directory: false });
+        let served = Served::from_objects(1, objs, |c| kept.push(c), BuildOptions { directory });
         times.push(started.elapsed().as_secs_f64() * 1e3);
+        cpus.push((process_cpu() - cpu) as f64 / 1e6);
+        drop(kept);
         // The objects were handed on and dropped: what is left is the tables.
         bytes = live().saturating_sub(base);
         // Above the objects it started with (they are handed on and dropped one by one).
         peak_build = PEAK.load(Ordering::Relaxed).saturating_sub(with_objects);
         drop(served);
+    }
+    // The same objects applied one at a time (what the build did before the bulk path), for
+    // a before/after in one run; ORRERY_BENCH_SKIP_ONE_BY_ONE=1 skips it.
+    let mut single = Vec::new();
+    let mut single_bytes = 0;
+    let mut single_cpu = Vec::new();
+    if std::env::var_os("ORRERY_BENCH_SKIP_ONE_BY_ONE").is_none() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let objs = objects(0, domains, &mut rng, true);
+        for _ in 0..runs {
+            let at = live();
+            let cpu = process_cpu();
+            let started = Instant::now();
+            let set = ZoneSet::from_objects_one_by_one(1, &objs);
+            single.push(started.elapsed().as_secs_f64() * 1e3);
+            single_cpu.push((process_cpu() - cpu) as f64 / 1e6);
+            single_bytes = live().saturating_sub(at);
+            drop(set);
+        }
+        single.sort_by(f64::total_cmp);
+        single_cpu.sort_by(f64::total_cmp);
+    }
+    // ORRERY_BENCH_SNAPSHOT=1: the start of `orrery-satellite --snapshot` in process: the
+    // same objects encoded in today's snapshot format (in memory, not timed), then decoded
+    // and built into the served state (DNS only), each timed.
+    if std::env::var_os("ORRERY_BENCH_SNAPSHOT").is_some() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut data = SnapshotData {
+            serial: 1,
+            zones: Vec::new(),
+            domains: Vec::new(),
+            hosts: Vec::new(),
+            contacts: Vec::new(),
+            registrars: Vec::new(),
+        };
+        for c in objects(0, domains, &mut rng, true) {
+            match c {
+                Change::Zone(z) => data.zones.push(z),
+                Change::Host(h) => data.hosts.push(h),
+                Change::Domain(d) => data.domains.push(d),
+                _ => {}
+            }
+        }
+        let bytes = orrery_satellite::snapshot::encode(&data);
+        drop(data);
+        for _ in 0..runs {
+            let (cpu, started) = (process_cpu(), Instant::now());
+            let data = orrery_satellite::snapshot::decode(&bytes).expect("decodes");
+            let decoded = (started.elapsed(), process_cpu() - cpu);
+            let (cpu, started) = (process_cpu(), Instant::now());
+            let served = Served::from_snapshot(&data, BuildOptions { directory: false });
+            let built = (started.elapsed(), process_cpu() - cpu);
+            println!(
+                "snapshot of {} MB: decoded in {} ms ({} ms CPU), served state built in {} ms ({} ms CPU)",
+                bytes.len() / 1_000_000,
+                decoded.0.as_millis(),
+                decoded.1 / 1_000_000,
+                built.0.as_millis(),
+                built.1 / 1_000_000
+            );
+            drop((served, data));
+        }
     }
     // Bytes: measured with the objects gone. Build anew to hold it for the batch part.
     let before = live();
@@ -238,12 +333,26 @@ fn main() {
     let both = live().saturating_sub(at);
     drop(held);
     times.sort_by(f64::total_cmp);
+    cpus.sort_by(f64::total_cmp);
     println!(
-        "build ms: median {:.0} (min {:.0}, max {:.0}) over {runs} runs",
+        "build ms: median {:.0} (min {:.0}, max {:.0}) over {runs} runs; CPU ms (all threads) median {:.0} (min {:.0}, max {:.0})",
         times[times.len() / 2],
         times[0],
-        times[times.len() - 1]
+        times[times.len() - 1],
+        cpus[cpus.len() / 2],
+        cpus[0],
+        cpus[cpus.len() - 1]
     );
+    if !single.is_empty() {
+        println!(
+            "one by one (before the bulk build) ms: median {:.0} (min {:.0}, max {:.0}); CPU ms median {:.0}; heap {:.1} B/delegation",
+            single[single.len() / 2],
+            single[0],
+            single[single.len() - 1],
+            single_cpu[single_cpu.len() / 2],
+            single_bytes as f64 / domains as f64
+        );
+    }
     println!(
         "heap after build: {bytes} B = {:.1} B/delegation; peak during build +{:.1} B/delegation above the objects",
         bytes as f64 / domains as f64,

@@ -22,6 +22,7 @@ use arc_swap::{ArcSwap, Guard};
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Serial, Timestamp, Zone};
 
 use crate::rds::Directory;
+use crate::served::shards::build_threads;
 use crate::snapshot::SnapshotData;
 use crate::zone::{ZoneError, ZoneSet};
 
@@ -154,7 +155,14 @@ impl Served {
                     d
                 })
             });
-            let zones = ZoneSet::from_objects(serial, &objects);
+            // The directory's build is one thread and the longer one: the DNS tables take
+            // the other cores, not that one.
+            let threads = if options.directory {
+                build_threads().saturating_sub(1).max(1)
+            } else {
+                build_threads()
+            };
+            let zones = ZoneSet::from_objects_on(serial, &objects, threads);
             let directory = directory.map(|h| {
                 h.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

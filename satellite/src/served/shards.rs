@@ -69,6 +69,97 @@ pub fn shard_count_for(entries: usize) -> usize {
         .min(MAX_SHARDS)
 }
 
+/// The shard index of a key hash in a table of `mask + 1` shards: what [`Shards::index_of`]
+/// answers, for a builder that partitions keys before the table exists.
+#[inline]
+pub fn shard_of(hash: u64, mask: u64) -> usize {
+    ((hash >> SHARD_SHIFT) & mask) as usize
+}
+
+/// Threads a build splits its work over: the cores this process may use (2 on the project's
+/// machine), one if that cannot be told.
+pub fn build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `f(0..len)` collected in order, the range split into `threads` contiguous runs computed on
+/// their own threads (one thread for small inputs, where spawning costs more than it saves).
+pub fn parallel_map<T: Send>(len: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = if len < 4096 { 1 } else { threads.clamp(1, len) };
+    if threads == 1 {
+        return (0..len).map(f).collect();
+    }
+    let per = len.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t * per..((t + 1) * per).min(len))
+                        .map(f)
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(len);
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
+/// Items grouped by the shard their key falls in, for a build that writes each shard once: a
+/// counting sort of the item indexes, each kept with a tag of its key's hash (the shard
+/// type's own), so a shard's builder reads its items without hashing again.
+pub struct Partition {
+    /// `(item index, tag)`, shard by shard.
+    order: Vec<(u32, u32)>,
+    /// Where shard `s` starts in `order`; one more entry than shards.
+    starts: Vec<u32>,
+}
+
+impl Partition {
+    /// The partition of `len` items into `count` shards (a power of two) by the shard of
+    /// [`key_hash`]`(key(i))`, each kept with `tag(hash)`; returns `count` too. Hashing is
+    /// split over `threads` threads.
+    pub fn new<'a>(
+        count: usize,
+        len: usize,
+        threads: usize,
+        key: impl Fn(usize) -> &'a [u8] + Sync,
+        tag: impl Fn(u64) -> u32 + Sync,
+    ) -> (usize, Self) {
+        assert!(
+            len < u32::MAX as usize,
+            "a partition holds fewer than 2^32 items"
+        );
+        debug_assert!(count.is_power_of_two());
+        let mask = (count - 1) as u64;
+        let hashes: Vec<u64> = parallel_map(len, threads, |i| key_hash(key(i)));
+        let mut starts = vec![0u32; count + 1];
+        for &h in &hashes {
+            starts[shard_of(h, mask) + 1] += 1;
+        }
+        for s in 0..count {
+            starts[s + 1] += starts[s];
+        }
+        let mut next: Vec<u32> = starts[..count].to_vec();
+        let mut order = vec![(0u32, 0u32); len];
+        for (i, &h) in hashes.iter().enumerate() {
+            let s = shard_of(h, mask);
+            order[next[s] as usize] = (i as u32, tag(h));
+            next[s] += 1;
+        }
+        (count, Self { order, starts })
+    }
+
+    /// The `(item index, tag)` pairs of shard `s`, in item order.
+    pub fn shard(&self, s: usize) -> &[(u32, u32)] {
+        &self.order[self.starts[s] as usize..self.starts[s + 1] as usize]
+    }
+}
+
 /// One version of a sharded table (see the module docs).
 #[derive(Debug)]
 pub struct Shards<S> {
@@ -152,7 +243,7 @@ impl<S: Shard> Shards<S> {
     /// The shard index for a key hash ([`key_hash`]).
     #[inline]
     pub fn index_of(&self, hash: u64) -> usize {
-        ((hash >> SHARD_SHIFT) & self.mask) as usize
+        shard_of(hash, self.mask)
     }
 
     /// The shard that holds keys with this hash.
@@ -335,6 +426,29 @@ mod tests {
         e.shard_mut_at(0).keys.push(b"x".to_vec());
         let v2 = e.finish();
         assert_eq!(v2.shard(0) as *const Keys, before, "no copy when unshared");
+    }
+
+    #[test]
+    fn a_partition_groups_items_by_their_shard_in_item_order() {
+        let keys: Vec<[u8; 4]> = (0..10_000u32).map(|i| i.to_be_bytes()).collect();
+        let table = Shards::<Keys>::new(256);
+        let tag = |h: u64| (h >> 56) as u32;
+        for threads in [1, 2, 3] {
+            let (count, parts) = Partition::new(256, keys.len(), threads, |i| &keys[i], tag);
+            assert_eq!(count, 256);
+            let mut seen = vec![false; keys.len()];
+            for s in 0..count {
+                let part = parts.shard(s);
+                assert!(part.windows(2).all(|w| w[0].0 < w[1].0), "in item order");
+                for &(i, t) in part {
+                    let h = key_hash(&keys[i as usize]);
+                    assert_eq!((table.index_of(h), t), (s, tag(h)));
+                    seen[i as usize] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "every item once");
+        }
+        assert_eq!(parallel_map(10_000, 2, |i| i * 2)[9_999], 19_998);
     }
 
     #[test]

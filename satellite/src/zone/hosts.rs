@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::served::shards::{Shard, Shards, key_hash, shard_count_for};
+use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for};
 
 /// Index of a host in the [`HostTable`].
 pub type HostId = u32;
@@ -206,9 +206,45 @@ impl HostTable {
 
     /// The id of `name`, interned (without users, not existing) if new.
     pub(super) fn intern(&mut self, name: &[u8]) -> HostId {
-        if let Some(id) = self.find(name) {
-            return id;
+        match self.find(name) {
+            Some(id) => id,
+            None => self.insert_new(name, false, &[], &[]),
         }
+    }
+
+    /// Adds `users[id]` users to every host `id` below `users.len()` (a bulk build counts the
+    /// references first and writes them once).
+    pub(super) fn add_users(&mut self, users: &[u32]) {
+        for (c, counts) in users.chunks(CHUNK).enumerate() {
+            let chunk = Arc::make_mut(&mut self.chunks[c]);
+            for (slot, &n) in chunk.slots.iter_mut().zip(counts) {
+                slot.users += n;
+            }
+        }
+    }
+
+    /// Interns `name`, known to be absent, with its addresses.
+    fn insert_new(&mut self, name: &[u8], exists: bool, v4: &[[u8; 4]], v6: &[[u8; 16]]) -> HostId {
+        let id = self.push_unindexed(name, exists, v4, v6);
+        let hash = key_hash(name);
+        let i = self.index.index_of(hash);
+        self.touched_index.push(i as u32);
+        let shard = self.index.make_mut_at(i);
+        shard.tags.push(tag(hash));
+        shard.ids.push(id);
+        id
+    }
+
+    /// A bulk build's insert: `name` (known to be absent) gets the next id, and is not put in
+    /// the name index, which [`HostTable::index_all`] then writes for every host at once. The
+    /// caller finds names meanwhile in a map of its own.
+    pub(super) fn push_unindexed(
+        &mut self,
+        name: &[u8],
+        exists: bool,
+        v4: &[[u8; 4]],
+        v6: &[[u8; 16]],
+    ) -> HostId {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -222,16 +258,35 @@ impl HostTable {
             }
         };
         let (chunk, slot) = self.slot_mut(id);
-        chunk.slots[slot] = Slot::default();
-        chunk.write(slot, name, &[], &[]);
-        let hash = key_hash(name);
-        let i = self.index.index_of(hash);
-        self.touched_index.push(i as u32);
-        let shard = self.index.make_mut_at(i);
-        shard.tags.push(tag(hash));
-        shard.ids.push(id);
+        chunk.slots[slot] = Slot {
+            exists,
+            ..Slot::default()
+        };
+        chunk.write(slot, name, v4, v6);
         self.len += 1;
         id
+    }
+
+    /// Writes the name index of a table filled by [`HostTable::push_unindexed`] alone (ids
+    /// `0..len`, none freed): the ids partitioned by shard, each shard written once at its
+    /// final size, on `threads` threads.
+    pub(super) fn index_all(&mut self, threads: usize) {
+        debug_assert!(self.free.is_empty() && self.index.iter().all(|s| s.ids.is_empty()));
+        let (count, parts) = Partition::new(
+            self.index.count(),
+            self.len,
+            threads,
+            |i| self.get(i as HostId).name,
+            tag,
+        );
+        self.index = Shards::from_fn_parallel(count, threads, |s| {
+            let part = parts.shard(s);
+            IdShard {
+                tags: part.iter().map(|&(_, t)| t).collect(),
+                ids: part.iter().map(|&(i, _)| i).collect(),
+            }
+        });
+        self.touched_index = Vec::new();
     }
 
     pub(super) fn add_user(&mut self, id: HostId) {

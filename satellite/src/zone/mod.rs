@@ -37,6 +37,27 @@
 //! while a zone's serial moves by less than 2^31 between two versions a secondary sees. A zone
 //! whose serial is unknown (0: from a master older than per-zone serials, or a version 2 state
 //! file) serves the journal serial of the whole set instead, the rule of those releases.
+//!
+//! # Fast build
+//! A satellite starts from a snapshot or its state file: a *set* of objects. [`ZoneSet::build`]
+//! and [`ZoneSet::from_objects`] build from it in bulk rather than change by change:
+//! 1. the zones, then the host objects (names and addresses written once), so that
+//! 2. every nameserver an apex or a delegation names resolves to its `u32` id with one lookup
+//!    (a name with no host object is interned then), its references counted on the side
+//!    (users per id; each reference to a host below its zone's apex);
+//! 3. each zone's delegations are partitioned by shard (one counting sort of their indexes)
+//!    and each shard written once at its final size, the shards spread over the cores
+//!    ([`crate::served::shards::Shards::from_fn_parallel`]);
+//! 4. the nodes (referred in-zone hosts, their reference counts, and the non-terminals above
+//!    the published ones) the same way, items of one name folded together in their shard.
+//!
+//! The result is what applying the objects one at a time makes (a unit test compares them).
+//! What the bulk build trusts: names are [`Name`]s, so their syntax was checked where the
+//! bytes came in (the link's message conversion from the master, the state file and snapshot
+//! readers behind their checksum) and is not checked again here. What it does not trust: that
+//! the objects are a set. Two zones or two delegations with one name are found (a tag scan in
+//! the shard being written) and the build falls back to applying the objects one by one, the
+//! last one winning, as a batch would.
 
 pub mod hosts;
 pub mod table;
@@ -49,6 +70,8 @@ use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Soa, Zone};
 
 pub use hosts::{HostId, HostRecord, HostTable};
 use table::NameMap;
+
+use crate::served::shards::build_threads;
 
 /// Errors of the zone store (cold path).
 #[derive(Debug, thiserror::Error)]
@@ -366,18 +389,10 @@ impl ZoneSet {
     /// Builds the zones from registry data at journal serial `serial`. Domains of zones not in
     /// `zones` are ignored (a satellite may serve a subset of the registry's zones).
     pub fn build(serial: Serial, zones: &[Zone], domains: &[Domain], hosts: &[Host]) -> Self {
-        let mut set = Self::sized(serial, domains.len(), hosts.len());
-        for z in zones {
-            set.put_zone(z, domains.len());
-        }
-        for h in hosts {
-            set.put_host(h);
-        }
-        for d in domains {
-            set.put_domain(d);
-        }
-        set.seal();
-        set
+        let zones: Vec<&Zone> = zones.iter().collect();
+        let hosts: Vec<&Host> = hosts.iter().collect();
+        let domains: Vec<&Domain> = domains.iter().collect();
+        Self::from_parts(serial, &zones, &hosts, &domains, build_threads())
     }
 
     fn sized(serial: Serial, domains: usize, hosts: usize) -> Self {
@@ -393,6 +408,34 @@ impl ZoneSet {
     /// whatever order the objects came in. Removals are skipped (a snapshot holds objects,
     /// not changes). The result is what [`ZoneSet::build`] makes from the same objects.
     pub fn from_objects<'a>(serial: Serial, objects: impl IntoIterator<Item = &'a Change>) -> Self {
+        Self::from_objects_on(serial, objects, build_threads())
+    }
+
+    /// As [`ZoneSet::from_objects`], on at most `threads` threads (the served state leaves a
+    /// core to the directory it builds beside).
+    pub(crate) fn from_objects_on<'a>(
+        serial: Serial,
+        objects: impl IntoIterator<Item = &'a Change>,
+        threads: usize,
+    ) -> Self {
+        let (zones, hosts, domains) = Self::sort_objects(objects);
+        Self::from_parts(serial, &zones, &hosts, &domains, threads)
+    }
+
+    /// As [`ZoneSet::from_objects`], by applying the objects one at a time as a batch would
+    /// (zones, then hosts, then domains). The bulk build falls back to it when the objects
+    /// name a zone or a delegation twice; tests and the `zone_build` bench compare the two.
+    pub fn from_objects_one_by_one<'a>(
+        serial: Serial,
+        objects: impl IntoIterator<Item = &'a Change>,
+    ) -> Self {
+        let (zones, hosts, domains) = Self::sort_objects(objects);
+        Self::one_by_one(serial, &zones, &hosts, &domains)
+    }
+
+    fn sort_objects<'a>(
+        objects: impl IntoIterator<Item = &'a Change>,
+    ) -> (Vec<&'a Zone>, Vec<&'a Host>, Vec<&'a Domain>) {
         let mut zones = Vec::new();
         let mut hosts = Vec::new();
         let mut domains = Vec::new();
@@ -404,10 +447,34 @@ impl ZoneSet {
                 _ => {}
             }
         }
+        (zones, hosts, domains)
+    }
+
+    /// The bulk build, or the one-by-one build if the objects are not a set (see
+    /// [`ZoneSet::from_objects_one_by_one`]).
+    fn from_parts(
+        serial: Serial,
+        zones: &[&Zone],
+        hosts: &[&Host],
+        domains: &[&Domain],
+        threads: usize,
+    ) -> Self {
+        match Self::bulk(serial, zones, hosts, domains, threads.max(1)) {
+            Some(set) => set,
+            None => {
+                tracing::warn!(
+                    "the objects name a zone or a domain twice: building them one by one, the last one winning"
+                );
+                Self::one_by_one(serial, zones, hosts, domains)
+            }
+        }
+    }
+
+    fn one_by_one(serial: Serial, zones: &[&Zone], hosts: &[&Host], domains: &[&Domain]) -> Self {
         let mut set = Self::sized(serial, domains.len(), hosts.len());
         // Size each zone's tables for the domains it will hold.
         let mut per_zone: HashMap<&[u8], usize> = HashMap::new();
-        for d in &domains {
+        for d in domains {
             *per_zone.entry(d.zone.as_wire()).or_default() += 1;
         }
         for z in zones {
@@ -421,6 +488,143 @@ impl ZoneSet {
         }
         set.seal();
         set
+    }
+
+    /// The bulk build (see "Fast build" in the module docs): the hosts first, every name a
+    /// delegation or an apex refers to resolved to its id with one lookup and the references
+    /// counted on the side; then each zone's delegation and node maps built shard by shard
+    /// on `threads` threads, every shard written once at its final size. `None` when two zones
+    /// or two delegations of a zone have the same name.
+    fn bulk(
+        serial: Serial,
+        zones: &[&Zone],
+        hosts: &[&Host],
+        domains: &[&Domain],
+        threads: usize,
+    ) -> Option<Self> {
+        let mut set = Self::sized(serial, domains.len(), hosts.len());
+        for z in zones {
+            if set.by_apex.contains_key(z.name.as_wire()) {
+                return None;
+            }
+            set.by_apex.insert(z.name.as_wire().into(), set.zones.len());
+            set.zones.push(ZoneData::new(z, serial, 0));
+        }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        let mut refs = References {
+            ids: HashMap::with_capacity(hosts.len() + domains.len() / 64),
+            ..References::default()
+        };
+        for h in hosts {
+            split_addresses(h, &mut v4, &mut v6);
+            let name = h.name.as_wire();
+            match refs.ids.get(name) {
+                Some(&id) => set.hosts.set_object(id, true, &v4, &v6),
+                None => {
+                    let id = set.hosts.push_unindexed(name, true, &v4, &v6);
+                    refs.ids.insert(name, id);
+                }
+            }
+        }
+        for (i, z) in zones.iter().enumerate() {
+            let ids: Box<[HostId]> = z
+                .nameservers
+                .iter()
+                .map(|n| refs.add(&mut set, i, n.as_wire()))
+                .collect();
+            set.zones[i].apex_ns = ids;
+        }
+        // A delegation: its domain and where its nameserver ids start in `ns_ids`.
+        struct Delegated<'a> {
+            domain: &'a Domain,
+            ns_start: u32,
+            ns: u16,
+        }
+        let mut ns_ids: Vec<HostId> = Vec::with_capacity(2 * domains.len());
+        let mut per_zone: Vec<Vec<Delegated<'_>>> = (0..zones.len()).map(|_| Vec::new()).collect();
+        for d in domains {
+            if !d.is_delegated() {
+                continue;
+            }
+            let Some(i) = set.delegating_zone(d) else {
+                continue;
+            };
+            let ns_start = ns_ids.len() as u32;
+            for n in d.nameservers.iter().take(u16::MAX as usize) {
+                ns_ids.push(refs.add(&mut set, i, n.as_wire()));
+            }
+            per_zone[i].push(Delegated {
+                domain: d,
+                ns_start,
+                ns: (ns_ids.len() as u32 - ns_start) as u16,
+            });
+        }
+        set.hosts.add_users(&refs.users);
+        set.hosts.index_all(threads);
+        let ns_of = |x: &Delegated<'_>| &ns_ids[x.ns_start as usize..][..x.ns as usize];
+        for (zone, delegated) in set.zones.iter_mut().zip(&per_zone) {
+            zone.delegations = NameMap::build_unique(
+                delegated.len(),
+                delegated,
+                threads,
+                |x| x.domain.name.as_wire(),
+                |x| delegation_payload_len(ns_of(x), &x.domain.ds),
+                |x, out| write_delegation(ns_of(x), &x.domain.ds, out),
+            )?;
+        }
+        let delegations: Vec<usize> = per_zone.iter().map(Vec::len).collect();
+        drop(per_zone);
+        // The nodes: each in-zone host a zone refers to, with its reference count, published
+        // (its id in the record, its ancestors made non-terminals) when it has addresses.
+        refs.in_zone.sort_unstable();
+        let hosts = &set.hosts;
+        let mut items: Vec<Vec<(&[u8], NodeRecord)>> =
+            (0..zones.len()).map(|_| Vec::new()).collect();
+        for run in refs.in_zone.chunk_by(|a, b| a == b) {
+            let (zone, id) = ((run[0] >> 32) as usize, run[0] as HostId);
+            let h = hosts.get(id);
+            let published = !h.v4.is_empty() || !h.v6.is_empty();
+            let apex = set.zones[zone].apex.len();
+            let items = &mut items[zone];
+            items.push((
+                h.name,
+                NodeRecord {
+                    host: if published { id } else { NO_HOST },
+                    below: 0,
+                    refs: run.len() as u32,
+                },
+            ));
+            if !published {
+                continue;
+            }
+            set.zones[zone].wildcards += u32::from(h.name.starts_with(b"\x01*"));
+            let mut pos = 1 + h.name[0] as usize;
+            while h.name.len() - pos > apex {
+                items.push((
+                    &h.name[pos..],
+                    NodeRecord {
+                        host: NO_HOST,
+                        below: 1,
+                        refs: 0,
+                    },
+                ));
+                pos += 1 + h.name[pos] as usize;
+            }
+        }
+        for ((zone, items), delegated) in set.zones.iter_mut().zip(&items).zip(&delegations) {
+            // Sized as the one-by-one build sizes it: for about one node a delegation.
+            zone.nodes = NameMap::build_merged(*delegated, items, threads, |a, b| {
+                if b.host != NO_HOST {
+                    a.host = b.host;
+                }
+                a.below += b.below;
+                a.refs += b.refs;
+            });
+        }
+        drop(items);
+        set.hosts.seal();
+        Some(set)
     }
 
     /// Applies a batch in place. The batch must follow this version (`batch.after == serial`);
@@ -561,7 +765,15 @@ impl ZoneSet {
     /// is directly below its apex.
     fn domain_zone(&self, domain: &Name, zone: &Name) -> Option<usize> {
         let i = self.zone_index(zone)?;
-        (domain.parent().as_ref() == Some(zone)).then_some(i)
+        let name = domain.as_wire();
+        // The parent's wire form is the name without its first label (no `Name` made).
+        let first = 1 + *name.first()? as usize;
+        (name.len() > 1 && &name[first..] == zone.as_wire()).then_some(i)
+    }
+
+    /// The zone a domain's delegation goes in ([`ZoneSet::domain_zone`]).
+    fn delegating_zone(&self, d: &Domain) -> Option<usize> {
+        self.domain_zone(&d.name, &d.zone)
     }
 
     fn put_domain(&mut self, d: &Domain) {
@@ -589,19 +801,8 @@ impl ZoneSet {
             self.zones[i].add_ref(&self.hosts, id);
         }
         if d.is_delegated() {
-            let mut payload = Vec::with_capacity(4 * ns.len() + d.ds.len() * 37);
-            for id in &ns {
-                payload.extend_from_slice(&id.to_le_bytes());
-            }
-            for ds in &d.ds {
-                let digest = &ds.digest[..ds.digest.len().min(u8::MAX as usize)];
-                payload.extend_from_slice(&ds.key_tag.to_be_bytes());
-                payload.extend_from_slice(&[ds.algorithm, ds.digest_type, digest.len() as u8]);
-                payload.extend_from_slice(digest);
-            }
-            let record = DelegationRecord {
-                ns: ns.len() as u16,
-            };
+            let mut payload = Vec::with_capacity(delegation_payload_len(&ns, &d.ds));
+            let record = write_delegation(&ns, &d.ds, &mut payload);
             self.zones[i].delegations.insert(key, &payload, record);
         } else {
             self.zones[i].delegations.remove(key);
@@ -628,25 +829,8 @@ impl ZoneSet {
 
     fn put_host(&mut self, h: &Host) {
         let id = self.hosts.intern(h.name.as_wire());
-        // At most 255 of each family (a host record's count); registries allow a handful.
-        let v4: Vec<[u8; 4]> = h
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(v4.octets()),
-                IpAddr::V6(_) => None,
-            })
-            .take(u8::MAX as usize)
-            .collect();
-        let v6: Vec<[u8; 16]> = h
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(v6) => Some(v6.octets()),
-                IpAddr::V4(_) => None,
-            })
-            .take(u8::MAX as usize)
-            .collect();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        split_addresses(h, &mut v4, &mut v6);
         self.hosts.set_object(id, true, &v4, &v6);
         self.republish_everywhere(id);
     }
@@ -668,6 +852,75 @@ impl ZoneSet {
         }
     }
 }
+
+/// A host's addresses by family into `v4` and `v6` (cleared first): at most 255 of each (a
+/// host record's count; registries allow a handful).
+fn split_addresses(h: &Host, v4: &mut Vec<[u8; 4]>, v6: &mut Vec<[u8; 16]>) {
+    v4.clear();
+    v6.clear();
+    for a in &h.addresses {
+        match a {
+            IpAddr::V4(a) if v4.len() < u8::MAX as usize => v4.push(a.octets()),
+            IpAddr::V6(a) if v6.len() < u8::MAX as usize => v6.push(a.octets()),
+            _ => {}
+        }
+    }
+}
+
+/// Bytes [`write_delegation`] appends.
+fn delegation_payload_len(ns: &[HostId], ds: &[orrery_proto::Ds]) -> usize {
+    4 * ns.len()
+        + ds.iter()
+            .map(|d| 5 + d.digest.len().min(u8::MAX as usize))
+            .sum::<usize>()
+}
+
+/// Appends a delegation's payload (its nameserver ids, then its DS records) and returns its
+/// record. More DS digest bytes than a length byte can say are cut (no DS digest type has
+/// them).
+fn write_delegation(ns: &[HostId], ds: &[orrery_proto::Ds], out: &mut Vec<u8>) -> DelegationRecord {
+    for id in ns {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    for ds in ds {
+        let digest = &ds.digest[..ds.digest.len().min(u8::MAX as usize)];
+        out.extend_from_slice(&ds.key_tag.to_be_bytes());
+        out.extend_from_slice(&[ds.algorithm, ds.digest_type, digest.len() as u8]);
+        out.extend_from_slice(digest);
+    }
+    DelegationRecord {
+        ns: ns.len() as u16,
+    }
+}
+
+/// What a bulk build keeps while it resolves names to host ids: the id of each name (one
+/// hash lookup, the host table's own index being written once at the end), users of each id
+/// (all zones), and each reference from a zone to a host below its apex as `zone << 32 | id`.
+#[derive(Default)]
+struct References<'a> {
+    ids: HashMap<&'a [u8], HostId>,
+    users: Vec<u32>,
+    in_zone: Vec<u64>,
+}
+
+impl<'a> References<'a> {
+    /// The id of `name` (interned if new), referred to once more by zone `zone`.
+    fn add(&mut self, set: &mut ZoneSet, zone: usize, name: &'a [u8]) -> HostId {
+        let id = *self
+            .ids
+            .entry(name)
+            .or_insert_with(|| set.hosts.push_unindexed(name, false, &[], &[]));
+        if self.users.len() <= id as usize {
+            self.users.resize(id as usize + 1, 0);
+        }
+        self.users[id as usize] += 1;
+        if set.zones[zone].in_zone(name) {
+            self.in_zone.push((zone as u64) << 32 | u64::from(id));
+        }
+        id
+    }
+}
+
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -869,6 +1122,206 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(whole.hosts.len(), built.hosts.len());
+    }
+
+    /// Everything a version serves, by name (ids replaced by host names, so two builds that
+    /// number hosts differently compare equal): per zone its apex fields, delegations (names
+    /// of nameservers, DS bytes), nodes (host name, non-terminal count, references) and
+    /// wildcard count; the hosts with their addresses, `exists` and users.
+    type Dump = (
+        Vec<(Vec<u8>, u32, Vec<Vec<u8>>, u32)>,
+        std::collections::BTreeMap<Vec<u8>, (Vec<Vec<u8>>, Vec<u8>)>,
+        std::collections::BTreeMap<(Vec<u8>, Vec<u8>), (Option<Vec<u8>>, u32, u32)>,
+        std::collections::BTreeMap<Vec<u8>, (Vec<[u8; 4]>, Vec<[u8; 16]>, bool, u32)>,
+    );
+
+    fn dump(set: &ZoneSet) -> Dump {
+        let name = |id: HostId| set.hosts.get(id).name.to_vec();
+        let mut zones = Vec::new();
+        let mut delegations = std::collections::BTreeMap::new();
+        let mut nodes = std::collections::BTreeMap::new();
+        for z in set.zones() {
+            zones.push((
+                z.apex.to_vec(),
+                z.serial,
+                z.apex_ns.iter().map(|&id| name(id)).collect(),
+                z.wildcards,
+            ));
+            assert_eq!(z.delegations.iter().count(), z.delegations.len());
+            for f in z.delegations.iter() {
+                let d = Delegation::new(f.payload(), f.value());
+                let ds = &f.payload()[4 * d.ns().count()..];
+                delegations.insert(f.name().to_vec(), (d.ns().map(name).collect(), ds.to_vec()));
+            }
+            assert_eq!(z.nodes.iter().count(), z.nodes.len());
+            for f in z.nodes.iter() {
+                let r = f.value();
+                let host = (r.host != NO_HOST).then(|| name(r.host));
+                nodes.insert(
+                    (z.apex.to_vec(), f.name().to_vec()),
+                    (host, r.below, r.refs),
+                );
+            }
+        }
+        zones.sort();
+        let hosts = set
+            .hosts
+            .ids()
+            .map(|id| {
+                let h = set.hosts.get(id);
+                assert_eq!(set.hosts.find(h.name), Some(id));
+                (
+                    h.name.to_vec(),
+                    (h.v4.to_vec(), h.v6.to_vec(), h.exists, set.hosts.users(id)),
+                )
+            })
+            .collect();
+        (zones, delegations, nodes, hosts)
+    }
+
+    /// Objects with every case the publication rule has: in-zone glue and authoritative hosts,
+    /// hosts out of every zone, a host no one names, a wildcard host, nested names with
+    /// non-terminals, held and nameserver-less domains, domains of an unserved zone or not
+    /// directly below their apex, DS records, two zones sharing hosts, a nameserver named by
+    /// the apex and by delegations, and enough delegations for many shards.
+    fn varied_objects() -> Vec<Change> {
+        let mut out = vec![
+            Change::Zone(zone(
+                "tld",
+                &["a.nic.tld", "b.nic.tld", "ns.outside.example"],
+            )),
+            Change::Zone(zone("other", &["a.nic.tld", "ns1.d3.other"])),
+            Change::Host(host("a.nic.tld", &["192.0.2.1", "2001:db8::1"])),
+            Change::Host(host("b.nic.tld", &[])),
+            Change::Host(host("unused.tld", &["192.0.2.99"])),
+            Change::Host(host("*.wild.tld", &["192.0.2.98"])),
+            Change::Host(host("deep.er.d7.tld", &["192.0.2.97"])),
+            Change::Domain(domain("w.tld", "tld", &["*.wild.tld", "deep.er.d7.tld"])),
+            Change::Domain(domain("x.nowhere", "nowhere", &["ns.x.nowhere"])),
+            Change::Domain(domain("a.b.tld", "tld", &["ns.x.nowhere"])),
+            Change::Domain(domain("nons.tld", "tld", &[])),
+        ];
+        for i in 0..3000 {
+            let apex = if i % 10 == 3 { "other" } else { "tld" };
+            let name = format!("d{i}.{apex}");
+            let ns: Vec<String> = match i % 4 {
+                0 => vec![format!("ns1.{name}"), format!("ns2.{name}")],
+                1 => vec![format!("ns{}.provider.example", i % 7), "a.nic.tld".into()],
+                2 => vec![format!("ns1.d{}.{apex}", i - 2)],
+                _ => vec![
+                    format!("ns1.{name}"),
+                    format!("ns.glue.{name}"),
+                    "ns1.d3.other".into(),
+                ],
+            };
+            for (k, h) in ns.iter().enumerate() {
+                if h.ends_with(&name) && (k == 0 || i % 8 == 0) {
+                    let v6 = format!("2001:db8::{:x}", i + 1);
+                    let addrs: &[&str] = if i % 3 == 0 {
+                        &["192.0.2.5", &v6]
+                    } else {
+                        &["192.0.2.6"]
+                    };
+                    out.push(Change::Host(host(h, addrs)));
+                }
+            }
+            let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+            let mut d = domain(&name, apex, &ns);
+            if i % 13 == 0 {
+                d.statuses = vec![EppStatus::ServerHold];
+            }
+            if i % 11 == 0 {
+                d.ds = vec![orrery_proto::Ds {
+                    key_tag: i as u16,
+                    algorithm: 13,
+                    digest_type: 2,
+                    digest: vec![i as u8; 32],
+                }];
+            }
+            out.push(Change::Domain(d));
+        }
+        out
+    }
+
+    #[test]
+    fn the_bulk_build_makes_what_one_by_one_makes() {
+        let objects = varied_objects();
+        let bulk = ZoneSet::from_objects(9, &objects);
+        let single = ZoneSet::from_objects_one_by_one(9, &objects);
+        let (a, b) = (dump(&bulk), dump(&single));
+        assert_eq!(a, b);
+        // The data has what the cases above promise.
+        assert_eq!(a.0.len(), 2);
+        assert!(a.0.iter().any(|z| z.3 == 1), "one published wildcard");
+        assert!(a.1.len() > 2500 && a.2.len() > 1000 && a.3.len() > 1000);
+        assert!(
+            a.2.values().any(|n| n.0.is_none() && n.1 > 0),
+            "a non-terminal"
+        );
+        assert!(
+            a.2.values().any(|n| n.0.is_none() && n.1 == 0),
+            "an unpublished host"
+        );
+        // Also with one thread, and the serving shape is sealed: no spare capacity.
+        let (zones, hosts, domains) = ZoneSet::sort_objects(&objects);
+        let one = ZoneSet::bulk(9, &zones, &hosts, &domains, 1).unwrap();
+        assert_eq!(dump(&one), b);
+        for z in bulk.zones() {
+            assert!(z.delegations.shard_count() >= 16);
+            assert!(z.delegations.is_sealed() && z.nodes.is_sealed());
+        }
+        // A batch on the bulk-built version does what it does on the other.
+        let batch = ChangeBatch {
+            after: 9,
+            upto: 10,
+            changes: vec![
+                Change::DomainRemoved(n("d0.tld")),
+                Change::HostRemoved(n("a.nic.tld")),
+                Change::Domain(domain("d1.tld", "tld", &["ns1.d4.tld"])),
+                Change::Host(host("ns2.d0.tld", &["192.0.2.200"])),
+            ],
+        };
+        let (mut bulk, mut single) = (bulk, single);
+        bulk.apply(&batch).unwrap();
+        single.apply(&batch).unwrap();
+        assert_eq!(dump(&bulk), dump(&single));
+    }
+
+    #[test]
+    fn objects_named_twice_are_built_one_by_one() {
+        let mut objects = varied_objects();
+        // The same domain again, later, with other nameservers: the last one wins.
+        objects.push(Change::Domain(domain(
+            "d5.tld",
+            "tld",
+            &["ns9.elsewhere.example"],
+        )));
+        let (zones, hosts, domains) = ZoneSet::sort_objects(&objects);
+        assert!(ZoneSet::bulk(9, &zones, &hosts, &domains, 2).is_none());
+        let built = ZoneSet::from_objects(9, &objects);
+        assert_eq!(
+            dump(&built),
+            dump(&ZoneSet::from_objects_one_by_one(9, &objects))
+        );
+        let z = built.zone(&n("tld")).unwrap();
+        let d5: Vec<HostId> = z.delegation(n("d5.tld").as_wire()).unwrap().ns().collect();
+        assert_eq!(
+            built.hosts.get(d5[0]).name,
+            n("ns9.elsewhere.example").as_wire()
+        );
+        // A zone given twice: one by one too.
+        let mut objects = varied_objects();
+        objects.push(Change::Zone(zone("tld", &["a.nic.tld"])));
+        let (zones, hosts, domains) = ZoneSet::sort_objects(&objects);
+        assert!(ZoneSet::bulk(9, &zones, &hosts, &domains, 2).is_none());
+        assert_eq!(
+            ZoneSet::from_objects(9, &objects)
+                .zone(&n("tld"))
+                .unwrap()
+                .apex_ns
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! The map re-splits itself into more shards when it has grown to four times what its count was
 //! sized for ([`Shards::needs_resplit`]): a full rebuild, once per fourfold growth.
 
-use crate::served::shards::{Shard, Shards, key_hash, shard_count_for};
+use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for};
 
 /// The bits of the key hash kept as the in-shard tag: rotated so that none of them are the
 /// bits that chose the shard (those are equal for every key in the shard).
@@ -305,6 +305,122 @@ impl<V: Copy + Send + Sync> NameMap<V> {
         true
     }
 
+    /// Builds a map in one pass a shard from `items`, each naming a distinct entry: the items
+    /// are partitioned by shard first (their indexes, one counting sort), then each shard is
+    /// written on one of `threads` threads with its vectors sized exactly (no regrowth, nothing
+    /// for [`Shard::seal`] to trim). `name` gives an item's wire name, `size` its payload
+    /// length and `write` appends that payload and returns the record. Returns `None` if two
+    /// items have the same name (the caller then builds by single inserts, which let the last
+    /// one win): the input is not trusted to be unique, that check is a tag scan of the shard
+    /// being written.
+    pub fn build_unique<T: Sync>(
+        expected: usize,
+        items: &[T],
+        threads: usize,
+        name: impl Fn(&T) -> &[u8] + Sync,
+        size: impl Fn(&T) -> usize + Sync,
+        write: impl Fn(&T, &mut Vec<u8>) -> V + Sync,
+    ) -> Option<Self> {
+        let (shards, parts) = Partition::new(
+            shard_count_for(expected),
+            items.len(),
+            threads,
+            |i| name(&items[i]),
+            tag,
+        );
+        let duplicate = std::sync::atomic::AtomicBool::new(false);
+        let shards = Shards::from_fn_parallel(shards, threads, |s| {
+            let part = parts.shard(s);
+            let bytes = part
+                .iter()
+                .map(|&(i, _)| name(&items[i as usize]).len() + size(&items[i as usize]))
+                .sum();
+            let mut shard = NameShard {
+                tags: Vec::with_capacity(part.len()),
+                entries: Vec::with_capacity(part.len()),
+                arena: Vec::with_capacity(bytes),
+                garbage: 0,
+            };
+            for &(i, t) in part {
+                let item = &items[i as usize];
+                let key = name(item);
+                if shard.find(t, key).is_some() {
+                    duplicate.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return shard;
+                }
+                let off = shard.arena.len() as u32;
+                shard.arena.extend_from_slice(key);
+                let value = write(item, &mut shard.arena);
+                shard.tags.push(t);
+                shard.entries.push(Entry {
+                    off,
+                    payload_len: shard.arena.len() as u32 - off - key.len() as u32,
+                    name_len: key.len() as u8,
+                    value,
+                });
+            }
+            shard
+        });
+        if duplicate.into_inner() {
+            return None;
+        }
+        Some(Self {
+            shards,
+            len: items.len(),
+            touched: Vec::new(),
+        })
+    }
+
+    /// Builds a map with empty payloads from `(name, record)` items in one pass a shard, as
+    /// [`NameMap::build_unique`] does, except that items with the same name make one entry
+    /// whose record is folded from theirs by `merge(existing, next)`. `expected` is the
+    /// number of entries it is sized for (the shard count), not of items.
+    pub fn build_merged(
+        expected: usize,
+        items: &[(&[u8], V)],
+        threads: usize,
+        merge: impl Fn(&mut V, V) + Sync,
+    ) -> Self
+    where
+        V: Sync,
+    {
+        let (shards, parts) = Partition::new(
+            shard_count_for(expected),
+            items.len(),
+            threads,
+            |i| items[i].0,
+            tag,
+        );
+        let shards = Shards::from_fn_parallel(shards, threads, |s| {
+            let part = parts.shard(s);
+            let bytes = part.iter().map(|&(i, _)| items[i as usize].0.len()).sum();
+            let mut shard = NameShard {
+                tags: Vec::with_capacity(part.len()),
+                entries: Vec::with_capacity(part.len()),
+                arena: Vec::with_capacity(bytes),
+                garbage: 0,
+            };
+            for &(i, t) in part {
+                let (key, value) = items[i as usize];
+                match shard.find(t, key) {
+                    Some(at) => merge(&mut shard.entries[at].value, value),
+                    None => shard.push(t, key, &[], value),
+                }
+            }
+            // Merged items leave capacity unused: give it back (cheap, small vectors).
+            if shard.entries.len() < part.len() {
+                shard.seal();
+            }
+            shard
+        });
+        let len = shards.iter().map(|s| s.entries.len()).sum();
+        Self {
+            shards,
+            len,
+            touched: Vec::new(),
+        }
+    }
+
     /// Every entry, shard by shard.
     pub fn iter(&self) -> impl Iterator<Item = Found<'_, V>> {
         self.shards
@@ -342,6 +458,18 @@ impl<V: Copy + Send + Sync> NameMap<V> {
             self.shards.make_mut_at(i).seal();
         }
         self.touched = Vec::new();
+    }
+
+    /// True when no shard holds garbage or spare capacity (tests).
+    #[cfg(test)]
+    pub fn is_sealed(&self) -> bool {
+        self.touched.is_empty()
+            && self.shards.iter().all(|s| {
+                s.garbage == 0
+                    && s.arena.len() == s.arena.capacity()
+                    && s.entries.len() == s.entries.capacity()
+                    && s.tags.len() == s.tags.capacity()
+            })
     }
 
     /// Number of shards.
