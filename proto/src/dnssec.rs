@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn window_is_bucketed_and_checked() {
         let w = DnssecPolicy::window_for(604_800, Timestamp(1_800_000_000));
-        assert_eq!(w, DnssecPolicy::window_for(604_800, Timestamp(1_800_000_100)));
+        assert_eq!(
+            w,
+            DnssecPolicy::window_for(604_800, Timestamp(1_800_000_100))
+        );
         assert_eq!((w.0 + 3600) % 604_800, 0);
         let mut p = DnssecPolicy::tld_default(w);
         assert!(p.check().is_ok());
