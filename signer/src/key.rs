@@ -56,7 +56,11 @@ pub trait SigningKey: Send + Sync {
 /// Where private keys live. `generate` makes a new key and returns its locator (which the store
 /// records beside the public key); `load` finds it again.
 pub trait KeyStore {
-    fn generate(&self, zone: &Name, algorithm: Algorithm) -> Result<(String, Box<dyn SigningKey>), KeyError>;
+    fn generate(
+        &self,
+        zone: &Name,
+        algorithm: Algorithm,
+    ) -> Result<(String, Box<dyn SigningKey>), KeyError>;
     fn load(&self, locator: &str, algorithm: Algorithm) -> Result<Box<dyn SigningKey>, KeyError>;
 }
 
@@ -139,7 +143,11 @@ impl SigningKey for PrivateKey {
 pub fn key_tag(dnskey_rdata: &[u8]) -> u16 {
     let mut acc: u32 = 0;
     for (i, &b) in dnskey_rdata.iter().enumerate() {
-        acc += if i & 1 == 1 { u32::from(b) } else { u32::from(b) << 8 };
+        acc += if i & 1 == 1 {
+            u32::from(b)
+        } else {
+            u32::from(b) << 8
+        };
     }
     acc += (acc >> 16) & 0xffff;
     (acc & 0xffff) as u16
@@ -194,11 +202,19 @@ impl FileKeyStore {
 }
 
 impl KeyStore for FileKeyStore {
-    fn generate(&self, zone: &Name, algorithm: Algorithm) -> Result<(String, Box<dyn SigningKey>), KeyError> {
+    fn generate(
+        &self,
+        zone: &Name,
+        algorithm: Algorithm,
+    ) -> Result<(String, Box<dyn SigningKey>), KeyError> {
         let der = PrivateKey::generate_pkcs8(algorithm).map_err(KeyError::Generate)?;
         let key = PrivateKey::from_pkcs8(algorithm, &der).map_err(KeyError::Generate)?;
         let tag = key_tag(&dnskey_rdata(0x0100, algorithm, &key.public_key()));
-        let zone = if zone.is_root() { ".".to_owned() } else { zone.to_string() };
+        let zone = if zone.is_root() {
+            ".".to_owned()
+        } else {
+            zone.to_string()
+        };
         // A key tag is not unique: number the files so two keys never share one.
         for n in 0..1000u32 {
             let locator = format!("K{zone}+{:03}+{tag:05}-{n}.pk8", algorithm.number());
@@ -222,7 +238,9 @@ impl KeyStore for FileKeyStore {
                 Err(source) => return Err(KeyError::Io { path, source }),
             }
         }
-        Err(KeyError::Generate(format!("too many key files for tag {tag}")))
+        Err(KeyError::Generate(format!(
+            "too many key files for tag {tag}"
+        )))
     }
 
     fn load(&self, locator: &str, algorithm: Algorithm) -> Result<Box<dyn SigningKey>, KeyError> {
@@ -236,11 +254,12 @@ impl KeyStore for FileKeyStore {
             return Err(KeyError::Exposed { path, mode });
         }
         let der = fs::read(&path).map_err(io)?;
-        let key = PrivateKey::from_pkcs8(algorithm, &der).map_err(|reason| KeyError::Malformed {
-            path: path.clone(),
-            algorithm,
-            reason,
-        })?;
+        let key =
+            PrivateKey::from_pkcs8(algorithm, &der).map_err(|reason| KeyError::Malformed {
+                path: path.clone(),
+                algorithm,
+                reason,
+            })?;
         Ok(Box::new(key))
     }
 }
@@ -262,9 +281,13 @@ mod tests {
     #[test]
     fn rfc8080_ed25519_dnskey_ds_and_signature() {
         // RFC 8080 §6.1, first example.
-        let seed = B64.decode("ODIyNjAzODQ2MjgwODAxMjI2NDUxOTAyMDQxNDIyNjI=").unwrap();
+        let seed = B64
+            .decode("ODIyNjAzODQ2MjgwODAxMjI2NDUxOTAyMDQxNDIyNjI=")
+            .unwrap();
         let key = PrivateKey::ed25519_from_seed(&seed).unwrap();
-        let want_pub = B64.decode("l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=").unwrap();
+        let want_pub = B64
+            .decode("l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=")
+            .unwrap();
         assert_eq!(key.public_key(), want_pub);
         let owner = Name::from_ascii("example.com").unwrap();
         let rd = dnskey_rdata(257, Algorithm::Ed25519, &key.public_key());
@@ -300,7 +323,9 @@ mod tests {
     #[test]
     fn rfc6605_p256_dnskey_and_ds() {
         // RFC 6605 §6.1.
-        let scalar = B64.decode("GU6SnQ/Ou+xC5RumuIUIuJZteXT2z0O/ok1s38Et6mQ=").unwrap();
+        let scalar = B64
+            .decode("GU6SnQ/Ou+xC5RumuIUIuJZteXT2z0O/ok1s38Et6mQ=")
+            .unwrap();
         let key = PrivateKey::p256_from_scalar(&scalar).unwrap();
         let want_pub = B64
             .decode("GojIhhXUN/u4v54ZQqGSnyhWJwaubCvTmeexv7bR6edbkrSqQpF64cYbcB7wNcP+e+MAnLr+Wi9xMWyQLc8NAA==")
@@ -338,14 +363,20 @@ mod tests {
         let store = FileKeyStore::open(&dir.path().join("keys")).unwrap();
         let zone = Name::from_ascii("test").unwrap();
         for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
-            let (loc, key) = store.generate(&zone, alg).unwrap();
+            let (loc, key) = store.generate(&zone, alg, 257).unwrap();
             let path = dir.path().join("keys").join(&loc);
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
             let again = store.load(&loc, alg).unwrap();
             assert_eq!(again.public_key(), key.public_key());
             assert_eq!(again.sign(b"x"), key.sign(b"x"));
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(store.load(&loc, alg), Err(KeyError::Exposed { .. })));
+            assert!(matches!(
+                store.load(&loc, alg),
+                Err(KeyError::Exposed { .. })
+            ));
         }
         assert!(matches!(
             store.load("../etc/passwd", Algorithm::Ed25519),

@@ -115,7 +115,12 @@ pub fn sign_zone<'k>(
                 computed: tag,
             });
         }
-        dnskeys.push(Record::new(apex.clone(), rtype::DNSKEY, policy.dnskey_ttl, rd));
+        dnskeys.push(Record::new(
+            apex.clone(),
+            rtype::DNSKEY,
+            policy.dnskey_ttl,
+            rd,
+        ));
         if k.signs_dnskey() || k.signs_zone() {
             let key = private(&k.locator).ok_or_else(|| SignError::MissingPrivateKey {
                 zone: apex.clone(),
@@ -150,7 +155,7 @@ pub fn sign_zone<'k>(
             apex_records.push(Record::new(
                 apex.clone(),
                 rtype::NSEC3PARAM,
-                0,
+                negative_ttl,
                 rdata::nsec3param(0, nsec3::ITERATIONS, nsec3::SALT),
             ));
         }
@@ -419,11 +424,26 @@ mod tests {
             Record::new(apex.clone(), rtype::SOA, 3600, soa),
             Record::new(apex.clone(), rtype::NS, 172_800, rdata::ns(&n("ns1.test"))),
             Record::new(n("ns1.test"), rtype::A, 172_800, vec![192, 0, 2, 1]),
-            Record::new(n("signed.test"), rtype::NS, 172_800, rdata::ns(&n("ns.signed.test"))),
+            Record::new(
+                n("signed.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.signed.test")),
+            ),
             Record::new(n("signed.test"), rtype::DS, 86_400, rdata::ds(&ds)),
             Record::new(n("ns.signed.test"), rtype::A, 172_800, vec![192, 0, 2, 2]),
-            Record::new(n("plain.test"), rtype::NS, 172_800, rdata::ns(&n("ns.other"))),
-            Record::new(n("deep.sub.test"), rtype::NS, 172_800, rdata::ns(&n("ns.other"))),
+            Record::new(
+                n("plain.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.other")),
+            ),
+            Record::new(
+                n("deep.sub.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.other")),
+            ),
             Record::new(n("deep.sub.test"), rtype::DS, 86_400, rdata::ds(&ds)),
         ]
     }
@@ -455,7 +475,11 @@ mod tests {
 
     fn types_at(z: &SignedZone, owner: &str) -> Vec<u16> {
         let o = n(owner);
-        z.records.iter().filter(|r| r.owner == o).map(|r| r.rtype).collect()
+        z.records
+            .iter()
+            .filter(|r| r.owner == o)
+            .map(|r| r.rtype)
+            .collect()
     }
 
     #[test]
@@ -465,19 +489,41 @@ mod tests {
         let z = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap();
         assert_eq!(
             types_at(&z, "test"),
-            [rtype::NS, rtype::RRSIG, rtype::SOA, rtype::RRSIG, rtype::DNSKEY, rtype::RRSIG, rtype::NSEC3PARAM, rtype::RRSIG]
+            [
+                rtype::NS,
+                rtype::RRSIG,
+                rtype::SOA,
+                rtype::RRSIG,
+                rtype::DNSKEY,
+                rtype::RRSIG,
+                rtype::NSEC3PARAM,
+                rtype::RRSIG
+            ]
         );
-        assert_eq!(types_at(&z, "signed.test"), [rtype::NS, rtype::DS, rtype::RRSIG]);
+        assert_eq!(
+            types_at(&z, "signed.test"),
+            [rtype::NS, rtype::DS, rtype::RRSIG]
+        );
         assert_eq!(types_at(&z, "plain.test"), [rtype::NS]);
         assert_eq!(types_at(&z, "ns.signed.test"), [rtype::A]);
         assert_eq!(types_at(&z, "ns1.test"), [rtype::A, rtype::RRSIG]);
         // Chain: apex, ns1, signed, deep.sub and the empty non-terminal sub.test; plain.test
         // is opted out.
-        let nsec3: Vec<&Record> = z.records.iter().filter(|r| r.rtype == rtype::NSEC3).collect();
+        let nsec3: Vec<&Record> = z
+            .records
+            .iter()
+            .filter(|r| r.rtype == rtype::NSEC3)
+            .collect();
         assert_eq!(nsec3.len(), 5);
         let ent = nsec3::owner(&nsec3::hash(&n("sub.test"), &[], 0), &n("test"));
         let ent_rec = nsec3.iter().find(|r| r.owner == ent).unwrap();
-        assert_eq!(rdata::present(rtype::NSEC3, &ent_rec.rdata).unwrap().split(' ').count(), 5);
+        assert_eq!(
+            rdata::present(rtype::NSEC3, &ent_rec.rdata)
+                .unwrap()
+                .split(' ')
+                .count(),
+            5
+        );
         // Deterministic: the same input signs to the same bytes.
         let again = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap();
         assert_eq!(z.records, again.records);
@@ -492,13 +538,30 @@ mod tests {
             .records
             .iter()
             .filter(|r| r.rtype == rtype::NSEC)
-            .map(|r| (r.owner.clone(), rdata::present(rtype::NSEC, &r.rdata).unwrap()))
+            .map(|r| {
+                (
+                    r.owner.clone(),
+                    rdata::present(rtype::NSEC, &r.rdata).unwrap(),
+                )
+            })
             .collect();
         let owners: Vec<String> = chain.iter().map(|(o, _)| o.to_string()).collect();
-        assert_eq!(owners, ["test", "ns1.test", "plain.test", "signed.test", "deep.sub.test"]);
+        assert_eq!(
+            owners,
+            [
+                "test",
+                "ns1.test",
+                "plain.test",
+                "signed.test",
+                "deep.sub.test"
+            ]
+        );
         assert_eq!(chain[2].1, "signed.test. NS RRSIG NSEC");
         assert_eq!(chain[4].1, "test. NS DS RRSIG NSEC");
-        assert!(types_at(&z, "plain.test").contains(&rtype::RRSIG), "its NSEC is signed");
+        assert!(
+            types_at(&z, "plain.test").contains(&rtype::RRSIG),
+            "its NSEC is signed"
+        );
     }
 
     #[test]
