@@ -53,13 +53,14 @@ pub trait SigningKey: Send + Sync {
     fn sign(&self, data: &[u8]) -> Vec<u8>;
 }
 
-/// Where private keys live. `generate` makes a new key and returns its locator (which the store
-/// records beside the public key); `load` finds it again.
+/// Where private keys live. `generate` makes a new key for a DNSKEY with `flags` and returns
+/// its locator (which the store records beside the public key); `load` finds it again.
 pub trait KeyStore {
     fn generate(
         &self,
         zone: &Name,
         algorithm: Algorithm,
+        flags: u16,
     ) -> Result<(String, Box<dyn SigningKey>), KeyError>;
     fn load(&self, locator: &str, algorithm: Algorithm) -> Result<Box<dyn SigningKey>, KeyError>;
 }
@@ -206,10 +207,11 @@ impl KeyStore for FileKeyStore {
         &self,
         zone: &Name,
         algorithm: Algorithm,
+        flags: u16,
     ) -> Result<(String, Box<dyn SigningKey>), KeyError> {
         let der = PrivateKey::generate_pkcs8(algorithm).map_err(KeyError::Generate)?;
         let key = PrivateKey::from_pkcs8(algorithm, &der).map_err(KeyError::Generate)?;
-        let tag = key_tag(&dnskey_rdata(0x0100, algorithm, &key.public_key()));
+        let tag = key_tag(&dnskey_rdata(flags, algorithm, &key.public_key()));
         let zone = if zone.is_root() {
             ".".to_owned()
         } else {
