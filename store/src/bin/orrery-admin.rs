@@ -765,14 +765,12 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
             let apex = name("zone", &zone)?;
             let role = KeyRole::parse(&role)
                 .ok_or_else(|| invalid("role", format!("{role:?}: use csk, ksk or zsk")))?;
-            let state = match KeyState::parse(&state) {
-                Some(s @ (KeyState::Active | KeyState::Published)) => s,
-                _ => {
-                    return Err(invalid(
-                        "state",
-                        format!("{state:?}: use active or published"),
-                    ));
-                }
+            let Some(state @ (KeyState::Active | KeyState::Published)) = KeyState::parse(&state)
+            else {
+                return Err(invalid(
+                    "state",
+                    format!("{state:?}: use active or published"),
+                ));
             };
             let policy = store
                 .dnssec(&apex)
