@@ -528,6 +528,78 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_signed_zone_is_the_same_bytes_every_run_and_needs_its_keys() {
+        use orrery_proto::dnssec::{DnssecPolicy, KeyRole, KeyState, ZoneKey};
+        use orrery_signer::{FileKeyStore, KeyStore, key::dnskey_rdata, key_tag};
+        use orrery_store::synthetic::SyntheticTld;
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let apex = n("test");
+        store
+            .load_synthetic(&SyntheticTld {
+                zone: apex.clone(),
+                domains: 300,
+                seed: 3,
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+        let policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+        store.set_dnssec_policy(&apex, &policy).await.unwrap();
+        let (locator, private) = keys.generate(&apex, policy.algorithm, 257).unwrap();
+        let public_key = private.public_key();
+        store
+            .add_zone_key(
+                &apex,
+                &ZoneKey {
+                    role: KeyRole::Csk,
+                    algorithm: policy.algorithm,
+                    key_tag: key_tag(&dnskey_rdata(257, policy.algorithm, &public_key)),
+                    public_key,
+                    state: KeyState::Active,
+                    locator,
+                    created: Timestamp(1_800_000_000),
+                    published: None,
+                    activated: None,
+                    retired: None,
+                    revoked: None,
+                },
+            )
+            .await
+            .unwrap();
+
+        // Without the key store: refused, and nothing is left behind.
+        let out = dir.path().join("zones");
+        fs::create_dir_all(&out).unwrap();
+        let err = generate_zone(&store, &apex, &out, false).await.unwrap_err();
+        assert!(
+            matches!(err, GenerateError::Sign(SignZoneError::NoKeyStore(_))),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+
+        let mut files = Vec::new();
+        for _ in 0..2 {
+            let o = generate_zone_with_keys(&store, &apex, &out, true, Some(&keys))
+                .await
+                .unwrap();
+            let Outcome::Written { path, .. } = o else {
+                panic!("{o:?}")
+            };
+            files.push(fs::read(&path).unwrap());
+            let again = generate_zone_with_keys(&store, &apex, &out, false, Some(&keys))
+                .await
+                .unwrap();
+            assert!(matches!(again, Outcome::Unchanged { .. }), "{again:?}");
+        }
+        assert!(files[0] == files[1], "one store state, two different files");
+        let text = String::from_utf8(files.swap_remove(0)).unwrap();
+        assert!(text.starts_with("; orrery-serial "));
+        assert!(text.contains("\tNSEC3PARAM\t1 0 0 -"));
+        assert!(text.contains("\tRRSIG\tDNSKEY 13 1 3600 "));
+    }
+
+    #[tokio::test]
     async fn writes_atomically_skips_unchanged_and_runs_the_hook() {
         use orrery_store::synthetic::SyntheticTld;
         let store = Store::open("sqlite::memory:").await.unwrap();
