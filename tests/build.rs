@@ -21,7 +21,12 @@ fn main() {
     probe_peers::programs("missing_bind", &["named", "named-checkzone"]);
     probe_peers::programs(
         "missing_dnssec_validators",
-        &["dnssec-verify", "ldns-verify-zone", "kzonecheck"],
+        &[
+            "named-checkzone",
+            "dnssec-verify",
+            "ldns-verify-zone",
+            "kzonecheck",
+        ],
     );
     probe_peers::postgres_server("missing_postgres_server");
 }
