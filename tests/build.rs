@@ -10,6 +10,7 @@ fn main() {
         "missing_database_url",
         "missing_bind",
         "missing_postgres_server",
+        "missing_dnssec_validators",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -18,5 +19,14 @@ fn main() {
         println!("cargo::rustc-cfg=missing_database_url");
     }
     probe_peers::programs("missing_bind", &["named", "named-checkzone"]);
+    probe_peers::programs(
+        "missing_dnssec_validators",
+        &[
+            "named-checkzone",
+            "dnssec-verify",
+            "ldns-verify-zone",
+            "kzonecheck",
+        ],
+    );
     probe_peers::postgres_server("missing_postgres_server");
 }

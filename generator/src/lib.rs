@@ -18,10 +18,16 @@
 //! # Layout
 //! - this module: BIND master files ([`generate_zone`]), the `named.conf` fragment
 //!   ([`write_named_conf`]) and the post-write hook ([`run_hook`]).
+//! - `signed`: signed master files for zones whose DNSSEC policy signs them: the records
+//!   go through [`orrery_signer`] and are written in canonical order, the same bytes for the
+//!   same store state ([`generate_zone_with_keys`] with the signing hosts' key store).
 //! - [`snapshot`]: the satellite's snapshot file of the whole registry
 //!   ([`write_satellite_snapshot`]).
 
+mod signed;
 pub mod snapshot;
+
+pub use signed::SignZoneError;
 
 pub use snapshot::write_satellite_snapshot;
 
@@ -43,6 +49,9 @@ pub enum GenerateError {
     NoSuchZone(Name),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A signed zone could not be signed (no key store, a key file, the keys in the store).
+    #[error(transparent)]
+    Sign(#[from] SignZoneError),
     #[error("hook for zone {zone} failed: {reason}")]
     Hook { zone: Name, reason: String },
     /// The satellite snapshot could not be written (the error names the file).
@@ -192,12 +201,24 @@ impl From<StoreError> for VisitError {
 }
 
 /// Writes the master file of `apex` into `dir`, unless the file there already holds the
-/// zone's current serial (and `force` is false). The file is replaced atomically.
+/// zone's current serial (and `force` is false). The file is replaced atomically. A zone whose
+/// DNSSEC policy signs it needs [`generate_zone_with_keys`].
 pub async fn generate_zone(
     store: &Store,
     apex: &Name,
     dir: &Path,
     force: bool,
+) -> Result<Outcome, GenerateError> {
+    generate_zone_with_keys(store, apex, dir, force, None).await
+}
+
+/// [`generate_zone`], signing a zone whose policy says so with the private keys in `keys`.
+pub async fn generate_zone_with_keys(
+    store: &Store,
+    apex: &Name,
+    dir: &Path,
+    force: bool,
+    keys: Option<&dyn orrery_signer::KeyStore>,
 ) -> Result<Outcome, GenerateError> {
     let path = dir.join(zone_file_name(apex));
     let current = store
@@ -224,45 +245,98 @@ pub async fn generate_zone(
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut zone: Option<Zone> = None;
     let mut written_serial = 0;
+    let mut serials = (0, 0);
     let (mut delegations, mut records) = (0u64, 0u64);
+    // A signed zone is collected, signed whole and written in canonical order; an unsigned one
+    // streams straight into the file. Which one is known once the items after the zone come.
+    let mut dnssec: Option<orrery_proto::dnssec::ZoneDnssec> = None;
+    let mut apex_written = false;
+    let mut collected: Vec<orrery_signer::Record> = Vec::new();
 
     let visited = store
         .visit_zone(apex, HostSelection::Published, |item| {
-            let res = match item {
-                ZoneItem::Zone {
-                    zone: z,
-                    serial,
-                    zone_serial,
-                } => {
-                    zone = Some(z.clone());
-                    written_serial = if zone_serial > 0 { zone_serial } else { serial };
-                    write_apex(&mut out, z, serial, zone_serial)
-                }
-                ZoneItem::Domain(d) => {
+            if let ZoneItem::Dnssec(d) = item {
+                if d.is_signed() {
                     let z = zone.as_ref().expect("the zone comes first");
+                    signed::apex_records(z, serials.0, &mut collected);
+                    dnssec = Some(d);
+                }
+                return Ok(());
+            }
+            if let ZoneItem::Zone {
+                zone: z,
+                serial,
+                zone_serial,
+            } = item
+            {
+                zone = Some(z.clone());
+                serials = (serial, zone_serial);
+                written_serial = if zone_serial > 0 { zone_serial } else { serial };
+                return Ok(());
+            }
+            let z = zone.as_ref().expect("the zone comes first");
+            if dnssec.is_some() {
+                match item {
+                    ZoneItem::Domain(d) => {
+                        let n = signed::domain_records(z, &d, &mut collected);
+                        delegations += u64::from(n > 0);
+                        records += n;
+                    }
+                    ZoneItem::Host(h) => records += signed::host_records(z, &h, &mut collected),
+                    ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => {}
+                }
+                return Ok(());
+            }
+            if !apex_written {
+                apex_written = true;
+                records += write_apex(&mut out, z, serials.0, serials.1).map_err(VisitError::Io)?;
+            }
+            let res = match item {
+                ZoneItem::Domain(d) => {
                     write_domain(&mut out, z, &d).inspect(|&n| delegations += u64::from(n > 0))
                 }
-                ZoneItem::Host(h) => {
-                    write_host(&mut out, zone.as_ref().expect("the zone comes first"), &h)
-                }
+                ZoneItem::Host(h) => write_host(&mut out, z, &h),
+                ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => Ok(0),
             };
             res.map(|n| records += n).map_err(VisitError::Io)
         })
         .await;
+    let fail = |e: GenerateError| {
+        let _ = fs::remove_file(&tmp);
+        Err(e)
+    };
     match visited {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(GenerateError::NoSuchZone(apex.clone()));
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(match e {
-                VisitError::Store(e) => e.into(),
-                VisitError::Io(source) => GenerateError::Io { path: tmp, source },
+        Ok(None) => return fail(GenerateError::NoSuchZone(apex.clone())),
+        Err(VisitError::Store(e)) => return fail(e.into()),
+        Err(VisitError::Io(source)) => {
+            return fail(GenerateError::Io {
+                path: tmp.clone(),
+                source,
             });
         }
     };
+    let z = zone.as_ref().expect("a visited zone");
+    let written = match &dnssec {
+        Some(d) => {
+            let signed_zone = match signed::sign(z, d, std::mem::take(&mut collected), keys) {
+                Ok(s) => s,
+                Err(e) => return fail(e.into()),
+            };
+            records = signed_zone.records.len() as u64;
+            signed::write(&mut out, &serial_line(serials.1), z, &signed_zone)
+        }
+        None if !apex_written => {
+            write_apex(&mut out, z, serials.0, serials.1).map(|n| records += n)
+        }
+        None => Ok(()),
+    };
+    if let Err(source) = written {
+        return fail(GenerateError::Io {
+            path: tmp.clone(),
+            source,
+        });
+    }
     let finish = || -> io::Result<()> {
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
@@ -451,6 +525,78 @@ mod tests {
     fn soa_serial_wraps_as_serial_arithmetic() {
         assert_eq!(soa_serial(5), 5);
         assert_eq!(soa_serial((1 << 32) + 7), 7);
+    }
+
+    #[tokio::test]
+    async fn a_signed_zone_is_the_same_bytes_every_run_and_needs_its_keys() {
+        use orrery_proto::dnssec::{DnssecPolicy, KeyRole, KeyState, ZoneKey};
+        use orrery_signer::{FileKeyStore, KeyStore, key::dnskey_rdata, key_tag};
+        use orrery_store::synthetic::SyntheticTld;
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let apex = n("test");
+        store
+            .load_synthetic(&SyntheticTld {
+                zone: apex.clone(),
+                domains: 300,
+                seed: 3,
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+        let policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+        store.set_dnssec_policy(&apex, &policy).await.unwrap();
+        let (locator, private) = keys.generate(&apex, policy.algorithm, 257).unwrap();
+        let public_key = private.public_key();
+        store
+            .add_zone_key(
+                &apex,
+                &ZoneKey {
+                    role: KeyRole::Csk,
+                    algorithm: policy.algorithm,
+                    key_tag: key_tag(&dnskey_rdata(257, policy.algorithm, &public_key)),
+                    public_key,
+                    state: KeyState::Active,
+                    locator,
+                    created: Timestamp(1_800_000_000),
+                    published: None,
+                    activated: None,
+                    retired: None,
+                    revoked: None,
+                },
+            )
+            .await
+            .unwrap();
+
+        // Without the key store: refused, and nothing is left behind.
+        let out = dir.path().join("zones");
+        fs::create_dir_all(&out).unwrap();
+        let err = generate_zone(&store, &apex, &out, false).await.unwrap_err();
+        assert!(
+            matches!(err, GenerateError::Sign(SignZoneError::NoKeyStore(_))),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+
+        let mut files = Vec::new();
+        for _ in 0..2 {
+            let o = generate_zone_with_keys(&store, &apex, &out, true, Some(&keys))
+                .await
+                .unwrap();
+            let Outcome::Written { path, .. } = o else {
+                panic!("{o:?}")
+            };
+            files.push(fs::read(&path).unwrap());
+            let again = generate_zone_with_keys(&store, &apex, &out, false, Some(&keys))
+                .await
+                .unwrap();
+            assert!(matches!(again, Outcome::Unchanged { .. }), "{again:?}");
+        }
+        assert!(files[0] == files[1], "one store state, two different files");
+        let text = String::from_utf8(files.swap_remove(0)).unwrap();
+        assert!(text.starts_with("; orrery-serial "));
+        assert!(text.contains("\tNSEC3PARAM\t1 0 0 -"));
+        assert!(text.contains("\tRRSIG\tDNSKEY 13 1 3600 "));
     }
 
     #[tokio::test]

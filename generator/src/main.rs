@@ -1,13 +1,15 @@
 //! `orrery-generator`: writes the registry's zones as BIND master files, plus a `named.conf`
 //! fragment, for the fallback cluster; with `--satellite-snapshot FILE`, also the snapshot file
-//! a satellite starts from (`--no-zones` for the snapshot alone).
+//! a satellite starts from (`--no-zones` for the snapshot alone). Zones whose DNSSEC policy
+//! signs them are signed with the keys in `--key-dir`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use orrery_generator::{
-    Outcome, generate_zone, run_hook, soa_serial, write_named_conf, write_satellite_snapshot,
+    Outcome, generate_zone_with_keys, run_hook, soa_serial, write_named_conf,
+    write_satellite_snapshot,
 };
 use orrery_proto::Name;
 use orrery_store::Store;
@@ -43,6 +45,10 @@ struct Cli {
     /// `orrery-satellite --snapshot FILE`), read from one consistent store snapshot.
     #[arg(long, value_name = "FILE")]
     satellite_snapshot: Option<PathBuf>,
+    /// Key directory of the signing host (PKCS#8 files, mode 0600): needed for zones whose
+    /// DNSSEC policy signs them.
+    #[arg(long, env = "ORRERY_KEY_DIR", value_name = "DIR")]
+    key_dir: Option<PathBuf>,
     /// Write no zone files or named.conf (with --satellite-snapshot: the snapshot alone).
     #[arg(long, requires = "satellite_snapshot")]
     no_zones: bool,
@@ -98,9 +104,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .map(|z| Name::from_user(z).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
             .collect::<Result<_, _>>()?
     };
+    let keys = cli
+        .key_dir
+        .as_deref()
+        .map(orrery_signer::FileKeyStore::open)
+        .transpose()?;
+    let keys = keys.as_ref().map(|k| k as &dyn orrery_signer::KeyStore);
     let mut failed = 0;
     for zone in &zones {
-        match generate_zone(&store, zone, &out, cli.force).await {
+        match generate_zone_with_keys(&store, zone, &out, cli.force, keys).await {
             Ok(Outcome::Written {
                 path,
                 serial,

@@ -2,6 +2,7 @@
 //! all speak in these types.
 //!
 //! # Layout
+//! - [`dnssec`]: a zone's DNSSEC policy and public keys with their states.
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`logging`]: what every binary writes to stderr: log lines (colour only on a terminal)
 //!   and its final error, each cause once.
@@ -16,6 +17,7 @@
 //!   the satellite's dial-in client.
 
 pub mod backoff;
+pub mod dnssec;
 pub mod link;
 pub mod logging;
 pub mod model;

@@ -9,6 +9,7 @@
 //! - [`journal`]: following the change journal (`changes after serial S`) without ever skipping
 //!   a change, and zone serials derived from it.
 //! - [`read`]: consistent reads of whole zones and of single objects as `orrery_proto` types.
+//! - [`dnssec`]: each zone's DNSSEC policy and public keys, journalled as zone changes.
 //! - [`write`]: the validated writes behind the administrative CLI.
 //! - [`cluster`]: the cluster's shared picture (masters, satellites, statistics history,
 //!   warnings), written by the masters and read by `orrery-master status`.
@@ -29,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub mod cluster;
 mod dialect;
+pub mod dnssec;
 pub mod journal;
 pub mod lease;
 pub mod read;

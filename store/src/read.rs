@@ -34,7 +34,7 @@ pub enum HostSelection {
     All,
 }
 
-/// One item of a zone read by [`Store::visit_zone`]: first the zone, then every domain in name
+/// One item of a zone read by [`Store::visit_zone`]: first the zone (and its DNSSEC state), then every domain in name
 /// order, then the selected hosts in name order.
 #[derive(Debug)]
 pub enum ZoneItem<'a> {
@@ -46,6 +46,9 @@ pub enum ZoneItem<'a> {
         serial: Serial,
         zone_serial: Serial,
     },
+    /// The zone's DNSSEC policy and keys, right after the zone, when it has a policy (read in
+    /// the same snapshot: the keys of this serial).
+    Dnssec(orrery_proto::dnssec::ZoneDnssec),
     Domain(Domain),
     Host(Host),
 }
@@ -99,7 +102,12 @@ impl From<BadRow> for StoreError {
     }
 }
 
-fn bad_row(object: &'static str, table: &'static str, key: &str, reason: impl ToString) -> BadRow {
+pub(crate) fn bad_row(
+    object: &'static str,
+    table: &'static str,
+    key: &str,
+    reason: impl ToString,
+) -> BadRow {
     BadRow {
         object,
         key: key.to_owned(),
@@ -108,7 +116,7 @@ fn bad_row(object: &'static str, table: &'static str, key: &str, reason: impl To
     }
 }
 
-type RowResult<T> = std::result::Result<T, BadRow>;
+pub(crate) type RowResult<T> = std::result::Result<T, BadRow>;
 
 /// Streams the rows of `$sql` (with optional binds) as `$row` through `$tx`, giving each, turned
 /// into a model object by `$conv`, to `$visit`. Errors map through `$db`.
@@ -715,6 +723,20 @@ impl Store {
                 .await
                 .map_err(db)?;
             visit(ZoneItem::Zone { zone: &zone, serial, zone_serial })?;
+            let policy: Option<crate::dnssec::PolicyRow> = sqlx::query_as(AssertSqlSafe(crate::dnssec::POLICY_SQL))
+                .bind(zone_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if let Some(policy) = policy {
+                let keys: Vec<crate::dnssec::KeyRow> = sqlx::query_as(AssertSqlSafe(crate::dnssec::KEYS_SQL))
+                    .bind(zone_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let d = crate::dnssec::into_model(&zone.name.to_string(), policy, keys).map_err(StoreError::from)?;
+                visit(ZoneItem::Dnssec(d))?;
+            }
             stream_rows!(tx, DomainRow, domain_sql, [zone_id], db, |row| ZoneItem::Domain(row.into_model().map_err(StoreError::from)?), visit);
             stream_rows!(tx, HostRow, host_sql, [zone_id], db, |row| ZoneItem::Host(row.into_model().map_err(StoreError::from)?), visit);
             tx.commit().await.map_err(db)?;

@@ -639,7 +639,7 @@ mod load_tests {
                         names.push(d.name.to_string());
                     }
                     ZoneItem::Host(_) => hosts += 1,
-                    ZoneItem::Zone { .. } => {}
+                    ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => {}
                 }
                 Ok::<_, StoreError>(())
             })

@@ -663,3 +663,114 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn dnssec_keys_and_ds_for_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let key_dir = dir.path().join("keys");
+    let key_dir = key_dir.to_str().unwrap();
+    ok(&db, &["init"]);
+    ok(
+        &db,
+        &[
+            "zone",
+            "add",
+            "test",
+            "--mname",
+            "a.nic.test",
+            "--rname",
+            "hostmaster.nic.test",
+            "--ns",
+            "a.nic.test=192.0.2.1",
+        ],
+    );
+    // No policy, no keys.
+    let out = admin(&db, &["dnssec", "add-key", "test", "--key-dir", key_dir]);
+    assert_eq!(out.status.code(), Some(2));
+    refused(
+        &db,
+        &["dnssec", "policy", "test", "--algorithm", "8"],
+        "algorithm",
+    );
+    refused(
+        &db,
+        &["dnssec", "policy", "test", "--denial", "nsec5"],
+        "denial",
+    );
+    assert!(
+        admin(&db, &["dnssec", "policy", "test", "--refresh", "1209600"])
+            .status
+            .code()
+            == Some(2)
+    );
+
+    ok(&db, &["dnssec", "policy", "test", "--algorithm", "15"]);
+    ok(
+        &db,
+        &[
+            "dnssec",
+            "add-key",
+            "test",
+            "--role",
+            "ksk",
+            "--key-dir",
+            key_dir,
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "dnssec",
+            "add-key",
+            "test",
+            "--role",
+            "zsk",
+            "--key-dir",
+            key_dir,
+            "--state",
+            "published",
+        ],
+    );
+    refused(
+        &db,
+        &[
+            "dnssec",
+            "add-key",
+            "test",
+            "--role",
+            "big",
+            "--key-dir",
+            key_dir,
+        ],
+        "role",
+    );
+
+    let keys: Vec<serde_json::Value> = ok(&db, &["dnssec", "keys", "test", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["role"], "ksk");
+    assert_eq!(keys[0]["flags"], 257);
+    assert_eq!(keys[0]["algorithm"], 15);
+    assert_eq!(keys[1]["state"], "published");
+    for k in &keys {
+        let file = std::path::Path::new(key_dir).join(k["locator"].as_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+
+    // One DS, for the KSK, with its key tag.
+    let ds: Vec<serde_json::Value> = ok(&db, &["dnssec", "ds", "test", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["key_tag"], keys[0]["key_tag"]);
+    assert_eq!(ds[0]["digest_type"], 2);
+    assert_eq!(ds[0]["digest"].as_str().unwrap().len(), 64);
+    assert!(ok(&db, &["dnssec", "ds", "test"]).contains("test. IN DS "));
+    assert!(ok(&db, &["dnssec", "refresh", "test"]).contains("current"));
+}

@@ -239,7 +239,7 @@ async fn bind_serves_the_generated_zone() {
                 ZoneItem::Host(h) => {
                     glue.insert(h.name, h.addresses);
                 }
-                ZoneItem::Zone { .. } => {}
+                ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => {}
             }
             Ok::<_, StoreError>(())
         })

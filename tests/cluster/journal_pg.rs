@@ -179,6 +179,7 @@ async fn postgres_and_sqlite_hold_the_same_tld() {
                                 ..zone.clone()
                             }
                         ),
+                        orrery_store::ZoneItem::Dnssec(d) => format!("{d:?}"),
                         orrery_store::ZoneItem::Domain(d) => format!("{d:?}"),
                         orrery_store::ZoneItem::Host(h) => {
                             format!("{:?} {:?}", h.name, h.addresses)

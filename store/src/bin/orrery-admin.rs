@@ -92,6 +92,9 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// DNSSEC: a zone's signing policy and keys.
+    #[command(subcommand)]
+    Dnssec(DnssecCmd),
     /// List the rows the cluster quarantines: rows of any table that cannot become a registry
     /// object (read with the conversions the master uses). Exits 1 when there are any.
     BadRows {
@@ -145,6 +148,60 @@ enum ZoneCmd {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Subcommand)]
+enum DnssecCmd {
+    /// Set a zone's signing policy (the signature window starts at the current refresh period).
+    Policy {
+        zone: String,
+        /// `nsec3-optout` (a TLD's default), `nsec` (small zones) or `unsigned`.
+        #[arg(long, default_value = "nsec3-optout")]
+        denial: String,
+        /// 13 (ECDSA P-256 SHA-256) or 15 (Ed25519).
+        #[arg(long, default_value_t = 13)]
+        algorithm: u8,
+        /// Signature validity, seconds.
+        #[arg(long, default_value_t = orrery_proto::dnssec::DnssecPolicy::DEFAULT_VALIDITY)]
+        validity: u32,
+        /// Signature refresh period, seconds (shorter than the validity).
+        #[arg(long, default_value_t = orrery_proto::dnssec::DnssecPolicy::DEFAULT_REFRESH)]
+        refresh: u32,
+        #[arg(long, default_value_t = orrery_proto::dnssec::DnssecPolicy::DEFAULT_DNSKEY_TTL)]
+        dnskey_ttl: u32,
+    },
+    /// Create a key: the private key goes to the key directory (PKCS#8, mode 0600), the public
+    /// key and its state to the store.
+    AddKey {
+        zone: String,
+        /// `csk`, `ksk` or `zsk`.
+        #[arg(long, default_value = "csk")]
+        role: String,
+        /// The signing host's key directory.
+        #[arg(long, env = "ORRERY_KEY_DIR")]
+        key_dir: std::path::PathBuf,
+        /// `active` (signs at once) or `published` (pre-published, signs nothing yet).
+        #[arg(long, default_value = "active")]
+        state: String,
+        /// Algorithm; default: the zone's policy's.
+        #[arg(long)]
+        algorithm: Option<u8>,
+    },
+    /// List a zone's keys.
+    Keys {
+        zone: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show the DS records (SHA-256) to send to the parent, one per KSK/CSK in the zone.
+    Ds {
+        zone: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Start the next signature window if its refresh period has begun (run daily; a no-op
+    /// otherwise).
+    Refresh { zone: String },
 }
 
 #[derive(Subcommand)]
@@ -521,6 +578,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Refused> {
             say!("contact {handle} added");
         }
         Command::Domain(cmd) => domain(&store, cmd).await?,
+        Command::Dnssec(cmd) => dnssec(&store, cmd).await?,
         Command::Glue { host, addresses } => {
             let host = name("host", &host)?;
             let addrs = addresses
@@ -657,6 +715,148 @@ fn print_list(records: &[show::Record], output: &Output) {
     } else {
         emit!("{}", show::text_of(records));
     }
+}
+
+async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
+    use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneKey};
+    use orrery_signer::key::dnskey_rdata;
+    use orrery_signer::{FileKeyStore, KeyStore as _};
+    let algorithm = |n: u8| {
+        Algorithm::from_number(n).ok_or_else(|| invalid("algorithm", format!("{n}: use 13 or 15")))
+    };
+    match cmd {
+        DnssecCmd::Policy {
+            zone,
+            denial,
+            algorithm: alg,
+            validity,
+            refresh,
+            dnskey_ttl,
+        } => {
+            let apex = name("zone", &zone)?;
+            let policy = DnssecPolicy {
+                denial: Denial::parse(&denial).ok_or_else(|| {
+                    invalid(
+                        "denial",
+                        format!("{denial:?}: use nsec3-optout, nsec or unsigned"),
+                    )
+                })?,
+                algorithm: algorithm(alg)?,
+                validity,
+                refresh,
+                dnskey_ttl,
+                inception: DnssecPolicy::window_for(refresh, Timestamp::now()),
+            };
+            store.set_dnssec_policy(&apex, &policy).await?;
+            say!(
+                "zone {apex}: {} with algorithm {}, signatures from {}",
+                policy.denial,
+                policy.algorithm.number(),
+                policy.inception
+            );
+        }
+        DnssecCmd::AddKey {
+            zone,
+            role,
+            key_dir,
+            state,
+            algorithm: alg,
+        } => {
+            let apex = name("zone", &zone)?;
+            let role = KeyRole::parse(&role)
+                .ok_or_else(|| invalid("role", format!("{role:?}: use csk, ksk or zsk")))?;
+            let Some(state @ (KeyState::Active | KeyState::Published)) = KeyState::parse(&state)
+            else {
+                return Err(invalid(
+                    "state",
+                    format!("{state:?}: use active or published"),
+                ));
+            };
+            let policy = store
+                .dnssec(&apex)
+                .await?
+                .ok_or_else(|| {
+                    Refused(format!(
+                        "zone {apex} has no DNSSEC policy: set one with `dnssec policy`"
+                    ))
+                })?
+                .policy;
+            let alg = match alg {
+                Some(n) => algorithm(n)?,
+                None => policy.algorithm,
+            };
+            let keys = FileKeyStore::open(&key_dir).map_err(|e| Refused(e.to_string()))?;
+            let flags = if role.is_sep() { 257 } else { 256 };
+            let (locator, private) = keys
+                .generate(&apex, alg, flags)
+                .map_err(|e| Refused(e.to_string()))?;
+            let now = Timestamp::now();
+            let mut key = ZoneKey {
+                role,
+                algorithm: alg,
+                key_tag: 0,
+                public_key: private.public_key(),
+                state,
+                locator,
+                created: now,
+                published: Some(now),
+                activated: (state == KeyState::Active).then_some(now),
+                retired: None,
+                revoked: None,
+            };
+            key.key_tag = orrery_signer::key_tag(&dnskey_rdata(key.flags(), alg, &key.public_key));
+            store.add_zone_key(&apex, &key).await?;
+            say!(
+                "zone {apex}: {} key {} (algorithm {}) {}, private key {}",
+                role.as_str(),
+                key.key_tag,
+                alg.number(),
+                state.as_str(),
+                key_dir.join(&key.locator).display()
+            );
+        }
+        DnssecCmd::Keys { zone, output } => {
+            let apex = name("zone", &zone)?;
+            let keys = store
+                .dnssec(&apex)
+                .await?
+                .map(|d| d.keys)
+                .unwrap_or_default();
+            let records: Vec<_> = keys.iter().map(|k| show::zone_key(&apex, k)).collect();
+            print_list(&records, &output);
+        }
+        DnssecCmd::Ds { zone, output } => {
+            let apex = name("zone", &zone)?;
+            let keys = store
+                .dnssec(&apex)
+                .await?
+                .map(|d| d.keys)
+                .unwrap_or_default();
+            let records: Vec<_> = keys
+                .iter()
+                .filter(|k| k.role.is_sep() && k.state != KeyState::Revoked)
+                .map(|k| {
+                    let ds = orrery_signer::ds_for(
+                        &apex,
+                        &dnskey_rdata(k.flags(), k.algorithm, &k.public_key),
+                    );
+                    show::parent_ds(&apex, &ds)
+                })
+                .collect();
+            print_list(&records, &output);
+        }
+        DnssecCmd::Refresh { zone } => {
+            let apex = name("zone", &zone)?;
+            match store
+                .advance_signature_window(&apex, Timestamp::now())
+                .await?
+            {
+                Some(t) => say!("zone {apex}: signatures from {t}"),
+                None => say!("zone {apex}: the signature window is current"),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn domain(store: &Store, cmd: DomainCmd) -> Result<(), Refused> {

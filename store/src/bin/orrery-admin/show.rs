@@ -211,6 +211,45 @@ pub(crate) fn zone(z: &Zone, serial: i64) -> Record {
         .list("nameserver", "nameservers", &z.nameservers)
 }
 
+/// A zone's DNSSEC key, for `dnssec keys`.
+pub(crate) fn zone_key(zone: &orrery_proto::Name, k: &orrery_proto::dnssec::ZoneKey) -> Record {
+    let opt = |t: Option<Timestamp>| t.map(|t| t.to_string());
+    Record::default()
+        .text("zone", zone)
+        .text("role", k.role.as_str())
+        .number("algorithm", k.algorithm.number())
+        .number("key_tag", k.key_tag)
+        .number("flags", k.flags())
+        .text("state", k.state.as_str())
+        .text("locator", &k.locator)
+        .time("created", k.created)
+        .optional("published", opt(k.published))
+        .optional("activated", opt(k.activated))
+        .optional("retired", opt(k.retired))
+        .optional("revoked", opt(k.revoked))
+}
+
+/// A DS record for the parent, for `dnssec ds`.
+pub(crate) fn parent_ds(zone: &orrery_proto::Name, ds: &Ds) -> Record {
+    Record::default()
+        .text("zone", zone)
+        .number("key_tag", ds.key_tag)
+        .number("algorithm", ds.algorithm)
+        .number("digest_type", ds.digest_type)
+        .text("digest", ds.digest_hex())
+        .text(
+            "record",
+            format!(
+                "{} IN DS {} {} {} {}",
+                zone.to_fqdn(),
+                ds.key_tag,
+                ds.algorithm,
+                ds.digest_type,
+                ds.digest_hex()
+            ),
+        )
+}
+
 fn host(h: &Host) -> Record {
     Record::default()
         .text("name", &h.name)

@@ -1,0 +1,320 @@
+//! A zone's DNSSEC state as the store holds it: its signing policy and its public keys.
+//!
+//! Both travel with the zone (the store journals a change to either as a change to the zone, so
+//! the zone's serial moves and every consumer re-reads it), which makes "the keys in the zone at
+//! serial S" one answer for every master, satellite and the generator. Private keys never appear
+//! here: they live on the signing hosts behind `orrery_signer::KeyStore`, found by
+//! [`ZoneKey::locator`].
+
+use std::fmt;
+
+use crate::model::Timestamp;
+
+/// How a zone proves the absence of names (its denial of existence), or that it is unsigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Denial {
+    /// Not signed: no DNSKEY, RRSIG or NSEC(3) records.
+    Unsigned,
+    /// NSEC3 (RFC 5155) with opt-out: insecure delegations are left out of the chain, so adding
+    /// or removing one needs no new signature (§6). RFC 9276: no extra iterations, no salt.
+    /// The default for a TLD.
+    Nsec3OptOut,
+    /// NSEC (RFC 4034 §4): every name in the chain; for small zones.
+    Nsec,
+}
+
+impl Denial {
+    /// The store's and the command line's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsigned => "unsigned",
+            Self::Nsec3OptOut => "nsec3-optout",
+            Self::Nsec => "nsec",
+        }
+    }
+
+    /// Parses [`Denial::as_str`]'s spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unsigned" => Some(Self::Unsigned),
+            "nsec3-optout" => Some(Self::Nsec3OptOut),
+            "nsec" => Some(Self::Nsec),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The DNSSEC algorithms Orrery signs with (IANA "DNS Security Algorithm Numbers"). Both have
+/// deterministic signatures (RFC 6979 nonces for ECDSA; Ed25519 by construction, RFC 8032).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// 13, ECDSA P-256 with SHA-256 (RFC 6605): the default.
+    EcdsaP256Sha256,
+    /// 15, Ed25519 (RFC 8080).
+    Ed25519,
+}
+
+impl Algorithm {
+    /// The algorithm number in DNSKEY, RRSIG and DS records.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::EcdsaP256Sha256 => 13,
+            Self::Ed25519 => 15,
+        }
+    }
+
+    /// The algorithm for a number, if Orrery signs with it.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            13 => Some(Self::EcdsaP256Sha256),
+            15 => Some(Self::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// A zone's signing policy. Times are seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnssecPolicy {
+    pub denial: Denial,
+    pub algorithm: Algorithm,
+    /// How long a signature is valid from its inception (default 14 days).
+    pub validity: u32,
+    /// How often signatures are renewed: a new signature window starts every `refresh`
+    /// (default 7 days), so a signature has at least `validity - refresh` left when replaced.
+    pub refresh: u32,
+    /// TTL of the DNSKEY RRset (default 3600).
+    pub dnskey_ttl: u32,
+    /// The start of the current signature window, as the store holds it: every RRSIG's inception
+    /// is this, and its expiration this plus `validity`. Kept in the store (and moved by a
+    /// journalled write once per `refresh`) rather than taken from the clock, so the same store
+    /// state signs to the same bytes on every master and in the generator.
+    pub inception: Timestamp,
+}
+
+impl DnssecPolicy {
+    /// 14 days, an operator's usual validity.
+    pub const DEFAULT_VALIDITY: u32 = 14 * 86_400;
+    /// 7 days: renewed halfway.
+    pub const DEFAULT_REFRESH: u32 = 7 * 86_400;
+    /// One hour.
+    pub const DEFAULT_DNSKEY_TTL: u32 = 3_600;
+    /// Signatures start this long before their window, for validators with slow clocks.
+    pub const CLOCK_SKEW: i64 = 3_600;
+
+    /// The TLD default: NSEC3 opt-out, algorithm 13, 14/7 days, window starting at `inception`.
+    pub fn tld_default(inception: Timestamp) -> Self {
+        Self {
+            denial: Denial::Nsec3OptOut,
+            algorithm: Algorithm::EcdsaP256Sha256,
+            validity: Self::DEFAULT_VALIDITY,
+            refresh: Self::DEFAULT_REFRESH,
+            dnskey_ttl: Self::DEFAULT_DNSKEY_TTL,
+            inception,
+        }
+    }
+
+    /// The window start for time `now`: `now` rounded down to the refresh period, less the
+    /// clock skew. Every signer that moves the window at about the same time picks the same one.
+    pub fn window_for(refresh: u32, now: Timestamp) -> Timestamp {
+        let period = i64::from(refresh.max(1));
+        Timestamp(now.0.div_euclid(period) * period - Self::CLOCK_SKEW)
+    }
+
+    /// Checks the numbers: a refresh shorter than the validity, non-zero.
+    pub fn check(&self) -> Result<(), String> {
+        if self.refresh == 0 || self.validity == 0 {
+            return Err("validity and refresh must be positive".into());
+        }
+        if self.refresh >= self.validity {
+            return Err(format!(
+                "refresh ({} s) must be shorter than the validity ({} s), or signatures expire before they are renewed",
+                self.refresh, self.validity
+            ));
+        }
+        Ok(())
+    }
+
+    /// RRSIG inception and expiration (RFC 4034 §3.1.5: seconds since the epoch modulo 2^32).
+    pub fn signature_times(&self) -> (u32, u32) {
+        let inception = self.inception.0;
+        let expiration = inception + i64::from(self.validity);
+        (inception as u32, expiration as u32)
+    }
+}
+
+/// What a key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// Key-signing key: signs the DNSKEY RRset; its DS is at the parent.
+    Ksk,
+    /// Zone-signing key: signs every other RRset.
+    Zsk,
+    /// Combined signing key: both.
+    Csk,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ksk => "ksk",
+            Self::Zsk => "zsk",
+            Self::Csk => "csk",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ksk" => Some(Self::Ksk),
+            "zsk" => Some(Self::Zsk),
+            "csk" => Some(Self::Csk),
+            _ => None,
+        }
+    }
+
+    /// True for keys with the Secure Entry Point flag (RFC 4034 §2.1.1): those a DS points to.
+    pub fn is_sep(self) -> bool {
+        matches!(self, Self::Ksk | Self::Csk)
+    }
+}
+
+/// Where a key is in its life. Every state but the removal of the row keeps the key in the
+/// DNSKEY RRset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// In the DNSKEY RRset, signing nothing yet (pre-publication, RFC 6781 §4.1.1.1).
+    Published,
+    /// In the DNSKEY RRset and signing what its role signs.
+    Active,
+    /// In the DNSKEY RRset, no longer signing (waiting for caches to drop old signatures).
+    Retired,
+    /// Published with the REVOKE flag (RFC 5011 §2.1), self-signing the DNSKEY RRset.
+    Revoked,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "published" => Some(Self::Published),
+            "active" => Some(Self::Active),
+            "retired" => Some(Self::Retired),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A zone's public key and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneKey {
+    pub role: KeyRole,
+    pub algorithm: Algorithm,
+    /// RFC 4034 Appendix B, of the DNSKEY as published (REVOKE flag included).
+    pub key_tag: u16,
+    /// The DNSKEY public key field (RFC 6605 §4: x‖y for P-256; RFC 8080 §3: 32 octets).
+    pub public_key: Vec<u8>,
+    pub state: KeyState,
+    /// Where the signing hosts' key store finds the private key (a file name in the key
+    /// directory; a PKCS#11 URI later).
+    pub locator: String,
+    pub created: Timestamp,
+    pub published: Option<Timestamp>,
+    pub activated: Option<Timestamp>,
+    pub retired: Option<Timestamp>,
+    pub revoked: Option<Timestamp>,
+}
+
+impl ZoneKey {
+    /// The DNSKEY flags field (RFC 4034 §2.1.1): Zone Key, SEP for KSK/CSK, REVOKE (RFC 5011).
+    pub fn flags(&self) -> u16 {
+        let mut flags = 0x0100;
+        if self.role.is_sep() {
+            flags |= 0x0001;
+        }
+        if self.state == KeyState::Revoked {
+            flags |= 0x0080;
+        }
+        flags
+    }
+
+    /// True when the key signs the DNSKEY RRset.
+    pub fn signs_dnskey(&self) -> bool {
+        self.role.is_sep() && matches!(self.state, KeyState::Active | KeyState::Revoked)
+    }
+
+    /// True when the key signs the zone's other RRsets.
+    pub fn signs_zone(&self) -> bool {
+        matches!(self.role, KeyRole::Zsk | KeyRole::Csk) && self.state == KeyState::Active
+    }
+}
+
+/// A zone's DNSSEC state at one serial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneDnssec {
+    pub policy: DnssecPolicy,
+    /// In (role, algorithm, key tag, public key) order, so every reader sees one order.
+    pub keys: Vec<ZoneKey>,
+}
+
+impl ZoneDnssec {
+    /// True when the zone is to be signed.
+    pub fn is_signed(&self) -> bool {
+        self.policy.denial != Denial::Unsigned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip() {
+        for d in [Denial::Unsigned, Denial::Nsec3OptOut, Denial::Nsec] {
+            assert_eq!(Denial::parse(d.as_str()), Some(d));
+        }
+        for r in [KeyRole::Ksk, KeyRole::Zsk, KeyRole::Csk] {
+            assert_eq!(KeyRole::parse(r.as_str()), Some(r));
+        }
+        for s in [
+            KeyState::Published,
+            KeyState::Active,
+            KeyState::Retired,
+            KeyState::Revoked,
+        ] {
+            assert_eq!(KeyState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Algorithm::from_number(13), Some(Algorithm::EcdsaP256Sha256));
+        assert_eq!(Algorithm::from_number(8), None);
+    }
+
+    #[test]
+    fn window_is_bucketed_and_checked() {
+        let w = DnssecPolicy::window_for(604_800, Timestamp(1_800_000_000));
+        assert_eq!(
+            w,
+            DnssecPolicy::window_for(604_800, Timestamp(1_800_000_100))
+        );
+        assert_eq!((w.0 + 3600) % 604_800, 0);
+        let mut p = DnssecPolicy::tld_default(w);
+        assert!(p.check().is_ok());
+        let (i, e) = p.signature_times();
+        assert_eq!(e - i, 14 * 86_400);
+        p.refresh = p.validity;
+        assert!(p.check().is_err());
+    }
+}

@@ -1,0 +1,578 @@
+//! Signing a whole zone: from its unsigned records, policy and keys to the signed records in
+//! canonical order.
+//!
+//! Which names are what (RFC 4035 §2.2, RFC 5155 §7.1):
+//! - the apex and authoritative names: every RRset signed, in the NSEC/NSEC3 chain;
+//! - a delegation point (NS below the apex): only its DS RRset is signed; it is in the NSEC
+//!   chain, and in the NSEC3 chain only when it has DS (opt-out leaves insecure delegations
+//!   out, so adding or removing one changes no signature, RFC 5155 §6);
+//! - names below a delegation point (glue): neither signed nor in a chain;
+//! - empty non-terminals above chain names get NSEC3 records with an empty bit map (§7.1).
+
+use std::collections::BTreeMap;
+
+use orrery_proto::Name;
+use orrery_proto::dnssec::{Denial, ZoneDnssec};
+
+use crate::key::{SigningKey, dnskey_rdata, key_tag};
+use crate::nsec3;
+use crate::rdata::{self, RrsigPrefix};
+use crate::record::{Record, append_rrset_for_signing, canonical_cmp, rtype};
+
+/// Errors of signing a zone.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    #[error("zone {zone}: no active key signs the {what}")]
+    NoActiveKey { zone: Name, what: &'static str },
+    #[error("zone {zone}: key {locator} has tag {computed}, the store says {stored}")]
+    KeyTag {
+        zone: Name,
+        locator: String,
+        stored: u16,
+        computed: u16,
+    },
+    #[error("zone {zone}: no private key for {locator} was given")]
+    MissingPrivateKey { zone: Name, locator: String },
+    #[error("zone {zone}: the private key {locator} does not match its public key in the store")]
+    KeyMismatch { zone: Name, locator: String },
+    #[error("zone {zone}: NSEC3 hash collision between {a} and {b}")]
+    HashCollision { zone: Name, a: Name, b: Name },
+    #[error("zone {zone} has no SOA record among the records to sign")]
+    NoSoa { zone: Name },
+    #[error("zone {zone} is unsigned by policy")]
+    Unsigned { zone: Name },
+}
+
+/// A signed zone: every record, the signatures and chain included, in canonical order
+/// (owner by RFC 4034 §6.1, then type, RRSIGs after the RRset they cover, RDATA ascending).
+#[derive(Debug)]
+pub struct SignedZone {
+    pub records: Vec<Record>,
+    /// The number of RRSIG records made.
+    pub signatures: u64,
+}
+
+/// What a name is in the zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Apex,
+    Authoritative,
+    Delegation { secure: bool },
+    Occluded,
+}
+
+struct Node {
+    name: Name,
+    role: Role,
+    /// Records of the node, grouped by type in ascending type order.
+    records: Vec<Record>,
+}
+
+/// The keys of a zone, each with its private half.
+struct Signers<'a> {
+    dnskey: Vec<(u16, &'a dyn SigningKey)>,
+    zone: Vec<(u16, &'a dyn SigningKey)>,
+}
+
+/// Signs the zone at `apex`: `records` are its unsigned records (SOA, NS, DS, addresses; any
+/// order, duplicates allowed), `dnssec` its policy and keys, `private` the private key for each
+/// key's locator. The result depends only on these (deterministic signatures, times from the
+/// policy), so every signer of one store state writes the same bytes.
+pub fn sign_zone<'k>(
+    apex: &Name,
+    records: Vec<Record>,
+    dnssec: &ZoneDnssec,
+    private: &dyn Fn(&str) -> Option<&'k dyn SigningKey>,
+) -> Result<SignedZone, SignError> {
+    let policy = &dnssec.policy;
+    if policy.denial == Denial::Unsigned {
+        return Err(SignError::Unsigned { zone: apex.clone() });
+    }
+    let mut nodes = group(apex, records);
+    let apex_node = nodes.first().filter(|n| n.role == Role::Apex);
+    let soa = apex_node
+        .and_then(|n| n.records.iter().find(|r| r.rtype == rtype::SOA))
+        .ok_or_else(|| SignError::NoSoa { zone: apex.clone() })?;
+    // RFC 9077 §3.2: the negative TTL is the smaller of the SOA TTL and its MINIMUM.
+    let minimum = u32::from_be_bytes(soa.rdata[soa.rdata.len() - 4..].try_into().unwrap());
+    let negative_ttl = soa.ttl.min(minimum);
+
+    // The DNSKEY RRset and the signers.
+    let mut signers: Signers<'k> = Signers {
+        dnskey: Vec::new(),
+        zone: Vec::new(),
+    };
+    let mut dnskeys = Vec::new();
+    for k in &dnssec.keys {
+        let rd = dnskey_rdata(k.flags(), k.algorithm, &k.public_key);
+        let tag = key_tag(&rd);
+        if tag != k.key_tag {
+            return Err(SignError::KeyTag {
+                zone: apex.clone(),
+                locator: k.locator.clone(),
+                stored: k.key_tag,
+                computed: tag,
+            });
+        }
+        dnskeys.push(Record::new(
+            apex.clone(),
+            rtype::DNSKEY,
+            policy.dnskey_ttl,
+            rd,
+        ));
+        if k.signs_dnskey() || k.signs_zone() {
+            let key = private(&k.locator).ok_or_else(|| SignError::MissingPrivateKey {
+                zone: apex.clone(),
+                locator: k.locator.clone(),
+            })?;
+            if key.public_key() != k.public_key || key.algorithm() != k.algorithm {
+                return Err(SignError::KeyMismatch {
+                    zone: apex.clone(),
+                    locator: k.locator.clone(),
+                });
+            }
+            if k.signs_dnskey() {
+                signers.dnskey.push((tag, key));
+            }
+            if k.signs_zone() {
+                signers.zone.push((tag, key));
+            }
+        }
+    }
+    for (list, what) in [(&signers.dnskey, "DNSKEY RRset"), (&signers.zone, "zone")] {
+        if list.is_empty() {
+            return Err(SignError::NoActiveKey {
+                zone: apex.clone(),
+                what,
+            });
+        }
+    }
+    {
+        let apex_records = &mut nodes[0].records;
+        apex_records.extend(dnskeys);
+        if policy.denial == Denial::Nsec3OptOut {
+            apex_records.push(Record::new(
+                apex.clone(),
+                rtype::NSEC3PARAM,
+                negative_ttl,
+                rdata::nsec3param(0, nsec3::ITERATIONS, nsec3::SALT),
+            ));
+        }
+        apex_records.sort_by(|a, b| a.rtype.cmp(&b.rtype).then_with(|| a.rdata.cmp(&b.rdata)));
+    }
+
+    // The chain, as extra nodes (NSEC3) or records on the nodes (NSEC).
+    let mut chain_nodes = Vec::new();
+    match policy.denial {
+        Denial::Nsec => {
+            let in_chain: Vec<usize> = (0..nodes.len())
+                .filter(|&i| nodes[i].role != Role::Occluded)
+                .collect();
+            for (pos, &i) in in_chain.iter().enumerate() {
+                let next = nodes[in_chain[(pos + 1) % in_chain.len()]].name.clone();
+                let mut types = chain_types(&nodes[i]);
+                types.extend([rtype::NSEC, rtype::RRSIG]);
+                let rd = rdata::nsec(&next, &types);
+                let owner = nodes[i].name.clone();
+                nodes[i]
+                    .records
+                    .push(Record::new(owner, rtype::NSEC, negative_ttl, rd));
+            }
+        }
+        Denial::Nsec3OptOut => {
+            // Hashed owner → (name, types) for the apex, authoritative names, secure
+            // delegations and the empty non-terminals above them.
+            let mut hashed: BTreeMap<[u8; 20], (Name, Vec<u16>)> = BTreeMap::new();
+            let mut add = |name: &Name, types: Vec<u16>| -> Result<(), SignError> {
+                let h = nsec3::hash(name, nsec3::SALT, nsec3::ITERATIONS);
+                match hashed.get(&h) {
+                    Some((other, _)) if other != name => Err(SignError::HashCollision {
+                        zone: apex.clone(),
+                        a: other.clone(),
+                        b: name.clone(),
+                    }),
+                    Some(_) => Ok(()),
+                    None => {
+                        hashed.insert(h, (name.clone(), types));
+                        Ok(())
+                    }
+                }
+            };
+            let existing: std::collections::HashSet<&Name> =
+                nodes.iter().map(|n| &n.name).collect();
+            for n in &nodes {
+                let listed = match n.role {
+                    Role::Apex | Role::Authoritative | Role::Delegation { secure: true } => true,
+                    Role::Delegation { secure: false } | Role::Occluded => false,
+                };
+                if !listed {
+                    continue;
+                }
+                let mut types = chain_types(n);
+                if !types.is_empty() {
+                    types.push(rtype::RRSIG);
+                }
+                add(&n.name, types)?;
+                // Empty non-terminals between the name and the apex.
+                let mut up = n.name.parent();
+                while let Some(p) = up {
+                    if &p == apex || !p.is_subdomain_of(apex) {
+                        break;
+                    }
+                    if !existing.contains(&p) {
+                        add(&p, Vec::new())?;
+                    }
+                    up = p.parent();
+                }
+            }
+            let entries: Vec<_> = hashed.into_iter().collect();
+            for (i, (h, (_, types))) in entries.iter().enumerate() {
+                let next = &entries[(i + 1) % entries.len()].0;
+                let rd = rdata::nsec3(
+                    nsec3::FLAG_OPT_OUT,
+                    nsec3::ITERATIONS,
+                    nsec3::SALT,
+                    next,
+                    types,
+                );
+                let owner = nsec3::owner(h, apex);
+                chain_nodes.push(Node {
+                    name: owner.clone(),
+                    role: Role::Authoritative,
+                    records: vec![Record::new(owner, rtype::NSEC3, negative_ttl, rd)],
+                });
+            }
+        }
+        Denial::Unsigned => unreachable!("refused above"),
+    }
+    nodes.extend(chain_nodes);
+    nodes.sort_by(|a, b| canonical_cmp(&a.name, &b.name));
+
+    // Sign, node by node.
+    let (inception, expiration) = policy.signature_times();
+    let mut out = Vec::with_capacity(nodes.iter().map(|n| n.records.len() * 2).sum());
+    let mut signatures = 0u64;
+    let mut buf = Vec::with_capacity(4096);
+    for node in nodes {
+        let labels = rrsig_labels(&node.name);
+        let mut i = 0;
+        let recs = node.records;
+        while i < recs.len() {
+            let t = recs[i].rtype;
+            let mut j = i;
+            while j < recs.len() && recs[j].rtype == t {
+                j += 1;
+            }
+            let set: Vec<&Record> = recs[i..j].iter().collect();
+            let signed = match node.role {
+                Role::Apex | Role::Authoritative => true,
+                Role::Delegation { .. } => t == rtype::DS || t == rtype::NSEC,
+                Role::Occluded => false,
+            };
+            out.extend(set.iter().map(|r| (*r).clone()));
+            if signed {
+                let ttl = set.iter().map(|r| r.ttl).min().unwrap_or(0);
+                let keys = if t == rtype::DNSKEY {
+                    &signers.dnskey
+                } else {
+                    &signers.zone
+                };
+                let mut sigs = Vec::with_capacity(keys.len());
+                for &(tag, key) in keys {
+                    let prefix = RrsigPrefix {
+                        type_covered: t,
+                        algorithm: key.algorithm().number(),
+                        labels,
+                        original_ttl: ttl,
+                        expiration,
+                        inception,
+                        key_tag: tag,
+                        signer: apex,
+                    };
+                    buf.clear();
+                    prefix.append(&mut buf);
+                    let prefix_len = buf.len();
+                    append_rrset_for_signing(&mut buf, &set, ttl);
+                    let sig = key.sign(&buf);
+                    let mut rd = buf[..prefix_len].to_vec();
+                    rd.extend_from_slice(&sig);
+                    sigs.push(Record::new(node.name.clone(), rtype::RRSIG, ttl, rd));
+                }
+                sigs.sort_by(|a, b| a.rdata.cmp(&b.rdata));
+                signatures += sigs.len() as u64;
+                out.extend(sigs);
+            }
+            i = j;
+        }
+    }
+    Ok(SignedZone {
+        records: out,
+        signatures,
+    })
+}
+
+/// The RRSIG labels field (RFC 4034 §3.1.3): the owner's labels, a leading `*` not counted.
+fn rrsig_labels(owner: &Name) -> u8 {
+    let n = owner.label_count();
+    if owner.first_label() == b"*" {
+        (n - 1) as u8
+    } else {
+        n as u8
+    }
+}
+
+/// The types a chain record lists for a node, before NSEC/NSEC3 and RRSIG themselves: at a
+/// delegation only NS and DS (glue at the cut is not the zone's data, RFC 4035 §2.3).
+fn chain_types(node: &Node) -> Vec<u16> {
+    let mut types: Vec<u16> = node
+        .records
+        .iter()
+        .map(|r| r.rtype)
+        .filter(|&t| match node.role {
+            Role::Delegation { .. } => t == rtype::NS || t == rtype::DS,
+            _ => true,
+        })
+        .collect();
+    types.dedup();
+    types
+}
+
+/// Sorts the records into nodes in canonical order and tells each node's role.
+fn group(apex: &Name, mut records: Vec<Record>) -> Vec<Node> {
+    records.retain(|r| r.owner.is_subdomain_of(apex));
+    records.sort_by(|a, b| {
+        canonical_cmp(&a.owner, &b.owner)
+            .then_with(|| a.rtype.cmp(&b.rtype))
+            .then_with(|| a.rdata.cmp(&b.rdata))
+    });
+    records.dedup_by(|b, a| a.owner == b.owner && a.rtype == b.rtype && a.rdata == b.rdata);
+    let mut nodes: Vec<Node> = Vec::new();
+    for r in records {
+        match nodes.last_mut() {
+            Some(n) if n.name == r.owner => n.records.push(r),
+            _ => nodes.push(Node {
+                name: r.owner.clone(),
+                role: Role::Authoritative,
+                records: vec![r],
+            }),
+        }
+    }
+    if nodes.first().is_none_or(|n| &n.name != apex) {
+        nodes.insert(
+            0,
+            Node {
+                name: apex.clone(),
+                role: Role::Apex,
+                records: Vec::new(),
+            },
+        );
+    }
+    // Descendants follow their ancestor in canonical order: one open cut at a time suffices.
+    let mut cut: Option<Name> = None;
+    for n in &mut nodes {
+        if &n.name == apex {
+            n.role = Role::Apex;
+            continue;
+        }
+        if let Some(c) = &cut {
+            if n.name.is_subdomain_of(c) {
+                n.role = Role::Occluded;
+                continue;
+            }
+            cut = None;
+        }
+        if n.records.iter().any(|r| r.rtype == rtype::NS) {
+            let secure = n.records.iter().any(|r| r.rtype == rtype::DS);
+            n.role = Role::Delegation { secure };
+            cut = Some(n.name.clone());
+        }
+    }
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use orrery_proto::Timestamp;
+    use orrery_proto::dnssec::{DnssecPolicy, KeyRole, KeyState, ZoneKey};
+
+    use super::*;
+    use crate::key::PrivateKey;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn zone_records() -> Vec<Record> {
+        let apex = n("test");
+        let soa = rdata::soa(&rdata::Soa {
+            mname: &n("ns1.test"),
+            rname: &n("hostmaster.test"),
+            serial: 1,
+            refresh: 7200,
+            retry: 900,
+            expire: 1_209_600,
+            minimum: 3600,
+        });
+        let ds = orrery_proto::Ds {
+            key_tag: 1,
+            algorithm: 13,
+            digest_type: 2,
+            digest: vec![7; 32],
+        };
+        vec![
+            Record::new(apex.clone(), rtype::SOA, 3600, soa),
+            Record::new(apex.clone(), rtype::NS, 172_800, rdata::ns(&n("ns1.test"))),
+            Record::new(n("ns1.test"), rtype::A, 172_800, vec![192, 0, 2, 1]),
+            Record::new(
+                n("signed.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.signed.test")),
+            ),
+            Record::new(n("signed.test"), rtype::DS, 86_400, rdata::ds(&ds)),
+            Record::new(n("ns.signed.test"), rtype::A, 172_800, vec![192, 0, 2, 2]),
+            Record::new(
+                n("plain.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.other")),
+            ),
+            Record::new(
+                n("deep.sub.test"),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.other")),
+            ),
+            Record::new(n("deep.sub.test"), rtype::DS, 86_400, rdata::ds(&ds)),
+        ]
+    }
+
+    fn keyed(denial: Denial, key: &PrivateKey) -> ZoneDnssec {
+        let public_key = key.public_key();
+        let alg = key.algorithm();
+        let tag = key_tag(&dnskey_rdata(257, alg, &public_key));
+        let mut policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+        policy.denial = denial;
+        policy.algorithm = alg;
+        ZoneDnssec {
+            policy,
+            keys: vec![ZoneKey {
+                role: KeyRole::Csk,
+                algorithm: alg,
+                key_tag: tag,
+                public_key,
+                state: KeyState::Active,
+                locator: "k".into(),
+                created: Timestamp(0),
+                published: None,
+                activated: None,
+                retired: None,
+                revoked: None,
+            }],
+        }
+    }
+
+    fn types_at(z: &SignedZone, owner: &str) -> Vec<u16> {
+        let o = n(owner);
+        z.records
+            .iter()
+            .filter(|r| r.owner == o)
+            .map(|r| r.rtype)
+            .collect()
+    }
+
+    #[test]
+    fn nsec3_optout_signs_authoritative_data_and_secure_delegations_only() {
+        let key = PrivateKey::p256_from_scalar(&[5; 32]).unwrap();
+        let d = keyed(Denial::Nsec3OptOut, &key);
+        let z = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap();
+        assert_eq!(
+            types_at(&z, "test"),
+            [
+                rtype::NS,
+                rtype::RRSIG,
+                rtype::SOA,
+                rtype::RRSIG,
+                rtype::DNSKEY,
+                rtype::RRSIG,
+                rtype::NSEC3PARAM,
+                rtype::RRSIG
+            ]
+        );
+        assert_eq!(
+            types_at(&z, "signed.test"),
+            [rtype::NS, rtype::DS, rtype::RRSIG]
+        );
+        assert_eq!(types_at(&z, "plain.test"), [rtype::NS]);
+        assert_eq!(types_at(&z, "ns.signed.test"), [rtype::A]);
+        assert_eq!(types_at(&z, "ns1.test"), [rtype::A, rtype::RRSIG]);
+        // Chain: apex, ns1, signed, deep.sub and the empty non-terminal sub.test; plain.test
+        // is opted out.
+        let nsec3: Vec<&Record> = z
+            .records
+            .iter()
+            .filter(|r| r.rtype == rtype::NSEC3)
+            .collect();
+        assert_eq!(nsec3.len(), 5);
+        let ent = nsec3::owner(&nsec3::hash(&n("sub.test"), &[], 0), &n("test"));
+        let ent_rec = nsec3.iter().find(|r| r.owner == ent).unwrap();
+        assert_eq!(
+            rdata::present(rtype::NSEC3, &ent_rec.rdata)
+                .unwrap()
+                .split(' ')
+                .count(),
+            5
+        );
+        // Deterministic: the same input signs to the same bytes.
+        let again = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap();
+        assert_eq!(z.records, again.records);
+    }
+
+    #[test]
+    fn nsec_chain_links_every_name_and_wraps() {
+        let key = PrivateKey::ed25519_from_seed(&[9; 32]).unwrap();
+        let d = keyed(Denial::Nsec, &key);
+        let z = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap();
+        let chain: Vec<(Name, String)> = z
+            .records
+            .iter()
+            .filter(|r| r.rtype == rtype::NSEC)
+            .map(|r| {
+                (
+                    r.owner.clone(),
+                    rdata::present(rtype::NSEC, &r.rdata).unwrap(),
+                )
+            })
+            .collect();
+        let owners: Vec<String> = chain.iter().map(|(o, _)| o.to_string()).collect();
+        assert_eq!(
+            owners,
+            [
+                "test",
+                "ns1.test",
+                "plain.test",
+                "signed.test",
+                "deep.sub.test"
+            ]
+        );
+        assert_eq!(chain[2].1, "signed.test. NS RRSIG NSEC");
+        assert_eq!(chain[4].1, "test. NS DS RRSIG NSEC");
+        assert!(
+            types_at(&z, "plain.test").contains(&rtype::RRSIG),
+            "its NSEC is signed"
+        );
+    }
+
+    #[test]
+    fn refuses_without_active_keys_or_with_a_wrong_private_key() {
+        let key = PrivateKey::ed25519_from_seed(&[9; 32]).unwrap();
+        let other = PrivateKey::ed25519_from_seed(&[8; 32]).unwrap();
+        let mut d = keyed(Denial::Nsec, &key);
+        let err = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&other)).unwrap_err();
+        assert!(matches!(err, SignError::KeyMismatch { .. }), "{err}");
+        d.keys[0].state = KeyState::Published;
+        let err = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap_err();
+        assert!(matches!(err, SignError::NoActiveKey { .. }), "{err}");
+    }
+}
