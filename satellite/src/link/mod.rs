@@ -1097,6 +1097,7 @@ mod tests {
             hostname: Some("sat9".into()),
             selector_toml: selector_toml.into(),
             rds_selector_toml: String::new(),
+            metrics: None,
         }
     }
 
