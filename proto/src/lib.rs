@@ -5,6 +5,8 @@
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`logging`]: what every binary writes to stderr: log lines (colour only on a terminal)
 //!   and its final error, each cause once.
+//! - [`metrics`]: Prometheus text exposition and the small `GET /metrics` server the master
+//!   and the satellite both run.
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
@@ -18,6 +20,7 @@
 pub mod backoff;
 pub mod link;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod prefix;
