@@ -805,6 +805,21 @@ pub struct Event {
     pub transport: Transport,
     pub query: Query,
     pub response: Response,
+    /// What response rate limiting did to the answer (the `rrl` leaf sets it), for the
+    /// statistics.
+    pub limited: Limited,
+}
+
+/// What response rate limiting did to an answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Limited {
+    /// Not limited.
+    #[default]
+    No,
+    /// Dropped.
+    Dropped,
+    /// Sent truncated instead (a slip).
+    Slipped,
 }
 
 impl Default for Event {
@@ -821,6 +836,7 @@ impl Event {
             transport: Transport::Udp,
             query: Query::default(),
             response: Response::new(),
+            limited: Limited::No,
         }
     }
 
@@ -829,6 +845,7 @@ impl Event {
         self.peer = peer;
         self.transport = transport;
         self.query.parse(packet);
+        self.limited = Limited::No;
         self.response.len = 0;
         self.response.finished = false;
     }
