@@ -162,6 +162,14 @@ fn number(v: f64) -> String {
     }
 }
 
+/// Resident memory from `/proc/self/statm` (Linux; `None` elsewhere): one small read, for
+/// `process_resident_memory_bytes` and the satellite's check-in.
+pub fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// Renders the metrics of a scrape; called on the runtime, once per request.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 

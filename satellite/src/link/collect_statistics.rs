@@ -1,7 +1,7 @@
 //! The check-in's statistics, from the satellite's typed DNS counters
 //! ([`crate::stats::QueryTotals`]), the counters of the Whois/RDAP leaves and the process.
 //!
-//! DNS responses are keyed by number in the link message (RFC 1035 §3.2.2 QTYPE, §4.1.1
+//! DNS queries and responses are keyed by number in the link message (RFC 1035 §3.2.2 QTYPE, §4.1.1
 //! RCODE): query types the satellite does not count apart (and queries without a question)
 //! are reported under QTYPE 0, which no query can carry (RFC 6895 §3.1 reserves it); RCODEs
 //! above 16 under `errors["rcode_other"]`. Queries without an answer go to `errors` by why:
@@ -105,8 +105,8 @@ mod tests {
         c.insert(("rds.stats".into(), "dropped".into()), 2);
         c.insert(("rds.limit".into(), "rate_limited".into()), 3);
         let s = collect_statistics(&q.totals(), &c, Duration::from_secs(9), 12);
-        // Answered, truncated and slipped responses by type; 0 for the rest.
-        assert_eq!(s.queries_by_qtype[&1], 6);
+        // Queries received by type, answered or not; 0 for the rest.
+        assert_eq!(s.queries_by_qtype[&1], 8);
         assert_eq!(s.queries_by_qtype[&0], 2);
         assert_eq!(s.responses_by_rcode[&3], 3);
         assert_eq!(s.responses_by_rcode[&0], 3);

@@ -17,6 +17,7 @@ pub mod queries;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use orrery_proto::metrics::resident_memory;
 use orrery_proto::metrics::{Exposition, Kind};
 
 pub use queries::{Outcome, QueryStats, QueryTotals, Qtype};
@@ -276,13 +277,6 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Resident memory from `/proc/self/statm` (Linux; `None` elsewhere). One small read.
-pub fn resident_memory() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 #[cfg(test)]

@@ -108,15 +108,18 @@ impl Qtype {
 
 /// RCODEs 0 to 16 (RFC 6895 §2.3, BADVERS = 16 needs EDNS), then every other value.
 pub const RCODES: usize = 18;
+/// The RCODE slots of the counters: [`RCODES`], then one for queries without a response
+/// (label `none`), so that the counters hold every query received.
+pub const RCODE_SLOTS: usize = RCODES + 1;
 
 /// The index of an RCODE value.
 fn rcode_index(rcode: u16) -> usize {
     usize::from(rcode).min(RCODES - 1)
 }
 
-/// The label value of an RCODE index.
+/// The label value of an RCODE slot.
 pub fn rcode_label(i: usize) -> &'static str {
-    const NAMES: [&str; RCODES] = [
+    const NAMES: [&str; RCODE_SLOTS] = [
         "NOERROR",
         "FORMERR",
         "SERVFAIL",
@@ -135,6 +138,7 @@ pub fn rcode_label(i: usize) -> &'static str {
         "RCODE15",
         "BADVERS",
         "other",
+        "none",
     ];
     NAMES[i]
 }
@@ -220,7 +224,7 @@ fn latency_index(ns: u64) -> usize {
 /// them) so that no two workers' blocks share one.
 #[repr(align(128))]
 struct Block {
-    queries: [[[AtomicU64; Qtype::ALL.len()]; RCODES]; 2],
+    queries: [[[AtomicU64; Qtype::ALL.len()]; RCODE_SLOTS]; 2],
     outcomes: [[AtomicU64; Outcome::ALL.len()]; 2],
     latency: [AtomicU64; LATENCY_BUCKETS],
     latency_ns: AtomicU64,
@@ -288,9 +292,12 @@ impl QueryStats {
     ) {
         let b = &self.blocks[slot()];
         let t = transport_index(transport);
-        if outcome.responded() {
-            b.queries[t][rcode_index(rcode)][qtype as usize].fetch_add(1, Ordering::Relaxed);
-        }
+        let r = if outcome.responded() {
+            rcode_index(rcode)
+        } else {
+            RCODES
+        };
+        b.queries[t][r][qtype as usize].fetch_add(1, Ordering::Relaxed);
         b.outcomes[t][outcome as usize].fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         b.latency[latency_index(ns)].fetch_add(1, Ordering::Relaxed);
@@ -326,8 +333,8 @@ impl QueryStats {
 /// Summed counters, read by [`QueryStats::totals`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryTotals {
-    /// Responses sent, by transport, RCODE index and [`Qtype`].
-    pub queries: [[[u64; Qtype::ALL.len()]; RCODES]; 2],
+    /// Queries by transport, RCODE slot (the last: no response) and [`Qtype`].
+    pub queries: [[[u64; Qtype::ALL.len()]; RCODE_SLOTS]; 2],
     /// Queries by transport and [`Outcome`].
     pub outcomes: [[u64; Outcome::ALL.len()]; 2],
     /// Queries per latency bucket (not cumulative).
@@ -357,7 +364,7 @@ impl QueryTotals {
         })
     }
 
-    /// Responses sent by [`Qtype`], both transports.
+    /// Queries received by [`Qtype`], both transports, answered or not.
     pub fn by_qtype(&self) -> [u64; Qtype::ALL.len()] {
         std::array::from_fn(|q| {
             self.queries
@@ -432,8 +439,9 @@ mod tests {
         assert_eq!(t.by_rcode()[3], 4000);
         assert_eq!(t.by_rcode()[RCODES - 1], 4);
         assert_eq!(t.by_qtype()[Qtype::Other as usize], 4);
-        // A dropped query has no response, so no RCODE.
-        assert_eq!(t.by_qtype()[Qtype::None as usize], 0);
+        // A dropped query has no response, so no RCODE; it is a query received all the same.
+        assert_eq!(t.by_qtype()[Qtype::None as usize], 4);
+        assert_eq!(t.queries[1][RCODES][Qtype::None as usize], 4);
         assert_eq!(t.outcome(Outcome::Dropped), 4);
         assert_eq!(t.outcome(Outcome::Slipped), 4);
         assert_eq!(t.received(Transport::Udp), 4004);
