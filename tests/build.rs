@@ -10,6 +10,7 @@ fn main() {
         "missing_database_url",
         "missing_bind",
         "missing_postgres_server",
+        "missing_promtool",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -19,4 +20,5 @@ fn main() {
     }
     probe_peers::programs("missing_bind", &["named", "named-checkzone"]);
     probe_peers::postgres_server("missing_postgres_server");
+    probe_peers::programs("missing_promtool", &["promtool"]);
 }

@@ -1017,10 +1017,9 @@ mod tests {
         );
         assert!(err(&MINIMAL.replace("\"127.0.0.1:7443\"", "")).contains("master.listen"));
         assert!(
-            err(&MINIMAL.replace("id = ", "").replace(
-                "[master]",
-                "[master]\nmetrics = \"localhost:1\""
-            ))
+            err(&MINIMAL
+                .replace("id = ", "")
+                .replace("[master]", "[master]\nmetrics = \"localhost:1\""))
             .contains("master.metrics")
         );
         assert!(

@@ -68,7 +68,12 @@ impl MasterMetrics {
     }
 
     /// Reads the cluster from the store every `every` until `shutdown`.
-    pub async fn refresh(self: Arc<Self>, store: Store, every: Duration, shutdown: CancellationToken) {
+    pub async fn refresh(
+        self: Arc<Self>,
+        store: Store,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -123,7 +128,11 @@ impl MasterMetrics {
             Kind::Gauge,
             "The last journal serial this master's cache has applied.",
         )
-        .sample("orrery_master_journal_head", &master, self.cache.head() as f64);
+        .sample(
+            "orrery_master_journal_head",
+            &master,
+            self.cache.head() as f64,
+        );
         e.family(
             "orrery_store_journal_head",
             Kind::Gauge,
@@ -146,7 +155,11 @@ impl MasterMetrics {
                 Kind::Gauge,
                 "Seconds since the cluster state was last read from the store.",
             )
-            .sample("orrery_store_read_age_seconds", &[], at.elapsed().as_secs_f64());
+            .sample(
+                "orrery_store_read_age_seconds",
+                &[],
+                at.elapsed().as_secs_f64(),
+            );
         }
         e.family(
             "orrery_quarantined_rows",
@@ -178,7 +191,11 @@ impl MasterMetrics {
             Kind::Gauge,
             "Satellites this master's configuration lists.",
         )
-        .sample_u64("orrery_satellites_configured", &master, configured.len() as u64);
+        .sample_u64(
+            "orrery_satellites_configured",
+            &master,
+            configured.len() as u64,
+        );
         e.family(
             "orrery_satellites_connected",
             Kind::Gauge,
@@ -203,7 +220,11 @@ impl MasterMetrics {
             "Serials each satellite is behind the store's journal head.",
         );
         for (id, _, lag) in &facts.satellites {
-            e.sample("orrery_satellite_serial_lag", &[("satellite", id)], *lag as f64);
+            e.sample(
+                "orrery_satellite_serial_lag",
+                &[("satellite", id)],
+                *lag as f64,
+            );
         }
         e.family(
             "orrery_watchdog_warnings",
@@ -222,7 +243,11 @@ impl MasterMetrics {
             Kind::Gauge,
             "How many watchdog warnings are raised.",
         )
-        .sample_u64("orrery_watchdog_warnings_active", &[], facts.warnings.len() as u64);
+        .sample_u64(
+            "orrery_watchdog_warnings_active",
+            &[],
+            facts.warnings.len() as u64,
+        );
         if let Some(ms) = self.cert_not_after_ms {
             e.family(
                 "orrery_certificate_expiry_seconds",
@@ -248,7 +273,11 @@ impl MasterMetrics {
             Kind::Gauge,
             "Seconds since this master started.",
         )
-        .sample("orrery_uptime_seconds", &master, self.started.elapsed().as_secs_f64());
+        .sample(
+            "orrery_uptime_seconds",
+            &master,
+            self.started.elapsed().as_secs_f64(),
+        );
         e.finish()
     }
 
@@ -258,9 +287,9 @@ impl MasterMetrics {
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + use<>)> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("binding metrics {addr}: {e}"))
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("binding metrics {addr}: {e}")))?;
         let bound = listener.local_addr()?;
         let me = Arc::clone(self);
         let render: Render = Arc::new(move || me.render());

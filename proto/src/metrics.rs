@@ -66,13 +66,10 @@ impl Exposition {
     /// Opens a family: its `# HELP` and `# TYPE` lines. A counter's `name` ends in `_total`.
     pub fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
         debug_assert!(kind != Kind::Counter || name.ends_with("_total"));
-        let base = match kind {
-            // The family of a counter is named without the suffix its samples carry.
-            Kind::Counter => name.strip_suffix("_total").unwrap_or(name),
-            _ => name,
-        };
-        let _ = writeln!(self.text, "# HELP {base} {}", escape_help(help));
-        let _ = writeln!(self.text, "# TYPE {base} {}", kind.as_str());
+        // In the text format (0.0.4) a counter's family carries its `_total` (OpenMetrics
+        // would strip it; promtool checks the former).
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {}", kind.as_str());
         self
     }
 
@@ -107,7 +104,9 @@ impl Exposition {
         let mut cumulative = 0;
         for (i, &n) in counts.iter().enumerate() {
             cumulative += n;
-            let le = bounds.get(i).map_or_else(|| "+Inf".to_owned(), |&b| number(b));
+            let le = bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |&b| number(b));
             let _ = write!(self.text, "{name}_bucket");
             write_labels(&mut self.text, labels, Some(&le));
             let _ = writeln!(self.text, " {cumulative}");
@@ -268,11 +267,17 @@ mod tests {
             .sample("orrery_g", &[], -1.5)
             .sample("orrery_g", &[("k", "inf")], f64::INFINITY);
         e.family("orrery_h_seconds", Kind::Histogram, "A histogram.")
-            .histogram("orrery_h_seconds", &[("s", "dns")], &[0.001, 0.01], &[1, 2, 3], 0.5);
+            .histogram(
+                "orrery_h_seconds",
+                &[("s", "dns")],
+                &[0.001, 0.01],
+                &[1, 2, 3],
+                0.5,
+            );
         let text = e.finish();
         assert_eq!(
             text,
-            "# HELP orrery_x Things.\\nCounted.\n# TYPE orrery_x counter\n\
+            "# HELP orrery_x_total Things.\\nCounted.\n# TYPE orrery_x_total counter\n\
              orrery_x_total{a=\"q\\\"u\\\\o\\nte\"} 3\n\
              # HELP orrery_g A gauge.\n# TYPE orrery_g gauge\norrery_g -1.5\n\
              orrery_g{k=\"inf\"} +Inf\n\

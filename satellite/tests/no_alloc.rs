@@ -379,7 +379,10 @@ fn steady_state_queries_do_not_allocate() {
     // counters, the outcomes and the answer-time histogram.
     let t = pipeline.stats.totals();
     let handled = (2 * 50 * 2 * packets.len()) as u64;
-    assert_eq!(t.received(Transport::Udp) + t.received(Transport::Tcp), handled);
+    assert_eq!(
+        t.received(Transport::Udp) + t.received(Transport::Tcp),
+        handled
+    );
     assert_eq!(t.latency.iter().sum::<u64>(), handled);
     assert_eq!(
         t.by_rcode().iter().sum::<u64>(),
@@ -406,7 +409,11 @@ fn counting_a_query_does_not_allocate() {
             COUNTING.with(|c| c.set(true));
             for i in 0..10_000u32 {
                 stats.record(
-                    if i % 2 == 0 { Transport::Udp } else { Transport::Tcp },
+                    if i % 2 == 0 {
+                        Transport::Udp
+                    } else {
+                        Transport::Tcp
+                    },
                     Qtype::of((i % 300) as u16),
                     StatsOutcome::ALL[(i % 5) as usize],
                     (i % 24) as u16,

@@ -8,6 +8,7 @@ mod faults;
 mod harness;
 mod journal_pg;
 mod link;
+mod metrics;
 mod processes;
 mod rds;
 mod satellite_faults;

@@ -1370,7 +1370,10 @@ mod tests {
 
         let mut msg = pb::SatelliteConfig::from(&s);
         msg.metrics = "localhost:9153".into();
-        assert_eq!(SatelliteSettings::try_from(msg).unwrap_err().field, "metrics");
+        assert_eq!(
+            SatelliteSettings::try_from(msg).unwrap_err().field,
+            "metrics"
+        );
 
         let mut msg = pb::SatelliteConfig::from(&s);
         msg.dns.as_mut().unwrap().udp.push("127.0.0.1".into());

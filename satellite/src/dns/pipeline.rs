@@ -18,7 +18,7 @@ use crate::dns::leaf::Dns;
 use crate::dns::wire::{Event, Limited, Transport};
 use crate::selector::Selector;
 use crate::served::ServedStore;
-use crate::stats::{Outcome, QueryStats, Qtype};
+use crate::stats::{Outcome, Qtype, QueryStats};
 
 /// Shared, immutable-after-start state of the query path.
 pub struct Pipeline {

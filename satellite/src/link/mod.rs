@@ -781,10 +781,10 @@ impl Link {
             self.not_serving.as_deref(),
             self.metrics_error.as_deref(),
         ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join("; ")
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
     }
 
     /// Takes a configuration: swaps the query pipeline when its parts changed, notes what

@@ -48,9 +48,8 @@ impl MetricsListener {
         want: Option<SocketAddr>,
         metrics: &Arc<SatelliteMetrics>,
     ) -> io::Result<()> {
-        let same = |l: &Self, w: SocketAddr| {
-            l.addr == w || (w.port() == 0 && l.addr.ip() == w.ip())
-        };
+        let same =
+            |l: &Self, w: SocketAddr| l.addr == w || (w.port() == 0 && l.addr.ip() == w.ip());
         match (current.as_ref(), want) {
             (Some(l), Some(w)) if same(l, w) => Ok(()),
             (_, None) => {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub use orrery_proto::metrics::resident_memory;
 use orrery_proto::metrics::{Exposition, Kind};
 
-pub use queries::{Outcome, QueryStats, QueryTotals, Qtype};
+pub use queries::{Outcome, Qtype, QueryStats, QueryTotals};
 
 /// Finite buckets of the batch-apply histogram: 1 ms × 2^k, k = 0 … 15 (1 ms to 32 s).
 const BATCH_BUCKETS: usize = 16;
@@ -158,7 +158,10 @@ impl SatelliteMetrics {
             "DNS answers held back by response rate limiting: dropped, or slipped (sent \
              truncated).",
         );
-        for (action, o) in [("dropped", Outcome::RateLimited), ("slipped", Outcome::Slipped)] {
+        for (action, o) in [
+            ("dropped", Outcome::RateLimited),
+            ("slipped", Outcome::Slipped),
+        ] {
             e.sample_u64(
                 "orrery_rate_limited_total",
                 &[("service", "dns"), ("action", action)],
@@ -233,11 +236,7 @@ impl SatelliteMetrics {
             Kind::Gauge,
             "Registry objects held (zones, domains, hosts, contacts, registrars).",
         )
-        .sample_u64(
-            "orrery_objects",
-            &[],
-            self.objects.load(Ordering::Relaxed),
-        );
+        .sample_u64("orrery_objects", &[], self.objects.load(Ordering::Relaxed));
         let not_after = get(&self.cert_not_after);
         if not_after != 0 {
             e.family(
@@ -322,7 +321,9 @@ mod tests {
         }
         let expiry: f64 = text
             .lines()
-            .find_map(|l| l.strip_prefix("orrery_certificate_expiry_seconds{certificate=\"link\"} "))
+            .find_map(|l| {
+                l.strip_prefix("orrery_certificate_expiry_seconds{certificate=\"link\"} ")
+            })
             .unwrap()
             .parse()
             .unwrap();

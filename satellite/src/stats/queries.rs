@@ -356,12 +356,7 @@ impl QueryTotals {
 
     /// Responses sent by RCODE index, both transports.
     pub fn by_rcode(&self) -> [u64; RCODES] {
-        std::array::from_fn(|r| {
-            self.queries
-                .iter()
-                .map(|t| t[r].iter().sum::<u64>())
-                .sum()
-        })
+        std::array::from_fn(|r| self.queries.iter().map(|t| t[r].iter().sum::<u64>()).sum())
     }
 
     /// Queries received by [`Qtype`], both transports, answered or not.

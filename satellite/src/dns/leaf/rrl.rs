@@ -179,11 +179,11 @@ mod tests {
 
     use super::*;
     use crate::dns::leaf::SelectorConfig;
+    use crate::dns::pipeline::Pipeline;
     use crate::dns::wire::tests::{EDNS, query_packet};
     use crate::dns::wire::{class, rtype};
     use crate::selector::Selector;
     use crate::selector::Service;
-    use crate::dns::pipeline::Pipeline;
     use crate::stats::Outcome;
     use crate::zone::tests::sample;
     use crate::{Served, ServedStore};
