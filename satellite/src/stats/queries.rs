@@ -386,8 +386,8 @@ mod tests {
         let b = latency_bounds();
         assert!((b[10] - 1.024e-3).abs() < 1e-12);
         // Every bound holds what its index says it holds.
-        for k in 0..LATENCY_BUCKETS - 1 {
-            let ns = (b[k] * 1e9).round() as u64;
+        for (k, bound) in b.iter().enumerate() {
+            let ns = (bound * 1e9).round() as u64;
             assert_eq!(latency_index(ns), k);
             assert_eq!(latency_index(ns + 1), k + 1);
         }
