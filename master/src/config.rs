@@ -1016,16 +1016,10 @@ mod tests {
                 .contains("satellites.sat1.dns.udp")
         );
         assert!(err(&MINIMAL.replace("\"127.0.0.1:7443\"", "")).contains("master.listen"));
-        assert!(
-            err(&MINIMAL
-                .replace("id = ", "")
-                .replace("[master]", "[master]\nmetrics = \"localhost:1\""))
-            .contains("master.metrics")
-        );
-        assert!(
-            err(&MINIMAL.replace("nsid = \"sat1\"", "metrics = \"nowhere\""))
-                .contains("satellites.Sat1.metrics")
-        );
+        let e = err(&MINIMAL.replace("[master]", "[master]\nmetrics = \"localhost:1\""));
+        assert!(e.contains("master.metrics"), "{e}");
+        let e = err(&MINIMAL.replace("nsid = \"sat1\"", "metrics = \"nowhere\""));
+        assert!(e.contains("satellites.sat1.metrics"), "{e}");
         let e = err(&MINIMAL.replace("sqlite:orrery.db", "mysql://u:secret@db/orrery"));
         assert!(
             e.contains("master.store") && e.contains("unsupported") && !e.contains("secret"),
