@@ -11,6 +11,7 @@ fn main() {
         "missing_bind",
         "missing_postgres_server",
         "missing_dnssec_validators",
+        "missing_promtool",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -29,4 +30,5 @@ fn main() {
         ],
     );
     probe_peers::postgres_server("missing_postgres_server");
+    probe_peers::programs("missing_promtool", &["promtool"]);
 }

@@ -348,6 +348,7 @@ fn link() -> Vec<Vec<u8>> {
             max_connections_per_address: 4,
         }),
         rds_selector_toml: fixture::RDS_SELECTOR.into(),
+        metrics: "127.0.0.1:9153".into(),
     };
     seeds.push(link_seed(
         2,

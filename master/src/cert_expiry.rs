@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The certificate's notAfter as milliseconds since the epoch; `None` when the DER does not
 /// parse (it was verified by rustls, so that does not happen for a connection's certificate).
 pub fn not_after_ms(der: &[u8]) -> Option<i64> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    cert.validity().not_after.timestamp().checked_mul(1000)
+    orrery_proto::link::tls::not_after_seconds(der)?.checked_mul(1000)
 }
 
 /// Milliseconds since the epoch, on this machine's clock.

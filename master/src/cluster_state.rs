@@ -305,10 +305,13 @@ pub fn services(s: &SatelliteSettings) -> String {
 /// One check-in's counters as a stored sample.
 pub fn sample(s: &pb::Statistics) -> StatsSample {
     let sum = |m: &HashMap<u32, u64>| m.values().sum::<u64>() as i64;
+    // Rate limiting is not an error: limited answers (dropped, `rate_limited`, `rds_…`) and
+    // slipped ones (sent truncated, `slipped`) are counted apart.
+    let limiting = |k: &str| k.contains("rate_limited") || k == "slipped";
     let rate_limited: u64 = s
         .errors
         .iter()
-        .filter(|(k, _)| k.contains("rate_limited"))
+        .filter(|(k, _)| limiting(k))
         .map(|(_, v)| v)
         .sum();
     let mut rcodes: Vec<_> = s.responses_by_rcode.iter().collect();
@@ -326,7 +329,7 @@ pub fn sample(s: &pb::Statistics) -> StatsSample {
         errors: s
             .errors
             .iter()
-            .filter(|(k, _)| !k.contains("rate_limited"))
+            .filter(|(k, _)| !limiting(k))
             .map(|(_, v)| *v as i64)
             .sum(),
         detail: json!({
@@ -350,6 +353,8 @@ mod tests {
             errors: [
                 ("dropped".to_owned(), 2),
                 ("rds_rate_limited".to_owned(), 4),
+                ("rate_limited".to_owned(), 5),
+                ("slipped".to_owned(), 6),
             ]
             .into_iter()
             .collect(),
@@ -360,7 +365,7 @@ mod tests {
         let x = sample(&s);
         assert_eq!((x.dns_queries, x.whois_queries, x.rdap_queries), (15, 7, 8));
         assert_eq!((x.responses, x.servfail), (15, 3));
-        assert_eq!((x.rate_limited, x.errors), (4, 2));
+        assert_eq!((x.rate_limited, x.errors), (4 + 5 + 6, 2));
         let detail: serde_json::Value = serde_json::from_str(&x.detail).unwrap();
         assert_eq!(detail["rcodes"]["2"], 3);
         assert_eq!(detail["errors"]["dropped"], 2);

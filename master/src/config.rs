@@ -67,6 +67,8 @@ struct MasterSection {
     /// Committed journal serials kept behind the head; older rows are pruned. Unset: the
     /// journal is never pruned.
     journal_keep: Option<u64>,
+    /// Where this master serves Prometheus metrics (`GET /metrics`); absent: none.
+    metrics: Option<String>,
 }
 
 /// `[watchdog]` as written; 0 turns a numeric rule off.
@@ -113,6 +115,8 @@ struct SatelliteSection {
     selector: Option<String>,
     /// The name of a `[selectors.NAME]` table for the registration data services (Whois, RDAP).
     rds_selector: Option<String>,
+    /// Where the satellite serves Prometheus metrics, `IP:PORT` on its own machine.
+    metrics: Option<String>,
 }
 
 impl SatelliteSection {
@@ -129,6 +133,7 @@ impl SatelliteSection {
             hostname: self.hostname.or_else(|| d.hostname.clone()),
             selector: self.selector.or_else(|| d.selector.clone()),
             rds_selector: self.rds_selector.or_else(|| d.rds_selector.clone()),
+            metrics: self.metrics.or_else(|| d.metrics.clone()),
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct MasterConfig {
     pub cluster: ClusterSettings,
     pub maintenance: MaintenanceSettings,
     pub watchdog: WatchdogSettings,
+    /// Where this master serves Prometheus metrics; `None`: no metrics listener.
+    pub metrics: Option<SocketAddr>,
     /// Every satellite the master knows, by identity.
     pub satellites: BTreeMap<SatelliteId, SatelliteSettings>,
     /// What is accepted but most likely a mistake (a leaf no chain uses, a Selector no
@@ -477,6 +484,14 @@ impl MasterConfig {
                 keep => keep,
             },
         };
+        let metrics = m
+            .metrics
+            .as_deref()
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| field("master.metrics", format!("{a:?}: {e}")))
+            })
+            .transpose()?;
         let watchdog = watchdog(file.watchdog, m.store.starts_with("postgres"), &path)?;
         let tls = TlsFiles {
             ca: path(file.tls.ca),
@@ -522,6 +537,7 @@ impl MasterConfig {
             cluster,
             maintenance,
             watchdog,
+            metrics,
             satellites,
             warnings,
         })
@@ -694,6 +710,14 @@ fn satellite(
         hostname: s.hostname,
         selector_toml,
         rds_selector_toml,
+        metrics: s
+            .metrics
+            .as_deref()
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| field(f("metrics"), format!("{a:?}: {e}")))
+            })
+            .transpose()?,
     };
     // What the satellite checks on receipt, checked here by the same code on the message the
     // master will send: anything it would refuse is refused at load.
@@ -1073,6 +1097,8 @@ mod tests {
         assert_eq!(s2.workers, Some(4));
         assert_eq!(s2.memory_budget, Some(2048 * 1024 * 1024));
         assert_eq!(s2.dns.as_ref().unwrap().udp.len(), 2);
+        assert_eq!(s2.metrics, Some("0.0.0.0:9153".parse().unwrap()));
+        assert_eq!(c.metrics, Some("127.0.0.1:9154".parse().unwrap()));
         let selector: toml::Table = toml::from_str(&s2.selector_toml).unwrap();
         assert_eq!(selector["chains"].as_array().unwrap().len(), 2);
         let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
@@ -1096,6 +1122,10 @@ mod tests {
                 .contains("satellites.sat1.dns.udp")
         );
         assert!(err(&MINIMAL.replace("\"127.0.0.1:7443\"", "")).contains("master.listen"));
+        let e = err(&MINIMAL.replace("[master]", "[master]\nmetrics = \"localhost:1\""));
+        assert!(e.contains("master.metrics"), "{e}");
+        let e = err(&MINIMAL.replace("nsid = \"sat1\"", "metrics = \"nowhere\""));
+        assert!(e.contains("satellites.sat1.metrics"), "{e}");
         let e = err(&MINIMAL.replace("sqlite:orrery.db", "mysql://u:secret@db/orrery"));
         assert!(
             e.contains("master.store") && e.contains("unsupported") && !e.contains("secret"),

@@ -34,6 +34,7 @@
 //!   lease (one in the cluster).
 //! - [`status`]: `orrery-master status`, from the store only.
 //! - [`cert_expiry`]: link certificates' expiry dates.
+//! - [`metrics`]: the Prometheus listener (`master.metrics`): this master and the cluster.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
 
 pub mod cache;
@@ -44,6 +45,7 @@ pub mod cluster_view;
 pub mod config;
 pub mod follow_journal;
 pub mod maintenance;
+pub mod metrics;
 pub mod resume;
 pub mod satellites;
 pub mod serve;
@@ -81,6 +83,9 @@ pub enum MasterError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     Wait(#[from] WaitError),
+    /// The metrics listener (`master.metrics`) cannot be bound.
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Reads and checks the master's TLS files as `run` uses them: readable, the key matching the
@@ -101,6 +106,8 @@ pub struct Master {
     counters: Arc<LinkCounters>,
     store_calls: Arc<AtomicU64>,
     wake: Arc<Notify>,
+    /// Where the metrics are served, when `master.metrics` is set.
+    metrics_addr: Option<std::net::SocketAddr>,
     tasks: JoinSet<()>,
 }
 
@@ -202,8 +209,34 @@ impl Master {
             );
             tasks.spawn(watchdog.run(shutdown.clone()));
         }
+        // Metrics last: what they show exists now. A listener that cannot be bound stops the
+        // start, as a link listener would: the operator asked for it.
+        let metrics_addr = match config.metrics {
+            Some(addr) => {
+                let metrics = Arc::new(metrics::MasterMetrics::new(
+                    config.cluster.id.clone(),
+                    cache.clone(),
+                    satellites.clone(),
+                    own_cert_expires,
+                ));
+                let (bound, serving) = metrics
+                    .serve(addr, shutdown.clone())
+                    .await
+                    .map_err(MasterError::Metrics)?;
+                tracing::info!(addr = %bound, "serving metrics");
+                tasks.spawn(serving);
+                tasks.spawn(metrics.refresh(
+                    store.clone(),
+                    config.cluster.heartbeat,
+                    shutdown.clone(),
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
         let counters = service.counters();
         Ok(Self {
+            metrics_addr,
             cache,
             satellites,
             resume,
@@ -212,6 +245,11 @@ impl Master {
             wake,
             tasks,
         })
+    }
+
+    /// Where the metrics are served (`master.metrics`), when set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// The cache (read-only use).

@@ -6,6 +6,8 @@
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`logging`]: what every binary writes to stderr: log lines (colour only on a terminal)
 //!   and its final error, each cause once.
+//! - [`metrics`]: Prometheus text exposition and the small `GET /metrics` server the master
+//!   and the satellite both run.
 //! - [`name`]: the one DNS name type ([`Name`]), with the checked wire-name decoder.
 //! - [`model`]: the registry data model (zones, domains, hosts, DS, contacts, registrars) and
 //!   the journal's change batches.
@@ -20,6 +22,7 @@ pub mod backoff;
 pub mod dnssec;
 pub mod link;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod prefix;

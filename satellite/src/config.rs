@@ -195,6 +195,8 @@ impl Config {
                 Some(table) => text(table, "rds")?,
                 None => String::new(),
             },
+            // A standalone satellite has no metrics listener (a master's configuration sets one).
+            metrics: None,
         };
         // The satellite's receipt check, as on settings from a master; its field names are the
         // master's, mapped back to this file's tables.

@@ -32,6 +32,8 @@
 //!   whole after each batch ([`served::ServedStore`]); the sharded copy-on-write primitive.
 //! - [`zone`]: the DNS tables ([`zone::ZoneSet`]), compact: names in per-shard arenas,
 //!   hosts interned once and referred to by `u32`.
+//! - [`stats`]: the statistics as typed per-worker counters, read by the check-in and by the
+//!   Prometheus listener.
 //! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
@@ -52,6 +54,7 @@ pub mod selector;
 pub mod served;
 pub mod snapshot;
 pub mod tcp;
+pub mod stats;
 pub mod zone;
 
 pub use config::{Config, ConfigError};

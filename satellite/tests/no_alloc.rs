@@ -1,6 +1,8 @@
 //! Preallocation proof: after warm-up, handling queries of every kind (parse → Selector →
 //! encode) performs zero heap allocations, so does a UDP worker answering batches from its
-//! socket, and so does a Whois or RDAP request through the whole path (parse, chain, render into a reused buffer). A counting global allocator lives in this test binary only, so it does not
+//! socket (counting each query in the typed per-worker counters, `stats`), and so does a Whois
+//! or RDAP request through the whole path (parse, chain, render into a reused buffer). A
+//! counting global allocator lives in this test binary only, so it does not
 //! affect the other tests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,6 +19,7 @@ use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::udp::{UdpSettings, UdpSockets};
 use orrery_satellite::dns::wire::{Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
+use orrery_satellite::stats::{Outcome as StatsOutcome, Qtype, QueryStats};
 use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
 use tokio_util::sync::CancellationToken;
 
@@ -513,6 +516,56 @@ fn steady_state_queries_do_not_allocate() {
     let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
     assert!(answered > 50 * packets.len());
     assert_eq!(allocations, 0, "{allocations} allocations in steady state");
+    // Every query of both rounds was counted (by the same allocation-free path): the
+    // counters, the outcomes and the answer-time histogram.
+    let t = pipeline.stats.totals();
+    let handled = (2 * 50 * 2 * packets.len()) as u64;
+    assert_eq!(
+        t.received(Transport::Udp) + t.received(Transport::Tcp),
+        handled
+    );
+    assert_eq!(t.latency.iter().sum::<u64>(), handled);
+    assert_eq!(
+        t.by_rcode().iter().sum::<u64>(),
+        t.outcome(StatsOutcome::Answered)
+            + t.outcome(StatsOutcome::Truncated)
+            + t.outcome(StatsOutcome::Slipped)
+    );
+    // `answered` is the second round's: half of what was sent in full or truncated.
+    assert_eq!(
+        (t.outcome(StatsOutcome::Answered) + t.outcome(StatsOutcome::Truncated)) as usize,
+        2 * answered
+    );
+    assert!(t.outcome(StatsOutcome::Truncated) > 0 && t.outcome(StatsOutcome::Dropped) > 0);
+}
+
+/// Counting a query by itself — on a thread that never counted before (its slot is taken
+/// then), then in steady state — allocates nothing.
+#[test]
+fn counting_a_query_does_not_allocate() {
+    let stats = QueryStats::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            COUNT.with(|c| c.set(0));
+            COUNTING.with(|c| c.set(true));
+            for i in 0..10_000u32 {
+                stats.record(
+                    if i % 2 == 0 {
+                        Transport::Udp
+                    } else {
+                        Transport::Tcp
+                    },
+                    Qtype::of((i % 300) as u16),
+                    StatsOutcome::ALL[(i % 5) as usize],
+                    (i % 24) as u16,
+                    Duration::from_nanos(u64::from(i) * 997),
+                );
+            }
+            COUNTING.with(|c| c.set(false));
+            assert_eq!(COUNT.with(Cell::get), 0, "allocations while counting");
+        });
+    });
+    assert_eq!(stats.totals().latency.iter().sum::<u64>(), 10_000);
 }
 
 /// The same with response rate limiting in the chain, limiting, slipping and dropping answers
@@ -552,6 +605,10 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
     });
     assert!(counters["slipped"] > 1000, "{counters:?}");
     assert!(counters["dropped"] > 1000, "{counters:?}");
+    // The typed counters saw the same: the leaf's drops and slips over both rounds.
+    let t = pipeline.stats.totals();
+    assert_eq!(t.outcome(StatsOutcome::Slipped), counters["slipped"]);
+    assert_eq!(t.outcome(StatsOutcome::RateLimited), counters["dropped"]);
     // TCP and the exempt source are answered in full.
     assert!(
         answered > 50 * packets.len() * (peers.len() + 1),

@@ -10,6 +10,7 @@ mod harness;
 mod journal_pg;
 mod link;
 mod masters;
+mod metrics;
 mod processes;
 mod rds;
 mod satellite_faults;

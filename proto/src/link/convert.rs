@@ -564,6 +564,8 @@ pub struct SatelliteSettings {
     /// The Selector of the registration data services (Whois and RDAP), as TOML text in the
     /// satellite's format; empty for the satellite's built-in default chain.
     pub rds_selector_toml: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Where and how a satellite serves DNS. A received one has at least one address. Every
@@ -803,6 +805,7 @@ impl From<&SatelliteSettings> for pb::SatelliteConfig {
             selector_toml: s.selector_toml.clone(),
             rdap: s.rdap.as_ref().map(pb::RdapService::from),
             rds_selector_toml: s.rds_selector_toml.clone(),
+            metrics: s.metrics.map(|a| a.to_string()).unwrap_or_default(),
         };
         // The version is the digest of the message without it; prost encodes fields in number
         // order and this message has no maps, so equal settings give equal bytes.
@@ -968,6 +971,10 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
         if c.workers > MAX_WORKERS {
             return Err(cx.err("workers", format!("{}, at most {MAX_WORKERS}", c.workers)));
         }
+        let metrics = match c.metrics.as_str() {
+            "" => None,
+            text => Some(cx.addrs("metrics", &[text.to_owned()])?[0]),
+        };
         Ok(Self {
             checkin_interval: interval,
             dns,
@@ -979,6 +986,7 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
             hostname: (!c.hostname.is_empty()).then_some(c.hostname),
             selector_toml: c.selector_toml,
             rds_selector_toml: c.rds_selector_toml,
+            metrics,
         })
     }
 }
@@ -1295,6 +1303,7 @@ mod tests {
             hostname: Some("sat1.example".into()),
             selector_toml: "[[chains]]\nname = \"main\"\nleaves = []\n".into(),
             rds_selector_toml: "[[chains]]\nname = \"rds\"\nleaves = []\n".into(),
+            metrics: Some("127.0.0.1:9153".parse().unwrap()),
         }
     }
 
@@ -1339,6 +1348,9 @@ mod tests {
         let mut other = s.clone();
         other.whois.as_mut().unwrap().max_connections_per_address = None;
         assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.metrics = None;
+        assert_ne!(other.version(), s.version());
 
         // Nothing optional set also survives the trip: no services besides DNS, empty texts.
         let bare = SatelliteSettings {
@@ -1350,10 +1362,18 @@ mod tests {
             hostname: None,
             selector_toml: String::new(),
             rds_selector_toml: String::new(),
+            metrics: None,
             ..s.clone()
         };
         let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&bare)).unwrap();
         assert_eq!(back, bare);
+
+        let mut msg = pb::SatelliteConfig::from(&s);
+        msg.metrics = "localhost:9153".into();
+        assert_eq!(
+            SatelliteSettings::try_from(msg).unwrap_err().field,
+            "metrics"
+        );
 
         let mut msg = pb::SatelliteConfig::from(&s);
         msg.dns.as_mut().unwrap().udp.push("127.0.0.1".into());

@@ -165,6 +165,11 @@ impl TlsMaterial {
         &self.ca_source
     }
 
+    /// When this end's own certificate expires (notAfter), in seconds since the epoch.
+    pub fn cert_not_after(&self) -> Option<i64> {
+        not_after_seconds(self.own_certificate())
+    }
+
     /// This end's own certificate (the first of its chain).
     pub fn own_certificate(&self) -> &CertificateDer<'static> {
         &self.chain[0]
@@ -324,6 +329,13 @@ pub fn satellite_identity(cert: &CertificateDer<'_>) -> Result<SatelliteId, Iden
         }
     }
     found.ok_or(IdentityError::NotASatellite)
+}
+
+/// A DER certificate's notAfter, in seconds since the epoch; `None` when it does not parse.
+/// The master's watchdog and the satellite's metrics both read expiry dates through it.
+pub fn not_after_seconds(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 #[cfg(test)]

@@ -842,6 +842,21 @@ pub struct Event {
     /// The TCP idle timeout the edge advertises to clients that ask (RFC 7828), in units of
     /// 100 ms; set once by the TCP edge for its events, `None` elsewhere.
     pub tcp_keepalive: Option<u16>,
+    /// What response rate limiting did to the answer (the `rrl` leaf sets it), for the
+    /// statistics.
+    pub limited: Limited,
+}
+
+/// What response rate limiting did to an answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Limited {
+    /// Not limited.
+    #[default]
+    No,
+    /// Dropped.
+    Dropped,
+    /// Sent truncated instead (a slip).
+    Slipped,
 }
 
 impl Default for Event {
@@ -859,6 +874,7 @@ impl Event {
             query: Query::default(),
             response: Response::new(),
             tcp_keepalive: None,
+            limited: Limited::No,
         }
     }
 
@@ -867,6 +883,7 @@ impl Event {
         self.peer = peer;
         self.transport = transport;
         self.query.parse(packet);
+        self.limited = Limited::No;
         self.response.len = 0;
         self.response.finished = false;
     }

@@ -91,6 +91,8 @@ use crate::rds::Rds;
 use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::selector::Selector;
 use crate::served::{BuildOptions, Served, ServedStore};
+use crate::stats::SatelliteMetrics;
+use crate::stats::listener::MetricsListener;
 use crate::zone::ZoneError;
 
 /// Limit for one unary call (boot, check-in) and for opening a stream.
@@ -227,8 +229,14 @@ impl Satellite {
             checkin_interval: Duration::from_secs(60),
             started: Instant::now(),
             status: status_tx,
+            metrics: Arc::new(SatelliteMetrics::new()),
+            metrics_listener: None,
+            metrics_error: None,
             config,
         };
+        if let Some(secs) = link.config.tls.cert_not_after() {
+            link.metrics.set_cert_not_after(secs);
+        }
         match link.files.read() {
             Ok(Some((data, settings))) => {
                 let started = Instant::now();
@@ -326,6 +334,12 @@ struct Link {
     checkin_interval: Duration,
     started: Instant,
     status: watch::Sender<LinkStatus>,
+    /// The typed counters and gauges the check-in and the metrics listener read.
+    metrics: Arc<SatelliteMetrics>,
+    /// The Prometheus listener, when the configuration sets one.
+    metrics_listener: Option<MetricsListener>,
+    /// Why the configured metrics listener does not run; reported at every check-in.
+    metrics_error: Option<String>,
 }
 
 /// How a session ended without an error.
@@ -356,6 +370,7 @@ impl Link {
             })
             .unwrap_or_default();
         let restart = self.restart_required.clone();
+        let metrics = &self.metrics;
         self.status.send_modify(|s| {
             s.applied_serial = applied;
             s.udp = udp;
@@ -364,6 +379,8 @@ impl Link {
             s.rdap = rdap;
             s.restart_required = restart;
             f(s);
+            metrics.set_applied(applied);
+            metrics.set_connected(s.connected);
         });
     }
 
@@ -459,6 +476,7 @@ impl Link {
         if let Some(mut r) = self.rds.take() {
             r.stop(Duration::from_secs(5)).await;
         }
+        self.metrics_listener = None;
         persist_stop.cancel();
         let _ = persister.await;
         tracing::info!(serial = self.applied(), "satellite stopped");
@@ -500,6 +518,7 @@ impl Link {
             window_start = boot.window_start,
             "booted"
         );
+        self.metrics.set_head(boot.head_serial);
         self.publish(|s| {
             s.connected = true;
             s.identity = Some(boot.identity.clone());
@@ -543,7 +562,7 @@ impl Link {
                     .ok_or_else(|| LinkError::Protocol("empty change stream event".into()))?;
                 match event {
                     Event::Batch(b) => self.apply_batch(ChangeBatch::try_from(b)?).await?,
-                    Event::Heartbeat(_) => {}
+                    Event::Heartbeat(h) => self.metrics.set_head(h.head_serial),
                     Event::SnapshotRequired(r) => {
                         tracing::info!(
                             applied = self.applied(),
@@ -578,6 +597,8 @@ impl Link {
             )));
         }
         batch.after = current;
+        self.metrics.raise_head(batch.upto);
+        let began = Instant::now();
         let registry = Arc::clone(&self.registry);
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || {
@@ -600,6 +621,7 @@ impl Link {
             Ok::<_, ZoneError>(())
         })
         .await??;
+        self.metrics.batch_applied(began.elapsed());
         self.dirty.notify_one();
         self.publish(|_| {});
         Ok(())
@@ -686,20 +708,23 @@ impl Link {
 
     /// Reports statistics; takes the interval and any new configuration.
     async fn check_in(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
-        let mut counters = self
-            .serving
+        let rds = self
+            .rds
             .as_ref()
-            .map(Serving::counters)
+            .map(RdsServing::counters)
             .unwrap_or_default();
-        if let Some(rds) = &self.rds {
-            counters.extend(rds.counters());
-        }
         let objects = self
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len() as u64;
-        let statistics = collect_statistics(&counters, self.started.elapsed(), objects);
+        self.metrics.set_objects(objects);
+        let statistics = collect_statistics(
+            &self.metrics.queries.totals(),
+            &rds,
+            self.started.elapsed(),
+            objects,
+        );
         if let Some(budget) = self.settings.as_ref().and_then(|s| s.memory_budget)
             && statistics.memory_bytes > budget
         {
@@ -735,6 +760,7 @@ impl Link {
                 return Err(e);
             }
         };
+        self.metrics.set_head(response.head_serial);
         self.checkin_interval = Duration::from_millis(u64::from(response.checkin_interval_ms))
             .max(MIN_CHECKIN_INTERVAL);
         if let Some(config) = response.config {
@@ -779,11 +805,15 @@ impl Link {
 
     /// What the next check-in reports in `config_refused`.
     fn config_refused(&self) -> String {
-        [self.refused.as_deref(), self.not_serving.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join("; ")
+        [
+            self.refused.as_deref(),
+            self.not_serving.as_deref(),
+            self.metrics_error.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
     }
 
     /// Takes a configuration: swaps the query pipeline when its parts changed, notes what
@@ -811,6 +841,7 @@ impl Link {
             }
         };
         self.refused = None;
+        self.ensure_metrics(new.metrics);
         let old = self.settings.replace(new.clone());
         self.files.write_settings(&new)?;
         if let (Some(serving), Some(zones)) = (&mut self.serving, &self.zones) {
@@ -820,7 +851,8 @@ impl Link {
                     || o.hostname != new.hostname
             });
             if pipeline_changed {
-                let pipeline = Pipeline::new(selector, Arc::clone(zones), new.nsid.clone());
+                let pipeline = Pipeline::new(selector, Arc::clone(zones), new.nsid.clone())
+                    .with_stats(Arc::clone(&self.metrics.queries));
                 serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
                 tracing::info!("query pipeline replaced with the master's new selector");
             }
@@ -843,6 +875,20 @@ impl Link {
         }
         self.publish(|_| {});
         Ok(())
+    }
+
+    /// Runs the metrics listener where the configuration says (none when it sets none). One
+    /// that cannot be bound is logged and reported, and tried again with the next
+    /// configuration.
+    fn ensure_metrics(&mut self, want: Option<SocketAddr>) {
+        self.metrics_error =
+            match MetricsListener::ensure(&mut self.metrics_listener, want, &self.metrics) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve metrics as the master configured");
+                    Some(e.to_string())
+                }
+            };
     }
 
     /// Starts the services once there are both a state and a configuration, and notes which
@@ -936,7 +982,8 @@ impl Link {
         let selector = build_selector(settings).map_err(|e| {
             LinkError::Protocol(format!("the configuration's selector does not build: {e}"))
         })?;
-        let pipeline = Pipeline::new(selector, Arc::clone(zones), settings.nsid.clone());
+        let pipeline = Pipeline::new(selector, Arc::clone(zones), settings.nsid.clone())
+            .with_stats(Arc::clone(&self.metrics.queries));
         serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
         tracing::info!(
             udp = ?serving.udp_addrs(),
@@ -1126,6 +1173,7 @@ mod tests {
             hostname: Some("sat9".into()),
             selector_toml: selector_toml.into(),
             rds_selector_toml: String::new(),
+            metrics: None,
         }
     }
 

@@ -35,7 +35,7 @@ use hashbrown::DefaultHashBuilder;
 use orrery_proto::Prefix;
 
 use crate::dns::leaf::{Ctx, Dns};
-use crate::dns::wire::{Event, Response, Section, Transport, rcode};
+use crate::dns::wire::{Event, Limited, Response, Section, Transport, rcode};
 use crate::rds::rate_limit::{Limit, source_bits, unmapped};
 use crate::selector::{Flow, Leaf, Outgoing};
 use table::{Table, Verdict};
@@ -148,10 +148,12 @@ impl Leaf<Dns> for Rrl {
                 self.limited.fetch_add(1, Ordering::Relaxed);
                 if self.slip != 0 && nth.is_multiple_of(self.slip) {
                     self.slipped.fetch_add(1, Ordering::Relaxed);
+                    ev.limited = Limited::Slipped;
                     ev.response.truncate_to_question();
                     Outgoing::Send
                 } else {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    ev.limited = Limited::Dropped;
                     Outgoing::Drop
                 }
             }
@@ -171,18 +173,20 @@ impl Leaf<Dns> for Rrl {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::LazyLock;
+    use std::sync::Arc;
 
     use hickory_proto::op::{Message, ResponseCode};
 
     use super::*;
     use crate::dns::leaf::SelectorConfig;
+    use crate::dns::pipeline::Pipeline;
     use crate::dns::wire::tests::{EDNS, query_packet};
     use crate::dns::wire::{class, rtype};
     use crate::selector::Selector;
     use crate::selector::Service;
-    use crate::zone::ZoneSet;
+    use crate::stats::Outcome;
     use crate::zone::tests::sample;
+    use crate::{Served, ServedStore};
 
     /// The test pipeline (whose ACL refuses 192.0.2.0/24) with an `rrl` leaf after `stats`: a burst of 5, then one answer a
     /// second (a test takes far less than a second, so it sees no refill).
@@ -200,39 +204,33 @@ mod tests {
             )
     }
 
-    fn selector(extra: &str) -> Selector<Dns> {
+    /// The pipeline over the sample zones, with the chains of [`chains`].
+    fn selector(extra: &str) -> Pipeline {
         let config: SelectorConfig = toml::from_str(&chains(extra)).unwrap();
-        Selector::<Dns>::build(&config).unwrap()
+        Pipeline::new(
+            Selector::<Dns>::build(&config).unwrap(),
+            Arc::new(ServedStore::new(Served::dns_only(sample()))),
+            None,
+        )
     }
 
     /// Sends `packet` from `peer`: the answer, or `None` when dropped.
-    fn ask(
-        sel: &Selector<Dns>,
-        peer: &str,
-        packet: &[u8],
-        transport: Transport,
-    ) -> Option<Message> {
-        static ZONES: LazyLock<ZoneSet> = LazyLock::new(sample);
+    fn ask(sel: &Pipeline, peer: &str, packet: &[u8], transport: Transport) -> Option<Message> {
         let mut ev = Event::new();
-        ev.load(packet, peer.parse().unwrap(), transport);
-        let ctx = Ctx {
-            zones: &ZONES,
-            nsid: None,
-        };
-        sel.run(&mut ev, &ctx)
-            .then(|| Message::from_vec(ev.response.bytes()).unwrap())
+        sel.handle(packet, peer.parse().unwrap(), transport, &mut ev)
+            .map(|answer| Message::from_vec(answer).unwrap())
     }
 
-    fn counters(sel: &Selector<Dns>) -> BTreeMap<String, u64> {
+    fn counters(sel: &Pipeline) -> BTreeMap<String, u64> {
         let mut seen = BTreeMap::new();
-        sel.counters(&mut |leaf, counter, value| {
+        sel.selector.counters(&mut |leaf, counter, value| {
             seen.insert(format!("{leaf}.{counter}"), value);
         });
         seen
     }
 
     /// Answers, truncated answers and drops among `n` queries.
-    fn tally(sel: &Selector<Dns>, peer: &str, packet: &[u8], n: usize) -> (usize, usize, usize) {
+    fn tally(sel: &Pipeline, peer: &str, packet: &[u8], n: usize) -> (usize, usize, usize) {
         let (mut full, mut tc, mut dropped) = (0, 0, 0);
         for _ in 0..n {
             match ask(sel, peer, packet, Transport::Udp) {
@@ -271,9 +269,13 @@ mod tests {
         assert_eq!(c["rrl.slipped"], 11);
         assert_eq!(c["rrl.dropped"], 22);
         assert_eq!(c["rrl.untracked"], 0);
-        // Statistics count the dropped answers and the truncated ones.
-        assert_eq!(c["stats.dropped"], 22);
-        assert_eq!(c["stats.truncated"], 11);
+        // The statistics count the dropped answers and the slipped ones, apart from the
+        // queries that were answered or dropped for other reasons.
+        let t = sel.stats.totals();
+        assert_eq!(t.outcome(Outcome::RateLimited), 22);
+        assert_eq!(t.outcome(Outcome::Slipped), 11);
+        assert_eq!(t.outcome(Outcome::Dropped), 0);
+        assert_eq!(t.outcome(Outcome::Answered), 35 + 3 + 5 + 1 + 20 - 33);
     }
 
     #[test]
@@ -326,7 +328,7 @@ mod tests {
                 zones: &zones,
                 nsid: None,
             };
-            assert!(sel.run(&mut ev, &ctx));
+            assert!(sel.selector.run(&mut ev, &ctx));
             ResponseClass::of(&ev.response)
         };
         assert_eq!(
