@@ -25,7 +25,7 @@ use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
 use orrery_satellite::{
-    BuildOptions, Config, Pipeline, Selector, Served, ServedStore, read_snapshot,
+    BuildOptions, Config, Pipeline, Selector, Served, ServedStore,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -155,17 +155,20 @@ const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
 /// services a master-fed satellite runs ([`Serving`], [`RdsServing`]).
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let data = read_snapshot(snapshot)?;
+    let (header, objects) = orrery_proto::state_file::read_state_file(snapshot)
+        .with_context(|| format!("state file {}", snapshot.display()))?;
     // The Whois/RDAP directory is built only when the configuration serves them.
     let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
-    let served = Served::from_snapshot(
-        &data,
+    let served = Served::from_objects(
+        header.serial,
+        objects,
+        |_| {},
         BuildOptions {
             directory: rds_enabled,
         },
     );
     tracing::info!(
-        serial = data.serial,
+        serial = header.serial,
         zones = served.zones.zones().len(),
         delegations = served
             .zones
@@ -176,7 +179,6 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
-    drop(data);
     let zones = Arc::new(ServedStore::new(served));
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));
