@@ -45,9 +45,6 @@ pub enum GenerateError {
     Io { path: PathBuf, source: io::Error },
     #[error("hook for zone {zone} failed: {reason}")]
     Hook { zone: Name, reason: String },
-    /// The satellite snapshot could not be written (the error names the file).
-    #[error(transparent)]
-    Snapshot(#[from] orrery_satellite::SnapshotError),
 }
 
 /// What [`generate_zone`] did.
