@@ -262,7 +262,7 @@ impl Link {
             fetch_and_write_ms = fetched.as_millis() as u64,
             build_ms = (loaded - fetched).as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
-            "snapshot saved and applied"
+            "snapshot applied and saved"
         );
         Ok(())
     }
