@@ -168,10 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir").join("x.snap");
         let err = write_satellite_snapshot(&store, &path).await.unwrap_err();
-        assert!(
-            matches!(err, GenerateError::Io { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, GenerateError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("x.snap"), "{err}");
     }
 }

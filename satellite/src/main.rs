@@ -24,9 +24,7 @@ use orrery_satellite::link::rds_serving::RdsServing;
 use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
-use orrery_satellite::{
-    BuildOptions, Config, Pipeline, Selector, Served, ServedStore,
-};
+use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
 /// Authoritative DNS for a registry's zones.
@@ -49,7 +47,8 @@ struct Args {
     /// The satellite's name, when the TLS directory holds several satellite certificates.
     #[arg(long, requires = "master")]
     name: Option<String>,
-    /// State file (snapshot format), written as changes arrive.
+    /// State file (orrery_proto::state_file, format 4), written from what the master sends;
+    /// STATE.log and STATE.settings beside it.
     #[arg(long, requires = "master")]
     state: Option<PathBuf>,
 }

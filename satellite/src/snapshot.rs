@@ -188,7 +188,11 @@ pub(crate) mod tests {
         let data = sample_data();
         write_snapshot(&path, &data).unwrap();
         assert_eq!(read_snapshot(&path).unwrap(), data);
-        std::fs::write(&path, b"ORRSNAP\0\x03\0\0\0 and the rest of a version 3 file").unwrap();
+        std::fs::write(
+            &path,
+            b"ORRSNAP\0\x03\0\0\0 and the rest of a version 3 file",
+        )
+        .unwrap();
         let e = read_snapshot(&path).unwrap_err();
         assert!(e.to_string().contains("older release"), "{e}");
     }

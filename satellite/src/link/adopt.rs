@@ -220,7 +220,6 @@ impl Link {
     }
 }
 
-
 /// Builds the registration data Selector of a configuration (the built-in default chain when
 /// the master sends none).
 fn build_rds_selector(settings: &SatelliteSettings) -> Result<Selector<Rds>, SelectorTextError> {
@@ -347,5 +346,4 @@ mod tests {
         assert_eq!(serving.settings().tcp.max_queries, Some(10));
         assert!(restart_required(&serving, &tuned).is_empty());
     }
-
 }

@@ -235,6 +235,11 @@ impl BatchLog {
         Ok(batches)
     }
 
+    /// Bytes of the records held (the header not counted).
+    pub fn len_bytes(&self) -> u64 {
+        self.end() - HEADER_LEN as u64
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.records.len()

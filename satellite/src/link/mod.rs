@@ -88,7 +88,6 @@ use self::snapshot_transfer::Transfer;
 use crate::served::{BuildOptions, Served, ServedStore};
 use crate::zone::ZoneError;
 
-
 /// How a satellite reaches its masters and where it keeps its state.
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
@@ -352,7 +351,6 @@ impl Link {
             f(s);
         });
     }
-
 }
 
 /// Applies to `served` (built from the state file of `generation`) the batches the log holds
@@ -530,11 +528,24 @@ mod tests {
                 .unwrap();
         assert_eq!(new, (ResponseCode::NoError, true));
         assert_eq!(bar.0, ResponseCode::NXDomain);
-        // The torn record was cut off; the state file and the log still make serial 44.
+        // The torn record was cut off, and the shutdown merged the log into the state file.
         shutdown.cancel();
         sat.join().await;
-        assert_eq!(read_snapshot(&state).unwrap().serial, 42);
+        let saved = read_snapshot(&state).unwrap();
+        assert_eq!(saved.serial, 44);
+        assert!(
+            saved
+                .domains
+                .iter()
+                .any(|d| d.name.to_string() == "new.tld")
+        );
+        assert!(
+            !saved
+                .domains
+                .iter()
+                .any(|d| d.name.to_string() == "bar.tld")
+        );
         let found = batch_log::BatchLog::new(log, true).recover(1).unwrap();
-        assert_eq!((found.batches.len(), found.torn_bytes), (2, 0));
+        assert_eq!((found.batches.len(), found.torn_bytes), (0, 0));
     }
 }

@@ -14,7 +14,10 @@
 //! the batches after it go to `STATE.log`. At most once per [`PERSIST_INTERVAL`] while batches
 //! arrive, a *compaction* streams the old `STATE` through [`state_file::merge`] with the log's
 //! batches into a new `STATE` (same generation, the last batch's serial) and drops those
-//! batches from the log. Its memory is the log's changes (a map by object identity), never the
+//! batches from the log — but only once the log has grown to a quarter of the state file
+//! ([`COMPACT_WHEN_LOG_IS`]): a compaction streams the whole registry, so its cost must follow
+//! the change volume, not the clock (a trickle of changes at 1M delegations would otherwise
+//! rewrite hundreds of megabytes every few seconds). Its memory is the log's changes (a map by object identity), never the
 //! registry; it runs on a blocking thread, beside the link, and never touches what queries see.
 //!
 //! A batch is in `STATE.log`, synced, before queries see it; a snapshot is in `STATE` (and the
@@ -40,6 +43,9 @@ use super::batch_log::{BatchLog, Recovered};
 
 /// Shortest time between two compactions of the state file while batches arrive.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+/// The batch log is merged into the state file once it reaches this fraction of the file's
+/// size (and at shutdown). A restart replays at most that much.
+pub const COMPACT_WHEN_LOG_IS: (u64, u64) = (1, 4);
 
 /// The state files of one satellite (clones share the log and the write order).
 #[derive(Clone, Debug)]
@@ -172,6 +178,14 @@ impl StateFiles {
         })
     }
 
+    /// True when the log has grown enough to be worth merging ([`COMPACT_WHEN_LOG_IS`]).
+    pub fn wants_compaction(&self) -> bool {
+        let log = self.log().len_bytes();
+        let state = fs::metadata(&self.state).map_or(0, |m| m.len());
+        let (num, den) = COMPACT_WHEN_LOG_IS;
+        log > 0 && log * den >= state * num
+    }
+
     /// Merges the batch log into the state file (see the module docs) and drops the merged
     /// batches from the log; returns the serial written, or `None` when the log was empty.
     pub fn compact(&self) -> Result<Option<Serial>, PersistError> {
@@ -272,17 +286,21 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Compacts the state file whenever `dirty` is notified, at most once per `interval`, and
-/// once more on shutdown if anything changed since the last compaction.
+/// Compacts the state file when `dirty` is notified and the log is large enough
+/// ([`StateFiles::wants_compaction`]), at most once per `interval`, and once more on shutdown
+/// if the log holds anything.
 pub async fn persist_state(
     files: StateFiles,
     dirty: Arc<Notify>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let write = || {
+    let write = |always: bool| {
         let files = files.clone();
         async move {
+            if !always && !files.wants_compaction() {
+                return;
+            }
             let started = std::time::Instant::now();
             let result = tokio::task::spawn_blocking(move || files.compact()).await;
             match result {
@@ -301,19 +319,15 @@ pub async fn persist_state(
             () = shutdown.cancelled() => break,
             () = dirty.notified() => {}
         }
-        write().await;
+        write(false).await;
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
         }
     }
-    // A notification stored while sleeping means unwritten changes.
-    if tokio::time::timeout(Duration::ZERO, dirty.notified())
-        .await
-        .is_ok()
-    {
-        write().await;
-    }
+    // Whatever the log holds is merged, so that a restart reads one file (a no-op when the
+    // log is empty).
+    write(true).await;
 }
 
 #[cfg(test)]
@@ -389,7 +403,9 @@ mod tests {
                 Change::Domain(domain("foo.tld", "tld", &[])),
                 Change::ContactRemoved("C2".into()),
             ],
-            vec![Change::DomainRemoved(orrery_proto::Name::from_ascii("bar.tld").unwrap())],
+            vec![Change::DomainRemoved(
+                orrery_proto::Name::from_ascii("bar.tld").unwrap(),
+            )],
         ];
         for (i, c) in changes.iter().enumerate() {
             files
@@ -406,7 +422,8 @@ mod tests {
         data.serial = 45;
         data.domains[0] = domain("foo.tld", "tld", &[]);
         data.domains.retain(|d| d.name.to_string() != "bar.tld");
-        data.domains.push(domain("new.tld", "tld", &["ns1.foo.tld"]));
+        data.domains
+            .push(domain("new.tld", "tld", &["ns1.foo.tld"]));
         data.contacts.retain(|c| c.handle != "C2");
         let fresh_path = dir.path().join("fresh");
         crate::snapshot::write_snapshot(&fresh_path, &data).unwrap();
@@ -437,13 +454,44 @@ mod tests {
     }
 
     #[test]
+    fn compaction_waits_for_the_log_to_reach_a_quarter_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::new(dir.path().join("state"), true);
+        files.recover_batches(0).unwrap();
+        let big = SnapshotData {
+            domains: (0..2000)
+                .map(|i| domain(&format!("d{i}.tld"), "tld", &["ns.example"]))
+                .collect(),
+            ..sample_data()
+        };
+        from_master(&files, &big);
+        assert!(!files.wants_compaction(), "an empty log");
+        let mut after = 42;
+        while !files.wants_compaction() {
+            files
+                .log_batch(&batch(after, &format!("n{after}.tld")))
+                .unwrap();
+            after += 1;
+        }
+        let state = fs::metadata(&files.state).unwrap().len();
+        let log = files.log().len_bytes();
+        assert!(
+            after - 42 > 50 && log * 4 >= state && log * 4 < state + 1000,
+            "{log} {state}"
+        );
+        assert_eq!(files.compact().unwrap(), Some(after));
+        assert!(!files.wants_compaction());
+    }
+
+    #[test]
     fn an_unfinished_snapshot_leaves_the_old_state() {
         let dir = tempfile::tempdir().unwrap();
         let files = StateFiles::new(dir.path().join("state"), true);
         files.recover_batches(0).unwrap();
         from_master(&files, &sample_data());
         let mut f = files.snapshot_file().unwrap();
-        f.push(&Change::Domain(domain("half.tld", "tld", &[]))).unwrap();
+        f.push(&Change::Domain(domain("half.tld", "tld", &[])))
+            .unwrap();
         drop(f);
         assert_eq!(read_snapshot(&files.state).unwrap(), sample_data());
     }

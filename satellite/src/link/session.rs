@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orrery_proto::ChangeBatch;
+use orrery_proto::link::SatelliteSettings;
 use orrery_proto::link::client::{self, DialConfig, Dialer, Failure, LinkClient};
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::pb::{self, follow_event::Event};
 use orrery_proto::link::tls::client_config;
-use orrery_proto::link::SatelliteSettings;
 use tokio_util::sync::CancellationToken;
 
 use super::collect_statistics::collect_statistics;
@@ -277,10 +277,7 @@ impl Link {
         if let Some(rds) = &self.rds {
             counters.extend(rds.counters());
         }
-        let objects = self
-            .zones
-            .as_ref()
-            .map_or(0, |z| z.load().object_count()) as u64;
+        let objects = self.zones.as_ref().map_or(0, |z| z.load().object_count()) as u64;
         let statistics = collect_statistics(&counters, self.started.elapsed(), objects);
         if let Some(budget) = self.settings.as_ref().and_then(|s| s.memory_budget)
             && statistics.memory_bytes > budget

@@ -82,7 +82,10 @@ pub async fn fetch(
             return Err(LinkError::Protocol(got));
         }
         if p.objects.len() as u64 + chunk.objects.len() as u64 > p.total_objects {
-            let got = format!("snapshot {} holds more than the {} objects it announced", p.serial, p.total_objects);
+            let got = format!(
+                "snapshot {} holds more than the {} objects it announced",
+                p.serial, p.total_objects
+            );
             *progress = None;
             return Err(LinkError::Protocol(got));
         }

@@ -360,10 +360,17 @@ mod tests {
     #[test]
     fn a_replacing_snapshot_drops_what_it_no_longer_holds() {
         let objects = |names: &[&str]| {
-            let mut v = vec![Change::Zone(crate::zone::tests::zone("tld", &["a.nic.tld"]))];
+            let mut v = vec![Change::Zone(crate::zone::tests::zone(
+                "tld",
+                &["a.nic.tld"],
+            ))];
             for name in names {
                 v.push(Change::Host(host(&format!("ns.{name}"), &["192.0.2.77"])));
-                v.push(Change::Domain(domain(name, "tld", &[&format!("ns.{name}")])));
+                v.push(Change::Domain(domain(
+                    name,
+                    "tld",
+                    &[&format!("ns.{name}")],
+                )));
             }
             v
         };
