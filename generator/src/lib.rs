@@ -298,16 +298,11 @@ pub fn write_named_conf(zones: &[Name], dir: &Path, path: &Path) -> Result<(), G
             file.display()
         ));
     }
-    let tmp = path.with_extension("tmp");
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| GenerateError::Io {
-        path: path.to_owned(),
-        source,
+    orrery_proto::atomic_file::write_atomic(path, text.as_bytes()).map_err(|source| {
+        GenerateError::Io {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

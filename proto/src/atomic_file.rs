@@ -20,10 +20,18 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates `PATH.tmp` (replacing a leftover one).
+    /// Creates a temporary file beside `path`, named for this process and this writer
+    /// (`PATH.tmp.PID.N`): two writers of one path at once (a snapshot arriving while a
+    /// compaction runs) each write their own file, and the last rename wins whole.
     pub fn create(path: &Path) -> io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
+        tmp_name.push(format!(
+            ".tmp.{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let tmp = path.with_file_name(tmp_name);
         let file = File::create(&tmp)?;
         Ok(Self {
@@ -111,6 +119,18 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"old");
         f.commit().unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"NEW bytes!");
+        // Two writers at once do not mix: the last to commit wins, whole.
+        let (mut a, mut b) = (
+            AtomicFile::create(&path).unwrap(),
+            AtomicFile::create(&path).unwrap(),
+        );
+        a.write_all(b"first").unwrap();
+        b.write_all(b"second").unwrap();
+        a.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        b.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        write_atomic(&path, b"NEW bytes!").unwrap();
         // Abandoned: the old file stays and the temporary one goes.
         let mut f = AtomicFile::create(&path).unwrap();
         f.write_all(b"half").unwrap();
