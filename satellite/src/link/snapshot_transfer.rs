@@ -69,7 +69,8 @@ pub async fn fetch(
                 count: chunk.count,
                 total_objects: chunk.total_objects,
                 next_chunk: 0,
-                objects: Vec::with_capacity(chunk.total_objects.min(1 << 24) as usize),
+                // Sized as announced (bounded: the announcement is checked only at the end).
+                objects: Vec::with_capacity(chunk.total_objects.min(1 << 22) as usize),
                 file: files.snapshot_file()?,
             }),
         };
