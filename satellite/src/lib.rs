@@ -32,7 +32,8 @@
 //!   whole after each batch ([`served::ServedStore`]); the sharded copy-on-write primitive.
 //! - [`zone`]: the DNS tables ([`zone::ZoneSet`]), compact: names in per-shard arenas,
 //!   hosts interned once and referred to by `u32`.
-//! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
+//! - [`snapshot`]: a registry held by value ([`SnapshotData`]) and read from or written to a
+//!   state file (the format is `orrery_proto::state_file`), for tests, tools and `--snapshot`.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
