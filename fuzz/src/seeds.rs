@@ -1,6 +1,6 @@
 //! Seed inputs for each target, built from real inputs: DNS queries encoded by hickory-proto,
-//! the Whois lines and RDAP paths clients send, a state file written by the satellite's own
-//! encoder, and link messages encoded by prost from the model. A seed gives the fuzzer the
+//! the Whois lines and RDAP paths clients send, a state file written by the state file
+//! writer, and link messages encoded by prost from the model. A seed gives the fuzzer the
 //! structure it would take long to find alone (a valid checksum, a protobuf oneof, a name the
 //! registry holds); a few dozen per target are enough.
 
@@ -8,7 +8,7 @@ use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name as DnsName, RecordType};
 use orrery_proto::link::pb;
 use orrery_proto::{Change, Domain, EppStatus, Name, Timestamp};
-use orrery_satellite::{SnapshotData, snapshot};
+use orrery_satellite::SnapshotData;
 use prost::Message as _;
 
 use crate::fixture;
@@ -199,10 +199,21 @@ fn rdap() -> Vec<Vec<u8>> {
     seeds
 }
 
-/// A seed for `state_file`: the fix octet (see [`crate::targets::state_file`]) and the file.
+/// A seed for `state_file`: the fix octet (see [`crate::targets::state_file`]) and the file,
+/// as the satellite's writer makes it (through a temporary file: the writer streams to disk).
 fn state(fix: u8, data: &SnapshotData) -> Vec<u8> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "orrery-fuzz-seed-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    orrery_satellite::write_snapshot(&path, data).expect("a seed state file");
+    let file = std::fs::read(&path).expect("the seed just written");
+    let _ = std::fs::remove_file(&path);
     let mut seed = vec![fix];
-    seed.extend_from_slice(&snapshot::encode(data));
+    seed.extend_from_slice(&file);
     seed
 }
 

@@ -14,7 +14,7 @@ use orrery_proto::link::{SatelliteSettings, convert::Chunk};
 use orrery_proto::{Change, ChangeBatch, Name};
 use orrery_satellite::dns::wire::{self, Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, rdap, whois};
-use orrery_satellite::{Pipeline, SnapshotData, ZoneSet, snapshot};
+use orrery_satellite::{Pipeline, SnapshotData, ZoneSet};
 use prost::Message as _;
 
 use crate::fixture;
@@ -344,43 +344,67 @@ pub fn rdap_path(input: &[u8]) {
 
 // ──────────────────────────────── state file ────────────────────────────────
 
-/// Target `state_file`: the snapshot/state file reader. The first octet chooses what of the
-/// header the target fixes before decoding, so that mutations reach the body instead of
-/// failing the checksum: bit 0 the body length, bit 1 the CRC. What decodes must encode to
-/// bytes that decode to the same data, build a zone set, and be served.
+/// Target `state_file`: the state file reader ([`orrery_proto::state_file`], format 4). The
+/// first octet chooses what the target fixes before reading, so that mutations reach the
+/// chunks instead of failing a checksum: bit 0 the header's CRC, bit 1 each chunk's CRC (for
+/// every chunk whose length fits) and the trailer's checksum over the chunks. Reading must end
+/// in a typed error or a whole registry; what reads must go back through the link's message
+/// conversion unchanged, build the served tables and be served.
 pub fn state_file(input: &[u8]) {
+    use orrery_proto::state_file::{CHUNK_HEADER_LEN, HEADER_LEN, MAX_CHUNK, StateFileReader};
     let Some((&fix, file)) = input.split_first() else {
         return;
     };
     let mut bytes = file.to_vec();
-    if fix & 1 != 0 && bytes.len() >= 32 {
-        let body = (bytes.len() - 32) as u64;
-        bytes[24..32].copy_from_slice(&body.to_le_bytes());
+    if fix & 1 != 0 && bytes.len() >= HEADER_LEN {
+        let crc = crc32fast::hash(&bytes[..32]);
+        bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     }
-    if fix & 2 != 0 && bytes.len() >= 16 {
-        let crc = crc32fast::hash(&bytes[16..]);
-        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    if fix & 2 != 0 {
+        let mut at = HEADER_LEN;
+        let mut all = crc32fast::Hasher::new();
+        while at + CHUNK_HEADER_LEN <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let body = at + CHUNK_HEADER_LEN;
+            if len == 0 {
+                if body + 8 <= bytes.len() {
+                    // The trailer: count (8 octets), then the checksum.
+                    let end = (body + 12).min(bytes.len());
+                    let sum = all.clone().finalize().to_le_bytes();
+                    let n = end - (body + 8);
+                    bytes[body + 8..end].copy_from_slice(&sum[..n]);
+                }
+                break;
+            }
+            if len > MAX_CHUNK || body + len > bytes.len() {
+                break;
+            }
+            let crc = crc32fast::hash(&bytes[body..body + len]);
+            bytes[at + 4..body].copy_from_slice(&crc.to_le_bytes());
+            all.update(&bytes[at..body + len]);
+            at = body + len;
+        }
     }
-    let Ok(data) = snapshot::decode(&bytes) else {
+    let Ok(reader) = StateFileReader::new(bytes.as_slice()) else {
         return;
     };
-    let encoded = snapshot::encode(&data);
-    match snapshot::decode(&encoded) {
-        Ok(again) if again == data => {}
-        Ok(_) => panic!(
-            "decode(encode(data)) differs from data\nfile {}",
-            hex(&bytes)
-        ),
-        Err(e) => panic!(
-            "its own encoding does not decode: {e:?}\nfile {}",
-            hex(&bytes)
-        ),
+    let serial = reader.header().serial;
+    let Ok(objects) = reader.collect::<Result<Vec<Change>, _>>() else {
+        return;
+    };
+    for object in &objects {
+        assert!(!object.is_removal(), "a removal read as an object\nfile {}", hex(&bytes));
+        let again = Change::try_from(pb::Change::from(object));
+        if again.as_ref() != Ok(object) {
+            panic!(
+                "the link conversion does not round-trip {object:?}: {again:?}\nfile {}",
+                hex(&bytes)
+            );
+        }
     }
+    let data = SnapshotData::from_changes(serial, objects.iter().cloned());
     let names = names_of(&data);
-    serve(
-        ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts),
-        names,
-    );
+    serve(ZoneSet::from_objects(serial, &objects), names);
 }
 
 /// The zones' apexes, then some domains, then hosts.

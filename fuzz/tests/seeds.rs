@@ -30,7 +30,9 @@ fn every_seed_passes_its_target() {
 fn seeds_reach_the_code_they_were_written_for() {
     // A state file seed decodes (its length and checksum are right).
     let file = &seeds("state_file").unwrap()[0];
-    let data = orrery_satellite::snapshot::decode(&file[1..]).unwrap();
+    let reader = orrery_proto::state_file::StateFileReader::new(&file[1..]).unwrap();
+    let objects: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+    let data = orrery_satellite::SnapshotData::from_changes(0, objects);
     assert!(data.domains.len() > 5 && !data.contacts.is_empty());
     // The first DNS seed is answered, with its question echoed.
     let query = &seeds("dns_query").unwrap()[0];

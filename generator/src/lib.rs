@@ -54,9 +54,6 @@ pub enum GenerateError {
     Sign(#[from] SignZoneError),
     #[error("hook for zone {zone} failed: {reason}")]
     Hook { zone: Name, reason: String },
-    /// The satellite snapshot could not be written (the error names the file).
-    #[error(transparent)]
-    Snapshot(#[from] orrery_satellite::SnapshotError),
 }
 
 /// What [`generate_zone`] did.
@@ -375,16 +372,11 @@ pub fn write_named_conf(zones: &[Name], dir: &Path, path: &Path) -> Result<(), G
             file.display()
         ));
     }
-    let tmp = path.with_extension("tmp");
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| GenerateError::Io {
-        path: path.to_owned(),
-        source,
+    orrery_proto::atomic_file::write_atomic(path, text.as_bytes()).map_err(|source| {
+        GenerateError::Io {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

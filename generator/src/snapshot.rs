@@ -1,7 +1,9 @@
 //! The satellite snapshot command: the whole registry (the DNS data, and the registrars and
 //! contacts Whois and RDAP show), read from one consistent store snapshot, written as the
-//! versioned, checksummed file `orrery-satellite --snapshot` starts from (format:
-//! [`orrery_satellite::snapshot`]).
+//! versioned, checksummed state file `orrery-satellite --snapshot` starts from (format:
+//! [`orrery_proto::state_file`], a stream of the link's `Change` messages, so the generator
+//! needs nothing of the satellite). Objects go to the file as the store yields them, chunk by
+//! chunk: the registry is never held whole.
 //!
 //! It is built on [`Store::visit_registry`], so every object reflects the same journal serial,
 //! and that serial is the snapshot's (a master can bring the satellite up to date with the
@@ -9,7 +11,7 @@
 //! serves the same SOA serials as a BIND server loading zone files generated from that state.
 //!
 //! Every host object goes into the file, not only the published ones: what is published is
-//! the satellite's own rule ([`orrery_satellite::zone`]), the same as the generator's
+//! the satellite's own rule (its `zone` module), the same as the generator's
 //! [`HostSelection::Published`](orrery_store::HostSelection::Published), applied as the satellite
 //! builds its tables, so later changes to a domain can publish a host without a new snapshot.
 //! Likewise every registrar and contact goes in, disclosed or not: what Whois and RDAP redact is
@@ -17,43 +19,78 @@
 
 use std::path::Path;
 
-use orrery_proto::Serial;
-use orrery_satellite::{SnapshotData, write_snapshot};
+use orrery_proto::state_file::{Header, StateFileWriter};
+use orrery_proto::{Change, Serial};
 use orrery_store::{RegistryItem, Store};
 
 use crate::GenerateError;
 
-/// Reads the registry from one store snapshot and writes it to `path` as a satellite snapshot
-/// (atomically: a temporary file, fsync, rename). Returns the journal serial it reflects.
+/// Reads the registry from one store snapshot and writes it to `path` as a satellite state
+/// file (atomically: a temporary file, fsync, rename). Returns the journal serial it reflects.
+/// The file is generation 0: no batch log continues it.
 pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Serial, GenerateError> {
-    let mut data = SnapshotData::default();
+    let io = |source| GenerateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut out = StateFileWriter::create(path).map_err(io)?;
     let serial = store
         .visit_registry(|item| {
-            match item {
-                RegistryItem::Zone(z) => data.zones.push(z),
-                RegistryItem::Host(h) => data.hosts.push(h),
-                RegistryItem::Domain(d) => data.domains.push(d),
-                RegistryItem::Registrar(r) => data.registrars.push(r),
-                RegistryItem::Contact(c) => data.contacts.push(c),
-                RegistryItem::Serial(_) => {}
+            let change = match item {
+                RegistryItem::Zone(z) => Change::Zone(z),
+                RegistryItem::Host(h) => Change::Host(h),
+                RegistryItem::Domain(d) => Change::Domain(d),
+                RegistryItem::Registrar(r) => Change::Registrar(r),
+                RegistryItem::Contact(c) => Change::Contact(c),
+                RegistryItem::Serial(_) => return Ok(()),
                 // A seed snapshot lacking an object would serve it as absent: refuse instead.
                 RegistryItem::BadRow(b) => return Err(orrery_store::StoreError::from(b).into()),
-            }
-            Ok::<_, GenerateError>(())
+            };
+            out.push(&change).map_err(io)
         })
         .await?;
-    data.serial = serial;
-    write_snapshot(path, &data)?;
+    out.finish(Header {
+        serial,
+        generation: 0,
+    })
+    .map_err(io)?;
     Ok(serial)
 }
 
 #[cfg(test)]
 mod tests {
-    use orrery_proto::Name;
-    use orrery_satellite::{SnapshotError, read_snapshot};
+    use orrery_proto::state_file::read_state_file;
+    use orrery_proto::{Contact, Domain, Host, Name, Registrar, Zone};
     use orrery_store::synthetic::SyntheticTld;
 
     use super::*;
+
+    /// A state file's objects by kind.
+    #[derive(Default)]
+    struct Objects {
+        zones: Vec<Zone>,
+        domains: Vec<Domain>,
+        hosts: Vec<Host>,
+        registrars: Vec<Registrar>,
+        contacts: Vec<Contact>,
+    }
+
+    impl Objects {
+        fn of(changes: Vec<Change>) -> Self {
+            let mut o = Self::default();
+            for c in changes {
+                match c {
+                    Change::Zone(z) => o.zones.push(z),
+                    Change::Domain(d) => o.domains.push(d),
+                    Change::Host(h) => o.hosts.push(h),
+                    Change::Registrar(r) => o.registrars.push(r),
+                    Change::Contact(c) => o.contacts.push(c),
+                    other => panic!("a removal in a state file: {other:?}"),
+                }
+            }
+            o
+        }
+    }
 
     #[tokio::test]
     async fn writes_what_the_store_holds_at_one_serial() {
@@ -72,8 +109,9 @@ mod tests {
 
         let serial = write_satellite_snapshot(&store, &path).await.unwrap();
         assert_eq!(serial, store.head().await.unwrap());
-        let data = read_snapshot(&path).unwrap();
-        assert_eq!(data.serial, serial);
+        let (header, objects) = read_state_file(&path).unwrap();
+        let data = Objects::of(objects);
+        assert_eq!((header.serial, header.generation), (serial, 0));
         assert_eq!(data.zones.len(), 1);
         assert_eq!(data.zones[0].name, apex);
         assert_eq!(data.domains.len(), report.domains);
@@ -115,15 +153,12 @@ mod tests {
         assert_eq!(files, ["test.snap"], "no temporary file is left behind");
 
         // The SOA serial a satellite serves is the generator's for the same state.
-        let zones =
-            orrery_satellite::ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
-        let zone = zones.zone(&apex).unwrap();
         let zone_serial = store.zone_serial(&apex).await.unwrap().unwrap();
         assert!(zone_serial > 0 && zone_serial <= serial);
-        assert_eq!(zone.serial, crate::soa_serial(zone_serial));
+        assert_eq!(data.zones[0].serial, zone_serial);
         assert_eq!(
-            zone.delegation_count(),
-            data.domains.iter().filter(|d| d.is_delegated()).count()
+            data.zones[0].soa_serial(serial),
+            crate::soa_serial(zone_serial)
         );
     }
 
@@ -133,10 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir").join("x.snap");
         let err = write_satellite_snapshot(&store, &path).await.unwrap_err();
-        assert!(
-            matches!(err, GenerateError::Snapshot(SnapshotError::Io { .. })),
-            "{err:?}"
-        );
+        assert!(matches!(err, GenerateError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("x.snap"), "{err}");
     }
 }

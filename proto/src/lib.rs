@@ -2,6 +2,7 @@
 //! all speak in these types.
 //!
 //! # Layout
+//! - [`atomic_file`]: the one way a file is replaced on disk (temporary file, fsync, rename).
 //! - [`dnssec`]: a zone's DNSSEC policy and public keys with their states.
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`logging`]: what every binary writes to stderr: log lines (colour only on a terminal)
@@ -17,7 +18,10 @@
 //! - [`link`]: the master–satellite gRPC link: messages generated from
 //!   `proto/orrery/v1/link.proto`, checked conversions to and from the model, mutual TLS and
 //!   the satellite's dial-in client.
+//! - [`state_file`]: a satellite's registry on disk as a checksummed stream of the link's
+//!   `Change` messages (written by the satellite and the generator, read at boot).
 
+pub mod atomic_file;
 pub mod backoff;
 pub mod dnssec;
 pub mod link;
@@ -27,6 +31,7 @@ pub mod model;
 pub mod name;
 pub mod prefix;
 pub mod selector;
+pub mod state_file;
 
 pub use model::*;
 pub use name::{Name, NameError};

@@ -285,18 +285,22 @@ fn main() {
                 _ => {}
             }
         }
-        let bytes = orrery_satellite::snapshot::encode(&data);
+        // The state file (format 4), written once and read back each run.
+        let path =
+            std::env::temp_dir().join(format!("orrery-zone-build-{}.state", std::process::id()));
+        orrery_satellite::snapshot::write_snapshot(&path, &data).expect("writes the state file");
         drop(data);
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
         for _ in 0..runs {
             let (cpu, started) = (process_cpu(), Instant::now());
-            let data = orrery_satellite::snapshot::decode(&bytes).expect("decodes");
+            let data = orrery_satellite::snapshot::read_snapshot(&path).expect("reads");
             let decoded = (started.elapsed(), process_cpu() - cpu);
             let (cpu, started) = (process_cpu(), Instant::now());
             let served = Served::from_snapshot(&data, BuildOptions { directory: false });
             let built = (started.elapsed(), process_cpu() - cpu);
             println!(
-                "snapshot of {} MB: decoded in {} ms ({} ms CPU), served state built in {} ms ({} ms CPU)",
-                bytes.len() / 1_000_000,
+                "state file of {} MB: read in {} ms ({} ms CPU), served state built in {} ms ({} ms CPU)",
+                size / 1_000_000,
                 decoded.0.as_millis(),
                 decoded.1 / 1_000_000,
                 built.0.as_millis(),
@@ -304,6 +308,7 @@ fn main() {
             );
             drop((served, data));
         }
+        let _ = std::fs::remove_file(&path);
     }
     // Bytes: measured with the objects gone. Build anew to hold it for the batch part.
     let before = live();

@@ -34,7 +34,8 @@
 //!   hosts interned once and referred to by `u32`.
 //! - [`stats`]: the statistics as typed per-worker counters, read by the check-in and by the
 //!   Prometheus listener.
-//! - [`snapshot`]: the versioned, checksummed snapshot file the satellite starts from.
+//! - [`snapshot`]: a registry held by value ([`SnapshotData`]) and read from or written to a
+//!   state file (the format is `orrery_proto::state_file`), for tests, tools and `--snapshot`.
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
@@ -53,8 +54,8 @@ pub mod rds;
 pub mod selector;
 pub mod served;
 pub mod snapshot;
-pub mod tcp;
 pub mod stats;
+pub mod tcp;
 pub mod zone;
 
 pub use config::{Config, ConfigError};

@@ -24,9 +24,7 @@ use orrery_satellite::link::rds_serving::RdsServing;
 use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
-use orrery_satellite::{
-    BuildOptions, Config, Pipeline, Selector, Served, ServedStore, read_snapshot,
-};
+use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
 /// Authoritative DNS for a registry's zones.
@@ -49,7 +47,8 @@ struct Args {
     /// The satellite's name, when the TLS directory holds several satellite certificates.
     #[arg(long, requires = "master")]
     name: Option<String>,
-    /// State file (snapshot format), written as changes arrive.
+    /// State file (orrery_proto::state_file, format 4), written from what the master sends;
+    /// STATE.log and STATE.settings beside it.
     #[arg(long, requires = "master")]
     state: Option<PathBuf>,
     /// Seconds an earlier master of the --master list must stay up before the satellite
@@ -173,17 +172,20 @@ const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
 /// services a master-fed satellite runs ([`Serving`], [`RdsServing`]).
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let data = read_snapshot(snapshot)?;
+    let (header, objects) = orrery_proto::state_file::read_state_file(snapshot)
+        .with_context(|| format!("state file {}", snapshot.display()))?;
     // The Whois/RDAP directory is built only when the configuration serves them.
     let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
-    let served = Served::from_snapshot(
-        &data,
+    let served = Served::from_objects(
+        header.serial,
+        objects,
+        |_| {},
         BuildOptions {
             directory: rds_enabled,
         },
     );
     tracing::info!(
-        serial = data.serial,
+        serial = header.serial,
         zones = served.zones.zones().len(),
         delegations = served
             .zones
@@ -194,7 +196,6 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
-    drop(data);
     let zones = Arc::new(ServedStore::new(served));
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));

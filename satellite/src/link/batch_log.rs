@@ -5,10 +5,18 @@
 //! [`super::persist::PERSIST_INTERVAL`]; the batches since then are in `STATE.log` beside it,
 //! appended with one `fdatasync` per batch (group commit: a batch of a thousand changes costs
 //! one sync). At start the log is replayed over the state file. Each time the state file is
-//! rewritten at serial `S`, the records it now holds (`upto <= S`) are dropped from the log.
+//! rewritten at serial `S` (a compaction: the old file and the log merged), the records it now
+//! holds (`upto <= S`) are dropped from the log.
+//!
+//! The header names the generation of the state file the log continues
+//! ([`orrery_proto::state_file`]): a master snapshot writes a file of a new generation and then
+//! restarts the log at it. A log of another generation (a crash between the two steps) holds
+//! batches of the replaced line of descent, possibly with higher serials if the master went
+//! back, and is discarded rather than replayed.
 //!
 //! ```text
-//!   "ORRBLOG1"                         8 bytes: format and version
+//!   "ORRBLOG2"                         8 bytes: format and version
+//!   generation  u64 LE                 of the state file this log continues
 //!   ┌ length  u32 LE ┐
 //!   │ CRC-32  u32 LE │ of the payload   one record per batch, in serial order, each
 //!   └ payload        ┘ pb::ChangeBatch  continuing the previous one (after = previous upto)
@@ -28,10 +36,14 @@ use orrery_proto::link::{MAX_MESSAGE_SIZE, pb};
 use orrery_proto::{ChangeBatch, Serial};
 use prost::Message;
 
-use super::persist::{PersistError, write_atomic};
+use orrery_proto::atomic_file::write_atomic;
+
+use super::persist::PersistError;
 
 /// The first bytes of a batch log: format name and version.
-const MAGIC: &[u8; 8] = b"ORRBLOG1";
+const MAGIC: &[u8; 8] = b"ORRBLOG2";
+/// Magic and generation.
+const HEADER_LEN: usize = 16;
 /// Length and CRC before each payload.
 const RECORD_HEADER: usize = 8;
 
@@ -43,6 +55,8 @@ pub struct BatchLog {
     file: Option<File>,
     /// `(upto, end offset)` of each record, in order.
     records: Vec<(Serial, u64)>,
+    /// Generation of the state file the records continue.
+    generation: u64,
     /// `fdatasync` after each append (off only to measure what durability costs).
     sync: bool,
 }
@@ -65,6 +79,7 @@ impl BatchLog {
             path,
             file: None,
             records: Vec::new(),
+            generation: 0,
             sync,
         }
     }
@@ -82,9 +97,10 @@ impl BatchLog {
     }
 
     /// Opens the log (creating it), reads every whole record and cuts off a torn tail. A file
-    /// that is not a batch log is replaced by an empty one (its records are reported as
-    /// `stopped`).
-    pub fn recover(&mut self) -> Result<Recovered, PersistError> {
+    /// that is not a batch log, or that continues another generation of the state file than
+    /// `generation`, is replaced by an empty one (its records are reported as `stopped`).
+    pub fn recover(&mut self, generation: u64) -> Result<Recovered, PersistError> {
+        self.generation = generation;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -96,15 +112,25 @@ impl BatchLog {
         file.read_to_end(&mut bytes).map_err(self.io())?;
         let mut found = Recovered::default();
         self.records.clear();
-        let mut good = MAGIC.len();
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        let mut good = HEADER_LEN;
+        let logged = bytes
+            .get(MAGIC.len()..HEADER_LEN)
+            .map(|g| u64::from_le_bytes(g.try_into().expect("8 bytes")));
+        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
             if !bytes.is_empty() {
                 found.stopped = Some("not a batch log (bad header)".into());
             }
             bytes.clear();
             good = 0;
+        } else if logged != Some(generation) {
+            found.stopped = Some(format!(
+                "the log continues state file generation {}, not {generation} (a snapshot replaced it)",
+                logged.unwrap_or_default()
+            ));
+            bytes.clear();
+            good = 0;
         } else {
-            let mut at = MAGIC.len();
+            let mut at = HEADER_LEN;
             while at < bytes.len() {
                 match read_record(&bytes[at..]) {
                     Ok((batch, used)) => {
@@ -124,7 +150,7 @@ impl BatchLog {
         found.torn_bytes = (bytes.len() - good) as u64;
         if good == 0 {
             file.set_len(0).map_err(self.io())?;
-            file.write_all(MAGIC).map_err(self.io())?;
+            file.write_all(&self.header()).map_err(self.io())?;
             file.sync_all().map_err(self.io())?;
         } else if found.torn_bytes > 0 {
             file.set_len(good as u64).map_err(self.io())?;
@@ -139,7 +165,7 @@ impl BatchLog {
     /// still readable.
     pub fn append(&mut self, batch: &ChangeBatch) -> Result<(), PersistError> {
         if self.file.is_none() {
-            self.recover()?;
+            self.recover(self.generation)?;
         }
         let payload = pb::ChangeBatch::from(batch).encode_to_vec();
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
@@ -163,7 +189,55 @@ impl BatchLog {
     fn end(&self) -> u64 {
         self.records
             .last()
-            .map_or(MAGIC.len() as u64, |&(_, end)| end)
+            .map_or(HEADER_LEN as u64, |&(_, end)| end)
+    }
+
+    /// Magic and generation.
+    fn header(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0; HEADER_LEN];
+        h[..MAGIC.len()].copy_from_slice(MAGIC);
+        h[MAGIC.len()..].copy_from_slice(&self.generation.to_le_bytes());
+        h
+    }
+
+    /// The generation of the state file the log continues.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every record held, read back from the file (for a compaction).
+    pub fn batches(&mut self) -> Result<Vec<ChangeBatch>, PersistError> {
+        let (start, end) = (HEADER_LEN as u64, self.end());
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = vec![0; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(self.io())?;
+        let mut batches = Vec::with_capacity(self.records.len());
+        let mut at = 0;
+        while at < bytes.len() {
+            match read_record(&bytes[at..]) {
+                Ok((batch, used)) => {
+                    at += used;
+                    batches.push(batch);
+                }
+                // Written and synced by this process: a failure is a disk fault.
+                Err(_) => {
+                    return Err(self.io()(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("record at offset {} unreadable", start + at as u64),
+                    )));
+                }
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Bytes of the records held (the header not counted).
+    pub fn len_bytes(&self) -> u64 {
+        self.end() - HEADER_LEN as u64
     }
 
     /// Records held.
@@ -184,7 +258,7 @@ impl BatchLog {
             return Ok(());
         }
         if keep_from == self.records.len() {
-            return self.clear();
+            return self.clear(self.generation);
         }
         let start = self.records[keep_from - 1].1;
         let end = self.end();
@@ -193,16 +267,16 @@ impl BatchLog {
         file.seek(SeekFrom::Start(start))
             .and_then(|_| file.read_exact(&mut tail))
             .map_err(self.io())?;
-        let mut bytes = MAGIC.to_vec();
+        let mut bytes = self.header().to_vec();
         bytes.extend_from_slice(&tail);
-        write_atomic(&self.path, &bytes)?;
+        write_atomic(&self.path, &bytes).map_err(self.io())?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)
             .map_err(self.io())?;
         self.file = Some(file);
-        let shift = start - MAGIC.len() as u64;
+        let shift = start - HEADER_LEN as u64;
         self.records.drain(..keep_from);
         for (_, end) in &mut self.records {
             *end -= shift;
@@ -210,11 +284,23 @@ impl BatchLog {
         Ok(())
     }
 
-    /// Drops every record (the state file holds them all, or a snapshot replaced them).
-    pub fn clear(&mut self) -> Result<(), PersistError> {
+    /// Drops every record and continues state file `generation` from now on (the state file
+    /// holds every record, or a snapshot replaced them).
+    pub fn clear(&mut self, generation: u64) -> Result<(), PersistError> {
         self.records.clear();
-        match &self.file {
-            Some(file) => file.set_len(MAGIC.len() as u64).map_err(self.io()),
+        self.generation = generation;
+        let header = self.header();
+        match &mut self.file {
+            Some(file) => {
+                let done = file
+                    .set_len(0)
+                    .and_then(|()| file.write_all(&header))
+                    .and_then(|()| file.sync_data());
+                done.map_err(|source| PersistError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
             None => match fs::remove_file(&self.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io()(e)),
                 _ => Ok(()),
@@ -285,12 +371,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.log");
         let mut log = BatchLog::new(path.clone(), true);
-        assert!(log.recover().unwrap().batches.is_empty());
+        assert!(log.recover(3).unwrap().batches.is_empty());
         for i in 0..4 {
             log.append(&batch(i, i + 1, &format!("d{i}.tld"))).unwrap();
         }
         let mut again = BatchLog::new(path.clone(), true);
-        let found = again.recover().unwrap();
+        let found = again.recover(3).unwrap();
         assert_eq!(uptos(&found), [1, 2, 3, 4]);
         assert_eq!(found.batches[2], batch(2, 3, "d2.tld"));
         assert_eq!((found.torn_bytes, found.stopped), (0, None));
@@ -298,12 +384,12 @@ mod tests {
         // The state file now holds serial 2: records 3 and 4 stay, and appends follow them.
         again.drop_through(2).unwrap();
         again.append(&batch(4, 5, "d4.tld")).unwrap();
-        let found = BatchLog::new(path.clone(), true).recover().unwrap();
+        let found = BatchLog::new(path.clone(), true).recover(3).unwrap();
         assert_eq!(uptos(&found), [3, 4, 5]);
         again.drop_through(5).unwrap();
         assert!(again.is_empty());
         again.append(&batch(5, 6, "d5.tld")).unwrap();
-        let found = BatchLog::new(path, true).recover().unwrap();
+        let found = BatchLog::new(path, true).recover(3).unwrap();
         assert_eq!(uptos(&found), [6]);
     }
 
@@ -312,7 +398,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.log");
         let mut log = BatchLog::new(path.clone(), false);
-        log.recover().unwrap();
+        log.recover(3).unwrap();
         log.append(&batch(0, 1, "a.tld")).unwrap();
         log.append(&batch(1, 2, "b.tld")).unwrap();
         let whole = fs::read(&path).unwrap();
@@ -321,13 +407,13 @@ mod tests {
         for cut in [first_end + 1, first_end + 7, first_end + 9, whole.len() - 1] {
             fs::write(&path, &whole[..cut]).unwrap();
             let mut torn = BatchLog::new(path.clone(), false);
-            let found = torn.recover().unwrap();
+            let found = torn.recover(3).unwrap();
             assert_eq!(uptos(&found), [1], "cut at {cut}");
             assert_eq!(found.torn_bytes as usize, cut - first_end);
             assert_eq!(fs::metadata(&path).unwrap().len() as usize, first_end);
             // The next append is readable after the cut.
             torn.append(&batch(1, 2, "c.tld")).unwrap();
-            let found = BatchLog::new(path.clone(), false).recover().unwrap();
+            let found = BatchLog::new(path.clone(), false).recover(3).unwrap();
             assert_eq!(uptos(&found), [1, 2]);
         }
         // A flipped bit in the payload: the CRC catches it.
@@ -335,13 +421,20 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         fs::write(&path, &flipped).unwrap();
         assert_eq!(
-            uptos(&BatchLog::new(path.clone(), false).recover().unwrap()),
+            uptos(&BatchLog::new(path.clone(), false).recover(3).unwrap()),
             [1]
         );
         // Not a log at all: started afresh.
         fs::write(&path, b"something else entirely").unwrap();
-        let found = BatchLog::new(path.clone(), false).recover().unwrap();
+        let found = BatchLog::new(path.clone(), false).recover(3).unwrap();
         assert!(found.batches.is_empty() && found.stopped.is_some());
-        assert_eq!(fs::read(&path).unwrap(), MAGIC);
+        assert_eq!(fs::read(&path).unwrap(), log.header());
+        // Another generation's log: not replayed, started afresh at the generation asked.
+        log.append(&batch(0, 1, "a.tld")).unwrap();
+        let found = BatchLog::new(path.clone(), false).recover(4).unwrap();
+        assert!(found.batches.is_empty(), "{found:?}");
+        assert!(found.stopped.unwrap().contains("generation 3, not 4"));
+        let found = BatchLog::new(path.clone(), false).recover(4).unwrap();
+        assert_eq!((found.batches.len(), found.stopped), (0, None));
     }
 }

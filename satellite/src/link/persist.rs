@@ -1,49 +1,59 @@
 //! The satellite's state on disk, so that a restart serves at once while the master is away.
 //!
-//! Three files; the first two replaced atomically (temporary file, fsync, rename, fsync of the
-//! directory), the third appended to:
+//! Three files; the first two replaced atomically ([`orrery_proto::atomic_file`]), the third
+//! appended to:
 //!
 //! | file | what |
 //! |---|---|
-//! | `STATE` | the registry objects and their serial, in the snapshot format ([`crate::snapshot`]) |
+//! | `STATE` | the registry objects, their serial and generation ([`orrery_proto::state_file`]) |
 //! | `STATE.settings` | the last configuration the master sent (`SatelliteConfig`, protobuf) |
-//! | `STATE.log` | every batch since `STATE` was written ([`super::batch_log`]) |
+//! | `STATE.log` | every batch since `STATE` was written ([`super::batch_log`]), same generation |
 //!
-//! A batch is in `STATE.log`, synced, before queries see it; a snapshot is in `STATE` before
-//! queries see it (except a bare satellite's first, which has nothing older to fall back to).
-//! So whatever a crash interrupts, the state read back at start is at least as new as the
-//! last one served. The state file is rewritten at most once per [`PERSIST_INTERVAL`] while
-//! batches arrive, and each rewrite drops the batches it holds from the log. The objects are
-//! encoded under the registry lock (the encoding reflects exactly one serial) and written after
-//! it is released, so the file system never delays the link; writes of the state file are
-//! serialised, so an older encoding never replaces a newer file.
+//! Nothing here holds a copy of the registry. `STATE` is written from what the master sends:
+//! a master snapshot is streamed into it chunk by chunk as it arrives ([`SnapshotFile`]), and
+//! the batches after it go to `STATE.log`. At most once per [`PERSIST_INTERVAL`] while batches
+//! arrive, a *compaction* streams the old `STATE` through [`state_file::merge`] with the log's
+//! batches into a new `STATE` (same generation, the last batch's serial) and drops those
+//! batches from the log — but only once the log has grown to a quarter of the state file
+//! ([`COMPACT_WHEN_LOG_IS`]): a compaction streams the whole registry, so its cost must follow
+//! the change volume, not the clock (a trickle of changes at 1M delegations would otherwise
+//! rewrite hundreds of megabytes every few seconds). Its memory is the log's changes (a map by object identity), never the
+//! registry; it runs on a blocking thread, beside the link, and never touches what queries see.
+//!
+//! A batch is in `STATE.log`, synced, before queries see it; a snapshot is in `STATE` (and the
+//! log restarted at its generation) before queries see it. So whatever a crash interrupts, the
+//! state read back at start is at least as new as the last one served, and the log replayed
+//! over it is exactly the batches after it: same generation, serials above the file's.
+//! Writes of `STATE` are serialised, so an older state never replaces a newer file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orrery_proto::atomic_file::write_atomic;
 use orrery_proto::link::{SatelliteSettings, pb};
-use orrery_proto::{ChangeBatch, Serial};
+use orrery_proto::state_file::{self, Header, StateFileError, StateFileWriter};
+use orrery_proto::{Change, ChangeBatch, Serial};
 use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::batch_log::{BatchLog, Recovered};
-use super::registry::Registry;
-use crate::snapshot::{SnapshotData, SnapshotError, encode, read_snapshot};
 
-/// Shortest time between two writes of the state file while batches arrive.
+/// Shortest time between two compactions of the state file while batches arrive.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+/// The batch log is merged into the state file once it reaches this fraction of the file's
+/// size (and at shutdown). A restart replays at most that much.
+pub const COMPACT_WHEN_LOG_IS: (u64, u64) = (1, 4);
 
 /// The state files of one satellite (clones share the log and the write order).
 #[derive(Clone, Debug)]
 pub struct StateFiles {
-    /// The snapshot-format state file.
+    /// The state file.
     pub state: PathBuf,
     log: Arc<Mutex<BatchLog>>,
-    /// Held from encoding a state to dropping its batches from the log.
+    /// Held while `STATE` is rewritten (a compaction or a snapshot).
     writing: Arc<Mutex<()>>,
 }
 
@@ -56,10 +66,22 @@ pub enum PersistError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
+    #[error("{path}: {source}")]
+    StateFile {
+        path: PathBuf,
+        source: StateFileError,
+    },
     #[error("{path}: not a satellite configuration: {reason}")]
     Settings { path: PathBuf, reason: String },
+}
+
+/// What a previous run left, read whole and checked.
+#[derive(Debug)]
+pub struct SavedState {
+    pub header: Header,
+    /// Every object of the state file.
+    pub objects: Vec<Change>,
+    pub settings: SatelliteSettings,
 }
 
 impl StateFiles {
@@ -83,10 +105,24 @@ impl StateFiles {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens the batch log and reads the batches a previous run left (see
-    /// [`BatchLog::recover`]).
-    pub fn recover_batches(&self) -> Result<Recovered, PersistError> {
-        self.log().recover()
+    fn io(&self) -> impl Fn(std::io::Error) -> PersistError + '_ {
+        |source| PersistError::Io {
+            path: self.state.clone(),
+            source,
+        }
+    }
+
+    fn bad_state(&self) -> impl Fn(StateFileError) -> PersistError + '_ {
+        |source| PersistError::StateFile {
+            path: self.state.clone(),
+            source,
+        }
+    }
+
+    /// Opens the batch log and reads the batches a previous run left for the state file of
+    /// `generation` (see [`BatchLog::recover`]).
+    pub fn recover_batches(&self, generation: u64) -> Result<Recovered, PersistError> {
+        self.log().recover(generation)
     }
 
     /// Appends a batch to the log and syncs it: call before the batch becomes visible.
@@ -94,20 +130,21 @@ impl StateFiles {
         self.log().append(batch)
     }
 
-    /// Empties the batch log (its batches do not continue the state, or there is none).
-    pub fn clear_batches(&self) -> Result<(), PersistError> {
-        self.log().clear()
+    /// Empties the batch log and ties it to state file `generation`.
+    pub fn clear_batches(&self, generation: u64) -> Result<(), PersistError> {
+        self.log().clear(generation)
     }
 
     /// What a previous run left: the objects and the configuration, if both are there and
-    /// sound. A missing file is `Ok(None)`; a corrupt one is an error (the caller logs it and
-    /// starts bare rather than serve half a registry).
-    pub fn read(&self) -> Result<Option<(SnapshotData, SatelliteSettings)>, PersistError> {
+    /// sound. A missing file is `Ok(None)`; a corrupt, torn or old-format one is an error (the
+    /// caller logs it and starts bare rather than serve half a registry).
+    pub fn read(&self) -> Result<Option<SavedState>, PersistError> {
         let settings_path = self.settings_path();
         if !self.state.exists() || !settings_path.exists() {
             return Ok(None);
         }
-        let data = read_snapshot(&self.state)?;
+        let (header, objects) =
+            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
         let bytes = fs::read(&settings_path).map_err(|source| PersistError::Io {
             path: settings_path.clone(),
             source,
@@ -118,44 +155,127 @@ impl StateFiles {
         };
         let msg = pb::SatelliteConfig::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
         let settings = SatelliteSettings::try_from(msg).map_err(|e| bad(e.to_string()))?;
-        Ok(Some((data, settings)))
+        Ok(Some(SavedState {
+            header,
+            objects,
+            settings,
+        }))
     }
 
     /// Writes the configuration the satellite runs.
     pub fn write_settings(&self, settings: &SatelliteSettings) -> Result<(), PersistError> {
-        write_atomic(
-            &self.settings_path(),
-            &pb::SatelliteConfig::from(settings).encode_to_vec(),
-        )
+        let path = self.settings_path();
+        write_atomic(&path, &pb::SatelliteConfig::from(settings).encode_to_vec())
+            .map_err(|source| PersistError::Io { path, source })
     }
 
-    /// Encodes the registry (under its lock) and writes it, then drops the batches it holds
-    /// from the log; returns the serial written.
-    pub fn write_state(&self, registry: &Mutex<Registry>) -> Result<Serial, PersistError> {
-        self.write(registry, false)
+    /// Starts writing a master snapshot into the state file, as it arrives; `STATE` changes
+    /// only at [`SnapshotFile::finish`].
+    pub fn snapshot_file(&self) -> Result<SnapshotFile, PersistError> {
+        Ok(SnapshotFile {
+            writer: StateFileWriter::create(&self.state).map_err(self.io())?,
+            files: self.clone(),
+        })
     }
 
-    /// [`StateFiles::write_state`] after a master snapshot replaced the registry: every
-    /// batch in the log predates it (even one with a higher serial, if the master went back),
-    /// so the log is emptied.
-    pub fn write_snapshot_state(&self, registry: &Mutex<Registry>) -> Result<Serial, PersistError> {
-        self.write(registry, true)
+    /// True when the log has grown enough to be worth merging ([`COMPACT_WHEN_LOG_IS`]).
+    pub fn wants_compaction(&self) -> bool {
+        let log = self.log().len_bytes();
+        let state = fs::metadata(&self.state).map_or(0, |m| m.len());
+        let (num, den) = COMPACT_WHEN_LOG_IS;
+        log > 0 && log * den >= state * num
     }
 
-    fn write(&self, registry: &Mutex<Registry>, snapshot: bool) -> Result<Serial, PersistError> {
+    /// Merges the batch log into the state file (see the module docs) and drops the merged
+    /// batches from the log; returns the serial written, or `None` when the log was empty.
+    pub fn compact(&self) -> Result<Option<Serial>, PersistError> {
+        self.compact_upto(usize::MAX)
+    }
+
+    /// [`StateFiles::compact`] with the log's first `keep` batches only, the rest dropped
+    /// (a log broken after them).
+    pub(super) fn compact_upto(&self, keep: usize) -> Result<Option<Serial>, PersistError> {
         let _order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let (serial, bytes) = {
-            let r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            (r.serial(), encode(r.data()))
+        let (mut batches, generation) = {
+            let mut log = self.log();
+            (log.batches()?, log.generation())
         };
-        write_atomic(&self.state, &bytes)?;
+        let dropped = batches.len() > keep;
+        batches.truncate(keep);
+        if batches.is_empty() {
+            if dropped {
+                self.log().clear(generation)?;
+            }
+            return Ok(None);
+        }
+        let old = state_file::open(&self.state).map_err(self.bad_state())?;
+        let header = old.header();
+        if header.generation != generation {
+            // Cannot happen while the writing lock orders snapshots and compactions.
+            return Err(self.bad_state()(StateFileError::Undecodable {
+                offset: 0,
+                reason: format!(
+                    "generation {} where the batch log continues {generation}",
+                    header.generation
+                ),
+            }));
+        }
+        // Only what follows the file (the log may still hold batches the file has).
+        let later: Vec<ChangeBatch> = batches
+            .into_iter()
+            .filter(|b| b.upto > header.serial)
+            .collect();
+        let Some(serial) = later.last().map(|b| b.upto) else {
+            if dropped {
+                self.log().clear(generation)?;
+            }
+            return Ok(None);
+        };
+        let mut out = StateFileWriter::create(&self.state).map_err(self.io())?;
+        state_file::merge(old, later.into_iter().flat_map(|b| b.changes), &mut out).map_err(
+            |e| match e {
+                state_file::MergeError::Read(e) => self.bad_state()(e),
+                state_file::MergeError::Write(e) => self.io()(e),
+            },
+        )?;
+        out.finish(Header { serial, generation })
+            .map_err(self.io())?;
         let mut log = self.log();
-        if snapshot {
-            log.clear()?;
+        if dropped {
+            log.clear(generation)?;
         } else {
             log.drop_through(serial)?;
         }
-        Ok(serial)
+        Ok(Some(serial))
+    }
+}
+
+/// A master snapshot being written into the state file as it arrives (see
+/// [`StateFiles::snapshot_file`]); dropped unfinished, the old state file stays.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    writer: StateFileWriter,
+    files: StateFiles,
+}
+
+impl SnapshotFile {
+    /// Adds an object of the snapshot.
+    pub fn push(&mut self, object: &Change) -> Result<(), PersistError> {
+        self.writer.push(object).map_err(self.files.io())
+    }
+
+    /// Puts the file in place as the state at `serial`, of a new generation, and restarts
+    /// the batch log at it: every batch logged before predates the snapshot (even one with a
+    /// higher serial, if the master went back). Returns the new generation.
+    pub fn finish(self, serial: Serial) -> Result<u64, PersistError> {
+        let files = self.files;
+        let _order = files.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = files.log().generation().wrapping_add(1);
+        self.writer
+            .finish(Header { serial, generation })
+            .map_err(files.io())?;
+        files.log().clear(generation)?;
+        Ok(generation)
     }
 }
 
@@ -166,47 +286,28 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` with `bytes` atomically: temporary file, fsync, rename, fsync of the
-/// directory (the same steps as [`crate::snapshot::write_snapshot`], for bytes encoded
-/// elsewhere).
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let io = |source| PersistError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
-}
-
-/// Writes the state file whenever `dirty` is notified, at most once per `interval`, and once
-/// more on shutdown if anything changed since the last write.
+/// Compacts the state file when `dirty` is notified and the log is large enough
+/// ([`StateFiles::wants_compaction`]), at most once per `interval`, and once more on shutdown
+/// if the log holds anything.
 pub async fn persist_state(
     files: StateFiles,
-    registry: Arc<Mutex<Registry>>,
     dirty: Arc<Notify>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let write = || {
-        let (files, registry) = (files.clone(), Arc::clone(&registry));
+    let write = |always: bool| {
+        let files = files.clone();
         async move {
+            if !always && !files.wants_compaction() {
+                return;
+            }
             let started = std::time::Instant::now();
-            let result = tokio::task::spawn_blocking(move || files.write_state(&registry)).await;
+            let result = tokio::task::spawn_blocking(move || files.compact()).await;
             match result {
                 Ok(Ok(serial)) => tracing::debug!(
-                    serial,
+                    ?serial,
                     ms = started.elapsed().as_millis() as u64,
-                    "state written"
+                    "state file compacted"
                 ),
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state file"),
                 Err(e) => tracing::error!(error = %e, "state writer failed"),
@@ -218,47 +319,55 @@ pub async fn persist_state(
             () = shutdown.cancelled() => break,
             () = dirty.notified() => {}
         }
-        write().await;
+        write(false).await;
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
         }
     }
-    // A notification stored while sleeping means unwritten changes.
-    if tokio::time::timeout(Duration::ZERO, dirty.notified())
-        .await
-        .is_ok()
-    {
-        write().await;
-    }
+    // Whatever the log holds is merged, so that a restart reads one file (a no-op when the
+    // log is empty).
+    write(true).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::{SnapshotData, read_snapshot, tests::sample_data};
     use crate::zone::tests::domain;
-    use orrery_proto::Change;
+
+    fn batch(after: Serial, name: &str) -> ChangeBatch {
+        ChangeBatch {
+            after,
+            upto: after + 1,
+            changes: vec![Change::Domain(domain(name, "tld", &[]))],
+        }
+    }
+
+    /// A state file of `data` written as a master snapshot arrives, with its generation.
+    fn from_master(files: &StateFiles, data: &SnapshotData) -> u64 {
+        let mut f = files.snapshot_file().unwrap();
+        for c in data.changes() {
+            f.push(&c).unwrap();
+        }
+        f.finish(data.serial).unwrap()
+    }
 
     #[tokio::test]
-    async fn writes_after_changes_and_on_shutdown() {
+    async fn compacts_after_changes_and_on_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let files = StateFiles::new(dir.path().join("state"), true);
-        let registry = Arc::new(Mutex::new(Registry::default()));
+        files.recover_batches(0).unwrap();
+        from_master(&files, &SnapshotData::default());
         let dirty = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(persist_state(
             files.clone(),
-            Arc::clone(&registry),
             Arc::clone(&dirty),
             Duration::from_secs(3600),
             shutdown.clone(),
         ));
-        let batch = |after, upto, name: &str| ChangeBatch {
-            after,
-            upto,
-            changes: vec![Change::Domain(domain(name, "tld", &[]))],
-        };
-        registry.lock().unwrap().apply(&batch(0, 1, "a.tld"));
+        files.log_batch(&batch(0, "a.tld")).unwrap();
         dirty.notify_one();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while read_snapshot(&files.state).map(|d| d.serial).ok() != Some(1) {
@@ -266,7 +375,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Within the interval: held back until shutdown.
-        registry.lock().unwrap().apply(&batch(1, 2, "b.tld"));
+        files.log_batch(&batch(1, "b.tld")).unwrap();
         dirty.notify_one();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(read_snapshot(&files.state).unwrap().serial, 1);
@@ -276,34 +385,114 @@ mod tests {
         assert_eq!((data.serial, data.domains.len()), (2, 2));
     }
 
+    /// A compaction gives the file a fresh snapshot at the same serial would give, and keeps
+    /// only later batches in the log; a new snapshot starts a new generation whose log ignores
+    /// the old one's.
     #[test]
-    fn a_state_write_drops_the_batches_it_holds_from_the_log() {
+    fn compaction_equals_a_fresh_snapshot_and_snapshots_restart_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let files = StateFiles::new(dir.path().join("state"), true);
-        files.recover_batches().unwrap();
-        let registry = Mutex::new(Registry::default());
-        let batch = |after, name: &str| ChangeBatch {
-            after,
-            upto: after + 1,
-            changes: vec![Change::Domain(domain(name, "tld", &[]))],
-        };
-        for (after, name) in [(0, "a.tld"), (1, "b.tld"), (2, "c.tld")] {
-            files.log_batch(&batch(after, name)).unwrap();
+        files.recover_batches(0).unwrap();
+        let mut data = sample_data();
+        let generation = from_master(&files, &data);
+        assert_eq!(generation, 1);
+        // Batches after the file: an upsert, a replacement, a removal; and one the file holds.
+        let changes = [
+            vec![Change::Domain(domain("new.tld", "tld", &["ns1.foo.tld"]))],
+            vec![
+                Change::Domain(domain("foo.tld", "tld", &[])),
+                Change::ContactRemoved("C2".into()),
+            ],
+            vec![Change::DomainRemoved(
+                orrery_proto::Name::from_ascii("bar.tld").unwrap(),
+            )],
+        ];
+        for (i, c) in changes.iter().enumerate() {
+            files
+                .log_batch(&ChangeBatch {
+                    after: 42 + i as Serial,
+                    upto: 43 + i as Serial,
+                    changes: c.clone(),
+                })
+                .unwrap();
         }
-        // The registry has applied two of the three logged batches when the state is encoded.
-        registry.lock().unwrap().apply(&batch(0, "a.tld"));
-        registry.lock().unwrap().apply(&batch(1, "b.tld"));
-        assert_eq!(files.write_state(&registry).unwrap(), 2);
+        assert_eq!(files.compact().unwrap(), Some(45));
+        assert_eq!(files.compact().unwrap(), None, "nothing left to merge");
+        // What a master would send at 45.
+        data.serial = 45;
+        data.domains[0] = domain("foo.tld", "tld", &[]);
+        data.domains.retain(|d| d.name.to_string() != "bar.tld");
+        data.domains
+            .push(domain("new.tld", "tld", &["ns1.foo.tld"]));
+        data.contacts.retain(|c| c.handle != "C2");
+        let fresh_path = dir.path().join("fresh");
+        crate::snapshot::write_snapshot(&fresh_path, &data).unwrap();
+        let sorted = |mut d: SnapshotData| {
+            d.domains.sort_by_key(|x| x.name.to_string());
+            d
+        };
+        assert_eq!(
+            sorted(read_snapshot(&files.state).unwrap()),
+            sorted(read_snapshot(&fresh_path).unwrap())
+        );
+        let (header, _) = state_file::read_state_file(&files.state).unwrap();
+        assert_eq!((header.serial, header.generation), (45, 1));
+
+        // A later batch stays in the log across a compaction that does not hold it.
+        files.log_batch(&batch(45, "later.tld")).unwrap();
         let left = StateFiles::new(files.state.clone(), true)
-            .recover_batches()
+            .recover_batches(1)
             .unwrap();
-        assert_eq!(left.batches, [batch(2, "c.tld")]);
-        // After a snapshot every logged batch predates the state: the log is emptied.
-        assert_eq!(files.write_snapshot_state(&registry).unwrap(), 2);
+        assert_eq!(left.batches, [batch(45, "later.tld")]);
+        // A snapshot: a new generation, and the old log is not replayed over it.
+        assert_eq!(from_master(&files, &sample_data()), 2);
         let left = StateFiles::new(files.state.clone(), true)
-            .recover_batches()
+            .recover_batches(2)
             .unwrap();
-        assert!(left.batches.is_empty());
-        assert_eq!(read_snapshot(&files.state).unwrap().domains.len(), 2);
+        assert!(left.batches.is_empty() && left.stopped.is_none());
+        assert_eq!(read_snapshot(&files.state).unwrap(), sample_data());
+    }
+
+    #[test]
+    fn compaction_waits_for_the_log_to_reach_a_quarter_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::new(dir.path().join("state"), true);
+        files.recover_batches(0).unwrap();
+        let big = SnapshotData {
+            domains: (0..2000)
+                .map(|i| domain(&format!("d{i}.tld"), "tld", &["ns.example"]))
+                .collect(),
+            ..sample_data()
+        };
+        from_master(&files, &big);
+        assert!(!files.wants_compaction(), "an empty log");
+        let mut after = 42;
+        while !files.wants_compaction() {
+            files
+                .log_batch(&batch(after, &format!("n{after}.tld")))
+                .unwrap();
+            after += 1;
+        }
+        let state = fs::metadata(&files.state).unwrap().len();
+        let log = files.log().len_bytes();
+        assert!(
+            after - 42 > 50 && log * 4 >= state && log * 4 < state + 1000,
+            "{log} {state}"
+        );
+        assert_eq!(files.compact().unwrap(), Some(after));
+        assert!(!files.wants_compaction());
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_leaves_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::new(dir.path().join("state"), true);
+        files.recover_batches(0).unwrap();
+        from_master(&files, &sample_data());
+        let mut f = files.snapshot_file().unwrap();
+        f.push(&Change::Domain(domain("half.tld", "tld", &[])))
+            .unwrap();
+        drop(f);
+        assert_eq!(read_snapshot(&files.state).unwrap(), sample_data());
     }
 }

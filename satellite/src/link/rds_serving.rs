@@ -199,7 +199,7 @@ impl RdsServing {
         whois: Option<&WhoisListen>,
         rdap: Option<&RdapListen>,
     ) -> Vec<String> {
-        let same = super::same_addrs;
+        let same = super::adopt::same_addrs;
         let mut fields = Vec::new();
         if !same(&self.whois, whois.map_or(&[][..], |w| &w.tcp)) {
             fields.push("whois.tcp".to_owned());

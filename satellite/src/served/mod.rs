@@ -187,6 +187,24 @@ impl Served {
         }
     }
 
+    /// Objects held, for statistics: zones plus the directory's domains, hosts, contacts and
+    /// registrars when it is built; zones plus delegations otherwise (DNS keeps no more).
+    pub fn object_count(&self) -> usize {
+        let zones = self.zones.zones().len();
+        if self.with_directory {
+            let (d, h, c, r) = self.directory.counts();
+            zones + d + h + c + r
+        } else {
+            zones
+                + self
+                    .zones
+                    .zones()
+                    .iter()
+                    .map(|z| z.delegation_count())
+                    .sum::<usize>()
+        }
+    }
+
     /// Applies a batch in place, to the DNS tables and the directory. The batch must follow
     /// this version (`batch.after == serial`); that is checked before anything changes, and
     /// nothing after the check can fail, so the batch is applied whole. [`ServedStore::apply`]
@@ -240,6 +258,14 @@ impl ServedStore {
     /// The serial of the current version.
     pub fn serial(&self) -> Serial {
         self.current.load().serial
+    }
+
+    /// Replaces the current version with `served` in one step (a master snapshot built beside
+    /// the current version): a query sees the old state or the new one whole, never a mix. The
+    /// old version is freed when the last query holding it ends.
+    pub fn replace(&self, served: Served) {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.current.store(Arc::new(served));
     }
 
     /// Applies `batch` atomically: queries see the new version all at once when this returns,
@@ -334,6 +360,43 @@ mod tests {
         let shared = b.delegation_shards_shared_with(a);
         assert!(total >= 256, "{total}");
         assert_eq!(shared, total - 1, "one shard copied of {total}");
+    }
+
+    /// A master snapshot that no longer holds an object: the version built from it replaces
+    /// the served one whole, and the object is gone from DNS and Whois/RDAP; a reader that
+    /// held the old version still sees it whole.
+    #[test]
+    fn a_replacing_snapshot_drops_what_it_no_longer_holds() {
+        let objects = |names: &[&str]| {
+            let mut v = vec![Change::Zone(crate::zone::tests::zone(
+                "tld",
+                &["a.nic.tld"],
+            ))];
+            for name in names {
+                v.push(Change::Host(host(&format!("ns.{name}"), &["192.0.2.77"])));
+                v.push(Change::Domain(domain(
+                    name,
+                    "tld",
+                    &[&format!("ns.{name}")],
+                )));
+            }
+            v
+        };
+        let build = |serial, names: &[&str]| {
+            Served::from_objects(serial, objects(names), |_| {}, BuildOptions::default())
+        };
+        let store = ServedStore::new(build(5, &["a.tld", "b.tld"]));
+        let held = store.load_full();
+        store.replace(build(9, &["b.tld"]));
+        let now = store.load();
+        assert_eq!(now.serial, 9);
+        assert!(!delegated(&now, "a.tld") && delegated(&now, "b.tld"));
+        assert!(now.directory.domain(n("a.tld").as_wire()).is_none());
+        assert!(now.directory.domain(n("b.tld").as_wire()).is_some());
+        assert!(delegated(&held, "a.tld") && delegated(&held, "b.tld"));
+        // Batches follow the new version.
+        store.apply(add(9, "c.tld")).unwrap();
+        assert!(delegated(&store.load(), "c.tld"));
     }
 
     #[test]

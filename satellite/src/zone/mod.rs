@@ -921,7 +921,6 @@ impl<'a> References<'a> {
     }
 }
 
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
