@@ -31,11 +31,12 @@ pub use signed::SignZoneError;
 
 pub use snapshot::write_satellite_snapshot;
 
-use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use orrery_proto::atomic_file::AtomicFile;
 use orrery_proto::{Domain, Host, Name, Serial, Zone};
 use orrery_store::{HostSelection, Store, StoreError, ZoneItem};
 
@@ -233,13 +234,8 @@ pub async fn generate_zone_with_keys(
         let path = path.to_owned();
         move |source| GenerateError::Io { path, source }
     };
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        zone_file_name(apex),
-        std::process::id()
-    ));
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    // Beside the old file until it is whole, then renamed over it (the one helper for that).
+    let mut out = AtomicFile::create(&path).map_err(io_err(&path))?;
     let mut zone: Option<Zone> = None;
     let mut written_serial = 0;
     let mut serials = (0, 0);
@@ -298,17 +294,14 @@ pub async fn generate_zone_with_keys(
             res.map(|n| records += n).map_err(VisitError::Io)
         })
         .await;
-    let fail = |e: GenerateError| {
-        let _ = fs::remove_file(&tmp);
-        Err(e)
-    };
+    // Any error below drops `out`, which removes its temporary file.
     match visited {
         Ok(Some(_)) => {}
-        Ok(None) => return fail(GenerateError::NoSuchZone(apex.clone())),
-        Err(VisitError::Store(e)) => return fail(e.into()),
+        Ok(None) => return Err(GenerateError::NoSuchZone(apex.clone())),
+        Err(VisitError::Store(e)) => return Err(e.into()),
         Err(VisitError::Io(source)) => {
-            return fail(GenerateError::Io {
-                path: tmp.clone(),
+            return Err(GenerateError::Io {
+                path: path.clone(),
                 source,
             });
         }
@@ -318,7 +311,7 @@ pub async fn generate_zone_with_keys(
         Some(d) => {
             let signed_zone = match signed::sign(z, d, std::mem::take(&mut collected), keys) {
                 Ok(s) => s,
-                Err(e) => return fail(e.into()),
+                Err(e) => return Err(e.into()),
             };
             records = signed_zone.records.len() as u64;
             signed::write(&mut out, &serial_line(serials.1), z, &signed_zone)
@@ -329,21 +322,12 @@ pub async fn generate_zone_with_keys(
         None => Ok(()),
     };
     if let Err(source) = written {
-        return fail(GenerateError::Io {
-            path: tmp.clone(),
+        return Err(GenerateError::Io {
+            path: path.clone(),
             source,
         });
     }
-    let finish = || -> io::Result<()> {
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, &path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
-    };
-    if let Err(source) = finish() {
-        let _ = fs::remove_file(&tmp);
+    if let Err(source) = out.commit() {
         return Err(GenerateError::Io { path, source });
     }
     Ok(Outcome::Written {
@@ -406,6 +390,8 @@ pub fn run_hook(hook: &str, zone: &Name, path: &Path, serial: Serial) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use orrery_proto::{Ds, EppStatus, Soa, Timestamp};
 
