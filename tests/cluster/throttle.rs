@@ -93,22 +93,28 @@ async fn forward(client: TcpStream, server: TcpStream, s: Arc<Shared>) {
     let down = async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let rate = s.rate.load(Ordering::Relaxed);
-            let want = if rate == 0 {
-                buf.len()
-            } else {
-                THROTTLED_CHUNK
-            };
-            let n = match server_read.read(&mut buf[..want]).await {
+            let n = match server_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            s.down.fetch_add(n as u64, Ordering::Relaxed);
-            if rate != 0 {
-                tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
+            // The rate is read again for every piece: a read that was waiting when the
+            // throttle was set is throttled all the same.
+            let mut rest = &buf[..n];
+            while !rest.is_empty() {
+                let rate = s.rate.load(Ordering::Relaxed);
+                let take = if rate == 0 {
+                    rest.len()
+                } else {
+                    rest.len().min(THROTTLED_CHUNK)
+                };
+                if client_write.write_all(&rest[..take]).await.is_err() {
+                    return;
+                }
+                s.down.fetch_add(take as u64, Ordering::Relaxed);
+                rest = &rest[take..];
+                if rate != 0 {
+                    tokio::time::sleep(Duration::from_secs_f64(take as f64 / rate as f64)).await;
+                }
             }
         }
         let _ = client_write.shutdown().await;
