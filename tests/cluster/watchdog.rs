@@ -582,21 +582,22 @@ async fn watchdog_lease_moves_to_a_standby_when_the_holder_is_killed() {
 
 /// Serial lag raised by a real condition: sat1 dials its master through a forwarder whose
 /// master → satellite direction is throttled, and a change of every domain takes seconds to
-/// cross it. The check-ins go the other way unthrottled, so the master keeps hearing from
-/// the satellite (no missed check-ins) while its applied serial stays behind; unthrottled,
-/// the batch lands and the warning clears.
+/// cross it. The check-ins go up unthrottled, so the master keeps hearing from the satellite
+/// while its applied serial stays behind; unthrottled, the batch lands and the warning clears.
 ///
-/// The throttle is sized from what the same change cost on the wire just before (sent
-/// unthrottled), to take about [`CROSSING`]: the check-in's answer comes back behind the
-/// batch on the same connection, and the satellite drops a session whose call takes more
-/// than 10 s (`CALL_TIMEOUT`), so the crossing must be shorter than that.
+/// What the link's design allows: the satellite's session task awaits each check-in's
+/// answer, and that answer comes back on the same connection, queued behind the batch. So a
+/// throttled link slows the check-ins to one per crossing (with `missed_checkins = 4`, 2 s,
+/// it is raised too, under a second after `serial_lag`), and a crossing longer than the
+/// satellite's call timeout (10 s, `CALL_TIMEOUT`) ends the session. The throttle is therefore
+/// sized from what the same change cost on the wire just before (sent unthrottled) to take
+/// about `CROSSING`, and `missed_checkins` is raised to 20 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_lag_is_raised_by_a_throttled_link_and_cleared() {
     const CROSSING: f64 = 6.0;
     let mut c = ProcessCluster::create(Backend::Sqlite).await;
-    // missed_checkins is 20 s: a check-in's answer may wait behind the batch for the whole
-    // crossing (the next check-in follows it); serial lag is judged in seconds (one
-    // transaction is one serial: a lag of 1, which the serial threshold cannot tell apart).
+    // Serial lag judged in seconds: the change is one serial per domain, a count that
+    // depends on the zone's size, while its age does not.
     c.write_master_config(
         "[watchdog]\ninterval_ms = 300\nmissed_checkins = 40\nserial_lag_seconds = 2\n",
     );
