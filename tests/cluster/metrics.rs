@@ -261,6 +261,33 @@ async fn master_and_satellite_metrics_pass_promtool_and_count_real_queries() {
     promtool_check(&promtool, &flooded)
         .unwrap_or_else(|e| panic!("satellite metrics: {e}\n{flooded}"));
 
+    // The check-in reads the same counters: the master's picture (`status`) gets the same
+    // totals in the link message's fields.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = crate::watchdog::status(&path);
+        let sat1 = s["satellites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["identity"] == "sat1")
+            .cloned()
+            .unwrap_or_default();
+        let counters = &sat1["counters"];
+        if counters["whois_queries"] == W
+            && counters["rdap_queries"] == R + FLOOD
+            && counters["errors_by_kind"]["rds_rate_limited"] == limited
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the check-ins do not carry the Whois/RDAP totals: {sat1:#}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The master: this satellite connected to it, and the cluster picture from the store
     // (refreshed every cluster heartbeat) with sat1's serial; sat2 never checked in.
     let m = scrape_until(master_metrics, "the master sees sat1", logs, |t| {
