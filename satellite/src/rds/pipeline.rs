@@ -58,8 +58,8 @@ impl RdsPipeline {
         }
     }
 
-    /// Runs a filled event through the chain, then `render`s the outcome from the same zone
-    /// version the leaves saw. `answered` is false when a leaf dropped the request: close the
+    /// Runs a filled event through the chain, counts it ([`RdsStats`]: protocol, outcome),
+    /// then `render`s the outcome from the same zone version the leaves saw. `answered` is false when a leaf dropped the request: close the
     /// connection without an answer.
     pub fn handle<R>(
         &self,
