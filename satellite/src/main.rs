@@ -214,6 +214,8 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
                 settings.rdap.as_ref(),
                 Selector::<Rds>::build(&config.rds_selector)?,
                 zones,
+                // No master to report to and no metrics listener in this mode.
+                Arc::default(),
             )?;
             let (http, https) = rds.rdap_addrs();
             tracing::info!(

@@ -19,7 +19,7 @@ use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::udp::{UdpSettings, UdpSockets};
 use orrery_satellite::dns::wire::{Event, Transport, class, rtype};
 use orrery_satellite::rds::{Outcome, Protocol, Query, RdsCtx, RdsEvent, rdap, whois};
-use orrery_satellite::stats::{Outcome as StatsOutcome, Qtype, QueryStats};
+use orrery_satellite::stats::{Outcome as StatsOutcome, Qtype, QueryStats, RdsOutcome};
 use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
 use tokio_util::sync::CancellationToken;
 
@@ -429,6 +429,34 @@ leaves = ["stats", "limit", "validate", "lookup"]
     assert_eq!(octets, expected);
     assert!(octets > 20_000, "{octets} octets");
     assert_eq!(n, 0, "{n} allocations serving Whois and RDAP requests");
+    // The pipeline counted every request of both passes, by protocol and outcome (the
+    // counting was inside the measured pass: it allocates nothing either).
+    let runs = 2 * peers.len() as u64;
+    let want = |protocol, pick: fn(&Outcome) -> bool| {
+        runs * requests
+            .iter()
+            .filter(|(p, _, o)| *p == protocol && pick(o))
+            .count() as u64
+    };
+    let t = pipeline.stats.totals();
+    for protocol in [Protocol::Whois, Protocol::Rdap] {
+        assert_eq!(t.received(protocol), want(protocol, |_| true));
+        assert_eq!(
+            t.get(protocol, RdsOutcome::Found),
+            want(protocol, |o| *o == Outcome::Found)
+        );
+        assert_eq!(
+            t.get(protocol, RdsOutcome::NotFound),
+            want(protocol, |o| *o == Outcome::NotFound)
+        );
+        assert_eq!(
+            t.get(protocol, RdsOutcome::BadRequest),
+            want(protocol, |o| matches!(o, Outcome::BadRequest(_)))
+        );
+    }
+    assert_eq!(t.received(Protocol::Whois), 54);
+    assert_eq!(t.received(Protocol::Rdap), 48);
+    assert_eq!(t.outcome(RdsOutcome::Dropped), 0);
 }
 
 /// Queries of every kind, malformed ones included.

@@ -15,4 +15,5 @@ mod processes;
 mod rds;
 mod satellite_faults;
 mod soa_serial;
+mod throttle;
 mod watchdog;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of a real master and satellite (processes): scraped over loopback,
-//! checked by `promtool check metrics`, and the query counters moving with real queries.
+//! checked by `promtool check metrics`, and the query counters (DNS, Whois, RDAP) moving with
+//! real queries.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -99,10 +100,30 @@ async fn master_and_satellite_metrics_pass_promtool_and_count_real_queries() {
     );
     // The master's own listener in [master]; the satellites' from the master's configuration
     // (sat1 only is started: the default would give sat2 the same address).
-    c.write_master_config("");
+    // Whois and RDAP through a rate limit (burst 20, one token a second per address), so that
+    // a flood is limited.
+    c.write_master_config(
+        "[selectors.limited]\n\
+         chains = [{ name = \"main\", leaves = [\"limit\", \"validate\", \"lookup\"] }]\n\
+         [selectors.limited.leaves.limit]\n\
+         kind = \"rate_limit\"\n\
+         address_rate = 1.0\n\
+         address_burst = 20\n\
+         prefix_rate = 1.0\n\
+         prefix_burst = 20\n\
+         [selectors.limited.leaves.validate]\n\
+         kind = \"validate_query\"\n\
+         [selectors.limited.leaves.lookup]\n\
+         kind = \"lookup\"\n",
+    );
     let path = c.master_config();
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text
+        .replacen(
+            "rds_selector = \"std\"\n",
+            "rds_selector = \"limited\"\n",
+            1,
+        )
         .replacen(
             "heartbeat_interval_ms = 500\n",
             &format!("heartbeat_interval_ms = 500\nmetrics = \"{master_metrics}\"\n"),
@@ -167,6 +188,105 @@ async fn master_and_satellite_metrics_pass_promtool_and_count_real_queries() {
         0.0
     );
     promtool_check(&promtool, &after).unwrap_or_else(|e| panic!("satellite metrics: {e}\n{after}"));
+
+    // N Whois and M RDAP queries for domains that do not exist: their not_found series grow
+    // by exactly N and M (nothing else speaks Whois or RDAP to the satellite). N + M stays
+    // under the limit's burst of 20 per address, so none is rate limited.
+    const W: usize = 7;
+    const R: usize = 6;
+    let series = |service: &str, outcome: &str| {
+        format!(
+            "orrery_queries_total{{service=\"{service}\",transport=\"tcp\",outcome=\"{outcome}\"}}"
+        )
+    };
+    let received = |text: &str, service: &str| -> f64 {
+        [
+            "found",
+            "not_found",
+            "bad_request",
+            "rate_limited",
+            "refused",
+            "server_error",
+            "dropped",
+        ]
+        .iter()
+        .map(|o| value(text, &series(service, o)))
+        .sum()
+    };
+    for i in 0..W {
+        let answer = c.whois("sat1", &format!("no-such-{i}.{ZONE}"));
+        assert!(!answer.is_empty(), "a Whois answer");
+    }
+    for i in 0..R {
+        let (status, body) = c.rdap("sat1", &format!("/domain/no-such-{i}.{ZONE}"));
+        assert_eq!(status, 404, "{body}");
+    }
+    let rds = scrape(sat_metrics).expect("a third scrape");
+    for (service, n) in [("whois", W), ("rdap", R)] {
+        let nf = series(service, "not_found");
+        assert_eq!(value(&rds, &nf) - value(&after, &nf), n as f64, "{rds}");
+        assert_eq!(
+            received(&rds, service) - received(&after, service),
+            n as f64,
+            "{rds}"
+        );
+    }
+    // Then RDAP requests faster than the limit refills: the 429s answered are exactly what
+    // the rate-limited series count.
+    const FLOOD: usize = 30;
+    let mut limited = 0;
+    for i in 0..FLOOD {
+        let (status, _) = c.rdap("sat1", &format!("/domain/flood-{i}.{ZONE}"));
+        limited += usize::from(status == 429);
+    }
+    assert!(limited > 0, "no RDAP request of {FLOOD} was rate limited");
+    let flooded = scrape(sat_metrics).expect("a fourth scrape");
+    let rl = series("rdap", "rate_limited");
+    assert_eq!(
+        value(&flooded, &rl) - value(&rds, &rl),
+        limited as f64,
+        "{flooded}"
+    );
+    let rl_total = "orrery_rate_limited_total{service=\"rdap\",action=\"refused\"}";
+    assert_eq!(
+        value(&flooded, rl_total) - value(&rds, rl_total),
+        limited as f64,
+        "{flooded}"
+    );
+    assert_eq!(
+        received(&flooded, "rdap") - received(&rds, "rdap"),
+        FLOOD as f64,
+        "{flooded}"
+    );
+    promtool_check(&promtool, &flooded)
+        .unwrap_or_else(|e| panic!("satellite metrics: {e}\n{flooded}"));
+
+    // The check-in reads the same counters: the master's picture (`status`) gets the same
+    // totals in the link message's fields.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = crate::watchdog::status(&path);
+        let sat1 = s["satellites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["identity"] == "sat1")
+            .cloned()
+            .unwrap_or_default();
+        let counters = &sat1["counters"];
+        if counters["whois_queries"] == W
+            && counters["rdap_queries"] == R + FLOOD
+            && counters["errors_by_kind"]["rds_rate_limited"] == limited
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the check-ins do not carry the Whois/RDAP totals: {sat1:#}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The master: this satellite connected to it, and the cluster picture from the store
     // (refreshed every cluster heartbeat) with sat1's serial; sat2 never checked in.

@@ -5,7 +5,8 @@
 //! expire within the warning's window (until a satellite gets a new one), a satellite whose
 //! memory is over the budget the master gave it (until a reload raises it), rows the store
 //! holds that the master cannot read (until they are fixed), clients sending queries the
-//! satellite cannot parse (error rate, until they stop) — and the watchdog's lease moves to a
+//! satellite cannot parse (error rate, until they stop), a throttled link (serial lag, until
+//! it is unthrottled) — and the watchdog's lease moves to a
 //! second master when the first is killed.
 
 use std::net::TcpListener;
@@ -577,4 +578,136 @@ async fn watchdog_lease_moves_to_a_standby_when_the_holder_is_killed() {
     assert_eq!(down, [first], "{s:#}");
     assert!(second.exited().is_none());
     second.kill9();
+}
+
+/// Serial lag raised by a real condition: sat1 dials its master through a forwarder whose
+/// master → satellite direction is throttled, and a change of every domain takes seconds to
+/// cross it. The check-ins go up unthrottled, so the master keeps hearing from the satellite
+/// while its applied serial stays behind; unthrottled, the batch lands and the warning clears.
+///
+/// What the link's design allows: the satellite's session task awaits each check-in's
+/// answer, and that answer comes back on the same connection, queued behind the batch. So a
+/// throttled link slows the check-ins to one per crossing (with `missed_checkins = 4`, 2 s,
+/// it is raised too, under a second after `serial_lag`), and a crossing longer than the
+/// satellite's call timeout (10 s, `CALL_TIMEOUT`) ends the session. The throttle is therefore
+/// sized from what the same change cost on the wire just before (sent unthrottled) to take
+/// about `CROSSING`, and `missed_checkins` is raised to 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_lag_is_raised_by_a_throttled_link_and_cleared() {
+    const CROSSING: f64 = 6.0;
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    // Serial lag judged in seconds: the change is one serial per domain, a count that
+    // depends on the zone's size, while its age does not.
+    c.write_master_config(
+        "[watchdog]\ninterval_ms = 300\nmissed_checkins = 40\nserial_lag_seconds = 2\n",
+    );
+    let config = c.master_config();
+    c.start_master();
+    let throttle = crate::throttle::Throttle::start(([127, 0, 0, 1], c.master_port()).into()).await;
+    c.set_satellite_masters(&[throttle.port()], "3600");
+    c.start_satellite("sat1");
+    let logs = |c: &ProcessCluster| {
+        format!(
+            "master log:\n{}\nsat1 log:\n{}",
+            c.master_log(),
+            c.satellite_log("sat1")
+        )
+    };
+    let applied = |s: &Value| satellite(s, "sat1")["applied_serial"].as_i64();
+    let head = c.store.head().await.unwrap();
+    wait_for(
+        "sat1 connected through the forwarder and current",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (satellite(s, "sat1")["connected"] == true && applied(s) == Some(head)).then_some(()),
+    );
+
+    // What one change of every domain costs on the wire, unthrottled.
+    let touch = |day: u32| format!("UPDATE domain SET updated = '2030-01-{day:02}T00:00:00Z'");
+    let before = throttle.bytes_down();
+    c.sql(&touch(1)).await.unwrap();
+    let head = c.store.head().await.unwrap();
+    wait_for(
+        "sat1 applies the first change",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (applied(s) == Some(head)).then_some(()),
+    );
+    let wire = throttle.bytes_down() - before;
+    assert!(
+        wire > 20_000,
+        "a change of every domain is only {wire} bytes on the wire: too small to throttle"
+    );
+
+    // The same again, throttled to cross in about CROSSING seconds.
+    // Only what happens from here on counts (a booting satellite is behind too, and may
+    // have dialled before the master had loaded the registry).
+    let (master_from, sat_from) = (
+        c.master_log().lines().count(),
+        c.satellite_log("sat1").lines().count(),
+    );
+    let rate = (wire as f64 / CROSSING) as u64;
+    throttle.set_rate(rate);
+    let throttled = Instant::now();
+    c.sql(&touch(2)).await.unwrap();
+    let head = c.store.head().await.unwrap();
+    let s = wait_for(
+        "serial_lag raised for sat1",
+        Duration::from_secs(20),
+        &config,
+        || format!("throttled to {rate} B/s ({wire} B)\n{}", logs(&c)),
+        |s| has_warning(s, "serial_lag", "satellite:sat1").then(|| s.clone()),
+    );
+    let sat1 = satellite(&s, "sat1");
+    assert!(applied(&s) < Some(head), "{sat1:#}");
+    assert_eq!(sat1["connected"], true, "{sat1:#}");
+    assert!(
+        !has_warning(&s, "missed_checkins", "satellite:sat1"),
+        "the check-ins still come through: {s:#}"
+    );
+    assert!(
+        throttled.elapsed() < Duration::from_secs_f64(CROSSING),
+        "raised only after the batch could have crossed ({:?}, {rate} B/s, {wire} B)",
+        throttled.elapsed()
+    );
+
+    // Unthrottled: the rest of the batch crosses at once and the warning clears.
+    throttle.set_rate(0);
+    wait_for(
+        "serial_lag cleared for sat1",
+        Duration::from_secs(20),
+        &config,
+        || logs(&c),
+        |s| {
+            (applied(s) == Some(head) && !has_warning(s, "serial_lag", "satellite:sat1"))
+                .then_some(())
+        },
+    );
+    let log: Vec<String> = c
+        .master_log()
+        .lines()
+        .skip(master_from)
+        .map(String::from)
+        .collect();
+    let raised = |rule: &str| {
+        log.iter()
+            .filter(|l| l.contains("warning raised") && l.contains(rule) && l.contains("sat1"))
+            .count()
+    };
+    assert_eq!(raised("serial_lag"), 1, "{log:#?}");
+    assert_eq!(raised("missed_checkins"), 0, "{log:#?}");
+    let sat_log: Vec<String> = c
+        .satellite_log("sat1")
+        .lines()
+        .skip(sat_from)
+        .map(String::from)
+        .collect();
+    assert!(
+        !sat_log
+            .iter()
+            .any(|l| l.contains("link to the master lost")),
+        "the satellite kept its session: {sat_log:#?}"
+    );
 }

@@ -199,6 +199,7 @@ impl Link {
             settings.rdap.as_ref(),
             selector,
             Arc::clone(zones),
+            Arc::clone(&self.metrics.rds),
         )?;
         let (http, https) = rds.rdap_addrs();
         tracing::info!(

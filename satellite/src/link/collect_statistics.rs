@@ -1,5 +1,6 @@
 //! The check-in's statistics, from the satellite's typed DNS counters
-//! ([`crate::stats::QueryTotals`]), the counters of the Whois/RDAP leaves and the process.
+//! ([`crate::stats::QueryTotals`]), its Whois/RDAP counters ([`crate::stats::RdsTotals`]) and
+//! the process.
 //!
 //! DNS queries and responses are keyed by number in the link message (RFC 1035 §3.2.2 QTYPE, §4.1.1
 //! RCODE): query types the satellite does not count apart (and queries without a question)
@@ -7,22 +8,22 @@
 //! above 16 under `errors["rcode_other"]`. Queries without an answer go to `errors` by why:
 //! `dropped`, `rate_limited`; answers sent truncated as `truncated` and `slipped`.
 //!
-//! The Whois/RDAP leaves' counters come named `rds.LEAF` ([`super::rds_serving`]): their
-//! `whois_queries` and `rdap_queries` have fields of their own, their refusals go to `errors`
-//! as `rds_bad_request`, `rds_rate_limited`, `rds_refused`, `rds_server_error`, `rds_dropped`.
+//! Whois and RDAP requests received go to `whois_queries` and `rdap_queries`, whatever became
+//! of them; refusals and drops also go to `errors` (both protocols summed) as `rds_bad_request`, `rds_rate_limited`, `rds_refused`, `rds_server_error`,
+//! `rds_dropped` (the names the statistics leaf used to report).
 
 use std::time::Duration;
 
 use orrery_proto::link::pb;
 
-use super::serving::Counters;
+use crate::rds::Protocol;
 use crate::stats::queries::RCODES;
-use crate::stats::{Outcome, Qtype, QueryTotals};
+use crate::stats::{Outcome, Qtype, QueryTotals, RdsOutcome, RdsTotals};
 
 /// Builds the check-in statistics.
 pub fn collect_statistics(
     dns: &QueryTotals,
-    rds: &Counters,
+    rds: &RdsTotals,
     uptime: Duration,
     objects: u64,
 ) -> pb::Statistics {
@@ -60,17 +61,18 @@ pub fn collect_statistics(
             s.errors.insert(o.label().into(), n);
         }
     }
-    for ((leaf, counter), &value) in rds {
-        if !leaf.starts_with(super::rds_serving::COUNTER_PREFIX) {
-            continue;
-        }
-        match counter.as_str() {
-            "whois_queries" => s.whois_queries += value,
-            "rdap_queries" => s.rdap_queries += value,
-            "bad_request" | "rate_limited" | "refused" | "server_error" | "dropped" => {
-                *s.errors.entry(format!("rds_{counter}")).or_default() += value;
-            }
-            _ => {}
+    s.whois_queries = rds.received(Protocol::Whois);
+    s.rdap_queries = rds.received(Protocol::Rdap);
+    for (o, name) in [
+        (RdsOutcome::BadRequest, "rds_bad_request"),
+        (RdsOutcome::RateLimited, "rds_rate_limited"),
+        (RdsOutcome::Refused, "rds_refused"),
+        (RdsOutcome::ServerError, "rds_server_error"),
+        (RdsOutcome::Dropped, "rds_dropped"),
+    ] {
+        let n = rds.outcome(o);
+        if n != 0 {
+            s.errors.insert(name.into(), n);
         }
     }
     s
@@ -98,13 +100,19 @@ mod tests {
         q.record(Transport::Udp, Qtype::of(1), Outcome::Dropped, 0, us);
         q.record(Transport::Udp, Qtype::of(1), Outcome::RateLimited, 0, us);
         q.record(Transport::Udp, Qtype::of(1), Outcome::Slipped, 0, us);
-        let mut c = Counters::new();
-        c.insert(("stats".into(), "queries".into()), 5);
-        c.insert(("rds.stats".into(), "whois_queries".into()), 7);
-        c.insert(("rds.stats".into(), "rdap_queries".into()), 8);
-        c.insert(("rds.stats".into(), "dropped".into()), 2);
-        c.insert(("rds.limit".into(), "rate_limited".into()), 3);
-        let s = collect_statistics(&q.totals(), &c, Duration::from_secs(9), 12);
+        let r = crate::stats::RdsStats::new();
+        for _ in 0..5 {
+            r.record(Protocol::Whois, RdsOutcome::Found);
+        }
+        r.record(Protocol::Whois, RdsOutcome::Dropped);
+        r.record(Protocol::Whois, RdsOutcome::RateLimited);
+        r.record(Protocol::Rdap, RdsOutcome::Dropped);
+        for _ in 0..5 {
+            r.record(Protocol::Rdap, RdsOutcome::NotFound);
+        }
+        r.record(Protocol::Rdap, RdsOutcome::RateLimited);
+        r.record(Protocol::Rdap, RdsOutcome::RateLimited);
+        let s = collect_statistics(&q.totals(), &r.totals(), Duration::from_secs(9), 12);
         // Queries received by type, answered or not; 0 for the rest.
         assert_eq!(s.queries_by_qtype[&1], 8);
         assert_eq!(s.queries_by_qtype[&0], 2);
@@ -117,6 +125,7 @@ mod tests {
         assert_eq!(s.errors["rate_limited"], 1);
         assert_eq!(s.errors["slipped"], 1);
         assert_eq!((s.whois_queries, s.rdap_queries), (7, 8));
+        assert!(!s.errors.contains_key("rds_not_found"));
         assert_eq!(
             (s.errors["rds_dropped"], s.errors["rds_rate_limited"]),
             (2, 3)

@@ -5,28 +5,24 @@
 //! it without stopping anything: connections in progress finish with the pipeline they
 //! started with. Listen addresses are bound once, as for DNS; changing them needs a restart.
 //!
-//! Statistics are cumulative over the process: a replaced pipeline's counters are added to a
-//! base when it is swapped out (requests still running on it then are not counted).
+//! Statistics are cumulative over the process: every pipeline counts into the satellite's
+//! [`RdsStats`], which replacements share, so no request is lost to a swap.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use orrery_proto::link::convert::{RdapListen, WhoisListen};
 use tokio_util::sync::CancellationToken;
 
-use super::serving::Counters;
 use crate::rds::rdap_server::{self, RdapServer, RdapSettings};
 use crate::rds::whois_server::{WhoisServer, WhoisSettings};
 use crate::rds::{Rds, RdsPipeline};
 use crate::selector::Selector;
 use crate::served::ServedStore;
-
-/// Prefix of the leaf names in [`RdsServing::counters`], so that they do not mix with the DNS
-/// leaves' counters of the same names.
-pub const COUNTER_PREFIX: &str = "rds.";
+use crate::stats::RdsStats;
 
 /// Why the registration data services cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +51,6 @@ pub struct RdsServing {
     cancel: CancellationToken,
     whois_server: Option<WhoisServer>,
     rdap_servers: Vec<RdapServer>,
-    base: Arc<Mutex<Counters>>,
 }
 
 fn bind(what: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RdsServingError> {
@@ -75,13 +70,14 @@ fn local(listeners: &[TcpListener]) -> Vec<SocketAddr> {
 }
 
 impl RdsServing {
-    /// Binds every address and starts serving with `selector` over `zones`. Must be called
-    /// inside a tokio runtime.
+    /// Binds every address and starts serving with `selector` over `zones`, counting requests
+    /// into `stats`. Must be called inside a tokio runtime.
     pub fn start(
         whois: Option<&WhoisListen>,
         rdap: Option<&RdapListen>,
         selector: Selector<Rds>,
         zones: Arc<ServedStore>,
+        stats: Arc<RdsStats>,
     ) -> Result<Self, RdsServingError> {
         let whois_listeners = bind("whois tcp", whois.map_or(&[][..], |w| &w.tcp))?;
         let http_listeners = bind("rdap http", rdap.map_or(&[][..], |r| &r.http))?;
@@ -90,7 +86,9 @@ impl RdsServing {
             Some(files) => Some(rdap_server::tls_config(&files.cert, &files.key)?),
             None => None,
         };
-        let pipeline = Arc::new(ArcSwap::from_pointee(RdsPipeline::new(selector, zones)));
+        let pipeline = Arc::new(ArcSwap::from_pointee(
+            RdsPipeline::new(selector, zones).with_stats(stats),
+        ));
         let cancel = CancellationToken::new();
         let mut me = Self {
             pipeline,
@@ -101,7 +99,6 @@ impl RdsServing {
             cancel,
             whois_server: None,
             rdap_servers: Vec::new(),
-            base: Arc::default(),
         };
         if let Some(w) = whois
             && !whois_listeners.is_empty()
@@ -174,21 +171,12 @@ impl RdsServing {
         (&self.http, &self.https)
     }
 
-    /// Serves with `selector` from now on (same zones).
+    /// Serves with `selector` from now on (same zones, same counters).
     pub fn replace_selector(&self, selector: Selector<Rds>) {
-        let zones = Arc::clone(&self.pipeline.load().served);
-        let old = self
-            .pipeline
-            .swap(Arc::new(RdsPipeline::new(selector, zones)));
-        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
-        add_counters(&mut base, &old);
-    }
-
-    /// Every counter since the process started, leaves named `rds.LEAF`.
-    pub fn counters(&self) -> Counters {
-        let mut all = self.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        add_counters(&mut all, &self.pipeline.load());
-        all
+        let current = self.pipeline.load();
+        let next = RdsPipeline::new(selector, Arc::clone(&current.served))
+            .with_stats(Arc::clone(&current.stats));
+        self.pipeline.store(Arc::new(next));
     }
 
     /// Fields of the new settings the running servers do not match: listen addresses (port 0
@@ -250,13 +238,6 @@ impl RdsServing {
     }
 }
 
-fn add_counters(all: &mut Counters, pipeline: &RdsPipeline) {
-    pipeline.selector.counters(&mut |leaf, counter, value| {
-        *all.entry((format!("{COUNTER_PREFIX}{leaf}"), counter.to_owned()))
-            .or_default() += value;
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use orrery_proto::Prefix;
@@ -277,9 +258,14 @@ mod tests {
             ..RdapListen::default()
         };
         let zones = Arc::new(ServedStore::new(Served::default()));
-        let mut serving =
-            RdsServing::start(Some(&whois), Some(&rdap), selector(DEFAULT_SELECTOR), zones)
-                .unwrap();
+        let mut serving = RdsServing::start(
+            Some(&whois),
+            Some(&rdap),
+            selector(DEFAULT_SELECTOR),
+            zones,
+            Arc::default(),
+        )
+        .unwrap();
         assert!(
             serving
                 .restart_required(Some(&whois), Some(&rdap))

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::collect_statistics::collect_statistics;
 use super::persist::persist_state;
-use super::rds_serving::RdsServing;
 use super::{Link, LinkError, SessionEnd, log_buffer, snapshot_transfer};
 use crate::served::{BuildOptions, Served, ServedStore};
 
@@ -299,16 +298,11 @@ impl Link {
 
     /// Reports statistics; takes the interval and any new configuration.
     async fn check_in(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
-        let rds = self
-            .rds
-            .as_ref()
-            .map(RdsServing::counters)
-            .unwrap_or_default();
         let objects = self.zones.as_ref().map_or(0, |z| z.load().object_count()) as u64;
         self.metrics.set_objects(objects);
         let statistics = collect_statistics(
             &self.metrics.queries.totals(),
-            &rds,
+            &self.metrics.rds.totals(),
             self.started.elapsed(),
             objects,
         );

@@ -4,6 +4,8 @@
 //!
 //! - [`queries`]: DNS query counters and the answer-time histogram, per worker thread,
 //!   recorded by [`crate::dns::pipeline::Pipeline`] for every query.
+//! - [`rds`]: Whois and RDAP request counters by protocol and outcome, per worker thread,
+//!   recorded by [`crate::rds::RdsPipeline`] for every request.
 //! - [`listener`]: the `GET /metrics` listener the master's configuration asks for.
 //! - [`SatelliteMetrics`]: those, and the link's gauges (applied serial, the master's head,
 //!   connection, batch apply time, certificate expiry), set by the link as things happen.
@@ -13,6 +15,7 @@
 
 pub mod listener;
 pub mod queries;
+pub mod rds;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ pub use orrery_proto::metrics::resident_memory;
 use orrery_proto::metrics::{Exposition, Kind};
 
 pub use queries::{Outcome, Qtype, QueryStats, QueryTotals};
+pub use rds::{RdsOutcome, RdsStats, RdsTotals};
 
 /// Finite buckets of the batch-apply histogram: 1 ms × 2^k, k = 0 … 15 (1 ms to 32 s).
 const BATCH_BUCKETS: usize = 16;
@@ -29,6 +33,8 @@ const BATCH_BUCKETS: usize = 16;
 /// the metrics listener.
 pub struct SatelliteMetrics {
     pub queries: std::sync::Arc<QueryStats>,
+    /// Whois and RDAP requests.
+    pub rds: std::sync::Arc<RdsStats>,
     started: Instant,
     applied_serial: AtomicI64,
     /// The master's head serial as last heard (boot, heartbeat, check-in); 0 = never.
@@ -53,6 +59,7 @@ impl SatelliteMetrics {
     pub fn new() -> Self {
         Self {
             queries: std::sync::Arc::new(QueryStats::new()),
+            rds: std::sync::Arc::new(RdsStats::new()),
             started: Instant::now(),
             applied_serial: AtomicI64::new(0),
             head_serial: AtomicI64::new(0),
@@ -108,11 +115,13 @@ impl SatelliteMetrics {
     pub fn render(&self, resident: Option<u64>) -> String {
         let get = |a: &AtomicI64| a.load(Ordering::Relaxed);
         let t = self.queries.totals();
+        let rt = self.rds.totals();
         let mut e = Exposition::new();
         e.family(
             "orrery_queries_total",
             Kind::Counter,
-            "DNS responses sent, by transport, RCODE and query type.",
+            "Queries by service: DNS by transport, RCODE (none: no response) and query type; \
+             Whois and RDAP by outcome.",
         );
         for (ti, &transport) in queries::TRANSPORTS.iter().enumerate() {
             for (r, by_qtype) in t.queries[ti].iter().enumerate() {
@@ -131,6 +140,21 @@ impl SatelliteMetrics {
                         n,
                     );
                 }
+            }
+        }
+        // Every outcome of both, zeros included, so that a rate over them starts at the
+        // first scrape (there are few).
+        for &protocol in &rds::PROTOCOLS {
+            for outcome in RdsOutcome::ALL {
+                e.sample_u64(
+                    "orrery_queries_total",
+                    &[
+                        ("service", rds::protocol_label(protocol)),
+                        ("transport", "tcp"),
+                        ("outcome", outcome.label()),
+                    ],
+                    rt.get(protocol, outcome),
+                );
             }
         }
         e.family(
@@ -155,8 +179,8 @@ impl SatelliteMetrics {
         e.family(
             "orrery_rate_limited_total",
             Kind::Counter,
-            "DNS answers held back by response rate limiting: dropped, or slipped (sent \
-             truncated).",
+            "Queries held back by rate limiting: DNS dropped, or slipped (sent truncated); \
+             Whois and RDAP answered with a rate-limit refusal (RDAP 429).",
         );
         for (action, o) in [
             ("dropped", Outcome::RateLimited),
@@ -166,6 +190,16 @@ impl SatelliteMetrics {
                 "orrery_rate_limited_total",
                 &[("service", "dns"), ("action", action)],
                 t.outcome(o),
+            );
+        }
+        for &protocol in &rds::PROTOCOLS {
+            e.sample_u64(
+                "orrery_rate_limited_total",
+                &[
+                    ("service", rds::protocol_label(protocol)),
+                    ("action", "refused"),
+                ],
+                rt.get(protocol, RdsOutcome::RateLimited),
             );
         }
         e.family(
@@ -300,6 +334,9 @@ mod tests {
             0,
             Duration::from_micros(5),
         );
+        m.rds.record(crate::rds::Protocol::Whois, RdsOutcome::Found);
+        m.rds
+            .record(crate::rds::Protocol::Rdap, RdsOutcome::RateLimited);
         m.set_applied(40);
         m.set_head(45);
         m.set_connected(true);
@@ -310,6 +347,10 @@ mod tests {
             "orrery_queries_total{service=\"dns\",transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"A\"} 1\n",
             "orrery_query_outcomes_total{service=\"dns\",transport=\"udp\",outcome=\"rate_limited\"} 1\n",
             "orrery_rate_limited_total{service=\"dns\",action=\"dropped\"} 1\n",
+            "orrery_queries_total{service=\"whois\",transport=\"tcp\",outcome=\"found\"} 1\n",
+            "orrery_queries_total{service=\"rdap\",transport=\"tcp\",outcome=\"found\"} 0\n",
+            "orrery_queries_total{service=\"rdap\",transport=\"tcp\",outcome=\"rate_limited\"} 1\n",
+            "orrery_rate_limited_total{service=\"rdap\",action=\"refused\"} 1\n",
             "orrery_answer_duration_seconds_bucket{service=\"dns\",le=\"0.000008\"} 2\n",
             "orrery_answer_duration_seconds_count{service=\"dns\"} 2\n",
             "orrery_serial_lag 5\n",

@@ -261,7 +261,9 @@ thread_local! {
     static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn slot() -> usize {
+/// This thread's block index (shared with [`super::rds`]: one slot per thread for every
+/// counter set).
+pub(super) fn slot() -> usize {
     SLOT.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {
