@@ -24,6 +24,7 @@ use orrery_satellite::link::rds_serving::RdsServing;
 use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
+use orrery_satellite::served::dispose_in_background;
 use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -179,7 +180,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let served = Served::from_objects(
         header.serial,
         objects,
-        |_| {},
+        dispose_in_background,
         BuildOptions {
             directory: rds_enabled,
         },

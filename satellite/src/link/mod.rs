@@ -85,7 +85,7 @@ use self::persist::{PERSIST_INTERVAL, PersistError, SavedState, StateFiles};
 use self::rds_serving::{RdsServing, RdsServingError};
 use self::serving::Serving;
 use self::snapshot_transfer::Transfer;
-use crate::served::{BuildOptions, Served, ServedStore};
+use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 use crate::stats::SatelliteMetrics;
 use crate::stats::listener::MetricsListener;
 use crate::zone::ZoneError;
@@ -250,8 +250,12 @@ impl Satellite {
                     link.snapshot_required = true;
                 }
                 // Settings may enable Whois or RDAP at any time: build the directory too.
-                let mut served =
-                    Served::from_objects(header.serial, objects, |_| {}, BuildOptions::default());
+                let mut served = Served::from_objects(
+                    header.serial,
+                    objects,
+                    dispose_in_background,
+                    BuildOptions::default(),
+                );
                 replay_batches(&link.files, header.generation, &mut served);
                 link.zones = Some(Arc::new(ServedStore::new(served)));
                 link.adopt(settings)?;

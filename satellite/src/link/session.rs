@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::collect_statistics::collect_statistics;
 use super::persist::persist_state;
 use super::{Link, LinkError, SessionEnd, log_buffer, snapshot_transfer};
-use crate::served::{BuildOptions, Served, ServedStore};
+use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 
 /// Limit for one unary call (boot, check-in) and for opening a stream.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,7 +274,12 @@ impl Link {
         let count = objects.len();
         // Settings may enable Whois or RDAP at any time: build the directory too.
         let built = tokio::task::spawn_blocking(move || {
-            Served::from_objects(serial, objects, |_| {}, BuildOptions::default())
+            Served::from_objects(
+                serial,
+                objects,
+                dispose_in_background,
+                BuildOptions::default(),
+            )
         })
         .await?;
         let loaded = started.elapsed();

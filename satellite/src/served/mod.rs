@@ -134,15 +134,16 @@ impl Served {
         }
     }
 
-    /// Builds a version from a master snapshot's or a state file's objects, taking each by
-    /// value and handing it on to `keep` once it is in (so a caller can move it into its own
-    /// model, without a clone). The objects may come in any order (zones are placed before
-    /// the domains they hold); removals are skipped, a snapshot holds objects, not changes.
-    /// The DNS tables and the directory share nothing, so they are built side by side.
+    /// Builds a version from a master snapshot's or a state file's objects, then hands them
+    /// to `dispose` once they are in: [`dispose_in_background`] for a satellite, which must
+    /// not wait for a million objects to be freed before it answers. The objects may come in
+    /// any order (zones are placed before the domains they hold); removals are skipped, a
+    /// snapshot holds objects, not changes. The DNS tables and the directory share nothing,
+    /// so they are built side by side.
     pub fn from_objects(
         serial: Serial,
         objects: impl IntoIterator<Item = Change>,
-        mut keep: impl FnMut(Change),
+        dispose: impl FnOnce(Vec<Change>),
         options: BuildOptions,
     ) -> Self {
         let objects: Vec<Change> = objects.into_iter().filter(|c| !c.is_removal()).collect();
@@ -176,9 +177,7 @@ impl Served {
             directory = options.directory,
             "served state built"
         );
-        for c in objects {
-            keep(c);
-        }
+        dispose(objects);
         Self {
             serial,
             zones,
@@ -276,6 +275,35 @@ impl ServedStore {
         next.apply(&batch)?;
         self.current.store(Arc::new(next));
         Ok(())
+    }
+}
+
+/// Frees a build's objects on a thread of its own (at a million domains that takes about as
+/// long as the build), then gives the memory back to the system ([`return_freed_memory`]).
+pub fn dispose_in_background(objects: Vec<Change>) {
+    let freeing = std::thread::Builder::new()
+        .name("served-free".into())
+        .spawn(move || {
+            drop(objects);
+            return_freed_memory();
+        });
+    if let Err(e) = freeing {
+        // The closure, objects and all, was dropped here: freed on this thread after all.
+        tracing::warn!(error = %e, "cannot start a thread to free the build's objects");
+        return_freed_memory();
+    }
+}
+
+/// Hands the memory the build freed back to the system. The objects a whole registry is built
+/// from take several times the tables' size, and glibc's allocator keeps what they freed in
+/// its arenas (one per build thread) instead of unmapping it: without this, a satellite that
+/// built its state at start-up or from a master's snapshot keeps that peak resident for good.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only releases free memory of the allocator's
+    // own arenas; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
