@@ -256,9 +256,8 @@ pub struct StateFileReader<R> {
     header: Header,
     /// Offset of the next byte to read.
     offset: u64,
-    /// The current chunk's objects and the offset of the chunk (for errors).
-    pending: std::vec::IntoIter<pb::Change>,
-    chunk_at: u64,
+    /// The current chunk's objects, decoded.
+    pending: std::vec::IntoIter<Change>,
     count: u64,
     checksum: crc32fast::Hasher,
     buf: Vec<u8>,
@@ -273,10 +272,98 @@ pub fn open(path: &Path) -> Result<StateFileReader<BufReader<File>>, StateFileEr
 }
 
 /// Reads a whole state file: the header and every object, or the first error.
+///
+/// The file is read and checked in order on this thread (chunk checksums, the running
+/// checksum, the trailer); turning the chunks' messages into objects, most of the time a start
+/// takes, is spread over the cores: the chunks are independent, each checked before it is
+/// handed on. At most two chunks a core wait in between.
 pub fn read_state_file(path: &Path) -> Result<(Header, Vec<Change>), StateFileError> {
-    let reader = open(path)?;
+    use std::sync::{Arc, Mutex, mpsc};
+    let mut reader = open(path)?;
     let header = reader.header();
-    Ok((header, reader.collect::<Result<_, _>>()?))
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut decoded: Vec<Option<Result<Vec<Change>, StateFileError>>> = Vec::new();
+    let end = std::thread::scope(|scope| {
+        let (work, jobs) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(2 * workers);
+        let jobs = Arc::new(Mutex::new(jobs));
+        let (done, results) = mpsc::channel();
+        for _ in 0..workers {
+            let (jobs, done) = (Arc::clone(&jobs), done.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((i, at, body)) = job else { break };
+                    if done.send((i, decode_chunk(at, &body))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        let mut sent = 0;
+        let end = loop {
+            match reader.read_raw() {
+                Ok(Raw::Chunk { at, body }) => {
+                    // The workers stop only when this side hangs up.
+                    let _ = work.send((sent, at, body));
+                    sent += 1;
+                }
+                Ok(Raw::End { at, head }) => break Ok((at, head)),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(work);
+        decoded.resize_with(sent, || None);
+        for (i, result) in results {
+            decoded[i] = Some(result);
+        }
+        end
+    });
+    // The first error in file order, as the streaming reader would report it.
+    let mut objects = Vec::new();
+    for chunk in decoded {
+        match chunk {
+            Some(Ok(mut c)) => objects.append(&mut c),
+            Some(Err(e)) => return Err(e),
+            // A worker that did not answer ended with a panic, which the scope re-raised.
+            None => unreachable!("every chunk handed on is decoded"),
+        }
+    }
+    let (at, head) = end?;
+    reader.count = objects.len() as u64;
+    reader.trailer(at, head)?;
+    Ok((header, objects))
+}
+
+/// A chunk as read and checked, not decoded yet, or the trailer's first bytes.
+enum Raw {
+    Chunk { at: u64, body: Vec<u8> },
+    End { at: u64, head: [u8; CHUNK_HEADER_LEN] },
+}
+
+/// The objects of a chunk's message (at offset `at`, for errors).
+fn decode_chunk(at: u64, body: &[u8]) -> Result<Vec<Change>, StateFileError> {
+    let batch = pb::ChangeBatch::decode(body).map_err(|e| StateFileError::Undecodable {
+        offset: at,
+        reason: format!("not a ChangeBatch: {e}"),
+    })?;
+    batch
+        .changes
+        .into_iter()
+        .map(|c| {
+            let change = Change::try_from(c).map_err(|e| StateFileError::Undecodable {
+                offset: at,
+                reason: e.to_string(),
+            })?;
+            if change.is_removal() {
+                return Err(StateFileError::Undecodable {
+                    offset: at,
+                    reason: "a removal where objects belong".into(),
+                });
+            }
+            Ok(change)
+        })
+        .collect()
 }
 
 /// Fills `buf` from `input`; `Ok(false)` at the end of input before the first byte,
@@ -352,7 +439,6 @@ impl<R: Read> StateFileReader<R> {
             },
             offset: HEADER_LEN as u64,
             pending: Vec::new().into_iter(),
-            chunk_at: 0,
             count: 0,
             checksum: crc32fast::Hasher::new(),
             buf: Vec::new(),
@@ -365,8 +451,8 @@ impl<R: Read> StateFileReader<R> {
         self.header
     }
 
-    /// Reads the next chunk into `pending`, or checks the trailer (`Ok(false)`).
-    fn next_chunk(&mut self) -> Result<bool, StateFileError> {
+    /// Reads the next chunk and checks it (not decoded), or the trailer's first bytes.
+    fn read_raw(&mut self) -> Result<Raw, StateFileError> {
         let at = self.offset;
         let mut head = [0; CHUNK_HEADER_LEN];
         if !fill(&mut self.input, &mut head, at, "a chunk header")? {
@@ -377,7 +463,7 @@ impl<R: Read> StateFileReader<R> {
         }
         let len = le32(&head[..4]) as usize;
         if len == 0 {
-            return self.trailer(at, head).map(|()| false);
+            return Ok(Raw::End { at, head });
         }
         if len > MAX_CHUNK {
             return Err(StateFileError::ChunkLength {
@@ -385,29 +471,38 @@ impl<R: Read> StateFileReader<R> {
                 len: len as u64,
             });
         }
-        self.buf.resize(len, 0);
+        let mut body = std::mem::take(&mut self.buf);
+        body.resize(len, 0);
         let body_at = at + CHUNK_HEADER_LEN as u64;
-        if !fill(&mut self.input, &mut self.buf, body_at, "a chunk")? {
+        if !fill(&mut self.input, &mut body, body_at, "a chunk")? {
             return Err(StateFileError::Truncated {
                 offset: body_at,
                 what: "a chunk",
             });
         }
-        if crc32fast::hash(&self.buf) != le32(&head[4..]) {
+        if crc32fast::hash(&body) != le32(&head[4..]) {
             return Err(StateFileError::ChunkChecksum { offset: at });
         }
         self.checksum.update(&head);
-        self.checksum.update(&self.buf);
-        let batch = pb::ChangeBatch::decode(self.buf.as_slice()).map_err(|e| {
-            StateFileError::Undecodable {
-                offset: at,
-                reason: format!("not a ChangeBatch: {e}"),
-            }
-        })?;
+        self.checksum.update(&body);
         self.offset = body_at + len as u64;
-        self.chunk_at = at;
-        self.pending = batch.changes.into_iter();
-        Ok(true)
+        Ok(Raw::Chunk { at, body })
+    }
+
+    /// Reads the next chunk into `pending`, or checks the trailer (`Ok(false)`).
+    fn next_chunk(&mut self) -> Result<bool, StateFileError> {
+        match self.read_raw()? {
+            Raw::End { at, head } => self.trailer(at, head).map(|()| false),
+            Raw::Chunk { at, body } => {
+                let objects = decode_chunk(at, &body);
+                // The buffer serves the next chunk.
+                self.buf = body;
+                let objects = objects?;
+                self.count += objects.len() as u64;
+                self.pending = objects.into_iter();
+                Ok(true)
+            }
+        }
     }
 
     fn trailer(&mut self, at: u64, head: [u8; CHUNK_HEADER_LEN]) -> Result<(), StateFileError> {
@@ -446,18 +541,7 @@ impl<R: Read> StateFileReader<R> {
     fn next_change(&mut self) -> Result<Option<Change>, StateFileError> {
         loop {
             if let Some(c) = self.pending.next() {
-                self.count += 1;
-                let change = Change::try_from(c).map_err(|e| StateFileError::Undecodable {
-                    offset: self.chunk_at,
-                    reason: e.to_string(),
-                })?;
-                if change.is_removal() {
-                    return Err(StateFileError::Undecodable {
-                        offset: self.chunk_at,
-                        reason: "a removal where objects belong".into(),
-                    });
-                }
-                return Ok(Some(change));
+                return Ok(Some(c));
             }
             if !self.next_chunk()? {
                 return Ok(None);
@@ -639,10 +723,20 @@ mod tests {
         }
     }
 
+    /// What the streaming reader makes of `bytes`; the whole-file reader, which decodes the
+    /// chunks on every core, must say exactly the same.
     fn read_bytes(bytes: &[u8]) -> Result<(Header, Vec<Change>), StateFileError> {
-        let r = StateFileReader::new(bytes)?;
-        let h = r.header();
-        Ok((h, r.collect::<Result<_, _>>()?))
+        let streamed = (|| {
+            let r = StateFileReader::new(bytes)?;
+            let h = r.header();
+            Ok((h, r.collect::<Result<_, _>>()?))
+        })();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::fs::write(&path, bytes).unwrap();
+        let whole = read_state_file(&path);
+        assert_eq!(format!("{whole:?}"), format!("{streamed:?}"));
+        streamed
     }
 
     #[test]
