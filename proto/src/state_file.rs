@@ -337,8 +337,14 @@ pub fn read_state_file(path: &Path) -> Result<(Header, Vec<Change>), StateFileEr
 
 /// A chunk as read and checked, not decoded yet, or the trailer's first bytes.
 enum Raw {
-    Chunk { at: u64, body: Vec<u8> },
-    End { at: u64, head: [u8; CHUNK_HEADER_LEN] },
+    Chunk {
+        at: u64,
+        body: Vec<u8>,
+    },
+    End {
+        at: u64,
+        head: [u8; CHUNK_HEADER_LEN],
+    },
 }
 
 /// The objects of a chunk's message (at offset `at`, for errors).
