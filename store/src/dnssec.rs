@@ -304,8 +304,7 @@ mod tests {
     use orrery_proto::Change;
 
     use super::*;
-    use crate::testing::{backends, raw};
-    use crate::write::{NewZone, NsSpec};
+    use crate::testing::{add_test_zone, backends, raw};
     use crate::{ChangesSince, HostSelection, ZoneItem};
 
     fn n(s: &str) -> Name {
@@ -328,33 +327,11 @@ mod tests {
         }
     }
 
-    async fn zone(store: &Store) {
-        store
-            .add_zone(&NewZone {
-                name: n("test"),
-                mname: n("a.nic.test"),
-                rname: n("hostmaster.nic.test"),
-                refresh: 1800,
-                retry: 900,
-                expire: 2_419_200,
-                minimum: 3600,
-                soa_ttl: 3600,
-                ns_ttl: 172_800,
-                ds_ttl: 86_400,
-                nameservers: vec![NsSpec {
-                    name: n("a.nic.test"),
-                    addresses: vec!["127.0.0.1".parse().unwrap()],
-                }],
-            })
-            .await
-            .unwrap();
-    }
-
     #[tokio::test]
     async fn policy_and_keys_round_trip_and_journal_the_zone_on_both_backends() {
         for db in backends().await {
             let store = &db.store;
-            zone(store).await;
+            add_test_zone(store).await;
             let apex = n("test");
             assert_eq!(store.dnssec(&apex).await.unwrap(), None, "no policy yet");
             let before = store.zone_serial(&apex).await.unwrap().unwrap();
@@ -476,7 +453,7 @@ mod tests {
     async fn an_unreadable_key_is_a_bad_row_not_a_smaller_key_set() {
         for db in backends().await {
             let store = &db.store;
-            zone(store).await;
+            add_test_zone(store).await;
             let apex = n("test");
             store
                 .set_dnssec_policy(&apex, &DnssecPolicy::tld_default(Timestamp(0)))

@@ -272,8 +272,8 @@ mod tests {
 
     use super::*;
     use crate::StoreError;
-    use crate::testing::memory_store;
-    use crate::write::{DomainUpdate, NewDomain, NewZone, NsSpec};
+    use crate::testing::{add_test_zone, memory_store};
+    use crate::write::{DomainUpdate, NewDomain, NsSpec};
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
@@ -286,25 +286,7 @@ mod tests {
     }
 
     async fn seed(store: &Store) {
-        store
-            .add_zone(&NewZone {
-                name: n("test"),
-                mname: n("a.nic.test"),
-                rname: n("hostmaster.nic.test"),
-                refresh: 1800,
-                retry: 900,
-                expire: 2_419_200,
-                minimum: 3600,
-                soa_ttl: 3600,
-                ns_ttl: 172_800,
-                ds_ttl: 86_400,
-                nameservers: vec![NsSpec {
-                    name: n("a.nic.test"),
-                    addresses: vec!["127.0.0.1".parse().unwrap()],
-                }],
-            })
-            .await
-            .unwrap();
+        add_test_zone(store).await;
         store
             .add_registrar(&Registrar {
                 iana_id: Some(9999),

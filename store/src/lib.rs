@@ -262,6 +262,32 @@ pub(crate) mod testing {
             .expect("in-memory store")
     }
 
+    /// Adds the zone `test.` (SOA a.nic.test / hostmaster.nic.test, one in-zone nameserver
+    /// with glue) that the unit tests build on.
+    pub(crate) async fn add_test_zone(store: &Store) {
+        use crate::write::{NewZone, NsSpec};
+        let n = |s: &str| orrery_proto::Name::from_ascii(s).unwrap();
+        store
+            .add_zone(&NewZone {
+                name: n("test"),
+                mname: n("a.nic.test"),
+                rname: n("hostmaster.nic.test"),
+                refresh: 1800,
+                retry: 900,
+                expire: 2_419_200,
+                minimum: 3600,
+                soa_ttl: 3600,
+                ns_ttl: 172_800,
+                ds_ttl: 86_400,
+                nameservers: vec![NsSpec {
+                    name: n("a.nic.test"),
+                    addresses: vec!["127.0.0.1".parse().unwrap()],
+                }],
+            })
+            .await
+            .unwrap();
+    }
+
     /// Runs one SQL statement as a registration system writing the tables directly would.
     pub(crate) async fn raw(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
