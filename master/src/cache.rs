@@ -77,6 +77,9 @@ impl Registry {
                 Change::RegistrarRemoved(h) => {
                     self.registrars.remove(&h);
                 }
+                // Made by the signer from the zones, never read from the store: the registry
+                // holds the store's objects only.
+                Change::Dnssec(_) | Change::DnssecRemoved(_) => {}
             }
         }
     }

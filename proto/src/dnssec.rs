@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::Name;
 use crate::model::Timestamp;
 
 /// How a zone proves the absence of names (its denial of existence), or that it is unsigned.
@@ -275,6 +276,110 @@ impl ZoneDnssec {
     /// True when the zone is to be signed.
     pub fn is_signed(&self) -> bool {
         self.policy.denial != Denial::Unsigned
+    }
+}
+
+/// The record types of a [`DnssecRrset`] (IANA "Resource Record (RR) TYPEs").
+pub mod rrset_type {
+    pub const RRSIG: u16 = 46;
+    pub const NSEC: u16 = 47;
+    pub const DNSKEY: u16 = 48;
+    pub const NSEC3: u16 = 50;
+    pub const NSEC3PARAM: u16 = 51;
+}
+
+/// Names one DNSSEC RRset of a signed zone: what a later [`DnssecRrset`] with the same id
+/// replaces, and what a removal takes away.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnssecRrsetId {
+    /// Apex of the signed zone.
+    pub zone: Name,
+    /// The apex or a name under it.
+    pub owner: Name,
+    /// One of [`rrset_type`].
+    pub rtype: u16,
+    /// For RRSIG: the type the signatures cover (RFC 4034 §3.1.1), never 0; 0 otherwise.
+    pub covered: u16,
+}
+
+/// A DNSSEC RRset that a satellite cannot derive from the registry's objects: the zone's
+/// DNSKEY and NSEC3PARAM, its NSEC or NSEC3 chain, and the RRSIGs over every authoritative
+/// RRset. The master makes them with `orrery-signer` and sends them in the batch of the change
+/// they follow from, so a satellite applies a DS and its RRSIG, or a name and its chain, as one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnssecRrset {
+    pub id: DnssecRrsetId,
+    pub ttl: u32,
+    /// RDATA in canonical wire form (RFC 4034 §6.2), ascending; never empty.
+    pub rdata: Vec<Vec<u8>>,
+}
+
+impl DnssecRrsetId {
+    /// Checks what a peer could get wrong: a known type, `covered` set exactly for RRSIG, the
+    /// owner at or under the zone.
+    pub fn check(&self) -> Result<(), String> {
+        use rrset_type::*;
+        match (self.rtype, self.covered) {
+            (RRSIG, 0) => return Err("RRSIG without the type it covers".into()),
+            (RRSIG, RRSIG) => return Err("an RRSIG cannot cover RRSIG (RFC 4035 §2.2)".into()),
+            (RRSIG, _) => {}
+            (NSEC | DNSKEY | NSEC3 | NSEC3PARAM, 0) => {}
+            (NSEC | DNSKEY | NSEC3 | NSEC3PARAM, c) => {
+                return Err(format!("type {} with covered type {c}", self.rtype));
+            }
+            (t, _) => return Err(format!("type {t} is not a DNSSEC type the master sends")),
+        }
+        if !crate::name::wire_is_subdomain(self.owner.as_wire(), self.zone.as_wire()) {
+            return Err(format!("owner {} is not in zone {}", self.owner, self.zone));
+        }
+        Ok(())
+    }
+}
+
+impl DnssecRrset {
+    /// Checks the id, the TTL (RFC 2181 §8) and the RDATA: present, each within 65,535
+    /// octets, and long enough for its type's fixed fields, an RRSIG's covering the type its
+    /// id says (so a satellite can copy these octets into answers without reading them again).
+    pub fn check(&self) -> Result<(), String> {
+        use rrset_type::*;
+        self.id.check()?;
+        if self.ttl > i32::MAX as u32 {
+            return Err(format!("TTL {} above 2^31 - 1", self.ttl));
+        }
+        if self.rdata.is_empty() {
+            return Err("no RDATA".into());
+        }
+        for rd in &self.rdata {
+            if rd.len() > u16::MAX as usize {
+                return Err(format!("RDATA of {} octets", rd.len()));
+            }
+            let ok = match self.id.rtype {
+                // type covered, algorithm, labels, original TTL, expiration, inception, key
+                // tag (18 octets), the signer's name (root at least), a signature.
+                RRSIG => rd.len() >= 20 && u16::from_be_bytes([rd[0], rd[1]]) == self.id.covered,
+                // flags, protocol, algorithm, a key.
+                DNSKEY => rd.len() > 4,
+                // next owner name (root at least), a type bit map.
+                NSEC => rd.len() >= 2,
+                // algorithm, flags, iterations, salt length, salt, hash length, hash, bit maps.
+                NSEC3 => {
+                    rd.len() >= 5 && {
+                        let salt = rd[4] as usize;
+                        rd.len() > 5 + salt && rd.len() >= 6 + salt + rd[5 + salt] as usize
+                    }
+                }
+                NSEC3PARAM => rd.len() >= 5 && rd.len() == 5 + rd[4] as usize,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "malformed {} RDATA of {} octets",
+                    self.id.rtype,
+                    rd.len()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

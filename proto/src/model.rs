@@ -314,6 +314,9 @@ pub enum Change {
     ContactRemoved(String),
     Registrar(Registrar),
     RegistrarRemoved(String),
+    /// Made by the master's signer, never read from the store (issue 13).
+    Dnssec(crate::dnssec::DnssecRrset),
+    DnssecRemoved(crate::dnssec::DnssecRrsetId),
 }
 
 impl Change {
@@ -327,6 +330,7 @@ impl Change {
                 | Self::HostRemoved(_)
                 | Self::ContactRemoved(_)
                 | Self::RegistrarRemoved(_)
+                | Self::DnssecRemoved(_)
         )
     }
 }

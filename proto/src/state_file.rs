@@ -171,6 +171,7 @@ impl StateFileWriter {
                     | Kind::Host(_)
                     | Kind::Contact(_)
                     | Kind::Registrar(_)
+                    | Kind::Dnssec(_)
             )
         );
         if !object {
@@ -580,6 +581,7 @@ pub enum ObjectKey {
     Host(Name),
     Contact(String),
     Registrar(String),
+    Dnssec(crate::dnssec::DnssecRrsetId),
 }
 
 impl ObjectKey {
@@ -596,6 +598,8 @@ impl ObjectKey {
             Change::ContactRemoved(h) => Self::Contact(h.clone()),
             Change::Registrar(r) => Self::Registrar(r.handle.clone()),
             Change::RegistrarRemoved(h) => Self::Registrar(h.clone()),
+            Change::Dnssec(r) => Self::Dnssec(r.id.clone()),
+            Change::DnssecRemoved(id) => Self::Dnssec(id.clone()),
         }
     }
 }

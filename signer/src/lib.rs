@@ -17,15 +17,19 @@
 //!   base32hex.
 //! - [`zone`]: signing a whole zone: the DNSKEY RRset, RRSIGs over authoritative RRsets, the
 //!   NSEC or NSEC3 (opt-out) chain. Delegation NS and glue are not signed (RFC 4035 §2.2).
+//! - [`rrsets`]: the signed zone cut into the DNSSEC RRsets the master sends satellites (what
+//!   they cannot derive from the registry's objects).
 
 pub mod key;
 pub mod nsec3;
 pub mod rdata;
 pub mod record;
+pub mod rrsets;
 pub mod zone;
 
 pub use key::{FileKeyStore, KeyError, KeyStore, PrivateKey, ds_for, key_tag};
 pub use record::{Record, canonical_cmp};
+pub use rrsets::dnssec_rrsets;
 pub use zone::{SignError, SignedZone, sign_zone};
 
 pub use orrery_proto::dnssec::{

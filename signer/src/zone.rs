@@ -392,18 +392,18 @@ fn group(apex: &Name, mut records: Vec<Record>) -> Vec<Node> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use orrery_proto::Timestamp;
     use orrery_proto::dnssec::{DnssecPolicy, KeyRole, KeyState, ZoneKey};
 
     use super::*;
     use crate::key::PrivateKey;
 
-    fn n(s: &str) -> Name {
+    pub(crate) fn n(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
     }
 
-    fn zone_records() -> Vec<Record> {
+    pub(crate) fn zone_records() -> Vec<Record> {
         let apex = n("test");
         let soa = rdata::soa(&rdata::Soa {
             mname: &n("ns1.test"),
@@ -448,7 +448,7 @@ mod tests {
         ]
     }
 
-    fn keyed(denial: Denial, key: &PrivateKey) -> ZoneDnssec {
+    pub(crate) fn keyed(denial: Denial, key: &PrivateKey) -> ZoneDnssec {
         let public_key = key.public_key();
         let alg = key.algorithm();
         let tag = key_tag(&dnskey_rdata(257, alg, &public_key));

@@ -18,6 +18,7 @@ use prost::Message;
 
 use super::pb;
 use super::pb::change::Change as PbChange;
+use crate::dnssec::{DnssecRrset, DnssecRrsetId};
 use crate::model::{
     Change, ChangeBatch, Contact, Domain, Ds, EppStatus, Host, Registrar, Serial, Soa, Timestamp,
     Zone,
@@ -385,6 +386,80 @@ impl TryFrom<pb::Registrar> for Registrar {
     }
 }
 
+// ─────────────────────────────── DNSSEC RRsets ───────────────────────────────
+
+impl From<&DnssecRrsetId> for pb::DnssecRrsetId {
+    fn from(id: &DnssecRrsetId) -> Self {
+        Self {
+            zone: name_text(&id.zone),
+            owner: name_text(&id.owner),
+            rtype: id.rtype.into(),
+            covered: id.covered.into(),
+        }
+    }
+}
+
+impl TryFrom<pb::DnssecRrsetId> for DnssecRrsetId {
+    type Error = ConvertError;
+
+    fn try_from(id: pb::DnssecRrsetId) -> Result<Self, ConvertError> {
+        let key = format!("{} {} {}/{}", id.zone, id.owner, id.rtype, id.covered);
+        let cx = Ctx {
+            object: "dnssec",
+            key: &key,
+        };
+        let rtype = u16::try_from(id.rtype).map_err(|_| cx.err("rtype", "above 65535"))?;
+        let covered = u16::try_from(id.covered).map_err(|_| cx.err("covered", "above 65535"))?;
+        let out = Self {
+            zone: cx.name("zone", &id.zone)?,
+            owner: cx.name("owner", &id.owner)?,
+            rtype,
+            covered,
+        };
+        out.check().map_err(|e| cx.err("id", e))?;
+        Ok(out)
+    }
+}
+
+impl From<&DnssecRrset> for pb::DnssecRrset {
+    fn from(r: &DnssecRrset) -> Self {
+        Self {
+            id: Some((&r.id).into()),
+            ttl: r.ttl,
+            rdata: r.rdata.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::DnssecRrset> for DnssecRrset {
+    type Error = ConvertError;
+
+    fn try_from(r: pb::DnssecRrset) -> Result<Self, ConvertError> {
+        let cx = Ctx {
+            object: "dnssec",
+            key: "",
+        };
+        let id: DnssecRrsetId = cx.required("id", r.id)?.try_into()?;
+        let out = Self {
+            id,
+            ttl: r.ttl,
+            rdata: r.rdata,
+        };
+        if let Err(e) = out.check() {
+            let key = format!(
+                "{} {} {}/{}",
+                out.id.zone, out.id.owner, out.id.rtype, out.id.covered
+            );
+            return Err(Ctx {
+                object: "dnssec",
+                key: &key,
+            }
+            .err("rdata", e));
+        }
+        Ok(out)
+    }
+}
+
 // ─────────────────────────────── changes ───────────────────────────────
 
 impl From<&Change> for pb::Change {
@@ -400,6 +475,8 @@ impl From<&Change> for pb::Change {
             Change::ContactRemoved(h) => PbChange::ContactRemoved(h.clone()),
             Change::Registrar(r) => PbChange::Registrar(r.into()),
             Change::RegistrarRemoved(h) => PbChange::RegistrarRemoved(h.clone()),
+            Change::Dnssec(r) => PbChange::Dnssec(r.into()),
+            Change::DnssecRemoved(id) => PbChange::DnssecRemoved(id.into()),
         };
         Self {
             change: Some(change),
@@ -442,6 +519,8 @@ impl TryFrom<pb::Change> for Change {
             PbChange::RegistrarRemoved(h) => {
                 Self::RegistrarRemoved(removed_handle("registrar", h)?)
             }
+            PbChange::Dnssec(r) => Self::Dnssec(r.try_into()?),
+            PbChange::DnssecRemoved(id) => Self::DnssecRemoved(id.try_into()?),
         })
     }
 }
@@ -1081,7 +1160,76 @@ mod tests {
             Change::HostRemoved(n("ns.gone.test")),
             Change::ContactRemoved("C9".into()),
             Change::RegistrarRemoved("R9".into()),
+            Change::Dnssec(rrsig_over_ds()),
+            Change::DnssecRemoved(DnssecRrsetId {
+                zone: n("test"),
+                owner: n("gone.test"),
+                rtype: 46,
+                covered: 43,
+            }),
         ]
+    }
+
+    /// An RRSIG over the DS of foo.test: type covered 43, algorithm 13, 2 labels.
+    fn rrsig_over_ds() -> DnssecRrset {
+        let mut rd = vec![0, 43, 13, 2, 0, 1, 81, 128];
+        rd.extend_from_slice(&[0x6a, 0, 0, 0, 0x69, 0, 0, 0, 0x12, 0x34]);
+        rd.extend_from_slice(b"\x04test\x00");
+        rd.extend_from_slice(&[0xAB; 64]);
+        DnssecRrset {
+            id: DnssecRrsetId {
+                zone: n("test"),
+                owner: n("foo.test"),
+                rtype: 46,
+                covered: 43,
+            },
+            ttl: 86_400,
+            rdata: vec![rd],
+        }
+    }
+
+    #[test]
+    fn dnssec_rrsets_that_a_satellite_could_not_serve_are_refused() {
+        let good = pb::DnssecRrset::from(&rrsig_over_ds());
+        assert!(DnssecRrset::try_from(good.clone()).is_ok());
+        let bad = |edit: &dyn Fn(&mut pb::DnssecRrset)| {
+            let mut m = good.clone();
+            edit(&mut m);
+            DnssecRrset::try_from(m).unwrap_err()
+        };
+        // Outside its zone.
+        let e = bad(&|m| m.id.as_mut().unwrap().owner = "foo.example".into());
+        assert!(e.reason.contains("not in zone"), "{e}");
+        // An RRSIG whose id does not say what it covers, or says something else than its RDATA.
+        let e = bad(&|m| m.id.as_mut().unwrap().covered = 0);
+        assert!(e.reason.contains("RRSIG without"), "{e}");
+        let e = bad(&|m| m.id.as_mut().unwrap().covered = 1);
+        assert!(e.reason.contains("malformed"), "{e}");
+        // Not a type the master sends; a covered type on a non-RRSIG set.
+        let e = bad(&|m| m.id.as_mut().unwrap().rtype = 1);
+        assert!(e.reason.contains("not a DNSSEC type"), "{e}");
+        let e = bad(&|m| {
+            let id = m.id.as_mut().unwrap();
+            id.rtype = 48;
+        });
+        assert!(e.reason.contains("covered"), "{e}");
+        // Types beyond 16 bits, a TTL beyond 2^31 - 1, no RDATA, a truncated NSEC3.
+        let e = bad(&|m| m.id.as_mut().unwrap().covered = 70_000);
+        assert_eq!(e.field, "covered");
+        let e = bad(&|m| m.ttl = u32::MAX);
+        assert!(e.reason.contains("TTL"), "{e}");
+        let e = bad(&|m| m.rdata.clear());
+        assert!(e.reason.contains("no RDATA"), "{e}");
+        let e = bad(&|m| {
+            let id = m.id.as_mut().unwrap();
+            id.rtype = 50;
+            id.covered = 0;
+            // Hash algorithm 1, flags 1, 0 iterations, no salt, a hash length of 20 and 3 octets.
+            m.rdata = vec![vec![1, 1, 0, 0, 0, 20, 1, 2, 3]];
+        });
+        assert!(e.reason.contains("malformed 50"), "{e}");
+        let e = bad(&|m| m.id = None);
+        assert_eq!(e.field, "id");
     }
 
     #[test]

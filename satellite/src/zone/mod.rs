@@ -672,6 +672,9 @@ impl ZoneSet {
             | Change::ContactRemoved(_)
             | Change::Registrar(_)
             | Change::RegistrarRemoved(_) => {}
+            // Not served yet (issue 13: DNSSEC serving is the next step); a satellite holds
+            // them in its state file and answers unsigned meanwhile.
+            Change::Dnssec(_) | Change::DnssecRemoved(_) => {}
         }
     }
 

@@ -162,7 +162,10 @@ impl Directory {
             }
             Change::Registrar(r) => Arc::make_mut(&mut self.registrars).put(r),
             Change::RegistrarRemoved(handle) => Arc::make_mut(&mut self.registrars).remove(handle),
-            Change::Zone(_) | Change::ZoneRemoved(_) => {}
+            Change::Zone(_)
+            | Change::ZoneRemoved(_)
+            | Change::Dnssec(_)
+            | Change::DnssecRemoved(_) => {}
         }
     }
 

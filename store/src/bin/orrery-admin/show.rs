@@ -305,7 +305,20 @@ pub(crate) fn change(c: &Change) -> Record {
         Change::ContactRemoved(h) => head("contact_removed").text("handle", h),
         Change::Registrar(r) => head("registrar").then(registrar(r)),
         Change::RegistrarRemoved(h) => head("registrar_removed").text("handle", h),
+        Change::Dnssec(r) => head("dnssec")
+            .then(dnssec_id(&r.id))
+            .text("ttl", r.ttl)
+            .text("records", r.rdata.len()),
+        Change::DnssecRemoved(id) => head("dnssec_removed").then(dnssec_id(id)),
     }
+}
+
+fn dnssec_id(id: &orrery_proto::dnssec::DnssecRrsetId) -> Record {
+    Record::default()
+        .text("zone", &id.zone)
+        .text("owner", &id.owner)
+        .text("type", id.rtype)
+        .text("covered", id.covered)
 }
 
 /// A row the cluster quarantines (the same fields as `bad-rows --json`).
