@@ -251,7 +251,7 @@ pub async fn generate_zone_with_keys(
             if let ZoneItem::Dnssec(d) = item {
                 if d.is_signed() {
                     let z = zone.as_ref().expect("the zone comes first");
-                    signed::apex_records(z, serials.0, &mut collected);
+                    orrery_signer::objects::apex_records(z, serials.0, &mut collected);
                     dnssec = Some(d);
                 }
                 return Ok(());
@@ -271,11 +271,13 @@ pub async fn generate_zone_with_keys(
             if dnssec.is_some() {
                 match item {
                     ZoneItem::Domain(d) => {
-                        let n = signed::domain_records(z, &d, &mut collected);
+                        let n = orrery_signer::objects::domain_records(z, &d, &mut collected);
                         delegations += u64::from(n > 0);
                         records += n;
                     }
-                    ZoneItem::Host(h) => records += signed::host_records(z, &h, &mut collected),
+                    ZoneItem::Host(h) => {
+                        records += orrery_signer::objects::host_records(z, &h, &mut collected)
+                    }
                     ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => {}
                 }
                 return Ok(());

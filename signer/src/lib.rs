@@ -13,6 +13,8 @@
 //!   presentation (RFC 4034 §2.2, §3.2, §4.2, §5.3; RFC 5155 §3.3, §4.3).
 //! - [`key`]: DNSKEY, key tag (RFC 4034 Appendix B), DS (SHA-256, RFC 4509), and the private
 //!   keys behind the [`KeyStore`] trait (PKCS#8 files now; a PKCS#11 HSM can implement it).
+//! - [`objects`]: the registry's zones, domains and hosts as the records to sign (shared by the
+//!   generator and the master), and signing with keys from a [`KeyStore`].
 //! - [`nsec3`]: the NSEC3 hash (RFC 5155 §5; RFC 9276: no extra iterations, no salt) and
 //!   base32hex.
 //! - [`zone`]: signing a whole zone: the DNSKEY RRset, RRSIGs over authoritative RRsets, the
@@ -22,12 +24,14 @@
 
 pub mod key;
 pub mod nsec3;
+pub mod objects;
 pub mod rdata;
 pub mod record;
 pub mod rrsets;
 pub mod zone;
 
 pub use key::{FileKeyStore, KeyError, KeyStore, PrivateKey, ds_for, key_tag};
+pub use objects::{SignWithKeysError, sign_with_keys};
 pub use record::{Record, canonical_cmp};
 pub use rrsets::dnssec_rrsets;
 pub use zone::{SignError, SignedZone, sign_zone};
