@@ -641,6 +641,7 @@ async fn a_broken_snapshot_transfer_resumes_from_its_next_chunk() {
         total_objects: chunk.total_objects,
         next_chunk: 1,
         objects: chunk.objects,
+        sink: (),
     });
     let (serial, objects) = fetch_snapshot(&mut client, &mut progress).await.unwrap();
     // The master built its snapshot when it loaded (so that booting satellites do not wait for
@@ -670,6 +671,7 @@ async fn a_broken_snapshot_transfer_resumes_from_its_next_chunk() {
         total_objects: 99,
         next_chunk: 1,
         objects: vec![],
+        sink: (),
     });
     let (again, objects) = fetch_snapshot(&mut client, &mut stale).await.unwrap();
     assert_eq!(

@@ -497,16 +497,45 @@ impl Dialer {
     }
 }
 
-/// A snapshot transfer in progress, kept across broken streams so that it resumes from the
-/// next missing chunk.
-#[derive(Clone, Debug, Default)]
-pub struct SnapshotProgress {
+/// A snapshot transfer in progress, kept across broken streams: where it is, the objects so
+/// far, and the caller's sink (what each checked chunk was also written into).
+#[derive(Debug)]
+pub struct SnapshotProgress<S = ()> {
     pub serial: Serial,
     pub count: u32,
     pub total_objects: u64,
-    /// Chunks received so far: `objects` holds chunks `0..next_chunk`.
+    /// Chunks received so far: `objects` (and the sink) hold chunks `0..next_chunk`.
     pub next_chunk: u32,
     pub objects: Vec<Change>,
+    pub sink: S,
+}
+
+impl Default for SnapshotProgress {
+    fn default() -> Self {
+        Self {
+            serial: 0,
+            count: 0,
+            total_objects: 0,
+            next_chunk: 0,
+            objects: Vec::new(),
+            sink: (),
+        }
+    }
+}
+
+/// A finished transfer and how long its parts took, for the caller's log.
+#[derive(Debug)]
+pub struct Fetched<S> {
+    pub serial: Serial,
+    pub objects: Vec<Change>,
+    pub sink: S,
+    pub chunks: u32,
+    /// The wait for the first chunk (the master building or finding its snapshot).
+    pub first_chunk: Duration,
+    /// From the first chunk to the last.
+    pub transfer: Duration,
+    /// Of the transfer, converting messages to the model.
+    pub convert: Duration,
 }
 
 /// Fetches the master's snapshot: the serial it reflects and every object, in an order that can
@@ -517,6 +546,31 @@ pub async fn fetch_snapshot(
     client: &mut LinkClient,
     progress: &mut Option<SnapshotProgress>,
 ) -> Result<(Serial, Vec<Change>), LinkError> {
+    let f = fetch_snapshot_into(client, progress, || Ok::<_, LinkError>(()), |_, _| Ok(())).await?;
+    tracing::info!(
+        serial = f.serial,
+        objects = f.objects.len(),
+        chunks = f.chunks,
+        first_chunk_ms = f.first_chunk.as_millis() as u64,
+        transfer_ms = f.transfer.as_millis() as u64,
+        convert_ms = f.convert.as_millis() as u64,
+        "snapshot received"
+    );
+    Ok((f.serial, f.objects))
+}
+
+/// [`fetch_snapshot`] that also hands every checked chunk's objects, in order, to a sink: a
+/// transfer begins with `start()` (a fresh transfer, not a resumed one) and each chunk goes to
+/// `accept(&mut sink, objects)` before it is kept. The satellite's sink is its state file,
+/// written as the snapshot arrives. Every check of the protocol is here: the resume request,
+/// the restart when the master no longer holds the snapshot, chunks in order of one serial and
+/// count, no more objects than announced, and exactly as many at the end.
+pub async fn fetch_snapshot_into<S, E: From<LinkError>>(
+    client: &mut LinkClient,
+    progress: &mut Option<SnapshotProgress<S>>,
+    mut start: impl FnMut() -> Result<S, E>,
+    mut accept: impl FnMut(&mut S, &[Change]) -> Result<(), E>,
+) -> Result<Fetched<S>, E> {
     let asked = Instant::now();
     let request = match progress {
         Some(p) => pb::SnapshotRequest {
@@ -532,34 +586,49 @@ pub async fn fetch_snapshot(
             *progress = None;
             client
                 .snapshot(pb::SnapshotRequest::default())
-                .await?
+                .await
+                .map_err(LinkError::from)?
                 .into_inner()
         }
-        Err(status) => return Err(status.into()),
+        Err(status) => return Err(LinkError::from(status).into()),
     };
-    // Timings for the log: the wait for the first chunk (the master building or finding its
-    // snapshot), then the transfer, of which converting messages to the model is a part.
+    let protocol = |what: String| E::from(LinkError::Protocol(what));
     let mut first_chunk = None;
     let mut convert = Duration::ZERO;
-    while let Some(msg) = stream.message().await? {
+    while let Some(msg) = stream.message().await.map_err(LinkError::from)? {
         let received = Instant::now();
         first_chunk.get_or_insert(received);
-        let chunk = Chunk::try_from(msg)?;
+        let chunk = Chunk::try_from(msg).map_err(LinkError::from)?;
         convert += received.elapsed();
-        let p = progress.get_or_insert_with(|| SnapshotProgress {
-            serial: chunk.serial,
-            count: chunk.count,
-            total_objects: chunk.total_objects,
-            ..Default::default()
-        });
+        let p = match progress {
+            Some(p) => p,
+            None => progress.insert(SnapshotProgress {
+                serial: chunk.serial,
+                count: chunk.count,
+                total_objects: chunk.total_objects,
+                next_chunk: 0,
+                // Sized as announced (bounded: the announcement is checked only at the end).
+                objects: Vec::with_capacity(chunk.total_objects.min(1 << 22) as usize),
+                sink: start()?,
+            }),
+        };
         if chunk.serial != p.serial || chunk.count != p.count || chunk.index != p.next_chunk {
             let got = format!(
                 "chunk {}/{} of serial {}, expected {}/{} of {}",
                 chunk.index, chunk.count, chunk.serial, p.next_chunk, p.count, p.serial
             );
             *progress = None;
-            return Err(LinkError::Protocol(got));
+            return Err(protocol(got));
         }
+        if p.objects.len() as u64 + chunk.objects.len() as u64 > p.total_objects {
+            let got = format!(
+                "snapshot {} holds more than the {} objects it announced",
+                p.serial, p.total_objects
+            );
+            *progress = None;
+            return Err(protocol(got));
+        }
+        accept(&mut p.sink, &chunk.objects)?;
         p.objects.extend(chunk.objects);
         p.next_chunk += 1;
         if p.next_chunk == p.count {
@@ -569,7 +638,7 @@ pub async fn fetch_snapshot(
     match progress.take() {
         Some(p) if p.next_chunk == p.count => {
             if p.objects.len() as u64 != p.total_objects {
-                return Err(LinkError::Protocol(format!(
+                return Err(protocol(format!(
                     "snapshot {} announced {} objects, held {}",
                     p.serial,
                     p.total_objects,
@@ -577,20 +646,19 @@ pub async fn fetch_snapshot(
                 )));
             }
             let first = first_chunk.unwrap_or(asked);
-            tracing::info!(
-                serial = p.serial,
-                objects = p.objects.len(),
-                chunks = p.count,
-                first_chunk_ms = (first - asked).as_millis() as u64,
-                transfer_ms = first.elapsed().as_millis() as u64,
-                convert_ms = convert.as_millis() as u64,
-                "snapshot received"
-            );
-            Ok((p.serial, p.objects))
+            Ok(Fetched {
+                serial: p.serial,
+                objects: p.objects,
+                sink: p.sink,
+                chunks: p.count,
+                first_chunk: first - asked,
+                transfer: first.elapsed(),
+                convert,
+            })
         }
         unfinished => {
             *progress = unfinished;
-            Err(LinkError::Protocol("snapshot stream ended early".into()))
+            Err(protocol("snapshot stream ended early".into()))
         }
     }
 }
