@@ -598,9 +598,7 @@ async fn serial_lag_is_raised_by_a_throttled_link_and_cleared() {
     let mut c = ProcessCluster::create(Backend::Sqlite).await;
     // Serial lag judged in seconds: the change is one serial per domain, a count that
     // depends on the zone's size, while its age does not.
-    c.write_master_config(
-        "[watchdog]\ninterval_ms = 300\nserial_lag_seconds = 2\n",
-    );
+    c.write_master_config("[watchdog]\ninterval_ms = 300\nserial_lag_seconds = 2\n");
     let config = c.master_config();
     c.start_master();
     let throttle = crate::throttle::Throttle::start(([127, 0, 0, 1], c.master_port()).into()).await;

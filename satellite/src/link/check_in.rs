@@ -84,8 +84,7 @@ impl CheckIns {
                     // Full: the loop has not taken the previous answer yet (it is applying a
                     // snapshot). Nothing is lost: a configuration it would have carried comes
                     // again with the next answer, as the reported version still differs.
-                    if let Err(mpsc::error::TrySendError::Closed(_)) =
-                        self.answers.try_send(answer)
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = self.answers.try_send(answer)
                     {
                         return LinkError::Protocol("session loop gone".into());
                     }

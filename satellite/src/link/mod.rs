@@ -59,8 +59,8 @@
 //! - [`log_buffer`]: the warnings and errors each check-in carries up to the master.
 
 mod adopt;
-mod check_in;
 pub mod batch_log;
+mod check_in;
 pub mod collect_statistics;
 pub mod log_buffer;
 pub mod persist;
