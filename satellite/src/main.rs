@@ -203,6 +203,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     metrics.set_applied(header.serial);
     metrics.set_objects(served.object_count() as u64);
     let zones = Arc::new(ServedStore::new(served));
+    metrics.set_served(&zones);
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(
         Pipeline::new(selector, Arc::clone(&zones), config.nsid())

@@ -261,7 +261,9 @@ impl Satellite {
                     BuildOptions::default(),
                 );
                 replay_batches(&link.files, header.generation, &mut served);
-                link.zones = Some(Arc::new(ServedStore::new(served)));
+                let zones = Arc::new(ServedStore::new(served));
+                link.metrics.set_served(&zones);
+                link.zones = Some(zones);
                 link.adopt(settings)?;
                 tracing::info!(
                     serial = link.applied(),

@@ -294,7 +294,11 @@ impl Link {
         let loaded = started.elapsed();
         match &self.zones {
             Some(z) => z.replace(built),
-            None => self.zones = Some(Arc::new(ServedStore::new(built))),
+            None => {
+                let zones = Arc::new(ServedStore::new(built));
+                self.metrics.set_served(&zones);
+                self.zones = Some(zones);
+            }
         }
         self.snapshot_required = false;
         self.in_snapshot = false;

@@ -83,7 +83,7 @@ fn a_standalone_satellite_serves_dns_whois_and_rdap_from_a_state_file() {
         "# metrics = \"127.0.0.1:9153\"",
         &format!("metrics = \"127.0.0.1:{metrics}\""),
     );
-    assert!(text.contains(&format!("\nmetrics = ")), "{text}");
+    assert!(text.contains("\nmetrics = "), "{text}");
     std::fs::write(&config_path, text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_orrery-satellite"))
         .arg("--snapshot")
