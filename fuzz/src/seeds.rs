@@ -368,6 +368,7 @@ fn link() -> Vec<Vec<u8>> {
             config: Some(config.clone()),
             head_serial: data.serial,
             window_start: 1,
+            session: 7,
         },
     ));
     seeds.push(link_seed(3, &config));

@@ -114,6 +114,11 @@ impl ClusterState {
             session_since_ms: session_since.map(unix_ms),
             checkin_interval_ms: settings.checkin_interval.as_millis() as i64,
             applied_serial: status.applied_serial,
+            state: if status.first_snapshot {
+                "first_snapshot".into()
+            } else {
+                String::new()
+            },
             services: services(settings),
             config_version: status.config_version.clone(),
             config_expected: settings.version(),

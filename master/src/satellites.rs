@@ -42,6 +42,9 @@ pub struct SatelliteStatus {
     pub restart_required: Vec<String>,
     /// Why it does not run (all of) the configuration it was given; `None` when it does.
     pub config_refused: Option<String>,
+    /// It has no state yet and receives its first snapshot: booted with serial 0, until a
+    /// check-in says otherwise (`CheckInRequest.first_snapshot`).
+    pub first_snapshot: bool,
 }
 
 /// The connection an identity's calls are served on.
@@ -199,6 +202,9 @@ impl Satellites {
                 statistics: None,
                 restart_required: vec![],
                 config_refused: None,
+                // A bare satellite: its first check-in comes only an interval later, and until
+                // then the watchdog would see it behind by the whole registry.
+                first_snapshot: req.applied_serial == 0,
             },
         );
     }
@@ -219,8 +225,10 @@ impl Satellites {
             statistics: None,
             restart_required: vec![],
             config_refused: None,
+            first_snapshot: false,
         });
         s.peer = peer;
+        s.first_snapshot = req.first_snapshot;
         s.last_checkin = Some(SystemTime::now());
         s.checkins += 1;
         s.applied_serial = req.applied_serial;

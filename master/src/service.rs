@@ -209,6 +209,7 @@ impl Link for LinkService {
             config: Some((&settings).into()),
             head_serial: head,
             window_start,
+            session: peer.connection,
         }))
     }
 
@@ -216,8 +217,31 @@ impl Link for LinkService {
         &self,
         req: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::CheckInResponse>, Status> {
-        let (peer, settings) = self.require_satellite(&req, "CheckIn")?;
-        self.require_session(&peer, "CheckIn")?;
+        let (mut peer, settings) = self.require_satellite(&req, "CheckIn")?;
+        let token = req.get_ref().session;
+        if token == 0 {
+            self.require_session(&peer, "CheckIn")?;
+        } else {
+            // A check-in on a connection of its own (so that it never queues behind the
+            // change stream): it belongs to the session its token names, which must be the
+            // current one; it never starts one.
+            let current = self.satellites.current_session(&peer.identity);
+            match current {
+                Some(s) if s.connection == token => peer.addr = s.peer,
+                other => {
+                    tracing::info!(
+                        satellite = %peer.identity,
+                        peer = %peer.addr,
+                        session = token,
+                        "refused check-in: its session ended or was replaced"
+                    );
+                    return Err(other.map_or_else(
+                        || Status::aborted("the session of this check-in has ended"),
+                        |newer| replaced(&peer.identity, &newer),
+                    ));
+                }
+            }
+        }
         let mut req = req.into_inner();
         let (logs, dropped) = (std::mem::take(&mut req.logs), req.logs_dropped);
         let config = pb::SatelliteConfig::from(&settings);

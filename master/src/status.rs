@@ -168,6 +168,8 @@ fn satellite_json(view: &ClusterView, s: &SatelliteView, o: StatusOptions) -> Va
         "last_checkin_age_ms": s.checkin_age_ms(view.now_ms),
         "checkin_interval_ms": s.checkin_interval_ms(),
         "applied_serial": r.applied_serial,
+        // "first_snapshot" while a bare satellite receives its first snapshot; "" otherwise.
+        "state": r.state,
         "lag_serials": s.lag_serials,
         "lag_seconds": s.lag_seconds,
         "services": services,
@@ -313,6 +315,11 @@ fn satellite_text(out: &mut String, view: &ClusterView, s: &SatelliteView, o: St
             (Some(n), Some(secs)) => format!("{n} serials, {secs} s behind"),
             (Some(n), None) => format!("{n} serials behind"),
             _ => "unknown".to_owned(),
+        };
+        let lag = if r.state == "first_snapshot" {
+            format!("{lag}; receiving its first snapshot")
+        } else {
+            lag
         };
         let _ = writeln!(
             out,

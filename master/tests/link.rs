@@ -1268,3 +1268,60 @@ fn check_config_refuses_what_a_satellite_would_refuse() {
         assert!(out.contains(problem), "expected {problem:?} in: {out}");
     }
 }
+
+/// Check-ins on a connection of their own: the boot names its session (`BootResponse.session`),
+/// and a check-in carrying that token is taken on another connection of the same identity,
+/// reported with the boot connection's address; a token of no current session is refused
+/// (ABORTED) and never starts one; after a newer boot the old token is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_in_on_its_own_connection_belongs_to_the_session_its_token_names() {
+    let t = TestMaster::start(2).await;
+    let tls = t.satellite_tls("sat1");
+    let id = SatelliteId::new("sat1").unwrap();
+    let mut booted = t.dial(&tls).await.unwrap();
+    let boot = booted
+        .boot(pb::BootRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let session = t.master().satellites().current_session(&id).unwrap();
+    assert_ne!(boot.session, 0);
+    assert_eq!(boot.session, session.connection);
+    let head = t.master().cache().head();
+    let checkin = |session: u64| pb::CheckInRequest {
+        applied_serial: head,
+        session,
+        ..Default::default()
+    };
+    let mut own = t.dial(&tls).await.unwrap();
+    own.check_in(checkin(boot.session)).await.unwrap();
+    let status = t.master().satellites().status(&id).unwrap();
+    assert_eq!(status.checkins, 1);
+    assert_eq!(
+        status.peer, session.peer,
+        "reported from the boot's connection"
+    );
+    let refused = own
+        .check_in(checkin(boot.session + 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused}");
+    // Without a token, the call's own connection must be the session's: it is not.
+    let refused = own.check_in(checkin(0)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused}");
+    assert_eq!(
+        t.master()
+            .satellites()
+            .current_session(&id)
+            .unwrap()
+            .connection,
+        boot.session,
+        "no session started by a check-in"
+    );
+    // A newer boot: the old token names a replaced session.
+    let mut newer = t.dial(&tls).await.unwrap();
+    newer.boot(pb::BootRequest::default()).await.unwrap();
+    let refused = own.check_in(checkin(boot.session)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused}");
+    assert!(refused.message().contains("session replaced"), "{refused}");
+}

@@ -39,6 +39,9 @@ use crate::selector::Selector;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    /// Where to serve Prometheus metrics, `IP:PORT` (the master's `satellites.NAME.metrics`);
+    /// absent: no metrics listener.
+    metrics: Option<String>,
     /// The DNS service (a standalone satellite always serves DNS).
     server: ServerSection,
     #[serde(default)]
@@ -195,8 +198,14 @@ impl Config {
                 Some(table) => text(table, "rds")?,
                 None => String::new(),
             },
-            // A standalone satellite has no metrics listener (a master's configuration sets one).
-            metrics: None,
+            metrics: file
+                .metrics
+                .as_deref()
+                .map(|a| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| field("metrics", format!("{a:?}: {e} (give IP:PORT)")))
+                })
+                .transpose()?,
         };
         // The satellite's receipt check, as on settings from a master; its field names are the
         // master's, mapped back to this file's tables.
@@ -352,6 +361,18 @@ mod tests {
         );
         assert_eq!(c.server.tcp.max_connections_per_address, 3);
         assert_eq!(c.server.tcp.max_queries, Some(100));
+    }
+
+    #[test]
+    fn reads_the_metrics_listener() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap().settings.metrics, None);
+        let on = EXAMPLE.replace("# metrics = ", "metrics = ");
+        assert_eq!(
+            Config::parse(&on).unwrap().settings.metrics,
+            Some("127.0.0.1:9153".parse().unwrap())
+        );
+        let err = Config::parse(&on.replace("127.0.0.1:9153", "localhost")).unwrap_err();
+        assert!(err.to_string().contains("config field metrics"), "{err}");
     }
 
     #[test]

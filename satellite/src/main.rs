@@ -25,6 +25,8 @@ use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
 use orrery_satellite::served::dispose_in_background;
+use orrery_satellite::stats::SatelliteMetrics;
+use orrery_satellite::stats::listener::MetricsListener;
 use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -197,14 +199,28 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
+    let metrics = Arc::new(SatelliteMetrics::new());
+    metrics.set_applied(header.serial);
+    metrics.set_objects(served.object_count() as u64);
     let zones = Arc::new(ServedStore::new(served));
+    metrics.set_served(&zones);
     let selector = Selector::<Dns>::build(&config.selector)?;
-    let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));
+    let pipeline = Arc::new(
+        Pipeline::new(selector, Arc::clone(&zones), config.nsid())
+            .with_stats(Arc::clone(&metrics.queries)),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Dropped (stopped) when serving ends.
+        let _metrics_listener = config
+            .settings
+            .metrics
+            .map(|addr| MetricsListener::start(addr, &metrics))
+            .transpose()
+            .context("metrics listener")?;
         let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
         dns.serve(pipeline)?;
         tracing::info!(udp = ?dns.udp_addrs(), tcp = ?dns.tcp_addrs(), "serving DNS");
@@ -215,8 +231,7 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
                 settings.rdap.as_ref(),
                 Selector::<Rds>::build(&config.rds_selector)?,
                 zones,
-                // No master to report to and no metrics listener in this mode.
-                Arc::default(),
+                Arc::clone(&metrics.rds),
             )?;
             let (http, https) = rds.rdap_addrs();
             tracing::info!(

@@ -59,6 +59,9 @@ pub struct SatelliteReport {
     pub session_since_ms: Option<i64>,
     pub checkin_interval_ms: i64,
     pub applied_serial: i64,
+    /// What the satellite is doing beyond following changes: `first_snapshot` (a bare
+    /// satellite receiving its first snapshot) or empty.
+    pub state: String,
     /// JSON.
     pub services: String,
     pub config_version: String,
@@ -103,6 +106,8 @@ pub struct SatelliteRow {
     pub last_checkin_ms: Option<i64>,
     pub checkin_interval_ms: i64,
     pub applied_serial: i64,
+    /// See [`SatelliteReport::state`].
+    pub state: String,
     pub services: String,
     pub config_version: String,
     pub config_expected: String,
@@ -201,10 +206,10 @@ impl Store {
                software_version, up_since_ms, session_since_ms, last_checkin_ms, \
                checkin_interval_ms, applied_serial, services, config_version, config_expected, \
                config_refused, restart_required, memory_bytes, memory_budget, cert_expires_ms, \
-               logs, logs_dropped, updated_ms) \
+               logs, logs_dropped, updated_ms, state) \
              VALUES ($1, $2, $3, $4, $5, $6, {now} - $7 * 1000, $8, \
                CASE WHEN $9 = 1 THEN {now} END, $10, $11, $12, $13, $14, NULLIF($15, ''), $16, \
-               $17, $18, $19, COALESCE(NULLIF($20, ''), '[]'), $21, {now}) \
+               $17, $18, $19, COALESCE(NULLIF($20, ''), '[]'), $21, {now}, $22) \
              ON CONFLICT (identity) DO UPDATE SET master_id = excluded.master_id, \
                connected = excluded.connected, address = excluded.address, \
                hostname = CASE WHEN excluded.hostname = '' THEN cluster_satellite.hostname \
@@ -222,7 +227,8 @@ impl Store {
                memory_budget = excluded.memory_budget, \
                cert_expires_ms = COALESCE(excluded.cert_expires_ms, cluster_satellite.cert_expires_ms), \
                logs = CASE WHEN $20 = '' THEN cluster_satellite.logs ELSE excluded.logs END, \
-               logs_dropped = excluded.logs_dropped, updated_ms = excluded.updated_ms \
+               logs_dropped = excluded.logs_dropped, updated_ms = excluded.updated_ms, \
+               state = excluded.state \
              WHERE $9 = 1 OR cluster_satellite.master_id = excluded.master_id"
         );
         let sample = format!(
@@ -262,6 +268,7 @@ impl Store {
                     opt(r.cert_expires_ms),
                     text(r.logs.as_deref().unwrap_or("")),
                     Arg::I64(r.logs_dropped),
+                    text(&r.state),
                 ],
             )
             .await?;
@@ -294,7 +301,7 @@ impl Store {
                    up_since_ms, session_since_ms, last_checkin_ms, checkin_interval_ms, \
                    applied_serial, services, config_version, config_expected, config_refused, \
                    restart_required, memory_bytes, memory_budget, cert_expires_ms, logs, \
-                   logs_dropped, updated_ms FROM cluster_satellite ORDER BY identity";
+                   logs_dropped, updated_ms, state FROM cluster_satellite ORDER BY identity";
         Ok(on_pool!(self, p => sqlx::query_as::<_, SatelliteRow>(sql).fetch_all(p).await?))
     }
 
@@ -395,6 +402,7 @@ mod tests {
             session_since_ms: Some(1),
             checkin_interval_ms: 1000,
             applied_serial: serial,
+            state: "first_snapshot".into(),
             services: r#"[{"service":"dns"}]"#.into(),
             config_version: "v1".into(),
             config_expected: "v1".into(),
@@ -437,6 +445,7 @@ mod tests {
             assert_eq!(sat1.logs, r#"[{"message":"boom"}]"#);
             assert!(sat1.last_checkin_ms.is_some() && sat1.up_since_ms.is_some());
             assert_eq!(sat1.config_refused, None);
+            assert_eq!(sat1.state, "first_snapshot");
             let stats = s.recent_stats(2).await.unwrap();
             let sat1_stats: Vec<_> = stats.iter().filter(|r| r.identity == "sat1").collect();
             assert_eq!(sat1_stats.len(), 2);
@@ -450,7 +459,9 @@ mod tests {
             // The satellite moved to m2; a late state change from m1 does not take it back.
             let mut moved = report("sat1", "m2", 6);
             moved.config_refused = Some("address in use".into());
+            moved.state = String::new();
             s.record_satellites(&[moved], 3).await.unwrap();
+            assert_eq!(s.cluster_satellites().await.unwrap()[0].state, "");
             let mut stale = report("sat1", "m1", 5);
             stale.checked_in = false;
             stale.connected = false;

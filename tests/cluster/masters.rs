@@ -274,3 +274,115 @@ async fn a_master_following_a_hot_standby_replica_propagates_changes() {
     replica.stop();
     primary.stop();
 }
+
+/// Three masters on one PostgreSQL store, three satellites dialling `m1 m2 m3`. `kill -9` of
+/// m1, then of m2: each time every satellite is following a live master within 10 s, resumed
+/// from its serial (no snapshot, no gap, on the store's zone serial), and a change committed
+/// during the failover is answered everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_lose_two_in_turn_and_every_satellite_follows_the_last() {
+    const SATS3: [&str; 3] = ["sat1", "sat2", "sat3"];
+    let Some(url) = postgres_url() else { return };
+    let mut c = ProcessCluster::create(Backend::Postgres(url)).await;
+    c.add_satellite("sat3");
+    c.write_master_config("[watchdog]\ninterval_ms = 300\n");
+    let config = c.master_config();
+    c.start_master();
+    let (m2_port, m3_port) = (free_port(), free_port());
+    let m2: Process = c.spawn_other_master(m2_port);
+    let mut m3: Process = c.spawn_other_master(m3_port);
+    let m3_config = c.dir.path().join(format!("master-{m3_port}.toml"));
+    for (name, m) in [("m2", &m2), ("m3", &m3)] {
+        wait_until(
+            &format!("{name} listening"),
+            Duration::from_secs(60),
+            || m.log(),
+            || m.log().contains("link listening"),
+        );
+    }
+    // A long hold-down: nobody moves back during the test.
+    c.set_satellite_masters(&[c.master_port(), m2_port, m3_port], "3600");
+    for sat in SATS3 {
+        c.start_satellite(sat);
+    }
+    let on = |port: u16, config: &Path| {
+        let s = status(config);
+        let suffix = format!(":{port}");
+        SATS3
+            .iter()
+            .all(|sat| connected_to(&s, sat).is_some_and(|m| m.ends_with(&suffix)))
+    };
+    wait_until(
+        "every satellite on m1",
+        Duration::from_secs(30),
+        || format!("{:#}", status(&config)),
+        || on(c.master_port(), &config),
+    );
+    let snapshots: Vec<usize> = SATS3
+        .iter()
+        .map(|sat| count(&c, sat, "snapshot received"))
+        .collect();
+    let mut m2 = Some(m2);
+    for (round, survivor) in [(1usize, m2_port), (2, m3_port)] {
+        let killed = Instant::now();
+        if round == 1 {
+            c.kill_master();
+        } else if let Some(m2) = m2.take() {
+            m2.kill9();
+        }
+        // A change committed at once, while the satellites move.
+        let during = c.glueless_domain(round).await;
+        c.sql(&format!("DELETE FROM domain WHERE name = '{during}'"))
+            .await
+            .unwrap();
+        for sat in SATS3 {
+            wait_until(
+                &format!("{sat} on another master (round {round})"),
+                Duration::from_secs(10),
+                || c.satellite_log(sat),
+                || count(&c, sat, "connected to another master") >= round,
+            );
+        }
+        for sat in SATS3 {
+            c.wait_dns(sat, &during, &Seen::Absent, Duration::from_secs(10));
+        }
+        let moved = killed.elapsed();
+        eprintln!(
+            "failover round {round}: every satellite on a live master and the change answered in {} ms",
+            moved.as_millis()
+        );
+        assert!(moved < Duration::from_secs(10), "round {round}: {moved:?}");
+        let survivor_config = c.dir.path().join(format!("master-{survivor}.toml"));
+        wait_until(
+            &format!("status: every satellite on :{survivor} (round {round})"),
+            Duration::from_secs(10),
+            || format!("{:#}", status(&survivor_config)),
+            || on(survivor, &survivor_config),
+        );
+        let zone_serial = c
+            .store
+            .zone_serial(&crate::link::n(crate::processes::ZONE))
+            .await
+            .unwrap()
+            .unwrap();
+        for (sat, before) in SATS3.iter().zip(&snapshots) {
+            let log = c.satellite_log(sat);
+            assert_eq!(count(&c, sat, "snapshot received"), *before, "{log}");
+            assert!(!log.contains("leaves a gap"), "{log}");
+            assert_eq!(c.soa_serial(sat), Some(zone_serial as u32), "{log}");
+        }
+    }
+    // The last master holds the watchdog.
+    wait_until(
+        "m3 holds the watchdog",
+        Duration::from_secs(10),
+        || format!("{:#}", status(&m3_config)),
+        || {
+            status(&m3_config)["watchdog"]
+                .as_str()
+                .is_some_and(|w| w.ends_with(&format!(":{m3_port}")))
+        },
+    );
+    assert!(m3.exited().is_none(), "{}", m3.log());
+    m3.kill9();
+}

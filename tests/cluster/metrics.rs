@@ -154,6 +154,17 @@ async fn master_and_satellite_metrics_pass_promtool_and_count_real_queries() {
     });
     assert_eq!(value(&before, "orrery_serial_lag"), 0.0);
     assert!(value(&before, "process_resident_memory_bytes") > 0.0);
+    // The served state's tables: the test registry's thousands of delegations weigh more than
+    // 100 KB in each part, and together less than the whole process.
+    let (dns, directory) = (
+        value(&before, "orrery_served_bytes{part=\"dns\"}"),
+        value(&before, "orrery_served_bytes{part=\"directory\"}"),
+    );
+    assert!(dns > 100_000.0 && directory > 100_000.0, "{before}");
+    assert!(
+        dns + directory < value(&before, "process_resident_memory_bytes"),
+        "{before}"
+    );
     let expiry = value(
         &before,
         "orrery_certificate_expiry_seconds{certificate=\"link\"}",

@@ -183,6 +183,8 @@ pub(crate) struct ProcessCluster {
     /// and their `--return-after` seconds.
     satellite_masters: Vec<u16>,
     return_after: Option<String>,
+    /// The satellites the master's configuration names (sat1, sat2, and any added).
+    names: Vec<String>,
 }
 
 impl ProcessCluster {
@@ -253,24 +255,45 @@ impl ProcessCluster {
             ports: HashMap::new(),
             satellite_masters: Vec::new(),
             return_after: None,
+            names: Vec::new(),
         };
         for sat in ["sat1", "sat2"] {
-            let ports = Ports {
-                dns: free_port(),
-                whois: free_port(),
-                rdap: free_port(),
-            };
-            me.ports.insert(sat.to_owned(), ports);
+            me.add_ports(sat);
         }
         me.write_master_config("");
         me
+    }
+
+    fn add_ports(&mut self, sat: &str) {
+        let ports = Ports {
+            dns: free_port(),
+            whois: free_port(),
+            rdap: free_port(),
+        };
+        self.ports.insert(sat.to_owned(), ports);
+        self.names.push(sat.to_owned());
+    }
+
+    /// One more satellite `name`: its certificate and ports. Write the master's configuration
+    /// again ([`Self::write_master_config`]) to name it there.
+    pub(crate) fn add_satellite(&mut self, name: &str) {
+        let certs = self.dir.path().join("certs");
+        let out = Command::new(binary("orrery-master"))
+            .args(["certs", "issue", "--dir"])
+            .arg(&certs)
+            .args(["--satellite", name, "--days", "30"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "certs issue {name}: {out:?}");
+        self.add_ports(name);
     }
 
     /// The master's configuration, with `extra` appended (more tables, or settings of a
     /// satellite's table: the satellites' tables come last).
     pub(crate) fn write_master_config(&self, extra: &str) {
         let mut satellites = String::new();
-        for sat in ["sat1", "sat2"] {
+        for sat in &self.names {
             let p = self.ports[sat];
             satellites.push_str(&format!(
                 "[satellites.{sat}]\n\

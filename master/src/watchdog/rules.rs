@@ -109,8 +109,11 @@ pub fn evaluate(view: &ClusterView, t: &WatchdogSettings, cx: Context) -> Vec<Fi
             };
         let Some(row) = &s.row else { continue };
         // Serial lag, judged only for satellites that are checking in (a silent one's serial
-        // is as old as its last check-in: that is the missed check-in).
-        if !missed {
+        // is as old as its last check-in: that is the missed check-in), and not while a bare
+        // satellite receives its first snapshot: it is behind by the whole registry until
+        // then, by design (a snapshot that never ends shows as missed check-ins or in
+        // `status`, not as lag).
+        if !missed && row.state != "first_snapshot" {
             let serials = s.lag_serials.unwrap_or(0);
             let seconds = s.lag_seconds.unwrap_or(0);
             let by_serials = t.serial_lag > 0 && serials > t.serial_lag as i64;
@@ -322,6 +325,7 @@ mod tests {
             last_checkin_ms: Some(NOW - 500),
             checkin_interval_ms: 1000,
             applied_serial: 100,
+            state: String::new(),
             services: "[]".into(),
             config_version: "v1".into(),
             config_expected: "v1".into(),
@@ -411,6 +415,12 @@ mod tests {
         let mut v = healthy();
         v.satellites[0].lag_seconds = Some(61);
         cases.push((v, sat1(Rule::SerialLag)));
+        // Behind by the whole registry while its first snapshot arrives: no serial lag.
+        let mut v = healthy();
+        v.satellites[0].lag_serials = Some(5000);
+        v.satellites[0].lag_seconds = Some(61);
+        v.satellites[0].row.as_mut().unwrap().state = "first_snapshot".into();
+        assert_eq!(rules(&v), vec![], "first snapshot");
 
         let mut v = healthy();
         v.satellites[0].samples[0] = stats(NOW - 500, 2000, 50, 0);

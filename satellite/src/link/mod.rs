@@ -13,7 +13,7 @@
 //!  │        │                                   arrives ─▶ Served built ─▶ replace ◀─┘   │
 //!  │        │   Follow(applied) ─▶ Batch ─▶ STATE.log (fsync) ─▶ ServedStore::apply ──────┘
 //!  │        │                │  Heartbeat          SnapshotRequired ─▶ Snapshot, Follow again
-//!  │        │                └─ every checkin_interval: CheckIn(statistics, restart_required)
+//!  │        │    └─ own task + connection, every checkin_interval: CheckIn(statistics, …)
 //!  └── any error: keep serving the last complete state; pause (backoff) and dial again
 //! ```
 //!
@@ -49,6 +49,7 @@
 //! # Layout
 //! - [`session`]: the dial-in loop and one session with a master (boot, snapshot, follow,
 //!   check in).
+//! - [`check_in`]: the check-ins, on a task (and a connection) of their own.
 //! - [`adopt`]: adopting the master's configuration (Selectors, services, restart fields).
 //! - [`snapshot_transfer`]: a master snapshot into the state file as it arrives.
 //! - [`persist`]: the state files, their compaction and the task that runs it.
@@ -59,6 +60,7 @@
 
 mod adopt;
 pub mod batch_log;
+mod check_in;
 pub mod collect_statistics;
 pub mod log_buffer;
 pub mod persist;
@@ -217,10 +219,12 @@ impl Satellite {
             refused: None,
             not_serving: None,
             progress: None,
+            in_snapshot: false,
             snapshot_required: false,
             checkin_interval: Duration::from_secs(60),
             started: Instant::now(),
             status: status_tx,
+            report: watch::channel(check_in::Report::default()).0,
             metrics: Arc::new(SatelliteMetrics::new()),
             metrics_listener: None,
             metrics_error: None,
@@ -257,7 +261,9 @@ impl Satellite {
                     BuildOptions::default(),
                 );
                 replay_batches(&link.files, header.generation, &mut served);
-                link.zones = Some(Arc::new(ServedStore::new(served)));
+                let zones = Arc::new(ServedStore::new(served));
+                link.metrics.set_served(&zones);
+                link.zones = Some(zones);
                 link.adopt(settings)?;
                 tracing::info!(
                     serial = link.applied(),
@@ -322,11 +328,15 @@ struct Link {
     not_serving: Option<String>,
     /// A snapshot transfer to resume.
     progress: Option<Transfer>,
+    /// A snapshot is being received (reported while there is no state yet: the first one).
+    in_snapshot: bool,
     /// Take a full snapshot at the next session even if the master could stream the changes.
     snapshot_required: bool,
     checkin_interval: Duration,
     started: Instant,
     status: watch::Sender<LinkStatus>,
+    /// What the check-in task reports, updated with every status.
+    report: watch::Sender<check_in::Report>,
     /// The typed counters and gauges the check-in and the metrics listener read.
     metrics: Arc<SatelliteMetrics>,
     /// The Prometheus listener, when the configuration sets one.
@@ -363,6 +373,18 @@ impl Link {
             })
             .unwrap_or_default();
         let restart = self.restart_required.clone();
+        self.report.send_replace(check_in::Report {
+            zones: self.zones.clone(),
+            config_version: self
+                .settings
+                .as_ref()
+                .map(SatelliteSettings::version)
+                .unwrap_or_default(),
+            restart_required: restart.clone(),
+            config_refused: self.config_refused(),
+            memory_budget: self.settings.as_ref().and_then(|s| s.memory_budget),
+            first_snapshot: self.in_snapshot && self.zones.is_none(),
+        });
         let metrics = &self.metrics;
         self.status.send_modify(|s| {
             s.applied_serial = applied;

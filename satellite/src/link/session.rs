@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orrery_proto::ChangeBatch;
-use orrery_proto::link::SatelliteSettings;
 use orrery_proto::link::client::{self, DialConfig, Dialer, Failure, LinkClient};
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
 use orrery_proto::link::pb::{self, follow_event::Event};
 use orrery_proto::link::tls::client_config;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
-use super::collect_statistics::collect_statistics;
+use super::check_in::CheckIns;
 use super::persist::persist_state;
-use super::{Link, LinkError, SessionEnd, log_buffer, snapshot_transfer};
+use super::{Link, LinkError, SessionEnd, snapshot_transfer};
 use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 
-/// Limit for one unary call (boot, check-in) and for opening a stream.
+/// Limit for the boot call and for opening a stream (check-ins have their own,
+/// [`super::check_in::CHECKIN_TIMEOUT`]).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Link {
@@ -43,13 +45,14 @@ impl Link {
             };
             let began = Instant::now();
             self.following = false;
+            self.in_snapshot = false;
             // On a later master of the list, an earlier one that is back ends the session at
             // its next safe point (as a shutdown would, between two messages), and the dial
             // below reaches that master first.
             let switch = shutdown.child_token();
             let mut moving = false;
             let result = {
-                let session = self.session(client, &switch);
+                let session = self.session(client, &dialer, &switch);
                 tokio::pin!(session);
                 tokio::select! {
                     r = &mut session => r,
@@ -124,6 +127,7 @@ impl Link {
     async fn session(
         &mut self,
         mut client: LinkClient,
+        dialer: &Dialer,
         shutdown: &CancellationToken,
     ) -> Result<SessionEnd, LinkError> {
         let boot = timed(client.boot(pb::BootRequest {
@@ -164,6 +168,7 @@ impl Link {
         // that was in use).
         self.ensure_serving()?;
         self.publish(|_| {});
+        let (mut checkins, mut answers) = self.start_check_ins(&client, boot.session, dialer).await;
         if self.zones.is_none()
             || self.snapshot_required
             || applied < boot.window_start
@@ -171,7 +176,6 @@ impl Link {
         {
             self.take_snapshot(&mut client).await?;
         }
-        let mut next_checkin = tokio::time::Instant::now() + self.checkin_interval;
         loop {
             let mut stream = timed(client.follow(pb::FollowRequest {
                 from_serial: self.applied(),
@@ -182,9 +186,9 @@ impl Link {
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-                    () = tokio::time::sleep_until(next_checkin) => {
-                        self.check_in(&mut client).await?;
-                        next_checkin = tokio::time::Instant::now() + self.checkin_interval;
+                    failed = &mut checkins => return Err(failed?),
+                    Some(answer) = answers.recv() => {
+                        self.checked_in(answer)?;
                         continue;
                     }
                     m = stream.message() => m?,
@@ -268,8 +272,13 @@ impl Link {
     /// showing a serial reached by a snapshot means the state file holds it.
     async fn take_snapshot(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
         let started = Instant::now();
-        let (serial, objects) =
-            snapshot_transfer::fetch(client, &mut self.progress, &self.files).await?;
+        self.in_snapshot = true;
+        self.publish(|_| {});
+        let fetched = snapshot_transfer::fetch(client, &mut self.progress, &self.files).await;
+        if fetched.is_err() {
+            self.in_snapshot = false;
+        }
+        let (serial, objects) = fetched?;
         let fetched = started.elapsed();
         let count = objects.len();
         // Settings may enable Whois or RDAP at any time: build the directory too.
@@ -285,9 +294,14 @@ impl Link {
         let loaded = started.elapsed();
         match &self.zones {
             Some(z) => z.replace(built),
-            None => self.zones = Some(Arc::new(ServedStore::new(built))),
+            None => {
+                let zones = Arc::new(ServedStore::new(built));
+                self.metrics.set_served(&zones);
+                self.zones = Some(zones);
+            }
         }
         self.snapshot_required = false;
+        self.in_snapshot = false;
         self.ensure_serving()?;
         self.publish(|_| {});
         tracing::info!(
@@ -301,55 +315,54 @@ impl Link {
         Ok(())
     }
 
-    /// Reports statistics; takes the interval and any new configuration.
-    async fn check_in(&mut self, client: &mut LinkClient) -> Result<(), LinkError> {
-        let objects = self.zones.as_ref().map_or(0, |z| z.load().object_count()) as u64;
-        self.metrics.set_objects(objects);
-        let statistics = collect_statistics(
-            &self.metrics.queries.totals(),
-            &self.metrics.rds.totals(),
-            self.started.elapsed(),
-            objects,
-        );
-        if let Some(budget) = self.settings.as_ref().and_then(|s| s.memory_budget)
-            && statistics.memory_bytes > budget
-        {
-            tracing::warn!(
-                memory = statistics.memory_bytes,
-                budget,
-                "resident memory above the budget the master set"
-            );
-        }
-        // Warnings and errors go up with the check-in; back into the buffer if it fails.
-        let logs = log_buffer::global().take();
-        let response = timed(
-            client.check_in(pb::CheckInRequest {
-                applied_serial: self.applied(),
-                config_version: self
-                    .settings
-                    .as_ref()
-                    .map(SatelliteSettings::version)
-                    .unwrap_or_default(),
-                statistics: Some(statistics),
-                restart_required: self.restart_required.clone(),
-                config_refused: self.config_refused(),
-                logs: logs.entries.clone(),
-                logs_dropped: logs.dropped,
-            }),
-        )
-        .await
-        .and_then(|r| r.map_err(LinkError::from));
-        let response = match response {
-            Ok(r) => r.into_inner(),
-            Err(e) => {
-                log_buffer::global().restore(logs.entries);
-                return Err(e);
-            }
+    /// Starts this session's check-ins on a task of their own ([`CheckIns`]), on a connection
+    /// of their own when the master names the session; on the boot's connection when it does
+    /// not (an older master) or when that second connection cannot be opened.
+    async fn start_check_ins(
+        &self,
+        client: &LinkClient,
+        session: u64,
+        dialer: &Dialer,
+    ) -> (
+        AbortOnDropHandle<LinkError>,
+        mpsc::Receiver<pb::CheckInResponse>,
+    ) {
+        let own = match (session, dialer.current()) {
+            (0, _) | (_, None) => None,
+            (_, Some(address)) => match dialer.connect_to(address).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot open a connection for check-ins; checking in on the change \
+                         stream's (a slow link will delay them)"
+                    );
+                    None
+                }
+            },
         };
-        self.metrics.set_head(response.head_serial);
-        self.checkin_interval = Duration::from_millis(u64::from(response.checkin_interval_ms))
-            .max(MIN_CHECKIN_INTERVAL);
-        if let Some(config) = response.config {
+        let (client, session) = match own {
+            Some(c) => (c, session),
+            None => (client.clone(), 0),
+        };
+        let (tx, answers) = mpsc::channel(1);
+        let task = CheckIns {
+            client,
+            session,
+            interval: self.checkin_interval,
+            report: self.report.subscribe(),
+            metrics: Arc::clone(&self.metrics),
+            started: self.started,
+            answers: tx,
+        };
+        (AbortOnDropHandle::new(tokio::spawn(task.run())), answers)
+    }
+
+    /// Takes a check-in's answer: the interval and any new configuration.
+    fn checked_in(&mut self, answer: pb::CheckInResponse) -> Result<(), LinkError> {
+        self.checkin_interval =
+            Duration::from_millis(u64::from(answer.checkin_interval_ms)).max(MIN_CHECKIN_INTERVAL);
+        if let Some(config) = answer.config {
             self.receive(config)?;
         }
         // A service that could not start (a Whois port in use, an unreadable certificate) is

@@ -46,6 +46,17 @@ pub trait Shard: Clone + Default + Send + Sync {
     /// Called once on each shard a batch touched, after the batch's last edit: compact
     /// garbage and shrink capacity so the version keeps only what it needs.
     fn seal(&mut self) {}
+
+    /// Bytes this shard holds on the heap (its vectors' capacities), for the served-state
+    /// gauge (`orrery_served_bytes`); read at scrape time, never on the query path.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Heap bytes of a vector's buffer (its capacity, not its length).
+pub fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * size_of::<T>()
 }
 
 fn hasher() -> &'static foldhash::fast::FixedState {
@@ -256,6 +267,17 @@ impl<S: Shard> Shards<S> {
     #[inline]
     pub fn shard(&self, i: usize) -> &S {
         &self.shards[i]
+    }
+
+    /// Heap bytes of this version: the shard pointers, and each shard (its `Arc` block and
+    /// its own heap). Shards shared with other versions are counted here as well.
+    pub fn heap_bytes(&self) -> usize
+    where
+        S: Shard,
+    {
+        let block = size_of::<S>() + 2 * size_of::<usize>();
+        self.shards.len() * size_of::<Arc<S>>()
+            + self.iter().map(|s| block + s.heap_bytes()).sum::<usize>()
     }
 
     /// Every shard, in index order.

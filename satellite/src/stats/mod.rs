@@ -47,6 +47,9 @@ pub struct SatelliteMetrics {
     cert_not_after: AtomicI64,
     /// Objects held (zones, domains, hosts, contacts, registrars), as at the last change.
     objects: AtomicU64,
+    /// What queries see, once there is a state: its tables' heap bytes are measured at each
+    /// scrape (`orrery_served_bytes`), a walk over the shards that the query path never does.
+    served: std::sync::OnceLock<std::sync::Arc<crate::served::ServedStore>>,
 }
 
 impl Default for SatelliteMetrics {
@@ -68,7 +71,14 @@ impl SatelliteMetrics {
             batch_apply_us: AtomicU64::new(0),
             cert_not_after: AtomicI64::new(0),
             objects: AtomicU64::new(0),
+            served: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The served state whose size `orrery_served_bytes` reports (set once: the store lives
+    /// as long as the process and holds every later version).
+    pub fn set_served(&self, served: &std::sync::Arc<crate::served::ServedStore>) {
+        let _ = self.served.set(std::sync::Arc::clone(served));
     }
 
     pub fn set_applied(&self, serial: i64) {
@@ -284,6 +294,25 @@ impl SatelliteMetrics {
                 (not_after - unix_now()) as f64,
             );
         }
+        if let Some(store) = self.served.get() {
+            let served = store.load();
+            e.family(
+                "orrery_served_bytes",
+                Kind::Gauge,
+                "Heap bytes held by the served state's tables: the DNS tables (zones, hosts) and \
+                 the Whois/RDAP directory.",
+            )
+            .sample_u64(
+                "orrery_served_bytes",
+                &[("part", "dns")],
+                served.zones.heap_bytes() as u64,
+            )
+            .sample_u64(
+                "orrery_served_bytes",
+                &[("part", "directory")],
+                served.directory.heap_bytes() as u64,
+            );
+        }
         if let Some(bytes) = resident {
             e.family(
                 "process_resident_memory_bytes",
@@ -369,5 +398,53 @@ mod tests {
             .parse()
             .unwrap();
         assert!((98.0..=100.0).contains(&expiry), "{expiry}");
+        assert!(
+            !text.contains("orrery_served_bytes"),
+            "no state yet: {text}"
+        );
+    }
+
+    /// `orrery_served_bytes` follows the tables: a thousand more delegations (each in its own
+    /// name map entry, with its nameserver host) weigh at least their wire names in both the
+    /// DNS tables and the directory.
+    #[test]
+    fn served_bytes_follow_the_tables() {
+        use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
+        use crate::snapshot::tests::sample_data;
+        use crate::zone::tests::domain;
+        use orrery_proto::Change;
+        let bytes = |extra: usize| {
+            let mut objects: Vec<Change> = sample_data().changes().collect();
+            for i in 0..extra {
+                let name = format!("domain-number-{i:05}.tld");
+                let ns = format!("ns1.{name}");
+                objects.push(Change::Domain(domain(&name, "tld", &[ns.as_str()])));
+            }
+            let served =
+                Served::from_objects(1, objects, dispose_in_background, BuildOptions::default());
+            let m = SatelliteMetrics::new();
+            m.set_served(&std::sync::Arc::new(ServedStore::new(served)));
+            let text = m.render(None);
+            let get = |part: &str| -> f64 {
+                let series = format!("orrery_served_bytes{{part=\"{part}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(series.as_str()))
+                    .unwrap_or_else(|| panic!("{series} not in\n{text}"))
+                    .parse()
+                    .unwrap()
+            };
+            (get("dns"), get("directory"))
+        };
+        let (dns, directory) = bytes(0);
+        let (more_dns, more_directory) = bytes(1000);
+        assert!(dns > 0.0 && directory > 0.0, "{dns} {directory}");
+        // 24 bytes a wire name, twice in DNS (delegation and host), once in the directory.
+        assert!(more_dns - dns > 1000.0 * 48.0, "{dns} → {more_dns}");
+        assert!(
+            more_directory - directory > 1000.0 * 24.0,
+            "{directory} → {more_directory}"
+        );
+        // And not absurdly more: under 1 KB a delegation.
+        assert!(more_dns - dns < 1000.0 * 1024.0, "{dns} → {more_dns}");
     }
 }

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for};
+use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for, vec_bytes};
 
 /// Index of a host in the [`HostTable`].
 pub type HostId = u32;
@@ -97,6 +97,10 @@ impl Shard for IdShard {
         self.tags.shrink_to_fit();
         self.ids.shrink_to_fit();
     }
+
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.tags) + vec_bytes(&self.ids)
+    }
 }
 
 #[inline]
@@ -124,6 +128,24 @@ pub struct HostTable {
     len: usize,
     touched_chunks: Vec<u32>,
     touched_index: Vec<u32>,
+}
+
+impl HostTable {
+    /// Heap bytes of this version: the chunks (shared with other versions are counted too),
+    /// the name index and the free list.
+    pub fn heap_bytes(&self) -> usize {
+        let chunk = size_of::<Chunk>() + 2 * size_of::<usize>();
+        vec_bytes(&self.chunks)
+            + self
+                .chunks
+                .iter()
+                .map(|c| chunk + vec_bytes(&c.slots) + vec_bytes(&c.arena))
+                .sum::<usize>()
+            + self.index.heap_bytes()
+            + vec_bytes(&self.free)
+            + vec_bytes(&self.touched_chunks)
+            + vec_bytes(&self.touched_index)
+    }
 }
 
 impl Default for HostTable {

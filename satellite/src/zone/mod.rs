@@ -386,6 +386,22 @@ pub struct ZoneSet {
 }
 
 impl ZoneSet {
+    /// Heap bytes of the DNS tables of this version: every zone's delegations and nodes, the
+    /// apex index and the hosts (a close estimate: vector capacities, hash-table slots).
+    pub fn heap_bytes(&self) -> usize {
+        let zones: usize = self
+            .zones
+            .iter()
+            .map(|z| z.delegations.heap_bytes() + z.nodes.heap_bytes() + z.apex_ns.len() * 4)
+            .sum();
+        let apexes: usize = self
+            .by_apex
+            .keys()
+            .map(|k| k.len() + size_of::<(Box<[u8]>, usize)>() + 1)
+            .sum();
+        self.zones.capacity() * size_of::<ZoneData>() + zones + apexes + self.hosts.heap_bytes()
+    }
+
     /// Builds the zones from registry data at journal serial `serial`. Domains of zones not in
     /// `zones` are ignored (a satellite may serve a subset of the registry's zones).
     pub fn build(serial: Serial, zones: &[Zone], domains: &[Domain], hosts: &[Host]) -> Self {

@@ -19,7 +19,7 @@
 //! The map re-splits itself into more shards when it has grown to four times what its count was
 //! sized for ([`Shards::needs_resplit`]): a full rebuild, once per fourfold growth.
 
-use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for};
+use crate::served::shards::{Partition, Shard, Shards, key_hash, shard_count_for, vec_bytes};
 
 /// The bits of the key hash kept as the in-shard tag: rotated so that none of them are the
 /// bits that chose the shard (those are equal for every key in the shard).
@@ -78,6 +78,10 @@ impl<V: Copy + Send + Sync> Shard for NameShard<V> {
         self.arena.shrink_to_fit();
         self.entries.shrink_to_fit();
         self.tags.shrink_to_fit();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.tags) + vec_bytes(&self.entries) + vec_bytes(&self.arena)
     }
 }
 
@@ -193,6 +197,11 @@ impl<V: Copy + Send + Sync> Default for NameMap<V> {
 }
 
 impl<V: Copy + Send + Sync> NameMap<V> {
+    /// Heap bytes of this version (see [`Shards::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        self.shards.heap_bytes() + vec_bytes(&self.touched)
+    }
+
     /// An empty map sized for about `entries` entries.
     pub fn with_expected(entries: usize) -> Self {
         Self {

@@ -77,9 +77,14 @@ fn a_standalone_satellite_serves_dns_whois_and_rdap_from_a_state_file() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     write_snapshot(&state, &data()).unwrap();
-    let (dns, whois_port, rdap) = (free_port(), free_port(), free_port());
+    let (dns, whois_port, rdap, metrics) = (free_port(), free_port(), free_port(), free_port());
     let config_path = dir.path().join("satellite.toml");
-    std::fs::write(&config_path, config(dns, whois_port, rdap)).unwrap();
+    let text = config(dns, whois_port, rdap).replace(
+        "# metrics = \"127.0.0.1:9153\"",
+        &format!("metrics = \"127.0.0.1:{metrics}\""),
+    );
+    assert!(text.contains("\nmetrics = "), "{text}");
+    std::fs::write(&config_path, text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_orrery-satellite"))
         .arg("--snapshot")
         .arg(&state)
@@ -146,6 +151,25 @@ fn a_standalone_satellite_serves_dns_whois_and_rdap_from_a_state_file() {
     );
     let out = http_get(rdap_addr, "/domain/nope.tld");
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+
+    // The metrics listener the file sets counts what was just asked, DNS and RDAP.
+    let out = http_get(([127, 0, 0, 1], metrics).into(), "/metrics");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let total = |prefix: &str| -> f64 {
+        out.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        total("orrery_queries_total{service=\"dns\"") >= 1.0,
+        "no DNS query counted:\n{out}"
+    );
+    assert!(
+        total("orrery_queries_total{service=\"rdap\"") >= 2.0,
+        "the RDAP requests are not counted:\n{out}"
+    );
+    assert!(out.contains("orrery_applied_serial "), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = satellite.0.id() as libc::pid_t;

@@ -112,6 +112,16 @@ fn read_id(r: &mut Reader<'_>) -> u32 {
 }
 
 impl Directory {
+    /// Heap bytes of the Whois/RDAP tables of this version (0 when not built, beyond empty
+    /// tables).
+    pub fn heap_bytes(&self) -> usize {
+        self.domains.heap_bytes()
+            + self.hosts.heap_bytes()
+            + self.contacts.heap_bytes()
+            + self.registrars.heap_bytes()
+            + self.scratch.capacity()
+    }
+
     /// An empty directory sized for about this many domains, hosts and contacts (see
     /// [`Directory::touch`] for one that grows past its size).
     pub fn with_capacity(domains: usize, hosts: usize, contacts: usize) -> Self {

@@ -30,6 +30,23 @@ struct Slot {
 }
 
 impl Registrars {
+    /// Heap bytes, approximately: the slots and both indexes with their keys (a registrar's
+    /// own fields are counted at their inline size; there are few registrars).
+    pub(super) fn heap_bytes(&self) -> usize {
+        let slots: usize = self.slots.iter().map(|s| s.handle.len()).sum();
+        let by_name: usize = self
+            .by_name
+            .iter()
+            .map(|(k, v)| k.len() + v.capacity() * size_of::<RegistrarId>())
+            .sum();
+        self.slots.capacity() * size_of::<Slot>()
+            + slots * 2
+            + self.by_handle.capacity() * (size_of::<(Box<str>, RegistrarId)>() + 1)
+            + self.by_name.capacity() * (size_of::<(Box<str>, Vec<RegistrarId>)>() + 1)
+            + by_name
+            + self.free.capacity() * size_of::<RegistrarId>()
+    }
+
     pub(super) fn find(&self, handle: &str) -> Option<RegistrarId> {
         self.by_handle.get(handle).copied()
     }

@@ -256,9 +256,20 @@ impl shards::Shard for Records {
         self.slots.shrink_to_fit();
         self.tags.shrink_to_fit();
     }
+
+    fn heap_bytes(&self) -> usize {
+        shards::vec_bytes(&self.arena)
+            + shards::vec_bytes(&self.slots)
+            + shards::vec_bytes(&self.tags)
+    }
 }
 
 impl Table {
+    /// Heap bytes of this version (see [`Shards::heap_bytes`]).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.shards.heap_bytes() + shards::vec_bytes(&self.touched)
+    }
+
     /// An empty table sized for about `entries` records. It works at any size; a table that
     /// grows far past its size copies more per batch until [`Table::resplit`].
     pub(super) fn with_capacity(entries: usize) -> Self {

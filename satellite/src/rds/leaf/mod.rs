@@ -38,10 +38,9 @@ pub(super) fn build(
 
 /// The chain a satellite runs when the master sends none: rate limit (5 queries/s per address
 /// with bursts of 20, 50/s per prefix), validate, look up. The limit comes first so that
-/// malformed requests spend tokens too.
+/// malformed requests spend tokens too. (No `statistics` leaf: the pipeline counts every
+/// request; the kind is still accepted, as a no-op, for Selectors written with it.)
 pub const DEFAULT_SELECTOR: &str = r#"
-[leaves.stats]
-kind = "statistics"
 [leaves.validate]
 kind = "validate_query"
 [leaves.limit]
@@ -55,7 +54,7 @@ kind = "lookup"
 
 [[chains]]
 name = "main"
-leaves = ["stats", "limit", "validate", "lookup"]
+leaves = ["limit", "validate", "lookup"]
 "#;
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Leaf `rate_limit`: a token bucket per client address and one per prefix
 //! ([`crate::rds::rate_limit`]); over the limit the request is answered "rate limit exceeded"
 //! (Whois) or 429 with `Retry-After` (RDAP), cheaply, without a lookup.
+//!
+//! It keeps no counters of its own: the pipeline counts each limited request in its typed
+//! counters (`RdsOutcome::RateLimited`, exported as `orrery_queries_total{outcome=
+//! "rate_limited"}` and sent up in the check-in), whatever leaf limited it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::rds::rate_limit::{Decision, RateLimitConfig, RateLimiter};
@@ -13,7 +16,6 @@ use crate::selector::{Flow, Leaf};
 pub struct RateLimit {
     name: String,
     limiter: RateLimiter,
-    limited: AtomicU64,
 }
 
 impl RateLimit {
@@ -21,7 +23,6 @@ impl RateLimit {
         Ok(Self {
             name,
             limiter: RateLimiter::new(config)?,
-            limited: AtomicU64::new(0),
         })
     }
 }
@@ -35,15 +36,9 @@ impl Leaf<Rds> for RateLimit {
         match self.limiter.check(ev.peer, Instant::now()) {
             Decision::Allow => Flow::Continue,
             Decision::Limited { retry_after, .. } => {
-                self.limited.fetch_add(1, Ordering::Relaxed);
                 ev.outcome = Outcome::RateLimited { retry_after };
                 Flow::Respond
             }
         }
-    }
-
-    fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
-        report("limited", self.limited.load(Ordering::Relaxed));
-        report("tracked", self.limiter.tracked() as u64);
     }
 }
