@@ -625,11 +625,6 @@ fn dnssec_memory_per_delegation() {
         .iter()
         .filter(|c| matches!(c, Change::Dnssec(_)))
         .count();
-    let objects: Vec<&Change> = signed
-        .changes
-        .iter()
-        .filter(|c| !matches!(c, Change::Dnssec(_)))
-        .collect();
     let full = ZoneSet::from_objects(signed.serial, &signed.changes);
     let z = &full.zones()[0];
     let delegations = z.delegation_count();
