@@ -12,6 +12,8 @@ fn main() {
         "missing_postgres_server",
         "missing_dnssec_validators",
         "missing_promtool",
+        "missing_unbound",
+        "missing_knot",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -20,6 +22,8 @@ fn main() {
         println!("cargo::rustc-cfg=missing_database_url");
     }
     probe_peers::programs("missing_bind", &["named", "named-checkzone"]);
+    probe_peers::programs("missing_unbound", &["unbound"]);
+    probe_peers::programs("missing_knot", &["knotd"]);
     probe_peers::programs(
         "missing_dnssec_validators",
         &[

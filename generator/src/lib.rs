@@ -29,7 +29,7 @@ pub mod snapshot;
 
 pub use signed::SignZoneError;
 
-pub use snapshot::write_satellite_snapshot;
+pub use snapshot::{write_satellite_snapshot, write_satellite_snapshot_with_keys};
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -55,6 +55,16 @@ pub enum GenerateError {
     Sign(#[from] SignZoneError),
     #[error("hook for zone {zone} failed: {reason}")]
     Hook { zone: Name, reason: String },
+    /// The zone changed between the registry snapshot and the zone's signing: the snapshot
+    /// would hold signatures of another state (run the generator again).
+    #[error(
+        "zone {zone} moved from serial {snapshot} to {signed} while the snapshot was written; run again"
+    )]
+    ZoneMoved {
+        zone: Name,
+        snapshot: Serial,
+        signed: Serial,
+    },
 }
 
 /// What [`generate_zone`] did.
@@ -338,6 +348,58 @@ pub async fn generate_zone_with_keys(
         delegations,
         records,
     })
+}
+
+/// The DNSSEC sets of zone `apex` as a master sends them to satellites
+/// ([`orrery_signer::dnssec_rrsets`]), from the same records and the same signing as its
+/// signed zone file ([`generate_zone_with_keys`]), with the SOA serial of journal serial
+/// `serial` when the zone has no serial of its own. Returns the zone's serial with them, or
+/// `None` when the zone's policy does not sign it (or the zone is gone).
+pub async fn zone_dnssec_rrsets(
+    store: &Store,
+    apex: &Name,
+    serial: Serial,
+    keys: Option<&dyn orrery_signer::KeyStore>,
+) -> Result<Option<(Serial, Vec<orrery_proto::dnssec::DnssecRrset>)>, GenerateError> {
+    let mut zone: Option<(Zone, Serial)> = None;
+    let mut dnssec: Option<orrery_proto::dnssec::ZoneDnssec> = None;
+    let mut collected: Vec<orrery_signer::Record> = Vec::new();
+    store
+        .visit_zone(apex, HostSelection::Published, |item| {
+            match item {
+                ZoneItem::Zone {
+                    zone: z,
+                    zone_serial,
+                    ..
+                } => zone = Some((z.clone(), zone_serial)),
+                ZoneItem::Dnssec(d) if d.is_signed() => {
+                    let (z, _) = zone.as_ref().expect("the zone comes first");
+                    orrery_signer::objects::apex_records(z, serial, &mut collected);
+                    dnssec = Some(d);
+                }
+                ZoneItem::Dnssec(_) => {}
+                // The policy comes right after the zone: an unsigned zone collects nothing.
+                ZoneItem::Domain(d) if dnssec.is_some() => {
+                    let (z, _) = zone.as_ref().expect("the zone comes first");
+                    orrery_signer::objects::domain_records(z, &d, &mut collected);
+                }
+                ZoneItem::Host(h) if dnssec.is_some() => {
+                    let (z, _) = zone.as_ref().expect("the zone comes first");
+                    orrery_signer::objects::host_records(z, &h, &mut collected);
+                }
+                ZoneItem::Domain(_) | ZoneItem::Host(_) => {}
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    let (Some((z, zone_serial)), Some(d)) = (zone, dnssec) else {
+        return Ok(None);
+    };
+    let signed_zone = signed::sign(&z, &d, collected, keys)?;
+    Ok(Some((
+        zone_serial,
+        orrery_signer::dnssec_rrsets(&z.name, &signed_zone),
+    )))
 }
 
 /// Writes a `named.conf` fragment declaring `zones` with their files in `dir`, atomically.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use orrery_generator::{
     Outcome, generate_zone_with_keys, run_hook, soa_serial, write_named_conf,
-    write_satellite_snapshot,
+    write_satellite_snapshot_with_keys,
 };
 use orrery_proto::Name;
 use orrery_store::Store;
@@ -81,8 +81,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     let store = Store::open(&cli.db).await?;
+    let keys = cli
+        .key_dir
+        .as_deref()
+        .map(orrery_signer::FileKeyStore::open)
+        .transpose()?;
+    let keys = keys.as_ref().map(|k| k as &dyn orrery_signer::KeyStore);
     if let Some(path) = &cli.satellite_snapshot {
-        let serial = write_satellite_snapshot(&store, path).await?;
+        let serial = write_satellite_snapshot_with_keys(&store, path, keys).await?;
         tracing::info!(
             serial,
             soa_serial = soa_serial(serial),
@@ -104,12 +110,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .map(|z| Name::from_user(z).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
             .collect::<Result<_, _>>()?
     };
-    let keys = cli
-        .key_dir
-        .as_deref()
-        .map(orrery_signer::FileKeyStore::open)
-        .transpose()?;
-    let keys = keys.as_ref().map(|k| k as &dyn orrery_signer::KeyStore);
     let mut failed = 0;
     for zone in &zones {
         match generate_zone_with_keys(&store, zone, &out, cli.force, keys).await {

@@ -27,17 +27,37 @@ use crate::GenerateError;
 
 /// Reads the registry from one store snapshot and writes it to `path` as a satellite state
 /// file (atomically: a temporary file, fsync, rename). Returns the journal serial it reflects.
-/// The file is generation 0: no batch log continues it.
+/// The file is generation 0: no batch log continues it. A zone whose policy signs it needs
+/// [`write_satellite_snapshot_with_keys`].
 pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Serial, GenerateError> {
+    write_satellite_snapshot_with_keys(store, path, None).await
+}
+
+/// [`write_satellite_snapshot`], with the DNSSEC sets of every signed zone after the objects
+/// (`Change::Dnssec`, as a master sends them), signed with the private keys in `keys` exactly
+/// as the zone's signed zone file is: a satellite started from the file serves the records of
+/// the generator's zone file, signatures included. Each zone is signed from its own store
+/// snapshot, checked to be at the zone serial of the registry snapshot ([`GenerateError::
+/// ZoneMoved`] otherwise: never signatures of another state). A signed zone without `keys` is
+/// refused, as for zone files.
+pub async fn write_satellite_snapshot_with_keys(
+    store: &Store,
+    path: &Path,
+    keys: Option<&dyn orrery_signer::KeyStore>,
+) -> Result<Serial, GenerateError> {
     let io = |source| GenerateError::Io {
         path: path.to_owned(),
         source,
     };
     let mut out = StateFileWriter::create(path).map_err(io)?;
+    let mut zones: Vec<(orrery_proto::Name, Serial)> = Vec::new();
     let serial = store
         .visit_registry(|item| {
             let change = match item {
-                RegistryItem::Zone(z) => Change::Zone(z),
+                RegistryItem::Zone(z) => {
+                    zones.push((z.name.clone(), z.serial));
+                    Change::Zone(z)
+                }
                 RegistryItem::Host(h) => Change::Host(h),
                 RegistryItem::Domain(d) => Change::Domain(d),
                 RegistryItem::Registrar(r) => Change::Registrar(r),
@@ -49,6 +69,22 @@ pub async fn write_satellite_snapshot(store: &Store, path: &Path) -> Result<Seri
             out.push(&change).map_err(io)
         })
         .await?;
+    for (apex, snapshot) in zones {
+        let Some((signed, sets)) = crate::zone_dnssec_rrsets(store, &apex, serial, keys).await?
+        else {
+            continue;
+        };
+        if signed != snapshot {
+            return Err(GenerateError::ZoneMoved {
+                zone: apex,
+                snapshot,
+                signed,
+            });
+        }
+        for set in sets {
+            out.push(&Change::Dnssec(set)).map_err(io)?;
+        }
+    }
     out.finish(Header {
         serial,
         generation: 0,
@@ -85,6 +121,7 @@ mod tests {
                     Change::Host(h) => o.hosts.push(h),
                     Change::Registrar(r) => o.registrars.push(r),
                     Change::Contact(c) => o.contacts.push(c),
+                    Change::Dnssec(_) => {}
                     other => panic!("a removal in a state file: {other:?}"),
                 }
             }
@@ -160,6 +197,100 @@ mod tests {
             data.zones[0].soa_serial(serial),
             crate::soa_serial(zone_serial)
         );
+    }
+
+    /// A signed zone's snapshot carries the DNSSEC sets of the same signing as its zone file:
+    /// every DNSKEY, NSEC3PARAM, NSEC3 and RRSIG line of the file is one RDATA of one set, and
+    /// no set holds anything else. Without the key store the snapshot is refused.
+    #[tokio::test]
+    async fn a_signed_zone_snapshot_has_the_zone_files_signatures() {
+        use orrery_proto::Timestamp;
+        use orrery_proto::dnssec::{DnssecPolicy, KeyRole, KeyState, ZoneKey};
+        use orrery_signer::rdata::{present, type_name};
+        use orrery_signer::{FileKeyStore, KeyStore, key::dnskey_rdata, key_tag};
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let apex = Name::from_ascii("test").unwrap();
+        store
+            .load_synthetic(&SyntheticTld {
+                zone: apex.clone(),
+                domains: 200,
+                seed: 5,
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+        let policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+        store.set_dnssec_policy(&apex, &policy).await.unwrap();
+        let (locator, private) = keys.generate(&apex, policy.algorithm, 257).unwrap();
+        let public_key = private.public_key();
+        store
+            .add_zone_key(
+                &apex,
+                &ZoneKey {
+                    role: KeyRole::Csk,
+                    algorithm: policy.algorithm,
+                    key_tag: key_tag(&dnskey_rdata(257, policy.algorithm, &public_key)),
+                    public_key,
+                    state: KeyState::Active,
+                    locator,
+                    created: Timestamp(1_800_000_000),
+                    published: None,
+                    activated: None,
+                    retired: None,
+                    revoked: None,
+                },
+            )
+            .await
+            .unwrap();
+        let path = dir.path().join("test.snap");
+        let err = write_satellite_snapshot(&store, &path).await.unwrap_err();
+        assert!(matches!(err, GenerateError::Sign(_)), "{err}");
+        assert!(!path.exists());
+
+        write_satellite_snapshot_with_keys(&store, &path, Some(&keys))
+            .await
+            .unwrap();
+        let out = dir.path().join("zones");
+        std::fs::create_dir_all(&out).unwrap();
+        crate::generate_zone_with_keys(&store, &apex, &out, true, Some(&keys))
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(out.join(crate::zone_file_name(&apex))).unwrap();
+        let mut file_lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                let t = l.split('\t').nth(3).unwrap_or("");
+                ["DNSKEY", "NSEC3PARAM", "NSEC3", "NSEC", "RRSIG"].contains(&t)
+            })
+            .map(str::to_owned)
+            .collect();
+        let (_, objects) = read_state_file(&path).unwrap();
+        let mut set_lines = Vec::new();
+        for c in &objects {
+            if let Change::Dnssec(set) = c {
+                set.check().unwrap();
+                for rd in &set.rdata {
+                    set_lines.push(format!(
+                        "{}\t{}\tIN\t{}\t{}",
+                        set.id.owner.to_fqdn(),
+                        set.ttl,
+                        type_name(set.id.rtype),
+                        present(set.id.rtype, rd).unwrap()
+                    ));
+                }
+            }
+        }
+        assert!(set_lines.len() > 30, "{}", set_lines.len());
+        file_lines.sort();
+        set_lines.sort();
+        assert_eq!(file_lines, set_lines);
+        // The same state gives the same file.
+        let first = std::fs::read(&path).unwrap();
+        write_satellite_snapshot_with_keys(&store, &path, Some(&keys))
+            .await
+            .unwrap();
+        assert!(first == std::fs::read(&path).unwrap());
     }
 
     #[tokio::test]

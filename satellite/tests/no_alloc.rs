@@ -100,6 +100,12 @@ fn packet(name: &str, qtype: u16, qclass: u16, edns: Option<(u16, u8, bool)>) ->
 }
 
 fn zones() -> ZoneSet {
+    let (zone, domains, hosts) = objects();
+    ZoneSet::build(1, &[zone], &domains, &hosts)
+}
+
+/// The registry objects of [`zones`]: the zone `tld`, its domains and hosts.
+fn objects() -> (Zone, Vec<Domain>, Vec<Host>) {
     let domain = |name: &str, ns: &[&str], hold: bool| Domain {
         name: n(name),
         zone: n("tld"),
@@ -138,9 +144,8 @@ fn zones() -> ZoneSet {
         big.iter()
             .map(|h| host(h, &["192.0.2.3", "2001:db8::3", "2001:db8::4"])),
     );
-    ZoneSet::build(
-        1,
-        &[Zone {
+    (
+        Zone {
             name: n("tld"),
             soa: Soa {
                 mname: n("a.nic.tld"),
@@ -155,14 +160,78 @@ fn zones() -> ZoneSet {
             ds_ttl: 3600,
             nameservers: vec![n("a.nic.tld"), n("*.w.tld")],
             serial: 0,
-        }],
-        &[
+        },
+        vec![
             domain("foo.tld", &["ns1.foo.tld", "ns.example.net"], false),
             domain("held.tld", &["ns1.foo.tld"], true),
             domain("big.tld", &big_ref, false),
         ],
-        &hosts,
+        hosts,
     )
+}
+
+/// [`zones`] signed (algorithm 13, NSEC3 opt-out, or 15 with NSEC) as a master sends it, with
+/// one more delegation, `sec.tld`, that has a DS.
+fn signed_zones(denial: orrery_proto::dnssec::Denial) -> ZoneSet {
+    use orrery_proto::dnssec::{Denial, DnssecPolicy, KeyRole, KeyState, ZoneDnssec, ZoneKey};
+    use orrery_signer::key::{SigningKey, dnskey_rdata};
+    use orrery_signer::{PrivateKey, key_tag, objects};
+    let (zone, mut domains, hosts) = objects();
+    let mut sec = domains[0].clone();
+    sec.name = n("sec.tld");
+    sec.nameservers = vec![n("ns.example.net")];
+    sec.ds = vec![orrery_proto::Ds {
+        key_tag: 1,
+        algorithm: 13,
+        digest_type: 2,
+        digest: vec![0xAB; 32],
+    }];
+    domains.push(sec);
+    let key = match denial {
+        Denial::Nsec => PrivateKey::ed25519_from_seed(&[7; 32]).unwrap(),
+        _ => PrivateKey::p256_from_scalar(&[5; 32]).unwrap(),
+    };
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+    policy.denial = denial;
+    policy.algorithm = key.algorithm();
+    let public_key = key.public_key();
+    let dnssec = ZoneDnssec {
+        policy,
+        keys: vec![ZoneKey {
+            role: KeyRole::Csk,
+            algorithm: key.algorithm(),
+            key_tag: key_tag(&dnskey_rdata(257, key.algorithm(), &public_key)),
+            public_key,
+            state: KeyState::Active,
+            locator: "k".into(),
+            created: Timestamp(0),
+            published: None,
+            activated: None,
+            retired: None,
+            revoked: None,
+        }],
+    };
+    let mut records = Vec::new();
+    objects::apex_records(&zone, 1, &mut records);
+    for d in &domains {
+        objects::domain_records(&zone, d, &mut records);
+    }
+    for h in &hosts {
+        objects::host_records(&zone, h, &mut records);
+    }
+    let signed = orrery_signer::sign_zone(&zone.name, records, &dnssec, &|_| {
+        Some(&key as &dyn SigningKey)
+    })
+    .unwrap();
+    let mut changes = vec![Change::Zone(zone.clone())];
+    changes.extend(hosts.into_iter().map(Change::Host));
+    changes.extend(domains.into_iter().map(Change::Domain));
+    changes.extend(
+        orrery_signer::dnssec_rrsets(&zone.name, &signed)
+            .into_iter()
+            .map(Change::Dnssec),
+    );
+    ZoneSet::from_objects(1, &changes)
 }
 
 /// Runs `f` with allocations counted on this thread; returns how many there were.
@@ -565,6 +634,57 @@ fn steady_state_queries_do_not_allocate() {
         2 * answered
     );
     assert!(t.outcome(StatsOutcome::Truncated) > 0 && t.outcome(StatsOutcome::Dropped) > 0);
+}
+
+/// DO queries to a signed zone (NSEC3 opt-out and NSEC): signed apex RRsets, DNSKEY, a
+/// referral to a signed and to an unsigned delegation, NXDOMAIN at two depths (the SHA-1 of
+/// the next closer name), NODATA, wildcard answer and NODATA, DS present and absent, and
+/// answers that truncate: nothing allocates.
+#[test]
+fn signed_do_queries_do_not_allocate() {
+    use orrery_proto::dnssec::Denial;
+    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    for denial in [Denial::Nsec3OptOut, Denial::Nsec] {
+        let zones = signed_zones(denial);
+        assert!(zones.zones()[0].signed.is_signed());
+        let pipeline = Pipeline::new(
+            Selector::<Dns>::build(&config.selector).unwrap(),
+            Arc::new(ServedStore::new(Served::dns_only(zones))),
+            config.nsid(),
+        );
+        let mut packets = Vec::new();
+        for (name, t) in [
+            ("tld", rtype::SOA),
+            ("tld", rtype::NS),
+            ("tld", 48),
+            ("tld", 51),
+            ("tld", rtype::TXT),
+            ("tld", rtype::ANY),
+            ("www.foo.tld", rtype::A),
+            ("sec.tld", rtype::A),
+            ("sec.tld", rtype::DS),
+            ("foo.tld", rtype::DS),
+            ("nope.tld", rtype::A),
+            ("a.b.nope.tld", rtype::A),
+            ("a.nic.tld", rtype::A),
+            ("a.nic.tld", rtype::TXT),
+            ("nic.tld", rtype::A),
+            ("x.y.w.tld", rtype::A),
+            ("x.y.w.tld", rtype::TXT),
+            ("big.tld", rtype::A),
+        ] {
+            // `packet` sets DO with EDNS; 512 octets makes the larger answers truncate.
+            for edns in [Some((512, 0, false)), Some((1232, 0, true))] {
+                packets.push(packet(name, t, class::IN, edns));
+            }
+        }
+        let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
+        assert!(answered >= 50 * packets.len(), "{answered}");
+        assert_eq!(
+            allocations, 0,
+            "{allocations} allocations answering DO queries ({denial:?})"
+        );
+    }
 }
 
 /// Counting a query by itself — on a thread that never counted before (its slot is taken

@@ -274,13 +274,20 @@ impl Satellite {
     /// Starts a satellite from configuration text (its listen addresses are ignored: the
     /// sockets are bound here) and snapshot data.
     pub(crate) fn start(config: &str, data: &orrery_satellite::SnapshotData) -> Self {
+        let zones =
+            orrery_satellite::ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
+        Self::start_zones(config, zones)
+    }
+
+    /// [`Satellite::start`] with tables already built (a signed zone's, from a state file's
+    /// changes with their DNSSEC sets).
+    pub(crate) fn start_zones(config: &str, zones: orrery_satellite::ZoneSet) -> Self {
         use orrery_satellite::dns::leaf::Dns;
         use orrery_satellite::dns::server::Server;
-        use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
+        use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore};
         use std::sync::Arc;
 
         let config = Config::parse(config).expect("satellite config");
-        let zones = ZoneSet::build(data.serial, &data.zones, &data.domains, &data.hosts);
         let pipeline = Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).expect("selector"),
             Arc::new(ServedStore::new(Served::dns_only(zones))),

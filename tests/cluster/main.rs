@@ -4,6 +4,7 @@
 mod bind_fallback;
 mod command_line;
 mod differential;
+mod dnssec_serve;
 mod dnssec_validators;
 mod faults;
 mod harness;

@@ -59,6 +59,7 @@
 //! the shard being written) and the build falls back to applying the objects one by one, the
 //! last one winning, as a batch would.
 
+pub mod dnssec;
 pub mod hosts;
 pub mod table;
 
@@ -235,6 +236,8 @@ pub struct ZoneData {
     nodes: NameMap<NodeRecord>,
     /// Published wildcard owners (`*.…`); zero skips the wildcard search.
     wildcards: u32,
+    /// The zone's DNSSEC records from the master (empty when unsigned), [`dnssec`].
+    pub signed: dnssec::Signed,
 }
 
 impl ZoneData {
@@ -255,6 +258,7 @@ impl ZoneData {
             // registry where a third of the domains have in-bailiwick nameservers.
             nodes: NameMap::with_expected(expected),
             wildcards: 0,
+            signed: dnssec::Signed::default(),
         }
     }
 
@@ -356,6 +360,7 @@ impl ZoneData {
     fn seal(&mut self) {
         self.delegations.seal();
         self.nodes.seal();
+        self.signed.seal();
     }
 
     /// Shards of the delegation table.
@@ -434,8 +439,10 @@ impl ZoneSet {
         objects: impl IntoIterator<Item = &'a Change>,
         threads: usize,
     ) -> Self {
-        let (zones, hosts, domains) = Self::sort_objects(objects);
-        Self::from_parts(serial, &zones, &hosts, &domains, threads)
+        let (zones, hosts, domains, dnssec) = Self::sort_all(objects);
+        let mut set = Self::from_parts(serial, &zones, &hosts, &domains, threads);
+        set.put_dnssec(&dnssec);
+        set
     }
 
     /// As [`ZoneSet::from_objects`], by applying the objects one at a time as a batch would
@@ -445,25 +452,61 @@ impl ZoneSet {
         serial: Serial,
         objects: impl IntoIterator<Item = &'a Change>,
     ) -> Self {
-        let (zones, hosts, domains) = Self::sort_objects(objects);
-        Self::one_by_one(serial, &zones, &hosts, &domains)
+        let (zones, hosts, domains, dnssec) = Self::sort_all(objects);
+        let mut set = Self::one_by_one(serial, &zones, &hosts, &domains);
+        set.put_dnssec(&dnssec);
+        set
     }
 
+    #[cfg(test)]
     fn sort_objects<'a>(
         objects: impl IntoIterator<Item = &'a Change>,
     ) -> (Vec<&'a Zone>, Vec<&'a Host>, Vec<&'a Domain>) {
+        let (zones, hosts, domains, _) = Self::sort_all(objects);
+        (zones, hosts, domains)
+    }
+
+    /// The objects by kind, and the DNSSEC sets (applied after the zones they belong to).
+    #[allow(clippy::type_complexity)]
+    fn sort_all<'a>(
+        objects: impl IntoIterator<Item = &'a Change>,
+    ) -> (
+        Vec<&'a Zone>,
+        Vec<&'a Host>,
+        Vec<&'a Domain>,
+        Vec<&'a orrery_proto::dnssec::DnssecRrset>,
+    ) {
         let mut zones = Vec::new();
         let mut hosts = Vec::new();
         let mut domains = Vec::new();
+        let mut dnssec = Vec::new();
         for c in objects {
             match c {
                 Change::Zone(z) => zones.push(z),
                 Change::Host(h) => hosts.push(h),
                 Change::Domain(d) => domains.push(d),
+                Change::Dnssec(set) => dnssec.push(set),
                 _ => {}
             }
         }
-        (zones, hosts, domains)
+        (zones, hosts, domains, dnssec)
+    }
+
+    /// Adds the DNSSEC sets of a snapshot or state file to the zones they name (those of
+    /// unknown zones are skipped, as a batch skips them), then seals what they touched.
+    fn put_dnssec(&mut self, sets: &[&orrery_proto::dnssec::DnssecRrset]) {
+        if sets.is_empty() {
+            return;
+        }
+        for set in sets {
+            if let Some(i) = self.zone_index(&set.id.zone) {
+                let z = &mut self.zones[i];
+                z.signed.put(&z.apex, set);
+            }
+        }
+        for z in &mut self.zones {
+            z.signed.seal();
+        }
     }
 
     /// The bulk build, or the one-by-one build if the objects are not a set (see
@@ -688,9 +731,18 @@ impl ZoneSet {
             | Change::ContactRemoved(_)
             | Change::Registrar(_)
             | Change::RegistrarRemoved(_) => {}
-            // Not served yet (issue 13: DNSSEC serving is the next step); a satellite holds
-            // them in its state file and answers unsigned meanwhile.
-            Change::Dnssec(_) | Change::DnssecRemoved(_) => {}
+            Change::Dnssec(set) => {
+                if let Some(i) = self.zone_index(&set.id.zone) {
+                    let z = &mut self.zones[i];
+                    z.signed.put(&z.apex, set);
+                }
+            }
+            Change::DnssecRemoved(id) => {
+                if let Some(i) = self.zone_index(&id.zone) {
+                    let z = &mut self.zones[i];
+                    z.signed.remove(&z.apex, id);
+                }
+            }
         }
     }
 
@@ -995,6 +1047,95 @@ pub(crate) mod tests {
             created: Timestamp(0),
             updated: Timestamp(0),
         }
+    }
+
+    /// A signed test zone `tld` (one CSK, algorithm 13 with NSEC3 opt-out or 15 with NSEC) as a
+    /// master would send it: the objects and the signer's DNSSEC sets. Also returns the signed
+    /// zone, the reference the answers are checked against. `foo.tld` and `bar.tld` are
+    /// insecure delegations, `signed.tld` has a DS, `a.nic.tld`/`b.nic.tld` are authoritative
+    /// (`nic.tld` an empty non-terminal), `*.w.tld` a wildcard.
+    pub(crate) fn signed_sample(
+        denial: orrery_proto::dnssec::Denial,
+    ) -> (ZoneSet, Vec<Change>, orrery_signer::SignedZone) {
+        use orrery_proto::dnssec::{
+            Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneDnssec, ZoneKey,
+        };
+        use orrery_signer::key::{SigningKey, dnskey_rdata};
+        use orrery_signer::{PrivateKey, key_tag, objects};
+        let key = match denial {
+            Denial::Nsec => PrivateKey::ed25519_from_seed(&[7; 32]).unwrap(),
+            _ => PrivateKey::p256_from_scalar(&[5; 32]).unwrap(),
+        };
+        let alg = key.algorithm();
+        let public_key = key.public_key();
+        let mut policy = DnssecPolicy::tld_default(Timestamp(1_800_000_000));
+        policy.denial = denial;
+        policy.algorithm = alg;
+        assert!(matches!(
+            alg,
+            Algorithm::EcdsaP256Sha256 | Algorithm::Ed25519
+        ));
+        let dnssec = ZoneDnssec {
+            policy,
+            keys: vec![ZoneKey {
+                role: KeyRole::Csk,
+                algorithm: alg,
+                key_tag: key_tag(&dnskey_rdata(257, alg, &public_key)),
+                public_key,
+                state: KeyState::Active,
+                locator: "k".into(),
+                created: Timestamp(0),
+                published: None,
+                activated: None,
+                retired: None,
+                revoked: None,
+            }],
+        };
+        let z = zone(
+            "tld",
+            &["a.nic.tld", "b.nic.tld", "*.w.tld", "ns.outside.example"],
+        );
+        let mut signed = domain("signed.tld", "tld", &["ns1.signed.tld", "ns.other.example"]);
+        signed.ds = vec![orrery_proto::Ds {
+            key_tag: 12345,
+            algorithm: 13,
+            digest_type: 2,
+            digest: vec![0xAA; 32],
+        }];
+        let domains = [
+            domain("foo.tld", "tld", &["ns1.foo.tld", "ns2.foo.tld"]),
+            domain("bar.tld", "tld", &["ns1.foo.tld", "ns.bar.example"]),
+            signed,
+        ];
+        let hosts = [
+            host("a.nic.tld", &["192.0.2.1", "2001:db8::1"]),
+            host("b.nic.tld", &["192.0.2.2"]),
+            host("*.w.tld", &["192.0.2.5"]),
+            host("ns1.foo.tld", &["192.0.2.10", "2001:db8::10"]),
+            host("ns2.foo.tld", &["192.0.2.11"]),
+            host("ns1.signed.tld", &["192.0.2.20"]),
+        ];
+        let mut records = Vec::new();
+        objects::apex_records(&z, 7, &mut records);
+        for d in &domains {
+            objects::domain_records(&z, d, &mut records);
+        }
+        for h in &hosts {
+            objects::host_records(&z, h, &mut records);
+        }
+        let signed_zone = orrery_signer::sign_zone(&z.name, records, &dnssec, &|_| {
+            Some(&key as &dyn SigningKey)
+        })
+        .unwrap();
+        let mut changes = vec![Change::Zone(z.clone())];
+        changes.extend(hosts.iter().cloned().map(Change::Host));
+        changes.extend(domains.iter().cloned().map(Change::Domain));
+        changes.extend(
+            orrery_signer::dnssec_rrsets(&z.name, &signed_zone)
+                .into_iter()
+                .map(Change::Dnssec),
+        );
+        (ZoneSet::from_objects(7, &changes), changes, signed_zone)
     }
 
     /// The test zone used across the crate's unit tests.
