@@ -25,6 +25,7 @@ use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
 use orrery_satellite::rds::Rds;
 use orrery_satellite::served::dispose_in_background;
+use orrery_satellite::xfr::XfrService;
 use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -199,7 +200,10 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     );
     let zones = Arc::new(ServedStore::new(served));
     let selector = Selector::<Dns>::build(&config.selector)?;
-    let pipeline = Arc::new(Pipeline::new(selector, Arc::clone(&zones), config.nsid()));
+    let pipeline = Arc::new(
+        Pipeline::new(selector, Arc::clone(&zones), config.nsid())
+            .with_xfr(XfrService::for_settings(&config.settings, &zones)),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,6 +19,7 @@ use crate::dns::wire::{Event, Limited, Transport};
 use crate::selector::Selector;
 use crate::served::ServedStore;
 use crate::stats::{Outcome, Qtype, QueryStats};
+use crate::xfr::XfrService;
 
 /// Shared, immutable-after-start state of the query path.
 pub struct Pipeline {
@@ -29,6 +30,9 @@ pub struct Pipeline {
     /// The counters every query is recorded in; shared with the pipelines that replace this
     /// one, so totals are the process's.
     pub stats: Arc<QueryStats>,
+    /// Zone transfers, when the satellite serves them: the TCP edge hands AXFR and IXFR
+    /// queries to it instead of the Selector.
+    pub xfr: Option<Arc<XfrService>>,
 }
 
 impl Pipeline {
@@ -38,7 +42,14 @@ impl Pipeline {
             served,
             nsid: nsid.map(|n| &*Box::leak(n.into_boxed_slice())),
             stats: Arc::default(),
+            xfr: None,
         }
+    }
+
+    /// This pipeline, handing transfers to `xfr`.
+    pub fn with_xfr(mut self, xfr: Option<Arc<XfrService>>) -> Self {
+        self.xfr = xfr;
+        self
     }
 
     /// This pipeline, counting into `stats` (those of the satellite) instead of its own.

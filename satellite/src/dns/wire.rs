@@ -572,6 +572,14 @@ impl Response {
         self.finish();
     }
 
+    /// Lowers the size limit to `size` octets for the whole message (OPT included): the
+    /// messages of a zone transfer are kept well below 64 KiB (RFC 5936 §2.2 lets a server
+    /// choose), so that a transfer holds small buffers and its TSIG fits after them. Call
+    /// after [`Response::begin`].
+    pub fn limit_to(&mut self, size: usize) {
+        self.limit = self.limit.saturating_sub(MAX_MESSAGE.saturating_sub(size));
+    }
+
     /// Size of the question echo: where the answer section starts.
     pub fn len(&self) -> usize {
         self.len

@@ -60,6 +60,7 @@
 //! last one winning, as a batch would.
 
 pub mod hosts;
+pub mod records;
 pub mod table;
 
 use std::net::IpAddr;

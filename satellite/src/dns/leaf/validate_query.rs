@@ -12,7 +12,7 @@
 //! | AXFR over UDP                             | FORMERR                    | RFC 5936 §4.2      |
 //! | AXFR or IXFR of a name that is not the    | NOTAUTH                    | RFC 5936 §2.2.1    |
 //! | apex of a served zone                     |                            |                    |
-//! | AXFR over TCP or IXFR of a served apex    | REFUSED (no transfers yet) | RFC 5936 §2.2.1    |
+//! | AXFR over TCP or IXFR of a served apex    | REFUSED (no `xfr` service) | RFC 5936 §2.2.1    |
 //! | MAILA, MAILB                              | NOTIMP                     | RFC 1035 §3.2.3    |
 //!
 //! Every response to a query that had an OPT record carries one, these errors included
@@ -20,7 +20,8 @@
 //! whatever else is wrong. Knot 3.2 does so for NOTIMP and FORMERR, but, like NSD 4.6, leaves
 //! the OPT out when the OPT itself is at fault (repeated, misplaced, malformed); §7 asks for it
 //! ("the response MUST include an OPT record"), so the satellite sends it. A served apex is refused a transfer, as NSD does when no
-//! `provide-xfr` allows it; other names are NOTAUTH, as NSD and Knot answer.
+//! `provide-xfr` allows it; other names are NOTAUTH, as NSD and Knot answer. With an `xfr`
+//! service the DNS TCP edge hands AXFR and IXFR to it before the Selector ([`crate::xfr`]).
 
 use crate::dns::leaf::{Ctx, Dns};
 use crate::dns::wire::{Event, Problem, Query, Transport, class, rcode, rtype};
