@@ -234,6 +234,10 @@ impl Server {
             cancel,
         });
         let tracker = TaskTracker::new();
+        // NOTIFY to secondaries runs as long as the server whose pipeline has the service.
+        if let Some(xfr) = &shared.pipeline.xfr {
+            tracker.spawn(xfr.notifier(shared.cancel.clone()));
+        }
         for listener in tcp {
             tracker.spawn(accept_loop(listener, Arc::clone(&shared)));
         }

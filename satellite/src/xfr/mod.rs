@@ -33,6 +33,7 @@
 //! in this one. The records come from the one walk of the zone tables
 //! ([`crate::zone::records`]).
 
+pub mod notify;
 pub mod stream;
 pub mod tsig;
 
@@ -72,6 +73,8 @@ pub struct XfrService {
     per_address: Arc<PerAddress>,
     rate: RateLimiter,
     served: Arc<ServedStore>,
+    /// Secondaries to NOTIFY, with the key to sign with.
+    notify: Vec<(orrery_proto::link::NotifyTarget, Option<Arc<Key>>)>,
     pub stats: XfrStats,
 }
 
@@ -147,12 +150,25 @@ impl XfrService {
             exempt: Vec::new(),
         })
         .expect("rates above 0 from checked settings");
+        let keys: Vec<Arc<Key>> = settings
+            .keys
+            .iter()
+            .map(|k| Arc::new(Key::new(k)))
+            .collect();
+        let notify = settings
+            .notify
+            .iter()
+            .map(|t| {
+                let key = t
+                    .key
+                    .as_ref()
+                    .and_then(|name| keys.iter().find(|k| &k.name == name).cloned());
+                (t.clone(), key)
+            })
+            .collect();
         Self {
-            keys: settings
-                .keys
-                .iter()
-                .map(|k| Arc::new(Key::new(k)))
-                .collect(),
+            keys,
+            notify,
             acl: settings.acl.clone(),
             idle_timeout,
             total_timeout,
@@ -164,9 +180,14 @@ impl XfrService {
         }
     }
 
-    /// The configured keys (NOTIFY signs with them).
+    /// The configured keys.
     pub fn keys(&self) -> &[Arc<Key>] {
         &self.keys
+    }
+
+    /// The NOTIFY task of this service ([`notify::run`]), to run until `cancel`.
+    pub fn notifier(&self, cancel: CancellationToken) -> impl Future<Output = ()> + use<> {
+        notify::run(Arc::clone(&self.served), self.notify.clone(), cancel)
     }
 
     /// Answers the transfer request `request` (a whole DNS message, without its TCP length)

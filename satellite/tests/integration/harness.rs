@@ -61,7 +61,12 @@ impl TestServer {
         let udp_addr = udp.local_addr().unwrap();
         let served = Arc::clone(&pipeline);
         let (server, tcp_addr) = runtime.block_on(async {
-            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            // TCP on the UDP port when it is free, as a secondary expects (SOA over UDP,
+            // transfers over TCP, one address).
+            let tcp = match tokio::net::TcpListener::bind(udp_addr).await {
+                Ok(l) => l,
+                Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            };
             let tcp_addr = tcp.local_addr().unwrap();
             let server = Server::start(
                 pipeline,
