@@ -1111,6 +1111,11 @@ mod tests {
         let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
         assert_eq!(s1.whois.as_ref().unwrap().tcp.len(), 1);
         assert_eq!(s1.rdap.as_ref().unwrap().http.len(), 1);
+        let xfr = s1.xfr.as_ref().unwrap();
+        assert_eq!((xfr.keys.len(), xfr.acl.len(), xfr.notify.len()), (1, 1, 1));
+        assert_eq!(xfr.keys[0].secret, b"secret-secret-secret-secret!");
+        assert_eq!(xfr.ixfr_window, Some(500));
+        assert!(s2.xfr.is_none());
         // Both satellites get the registration data Selector from the defaults.
         assert_eq!(s1.rds_selector_toml, s2.rds_selector_toml);
         let rds: toml::Table = toml::from_str(&s2.rds_selector_toml).unwrap();
