@@ -74,6 +74,15 @@ impl Pipeline {
             nsid: self.nsid,
         };
         let responded = self.selector.run(ev, &ctx);
+        // A query signed with TSIG (a secondary's SOA query) gets a signed answer, or the
+        // RFC 8945 error. Only queries with additional records are looked at, so the
+        // unsigned path stays as it was (allocation-free); signed ones allocate a little.
+        if responded
+            && let Some(xfr) = &self.xfr
+            && packet.get(10..12).is_some_and(|ar| ar != [0, 0])
+        {
+            xfr.sign_answer(packet, ev);
+        }
         let outcome = match (responded, ev.limited) {
             (true, Limited::Slipped) => Outcome::Slipped,
             (true, _) if ev.response.truncated => Outcome::Truncated,

@@ -783,6 +783,15 @@ impl Response {
         &self.buf[..self.len]
     }
 
+    /// Replaces the finished message with `bytes` (at most 64 KiB): a TSIG-signed copy of it
+    /// ([`crate::xfr::XfrService::sign_answer`]).
+    pub fn set_finished(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&bytes[..n]);
+        self.len = n;
+        self.finished = true;
+    }
+
     /// The finished message (empty before [`Response::finish`]).
     pub fn bytes(&self) -> &[u8] {
         if self.finished {

@@ -263,6 +263,29 @@ impl XfrService {
         outcome
     }
 
+    /// Signs the finished answer in `ev` to the TSIG-signed query `packet` (RFC 8945 §5.3),
+    /// or replaces it with the NOTAUTH answer of §5.2 when the signature fails. A query
+    /// without TSIG is left alone. For the queries secondaries send beside transfers (SOA
+    /// before an IXFR): BIND refuses an unsigned answer to a signed query.
+    pub fn sign_answer(&self, packet: &[u8], ev: &mut crate::dns::wire::Event) {
+        let Ok(Some(t)) = tsig::find(packet) else {
+            return;
+        };
+        let now = tsig::now();
+        let out = match tsig::verify(&self.keys, packet, &t, now) {
+            Ok(mut signer) => {
+                let mut out = framed(ev.response.bytes());
+                signer.sign_at(&mut out, 2, now, 0, &[]);
+                out
+            }
+            Err(refusal) => {
+                self.stats.tsig_failed.fetch_add(1, Ordering::Relaxed);
+                tsig_error_answer(&ev.query, refusal, now)
+            }
+        };
+        ev.response.set_finished(&out[2..]);
+    }
+
     async fn write_one(
         &self,
         stream: &mut TcpStream,

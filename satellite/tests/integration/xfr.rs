@@ -257,6 +257,26 @@ fn bad_requests_get_the_rfc_answers() {
     bad.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
     bad[11] = 2;
     assert_eq!(ask(bad).0.response_code, ResponseCode::FormErr);
+    // A signed SOA query (what a secondary sends before an IXFR) over UDP gets a signed
+    // answer; with a wrong secret, NOTAUTH and BADSIG.
+    let soa = request("tld", RecordType::SOA, None);
+    let reply =
+        crate::harness::udp_exchange(s.udp, &signed(soa.clone(), &good_key(), now)).unwrap();
+    let (m, t) = parse(&reply);
+    assert_eq!(
+        (m.response_code, m.answers.len()),
+        (ResponseCode::NoError, 1)
+    );
+    let t = t.expect("a signed answer");
+    assert_eq!((t.error, t.mac.len()), (0, 32));
+    let reply = crate::harness::udp_exchange(
+        s.udp,
+        &signed(soa, &key(b"the-wrong-secret-for-this-key"), now),
+    )
+    .unwrap();
+    let (m, t) = parse(&reply);
+    assert_eq!(m.response_code, ResponseCode::NotAuth);
+    assert_eq!(t.unwrap().error, tsig::error::BADSIG);
     // Other queries on the same listener still go through the Selector.
     let mut c = tcp_connect(s.tcp);
     crate::harness::tcp_send(
@@ -486,10 +506,17 @@ fn nsd_follows_by_ixfr_after_notify() {
     follows(Secondary::Nsd);
 }
 
+/// The same with BIND, which also signs its SOA queries and refuses unsigned answers to them.
+#[test]
+fn bind_follows_by_ixfr_after_notify() {
+    follows(Secondary::Bind);
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Secondary {
     Knot,
     Nsd,
+    Bind,
 }
 
 impl Secondary {
@@ -497,6 +524,7 @@ impl Secondary {
         match self {
             Self::Knot => "knotd",
             Self::Nsd => "nsd",
+            Self::Bind => "named",
         }
     }
 
@@ -579,12 +607,44 @@ zone:
 "#
                 ),
             ),
+            Self::Bind => (
+                "named.conf",
+                format!(
+                    r#"options {{
+    directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    recursion no;
+    notify no;
+    dnssec-validation no;
+    allow-transfer {{ 127.0.0.1; }};
+}};
+controls {{ }};
+key "k1" {{ algorithm hmac-sha256; secret "{SECRET_B64}"; }};
+logging {{
+    channel file {{ file "{d}/secondary.log"; severity info; print-time yes; }};
+    category default {{ file; }};
+    category xfer-in {{ file; }};
+    category notify {{ file; }};
+}};
+zone "tld" {{
+    type secondary;
+    primaries {{ 127.0.0.1 port {sat} key k1; }};
+    file "{d}/tld.db";
+}};
+"#
+                ),
+            ),
         };
         let conf = dir.join(file).display().to_string();
         std::fs::write(&conf, text).unwrap();
         match self {
             Self::Knot => vec!["-c".into(), conf],
             Self::Nsd => vec!["-d".into(), "-c".into(), conf],
+            Self::Bind => vec!["-f".into(), "-n".into(), "1".into(), "-c".into(), conf],
         }
     }
 
@@ -598,6 +658,7 @@ zone:
                 "received update to serial 2026",
                 "received update to serial 2029",
             ),
+            Self::Bind => ("transferred serial 2026", "transferred serial 2029"),
         }
     }
 }
