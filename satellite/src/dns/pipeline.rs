@@ -72,6 +72,7 @@ impl Pipeline {
         let ctx = Ctx {
             zones: &served.zones,
             nsid: self.nsid,
+            transfers: self.xfr.is_some(),
         };
         let responded = self.selector.run(ev, &ctx);
         // A query signed with TSIG (a secondary's SOA query) gets a signed answer, or the

@@ -238,7 +238,8 @@ fn no_data(zone: &ZoneData, r: &mut Response) {
     soa(zone, Section::Authority, zone.negative_ttl(), r);
 }
 
-fn soa(zone: &ZoneData, section: Section, ttl: u32, r: &mut Response) -> bool {
+/// The zone's SOA RRset in `section` (the question's owner in ANSWER, else the apex).
+pub(crate) fn soa(zone: &ZoneData, section: Section, ttl: u32, r: &mut Response) -> bool {
     r.rrset(section, true, |r| {
         let owner = if section == Section::Answer {
             Owner::Question
