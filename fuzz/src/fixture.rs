@@ -225,6 +225,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
         served: Arc::new(ServedStore::new(Served::dns_only(zones))),
         nsid: *NSID.get_or_init(|| config.nsid().map(|n| &*Box::leak(n.into_boxed_slice()))),
         stats: Arc::default(),
+        xfr: None,
     }
 }
 

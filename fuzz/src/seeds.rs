@@ -360,6 +360,24 @@ fn link() -> Vec<Vec<u8>> {
         }),
         rds_selector_toml: fixture::RDS_SELECTOR.into(),
         metrics: "127.0.0.1:9153".into(),
+        // Zone transfer out: a key named by an ACL rule and a NOTIFY target.
+        xfr: Some(pb::XfrService {
+            keys: vec![pb::TsigKey {
+                name: "k1.".into(),
+                algorithm: "hmac-sha256".into(),
+                secret: vec![7; 32],
+            }],
+            acl: vec![pb::XfrAclRule {
+                prefixes: vec!["127.0.0.1".into(), "::1/128".into()],
+                key: "k1".into(),
+            }],
+            notify: vec![pb::NotifyTarget {
+                address: "127.0.0.1:5301".into(),
+                key: "k1".into(),
+            }],
+            ixfr_window: 10,
+            ..Default::default()
+        }),
     };
     seeds.push(link_seed(
         2,

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_proto::link::convert::MIN_CHECKIN_INTERVAL;
-use orrery_proto::link::settings_file::{self, DnsSection, FieldError, RdapSection, WhoisSection};
+use orrery_proto::link::settings_file::{
+    self, DnsSection, FieldError, RdapSection, WhoisSection, XfrSection,
+};
 use orrery_proto::link::tls::{SatelliteId, TlsFiles};
 use orrery_proto::link::{SatelliteSettings, pb};
 use orrery_proto::selector::{LeafConfig, LeafSettings, RdsLeafConfig, SelectorConfig};
@@ -117,6 +119,8 @@ struct SatelliteSection {
     rds_selector: Option<String>,
     /// Where the satellite serves Prometheus metrics, `IP:PORT` on its own machine.
     metrics: Option<String>,
+    /// Zone transfer out (keys, ACL, NOTIFY targets, limits).
+    xfr: Option<XfrSection>,
 }
 
 impl SatelliteSection {
@@ -134,6 +138,7 @@ impl SatelliteSection {
             selector: self.selector.or_else(|| d.selector.clone()),
             rds_selector: self.rds_selector.or_else(|| d.rds_selector.clone()),
             metrics: self.metrics.or_else(|| d.metrics.clone()),
+            xfr: self.xfr.or_else(|| d.xfr.clone()),
         }
     }
 }
@@ -664,6 +669,7 @@ fn satellite(
     let dns = s.dns.map(|d| d.read(&f("dns"))).transpose()?;
     let whois = s.whois.map(|w| w.read(&f("whois"))).transpose()?;
     let rdap = s.rdap.map(|r| r.read(&f("rdap"))).transpose()?;
+    let xfr = s.xfr.map(|x| x.read(&f("xfr"))).transpose()?;
     if dns.is_none() && whois.is_none() && rdap.is_none() {
         return Err(field(
             format!("satellites.{name}"),
@@ -718,6 +724,7 @@ fn satellite(
                     .map_err(|e| field(f("metrics"), format!("{a:?}: {e}")))
             })
             .transpose()?,
+        xfr,
     };
     // What the satellite checks on receipt, checked here by the same code on the message the
     // master will send: anything it would refuse is refused at load.
@@ -1104,6 +1111,11 @@ mod tests {
         let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
         assert_eq!(s1.whois.as_ref().unwrap().tcp.len(), 1);
         assert_eq!(s1.rdap.as_ref().unwrap().http.len(), 1);
+        let xfr = s1.xfr.as_ref().unwrap();
+        assert_eq!((xfr.keys.len(), xfr.acl.len(), xfr.notify.len()), (1, 1, 1));
+        assert_eq!(xfr.keys[0].secret, b"secret-secret-secret-secret!");
+        assert_eq!(xfr.ixfr_window, Some(500));
+        assert!(s2.xfr.is_none());
         // Both satellites get the registration data Selector from the defaults.
         assert_eq!(s1.rds_selector_toml, s2.rds_selector_toml);
         let rds: toml::Table = toml::from_str(&s2.rds_selector_toml).unwrap();

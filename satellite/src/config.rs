@@ -9,6 +9,7 @@
 //!  [whois]    tcp, max_connections, …  (optional)                      │ read by the same
 //!  [rdap]     http, https, tls_cert, …  (optional)                     │ code (orrery_proto::
 //!  [leaves.*] + [[chains]]            the DNS Selector                 │ link::settings_file)
+//!  [xfr]      keys, acl, notify, limits (optional)                     │
 //!  [rds]      leaves + chains         the Whois/RDAP Selector          ─┘
 //!             (optional: the built-in default chain)
 //! ```
@@ -24,7 +25,9 @@ use std::time::Duration;
 
 #[cfg(test)]
 use orrery_proto::link::convert::MAX_NSID_LEN;
-use orrery_proto::link::settings_file::{DnsSection, FieldError, RdapSection, WhoisSection};
+use orrery_proto::link::settings_file::{
+    DnsSection, FieldError, RdapSection, WhoisSection, XfrSection,
+};
 use orrery_proto::link::{SatelliteSettings, pb};
 use serde::Deserialize;
 
@@ -48,6 +51,8 @@ struct ConfigFile {
     edns: EdnsSection,
     whois: Option<WhoisSection>,
     rdap: Option<RdapSection>,
+    /// Zone transfer out, the master's `xfr` table.
+    xfr: Option<XfrSection>,
     /// The Whois/RDAP Selector's `leaves` and `chains`.
     rds: Option<toml::Table>,
     /// The DNS Selector's tables, parsed by [`SelectorConfig::from_table`] so that errors name
@@ -147,6 +152,7 @@ impl Config {
         }
         let whois = file.whois.map(|w| w.read("whois")).transpose()?;
         let rdap = file.rdap.map(|r| r.read("rdap")).transpose()?;
+        let xfr = file.xfr.map(|x| x.read("xfr")).transpose()?;
         let nsid = match (file.edns.nsid, file.edns.nsid_hex) {
             (Some(_), Some(_)) => {
                 return Err(field("edns.nsid", "give nsid or nsid_hex, not both".into()));
@@ -206,6 +212,7 @@ impl Config {
                         .map_err(|e| field("metrics", format!("{a:?}: {e} (give IP:PORT)")))
                 })
                 .transpose()?,
+            xfr,
         };
         // The satellite's receipt check, as on settings from a master; its field names are the
         // master's, mapped back to this file's tables.

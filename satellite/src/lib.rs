@@ -37,6 +37,8 @@
 //! - [`snapshot`]: a registry held by value ([`SnapshotData`]) and read from or written to a
 //!   state file (the format is `orrery_proto::state_file`), for tests, tools and `--snapshot`.
 //! - [`config`]: the TOML configuration, validated once into typed values.
+//! - [`xfr`]: zone transfer out: AXFR and IXFR with TSIG, handed over by the DNS TCP
+//!   listener, with limits of their own; NOTIFY to secondaries.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
 //!
@@ -56,6 +58,7 @@ pub mod served;
 pub mod snapshot;
 pub mod stats;
 pub mod tcp;
+pub mod xfr;
 pub mod zone;
 
 pub use config::{Config, ConfigError};

@@ -27,6 +27,7 @@ use orrery_satellite::rds::Rds;
 use orrery_satellite::served::dispose_in_background;
 use orrery_satellite::stats::SatelliteMetrics;
 use orrery_satellite::stats::listener::MetricsListener;
+use orrery_satellite::xfr::XfrService;
 use orrery_satellite::{BuildOptions, Config, Pipeline, Selector, Served, ServedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -207,7 +208,8 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let selector = Selector::<Dns>::build(&config.selector)?;
     let pipeline = Arc::new(
         Pipeline::new(selector, Arc::clone(&zones), config.nsid())
-            .with_stats(Arc::clone(&metrics.queries)),
+            .with_stats(Arc::clone(&metrics.queries))
+            .with_xfr(XfrService::for_settings(&config.settings, &zones)),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

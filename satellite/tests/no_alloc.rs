@@ -687,6 +687,41 @@ fn signed_do_queries_do_not_allocate() {
     }
 }
 
+/// The same queries on a satellite that serves zone transfers: the TCP edge's test for a
+/// transfer and the pipeline's look for a TSIG (queries with an OPT have an additional
+/// record) allocate nothing for unsigned queries.
+#[test]
+fn steady_state_queries_with_transfers_served_do_not_allocate() {
+    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let served = Arc::new(ServedStore::new(Served::dns_only(zones())));
+    let xfr = orrery_proto::link::XfrSettings {
+        keys: vec![orrery_proto::link::TsigKey {
+            name: Name::from_ascii("k1").unwrap(),
+            algorithm: orrery_proto::link::TsigAlgorithm::HmacSha256,
+            secret: vec![1; 32],
+        }],
+        ..Default::default()
+    };
+    let service = Arc::new(orrery_satellite::xfr::XfrService::new(
+        &xfr,
+        Arc::clone(&served),
+    ));
+    let pipeline = Pipeline::new(
+        Selector::<Dns>::build(&config.selector).unwrap(),
+        served,
+        config.nsid(),
+    )
+    .with_xfr(Some(service));
+    let packets = dns_packets();
+    for p in &packets {
+        // What the TCP loop asks of every query before the Selector.
+        let _ = std::hint::black_box(orrery_satellite::xfr::transfer_qtype(p));
+    }
+    let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
+    assert!(answered > 50 * packets.len());
+    assert_eq!(allocations, 0, "{allocations} allocations in steady state");
+}
+
 /// Counting a query by itself — on a thread that never counted before (its slot is taken
 /// then), then in steady state — allocates nothing.
 #[test]

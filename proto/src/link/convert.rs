@@ -645,7 +645,121 @@ pub struct SatelliteSettings {
     pub rds_selector_toml: String,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: no metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// Zone transfer out; `None`: AXFR and IXFR of a served apex are refused.
+    pub xfr: Option<XfrSettings>,
 }
+
+/// Zone transfer out (issue 14): TSIG keys, who may transfer, whom to NOTIFY, the transfers'
+/// own limits. Every `None` is the satellite's default, given beside each field. A received
+/// one names only defined keys, each key once.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct XfrSettings {
+    pub keys: Vec<TsigKey>,
+    /// The first rule whose prefixes contain the client decides; none matching: REFUSED.
+    pub acl: Vec<XfrAclRule>,
+    pub notify: Vec<NotifyTarget>,
+    /// Transfers at once over every client; default [`DEFAULT_MAX_TRANSFERS`].
+    pub max_transfers: Option<u32>,
+    /// Transfers at once from one client address (IPv6: one /64); default
+    /// [`DEFAULT_MAX_TRANSFERS_PER_ADDRESS`].
+    pub max_transfers_per_address: Option<u32>,
+    /// Transfers one client address may start per minute; default
+    /// [`DEFAULT_TRANSFERS_PER_MINUTE`].
+    pub transfers_per_minute: Option<u32>,
+    /// How long a transfer waits for its client to take the next message; default
+    /// [`DEFAULT_XFR_IDLE_TIMEOUT`].
+    pub idle_timeout: Option<Duration>,
+    /// How long a whole transfer may take; default [`DEFAULT_XFR_TOTAL_TIMEOUT`].
+    pub total_timeout: Option<Duration>,
+    /// Serials of recent changes kept per zone for IXFR; default [`DEFAULT_IXFR_WINDOW`].
+    pub ixfr_window: Option<u32>,
+    /// The catalog zone (RFC 9432) listing the served zones; `None`: none.
+    pub catalog_zone: Option<Name>,
+}
+
+/// A TSIG key (RFC 8945 §4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    pub name: Name,
+    pub algorithm: TsigAlgorithm,
+    /// The shared secret, at least [`MIN_TSIG_SECRET`] octets.
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TsigKey {
+    /// Never prints the secret (settings are logged).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &format_args!("<{} octets>", self.secret.len()))
+            .finish()
+    }
+}
+
+/// The TSIG algorithms a satellite speaks (RFC 8945 §6: HMAC-SHA256 is mandatory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// The algorithm's name as configured and as written in a TSIG record (without the dot).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HmacSha256 => "hmac-sha256",
+            Self::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    /// The algorithm of a configured or received name (case-insensitive, trailing dot
+    /// allowed).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        [Self::HmacSha256, Self::HmacSha512]
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One rule of the transfer ACL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XfrAclRule {
+    /// At least one.
+    pub prefixes: Vec<Prefix>,
+    /// The key requests must be signed with; `None`: unsigned requests are allowed too.
+    pub key: Option<Name>,
+}
+
+/// A secondary to NOTIFY (RFC 1996).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub address: SocketAddr,
+    /// The key NOTIFY messages are signed with; `None`: unsigned.
+    pub key: Option<Name>,
+}
+
+/// Transfers at once when the configuration says nothing: a handful of secondaries each
+/// following a few zones.
+pub const DEFAULT_MAX_TRANSFERS: u32 = 16;
+/// Transfers at once from one client address when the configuration says nothing (an AXFR and
+/// an IXFR of another zone).
+pub const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: u32 = 2;
+/// Transfers one client address may start per minute when the configuration says nothing:
+/// one a second, far above what a secondary that follows NOTIFY and its refresh timer needs.
+pub const DEFAULT_TRANSFERS_PER_MINUTE: u32 = 60;
+/// How long a transfer waits for its client to take a message by default.
+pub const DEFAULT_XFR_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole transfer may take by default: a million-domain AXFR takes seconds.
+pub const DEFAULT_XFR_TOTAL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Serials of recent changes kept per zone for IXFR by default.
+pub const DEFAULT_IXFR_WINDOW: u32 = 100;
+/// Most serials kept per zone for IXFR: each holds the records that changed.
+pub const MAX_IXFR_WINDOW: u32 = 100_000;
+/// The shortest TSIG secret accepted: RFC 8945 §6 asks for keys as long as the hash output;
+/// 16 octets refuses the obviously weak while accepting what `tsig-keygen` writes (32).
+pub const MIN_TSIG_SECRET: usize = 16;
 
 /// Where and how a satellite serves DNS. A received one has at least one address. Every
 /// `None` (and an empty `cpu_affinity`) is the satellite's default, given beside each field.
@@ -870,6 +984,46 @@ impl From<&RdapListen> for pb::RdapService {
     }
 }
 
+impl From<&XfrSettings> for pb::XfrService {
+    fn from(x: &XfrSettings) -> Self {
+        let key_text = |k: &Option<Name>| k.as_ref().map(name_text).unwrap_or_default();
+        Self {
+            keys: x
+                .keys
+                .iter()
+                .map(|k| pb::TsigKey {
+                    name: name_text(&k.name),
+                    algorithm: k.algorithm.name().to_owned(),
+                    secret: k.secret.clone(),
+                })
+                .collect(),
+            acl: x
+                .acl
+                .iter()
+                .map(|r| pb::XfrAclRule {
+                    prefixes: r.prefixes.iter().map(Prefix::to_string).collect(),
+                    key: key_text(&r.key),
+                })
+                .collect(),
+            notify: x
+                .notify
+                .iter()
+                .map(|n| pb::NotifyTarget {
+                    address: n.address.to_string(),
+                    key: key_text(&n.key),
+                })
+                .collect(),
+            max_transfers: x.max_transfers.unwrap_or(0),
+            max_transfers_per_address: x.max_transfers_per_address.unwrap_or(0),
+            transfers_per_minute: x.transfers_per_minute.unwrap_or(0),
+            idle_timeout_ms: timeout_ms(x.idle_timeout),
+            total_timeout_ms: timeout_ms(x.total_timeout),
+            ixfr_window: x.ixfr_window.unwrap_or(0),
+            catalog_zone: x.catalog_zone.as_ref().map(name_text).unwrap_or_default(),
+        }
+    }
+}
+
 impl From<&SatelliteSettings> for pb::SatelliteConfig {
     fn from(s: &SatelliteSettings) -> Self {
         let mut msg = Self {
@@ -885,6 +1039,7 @@ impl From<&SatelliteSettings> for pb::SatelliteConfig {
             rdap: s.rdap.as_ref().map(pb::RdapService::from),
             rds_selector_toml: s.rds_selector_toml.clone(),
             metrics: s.metrics.map(|a| a.to_string()).unwrap_or_default(),
+            xfr: s.xfr.as_ref().map(pb::XfrService::from),
         };
         // The version is the digest of the message without it; prost encodes fields in number
         // order and this message has no maps, so equal settings give equal bytes.
@@ -955,6 +1110,94 @@ impl Ctx<'_> {
             udp_batch: nonzero(d.udp_batch),
             udp_reuseport: d.udp_reuseport,
             cpu_affinity: d.cpu_affinity.clone(),
+        })
+    }
+
+    fn xfr(&self, x: &pb::XfrService) -> Result<XfrSettings, ConvertError> {
+        let mut keys: Vec<TsigKey> = Vec::with_capacity(x.keys.len());
+        for k in &x.keys {
+            let name = self.name("xfr.keys.name", &k.name)?;
+            if keys.iter().any(|other| other.name == name) {
+                return Err(self.err("xfr.keys.name", format!("{:?} defined twice", k.name)));
+            }
+            let algorithm = TsigAlgorithm::from_name(&k.algorithm).ok_or_else(|| {
+                self.err(
+                    "xfr.keys.algorithm",
+                    format!(
+                        "{:?} (key {:?}): not hmac-sha256 or hmac-sha512",
+                        k.algorithm, k.name
+                    ),
+                )
+            })?;
+            if k.secret.len() < MIN_TSIG_SECRET {
+                return Err(self.err(
+                    "xfr.keys.secret",
+                    format!(
+                        "key {:?}: {} octets, at least {MIN_TSIG_SECRET}",
+                        k.name,
+                        k.secret.len()
+                    ),
+                ));
+            }
+            keys.push(TsigKey {
+                name,
+                algorithm,
+                secret: k.secret.clone(),
+            });
+        }
+        let key_ref = |field: &'static str, text: &str| -> Result<Option<Name>, ConvertError> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            let name = self.name(field, text)?;
+            if !keys.iter().any(|k| k.name == name) {
+                return Err(self.err(field, format!("{text:?} is not a defined key")));
+            }
+            Ok(Some(name))
+        };
+        let mut acl = Vec::with_capacity(x.acl.len());
+        for r in &x.acl {
+            if r.prefixes.is_empty() {
+                return Err(self.err("xfr.acl.prefixes", "a rule without prefixes"));
+            }
+            acl.push(XfrAclRule {
+                prefixes: r
+                    .prefixes
+                    .iter()
+                    .map(|p| Prefix::parse(p).map_err(|e| self.err("xfr.acl.prefixes", e)))
+                    .collect::<Result<_, _>>()?,
+                key: key_ref("xfr.acl.key", &r.key)?,
+            });
+        }
+        let mut notify = Vec::with_capacity(x.notify.len());
+        for n in &x.notify {
+            notify.push(NotifyTarget {
+                address: self.addrs("xfr.notify.address", std::slice::from_ref(&n.address))?[0],
+                key: key_ref("xfr.notify.key", &n.key)?,
+            });
+        }
+        if x.ixfr_window > MAX_IXFR_WINDOW {
+            return Err(self.err(
+                "xfr.ixfr_window",
+                format!("{}, at most {MAX_IXFR_WINDOW}", x.ixfr_window),
+            ));
+        }
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        let ms = |v: u32| nonzero(v).map(|ms| Duration::from_millis(u64::from(ms)));
+        Ok(XfrSettings {
+            keys,
+            acl,
+            notify,
+            max_transfers: nonzero(x.max_transfers),
+            max_transfers_per_address: nonzero(x.max_transfers_per_address),
+            transfers_per_minute: nonzero(x.transfers_per_minute),
+            idle_timeout: ms(x.idle_timeout_ms),
+            total_timeout: ms(x.total_timeout_ms),
+            ixfr_window: nonzero(x.ixfr_window),
+            catalog_zone: match x.catalog_zone.as_str() {
+                "" => None,
+                text => Some(self.name("xfr.catalog_zone", text)?),
+            },
         })
     }
 
@@ -1041,6 +1284,11 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
         let dns = c.dns.as_ref().map(|d| cx.dns(d)).transpose()?;
         let whois = c.whois.as_ref().map(|w| cx.whois(w)).transpose()?;
         let rdap = c.rdap.as_ref().map(|r| cx.rdap(r)).transpose()?;
+        let xfr = c.xfr.as_ref().map(|x| cx.xfr(x)).transpose()?;
+        if xfr.is_some() && dns.as_ref().is_none_or(|d| d.tcp.is_empty()) {
+            // Transfers are served on the DNS TCP listeners.
+            return Err(cx.err("xfr", "needs a dns.tcp address to serve transfers on"));
+        }
         if c.nsid.len() > MAX_NSID_LEN {
             return Err(cx.err(
                 "nsid",
@@ -1066,6 +1314,7 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
             selector_toml: c.selector_toml,
             rds_selector_toml: c.rds_selector_toml,
             metrics,
+            xfr,
         })
     }
 }
@@ -1452,7 +1701,100 @@ mod tests {
             selector_toml: "[[chains]]\nname = \"main\"\nleaves = []\n".into(),
             rds_selector_toml: "[[chains]]\nname = \"rds\"\nleaves = []\n".into(),
             metrics: Some("127.0.0.1:9153".parse().unwrap()),
+            xfr: Some(xfr()),
         }
+    }
+
+    fn xfr() -> XfrSettings {
+        XfrSettings {
+            keys: vec![TsigKey {
+                name: n("sec1.key"),
+                algorithm: TsigAlgorithm::HmacSha256,
+                secret: vec![7; 32],
+            }],
+            acl: vec![
+                XfrAclRule {
+                    prefixes: vec![Prefix::parse("127.0.0.0/8").unwrap()],
+                    key: Some(n("sec1.key")),
+                },
+                XfrAclRule {
+                    prefixes: vec![Prefix::parse("::1").unwrap()],
+                    key: None,
+                },
+            ],
+            notify: vec![NotifyTarget {
+                address: "127.0.0.1:5301".parse().unwrap(),
+                key: Some(n("sec1.key")),
+            }],
+            max_transfers: Some(4),
+            max_transfers_per_address: Some(1),
+            transfers_per_minute: Some(10),
+            idle_timeout: Some(Duration::from_secs(3)),
+            total_timeout: Some(Duration::from_secs(30)),
+            ixfr_window: Some(50),
+            catalog_zone: Some(n("catalog.invalid")),
+        }
+    }
+
+    /// The transfer settings travel whole and every field a peer could get wrong is refused
+    /// with its name; the secret never appears in a debug print.
+    #[test]
+    fn xfr_settings_travel_and_are_checked() {
+        let s = settings();
+        let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&s)).unwrap();
+        assert_eq!(back.xfr, s.xfr);
+        let mut other = s.clone();
+        other.xfr.as_mut().unwrap().keys[0].secret[0] = 8;
+        assert_ne!(
+            other.version(),
+            s.version(),
+            "a new secret is a new version"
+        );
+        assert!(!format!("{:?}", s.xfr).contains("7, 7"));
+        fn x(msg: &mut pb::SatelliteConfig) -> &mut pb::XfrService {
+            msg.xfr.as_mut().unwrap()
+        }
+        type Edit = fn(&mut pb::SatelliteConfig);
+        let cases: [(Edit, &str); 10] = [
+            (
+                |m| x(m).keys[0].algorithm = "hmac-md5".into(),
+                "xfr.keys.algorithm",
+            ),
+            (|m| x(m).keys[0].secret.truncate(8), "xfr.keys.secret"),
+            (|m| x(m).keys[0].name = "bad..name".into(), "xfr.keys.name"),
+            (
+                |m| {
+                    let k = x(m).keys[0].clone();
+                    x(m).keys.push(k);
+                },
+                "xfr.keys.name",
+            ),
+            (|m| x(m).acl[0].key = "other.key".into(), "xfr.acl.key"),
+            (|m| x(m).acl[0].prefixes.clear(), "xfr.acl.prefixes"),
+            (
+                |m| x(m).acl[1].prefixes[0] = "10.0.0.0/33".into(),
+                "xfr.acl.prefixes",
+            ),
+            (
+                |m| x(m).notify[0].address = "localhost:53".into(),
+                "xfr.notify.address",
+            ),
+            (
+                |m| x(m).ixfr_window = MAX_IXFR_WINDOW + 1,
+                "xfr.ixfr_window",
+            ),
+            (|m| m.dns.as_mut().unwrap().tcp.clear(), "xfr"),
+        ];
+        for (edit, field) in cases {
+            assert_eq!(settings_err(msg_with(edit)).field, field);
+        }
+        // Names compare case-insensitively, as TSIG key names do (RFC 8945 §4.2).
+        let msg = msg_with(|m| x(m).acl[0].key = "SEC1.Key.".into());
+        assert!(SatelliteSettings::try_from(msg).is_ok());
+        assert_eq!(
+            TsigAlgorithm::from_name("HMAC-SHA256."),
+            Some(TsigAlgorithm::HmacSha256)
+        );
     }
 
     fn settings_err(msg: pb::SatelliteConfig) -> ConvertError {
@@ -1511,6 +1853,7 @@ mod tests {
             selector_toml: String::new(),
             rds_selector_toml: String::new(),
             metrics: None,
+            xfr: None,
             ..s.clone()
         };
         let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&bare)).unwrap();

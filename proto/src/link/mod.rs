@@ -43,7 +43,10 @@ pub mod pb {
     tonic::include_proto!("orrery.v1");
 }
 
-pub use convert::{ConvertError, DnsListen, RdapListen, RdapTls, SatelliteSettings, WhoisListen};
+pub use convert::{
+    ConvertError, DnsListen, NotifyTarget, RdapListen, RdapTls, SatelliteSettings, TsigAlgorithm,
+    TsigKey, WhoisListen, XfrAclRule, XfrSettings,
+};
 
 /// The largest message either end accepts (a change batch or a snapshot chunk). Batches are
 /// bounded by the master's per-poll journal limit; this leaves ample room.

@@ -18,7 +18,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::convert::{DnsListen, RdapListen, RdapTls, WhoisListen};
+use base64::Engine as _;
+
+use super::convert::{
+    DnsListen, NotifyTarget, RdapListen, RdapTls, TsigAlgorithm, TsigKey, WhoisListen, XfrAclRule,
+    XfrSettings,
+};
+use crate::name::Name;
 use crate::prefix::Prefix;
 
 /// A field of a settings table that cannot be used.
@@ -81,6 +87,131 @@ pub struct RdapSection {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+}
+
+/// The zone transfer table (issue 14): keys, ACL, NOTIFY targets, limits.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XfrSection {
+    #[serde(default)]
+    pub keys: Vec<TsigKeySection>,
+    #[serde(default)]
+    pub acl: Vec<XfrAclSection>,
+    #[serde(default)]
+    pub notify: Vec<NotifySection>,
+    pub max_transfers: Option<u32>,
+    pub max_transfers_per_address: Option<u32>,
+    pub transfers_per_minute: Option<u32>,
+    pub idle_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
+    pub ixfr_window: Option<u32>,
+    pub catalog_zone: Option<String>,
+}
+
+/// A TSIG key as BIND's `key` statement and `tsig-keygen` write it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKeySection {
+    pub name: String,
+    pub algorithm: String,
+    /// Base64 (RFC 4648 §4).
+    pub secret: String,
+}
+
+/// One ACL rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XfrAclSection {
+    pub prefixes: Vec<String>,
+    pub key: Option<String>,
+}
+
+/// One NOTIFY target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    pub address: String,
+    pub key: Option<String>,
+}
+
+impl XfrSection {
+    /// The settings of this table, found at `at` (its path, for errors). What the wire format
+    /// checks as well (keys defined once and named by the rules, secret lengths, the window's
+    /// range) is left to the receipt check, which every reader of this table runs next.
+    pub fn read(&self, at: &str) -> Result<XfrSettings, FieldError> {
+        let f = |what: &str| format!("{at}.{what}");
+        let name = |what: &str, text: &str| {
+            Name::from_ascii(text).map_err(|e| field(f(what), format!("{text:?}: {e}")))
+        };
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| {
+                Ok(TsigKey {
+                    name: name("keys.name", &k.name)?,
+                    algorithm: TsigAlgorithm::from_name(&k.algorithm).ok_or_else(|| {
+                        field(
+                            f("keys.algorithm"),
+                            format!("{:?}: not hmac-sha256 or hmac-sha512", k.algorithm),
+                        )
+                    })?,
+                    secret: base64::engine::general_purpose::STANDARD
+                        .decode(k.secret.trim())
+                        .map_err(|e| {
+                            field(
+                                f("keys.secret"),
+                                format!("key {:?}: not base64 ({e})", k.name),
+                            )
+                        })?,
+                })
+            })
+            .collect::<Result<_, FieldError>>()?;
+        let key =
+            |what: &str, k: &Option<String>| k.as_deref().map(|text| name(what, text)).transpose();
+        let acl = self
+            .acl
+            .iter()
+            .map(|r| {
+                Ok(XfrAclRule {
+                    prefixes: r
+                        .prefixes
+                        .iter()
+                        .map(|p| Prefix::parse(p).map_err(|e| field(f("acl.prefixes"), e)))
+                        .collect::<Result<_, _>>()?,
+                    key: key("acl.key", &r.key)?,
+                })
+            })
+            .collect::<Result<_, FieldError>>()?;
+        let notify = self
+            .notify
+            .iter()
+            .map(|n| {
+                Ok(NotifyTarget {
+                    address: addrs(&f("notify.address"), std::slice::from_ref(&n.address))?[0],
+                    key: key("notify.key", &n.key)?,
+                })
+            })
+            .collect::<Result<_, FieldError>>()?;
+        Ok(XfrSettings {
+            keys,
+            acl,
+            notify,
+            max_transfers: above_zero(f("max_transfers"), self.max_transfers)?,
+            max_transfers_per_address: above_zero(
+                f("max_transfers_per_address"),
+                self.max_transfers_per_address,
+            )?,
+            transfers_per_minute: above_zero(f("transfers_per_minute"), self.transfers_per_minute)?,
+            idle_timeout: timeout(f("idle_timeout_ms"), self.idle_timeout_ms)?,
+            total_timeout: timeout(f("total_timeout_ms"), self.total_timeout_ms)?,
+            ixfr_window: above_zero(f("ixfr_window"), self.ixfr_window)?,
+            catalog_zone: self
+                .catalog_zone
+                .as_deref()
+                .map(|t| name("catalog_zone", t))
+                .transpose()?,
+        })
+    }
 }
 
 /// `IP:PORT` addresses.
@@ -309,5 +440,37 @@ mod tests {
             .read("whois")
             .unwrap_err();
         assert_eq!(e.field, "whois.tcp");
+    }
+
+    #[test]
+    fn xfr_table_reads_keys_in_base64_and_names_bad_fields() {
+        let xfr = |text: &str| toml::from_str::<XfrSection>(text).unwrap().read("xfr");
+        let x = xfr(r#"
+            acl = [{ prefixes = ["127.0.0.0/8"], key = "k1" }, { prefixes = ["::1"] }]
+            notify = [{ address = "127.0.0.1:5301", key = "k1" }]
+            ixfr_window = 10
+            catalog_zone = "catalog.invalid"
+            [[keys]]
+            name = "k1"
+            algorithm = "hmac-sha256"
+            secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        "#)
+        .unwrap();
+        assert_eq!(x.keys[0].secret, (0u8..32).collect::<Vec<_>>());
+        assert_eq!(x.acl[1].key, None);
+        assert_eq!(x.notify[0].key, x.acl[0].key);
+        assert_eq!(x.ixfr_window, Some(10));
+        let err = |text: &str| xfr(text).unwrap_err().field;
+        assert_eq!(
+            err("[[keys]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"!!\""),
+            "xfr.keys.secret"
+        );
+        assert_eq!(
+            err("[[keys]]\nname = \"k\"\nalgorithm = \"md5\"\nsecret = \"\""),
+            "xfr.keys.algorithm"
+        );
+        assert_eq!(err("max_transfers = 0"), "xfr.max_transfers");
+        assert_eq!(err("notify = [{ address = \"x\" }]"), "xfr.notify.address");
+        assert!(toml::from_str::<XfrSection>("bogus = 1").is_err());
     }
 }

@@ -19,6 +19,7 @@ use crate::dns::wire::{Event, Limited, Transport};
 use crate::selector::Selector;
 use crate::served::ServedStore;
 use crate::stats::{Outcome, Qtype, QueryStats};
+use crate::xfr::XfrService;
 
 /// Shared, immutable-after-start state of the query path.
 pub struct Pipeline {
@@ -29,6 +30,9 @@ pub struct Pipeline {
     /// The counters every query is recorded in; shared with the pipelines that replace this
     /// one, so totals are the process's.
     pub stats: Arc<QueryStats>,
+    /// Zone transfers, when the satellite serves them: the TCP edge hands AXFR and IXFR
+    /// queries to it instead of the Selector.
+    pub xfr: Option<Arc<XfrService>>,
 }
 
 impl Pipeline {
@@ -38,7 +42,14 @@ impl Pipeline {
             served,
             nsid: nsid.map(|n| &*Box::leak(n.into_boxed_slice())),
             stats: Arc::default(),
+            xfr: None,
         }
+    }
+
+    /// This pipeline, handing transfers to `xfr`.
+    pub fn with_xfr(mut self, xfr: Option<Arc<XfrService>>) -> Self {
+        self.xfr = xfr;
+        self
     }
 
     /// This pipeline, counting into `stats` (those of the satellite) instead of its own.
@@ -61,8 +72,18 @@ impl Pipeline {
         let ctx = Ctx {
             zones: &served.zones,
             nsid: self.nsid,
+            transfers: self.xfr.is_some(),
         };
         let responded = self.selector.run(ev, &ctx);
+        // A query signed with TSIG (a secondary's SOA query) gets a signed answer, or the
+        // RFC 8945 error. Only queries with additional records are looked at, so the
+        // unsigned path stays as it was (allocation-free); signed ones allocate a little.
+        if responded
+            && let Some(xfr) = &self.xfr
+            && packet.get(10..12).is_some_and(|ar| ar != [0, 0])
+        {
+            xfr.sign_answer(packet, ev);
+        }
         let outcome = match (responded, ev.limited) {
             (true, Limited::Slipped) => Outcome::Slipped,
             (true, _) if ev.response.truncated => Outcome::Truncated,

@@ -234,6 +234,10 @@ impl Server {
             cancel,
         });
         let tracker = TaskTracker::new();
+        // NOTIFY to secondaries runs as long as the server whose pipeline has the service.
+        if let Some(xfr) = &shared.pipeline.xfr {
+            tracker.spawn(xfr.notifier(shared.cancel.clone()));
+        }
         for listener in tcp {
             tracker.spawn(accept_loop(listener, Arc::clone(&shared)));
         }
@@ -348,6 +352,23 @@ async fn answer_queries(
         while let Some(len) = framed_len(&input[start..filled]) {
             let query = &input[start + 2..start + 2 + len];
             start += 2 + len;
+            if let Some(xfr) = &shared.pipeline.xfr
+                && crate::xfr::transfer_qtype(query).is_some()
+            {
+                // A zone transfer: the answers gathered so far go first, then the transfer
+                // runs on this connection (its own limits and timeouts, crate::xfr).
+                if out > 0 && write(stream, &output[..out], shared).await.is_err() {
+                    return End::Now;
+                }
+                out = 0;
+                if xfr.serve(stream, peer, query, &shared.cancel).await
+                    == crate::xfr::Outcome::Close
+                {
+                    return End::Now;
+                }
+                answered = answered.saturating_add(1);
+                continue;
+            }
             if let Some(response) = shared.pipeline.handle(query, peer.ip(), Transport::Tcp, ev) {
                 if out + 2 + response.len() > output.len() {
                     // Flush what is gathered; an answer larger than the buffer goes alone.

@@ -572,6 +572,14 @@ impl Response {
         self.finish();
     }
 
+    /// Lowers the size limit to `size` octets for the whole message (OPT included): the
+    /// messages of a zone transfer are kept well below 64 KiB (RFC 5936 §2.2 lets a server
+    /// choose), so that a transfer holds small buffers and its TSIG fits after them. Call
+    /// after [`Response::begin`].
+    pub fn limit_to(&mut self, size: usize) {
+        self.limit = self.limit.saturating_sub(MAX_MESSAGE.saturating_sub(size));
+    }
+
     /// Size of the question echo: where the answer section starts.
     pub fn len(&self) -> usize {
         self.len
@@ -773,6 +781,15 @@ impl Response {
             header[10..12].copy_from_slice(&additional.to_be_bytes());
         }
         &self.buf[..self.len]
+    }
+
+    /// Replaces the finished message with `bytes` (at most 64 KiB): a TSIG-signed copy of it
+    /// ([`crate::xfr::XfrService::sign_answer`]).
+    pub fn set_finished(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&bytes[..n]);
+        self.len = n;
+        self.finished = true;
     }
 
     /// The finished message (empty before [`Response::finish`]).

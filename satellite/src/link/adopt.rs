@@ -17,6 +17,7 @@ use crate::rds::Rds;
 use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::selector::Selector;
 use crate::stats::listener::MetricsListener;
+use crate::xfr::XfrService;
 
 impl Link {
     /// Takes a configuration message from the master: checks it, then adopts it. One that
@@ -95,10 +96,12 @@ impl Link {
                 o.selector_toml != new.selector_toml
                     || o.nsid != new.nsid
                     || o.hostname != new.hostname
+                    || o.xfr != new.xfr
             });
             if pipeline_changed {
                 let pipeline = Pipeline::new(selector, Arc::clone(zones), new.nsid.clone())
-                    .with_stats(Arc::clone(&self.metrics.queries));
+                    .with_stats(Arc::clone(&self.metrics.queries))
+                    .with_xfr(XfrService::for_settings(&new, zones));
                 serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
                 tracing::info!("query pipeline replaced with the master's new selector");
             }
@@ -230,7 +233,8 @@ impl Link {
             LinkError::Protocol(format!("the configuration's selector does not build: {e}"))
         })?;
         let pipeline = Pipeline::new(selector, Arc::clone(zones), settings.nsid.clone())
-            .with_stats(Arc::clone(&self.metrics.queries));
+            .with_stats(Arc::clone(&self.metrics.queries))
+            .with_xfr(XfrService::for_settings(settings, zones));
         serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
         tracing::info!(
             udp = ?serving.udp_addrs(),

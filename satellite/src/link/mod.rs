@@ -483,6 +483,7 @@ mod tests {
             selector_toml: selector_toml.into(),
             rds_selector_toml: String::new(),
             metrics: None,
+            xfr: None,
         }
     }
 

@@ -14,8 +14,10 @@
 //! copy: the memory a batch costs is in proportion to the batch, and a reader that keeps an
 //! old version only keeps the shards that changed since.
 
+pub mod history;
 pub mod shards;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
@@ -25,6 +27,7 @@ use crate::rds::Directory;
 use crate::served::shards::build_threads;
 use crate::snapshot::SnapshotData;
 use crate::zone::{ZoneError, ZoneSet};
+use history::History;
 
 /// What to build besides the DNS tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub struct Served {
     pub directory: Directory,
     /// Whether batches update the directory ([`BuildOptions::directory`]).
     with_directory: bool,
+    /// Recent changes per zone for IXFR (empty unless transfers are served).
+    pub history: History,
 }
 
 impl Default for Served {
@@ -61,6 +66,7 @@ impl Default for Served {
             zones: ZoneSet::default(),
             directory: Directory::default(),
             with_directory: true,
+            history: History::default(),
         }
     }
 }
@@ -83,6 +89,7 @@ impl Served {
             zones: ZoneSet::build(serial, zones, domains, hosts),
             directory,
             with_directory: true,
+            history: History::default(),
         }
     }
 
@@ -93,6 +100,7 @@ impl Served {
             zones,
             directory: Directory::default(),
             with_directory: false,
+            history: History::default(),
         }
     }
 
@@ -131,6 +139,7 @@ impl Served {
             zones,
             directory,
             with_directory: options.directory,
+            history: History::default(),
         }
     }
 
@@ -183,6 +192,7 @@ impl Served {
             zones,
             directory,
             with_directory: options.directory,
+            history: History::default(),
         }
     }
 
@@ -230,6 +240,8 @@ impl Served {
 /// The served state shared by every worker: the current version, swapped whole.
 pub struct ServedStore {
     current: ArcSwap<Served>,
+    /// Serials of changes kept per zone for IXFR ([`History`]); 0: none are kept.
+    ixfr_window: AtomicUsize,
     /// Serialises writers; readers never take it.
     writer: Mutex<()>,
 }
@@ -239,6 +251,7 @@ impl ServedStore {
     pub fn new(served: Served) -> Self {
         Self {
             current: ArcSwap::from_pointee(served),
+            ixfr_window: AtomicUsize::new(0),
             writer: Mutex::new(()),
         }
     }
@@ -271,10 +284,25 @@ impl ServedStore {
     /// and a query that began before sees the old one whole.
     pub fn apply(&self, batch: ChangeBatch) -> Result<(), ZoneError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Served::clone(&self.current.load());
+        let current = self.current.load();
+        let mut next = Served::clone(&current);
         next.apply(&batch)?;
+        // The differences are computed here, on the applying thread, before the swap: off the
+        // query path, and a version never appears without the history that leads to it.
+        match self.ixfr_window.load(Ordering::Relaxed) {
+            0 => next.history = History::default(),
+            window => next
+                .history
+                .record(&current.zones, &next.zones, &batch, window),
+        }
         self.current.store(Arc::new(next));
         Ok(())
+    }
+
+    /// Keeps the differences of the last `window` serials of each zone from the next batch on
+    /// (0: none). The transfer service sets it when it starts.
+    pub fn set_ixfr_window(&self, window: usize) {
+        self.ixfr_window.store(window, Ordering::Relaxed);
     }
 }
 

@@ -61,6 +61,7 @@
 
 pub mod dnssec;
 pub mod hosts;
+pub mod records;
 pub mod table;
 
 use std::net::IpAddr;

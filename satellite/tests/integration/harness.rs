@@ -10,6 +10,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use orrery_satellite::dns::leaf::Dns;
 use orrery_satellite::dns::server::Server;
 use orrery_satellite::dns::udp::UdpSockets;
+use orrery_satellite::xfr::XfrService;
 use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, SnapshotData, ZoneSet};
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +43,14 @@ impl TestServer {
             &data.domains,
             &data.hosts,
         ))));
-        let pipeline = Arc::new(Pipeline::new(
-            Selector::<Dns>::build(&config.selector).unwrap(),
-            Arc::clone(&zones),
-            config.nsid(),
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(
+                Selector::<Dns>::build(&config.selector).unwrap(),
+                Arc::clone(&zones),
+                config.nsid(),
+            )
+            .with_xfr(XfrService::for_settings(&config.settings, &zones)),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -57,7 +61,12 @@ impl TestServer {
         let udp_addr = udp.local_addr().unwrap();
         let served = Arc::clone(&pipeline);
         let (server, tcp_addr) = runtime.block_on(async {
-            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            // TCP on the UDP port when it is free, as a secondary expects (SOA over UDP,
+            // transfers over TCP, one address).
+            let tcp = match tokio::net::TcpListener::bind(udp_addr).await {
+                Ok(l) => l,
+                Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            };
             let tcp_addr = tcp.local_addr().unwrap();
             let server = Server::start(
                 pipeline,

@@ -12,3 +12,4 @@ mod standalone;
 mod tcp;
 mod udp;
 mod whois;
+mod xfr;

@@ -516,7 +516,15 @@ fn no_data(zone: &ZoneData, sec: Sec<'_>, r: &mut Response) {
     soa(zone, sec, Section::Authority, zone.negative_ttl(), r);
 }
 
-fn soa(zone: &ZoneData, sec: Sec<'_>, section: Section, ttl: u32, r: &mut Response) -> bool {
+/// The zone's SOA RRset in `section` (the question's owner in ANSWER, else the apex), with its
+/// RRSIGs when `sec`.
+pub(crate) fn soa(
+    zone: &ZoneData,
+    sec: Sec<'_>,
+    section: Section,
+    ttl: u32,
+    r: &mut Response,
+) -> bool {
     r.rrset(section, true, |r| {
         let owner = if section == Section::Answer {
             Owner::Question
@@ -908,7 +916,11 @@ mod tests {
                 "127.0.0.1".parse().unwrap(),
                 tr,
             );
-            let ctx = Ctx { zones, nsid: None };
+            let ctx = Ctx {
+                zones,
+                nsid: None,
+                transfers: false,
+            };
             assert!(selector().run(&mut ev, &ctx));
             ev.response.bytes().to_vec()
         }
