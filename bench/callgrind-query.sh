@@ -3,7 +3,7 @@
 # load of a shared machine does not move them), the satellite beside Knot (issue 11).
 #   bench/callgrind-query.sh [DOMAINS] [QUERIES]      (default 100000, 10000)
 # The same store, files and configurations as bench/cpu-split.sh; each server runs under
-# `valgrind --tool=callgrind --collect-atstart=no`, collection is switched on once it answers,
+# `valgrind --tool=callgrind --instr-atstart=no`, instrumentation is switched on once it answers,
 # then dnsperf sends QUERIES referrals (-n 1 over a file of QUERIES names, -Q 500: valgrind
 # runs the server's threads one at a time), then QUERIES NXDOMAINs; prints the instructions
 # (Ir) of the server per answer, and keeps the callgrind files in $CALLGRIND_OUT (default
@@ -56,7 +56,7 @@ for server in satellite knot; do
     else
         port=$sat_port; cmd=("$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/sat.toml")
     fi
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out/$server.%p" "${cmd[@]}" >"$work/$server.log" 2>&1 &
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/$server.%p" "${cmd[@]}" >"$work/$server.log" 2>&1 &
     pid=$!; pids+=("$pid")
     python3 bench/peers.py wait-answer "$port" "$probe" 900 >/dev/null || { tail "$work/$server.log"; exit 1; }
     sleep 5
@@ -69,7 +69,8 @@ for server in satellite knot; do
         read -r _ done lost < <(python3 bench/peers.py dnsperf "$work/perf")
         sleep 1
         f=$(ls -t "$out/$server.$pid"* | head -1)
-        ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
+        # "summary:" is 0 when instrumentation was switched on after the start; "totals:" counts.
+        ir=$(awk '/^totals:/ { print $2; exit }' "$f")
         awk -v s="$server" -v m="$mix" -v ir="$ir" -v n="$done" -v l="$lost" -v f="$f" \
             'BEGIN { printf "%s %s: %d answered (%d lost), %.0f instructions per answer (%s)\n", s, m, n, l, ir / n, f }'
     done

@@ -442,6 +442,10 @@ pub struct Response {
     counts: [u16; 3],
     section: Section,
     names: [u16; COMPRESSION_SLOTS],
+    /// The uncompressed length (root included) of the name each slot of `names` starts: a
+    /// suffix is compared only with slots of its own length, so that most slots cost one
+    /// byte compare instead of a walk (compression was 40% of a referral's instructions).
+    name_lens: [u8; COMPRESSION_SLOTS],
     names_len: usize,
     pub rcode: u16,
     pub authoritative: bool,
@@ -476,6 +480,7 @@ impl Response {
             counts: [0; 3],
             section: Section::Answer,
             names: [0; COMPRESSION_SLOTS],
+            name_lens: [0; COMPRESSION_SLOTS],
             names_len: 0,
             rcode: 0,
             authoritative: false,
@@ -550,7 +555,8 @@ impl Response {
             self.buf[self.len + 2..self.len + 4].copy_from_slice(&query.qclass.to_be_bytes());
             self.len += 4;
             for i in 0..query.label_count {
-                self.remember(start + query.label_starts[i] as usize);
+                let at = query.label_starts[i] as usize;
+                self.remember(start + at, qname.len() - at);
             }
         }
         self.question_end = self.len;
@@ -666,39 +672,46 @@ impl Response {
         let mut pos = 0;
         while pos < name.len() && name[pos] != 0 {
             if let Some(target) = self.find_suffix(&name[pos..]) {
-                self.put_labels(&name[..pos])?;
+                self.put_labels(name, pos)?;
                 return self.put_u16(0xC000 | target);
             }
             pos += 1 + name[pos] as usize;
         }
-        self.put_labels(&name[..pos])?;
+        self.put_labels(name, pos)?;
         self.put_u8(0)
     }
 
-    /// Writes uncompressed labels (no root) and remembers where each starts.
-    fn put_labels(&mut self, labels: &[u8]) -> Result<(), Full> {
+    /// Writes the labels of `name` before `upto` uncompressed (no root) and remembers where
+    /// each starts, with the length of the name from there (the rest is `name[upto..]`,
+    /// written compressed or as the root).
+    fn put_labels(&mut self, name: &[u8], upto: usize) -> Result<(), Full> {
         let start = self.len;
-        self.put_bytes(labels)?;
+        self.put_bytes(&name[..upto])?;
         let mut pos = 0;
-        while pos < labels.len() {
-            self.remember(start + pos);
-            pos += 1 + labels[pos] as usize;
+        while pos < upto {
+            self.remember(start + pos, name.len() - pos);
+            pos += 1 + name[pos] as usize;
         }
         Ok(())
     }
 
-    fn remember(&mut self, offset: usize) {
+    /// Remembers a name of `len` octets (uncompressed, root included) at `offset`.
+    fn remember(&mut self, offset: usize, len: usize) {
         if self.names_len < COMPRESSION_SLOTS && offset < 0x4000 {
             self.names[self.names_len] = offset as u16;
+            // A wire name is at most 255 octets; a longer one (never written) matches nothing.
+            self.name_lens[self.names_len] = u8::try_from(len).unwrap_or(0);
             self.names_len += 1;
         }
     }
 
     fn find_suffix(&self, suffix: &[u8]) -> Option<u16> {
         let msg = &self.buf[..self.len];
-        self.names[..self.names_len]
-            .iter()
-            .copied()
+        // The length first: equal names have equal lengths, and one byte rejects the rest.
+        let len = suffix.len();
+        (0..self.names_len)
+            .filter(|&i| usize::from(self.name_lens[i]) == len)
+            .map(|i| self.names[i])
             .find(|&off| name_at_equals(msg, off as usize, suffix))
     }
 
@@ -1179,5 +1192,34 @@ pub(crate) mod tests {
         assert!(parsed.truncation);
         assert_eq!(parsed.authorities.len(), 1);
         assert_eq!(parsed.queries[0].name().to_string(), "www.Foo.tld.");
+    }
+
+    /// Names written in the response are compression targets too, matched by length first:
+    /// an equal suffix is found, an equally long different one is not.
+    #[test]
+    fn compresses_against_names_of_the_response() {
+        let mut q = Query::default();
+        q.parse(&query_packet("x.tld", rtype::NS, class::IN, None));
+        let mut r = Response::new();
+        r.begin(&q, Transport::Udp, None);
+        let first = r.len();
+        r.put_name(b"\x03ns1\x03bar\x03tld\x00").unwrap();
+        // "ns1" "bar", then a pointer to the question's "tld" (offset 12 + 2).
+        assert_eq!(&r.buf[first..r.len()], b"\x03ns1\x03bar\xC0\x0E");
+        let second = r.len();
+        r.put_name(b"\x03ns2\x03bar\x03tld\x00").unwrap();
+        // "ns2", then a pointer to the first name's "bar.tld".
+        let bar = (first + 4) as u8;
+        assert_eq!(&r.buf[second..r.len()], &[3, b'n', b's', b'2', 0xC0, bar]);
+        let third = r.len();
+        r.put_name(b"\x03ns1\x03baz\x03tld\x00").unwrap();
+        assert_eq!(&r.buf[third..r.len()], b"\x03ns1\x03baz\xC0\x0E");
+        let fourth = r.len();
+        r.put_name(b"\x03NS1\x03bar\x03tld\x00").unwrap();
+        assert_eq!(
+            &r.buf[fourth..r.len()],
+            &[0xC0, first as u8],
+            "whole name, any case"
+        );
     }
 }
