@@ -442,10 +442,6 @@ pub struct Response {
     counts: [u16; 3],
     section: Section,
     names: [u16; COMPRESSION_SLOTS],
-    /// The uncompressed length (root included) of the name each slot of `names` starts: a
-    /// suffix is compared only with slots of its own length, so that most slots cost one
-    /// byte compare instead of a walk (compression was 40% of a referral's instructions).
-    name_lens: [u8; COMPRESSION_SLOTS],
     names_len: usize,
     pub rcode: u16,
     pub authoritative: bool,
@@ -480,7 +476,6 @@ impl Response {
             counts: [0; 3],
             section: Section::Answer,
             names: [0; COMPRESSION_SLOTS],
-            name_lens: [0; COMPRESSION_SLOTS],
             names_len: 0,
             rcode: 0,
             authoritative: false,
@@ -555,8 +550,7 @@ impl Response {
             self.buf[self.len + 2..self.len + 4].copy_from_slice(&query.qclass.to_be_bytes());
             self.len += 4;
             for i in 0..query.label_count {
-                let at = query.label_starts[i] as usize;
-                self.remember(start + at, qname.len() - at);
+                self.remember(start + query.label_starts[i] as usize);
             }
         }
         self.question_end = self.len;
@@ -672,46 +666,39 @@ impl Response {
         let mut pos = 0;
         while pos < name.len() && name[pos] != 0 {
             if let Some(target) = self.find_suffix(&name[pos..]) {
-                self.put_labels(name, pos)?;
+                self.put_labels(&name[..pos])?;
                 return self.put_u16(0xC000 | target);
             }
             pos += 1 + name[pos] as usize;
         }
-        self.put_labels(name, pos)?;
+        self.put_labels(&name[..pos])?;
         self.put_u8(0)
     }
 
-    /// Writes the labels of `name` before `upto` uncompressed (no root) and remembers where
-    /// each starts, with the length of the name from there (the rest is `name[upto..]`,
-    /// written compressed or as the root).
-    fn put_labels(&mut self, name: &[u8], upto: usize) -> Result<(), Full> {
+    /// Writes uncompressed labels (no root) and remembers where each starts.
+    fn put_labels(&mut self, labels: &[u8]) -> Result<(), Full> {
         let start = self.len;
-        self.put_bytes(&name[..upto])?;
+        self.put_bytes(labels)?;
         let mut pos = 0;
-        while pos < upto {
-            self.remember(start + pos, name.len() - pos);
-            pos += 1 + name[pos] as usize;
+        while pos < labels.len() {
+            self.remember(start + pos);
+            pos += 1 + labels[pos] as usize;
         }
         Ok(())
     }
 
-    /// Remembers a name of `len` octets (uncompressed, root included) at `offset`.
-    fn remember(&mut self, offset: usize, len: usize) {
+    fn remember(&mut self, offset: usize) {
         if self.names_len < COMPRESSION_SLOTS && offset < 0x4000 {
             self.names[self.names_len] = offset as u16;
-            // A wire name is at most 255 octets; a longer one (never written) matches nothing.
-            self.name_lens[self.names_len] = u8::try_from(len).unwrap_or(0);
             self.names_len += 1;
         }
     }
 
     fn find_suffix(&self, suffix: &[u8]) -> Option<u16> {
         let msg = &self.buf[..self.len];
-        // The length first: equal names have equal lengths, and one byte rejects the rest.
-        let len = suffix.len();
-        (0..self.names_len)
-            .filter(|&i| usize::from(self.name_lens[i]) == len)
-            .map(|i| self.names[i])
+        self.names[..self.names_len]
+            .iter()
+            .copied()
             .find(|&off| name_at_equals(msg, off as usize, suffix))
     }
 
@@ -1194,8 +1181,8 @@ pub(crate) mod tests {
         assert_eq!(parsed.queries[0].name().to_string(), "www.Foo.tld.");
     }
 
-    /// Names written in the response are compression targets too, matched by length first:
-    /// an equal suffix is found, an equally long different one is not.
+    /// Names written in the response are compression targets too: an equal suffix is found,
+    /// an equally long different one is not, and case does not matter.
     #[test]
     fn compresses_against_names_of_the_response() {
         let mut q = Query::default();
