@@ -277,7 +277,7 @@ impl ServedStore {
             return_freed_memory();
         });
         if let Err(e) = freeing {
-            // The closure, old version and all, was dropped: freed when its readers let go.
+            // The closure, old version and all, was dropped: freed here or by its last reader.
             tracing::warn!(error = %e, "cannot start a thread to free the replaced version");
         }
     }
