@@ -9,6 +9,8 @@
 #   BENCH_SECONDS=15       length of each dnsperf run
 #   BENCH_RATE=20000       the fixed rate of the latency runs (q/s)
 #   BENCH_MASTER=1         0 skips the master-fed satellite (batch memory, p99 with a master)
+#   BENCH_RENICED_MASTER=0 1 repeats the two batch runs with the master's threads at nice 19
+#                          (metrics reniced_batch_…): the master's share of the batch p99
 #   BENCH_STREAM_RATE=10   changes a second of the change-stream latency run (PostgreSQL only)
 #   BENCH_CHECKIN_MS=60000 the master-fed satellite's check-in interval
 #   BENCH_MASTER_WORKERS=2 the master-fed satellite's UDP workers
@@ -267,12 +269,13 @@ EOF
     batch_count=$(tr ',' '\n' <<<"$batch_ids" | grep -c .)
     batch_probe=$(sql "SELECT name FROM domain WHERE id = ${batch_ids%%,*}")
 fi
-# batch_run RUN LABEL SQL WAIT: the latency run with one batch committed a third of the way in.
+# batch_run RUN LABEL SQL WAIT [PREFIX]: the latency run with one batch committed a third of the
+# way in; its metrics named PREFIX… (default batch_).
 batch_run() {
-    local run=$1 label=$2 steady lat_pid t0 peak_rss peak_pss first
+    local run=$1 label=$2 p=${5:-batch_} steady lat_pid t0 peak_rss peak_pss first
     steady=$($peers pss "$spid")
     rm -f "$work/stop"
-    latency_run satellite-master "$run" "batch_" "$spid" &
+    latency_run satellite-master "$run" "$p" "$spid" &
     lat_pid=$!
     sleep "$((SECS / 3))"
     $peers sample-mem "$spid" "$work/mem" "$work/stop" &
@@ -280,10 +283,10 @@ batch_run() {
     t0=$(now_ns)
     sql "BEGIN; $3; COMMIT;" >/dev/null
     [ "$label" = hold ] && held="$batch_ids" || held=""
-    record satellite-master "$run" batch_commit_ms "$(ms_since "$t0")"
+    record satellite-master "$run" ${p}commit_ms "$(ms_since "$t0")"
     t0=$(now_ns) # the answer is timed from the end of the commit
     if $peers "$4" "$msat_port" "$batch_probe" 120 >"$work/seen"; then
-        record satellite-master "$run" batch_answer_ms $(( ($(cat "$work/seen") - t0) / 1000000 ))
+        record satellite-master "$run" ${p}answer_ms $(( ($(cat "$work/seen") - t0) / 1000000 ))
     else
         echo "run $run: the $label batch was not answered within 120 s"
     fi
@@ -291,9 +294,9 @@ batch_run() {
     wait "$lat_pid"
     touch "$work/stop"; wait "$sampler"
     read -r peak_rss peak_pss first <"$work/mem"
-    record satellite-master "$run" batch_peak_pss_over_steady "$(awk -v a="$peak_pss" -v b="$steady" 'BEGIN { printf "%.3f", a / b }')"
-    record satellite-master "$run" batch_peak_rss_mib $((peak_rss >> 20))
-    record satellite-master "$run" steady_pss_mib $((steady >> 20))
+    record satellite-master "$run" ${p}peak_pss_over_steady "$(awk -v a="$peak_pss" -v b="$steady" 'BEGIN { printf "%.3f", a / b }')"
+    record satellite-master "$run" ${p}peak_rss_mib $((peak_rss >> 20))
+    [ "$p" != batch_ ] || record satellite-master "$run" steady_pss_mib $((steady >> 20))
 }
 run_master_fed() {
     local run=$1 t0 answered stream=""
@@ -340,6 +343,13 @@ run_master_fed() {
     fi
     batch_run "$run" hold "UPDATE domain_status SET status = 'serverHold' WHERE status = 'ok' AND domain_id IN ($batch_ids)" wait-gone
     batch_run "$run" unhold "UPDATE domain_status SET status = 'ok' WHERE status = 'serverHold' AND domain_id IN ($batch_ids)" wait-answer
+    if [ "${BENCH_RENICED_MASTER:-0}" = 1 ]; then
+        # The same pair with every thread of the master at nice 19: what is left is the
+        # satellite's own share and PostgreSQL's (the machine's server, left as it is).
+        for t in /proc/"$mpid"/task/*; do renice -n 19 -p "${t##*/}" >/dev/null; done
+        batch_run "$run" hold "UPDATE domain_status SET status = 'serverHold' WHERE status = 'ok' AND domain_id IN ($batch_ids)" wait-gone reniced_batch_
+        batch_run "$run" unhold "UPDATE domain_status SET status = 'ok' WHERE status = 'serverHold' AND domain_id IN ($batch_ids)" wait-answer reniced_batch_
+    fi
     # Restart from the state file (the master still running).
     kill "$spid"; wait "$spid" 2>/dev/null || true
     t0=$(now_ns)

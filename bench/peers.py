@@ -108,6 +108,16 @@ def cpu_of(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
+def cpu_split_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return (0, 0)
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]), int(fields[12]))  # utime, stime
+
+
 def threads(pid):
     # The rest is the process's total less the UDP workers: the process's own figure keeps the
     # time of threads that have exited (tokio's blocking threads, the spare copy's).
@@ -256,6 +266,10 @@ def main():
         print(sum(pss_of(p) for p in tree(int(args[0]))))
     elif cmd == "cpu":
         print(sum(cpu_of(p) for p in tree(int(args[0]))))
+    elif cmd == "cpu-split":
+        # user and system ticks apart, summed over the server's processes
+        split = [cpu_split_of(p) for p in tree(int(args[0]))]
+        print(f"{sum(u for u, _ in split)} {sum(s for _, s in split)}")
     elif cmd == "threads":
         threads(int(args[0]))
     elif cmd == "dnsperf":

@@ -49,6 +49,7 @@
 //! borrowed, not cloned. A test with a counting global allocator proves that steady-state query
 //! handling allocates nothing (`tests/no_alloc.rs`).
 
+pub mod background;
 pub mod config;
 pub mod dns;
 pub mod link;

@@ -176,8 +176,21 @@ const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
 /// services a master-fed satellite runs ([`Serving`], [`RdsServing`]).
 fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    // The runtime and the sockets first: a port in use is reported before a read of seconds,
+    // and serving begins the moment the tables are built.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
+    let started = std::time::Instant::now();
     let (header, objects) = orrery_proto::state_file::read_state_file(snapshot)
         .with_context(|| format!("state file {}", snapshot.display()))?;
+    tracing::info!(
+        objects = objects.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "state file read"
+    );
     // The Whois/RDAP directory is built only when the configuration serves them.
     let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
     let served = Served::from_objects(
@@ -211,10 +224,6 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
             .with_stats(Arc::clone(&metrics.queries))
             .with_xfr(XfrService::for_settings(&config.settings, &zones)),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     runtime.block_on(async move {
         // Dropped (stopped) when serving ends.
         let _metrics_listener = config
@@ -223,7 +232,6 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
             .map(|addr| MetricsListener::start(addr, &metrics))
             .transpose()
             .context("metrics listener")?;
-        let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
         dns.serve(pipeline)?;
         tracing::info!(udp = ?dns.udp_addrs(), tcp = ?dns.tcp_addrs(), "serving DNS");
         let settings = &config.settings;

@@ -1197,4 +1197,33 @@ pub(crate) mod tests {
         assert_eq!(parsed.authorities.len(), 1);
         assert_eq!(parsed.queries[0].name().to_string(), "www.Foo.tld.");
     }
+
+    /// Names written in the response are compression targets too: an equal suffix is found,
+    /// an equally long different one is not, and case does not matter.
+    #[test]
+    fn compresses_against_names_of_the_response() {
+        let mut q = Query::default();
+        q.parse(&query_packet("x.tld", rtype::NS, class::IN, None));
+        let mut r = Response::new();
+        r.begin(&q, Transport::Udp, None);
+        let first = r.len();
+        r.put_name(b"\x03ns1\x03bar\x03tld\x00").unwrap();
+        // "ns1" "bar", then a pointer to the question's "tld" (offset 12 + 2).
+        assert_eq!(&r.buf[first..r.len()], b"\x03ns1\x03bar\xC0\x0E");
+        let second = r.len();
+        r.put_name(b"\x03ns2\x03bar\x03tld\x00").unwrap();
+        // "ns2", then a pointer to the first name's "bar.tld".
+        let bar = (first + 4) as u8;
+        assert_eq!(&r.buf[second..r.len()], &[3, b'n', b's', b'2', 0xC0, bar]);
+        let third = r.len();
+        r.put_name(b"\x03ns1\x03baz\x03tld\x00").unwrap();
+        assert_eq!(&r.buf[third..r.len()], b"\x03ns1\x03baz\xC0\x0E");
+        let fourth = r.len();
+        r.put_name(b"\x03NS1\x03bar\x03tld\x00").unwrap();
+        assert_eq!(
+            &r.buf[fourth..r.len()],
+            &[0xC0, first as u8],
+            "whole name, any case"
+        );
+    }
 }

@@ -164,6 +164,8 @@ pub enum LinkError {
     Zone(#[from] ZoneError),
     #[error("a worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Background(#[from] crate::background::BackgroundError),
 }
 
 impl From<tonic::Status> for LinkError {

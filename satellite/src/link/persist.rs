@@ -302,7 +302,8 @@ pub async fn persist_state(
                 return;
             }
             let started = std::time::Instant::now();
-            let result = tokio::task::spawn_blocking(move || files.compact()).await;
+            // At low priority: a read and a write of the whole file, beside the queries.
+            let result = crate::background::run("state-compact", move || files.compact()).await;
             match result {
                 Ok(Ok(serial)) => tracing::debug!(
                     ?serial,

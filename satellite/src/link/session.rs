@@ -17,6 +17,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::check_in::CheckIns;
 use super::persist::persist_state;
 use super::{Link, LinkError, SessionEnd, snapshot_transfer};
+use crate::background;
 use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 
 /// Limit for the boot call and for opening a stream (check-ins have their own,
@@ -241,7 +242,8 @@ impl Link {
         self.metrics.raise_head(batch.upto);
         let began = Instant::now();
         let files = self.files.clone();
-        tokio::task::spawn_blocking(move || {
+        // At low priority, so that the UDP workers preempt it ([`background`]).
+        background::run("served-apply", move || {
             // On disk before visible, so that a crash never takes queries back in time. A
             // log that cannot be written (disk full) does not hold the change back: serving
             // it matters more (a crash before the next good compaction would lose it).
@@ -282,15 +284,21 @@ impl Link {
         let fetched = started.elapsed();
         let count = objects.len();
         // Settings may enable Whois or RDAP at any time: build the directory too.
-        let built = tokio::task::spawn_blocking(move || {
+        let build = move || {
             Served::from_objects(
                 serial,
                 objects,
                 dispose_in_background,
                 BuildOptions::default(),
             )
-        })
-        .await?;
+        };
+        // A version that replaces a served one is built at low priority, beside the queries
+        // ([`background`]); the first one is the start's critical path and runs at once.
+        let built = if self.zones.is_some() {
+            background::run("served-build", build).await?
+        } else {
+            tokio::task::spawn_blocking(build).await?
+        };
         let loaded = started.elapsed();
         match &self.zones {
             Some(z) => z.replace(built),
