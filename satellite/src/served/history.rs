@@ -163,6 +163,10 @@ fn zone_diff(
         set.apex_ns_records(zone, &mut |r| {
             out.insert(OwnedRecord::of(&r));
         });
+        // The apex's DNSSEC sets: the RRSIG over the SOA changes with every serial.
+        set.dnssec_records_at(zone, &zone.apex, &mut |r| {
+            out.insert(OwnedRecord::of(&r));
+        });
         for name in &touched.names {
             if name.len() != zone.apex.len() && zone.contains(name) {
                 set.records_at(zone, name, |r| {

@@ -239,6 +239,7 @@ fn write_record(r: &mut Response, rec: &Record<'_>) -> Result<(), Full> {
                 r.put_u8(ds.digest_type)?;
                 r.put_bytes(ds.digest)
             }
+            RecordData::Dnssec { rdata, .. } => r.put_bytes(rdata),
         },
     )
 }

@@ -96,6 +96,29 @@ fn find_set(payload: &[u8], rtype: u16, covered: u16) -> Option<Set<'_>> {
     None
 }
 
+/// Every set of an owner's payload: its type, covered type and records.
+fn sets_of(payload: &[u8]) -> impl Iterator<Item = (u16, u16, Set<'_>)> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos + SET_HEAD > payload.len() {
+            return None;
+        }
+        let head = &payload[pos..pos + SET_HEAD];
+        let t = u16::from_be_bytes([head[0], head[1]]);
+        let c = u16::from_be_bytes([head[2], head[3]]);
+        let ttl = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let count = u16::from_be_bytes([head[8], head[9]]);
+        let len = set_len(&payload[pos..], count);
+        let set = Set {
+            ttl,
+            count,
+            rdata: &payload[pos + SET_HEAD..pos + len],
+        };
+        pos += len;
+        Some((t, c, set))
+    })
+}
+
 /// Bytes of the set starting `payload` (its head included), given its record count.
 fn set_len(payload: &[u8], count: u16) -> usize {
     let mut len = SET_HEAD;
@@ -430,6 +453,24 @@ impl Signed {
     /// The NSEC chain.
     pub fn nsec(&self) -> &NsecChain {
         &self.nsec
+    }
+
+    /// Visits every set at `owner` (canonical wire): type, covered type (RRSIG) and records.
+    pub fn sets_at(&self, owner: &[u8], mut visit: impl FnMut(u16, u16, Set<'_>)) {
+        if let Some(entry) = self.sets.get(owner) {
+            for (t, c, set) in sets_of(entry.payload()) {
+                visit(t, c, set);
+            }
+        }
+    }
+
+    /// Visits every set of the zone with its owner (the order of the set map, not canonical).
+    pub fn each_set(&self, mut visit: impl FnMut(&[u8], u16, u16, Set<'_>)) {
+        for entry in self.sets.iter() {
+            for (t, c, set) in sets_of(entry.payload()) {
+                visit(entry.name(), t, c, set);
+            }
+        }
     }
 
     /// Number of owners with sets.

@@ -9,8 +9,8 @@
 //! 3. every published in-zone host: its A RRset, then its AAAA RRset (authoritative data, or
 //!    glue when the host sits below a delegation).
 //!
-//! Signed zones: the DNSSEC records (DNSKEY, RRSIG, NSEC3) belong in this walk too, beside
-//! the records they cover, so that a transfer carries them without knowing about them.
+//! 4. for a signed zone, every DNSSEC record the master sent (DNSKEY, NSEC3PARAM, NSEC or
+//!    NSEC3, RRSIG), owner by owner, as held: a transfer carries them without reading them.
 
 use orrery_proto::Soa;
 
@@ -39,6 +39,9 @@ pub enum RecordData<'a> {
     A(&'a [u8; 4]),
     Aaaa(&'a [u8; 16]),
     Ds(Ds<'a>),
+    /// A DNSSEC record as the master sent it: its type and canonical RDATA (names in it are
+    /// never compressed, RFC 4034 §3.1.7, §4.1.1; RFC 5155 §3.3).
+    Dnssec { rtype: u16, rdata: &'a [u8] },
 }
 
 impl RecordData<'_> {
@@ -50,6 +53,7 @@ impl RecordData<'_> {
             Self::A(_) => rtype::A,
             Self::Aaaa(_) => rtype::AAAA,
             Self::Ds(_) => rtype::DS,
+            Self::Dnssec { rtype, .. } => *rtype,
         }
     }
 
@@ -73,6 +77,7 @@ impl RecordData<'_> {
                 out.push(ds.digest_type);
                 out.extend_from_slice(ds.digest);
             }
+            Self::Dnssec { rdata, .. } => out.extend_from_slice(rdata),
         }
     }
 }
@@ -93,6 +98,15 @@ impl ZoneSet {
         for node in zone.nodes.iter() {
             self.host_records(zone, node.name(), node.value().host, &mut visit);
         }
+        zone.signed.each_set(|owner, rtype, _, set| {
+            for rdata in set.rdatas() {
+                visit(Record {
+                    owner,
+                    ttl: set.ttl,
+                    data: RecordData::Dnssec { rtype, rdata },
+                });
+            }
+        });
         true
     }
 
@@ -106,6 +120,25 @@ impl ZoneSet {
         if let Some(node) = zone.nodes.value(owner) {
             self.host_records(zone, owner, node.host, &mut visit);
         }
+        self.dnssec_records_at(zone, owner, &mut visit);
+    }
+
+    /// The DNSSEC records at one owner name (the apex included) of a signed zone.
+    pub fn dnssec_records_at(
+        &self,
+        zone: &ZoneData,
+        owner: &[u8],
+        visit: &mut impl FnMut(Record<'_>),
+    ) {
+        zone.signed.sets_at(owner, |rtype, _, set| {
+            for rdata in set.rdatas() {
+                visit(Record {
+                    owner,
+                    ttl: set.ttl,
+                    data: RecordData::Dnssec { rtype, rdata },
+                });
+            }
+        });
     }
 
     /// The zone's SOA record.
