@@ -375,6 +375,21 @@ mod tests {
                 vec![key(3, 2, KeyState::Active), key(7, 1, KeyState::Published)]
             );
 
+            // The batch carries the zone's policy and keys of its serial, read with it.
+            assert_eq!(b.dnssec, vec![(apex.clone(), Some(d.clone()))]);
+            // And so does a read of the whole registry.
+            let mut in_registry = Vec::new();
+            store
+                .visit_registry(|item| {
+                    if let crate::RegistryItem::Dnssec(z, x) = item {
+                        in_registry.push((z, x));
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(in_registry, vec![(apex.clone(), d.clone())]);
+
             // The same state, from the zone's snapshot.
             let mut seen = None;
             store
@@ -463,9 +478,29 @@ mod tests {
                 .add_zone_key(&apex, &key(3, 2, KeyState::Active))
                 .await
                 .unwrap();
+            let before = store.head().await.unwrap();
             raw(store, "UPDATE dnssec_key SET public_key = '%%%'")
                 .await
                 .unwrap();
+            // The journal batch quarantines the zone rather than carry it without its keys.
+            let ChangesSince::Batch(b) = store.changes_since(before, 1000).await.unwrap() else {
+                panic!("too far behind")
+            };
+            assert_eq!(b.bad_rows.len(), 1, "{:?}", b.bad_rows);
+            assert_eq!(b.bad_rows[0].table, "dnssec_key");
+            assert!(b.dnssec.is_empty());
+            assert!(!b.batch.changes.iter().any(|c| matches!(c, Change::Zone(_))));
+            let mut bad = Vec::new();
+            store
+                .visit_registry(|item| {
+                    if let crate::RegistryItem::BadRow(x) = item {
+                        bad.push(x.table);
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(bad, vec!["dnssec_key"]);
             let err = store.dnssec(&apex).await.unwrap_err();
             assert!(
                 matches!(
