@@ -37,6 +37,7 @@
 //! - [`metrics`]: the Prometheus listener (`master.metrics`): this master and the cluster.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
 //! - [`signing`]: signing the signed zones in the change path (DNSSEC RRsets in each batch).
+//! - [`signing_duty`]: moving the signature windows, under the `dnssec` lease.
 
 pub mod cache;
 pub mod cert_expiry;
@@ -52,6 +53,7 @@ pub mod satellites;
 pub mod serve;
 pub mod service;
 pub mod signing;
+pub mod signing_duty;
 pub mod status;
 pub mod wait_for_store;
 pub mod watchdog;
@@ -210,6 +212,10 @@ impl Master {
                 cluster.clone(),
             )
             .run(shutdown.clone()),
+        );
+        tasks.spawn(
+            signing_duty::SigningDuty::new(store.clone(), config.dnssec.clone(), cluster.clone())
+                .run(shutdown.clone()),
         );
         if config.watchdog.enabled {
             let watchdog = watchdog::Watchdog::new(

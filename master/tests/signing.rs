@@ -624,3 +624,75 @@ async fn two_masters_sign_to_the_same_bytes() {
     assert_eq!(published(&ca), published(&cb));
     assert_eq!(published(&ca), reference(&store, &keys).await);
 }
+
+/// The signing duty moves the signature window once per refresh period (here 2 s) on the
+/// master holding the `dnssec` lease; every master then re-signs at the new window, and a
+/// second duty does not take the lease while the first holds it.
+#[tokio::test]
+async fn the_signing_duty_moves_the_window_under_its_lease() {
+    use orrery_master::cluster_state::ClusterState;
+    use orrery_master::config::{ClusterSettings, DnssecSettings};
+    use orrery_master::signing_duty::{LEASE, SigningDuty, refresh_windows};
+    use std::time::Duration;
+
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_000_000_000));
+    policy.algorithm = Algorithm::Ed25519;
+    policy.refresh = 2;
+    policy.validity = 10;
+    store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+    add_key(&store, &keys, Algorithm::Ed25519, KeyRole::Csk, KeyState::Active).await;
+    let (f, cache) = follower(&store, Some(Arc::new(keys.clone())));
+    f.load().await.unwrap();
+    let inception = |sets: &[DnssecRrset]| -> Vec<u32> {
+        let mut v: Vec<u32> = sets
+            .iter()
+            .filter(|s| s.id.rtype == 46)
+            .flat_map(|s| s.rdata.iter().map(|r| u32::from_be_bytes(r[12..16].try_into().unwrap())))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(inception(&published(&cache)), vec![1_000_000_000]);
+
+    // Once per period: the second call inside it is a no-op.
+    assert_eq!(refresh_windows(&store).await.unwrap(), 1);
+    assert_eq!(refresh_windows(&store).await.unwrap(), 0);
+    f.poll_once().await.unwrap();
+    let first = store.dnssec(&n("test")).await.unwrap().unwrap().policy.inception;
+    assert!(first.0 > 1_000_000_000);
+    assert_eq!(inception(&published(&cache)), vec![first.0 as u32]);
+    assert_eq!(published(&cache), reference(&store, &keys).await);
+
+    // The duty itself, on two masters: one holds the lease and moves the window.
+    let settings = DnssecSettings {
+        key_dir: None,
+        refresh_check: Duration::from_millis(200),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::new();
+    for id in ["m1", "m2"] {
+        let state = Arc::new(ClusterState::new(ClusterSettings {
+            id: id.into(),
+            heartbeat: Duration::from_secs(1),
+            stats_history: 2,
+        }));
+        tasks.push(tokio::spawn(
+            SigningDuty::new(store.clone(), settings.clone(), state).run(shutdown.clone()),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let leases = store.leases().await.unwrap();
+    assert_eq!(leases.iter().filter(|l| l.name == LEASE).count(), 1, "{leases:?}");
+    let moved = store.dnssec(&n("test")).await.unwrap().unwrap().policy.inception;
+    assert!(moved.0 > first.0, "the duty moved the window: {moved:?} after {first:?}");
+    f.poll_once().await.unwrap();
+    assert_eq!(published(&cache), reference(&store, &keys).await);
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
