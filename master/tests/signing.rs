@@ -264,7 +264,7 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
             KeyState::Active,
         )
         .await;
-        let zsk = add_key(
+        let mut zsk = add_key(
             &store,
             &keys,
             Algorithm::Ed25519,
@@ -272,6 +272,8 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
             KeyState::Active,
         )
         .await;
+        let mut retired: Option<ZoneKey> = None;
+        let mut rolled = 0;
         f1.poll_once().await.unwrap();
         let want = reference(&store, &keys).await;
         assert!(!want.is_empty());
@@ -281,7 +283,7 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
         let mut names: Vec<String> = Vec::new();
         let mut next_zsk: Option<ZoneKey> = None;
         let (mut saw_host, mut saw_ds) = (false, false);
-        for step in 0..60 {
+        for step in 0..80 {
             let head = c1.head();
             let op = rng.below(10);
             let mut insecure_only = false;
@@ -333,41 +335,52 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
                     }
                 }
                 6 => {
-                    // A ZSK rollover by steps: publish a new one, then swap the active one.
-                    match next_zsk.take() {
-                        None => {
-                            next_zsk = Some(
-                                add_key(
-                                    &store,
-                                    &keys,
-                                    Algorithm::Ed25519,
-                                    KeyRole::Zsk,
-                                    KeyState::Published,
-                                )
-                                .await,
-                            );
-                        }
-                        Some(k) => {
-                            store
-                                .set_key_state(
-                                    &n("test"),
-                                    &k.locator,
-                                    KeyState::Active,
-                                    k.key_tag,
-                                    Timestamp(1_800_001_000),
-                                )
-                                .await
-                                .unwrap();
-                            store
-                                .set_key_state(
-                                    &n("test"),
-                                    &zsk.locator,
-                                    KeyState::Retired,
-                                    zsk.key_tag,
-                                    Timestamp(1_800_001_000),
-                                )
-                                .await
-                                .unwrap();
+                    // A ZSK rollover by steps: publish a new one, swap the active one, remove
+                    // the retired one.
+                    if let Some(old) = retired.take() {
+                        store
+                            .remove_zone_key(&n("test"), &old.locator)
+                            .await
+                            .unwrap();
+                    } else {
+                        match next_zsk.take() {
+                            None => {
+                                next_zsk = Some(
+                                    add_key(
+                                        &store,
+                                        &keys,
+                                        Algorithm::Ed25519,
+                                        KeyRole::Zsk,
+                                        KeyState::Published,
+                                    )
+                                    .await,
+                                );
+                            }
+                            Some(k) => {
+                                let at = Timestamp(1_800_001_000);
+                                store
+                                    .set_key_state(
+                                        &n("test"),
+                                        &k.locator,
+                                        KeyState::Active,
+                                        k.key_tag,
+                                        at,
+                                    )
+                                    .await
+                                    .unwrap();
+                                store
+                                    .set_key_state(
+                                        &n("test"),
+                                        &zsk.locator,
+                                        KeyState::Retired,
+                                        zsk.key_tag,
+                                        at,
+                                    )
+                                    .await
+                                    .unwrap();
+                                retired = Some(std::mem::replace(&mut zsk, k));
+                                rolled += 1;
+                            }
                         }
                     }
                 }
@@ -426,6 +439,7 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
             }
         }
 
+        assert!(rolled > 0, "a ZSK rollover ran (publish, swap, remove)");
         assert!(
             saw_host,
             "an in-zone nameserver's address was signed at some step"
@@ -643,14 +657,25 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
     policy.refresh = 2;
     policy.validity = 10;
     store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
-    add_key(&store, &keys, Algorithm::Ed25519, KeyRole::Csk, KeyState::Active).await;
+    add_key(
+        &store,
+        &keys,
+        Algorithm::Ed25519,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
     let (f, cache) = follower(&store, Some(Arc::new(keys.clone())));
     f.load().await.unwrap();
     let inception = |sets: &[DnssecRrset]| -> Vec<u32> {
         let mut v: Vec<u32> = sets
             .iter()
             .filter(|s| s.id.rtype == 46)
-            .flat_map(|s| s.rdata.iter().map(|r| u32::from_be_bytes(r[12..16].try_into().unwrap())))
+            .flat_map(|s| {
+                s.rdata
+                    .iter()
+                    .map(|r| u32::from_be_bytes(r[12..16].try_into().unwrap()))
+            })
             .collect();
         v.sort();
         v.dedup();
@@ -662,7 +687,13 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
     assert_eq!(refresh_windows(&store).await.unwrap(), 1);
     assert_eq!(refresh_windows(&store).await.unwrap(), 0);
     f.poll_once().await.unwrap();
-    let first = store.dnssec(&n("test")).await.unwrap().unwrap().policy.inception;
+    let first = store
+        .dnssec(&n("test"))
+        .await
+        .unwrap()
+        .unwrap()
+        .policy
+        .inception;
     assert!(first.0 > 1_000_000_000);
     assert_eq!(inception(&published(&cache)), vec![first.0 as u32]);
     assert_eq!(published(&cache), reference(&store, &keys).await);
@@ -686,9 +717,22 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
     }
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     let leases = store.leases().await.unwrap();
-    assert_eq!(leases.iter().filter(|l| l.name == LEASE).count(), 1, "{leases:?}");
-    let moved = store.dnssec(&n("test")).await.unwrap().unwrap().policy.inception;
-    assert!(moved.0 > first.0, "the duty moved the window: {moved:?} after {first:?}");
+    assert_eq!(
+        leases.iter().filter(|l| l.name == LEASE).count(),
+        1,
+        "{leases:?}"
+    );
+    let moved = store
+        .dnssec(&n("test"))
+        .await
+        .unwrap()
+        .unwrap()
+        .policy
+        .inception;
+    assert!(
+        moved.0 > first.0,
+        "the duty moved the window: {moved:?} after {first:?}"
+    );
     f.poll_once().await.unwrap();
     assert_eq!(published(&cache), reference(&store, &keys).await);
     shutdown.cancel();

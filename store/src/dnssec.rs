@@ -285,6 +285,27 @@ impl Store {
         }
         tx.commit().await
     }
+
+    /// Removes a key (by its locator) from the zone: the end of a rollover, once the key's
+    /// signatures have left every cache (the private key file stays; the operator archives
+    /// it). Journalled as a zone change.
+    pub async fn remove_zone_key(&self, apex: &Name, locator: &str) -> Result<()> {
+        let mut tx = Tx::begin(self).await?;
+        let zone_id = zone_id(&mut tx, apex).await?;
+        let n = tx
+            .exec(
+                "DELETE FROM dnssec_key WHERE zone_id = $1 AND locator = $2",
+                &[Arg::I64(zone_id), Arg::Text(locator.to_owned())],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                kind: "key",
+                key: format!("{locator} of zone {apex}"),
+            });
+        }
+        tx.commit().await
+    }
 }
 
 async fn zone_id(tx: &mut Tx, apex: &Name) -> Result<i64> {
@@ -421,6 +442,22 @@ mod tests {
                 store
                     .set_key_state(&apex, "nope", KeyState::Retired, 1, Timestamp(0))
                     .await,
+                Err(StoreError::NotFound { .. })
+            ));
+
+            // A key leaves the zone; an unknown one is NotFound.
+            let serial = store.zone_serial(&apex).await.unwrap();
+            store
+                .remove_zone_key(&apex, &key(3, 2, KeyState::Active).locator)
+                .await
+                .unwrap();
+            assert!(
+                store.zone_serial(&apex).await.unwrap() > serial,
+                "journalled"
+            );
+            assert_eq!(store.dnssec(&apex).await.unwrap().unwrap().keys.len(), 1);
+            assert!(matches!(
+                store.remove_zone_key(&apex, "nope").await,
                 Err(StoreError::NotFound { .. })
             ));
 
