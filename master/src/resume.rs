@@ -181,6 +181,15 @@ impl Resume {
                 ))));
             }
         };
+        // The journal holds no signatures: a gap touching a zone with a DNSSEC policy (signed,
+        // or going unsigned) would give the satellite DS changes without their RRSIGs or keep
+        // sets that must go. Only a snapshot (made by the signer) serves it. This also holds
+        // while the master is still loading, before its signer knows which zones are signed.
+        if let Some((apex, _)) = batch.dnssec.iter().find(|(_, d)| d.is_some()) {
+            return Ok(Some(Gap::Unavailable(format!(
+                "the changes after serial {from} touch the DNSSEC zone {apex}: the journal holds no signatures"
+            ))));
+        }
         let first = self.store.journal_since(from, 1).await?;
         match first.first() {
             Some(row) if row.serial == from + 1 => {}

@@ -740,3 +740,50 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
         t.await.unwrap();
     }
 }
+
+/// A satellite older than the window is not resumed from the journal across a change to a
+/// DNSSEC zone (the journal has no signatures): it takes a snapshot. Unsigned gaps still resume.
+#[tokio::test]
+async fn no_resume_from_the_journal_across_a_signed_zone() {
+    use orrery_master::resume::{Gap, Resume};
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    let resume = Resume::new(store.clone(), 1000);
+    let before = store.head().await.unwrap();
+    store
+        .add_domain(&domain("plain.test", vec![], vec![]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(resume.gap(before).await, Gap::Batch(_)),
+        "unsigned: resumed"
+    );
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_799_996_400));
+    policy.algorithm = Algorithm::Ed25519;
+    store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+    add_key(
+        &store,
+        &keys,
+        Algorithm::Ed25519,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
+    let signed_from = store.head().await.unwrap();
+    store
+        .add_domain(&domain(
+            "secure.test",
+            vec![NsSpec {
+                name: n("ns.elsewhere.example"),
+                addresses: vec![],
+            }],
+            vec![ds(4)],
+        ))
+        .await
+        .unwrap();
+    match resume.gap(signed_from).await {
+        Gap::Unavailable(why) => assert!(why.contains("DNSSEC zone test"), "{why}"),
+        Gap::Batch(b) => panic!("resumed across a signed zone: {b:?}"),
+    }
+}
