@@ -24,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use orrery_proto::dnssec::{DnssecRrset, DnssecRrsetId};
 use orrery_proto::link::pb;
 use orrery_proto::{Change, ChangeBatch, Contact, Domain, Host, Name, Registrar, Serial, Zone};
 use orrery_store::BadRow;
@@ -40,6 +41,8 @@ pub struct Registry {
     pub hosts: HashMap<Name, Host>,
     pub contacts: HashMap<String, Contact>,
     pub registrars: HashMap<String, Registrar>,
+    /// The DNSSEC RRsets of the signed zones, made by the master's signer (`signing.rs`).
+    pub dnssec: HashMap<DnssecRrsetId, DnssecRrset>,
 }
 
 impl Registry {
@@ -77,9 +80,13 @@ impl Registry {
                 Change::RegistrarRemoved(h) => {
                     self.registrars.remove(&h);
                 }
-                // Made by the signer from the zones, never read from the store: the registry
-                // holds the store's objects only.
-                Change::Dnssec(_) | Change::DnssecRemoved(_) => {}
+                // Made by the signer from the zones, never read from the store.
+                Change::Dnssec(set) => {
+                    self.dnssec.insert(set.id.clone(), set);
+                }
+                Change::DnssecRemoved(id) => {
+                    self.dnssec.remove(&id);
+                }
             }
         }
     }
@@ -125,6 +132,7 @@ impl Registry {
             + self.hosts.len()
             + self.contacts.len()
             + self.registrars.len()
+            + self.dnssec.len()
     }
 
     /// True when the registry holds nothing.
@@ -152,6 +160,54 @@ impl Registry {
                     .values()
                     .map(move |d| wrap(C::Domain(d.into()))),
             )
+            // After the domains whose DS they sign (docs/DNSSEC.md).
+            .chain(self.dnssec.values().map(move |s| wrap(C::Dnssec(s.into()))))
+    }
+
+    /// Moves everything of the zone at `apex` from `old` into `self`, replacing what `self`
+    /// has of it: the zone, its domains, the hosts under it and its DNSSEC sets (a zone that
+    /// cannot be signed keeps its last signed state across a reload).
+    fn carry_over_zone(&mut self, old: &mut Self, apex: &Name) {
+        self.domains.retain(|_, d| &d.zone != apex);
+        self.hosts.retain(|n, _| !n.is_subdomain_of(apex));
+        self.dnssec.retain(|id, _| &id.zone != apex);
+        self.zones.remove(apex);
+        if let Some(z) = old.zones.remove(apex) {
+            self.zones.insert(z.name.clone(), z);
+        }
+        let domains: Vec<Name> = old
+            .domains
+            .values()
+            .filter(|d| &d.zone == apex)
+            .map(|d| d.name.clone())
+            .collect();
+        for n in domains {
+            if let Some(d) = old.domains.remove(&n) {
+                self.domains.insert(n, d);
+            }
+        }
+        let hosts: Vec<Name> = old
+            .hosts
+            .keys()
+            .filter(|n| n.is_subdomain_of(apex))
+            .cloned()
+            .collect();
+        for n in hosts {
+            if let Some(h) = old.hosts.remove(&n) {
+                self.hosts.insert(n, h);
+            }
+        }
+        let sets: Vec<DnssecRrsetId> = old
+            .dnssec
+            .keys()
+            .filter(|id| &id.zone == apex)
+            .cloned()
+            .collect();
+        for id in sets {
+            if let Some(s) = old.dnssec.remove(&id) {
+                self.dnssec.insert(id, s);
+            }
+        }
     }
 }
 
@@ -247,12 +303,26 @@ impl Cache {
     /// exactly those, and the object each stands for keeps the version the cache held (if any).
     /// Returns the rows newly quarantined (for the caller to report).
     pub fn load_quarantined(&self, full: ChangeBatch, bad: Vec<BadRow>) -> Vec<BadRow> {
+        self.load_withholding(full, bad, &std::collections::HashSet::new())
+    }
+
+    /// [`Cache::load_quarantined`], the zones in `withheld` (which cannot be signed) keeping
+    /// everything the cache held of them.
+    pub fn load_withholding(
+        &self,
+        full: ChangeBatch,
+        bad: Vec<BadRow>,
+        withheld: &std::collections::HashSet<Name>,
+    ) -> Vec<BadRow> {
         let mut registry = Registry::default();
         registry.apply(full.changes);
         let fresh;
         {
             let mut s = self.write();
             let mut old = std::mem::take(&mut s.registry);
+            for apex in withheld {
+                registry.carry_over_zone(&mut old, apex);
+            }
             let mut quarantine = HashMap::with_capacity(bad.len());
             for b in &bad {
                 registry.carry_over(&mut old, b);

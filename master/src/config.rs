@@ -43,6 +43,38 @@ struct ConfigFile {
     satellites: BTreeMap<String, SatelliteSection>,
     #[serde(default)]
     watchdog: WatchdogSection,
+    #[serde(default)]
+    dnssec: DnssecSection,
+}
+
+/// `[dnssec]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnssecSection {
+    /// The key directory of this signing host (PKCS#8 files, mode 0600).
+    key_dir: Option<PathBuf>,
+    /// How often the signature window is checked and moved (under the `dnssec` lease).
+    refresh_check_ms: Option<u64>,
+}
+
+/// DNSSEC signing on this master (`[dnssec]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnssecSettings {
+    /// The key directory (`dnssec.key_dir`). `None`: this master is not a signing host; a
+    /// signed zone's changes are then withheld (never published unsigned) and warned about.
+    pub key_dir: Option<PathBuf>,
+    /// How often the signing duty checks the signature windows (`dnssec.refresh_check_ms`,
+    /// default 10 minutes); each window moves once per its policy's refresh period.
+    pub refresh_check: Duration,
+}
+
+impl Default for DnssecSettings {
+    fn default() -> Self {
+        Self {
+            key_dir: None,
+            refresh_check: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +195,8 @@ pub struct MasterConfig {
     pub cluster: ClusterSettings,
     pub maintenance: MaintenanceSettings,
     pub watchdog: WatchdogSettings,
+    /// Signing signed zones in the change path (issue 13).
+    pub dnssec: DnssecSettings,
     /// Where this master serves Prometheus metrics; `None`: no metrics listener.
     pub metrics: Option<SocketAddr>,
     /// Every satellite the master knows, by identity.
@@ -504,6 +538,15 @@ impl MasterConfig {
             key: path(file.tls.key),
         };
 
+        let dnssec = DnssecSettings {
+            key_dir: file.dnssec.key_dir.map(path),
+            refresh_check: Duration::from_millis(positive(
+                "dnssec.refresh_check_ms",
+                file.dnssec.refresh_check_ms,
+                600_000,
+            )?),
+        };
+
         let mut selectors = Selectors {
             tables: &file.selectors,
             checked: BTreeMap::new(),
@@ -542,6 +585,7 @@ impl MasterConfig {
             cluster,
             maintenance,
             watchdog,
+            dnssec,
             metrics,
             satellites,
             warnings,

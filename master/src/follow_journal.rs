@@ -18,8 +18,8 @@
 //! journal row names the object and it reads fine (or is gone), it leaves quarantine and the
 //! fix propagates like any change.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use orrery_proto::{Change, ChangeBatch};
 use orrery_store::{BadRow, ChangesSince, RegistryItem, Store, StoreError};
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::FollowSettings;
+use crate::signing::{Signed, ZoneSigner};
 
 /// The PostgreSQL channel the store notifies after each commit that journalled something.
 pub const NOTIFY_CHANNEL: &str = "orrery_journal";
@@ -40,6 +41,10 @@ pub struct JournalFollower {
     settings: FollowSettings,
     calls: Arc<AtomicU64>,
     wake: Arc<Notify>,
+    /// Signs the signed zones of every batch before it reaches the cache (`signing.rs`).
+    signer: Arc<Mutex<ZoneSigner>>,
+    /// Set while some zone is signed (shared with [`crate::resume::Resume`]).
+    signing: Arc<AtomicBool>,
 }
 
 impl JournalFollower {
@@ -50,7 +55,76 @@ impl JournalFollower {
             settings,
             calls: Arc::default(),
             wake: Arc::default(),
+            signer: Arc::new(Mutex::new(ZoneSigner::new(None))),
+            signing: Arc::default(),
         }
+    }
+
+    /// Signs with `signer`, and sets `signing` while some zone is signed.
+    pub fn with_signer(mut self, signer: ZoneSigner, signing: Arc<AtomicBool>) -> Self {
+        self.signer = Arc::new(Mutex::new(signer));
+        self.signing = signing;
+        self
+    }
+
+    /// The signer (for statistics and tests).
+    pub fn signer(&self) -> Arc<Mutex<ZoneSigner>> {
+        self.signer.clone()
+    }
+
+    /// Signs `batch` on a blocking thread (signing takes seconds for a large batch): appends
+    /// the DNSSEC changes and drops the changes of zones that cannot be signed. With `full`,
+    /// the batch is the whole registry and the signer starts afresh.
+    async fn sign(
+        &self,
+        mut batch: ChangeBatch,
+        dnssec: Vec<(orrery_proto::Name, Option<orrery_proto::dnssec::ZoneDnssec>)>,
+        full: bool,
+    ) -> (ChangeBatch, Signed) {
+        let init = {
+            let mut s = lock(&self.signer);
+            if full {
+                s.reset();
+                Vec::new()
+            } else {
+                s.zones_to_init(&dnssec)
+            }
+        };
+        if !init.is_empty() {
+            // The zones starting to sign are read as the cache holds them before this batch.
+            self.cache.with_registry(|r| {
+                lock(&self.signer).init_zones(r, &batch, &dnssec, &init);
+            });
+        }
+        let signer = self.signer.clone();
+        let signing = self.signing.clone();
+        let started = std::time::Instant::now();
+        let work = move || {
+            let mut s = lock(&signer);
+            let mut out = s.on_batch(&batch, &dnssec);
+            if !out.withheld.is_empty() {
+                let withheld = &out.withheld;
+                batch
+                    .changes
+                    .retain(|c| s.signed_zone_of(c).is_none_or(|z| !withheld.contains(&z)));
+            }
+            batch.changes.append(&mut out.changes);
+            signing.store(s.signs_any(), Ordering::Relaxed);
+            (batch, out)
+        };
+        let (batch, out) = match tokio::task::spawn_blocking(work).await {
+            Ok(r) => r,
+            Err(e) => panic!("the signing thread failed: {e}"),
+        };
+        if out.fresh_signatures > 0 {
+            tracing::debug!(
+                upto = batch.upto,
+                signatures = out.fresh_signatures,
+                ms = started.elapsed().as_millis() as u64,
+                "signed the batch"
+            );
+        }
+        (batch, out)
     }
 
     /// The count of store calls made so far (each one a fixed handful of SQL statements in one
@@ -84,6 +158,7 @@ impl JournalFollower {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut changes = Vec::new();
         let mut bad = Vec::new();
+        let mut dnssec = Vec::new();
         let serial = self
             .store
             .visit_registry(|item| {
@@ -94,6 +169,7 @@ impl JournalFollower {
                     RegistryItem::Zone(z) => changes.push(Change::Zone(z)),
                     RegistryItem::Host(h) => changes.push(Change::Host(h)),
                     RegistryItem::Domain(d) => changes.push(Change::Domain(d)),
+                    RegistryItem::Dnssec(apex, d) => dnssec.push((apex, Some(d))),
                     RegistryItem::BadRow(b) => bad.push(b),
                 }
                 Ok::<_, StoreError>(())
@@ -104,8 +180,9 @@ impl JournalFollower {
             upto: serial,
             changes,
         };
+        let (full, signed) = self.sign(full, dnssec, true).await;
         let quarantined = bad.len();
-        for b in self.cache.load_quarantined(full, bad) {
+        for b in self.cache.load_withholding(full, bad, &signed.withheld) {
             report_quarantined(&b);
         }
         tracing::info!(
@@ -144,7 +221,12 @@ impl JournalFollower {
                 let batch = journal.batch;
                 let (after, upto, n) = (batch.after, batch.upto, batch.changes.len());
                 if n == 0 && upto == after {
-                    return Ok(0);
+                    return self.retry_signing().await;
+                }
+                let (batch, signed) = self.sign(batch, journal.dnssec, false).await;
+                if signed.recovered {
+                    self.load().await?;
+                    return Ok(self.cache.objects());
                 }
                 if let Err(gap) = self.cache.apply(batch) {
                     tracing::error!(error = %gap, "journal batch does not follow the cache; reloading");
@@ -179,6 +261,24 @@ impl JournalFollower {
         }
     }
 
+    /// Retries the zones that could not be signed; when one signs again, reloads the registry
+    /// (which publishes what was withheld). Cheap when no zone is failing.
+    async fn retry_signing(&self) -> Result<usize, StoreError> {
+        let signer = self.signer.clone();
+        let failing = !lock(&signer).failing().is_empty();
+        if !failing {
+            return Ok(0);
+        }
+        let out = tokio::task::spawn_blocking(move || lock(&signer).retry())
+            .await
+            .unwrap_or_default();
+        if out.recovered {
+            self.load().await?;
+            return Ok(self.cache.objects());
+        }
+        Ok(0)
+    }
+
     /// Polls until `shutdown`: at once when woken, else every poll interval. Store errors are
     /// logged and retried; the cache keeps serving meanwhile.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -193,6 +293,11 @@ impl JournalFollower {
             }
         }
     }
+}
+
+/// The signer's lock; a panic while signing leaves a state that the next full reload resets.
+fn lock(m: &Mutex<ZoneSigner>) -> std::sync::MutexGuard<'_, ZoneSigner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The loud report of a row entering quarantine.

@@ -36,6 +36,8 @@
 //! - [`cert_expiry`]: link certificates' expiry dates.
 //! - [`metrics`]: the Prometheus listener (`master.metrics`): this master and the cluster.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
+//! - [`signing`]: signing the signed zones in the change path (DNSSEC RRsets in each batch).
+//! - [`signing_duty`]: moving the signature windows, under the `dnssec` lease.
 
 pub mod cache;
 pub mod cert_expiry;
@@ -50,6 +52,8 @@ pub mod resume;
 pub mod satellites;
 pub mod serve;
 pub mod service;
+pub mod signing;
+pub mod signing_duty;
 pub mod status;
 pub mod wait_for_store;
 pub mod watchdog;
@@ -86,6 +90,9 @@ pub enum MasterError {
     /// The metrics listener (`master.metrics`) cannot be bound.
     #[error("metrics listener: {0}")]
     Metrics(std::io::Error),
+    /// The DNSSEC key directory (`dnssec.key_dir`) cannot be opened.
+    #[error("DNSSEC key directory: {0}")]
+    Keys(orrery_signer::KeyError),
 }
 
 /// Reads and checks the master's TLS files as `run` uses them: readable, the key matching the
@@ -147,8 +154,15 @@ impl Master {
         let cache = Arc::new(Cache::new(config.link.clone()));
         let satellites = Arc::new(Satellites::new(config.satellites.clone()));
         let cluster = Arc::new(ClusterState::new(config.cluster.clone()));
-        let follower = JournalFollower::new(read.clone(), cache.clone(), config.follow.clone());
         let resume = Arc::new(Resume::new(read.clone(), config.follow.max_batch_entries));
+        let keys: Option<signing::SharedKeyStore> = match &config.dnssec.key_dir {
+            Some(dir) => Some(Arc::new(
+                orrery_signer::FileKeyStore::open(dir).map_err(MasterError::Keys)?,
+            )),
+            None => None,
+        };
+        let follower = JournalFollower::new(read.clone(), cache.clone(), config.follow.clone())
+            .with_signer(signing::ZoneSigner::new(keys), resume.signing_flag());
         let mut tasks = JoinSet::new();
         let service = LinkService::new(
             cache.clone(),
@@ -198,6 +212,10 @@ impl Master {
                 cluster.clone(),
             )
             .run(shutdown.clone()),
+        );
+        tasks.spawn(
+            signing_duty::SigningDuty::new(store.clone(), config.dnssec.clone(), cluster.clone())
+                .run(shutdown.clone()),
         );
         if config.watchdog.enabled {
             let watchdog = watchdog::Watchdog::new(

@@ -26,7 +26,7 @@
 //! oldest rows, so checking that after the read proves the read saw every row.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,9 @@ pub struct Resume {
     max_entries: usize,
     reads: Mutex<HashMap<Serial, Read>>,
     calls: AtomicU64,
+    /// Set while the master signs a zone: the journal holds no DNSSEC records, so a batch read
+    /// from it would give a satellite DS changes without their RRSIGs (`signing.rs`).
+    signing: Arc<AtomicBool>,
 }
 
 impl Resume {
@@ -78,7 +81,14 @@ impl Resume {
             max_entries,
             reads: Mutex::default(),
             calls: AtomicU64::new(0),
+            signing: Arc::default(),
         }
+    }
+
+    /// The flag the journal follower sets while some zone is signed: satellites older than
+    /// the window then take a snapshot instead of a journal batch without signatures.
+    pub fn signing_flag(&self) -> Arc<AtomicBool> {
+        self.signing.clone()
     }
 
     /// Store reads made so far (each one `changes_since` and a one-row journal check).
@@ -90,6 +100,11 @@ impl Resume {
     pub async fn gap(&self, from: Serial) -> Gap {
         if from <= 0 {
             return Gap::Unavailable("a satellite without a state takes a snapshot".into());
+        }
+        if self.signing.load(Ordering::Relaxed) {
+            return Gap::Unavailable(
+                "signed zones: the journal holds no signatures, a snapshot does".into(),
+            );
         }
         let cell = {
             let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,6 +181,15 @@ impl Resume {
                 ))));
             }
         };
+        // The journal holds no signatures: a gap touching a zone with a DNSSEC policy (signed,
+        // or going unsigned) would give the satellite DS changes without their RRSIGs or keep
+        // sets that must go. Only a snapshot (made by the signer) serves it. This also holds
+        // while the master is still loading, before its signer knows which zones are signed.
+        if let Some((apex, _)) = batch.dnssec.iter().find(|(_, d)| d.is_some()) {
+            return Ok(Some(Gap::Unavailable(format!(
+                "the changes after serial {from} touch the DNSSEC zone {apex}: the journal holds no signatures"
+            ))));
+        }
         let first = self.store.journal_since(from, 1).await?;
         match first.first() {
             Some(row) if row.serial == from + 1 => {}

@@ -31,10 +31,10 @@ pub mod rrsets;
 pub mod zone;
 
 pub use key::{FileKeyStore, KeyError, KeyStore, PrivateKey, ds_for, key_tag};
-pub use objects::{SignWithKeysError, sign_with_keys};
+pub use objects::{SignWithKeysError, sign_with_keys, sign_with_keys_cached};
 pub use record::{Record, canonical_cmp};
 pub use rrsets::dnssec_rrsets;
-pub use zone::{SignError, SignedZone, sign_zone};
+pub use zone::{SignError, SignatureCache, SignedZone, sign_zone, sign_zone_cached};
 
 pub use orrery_proto::dnssec::{
     Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneDnssec, ZoneKey,

@@ -10,7 +10,7 @@ use orrery_proto::{Domain, Host, Name, Serial, Zone};
 use crate::key::{KeyError, KeyStore, SigningKey};
 use crate::rdata;
 use crate::record::{Record, rtype};
-use crate::zone::{SignError, SignedZone, sign_zone};
+use crate::zone::{SignError, SignatureCache, SignedZone, sign_zone_cached};
 
 /// The apex records: SOA (its serial from the zone's serial) and NS.
 pub fn apex_records(zone: &Zone, serial: Serial, out: &mut Vec<Record>) {
@@ -86,6 +86,17 @@ pub fn sign_with_keys(
     records: Vec<Record>,
     keys: &dyn KeyStore,
 ) -> Result<SignedZone, SignWithKeysError> {
+    sign_with_keys_cached(apex, dnssec, records, keys, None)
+}
+
+/// [`sign_with_keys`] with a [`SignatureCache`] (see [`sign_zone_cached`]).
+pub fn sign_with_keys_cached(
+    apex: &Name,
+    dnssec: &ZoneDnssec,
+    records: Vec<Record>,
+    keys: &dyn KeyStore,
+    cache: Option<&mut SignatureCache>,
+) -> Result<SignedZone, SignWithKeysError> {
     let mut private: HashMap<String, Box<dyn SigningKey>> = HashMap::new();
     for k in &dnssec.keys {
         if (k.signs_zone() || k.signs_dnskey()) && !private.contains_key(&k.locator) {
@@ -93,5 +104,5 @@ pub fn sign_with_keys(
         }
     }
     let find = |loc: &str| private.get(loc).map(|k| k.as_ref() as &dyn SigningKey);
-    Ok(sign_zone(apex, records, dnssec, &find)?)
+    Ok(sign_zone_cached(apex, records, dnssec, &find, cache)?)
 }

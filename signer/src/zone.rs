@@ -49,8 +49,10 @@ pub enum SignError {
 #[derive(Debug)]
 pub struct SignedZone {
     pub records: Vec<Record>,
-    /// The number of RRSIG records made.
+    /// The number of RRSIG records in the zone.
     pub signatures: u64,
+    /// How many of them were signed by this call (the rest came from a [`SignatureCache`]).
+    pub fresh_signatures: u64,
 }
 
 /// What a name is in the zone.
@@ -84,6 +86,19 @@ pub fn sign_zone<'k>(
     records: Vec<Record>,
     dnssec: &ZoneDnssec,
     private: &dyn Fn(&str) -> Option<&'k dyn SigningKey>,
+) -> Result<SignedZone, SignError> {
+    sign_zone_cached(apex, records, dnssec, private, None)
+}
+
+/// [`sign_zone`], reusing the signatures in `cache` whose signing input is unchanged and
+/// leaving in it the signatures of this zone (a master keeps one per zone across batches).
+/// The result is the same bytes as [`sign_zone`]'s.
+pub fn sign_zone_cached<'k>(
+    apex: &Name,
+    records: Vec<Record>,
+    dnssec: &ZoneDnssec,
+    private: &dyn Fn(&str) -> Option<&'k dyn SigningKey>,
+    cache: Option<&mut SignatureCache>,
 ) -> Result<SignedZone, SignError> {
     let policy = &dnssec.policy;
     if policy.denial == Denial::Unsigned {
@@ -249,11 +264,12 @@ pub fn sign_zone<'k>(
     nodes.extend(chain_nodes);
     nodes.sort_by(|a, b| canonical_cmp(&a.name, &b.name));
 
-    // Sign, node by node.
+    // Sign, node by node: first the signing input of every signature, then the signatures
+    // (cached ones reused, the rest in parallel), then the records in canonical order.
     let (inception, expiration) = policy.signature_times();
-    let mut out = Vec::with_capacity(nodes.iter().map(|n| n.records.len() * 2).sum());
-    let mut signatures = 0u64;
-    let mut buf = Vec::with_capacity(4096);
+    let mut pieces: Vec<Piece> =
+        Vec::with_capacity(nodes.iter().map(|n| n.records.len() * 2).sum());
+    let mut jobs: Vec<Job<'k>> = Vec::new();
     for node in nodes {
         let labels = rrsig_labels(&node.name);
         let mut i = 0;
@@ -270,7 +286,7 @@ pub fn sign_zone<'k>(
                 Role::Delegation { .. } => t == rtype::DS || t == rtype::NSEC,
                 Role::Occluded => false,
             };
-            out.extend(set.iter().map(|r| (*r).clone()));
+            pieces.extend(set.iter().map(|r| Piece::Record((*r).clone())));
             if signed {
                 let ttl = set.iter().map(|r| r.ttl).min().unwrap_or(0);
                 let keys = if t == rtype::DNSKEY {
@@ -278,7 +294,7 @@ pub fn sign_zone<'k>(
                 } else {
                     &signers.zone
                 };
-                let mut sigs = Vec::with_capacity(keys.len());
+                let first = jobs.len();
                 for &(tag, key) in keys {
                     let prefix = RrsigPrefix {
                         type_covered: t,
@@ -290,26 +306,161 @@ pub fn sign_zone<'k>(
                         key_tag: tag,
                         signer: apex,
                     };
-                    buf.clear();
-                    prefix.append(&mut buf);
-                    let prefix_len = buf.len();
-                    append_rrset_for_signing(&mut buf, &set, ttl);
-                    let sig = key.sign(&buf);
-                    let mut rd = buf[..prefix_len].to_vec();
-                    rd.extend_from_slice(&sig);
-                    sigs.push(Record::new(node.name.clone(), rtype::RRSIG, ttl, rd));
+                    let mut data = Vec::with_capacity(256);
+                    prefix.append(&mut data);
+                    let prefix_len = data.len();
+                    append_rrset_for_signing(&mut data, &set, ttl);
+                    jobs.push(Job {
+                        key,
+                        data,
+                        prefix_len,
+                    });
                 }
-                sigs.sort_by(|a, b| a.rdata.cmp(&b.rdata));
-                signatures += sigs.len() as u64;
-                out.extend(sigs);
+                pieces.push(Piece::Signatures {
+                    owner: node.name.clone(),
+                    ttl,
+                    jobs: first..jobs.len(),
+                });
             }
             i = j;
         }
     }
+    let (sigs, fresh) = sign_jobs(&jobs, cache);
+    let mut out = Vec::with_capacity(pieces.len() + jobs.len());
+    for piece in pieces {
+        match piece {
+            Piece::Record(r) => out.push(r),
+            Piece::Signatures {
+                owner,
+                ttl,
+                jobs: range,
+            } => {
+                let mut set: Vec<Record> = range
+                    .map(|k| {
+                        let mut rd = jobs[k].data[..jobs[k].prefix_len].to_vec();
+                        rd.extend_from_slice(&sigs[k]);
+                        Record::new(owner.clone(), rtype::RRSIG, ttl, rd)
+                    })
+                    .collect();
+                set.sort_by(|a, b| a.rdata.cmp(&b.rdata));
+                out.extend(set);
+            }
+        }
+    }
     Ok(SignedZone {
         records: out,
-        signatures,
+        signatures: jobs.len() as u64,
+        fresh_signatures: fresh,
     })
+}
+
+/// One signature to make: the key and the RRSIG signing input (RFC 4034 §3.1.8.1), whose
+/// first `prefix_len` octets are the RRSIG RDATA before the signature field.
+struct Job<'k> {
+    key: &'k dyn SigningKey,
+    data: Vec<u8>,
+    prefix_len: usize,
+}
+
+/// The signed zone in order, before the signatures exist.
+enum Piece {
+    Record(Record),
+    /// The RRSIGs of the RRset before it: the signatures of `jobs`.
+    Signatures {
+        owner: Name,
+        ttl: u32,
+        jobs: std::ops::Range<usize>,
+    },
+}
+
+/// Below this many signatures to make, one thread signs (spawning costs more than it saves).
+const PARALLEL_FROM: usize = 64;
+
+/// The signatures of `jobs`, in order, and how many were made (not taken from `cache`). A
+/// signature depends only on its key and its input (deterministic algorithms), so a cached one
+/// is the one signing would make. The cache keeps exactly the signatures of this call.
+fn sign_jobs(jobs: &[Job<'_>], cache: Option<&mut SignatureCache>) -> (Vec<Vec<u8>>, u64) {
+    let mut sigs: Vec<Option<Vec<u8>>> = vec![None; jobs.len()];
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    if let Some(c) = cache.as_deref() {
+        keys = jobs.iter().map(|j| j.key.public_key()).collect();
+        for (k, j) in jobs.iter().enumerate() {
+            sigs[k] = c.get(&keys[k], &j.data).map(<[u8]>::to_vec);
+        }
+    }
+    let missing: Vec<usize> = (0..jobs.len()).filter(|&k| sigs[k].is_none()).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(missing.len().div_ceil(PARALLEL_FROM))
+        .max(1);
+    let made: Vec<Vec<u8>> = if threads == 1 {
+        missing
+            .iter()
+            .map(|&k| jobs[k].key.sign(&jobs[k].data))
+            .collect()
+    } else {
+        let per = missing.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = missing
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|&k| jobs[k].key.sign(&jobs[k].data))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("signing does not panic"))
+                .collect()
+        })
+    };
+    let fresh = made.len() as u64;
+    for (&k, sig) in missing.iter().zip(made) {
+        sigs[k] = Some(sig);
+    }
+    let sigs: Vec<Vec<u8>> = sigs.into_iter().map(|s| s.unwrap_or_default()).collect();
+    if let Some(c) = cache {
+        if keys.is_empty() {
+            keys = jobs.iter().map(|j| j.key.public_key()).collect();
+        }
+        let mut next = SignatureCache::default();
+        for ((j, key), sig) in jobs.iter().zip(keys).zip(&sigs) {
+            next.by_key
+                .entry(key)
+                .or_default()
+                .insert(j.data.clone(), sig.clone());
+        }
+        *c = next;
+    }
+    (sigs, fresh)
+}
+
+/// The signatures of the last signing of a zone, by public key and signing input: signing the
+/// zone again re-signs only the RRsets whose input changed (the new serial's SOA, changed DS
+/// and NSEC3 records...), and gives the same bytes as signing from scratch.
+#[derive(Debug, Default)]
+pub struct SignatureCache {
+    by_key: std::collections::HashMap<Vec<u8>, std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl SignatureCache {
+    fn get(&self, public_key: &[u8], data: &[u8]) -> Option<&[u8]> {
+        self.by_key.get(public_key)?.get(data).map(Vec::as_slice)
+    }
+
+    /// How many signatures it holds.
+    pub fn len(&self) -> usize {
+        self.by_key.values().map(|m| m.len()).sum()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The RRSIG labels field (RFC 4034 §3.1.3): the owner's labels, a leading `*` not counted.
@@ -574,5 +725,70 @@ pub(crate) mod tests {
         d.keys[0].state = KeyState::Published;
         let err = sign_zone(&n("test"), zone_records(), &d, &|_| Some(&key)).unwrap_err();
         assert!(matches!(err, SignError::NoActiveKey { .. }), "{err}");
+    }
+
+    /// Re-signing with the cache gives the bytes of signing from scratch and signs only the
+    /// RRsets whose input changed; many signatures are made on several threads alike.
+    #[test]
+    fn cached_and_parallel_signing_equal_signing_from_scratch() {
+        let key = PrivateKey::p256_from_scalar(&[3; 32]).unwrap();
+        let d = keyed(Denial::Nsec3OptOut, &key);
+        let ds = orrery_proto::Ds {
+            key_tag: 2,
+            algorithm: 13,
+            digest_type: 2,
+            digest: vec![9; 32],
+        };
+        let mut records = zone_records();
+        // Enough secure delegations for the parallel path.
+        for i in 0..200 {
+            let owner = n(&format!("s{i}.test"));
+            records.push(Record::new(
+                owner.clone(),
+                rtype::NS,
+                172_800,
+                rdata::ns(&n("ns.other")),
+            ));
+            records.push(Record::new(owner, rtype::DS, 86_400, rdata::ds(&ds)));
+        }
+        let mut cache = SignatureCache::default();
+        let first = sign_zone_cached(
+            &n("test"),
+            records.clone(),
+            &d,
+            &|_| Some(&key),
+            Some(&mut cache),
+        )
+        .unwrap();
+        assert_eq!(first.fresh_signatures, first.signatures);
+        assert_eq!(cache.len() as u64, first.signatures);
+        let scratch = sign_zone(&n("test"), records.clone(), &d, &|_| Some(&key)).unwrap();
+        assert_eq!(first.records, scratch.records);
+        // One more secure delegation: its DS, the NSEC3 records around it change; nothing else.
+        let owner = n("zz-new.test");
+        records.push(Record::new(
+            owner.clone(),
+            rtype::NS,
+            172_800,
+            rdata::ns(&n("ns.other")),
+        ));
+        records.push(Record::new(owner, rtype::DS, 86_400, rdata::ds(&ds)));
+        let again = sign_zone_cached(
+            &n("test"),
+            records.clone(),
+            &d,
+            &|_| Some(&key),
+            Some(&mut cache),
+        )
+        .unwrap();
+        let scratch = sign_zone(&n("test"), records, &d, &|_| Some(&key)).unwrap();
+        assert_eq!(again.records, scratch.records);
+        // Its DS, its NSEC3 and the previous NSEC3 (next hash changed).
+        assert_eq!(again.fresh_signatures, 3, "{}", again.fresh_signatures);
+        assert_eq!(
+            cache.len() as u64,
+            again.signatures,
+            "the cache keeps this zone's only"
+        );
     }
 }

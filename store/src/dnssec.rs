@@ -285,6 +285,27 @@ impl Store {
         }
         tx.commit().await
     }
+
+    /// Removes a key (by its locator) from the zone: the end of a rollover, once the key's
+    /// signatures have left every cache (the private key file stays; the operator archives
+    /// it). Journalled as a zone change.
+    pub async fn remove_zone_key(&self, apex: &Name, locator: &str) -> Result<()> {
+        let mut tx = Tx::begin(self).await?;
+        let zone_id = zone_id(&mut tx, apex).await?;
+        let n = tx
+            .exec(
+                "DELETE FROM dnssec_key WHERE zone_id = $1 AND locator = $2",
+                &[Arg::I64(zone_id), Arg::Text(locator.to_owned())],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                kind: "key",
+                key: format!("{locator} of zone {apex}"),
+            });
+        }
+        tx.commit().await
+    }
 }
 
 async fn zone_id(tx: &mut Tx, apex: &Name) -> Result<i64> {
@@ -375,6 +396,21 @@ mod tests {
                 vec![key(3, 2, KeyState::Active), key(7, 1, KeyState::Published)]
             );
 
+            // The batch carries the zone's policy and keys of its serial, read with it.
+            assert_eq!(b.dnssec, vec![(apex.clone(), Some(d.clone()))]);
+            // And so does a read of the whole registry.
+            let mut in_registry = Vec::new();
+            store
+                .visit_registry(|item| {
+                    if let crate::RegistryItem::Dnssec(z, x) = item {
+                        in_registry.push((z, x));
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(in_registry, vec![(apex.clone(), d.clone())]);
+
             // The same state, from the zone's snapshot.
             let mut seen = None;
             store
@@ -406,6 +442,22 @@ mod tests {
                 store
                     .set_key_state(&apex, "nope", KeyState::Retired, 1, Timestamp(0))
                     .await,
+                Err(StoreError::NotFound { .. })
+            ));
+
+            // A key leaves the zone; an unknown one is NotFound.
+            let serial = store.zone_serial(&apex).await.unwrap();
+            store
+                .remove_zone_key(&apex, &key(3, 2, KeyState::Active).locator)
+                .await
+                .unwrap();
+            assert!(
+                store.zone_serial(&apex).await.unwrap() > serial,
+                "journalled"
+            );
+            assert_eq!(store.dnssec(&apex).await.unwrap().unwrap().keys.len(), 1);
+            assert!(matches!(
+                store.remove_zone_key(&apex, "nope").await,
                 Err(StoreError::NotFound { .. })
             ));
 
@@ -463,9 +515,29 @@ mod tests {
                 .add_zone_key(&apex, &key(3, 2, KeyState::Active))
                 .await
                 .unwrap();
+            let before = store.head().await.unwrap();
             raw(store, "UPDATE dnssec_key SET public_key = '%%%'")
                 .await
                 .unwrap();
+            // The journal batch quarantines the zone rather than carry it without its keys.
+            let ChangesSince::Batch(b) = store.changes_since(before, 1000).await.unwrap() else {
+                panic!("too far behind")
+            };
+            assert_eq!(b.bad_rows.len(), 1, "{:?}", b.bad_rows);
+            assert_eq!(b.bad_rows[0].table, "dnssec_key");
+            assert!(b.dnssec.is_empty());
+            assert!(!b.batch.changes.iter().any(|c| matches!(c, Change::Zone(_))));
+            let mut bad = Vec::new();
+            store
+                .visit_registry(|item| {
+                    if let crate::RegistryItem::BadRow(x) = item {
+                        bad.push(x.table);
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(bad, vec!["dnssec_key"]);
             let err = store.dnssec(&apex).await.unwrap_err();
             assert!(
                 matches!(

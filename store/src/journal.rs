@@ -17,10 +17,12 @@
 
 use std::collections::HashSet;
 
+use orrery_proto::dnssec::ZoneDnssec;
 use orrery_proto::{Change, ChangeBatch, Name, Serial};
 
 use sqlx::AssertSqlSafe;
 
+use crate::dnssec::{KEYS_SQL, KeyRow, POLICY_SQL, PolicyRow};
 use crate::read::{BadRow, ContactRow, DomainRow, HostRow, RegistrarRow, ZONE_SERIAL_SQL, ZoneRow};
 use crate::{Result, Store, on_pool};
 
@@ -57,6 +59,10 @@ pub struct JournalBatch {
     /// Every object named in the range that is not in `bad_rows`, as `(object kind, key)`: it
     /// read fine or is gone, so any quarantine of it ends.
     pub settled: Vec<(&'static str, String)>,
+    /// The DNSSEC policy and keys of every zone `batch` carries (`None`: the zone has no
+    /// policy), read in the same snapshot: the keys of serial `upto`, which a master signs the
+    /// batch with. A zone whose policy or keys cannot be read is in `bad_rows` instead.
+    pub dnssec: Vec<(Name, Option<ZoneDnssec>)>,
 }
 
 /// The journal's object kinds, as `'static` names.
@@ -162,9 +168,21 @@ impl Store {
                     batch: ChangeBatch { after, upto: after, changes: vec![] },
                     bad_rows: vec![],
                     settled: vec![],
+                    dnssec: vec![],
                 }));
             }
             let zones: Vec<ZoneRow> = sqlx::query_as(AssertSqlSafe(zone_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
+            // Each zone's policy and keys in the same snapshot (a batch names few zones).
+            let mut zones_dnssec = Vec::with_capacity(zones.len());
+            for z in zones {
+                let policy: Option<PolicyRow> = sqlx::query_as(AssertSqlSafe(POLICY_SQL)).bind(z.id).fetch_optional(&mut *tx).await?;
+                let keys: Vec<KeyRow> = match policy {
+                    Some(_) => sqlx::query_as(AssertSqlSafe(KEYS_SQL)).bind(z.id).fetch_all(&mut *tx).await?,
+                    None => Vec::new(),
+                };
+                zones_dnssec.push((z, policy, keys));
+            }
+            let zones = zones_dnssec;
             let domains: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(domain_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
             let hosts: Vec<HostRow> = sqlx::query_as(AssertSqlSafe(host_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
             let contacts: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(contact_sql.as_str())).bind(after).fetch_all(&mut *tx).await?;
@@ -195,9 +213,17 @@ impl Store {
             let key = row.key().to_owned();
             take("contact", &key, row.into_model().map(Change::Contact));
         }
-        for row in zones {
+        let mut dnssec = Vec::new();
+        for (row, policy, keys) in zones {
             let key = row.key().to_owned();
-            take("zone", &key, row.into_model().map(Change::Zone));
+            let zone = row.into_model().and_then(|z| {
+                let d = policy
+                    .map(|p| crate::dnssec::into_model(&key, p, keys))
+                    .transpose()?;
+                dnssec.push((z.name.clone(), d));
+                Ok(z)
+            });
+            take("zone", &key, zone.map(Change::Zone));
         }
         for row in hosts {
             let key = row.key().to_owned();
@@ -262,6 +288,7 @@ impl Store {
             },
             bad_rows,
             settled,
+            dnssec,
         }))
     }
 }

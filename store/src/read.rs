@@ -756,6 +756,9 @@ pub enum RegistryItem {
     Zone(Zone),
     Host(Host),
     Domain(Domain),
+    /// The DNSSEC policy and keys of a zone that has a policy, after every zone and before the
+    /// hosts (a zone whose policy or keys cannot be read comes as a [`RegistryItem::BadRow`]).
+    Dnssec(Name, orrery_proto::dnssec::ZoneDnssec),
     /// A quarantined row: the object exists but cannot be read (it is not absent).
     BadRow(BadRow),
 }
@@ -797,6 +800,27 @@ impl Store {
             stream_rows!(tx, RegistrarRow, registrar_sql, [], db, |row| item(row.into_model(), RegistryItem::Registrar), visit);
             stream_rows!(tx, ContactRow, contact_sql, [], db, |row| item(row.into_model(), RegistryItem::Contact), visit);
             stream_rows!(tx, ZoneRow, zone_sql, [], db, |row| item(row.into_model(), RegistryItem::Zone), visit);
+            // The signed zones' policies and keys, in the same snapshot (zones are few).
+            let signed: Vec<(i64, String)> = sqlx::query_as("SELECT z.id, z.name FROM zone z JOIN dnssec_policy p ON p.zone_id = z.id ORDER BY z.name")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for (zone_id, zone_name) in signed {
+                // A zone name that does not parse is the zone's bad row, reported above.
+                let Ok(apex) = Name::from_ascii(&zone_name) else { continue };
+                let policy: Option<crate::dnssec::PolicyRow> = sqlx::query_as(AssertSqlSafe(crate::dnssec::POLICY_SQL))
+                    .bind(zone_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let Some(policy) = policy else { continue };
+                let keys: Vec<crate::dnssec::KeyRow> = sqlx::query_as(AssertSqlSafe(crate::dnssec::KEYS_SQL))
+                    .bind(zone_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                visit(item(crate::dnssec::into_model(&zone_name, policy, keys), |d| RegistryItem::Dnssec(apex, d)))?;
+            }
             stream_rows!(tx, HostRow, host_sql, [], db, |row| item(row.into_model(), RegistryItem::Host), visit);
             stream_rows!(tx, DomainRow, domain_sql, [], db, |row| item(row.into_model(), RegistryItem::Domain), visit);
             tx.commit().await.map_err(db)?;
@@ -831,6 +855,7 @@ mod tests {
                     RegistryItem::Zone(_) => 3,
                     RegistryItem::Host(_) => 4,
                     RegistryItem::Domain(_) => 5,
+                    RegistryItem::Dnssec(..) => panic!("the synthetic zone is unsigned"),
                     RegistryItem::BadRow(b) => panic!("{b}"),
                 };
                 counts[k] += 1;

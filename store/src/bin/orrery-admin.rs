@@ -202,6 +202,24 @@ enum DnssecCmd {
     /// Start the next signature window if its refresh period has begun (run daily; a no-op
     /// otherwise).
     Refresh { zone: String },
+    /// Move a key to a state (a rollover step, deploy/runbooks/dnssec.md): `active` signs,
+    /// `retired` stays in the DNSKEY RRset signing nothing, `revoked` (RFC 5011).
+    KeyState {
+        zone: String,
+        /// The key's tag, or its locator when two keys share a tag.
+        #[arg(long)]
+        key: String,
+        /// `published`, `active`, `retired` or `revoked`.
+        #[arg(long)]
+        state: String,
+    },
+    /// Remove a retired key from the zone (the end of a rollover).
+    RemoveKey {
+        zone: String,
+        /// The key's tag, or its locator.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -717,6 +735,33 @@ fn print_list(records: &[show::Record], output: &Output) {
     }
 }
 
+/// The zone's key named by its tag or locator (a tag two keys share is refused as ambiguous).
+async fn find_key(
+    store: &Store,
+    apex: &Name,
+    key: &str,
+) -> Result<orrery_proto::dnssec::ZoneKey, Refused> {
+    let keys = store
+        .dnssec(apex)
+        .await?
+        .map(|d| d.keys)
+        .unwrap_or_default();
+    let found: Vec<_> = keys
+        .into_iter()
+        .filter(|k| k.locator == key || key.parse::<u16>().is_ok_and(|t| t == k.key_tag))
+        .collect();
+    match found.len() {
+        1 => Ok(found.into_iter().next().expect("one")),
+        0 => Err(Refused(format!(
+            "zone {apex} has no key {key:?} (see `dnssec keys`)"
+        ))),
+        _ => Err(Refused(format!(
+            "key tag {key} names {} keys of zone {apex}: give the locator",
+            found.len()
+        ))),
+    }
+}
+
 async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
     use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneKey};
     use orrery_signer::key::dnskey_rdata;
@@ -844,6 +889,38 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
                 })
                 .collect();
             print_list(&records, &output);
+        }
+        DnssecCmd::KeyState { zone, key, state } => {
+            let apex = name("zone", &zone)?;
+            let state = KeyState::parse(&state).ok_or_else(|| {
+                Refused(format!(
+                    "--state {state:?}: published, active, retired or revoked"
+                ))
+            })?;
+            let mut k = find_key(store, &apex, &key).await?;
+            k.state = state;
+            let tag = orrery_signer::key_tag(&dnskey_rdata(k.flags(), k.algorithm, &k.public_key));
+            store
+                .set_key_state(&apex, &k.locator, state, tag, Timestamp::now())
+                .await?;
+            say!(
+                "zone {apex}: key {} ({}) is {}",
+                tag,
+                k.locator,
+                state.as_str()
+            );
+        }
+        DnssecCmd::RemoveKey { zone, key } => {
+            let apex = name("zone", &zone)?;
+            let k = find_key(store, &apex, &key).await?;
+            if matches!(k.state, KeyState::Active) {
+                return Err(Refused(format!(
+                    "key {} is active: retire it first (and wait for its signatures to expire from caches)",
+                    k.key_tag
+                )));
+            }
+            store.remove_zone_key(&apex, &k.locator).await?;
+            say!("zone {apex}: key {} ({}) removed", k.key_tag, k.locator);
         }
         DnssecCmd::Refresh { zone } => {
             let apex = name("zone", &zone)?;

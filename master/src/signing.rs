@@ -1,0 +1,500 @@
+//! Signing in the change path (issue 13): the master signs what a batch changes before the
+//! batch goes into the window, and appends the resulting DNSSEC RRsets to the same batch, so a
+//! satellite applies a DS and its RRSIG, or a new delegation and its NSEC3 chain update, as one
+//! unit.
+//!
+//! ```text
+//!  journal batch (objects + each zone's policy and keys, one snapshot)
+//!     │ ZoneSigner::on_batch
+//!     ▼  per signed zone touched: update its unsigned records (delegations, in-zone hosts)
+//!        sign_zone_cached: the signatures of unchanged RRsets come from the zone's cache,
+//!                          the rest are signed (in parallel when many)
+//!        dnssec_rrsets → diff with the sets published → Change::Dnssec / DnssecRemoved
+//!     ▼
+//!  the batch + those changes ──▶ Cache::apply (window, snapshot)
+//! ```
+//!
+//! **Equal to the reference by construction.** The zone is signed with the one whole-zone
+//! signer (`orrery_signer::sign_zone`) over the same records the generator collects
+//! (`orrery_signer::objects`); what makes it incremental is the signature cache: a signature
+//! depends only on its key and its signing input (deterministic algorithms, times from the
+//! store's window), so a cached signature is the one signing would make, and only RRsets whose
+//! input changed are signed again — the new serial's SOA, the changed DS, the NSEC3 records
+//! whose next hash or bit map changed; with opt-out an insecure delegation changes none
+//! (RFC 5155 §6). The chain itself (sorting, hashing the few chain names) is rebuilt per batch:
+//! linear in the zone's size, cheap next to signing (docs/DNSSEC.md has the figures).
+//!
+//! **Never half-signed.** When a zone cannot be signed (no key directory on this master, a
+//! private key missing or not matching the store's public key, ...) its state stays the last
+//! signed one: the batch's changes to that zone's objects are withheld (the follower drops them,
+//! the cache keeps the old versions, as for a quarantined row), the failure is logged as an
+//! error and counted, and every other zone flows. Each later poll retries; once the zone signs
+//! again the follower reloads the registry, which publishes everything withheld meanwhile.
+//!
+//! What is signed is exactly what the generator signs: the apex SOA and NS, each delegated
+//! domain's NS and DS (only one NS per delegation is kept: NS at a cut is never signed, and one
+//! is enough for the signer to see the cut), and the addresses of hosts inside the zone that
+//! the store's publication rule publishes (addresses, and named by the zone's NS or by a
+//! delegated domain; `HostSelection::Published`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use orrery_proto::dnssec::{DnssecRrset, DnssecRrsetId, ZoneDnssec};
+use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Zone};
+use orrery_signer::objects::{apex_records, domain_records, host_records};
+use orrery_signer::record::rtype;
+use orrery_signer::{KeyStore, Record, SignatureCache, dnssec_rrsets, sign_with_keys_cached};
+
+use crate::cache::Registry;
+
+/// A key store shared with the signing threads.
+pub type SharedKeyStore = Arc<dyn KeyStore + Send + Sync>;
+
+/// What signing a batch gives the follower.
+#[derive(Debug, Default)]
+pub struct Signed {
+    /// The DNSSEC changes to append to the batch.
+    pub changes: Vec<Change>,
+    /// Zones that could not be signed: the batch's changes to their objects must be withheld.
+    pub withheld: HashSet<Name>,
+    /// A zone that could not be signed before signs again: reload to publish what was withheld.
+    pub recovered: bool,
+    /// Signatures made (not taken from a cache).
+    pub fresh_signatures: u64,
+}
+
+/// One signed zone's state.
+#[derive(Debug)]
+struct ZoneState {
+    zone: Zone,
+    dnssec: ZoneDnssec,
+    /// The records each delegated domain of the zone adds (one NS, its DS).
+    delegations: HashMap<Name, Vec<Record>>,
+    /// Every host inside the zone, published or not.
+    hosts: HashMap<Name, Host>,
+    /// References to in-zone host names: from delegated domains and from the zone's NS.
+    refs: HashMap<Name, u32>,
+    /// The sets published now.
+    sets: HashMap<DnssecRrsetId, DnssecRrset>,
+    cache: SignatureCache,
+    /// Why the last signing failed; `None` when the published sets are this state's.
+    failing: Option<String>,
+}
+
+/// The signer of every signed zone of the registry, fed by the journal follower.
+pub struct ZoneSigner {
+    keys: Option<SharedKeyStore>,
+    zones: HashMap<Name, ZoneState>,
+    /// Every zone of the registry, signed or not: a host belongs to the most specific.
+    apexes: HashSet<Name>,
+    /// For each domain naming hosts inside signed zones (while delegated): those hosts.
+    domain_refs: HashMap<Name, Vec<Name>>,
+    /// The signature caches of the zones before a reset, taken back as each zone restarts.
+    reset_caches: HashMap<Name, SignatureCache>,
+    /// Signing failures since start (each failed attempt of a zone).
+    pub failures: u64,
+}
+
+impl std::fmt::Debug for ZoneSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneSigner")
+            .field("signing_host", &self.keys.is_some())
+            .field("zones", &self.zones.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZoneSigner {
+    /// A signer with the private keys in `keys`; `None` on a master that is not a signing host
+    /// (every signed zone then fails to sign, loudly, and keeps its last state).
+    pub fn new(keys: Option<SharedKeyStore>) -> Self {
+        Self {
+            keys,
+            zones: HashMap::new(),
+            apexes: HashSet::new(),
+            domain_refs: HashMap::new(),
+            reset_caches: HashMap::new(),
+            failures: 0,
+        }
+    }
+
+    /// True when some zone is signed (and satellites must then get its sets with every batch).
+    pub fn signs_any(&self) -> bool {
+        !self.zones.is_empty()
+    }
+
+    /// Zones whose last signing failed, with the reason.
+    pub fn failing(&self) -> Vec<(Name, String)> {
+        self.zones
+            .iter()
+            .filter_map(|(n, z)| z.failing.clone().map(|why| (n.clone(), why)))
+            .collect()
+    }
+
+    /// The sets published for `apex`, in id order (tests and checks).
+    pub fn sets(&self, apex: &Name) -> Vec<DnssecRrset> {
+        let mut v: Vec<DnssecRrset> = self
+            .zones
+            .get(apex)
+            .map(|z| z.sets.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The signed zones that `dnssec` starts signing: their state must first be read from the
+    /// registry as it is before the batch ([`ZoneSigner::init_zones`]).
+    pub fn zones_to_init(&self, dnssec: &[(Name, Option<ZoneDnssec>)]) -> Vec<Name> {
+        dnssec
+            .iter()
+            .filter(|(apex, d)| {
+                d.as_ref().is_some_and(ZoneDnssec::is_signed) && !self.zones.contains_key(apex)
+            })
+            .map(|(apex, _)| apex.clone())
+            .collect()
+    }
+
+    /// Starts signing `apexes` from `registry` (the state before the batch that signs them):
+    /// their domains, hosts and the references to their hosts. The zone object and the keys
+    /// come with the batch.
+    pub fn init_zones(
+        &mut self,
+        registry: &Registry,
+        batch: &ChangeBatch,
+        dnssec: &[(Name, Option<ZoneDnssec>)],
+        apexes: &[Name],
+    ) {
+        for z in registry.zones.keys() {
+            self.apexes.insert(z.clone());
+        }
+        for apex in apexes {
+            let Some(zone) = batch.changes.iter().find_map(|c| match c {
+                Change::Zone(z) if &z.name == apex => Some(z.clone()),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let Some(Some(d)) = dnssec.iter().find(|(a, _)| a == apex).map(|(_, d)| d) else {
+                continue;
+            };
+            self.apexes.insert(apex.clone());
+            self.start_zone(zone, d.clone());
+        }
+        for h in registry.hosts.values() {
+            self.put_host(h, &mut HashSet::new());
+        }
+        for d in registry.domains.values() {
+            self.put_domain(d, &mut HashSet::new());
+        }
+    }
+
+    fn start_zone(&mut self, zone: Zone, dnssec: ZoneDnssec) {
+        let apex = zone.name.clone();
+        let mut state = ZoneState {
+            zone,
+            dnssec,
+            delegations: HashMap::new(),
+            hosts: HashMap::new(),
+            refs: HashMap::new(),
+            sets: HashMap::new(),
+            cache: self.reset_caches.remove(&apex).unwrap_or_default(),
+            failing: None,
+        };
+        for ns in state.zone.nameservers.clone() {
+            if ns.is_subdomain_of(&apex) {
+                *state.refs.entry(ns).or_default() += 1;
+            }
+        }
+        self.zones.insert(apex, state);
+    }
+
+    /// Forgets every zone's state but the signature caches, for a full reload: the sets then
+    /// all come out as changes (a full state), signed again only where the state changed.
+    pub fn reset(&mut self) {
+        let caches: HashMap<Name, SignatureCache> = self
+            .zones
+            .drain()
+            .map(|(apex, z)| (apex, z.cache))
+            .collect();
+        self.apexes.clear();
+        self.domain_refs.clear();
+        self.reset_caches = caches;
+    }
+
+    /// The zone a name belongs to: the most specific zone of the registry it is under.
+    fn zone_of(&self, name: &Name) -> Option<Name> {
+        let mut up = Some(name.clone());
+        while let Some(n) = up {
+            if self.apexes.contains(&n) {
+                return Some(n);
+            }
+            up = n.parent();
+        }
+        None
+    }
+
+    /// The signed zone of an object change, for withholding it (`None`: no signed zone).
+    pub fn signed_zone_of(&self, change: &Change) -> Option<Name> {
+        let zone = match change {
+            Change::Zone(z) => Some(z.name.clone()),
+            Change::ZoneRemoved(n) => Some(n.clone()),
+            Change::Domain(d) => Some(d.zone.clone()),
+            Change::DomainRemoved(n)
+            | Change::Host(Host { name: n, .. })
+            | Change::HostRemoved(n) => self.zone_of(n),
+            _ => None,
+        }?;
+        self.zones.contains_key(&zone).then_some(zone)
+    }
+
+    /// Signs what `batch` changed and returns the DNSSEC changes to append to it. `dnssec` is
+    /// the policy and keys of every zone the batch carries (read with it). Zones it starts
+    /// signing must have been read first ([`ZoneSigner::zones_to_init`]).
+    pub fn on_batch(
+        &mut self,
+        batch: &ChangeBatch,
+        dnssec: &[(Name, Option<ZoneDnssec>)],
+    ) -> Signed {
+        let mut out = Signed::default();
+        let mut touched: HashSet<Name> = HashSet::new();
+        // Policies and keys first: a zone going unsigned takes all its sets away.
+        for (apex, d) in dnssec {
+            match (d, self.zones.get_mut(apex)) {
+                (Some(d), Some(state)) if d.is_signed() => {
+                    if &state.dnssec != d {
+                        state.dnssec = d.clone();
+                        touched.insert(apex.clone());
+                    }
+                }
+                (Some(d), None) if d.is_signed() => {
+                    // A zone that starts signing in this batch and was not initialised from
+                    // the registry (a full load: the batch holds everything).
+                    if let Some(zone) = batch.changes.iter().find_map(|c| match c {
+                        Change::Zone(z) if &z.name == apex => Some(z.clone()),
+                        _ => None,
+                    }) {
+                        self.apexes.insert(apex.clone());
+                        self.start_zone(zone, d.clone());
+                        touched.insert(apex.clone());
+                    }
+                }
+                (_, Some(_)) => self.stop_zone(apex, &mut out),
+                (_, None) => {}
+            }
+        }
+        for z in dnssec.iter().map(|(a, _)| a) {
+            if self.zones.contains_key(z) {
+                touched.insert(z.clone());
+            }
+        }
+        for c in &batch.changes {
+            match c {
+                Change::Zone(z) => {
+                    self.apexes.insert(z.name.clone());
+                    if let Some(state) = self.zones.get_mut(&z.name) {
+                        let apex = z.name.clone();
+                        for ns in &state.zone.nameservers {
+                            if ns.is_subdomain_of(&apex) {
+                                dec(&mut state.refs, ns);
+                            }
+                        }
+                        for ns in &z.nameservers {
+                            if ns.is_subdomain_of(&apex) {
+                                *state.refs.entry(ns.clone()).or_default() += 1;
+                            }
+                        }
+                        state.zone = z.clone();
+                        touched.insert(apex);
+                    }
+                }
+                Change::ZoneRemoved(n) => {
+                    if self.zones.contains_key(n) {
+                        self.stop_zone(n, &mut out);
+                    }
+                    self.apexes.remove(n);
+                }
+                Change::Domain(d) => self.put_domain(d, &mut touched),
+                Change::DomainRemoved(n) => self.remove_domain(n, &mut touched),
+                Change::Host(h) => self.put_host(h, &mut touched),
+                Change::HostRemoved(n) => {
+                    if let Some(z) = self.zone_of(n)
+                        && let Some(state) = self.zones.get_mut(&z)
+                        && state.hosts.remove(n).is_some()
+                    {
+                        touched.insert(z);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Zones that failed before are retried with every batch.
+        touched.extend(self.failing().into_iter().map(|(n, _)| n));
+        let mut touched: Vec<Name> = touched.into_iter().collect();
+        touched.sort();
+        for apex in touched {
+            self.sign(&apex, &mut out);
+        }
+        out
+    }
+
+    /// Retries the zones that failed (the follower calls it when the journal is quiet).
+    pub fn retry(&mut self) -> Signed {
+        let mut out = Signed::default();
+        let mut failing: Vec<Name> = self.failing().into_iter().map(|(n, _)| n).collect();
+        failing.sort();
+        for apex in failing {
+            self.sign(&apex, &mut out);
+        }
+        out
+    }
+
+    fn stop_zone(&mut self, apex: &Name, out: &mut Signed) {
+        if let Some(state) = self.zones.remove(apex) {
+            let mut ids: Vec<DnssecRrsetId> = state.sets.into_keys().collect();
+            ids.sort();
+            out.changes
+                .extend(ids.into_iter().map(Change::DnssecRemoved));
+            self.domain_refs.retain(|_, hosts| {
+                hosts.retain(|h| !h.is_subdomain_of(apex));
+                !hosts.is_empty()
+            });
+            tracing::info!(zone = %apex, "zone no longer signed: its DNSSEC records are removed");
+        }
+    }
+
+    fn put_host(&mut self, h: &Host, touched: &mut HashSet<Name>) {
+        if let Some(z) = self.zone_of(&h.name)
+            && let Some(state) = self.zones.get_mut(&z)
+        {
+            state.hosts.insert(h.name.clone(), h.clone());
+            touched.insert(z);
+        }
+    }
+
+    fn remove_domain(&mut self, name: &Name, touched: &mut HashSet<Name>) {
+        for host in self.domain_refs.remove(name).unwrap_or_default() {
+            if let Some(z) = self.zone_of(&host)
+                && let Some(state) = self.zones.get_mut(&z)
+            {
+                dec(&mut state.refs, &host);
+                touched.insert(z);
+            }
+        }
+        for (apex, state) in &mut self.zones {
+            if state.delegations.remove(name).is_some() {
+                touched.insert(apex.clone());
+            }
+        }
+    }
+
+    fn put_domain(&mut self, d: &Domain, touched: &mut HashSet<Name>) {
+        self.remove_domain(&d.name, touched);
+        if d.is_delegated() {
+            let mut named = Vec::new();
+            for ns in &d.nameservers {
+                if let Some(z) = self.zone_of(ns)
+                    && let Some(state) = self.zones.get_mut(&z)
+                {
+                    *state.refs.entry(ns.clone()).or_default() += 1;
+                    named.push(ns.clone());
+                    touched.insert(z);
+                }
+            }
+            if !named.is_empty() {
+                self.domain_refs.insert(d.name.clone(), named);
+            }
+        }
+        if let Some(state) = self.zones.get_mut(&d.zone) {
+            let mut records = Vec::new();
+            domain_records(&state.zone, d, &mut records);
+            // One NS is enough to mark the cut (NS at a cut is neither signed nor sent).
+            let mut ns_seen = false;
+            records.retain(|r| r.rtype != rtype::NS || !std::mem::replace(&mut ns_seen, true));
+            if !records.is_empty() {
+                state.delegations.insert(d.name.clone(), records);
+            }
+            touched.insert(d.zone.clone());
+        }
+    }
+
+    /// Signs one zone from its state and records the differences with what is published.
+    fn sign(&mut self, apex: &Name, out: &mut Signed) {
+        let Some(state) = self.zones.get_mut(apex) else {
+            return;
+        };
+        let mut records = Vec::with_capacity(state.delegations.len() * 2 + 8);
+        apex_records(&state.zone, state.zone.serial, &mut records);
+        for r in state.delegations.values() {
+            records.extend(r.iter().cloned());
+        }
+        for h in state.hosts.values() {
+            if state.refs.get(&h.name).is_some_and(|&n| n > 0) {
+                host_records(&state.zone, h, &mut records);
+            }
+        }
+        let result = match &self.keys {
+            None => Err("this master has no key directory ([dnssec] key_dir)".to_owned()),
+            Some(keys) => sign_with_keys_cached(
+                apex,
+                &state.dnssec,
+                records,
+                keys.as_ref(),
+                Some(&mut state.cache),
+            )
+            .map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(signed) => {
+                out.fresh_signatures += signed.fresh_signatures;
+                if state.failing.take().is_some() {
+                    tracing::info!(zone = %apex, "zone signs again; publishing what was withheld");
+                    out.recovered = true;
+                }
+                let mut new: HashMap<DnssecRrsetId, DnssecRrset> = dnssec_rrsets(apex, &signed)
+                    .into_iter()
+                    .map(|s| (s.id.clone(), s))
+                    .collect();
+                let mut removed: Vec<DnssecRrsetId> = state
+                    .sets
+                    .keys()
+                    .filter(|id| !new.contains_key(*id))
+                    .cloned()
+                    .collect();
+                removed.sort();
+                let mut changed: Vec<&DnssecRrset> = new
+                    .values()
+                    .filter(|s| state.sets.get(&s.id) != Some(*s))
+                    .collect();
+                changed.sort_by(|a, b| a.id.cmp(&b.id));
+                out.changes
+                    .extend(changed.into_iter().cloned().map(Change::Dnssec));
+                out.changes
+                    .extend(removed.into_iter().map(Change::DnssecRemoved));
+                std::mem::swap(&mut state.sets, &mut new);
+            }
+            Err(why) => {
+                self.failures += 1;
+                if state.failing.as_deref() != Some(why.as_str()) {
+                    tracing::error!(
+                        zone = %apex,
+                        error = %why,
+                        "cannot sign the zone: its changes are withheld and satellites keep its \
+                         last signed state until it signs again"
+                    );
+                }
+                state.failing = Some(why);
+                out.withheld.insert(apex.clone());
+            }
+        }
+    }
+}
+
+fn dec(refs: &mut HashMap<Name, u32>, name: &Name) {
+    if let Some(n) = refs.get_mut(name) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            refs.remove(name);
+        }
+    }
+}

@@ -1,0 +1,789 @@
+//! Signing in the change path (issue 13): after every batch, the DNSSEC RRsets the master
+//! publishes equal those of signing the whole zone from scratch from the store's state
+//! (`orrery_signer::dnssec_rrsets(sign_zone(...))`, what the generator signs), on SQLite and,
+//! with `DATABASE_URL`, PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use orrery_master::cache::Cache;
+use orrery_master::config::{FollowSettings, LinkSettings};
+use orrery_master::follow_journal::JournalFollower;
+use orrery_master::signing::{SharedKeyStore, ZoneSigner};
+use orrery_proto::dnssec::{
+    Algorithm, Denial, DnssecPolicy, DnssecRrset, KeyRole, KeyState, ZoneKey,
+};
+use orrery_proto::link::pb;
+use orrery_proto::{Change, Ds, Name, Registrar, Timestamp};
+use orrery_signer::key::dnskey_rdata;
+use orrery_signer::objects::{apex_records, domain_records, host_records};
+use orrery_signer::{FileKeyStore, KeyStore, dnssec_rrsets, key_tag, sign_with_keys};
+use orrery_store::write::{NewDomain, NewZone, NsSpec};
+use orrery_store::{HostSelection, Store, StoreError, ZoneItem};
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// A small deterministic generator (no dependency for a test).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn seed(store: &Store) {
+    store
+        .add_zone(&NewZone {
+            name: n("test"),
+            mname: n("a.nic.test"),
+            rname: n("hostmaster.nic.test"),
+            refresh: 1800,
+            retry: 900,
+            expire: 2_419_200,
+            minimum: 3600,
+            soa_ttl: 3600,
+            ns_ttl: 172_800,
+            ds_ttl: 86_400,
+            nameservers: vec![NsSpec {
+                name: n("a.nic.test"),
+                addresses: vec!["192.0.2.53".parse().unwrap()],
+            }],
+        })
+        .await
+        .unwrap();
+    store
+        .add_registrar(&Registrar::new("R1", "Registrar One"))
+        .await
+        .unwrap();
+    // Not delegated: the hosts under it are authoritative data of the zone.
+    store
+        .add_domain(&domain("nic.test", vec![], vec![]))
+        .await
+        .unwrap();
+}
+
+/// Generates a key of `role` in `keys` and adds it to the zone in `state`.
+async fn add_key(
+    store: &Store,
+    keys: &FileKeyStore,
+    alg: Algorithm,
+    role: KeyRole,
+    state: KeyState,
+) -> ZoneKey {
+    let flags = if role.is_sep() { 257 } else { 256 };
+    let (locator, private) = keys.generate(&n("test"), alg, flags).unwrap();
+    let public_key = private.public_key();
+    let key = ZoneKey {
+        role,
+        algorithm: alg,
+        key_tag: key_tag(&dnskey_rdata(flags, alg, &public_key)),
+        public_key,
+        state,
+        locator,
+        created: Timestamp(1_800_000_000),
+        published: Some(Timestamp(1_800_000_000)),
+        activated: (state == KeyState::Active).then_some(Timestamp(1_800_000_000)),
+        retired: None,
+        revoked: None,
+    };
+    store.add_zone_key(&n("test"), &key).await.unwrap();
+    key
+}
+
+/// The reference: the zone read from one store snapshot, signed whole.
+async fn reference(store: &Store, keys: &dyn KeyStore) -> Vec<DnssecRrset> {
+    let mut records = Vec::new();
+    let mut zone = None;
+    let mut dnssec = None;
+    store
+        .visit_zone(&n("test"), HostSelection::Published, |item| {
+            match item {
+                ZoneItem::Zone { zone: z, .. } => zone = Some(z.clone()),
+                ZoneItem::Dnssec(d) => {
+                    let z = zone.as_ref().unwrap();
+                    apex_records(z, z.serial, &mut records);
+                    dnssec = Some(d);
+                }
+                ZoneItem::Domain(d) => {
+                    domain_records(zone.as_ref().unwrap(), &d, &mut records);
+                }
+                ZoneItem::Host(h) => {
+                    host_records(zone.as_ref().unwrap(), &h, &mut records);
+                }
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let Some(d) = dnssec.filter(|d| d.is_signed()) else {
+        return Vec::new();
+    };
+    let signed = sign_with_keys(&n("test"), &d, records, keys).unwrap();
+    let mut sets = dnssec_rrsets(&n("test"), &signed);
+    sets.sort_by(|a, b| a.id.cmp(&b.id));
+    sets
+}
+
+/// The sets the cache publishes for the zone (what a snapshot holds).
+fn published(cache: &Cache) -> Vec<DnssecRrset> {
+    let mut v: Vec<DnssecRrset> = cache.with_registry(|r| r.dnssec.values().cloned().collect());
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    v
+}
+
+fn follower(store: &Store, keys: Option<SharedKeyStore>) -> (JournalFollower, Arc<Cache>) {
+    let cache = Arc::new(Cache::new(LinkSettings::default()));
+    let f = JournalFollower::new(store.clone(), cache.clone(), FollowSettings::default())
+        .with_signer(ZoneSigner::new(keys), Arc::default());
+    (f, cache)
+}
+
+/// The DNSSEC changes of the batches after `from`, by kind and covered type.
+fn dnssec_changes_since(cache: &Cache, from: i64) -> Vec<(u16, u16, bool)> {
+    let orrery_master::cache::Catchup::Batches(batches) = cache.since(from) else {
+        panic!("not in the window")
+    };
+    let mut out = Vec::new();
+    for b in batches {
+        for c in &b.changes {
+            match Change::try_from(c.clone()).unwrap() {
+                Change::Dnssec(s) => out.push((s.id.rtype, s.id.covered, true)),
+                Change::DnssecRemoved(id) => out.push((id.rtype, id.covered, false)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn ds(seed: u8) -> Ds {
+    Ds {
+        key_tag: u16::from(seed),
+        algorithm: 13,
+        digest_type: 2,
+        digest: vec![seed; 32],
+    }
+}
+
+fn domain(name: &str, ns: Vec<NsSpec>, ds: Vec<Ds>) -> NewDomain {
+    NewDomain {
+        name: n(name),
+        registrar: "R1".into(),
+        registrant: None,
+        admin: None,
+        tech: None,
+        billing: None,
+        expires: Timestamp(2_000_000_000),
+        statuses: vec![],
+        nameservers: ns,
+        ds,
+    }
+}
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("r.db").display());
+    (Store::open(&url).await.unwrap(), dir)
+}
+
+/// SQLite, and PostgreSQL when `DATABASE_URL` is set (a database of the test's own).
+async fn stores() -> Vec<(Store, tempfile::TempDir, Option<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("r.db").display());
+    let mut v = vec![(Store::open(&url).await.unwrap(), dir, None)];
+    match std::env::var("DATABASE_URL") {
+        Ok(admin) => {
+            use sqlx::Connection;
+            let name = format!("orrery_sign_{}_{}", std::process::id(), v.len());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let url = format!("postgres:///{name}?host=/var/run/postgresql&user=postgres");
+            v.push((
+                Store::open(&url).await.unwrap(),
+                tempfile::tempdir().unwrap(),
+                Some(name),
+            ));
+        }
+        Err(_) => eprintln!("DATABASE_URL is not set: PostgreSQL not tested"),
+    }
+    v
+}
+
+async fn drop_pg(name: Option<String>) {
+    if let (Some(name), Ok(admin)) = (name, std::env::var("DATABASE_URL")) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Random batches of secure and insecure delegations, DS changes, in-zone nameservers and key
+/// changes: after each, the master's sets equal the reference, the cache publishes exactly
+/// them, a second master following the same store has the same bytes, and a snapshot holds
+/// them. Adding or removing an insecure delegation changes only the SOA's RRSIG (opt-out).
+#[tokio::test]
+async fn incremental_signing_equals_signing_the_whole_zone() {
+    for (store, dir, pg) in stores().await {
+        seed(&store).await;
+        let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+        let shared: SharedKeyStore = Arc::new(keys.clone());
+        let (f1, c1) = follower(&store, Some(shared.clone()));
+        f1.load().await.unwrap();
+        assert!(published(&c1).is_empty(), "unsigned: nothing");
+
+        let mut policy = DnssecPolicy::tld_default(Timestamp(1_799_996_400));
+        policy.algorithm = Algorithm::Ed25519;
+        store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+        add_key(
+            &store,
+            &keys,
+            Algorithm::Ed25519,
+            KeyRole::Ksk,
+            KeyState::Active,
+        )
+        .await;
+        let mut zsk = add_key(
+            &store,
+            &keys,
+            Algorithm::Ed25519,
+            KeyRole::Zsk,
+            KeyState::Active,
+        )
+        .await;
+        let mut retired: Option<ZoneKey> = None;
+        let mut rolled = 0;
+        f1.poll_once().await.unwrap();
+        let want = reference(&store, &keys).await;
+        assert!(!want.is_empty());
+        assert_eq!(published(&c1), want, "the zone starts signing in a batch");
+
+        let mut rng = Rng(0x5eed_1234_abcd);
+        let mut names: Vec<String> = Vec::new();
+        let mut next_zsk: Option<ZoneKey> = None;
+        let (mut saw_host, mut saw_ds) = (false, false);
+        for step in 0..80 {
+            let head = c1.head();
+            let op = rng.below(10);
+            let mut insecure_only = false;
+            match op {
+                0..=2 => {
+                    let name = format!("d{step}.test");
+                    let secure = rng.below(2) == 0;
+                    let ns = if rng.below(3) == 0 {
+                        // An in-zone nameserver outside any delegation: its address is
+                        // authoritative and signed while a delegation names it.
+                        NsSpec {
+                            name: n(&format!("ns{}.nic.test", rng.below(3))),
+                            addresses: vec!["192.0.2.7".parse().unwrap()],
+                        }
+                    } else if rng.below(2) == 0 {
+                        NsSpec {
+                            name: n(&format!("ns.{name}")),
+                            addresses: vec!["192.0.2.9".parse().unwrap()],
+                        }
+                    } else {
+                        insecure_only = !secure;
+                        NsSpec {
+                            name: n("ns.elsewhere.example"),
+                            addresses: vec![],
+                        }
+                    };
+                    let ds = if secure { vec![ds(step as u8)] } else { vec![] };
+                    store
+                        .add_domain(&domain(&name, vec![ns], ds))
+                        .await
+                        .unwrap();
+                    names.push(name);
+                }
+                3..=4 if !names.is_empty() => {
+                    let name = names[rng.below(names.len() as u64) as usize].clone();
+                    let ds = match rng.below(3) {
+                        0 => vec![],
+                        1 => vec![ds(step as u8)],
+                        _ => vec![ds(step as u8), ds(step as u8 + 100)],
+                    };
+                    store.set_ds(&n(&name), &ds).await.unwrap();
+                }
+                5 if !names.is_empty() => {
+                    let i = rng.below(names.len() as u64) as usize;
+                    let name = names.swap_remove(i);
+                    // Refused while its glue host is in use elsewhere: then it stays.
+                    if store.delete_domain(&n(&name)).await.is_err() {
+                        names.push(name);
+                    }
+                }
+                6 => {
+                    // A ZSK rollover by steps: publish a new one, swap the active one, remove
+                    // the retired one.
+                    if let Some(old) = retired.take() {
+                        store
+                            .remove_zone_key(&n("test"), &old.locator)
+                            .await
+                            .unwrap();
+                    } else {
+                        match next_zsk.take() {
+                            None => {
+                                next_zsk = Some(
+                                    add_key(
+                                        &store,
+                                        &keys,
+                                        Algorithm::Ed25519,
+                                        KeyRole::Zsk,
+                                        KeyState::Published,
+                                    )
+                                    .await,
+                                );
+                            }
+                            Some(k) => {
+                                let at = Timestamp(1_800_001_000);
+                                store
+                                    .set_key_state(
+                                        &n("test"),
+                                        &k.locator,
+                                        KeyState::Active,
+                                        k.key_tag,
+                                        at,
+                                    )
+                                    .await
+                                    .unwrap();
+                                store
+                                    .set_key_state(
+                                        &n("test"),
+                                        &zsk.locator,
+                                        KeyState::Retired,
+                                        zsk.key_tag,
+                                        at,
+                                    )
+                                    .await
+                                    .unwrap();
+                                retired = Some(std::mem::replace(&mut zsk, k));
+                                rolled += 1;
+                            }
+                        }
+                    }
+                }
+                7 => {
+                    // Several changes in one batch.
+                    for j in 0..3 {
+                        let name = format!("m{step}-{j}.test");
+                        store
+                            .add_domain(&domain(
+                                &name,
+                                vec![NsSpec {
+                                    name: n("ns.elsewhere.example"),
+                                    addresses: vec![],
+                                }],
+                                vec![ds(j)],
+                            ))
+                            .await
+                            .unwrap();
+                        names.push(name);
+                    }
+                }
+                _ => {
+                    let name = format!("i{step}.test");
+                    store
+                        .add_domain(&domain(
+                            &name,
+                            vec![NsSpec {
+                                name: n("ns.elsewhere.example"),
+                                addresses: vec![],
+                            }],
+                            vec![],
+                        ))
+                        .await
+                        .unwrap();
+                    names.push(name);
+                    insecure_only = true;
+                }
+            }
+            f1.poll_once().await.unwrap();
+            let want = reference(&store, &keys).await;
+            assert_eq!(published(&c1), want, "step {step}, op {op}");
+            assert_eq!(f1.signer().lock().unwrap().sets(&n("test")), want);
+            saw_host |= want.iter().any(|s| {
+                s.id.covered == 1
+                    && s.id.owner.is_subdomain_of(&n("nic.test"))
+                    && s.id.owner != n("a.nic.test")
+            });
+            saw_ds |= want.iter().filter(|s| s.id.covered == 43).count() >= 3;
+            if insecure_only {
+                // RFC 5155 §6: only the new serial's SOA is signed again.
+                assert_eq!(
+                    dnssec_changes_since(&c1, head),
+                    vec![(46, 6, true)],
+                    "step {step}: an insecure delegation changes no other signature"
+                );
+            }
+        }
+
+        assert!(rolled > 0, "a ZSK rollover ran (publish, swap, remove)");
+        assert!(
+            saw_host,
+            "an in-zone nameserver's address was signed at some step"
+        );
+        assert!(saw_ds, "several signed DS at some step");
+        // A second master on the same store, loaded now, publishes the same bytes.
+        let (f2, c2) = follower(&store, Some(shared.clone()));
+        f2.load().await.unwrap();
+        assert_eq!(published(&c2), published(&c1));
+        // And its snapshot holds every set.
+        let snap = c2.snapshot();
+        let in_snapshot = snap
+            .chunks
+            .iter()
+            .flat_map(|c| &c.objects)
+            .filter(|o| {
+                use prost::Message as _;
+                matches!(
+                    Change::try_from(pb::Change::decode(o.as_ref()).unwrap()).unwrap(),
+                    Change::Dnssec(_)
+                )
+            })
+            .count();
+        assert_eq!(in_snapshot, published(&c1).len());
+
+        // Going unsigned removes every set.
+        let before = c1.head();
+        let mut unsigned = policy.clone();
+        unsigned.denial = Denial::Unsigned;
+        store
+            .set_dnssec_policy(&n("test"), &unsigned)
+            .await
+            .unwrap();
+        f1.poll_once().await.unwrap();
+        assert!(published(&c1).is_empty());
+        let removed = dnssec_changes_since(&c1, before);
+        assert!(!removed.is_empty() && removed.iter().all(|(_, _, up)| !up));
+        drop(store);
+        drop_pg(pg).await;
+    }
+}
+
+/// A master without the private key (or without a key directory) never publishes the zone
+/// unsigned or half-signed: the zone's changes are withheld, other zones flow, and once the
+/// key is there everything withheld is published, signed.
+#[tokio::test]
+async fn a_zone_that_cannot_be_signed_keeps_its_last_signed_state() {
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    store
+        .add_zone(&NewZone {
+            name: n("other"),
+            mname: n("a.nic.test"),
+            rname: n("hostmaster.nic.test"),
+            refresh: 1800,
+            retry: 900,
+            expire: 2_419_200,
+            minimum: 3600,
+            soa_ttl: 3600,
+            ns_ttl: 172_800,
+            ds_ttl: 86_400,
+            nameservers: vec![NsSpec {
+                name: n("ns.elsewhere.example"),
+                addresses: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_799_996_400));
+    policy.algorithm = Algorithm::Ed25519;
+    store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+    let csk = add_key(
+        &store,
+        &keys,
+        Algorithm::Ed25519,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
+    let (f, cache) = follower(&store, Some(Arc::new(keys.clone())));
+    f.load().await.unwrap();
+    let signed = published(&cache);
+    assert_eq!(signed, reference(&store, &keys).await);
+
+    // The private key goes missing; a DS is added in the signed zone, a domain in the other.
+    let key_file = dir.path().join("keys").join(&csk.locator);
+    let saved = dir.path().join("saved.pk8");
+    std::fs::rename(&key_file, &saved).unwrap();
+    store
+        .add_domain(&domain(
+            "secure.test",
+            vec![NsSpec {
+                name: n("ns.elsewhere.example"),
+                addresses: vec![],
+            }],
+            vec![ds(1)],
+        ))
+        .await
+        .unwrap();
+    store
+        .add_domain(&domain(
+            "flows.other",
+            vec![NsSpec {
+                name: n("ns.elsewhere.example"),
+                addresses: vec![],
+            }],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    f.poll_once().await.unwrap();
+    assert_eq!(published(&cache), signed, "the last signed state stays");
+    cache.with_registry(|r| {
+        assert!(
+            !r.domains.contains_key(&n("secure.test")),
+            "withheld: no DS without RRSIG"
+        );
+        assert!(
+            r.domains.contains_key(&n("flows.other")),
+            "other zones flow"
+        );
+    });
+    let failing = f.signer().lock().unwrap().failing();
+    assert_eq!(failing.len(), 1);
+    assert!(failing[0].1.contains(&csk.locator), "{failing:?}");
+    // A reload (a restart with the key still missing) keeps it withheld too.
+    f.load().await.unwrap();
+    assert_eq!(published(&cache), signed);
+    cache.with_registry(|r| assert!(!r.domains.contains_key(&n("secure.test"))));
+
+    // The key is back: the next poll (even without a new journal row) publishes it all.
+    std::fs::rename(&saved, &key_file).unwrap();
+    f.poll_once().await.unwrap();
+    assert!(f.signer().lock().unwrap().failing().is_empty());
+    cache.with_registry(|r| assert!(r.domains.contains_key(&n("secure.test"))));
+    assert_eq!(published(&cache), reference(&store, &keys).await);
+
+    // A master that is not a signing host withholds the signed zone from the start.
+    let (f2, c2) = follower(&store, None);
+    f2.load().await.unwrap();
+    c2.with_registry(|r| {
+        assert!(!r.zones.contains_key(&n("test")));
+        assert!(r.dnssec.is_empty());
+        assert!(r.zones.contains_key(&n("other")));
+    });
+}
+
+/// Two masters with the same key directory sign one store state to the same bytes with
+/// ECDSA P-256 (RFC 6979), batch boundaries apart.
+#[tokio::test]
+async fn two_masters_sign_to_the_same_bytes() {
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    store
+        .set_dnssec_policy(
+            &n("test"),
+            &DnssecPolicy::tld_default(Timestamp(1_799_996_400)),
+        )
+        .await
+        .unwrap();
+    add_key(
+        &store,
+        &keys,
+        Algorithm::EcdsaP256Sha256,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
+    let (a, ca) = follower(&store, Some(Arc::new(keys.clone())));
+    a.load().await.unwrap();
+    let (b, cb) = follower(&store, Some(Arc::new(keys.clone())));
+    b.load().await.unwrap();
+    let mut by_serial: HashMap<i64, Vec<DnssecRrset>> = HashMap::new();
+    for i in 0..6u8 {
+        store
+            .add_domain(&domain(
+                &format!("s{i}.test"),
+                vec![NsSpec {
+                    name: n("ns.elsewhere.example"),
+                    addresses: vec![],
+                }],
+                vec![ds(i)],
+            ))
+            .await
+            .unwrap();
+        // One master follows every change, the other every second one.
+        a.poll_once().await.unwrap();
+        by_serial.insert(ca.head(), published(&ca));
+        if i % 2 == 1 {
+            b.poll_once().await.unwrap();
+            assert_eq!(Some(&published(&cb)), by_serial.get(&cb.head()));
+        }
+    }
+    assert_eq!(published(&ca), published(&cb));
+    assert_eq!(published(&ca), reference(&store, &keys).await);
+}
+
+/// The signing duty moves the signature window once per refresh period (here 2 s) on the
+/// master holding the `dnssec` lease; every master then re-signs at the new window, and a
+/// second duty does not take the lease while the first holds it.
+#[tokio::test]
+async fn the_signing_duty_moves_the_window_under_its_lease() {
+    use orrery_master::cluster_state::ClusterState;
+    use orrery_master::config::{ClusterSettings, DnssecSettings};
+    use orrery_master::signing_duty::{LEASE, SigningDuty, refresh_windows};
+    use std::time::Duration;
+
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_000_000_000));
+    policy.algorithm = Algorithm::Ed25519;
+    policy.refresh = 2;
+    policy.validity = 10;
+    store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+    add_key(
+        &store,
+        &keys,
+        Algorithm::Ed25519,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
+    let (f, cache) = follower(&store, Some(Arc::new(keys.clone())));
+    f.load().await.unwrap();
+    let inception = |sets: &[DnssecRrset]| -> Vec<u32> {
+        let mut v: Vec<u32> = sets
+            .iter()
+            .filter(|s| s.id.rtype == 46)
+            .flat_map(|s| {
+                s.rdata
+                    .iter()
+                    .map(|r| u32::from_be_bytes(r[12..16].try_into().unwrap()))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(inception(&published(&cache)), vec![1_000_000_000]);
+
+    // Once per period: the second call inside it is a no-op.
+    assert_eq!(refresh_windows(&store).await.unwrap(), 1);
+    assert_eq!(refresh_windows(&store).await.unwrap(), 0);
+    f.poll_once().await.unwrap();
+    let first = store
+        .dnssec(&n("test"))
+        .await
+        .unwrap()
+        .unwrap()
+        .policy
+        .inception;
+    assert!(first.0 > 1_000_000_000);
+    assert_eq!(inception(&published(&cache)), vec![first.0 as u32]);
+    assert_eq!(published(&cache), reference(&store, &keys).await);
+
+    // The duty itself, on two masters: one holds the lease and moves the window.
+    let settings = DnssecSettings {
+        key_dir: None,
+        refresh_check: Duration::from_millis(200),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::new();
+    for id in ["m1", "m2"] {
+        let state = Arc::new(ClusterState::new(ClusterSettings {
+            id: id.into(),
+            heartbeat: Duration::from_secs(1),
+            stats_history: 2,
+        }));
+        tasks.push(tokio::spawn(
+            SigningDuty::new(store.clone(), settings.clone(), state).run(shutdown.clone()),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let leases = store.leases().await.unwrap();
+    assert_eq!(
+        leases.iter().filter(|l| l.name == LEASE).count(),
+        1,
+        "{leases:?}"
+    );
+    let moved = store
+        .dnssec(&n("test"))
+        .await
+        .unwrap()
+        .unwrap()
+        .policy
+        .inception;
+    assert!(
+        moved.0 > first.0,
+        "the duty moved the window: {moved:?} after {first:?}"
+    );
+    f.poll_once().await.unwrap();
+    assert_eq!(published(&cache), reference(&store, &keys).await);
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A satellite older than the window is not resumed from the journal across a change to a
+/// DNSSEC zone (the journal has no signatures): it takes a snapshot. Unsigned gaps still resume.
+#[tokio::test]
+async fn no_resume_from_the_journal_across_a_signed_zone() {
+    use orrery_master::resume::{Gap, Resume};
+    let (store, dir) = sqlite().await;
+    seed(&store).await;
+    let resume = Resume::new(store.clone(), 1000);
+    let before = store.head().await.unwrap();
+    store
+        .add_domain(&domain("plain.test", vec![], vec![]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(resume.gap(before).await, Gap::Batch(_)),
+        "unsigned: resumed"
+    );
+    let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+    let mut policy = DnssecPolicy::tld_default(Timestamp(1_799_996_400));
+    policy.algorithm = Algorithm::Ed25519;
+    store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+    add_key(
+        &store,
+        &keys,
+        Algorithm::Ed25519,
+        KeyRole::Csk,
+        KeyState::Active,
+    )
+    .await;
+    let signed_from = store.head().await.unwrap();
+    store
+        .add_domain(&domain(
+            "secure.test",
+            vec![NsSpec {
+                name: n("ns.elsewhere.example"),
+                addresses: vec![],
+            }],
+            vec![ds(4)],
+        ))
+        .await
+        .unwrap();
+    match resume.gap(signed_from).await {
+        Gap::Unavailable(why) => assert!(why.contains("DNSSEC zone test"), "{why}"),
+        Gap::Batch(b) => panic!("resumed across a signed zone: {b:?}"),
+    }
+}
