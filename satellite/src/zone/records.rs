@@ -262,4 +262,33 @@ mod tests {
         assert_eq!(all, want);
         assert!(!set.records(n("foo.tld").as_wire(), |_| {}));
     }
+
+    /// A signed zone's walk is the signed zone: every record the signer made (SOA, NS, DS,
+    /// addresses and every DNSSEC record) exactly once, with its TTL and canonical RDATA, so
+    /// an AXFR of it is the zone a validator checks.
+    #[test]
+    fn a_signed_zone_walks_to_the_signers_records() {
+        use orrery_proto::dnssec::Denial;
+        for denial in [Denial::Nsec3OptOut, Denial::Nsec] {
+            let (set, _, signed) = crate::zone::tests::signed_sample(denial);
+            let mut walked = Vec::new();
+            assert!(set.records(n("tld").as_wire(), |r| {
+                let mut rdata = Vec::new();
+                r.data.write_canonical(&mut rdata);
+                walked.push((r.owner.to_vec(), r.data.rtype(), r.ttl, rdata));
+            }));
+            let mut expected: Vec<_> = signed
+                .records
+                .iter()
+                .map(|r| (r.owner.as_wire().to_vec(), r.rtype, r.ttl, r.rdata.clone()))
+                .collect();
+            walked.sort();
+            expected.sort();
+            let dnssec = |v: &[(Vec<u8>, u16, u32, Vec<u8>)]| {
+                v.iter().filter(|r| matches!(r.1, 46..=48 | 50 | 51)).count()
+            };
+            assert!(dnssec(&walked) > 10, "{denial:?}: the walk holds the DNSSEC records");
+            assert_eq!(walked, expected, "{denial:?}");
+        }
+    }
 }
