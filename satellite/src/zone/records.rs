@@ -41,7 +41,10 @@ pub enum RecordData<'a> {
     Ds(Ds<'a>),
     /// A DNSSEC record as the master sent it: its type and canonical RDATA (names in it are
     /// never compressed, RFC 4034 §3.1.7, §4.1.1; RFC 5155 §3.3).
-    Dnssec { rtype: u16, rdata: &'a [u8] },
+    Dnssec {
+        rtype: u16,
+        rdata: &'a [u8],
+    },
 }
 
 impl RecordData<'_> {
@@ -285,9 +288,14 @@ mod tests {
             walked.sort();
             expected.sort();
             let dnssec = |v: &[(Vec<u8>, u16, u32, Vec<u8>)]| {
-                v.iter().filter(|r| matches!(r.1, 46..=48 | 50 | 51)).count()
+                v.iter()
+                    .filter(|r| matches!(r.1, 46..=48 | 50 | 51))
+                    .count()
             };
-            assert!(dnssec(&walked) > 10, "{denial:?}: the walk holds the DNSSEC records");
+            assert!(
+                dnssec(&walked) > 10,
+                "{denial:?}: the walk holds the DNSSEC records"
+            );
             assert_eq!(walked, expected, "{denial:?}");
         }
     }
