@@ -27,29 +27,7 @@ awk '{ print "nx" NR ".test. A" }' "$work/q.ref" >"$work/q.nx"
 probe=$(head -1 "$work/q.ref" | cut -d' ' -f1)
 knot_port=5302 sat_port=5303
 mkdir -p "$work/knot"
-cat >"$work/knot/knot.conf" <<KNOT
-server:
-    listen: 127.0.0.1@$knot_port
-    rundir: "$work/knot"
-    udp-workers: 2
-    tcp-workers: 2
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/zones"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-  - domain: test
-    file: test.zone
-log:
-  - target: stderr
-    any: warning
-KNOT
-sed -e "s/127.0.0.1:5353/127.0.0.1:$sat_port/g" -e "s/^workers = .*/workers = 2/" \
-    deploy/satellite.example.toml >"$work/sat.toml"
+peer_configs
 for server in satellite knot; do
     if [ "$server" = knot ]; then
         port=$knot_port; cmd=(knotd -c "$work/knot/knot.conf")

@@ -129,31 +129,7 @@ zone:
     name: test
     zonefile: test.zone
 EOF
-cat >"$work/knot/knot.conf" <<EOF
-server:
-    listen: 127.0.0.1@$knot_port
-    rundir: "$work/knot"
-    udp-workers: 2
-    tcp-workers: 2
-control:
-    listen: "$work/knot/knot.sock"
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/zones"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-  - domain: test
-    file: test.zone
-log:
-  - target: stderr
-    any: warning
-EOF
-sed -e "s/127.0.0.1:5353/127.0.0.1:$sat_port/g" -e "s/^workers = .*/workers = 2/" \
-    deploy/satellite.example.toml >"$work/sat.toml"
+peer_configs
 
 # measure SERVER RUN PID T0: everything but the start time, on the server on $port.
 measure() {

@@ -27,31 +27,7 @@ awk -v s=$$ '{ print "nx" NR "-" s ".test. A" }' "$work/q.ref" >"$work/q.nx"
 probe=$(head -1 "$work/q.ref" | cut -d' ' -f1)
 knot_port=5302 sat_port=5303
 mkdir -p "$work/knot"
-cat >"$work/knot/knot.conf" <<KNOT
-server:
-    listen: 127.0.0.1@$knot_port
-    rundir: "$work/knot"
-    udp-workers: 2
-    tcp-workers: 2
-control:
-    listen: "$work/knot/knot.sock"
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/zones"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-  - domain: test
-    file: test.zone
-log:
-  - target: stderr
-    any: warning
-KNOT
-sed -e "s/127.0.0.1:5353/127.0.0.1:$sat_port/g" -e "s/^workers = .*/workers = 2/" \
-    deploy/satellite.example.toml >"$work/sat.toml"
+peer_configs
 hz=$(getconf CLK_TCK)
 for round in $(seq 1 "$ROUNDS"); do
     for server in knot satellite; do

@@ -139,3 +139,35 @@ kind = "lookup"
 dns = { udp = ["127.0.0.1:$4"], tcp = ["127.0.0.1:$4"] }
 TOML
 }
+
+# peer_configs: the two servers every comparison with Knot runs, on $knot_port and $sat_port:
+# $work/knot/knot.conf (Knot serving $work/zones/test.zone, 2 UDP workers, no journal, a control
+# socket) and $work/sat.toml (deploy/satellite.example.toml on $sat_port with 2 UDP workers).
+peer_configs() {
+    mkdir -p "$work/knot"
+    cat >"$work/knot/knot.conf" <<KNOT
+server:
+    listen: 127.0.0.1@$knot_port
+    rundir: "$work/knot"
+    udp-workers: 2
+    tcp-workers: 2
+control:
+    listen: "$work/knot/knot.sock"
+database:
+    storage: "$work/knot/db"
+template:
+  - id: default
+    storage: "$work/zones"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+zone:
+  - domain: test
+    file: test.zone
+log:
+  - target: stderr
+    any: warning
+KNOT
+    sed -e "s/127.0.0.1:5353/127.0.0.1:$sat_port/g" -e "s/^workers = .*/workers = 2/" \
+        deploy/satellite.example.toml >"$work/sat.toml"
+}
