@@ -15,9 +15,9 @@
 //! process following it, and Unbound validating the answers before and after a DS is added to
 //! a new delegation and removed again (`unbound_validates_what_the_master_signs_as_the_zone_changes`).
 //!
-//! And a differential test with DO: the satellite against Knot serving the generator's signed
-//! zone file unchanged, over TCP, the answer and authority sections compared as sets of
-//! records, RRSIG octets included (deterministic signatures).
+//! And a differential test with DO: the satellite against Knot and against NSD, each serving the
+//! generator's signed zone file unchanged, over TCP, the answer, authority and additional
+//! sections compared as sets of records, RRSIG octets included (deterministic signatures).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -381,32 +381,42 @@ fn unbound_validates_nsec_algorithm_15() {
     run(&unbound, Denial::Nsec, Algorithm::Ed25519);
 }
 
-/// Knot serving the generator's signed zone file unchanged (signing off), on a loopback port.
-struct Knot {
+/// The reference servers of the DO differential test, each serving the generator's signed zone
+/// file unchanged: Knot with its signing off, and NSD (which never signs).
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Knot,
+    Nsd,
+}
+
+/// A peer serving `test.` from the signed zone file on a loopback port.
+struct PeerServer {
     child: Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Knot {
-    fn start(knotd: &Path, zone_file: &Path) -> Self {
+impl PeerServer {
+    fn start(peer: Peer, program: &Path, zone_file: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let conf = dir.path().join("knot.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"server:
+        let d = dir.path().display();
+        let zone = zone_file.display();
+        let (conf, text) = match peer {
+            Peer::Knot => (
+                "knot.conf",
+                format!(
+                    r#"server:
     listen: 127.0.0.1@{port}
-    rundir: "{dir}"
+    rundir: "{d}"
 database:
-    storage: "{dir}"
+    storage: "{d}"
 log:
   - target: stderr
     any: warning
 template:
   - id: default
-    storage: "{dir}"
+    storage: "{d}"
     dnssec-signing: off
     semantic-checks: off
     zonefile-sync: -1
@@ -415,19 +425,47 @@ template:
 zone:
   - domain: test.
     file: "{zone}"
-"#,
-                dir = dir.path().display(),
-                zone = zone_file.display(),
+"#
+                ),
             ),
-        )
-        .unwrap();
-        let child = Command::new(knotd)
+            Peer::Nsd => (
+                "nsd.conf",
+                format!(
+                    r#"server:
+    ip-address: 127.0.0.1@{port}
+    port: {port}
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    pidfile: "{d}/nsd.pid"
+    xfrdfile: "{d}/xfrd.state"
+    zonelistfile: "{d}/zone.list"
+    logfile: "{d}/nsd.log"
+    server-count: 1
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: "test"
+    zonefile: "{zone}"
+"#
+                ),
+            ),
+        };
+        let conf = dir.path().join(conf);
+        std::fs::write(&conf, text).unwrap();
+        let mut cmd = Command::new(program);
+        if let Peer::Nsd = peer {
+            cmd.arg("-d");
+        }
+        let child = cmd
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start knotd");
+            .unwrap_or_else(|e| panic!("start {peer:?}: {e}"));
         let me = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -435,14 +473,14 @@ zone:
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while tcp_ask(me.addr, "test", 6).is_none_or(|m| m.answers.is_empty()) {
-            assert!(Instant::now() < deadline, "knotd did not load the zone");
+            assert!(Instant::now() < deadline, "{peer:?} did not load the zone");
             std::thread::sleep(Duration::from_millis(100));
         }
         me
     }
 }
 
-impl Drop for Knot {
+impl Drop for PeerServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -491,16 +529,46 @@ fn record_set(records: &[hickory_proto::rr::Record]) -> std::collections::BTreeS
         .collect()
 }
 
-/// The satellite against Knot serving the generator's signed zone file: the same questions
-/// with DO over TCP, rcode, AA and the answer and authority sections compared as sets of
-/// records (deterministic signatures: the RRSIG octets must be equal). The additional section
-/// is not compared (glue selection is the unsigned differential test's subject).
-fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
+/// Removes from a positive answer what NSD adds and the RFCs leave optional (RFC 2181 §6.1,
+/// RFC 1034 §4.3.2's "may"): the apex NS RRset and its RRSIG in AUTHORITY and, in ADDITIONAL,
+/// the records of those NS targets. The satellite, like Knot, leaves them out. Nothing is
+/// removed from referrals or negative answers, whose sections the RFCs fix.
+fn optional_apex_ns_removed(m: &mut Message) {
+    use hickory_proto::rr::RecordType;
+    if m.answers.is_empty() || m.response_code != ResponseCode::NoError {
+        return;
+    }
+    let apex = hickory_proto::rr::Name::from_ascii("test.").unwrap();
+    let mut targets = Vec::new();
+    for r in &m.authorities {
+        if r.name == apex && r.record_type() == RecordType::NS {
+            targets.push(r.data.to_string().to_lowercase());
+        }
+    }
+    if targets.is_empty() {
+        return;
+    }
+    // An RRSIG's RDATA starts with its covered type; hickory keeps this type undecoded here,
+    // so `record_set` shows its octets: NS is `[0, 2, …`.
+    m.authorities.retain(|r| {
+        r.name != apex
+            || !(r.record_type() == RecordType::NS
+                || (u16::from(r.record_type()) == 46
+                    && format!("{:?}", r.data).contains("anything: [0, 2,")))
+    });
+    m.additionals
+        .retain(|r| !targets.contains(&r.name.to_ascii().to_lowercase()));
+}
+
+/// The satellite against a peer serving the generator's signed zone file: the same questions
+/// with DO over TCP, rcode, AA and the answer, authority and additional sections compared as
+/// sets of records (deterministic signatures: the RRSIG octets must be equal).
+fn peer_differential(peer: Peer, program: &Path, denial: Denial, alg: Algorithm) {
     let work = tempfile::tempdir().unwrap();
     let signed = sign(work.path(), denial, alg);
     let zones = ZoneSet::from_objects(signed.serial, &signed.changes);
     let sat = Satellite::start_zones(SATELLITE_CONFIG, zones);
-    let knot = Knot::start(knotd, &work.path().join("zones").join("test.zone"));
+    let knot = PeerServer::start(peer, program, &work.path().join("zones").join("test.zone"));
     let mut corpus: Vec<(String, u16)> = Vec::new();
     for t in [6, 2, 48, 51, 1, 16, 43, 47] {
         corpus.push(("test".into(), t));
@@ -536,6 +604,21 @@ fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
             _ => {}
         }
     }
+    // Wildcards: the store holds none (host names are LDH, RFC 952/1123), so a registry zone's
+    // wildcard cases are the proofs that no wildcard matches: every NXDOMAIN below carries one.
+    // Here with a closest encloser below the apex (the empty non-terminal `nic.test`, above the
+    // apex's servers), the wildcard asked for itself, and that non-terminal's NODATA.
+    for (n, t) in [
+        ("absent.nic.test", 1),
+        ("absent.nic.test", 28),
+        ("two.labels.nic.test", 1),
+        ("*.nic.test", 1),
+        ("*.test", 1),
+        ("nic.test", 1),
+        ("nic.test", 43),
+    ] {
+        corpus.push((n.into(), t));
+    }
     for (i, depth) in ["zz", "a.zz", "b.a.zz", "c.b.a.zz"].iter().enumerate() {
         for k in 0..10 {
             corpus.push((format!("{depth}{k}{i}.test"), 1));
@@ -546,10 +629,14 @@ fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
     // the signed ones.
     let (mut rrsigs, mut proofs) = (0, 0);
     for (name, t) in &corpus {
-        let (Some(k), Some(s)) = (tcp_ask(knot.addr, name, *t), tcp_ask(sat.tcp, name, *t)) else {
+        let (Some(mut k), Some(s)) = (tcp_ask(knot.addr, name, *t), tcp_ask(sat.tcp, name, *t))
+        else {
             diffs.push(format!("{name} {t}: no answer"));
             continue;
         };
+        if let Peer::Nsd = peer {
+            optional_apex_ns_removed(&mut k);
+        }
         for r in s.answers.iter().chain(&s.authorities) {
             match u16::from(r.record_type()) {
                 46 => rrsigs += 1,
@@ -560,24 +647,25 @@ fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
         let mut d = Vec::new();
         if k.response_code != s.response_code {
             d.push(format!(
-                "rcode knot {:?} sat {:?}",
+                "rcode {peer:?} {:?} sat {:?}",
                 k.response_code, s.response_code
             ));
         }
         if k.authoritative != s.authoritative {
             d.push(format!(
-                "AA knot {} sat {}",
+                "AA {peer:?} {} sat {}",
                 k.authoritative, s.authoritative
             ));
         }
         for (what, a, b) in [
             ("answer", &k.answers, &s.answers),
             ("authority", &k.authorities, &s.authorities),
+            ("additional", &k.additionals, &s.additionals),
         ] {
             let (a, b) = (record_set(a), record_set(b));
             if a != b {
                 d.push(format!(
-                    "{what}: only knot {:?}; only sat {:?}",
+                    "{what}: only {peer:?} {:?}; only sat {:?}",
                     a.difference(&b).collect::<Vec<_>>(),
                     b.difference(&a).collect::<Vec<_>>()
                 ));
@@ -592,7 +680,7 @@ fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
         "{secure} secure, {insecure} insecure"
     );
     eprintln!(
-        "DO differential vs Knot ({denial:?}/{alg:?}): {} queries, {rrsigs} RRSIGs and \
+        "DO differential vs {peer:?} ({denial:?}/{alg:?}): {} queries, {rrsigs} RRSIGs and \
          {proofs} NSEC/NSEC3 records compared, {} differ",
         corpus.len(),
         diffs.len()
@@ -605,16 +693,33 @@ fn knot_differential(knotd: &Path, denial: Denial, alg: Algorithm) {
 }
 
 #[test]
-#[cfg_attr(
-    missing_dnssec_validators,
-    ignore = "Knot is not installed (apt-get install knot)"
-)]
+#[cfg_attr(missing_knot, ignore = "Knot is not installed (apt-get install knot)")]
 fn satellite_answers_as_knot_does_with_do() {
     let Some(knotd) = program("knotd", "knot") else {
         return;
     };
-    knot_differential(&knotd, Denial::Nsec3OptOut, Algorithm::EcdsaP256Sha256);
-    knot_differential(&knotd, Denial::Nsec, Algorithm::Ed25519);
+    peer_differential(
+        Peer::Knot,
+        &knotd,
+        Denial::Nsec3OptOut,
+        Algorithm::EcdsaP256Sha256,
+    );
+    peer_differential(Peer::Knot, &knotd, Denial::Nsec, Algorithm::Ed25519);
+}
+
+#[test]
+#[cfg_attr(missing_nsd, ignore = "NSD is not installed (apt-get install nsd)")]
+fn satellite_answers_as_nsd_does_with_do() {
+    let Some(nsd) = program("nsd", "nsd") else {
+        return;
+    };
+    peer_differential(
+        Peer::Nsd,
+        &nsd,
+        Denial::Nsec3OptOut,
+        Algorithm::EcdsaP256Sha256,
+    );
+    peer_differential(Peer::Nsd, &nsd, Denial::Nsec, Algorithm::Ed25519);
 }
 
 /// The satellite's memory for a signed zone (8 % with DS), NSEC3 opt-out: the bytes the zone's
