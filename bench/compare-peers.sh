@@ -16,6 +16,13 @@
 #   BENCH_MASTER_WORKERS=2 the master-fed satellite's UDP workers
 #   BENCH_BIN=DIR          take the binaries from DIR (default: a release build, in
 #                          $CARGO_TARGET_DIR/release or target/release)
+#   BENCH_SIGNED=0         1: the zone signed (issue 13) — KSK + ZSK, algorithm 13, NSEC3
+#                          opt-out, keys in the temporary directory; the peers serve the
+#                          generator's signed zone file, the satellite its signed state file, and
+#                          every dnsperf query has DO set (-D). Also the satellite from the
+#                          unsigned state file of the same store, for memory (satellite-unsigned).
+#                          No master-fed runs (BENCH_MASTER is taken as 0); not with BENCH_DB
+#                          (the keys would stay in the reused store).
 # The store is written by `orrery-generator` both as a zone file (for NSD and Knot) and as a
 # satellite snapshot, from one store snapshot. Each server then runs alone, in turn, in a
 # network namespace of its own (loopback only): NSD 4 (`server-count: 2`, `reuseport: yes`, no
@@ -79,7 +86,7 @@ record() { echo "$1 $2 $3 $4" >>"$work/results"; }   # SERVER RUN METRIC VALUE
 
 echo "$(nproc) cores, $(uptime | sed 's/^ *//'); $(date -u '+%F %T') UTC"
 echo "busiest processes now: $(busy)"
-echo "binaries: $bin; $N domains; $RUNS runs; dnsperf -c 4 -T 1 -q 100 -t 2 -l $SECS; fixed rate $RATE q/s"
+echo "binaries: $bin; $N domains; $RUNS runs; signed: ${BENCH_SIGNED:-0}; dnsperf -c 4 -T 1 -q 100 -t 2 -l $SECS; fixed rate $RATE q/s"
 { nsd -v 2>&1 | head -1; knotd -V; dnsperf -h 2>&1 | grep -m1 Version; } || true
 
 t=$(now_ns)
@@ -87,8 +94,24 @@ if [ -z "${BENCH_DB:-}" ]; then
     quiet "$bin/orrery-admin" --db "$url" load-synthetic --zone test --domains "$N" --seed 1
     echo "store: loaded $N domains in $(ms_since "$t") ms"
 fi
+keys=()
+dnssec_ok=()
+if [ "${BENCH_SIGNED:-0}" = 1 ]; then
+    [ -z "${BENCH_DB:-}" ] || { echo "BENCH_SIGNED=1 needs a fresh store (no BENCH_DB)"; exit 1; }
+    BENCH_MASTER=0
+    t=$(now_ns)
+    quiet "$bin/orrery-generator" --db "$url" --out "$work/unsigned-zones" --satellite-snapshot "$work/unsigned.snap"
+    echo "generator: unsigned snapshot $(du -m "$work/unsigned.snap" | cut -f1) MiB in $(ms_since "$t") ms"
+    # The runbook's order: the policy first (it holds the keys' zone), then the keys.
+    quiet "$bin/orrery-admin" --db "$url" dnssec policy test --denial nsec3-optout --algorithm 13
+    for role in ksk zsk; do
+        quiet "$bin/orrery-admin" --db "$url" dnssec add-key test --role "$role" --key-dir "$work/keys" --state active
+    done
+    keys=(--key-dir "$work/keys")
+    dnssec_ok=(-D)
+fi
 t=$(now_ns)
-quiet "$bin/orrery-generator" --db "$url" --out "$work/zones" --satellite-snapshot "$work/sat.snap"
+quiet "$bin/orrery-generator" --db "$url" --out "$work/zones" --satellite-snapshot "$work/sat.snap" "${keys[@]}"
 echo "generator: zone file $(du -m "$work/zones/test.zone" | cut -f1) MiB and snapshot $(du -m "$work/sat.snap" | cut -f1) MiB in $(ms_since "$t") ms"
 
 # Query files. Referrals: delegated names (nameservers, no hold status) in random order.
@@ -138,7 +161,7 @@ measure() {
     record "$server" "$run" pss_per_delegation "$(( $($peers pss "$pid") / N ))"
     for mix in ref nx mix; do
         c0=$($peers cpu "$pid")
-        dnsperf -s 127.0.0.1 -p "$port" -d "$work/q.$mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" >"$work/perf" 2>&1
+        dnsperf "${dnssec_ok[@]}" -s 127.0.0.1 -p "$port" -d "$work/q.$mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" >"$work/perf" 2>&1
         c1=$($peers cpu "$pid")
         read -r qps done lost < <($peers dnsperf "$work/perf")
         record "$server" "$run" "qps_$mix" "$qps"
@@ -146,7 +169,7 @@ measure() {
         [ "$lost" = 0 ] || record "$server" "$run" "lost_$mix" "$lost"
     done
     if [ "$server" = satellite ]; then latency_run "$server" "$run" "" "$pid"; else latency_run "$server" "$run" ""; fi
-    dnsperf -m tcp -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" >"$work/perf" 2>&1
+    dnsperf "${dnssec_ok[@]}" -m tcp -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" >"$work/perf" 2>&1
     read -r qps done lost < <($peers dnsperf "$work/perf")
     record "$server" "$run" tcp_qps "$qps"
 }
@@ -159,7 +182,7 @@ latency_run() {
     local m0="" m1
     if [ -n "${mpid:-}" ] && kill -0 "$mpid" 2>/dev/null; then m0=$($peers cpu "$mpid"); fi
     t0=$(now_ns)
-    dnsperf -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" -Q "$RATE" -v >"$work/lat$3" 2>&1
+    dnsperf "${dnssec_ok[@]}" -s 127.0.0.1 -p "$port" -d "$work/q.mix" -c 4 -T 1 -q 100 -t 2 -l "$SECS" -Q "$RATE" -v >"$work/lat$3" 2>&1
     if [ -n "${4:-}" ]; then
         read -r u1 o1 < <($peers threads "$4")
         record "$1" "$2" "${3}other_threads_ms_per_s" "$(awk -v o=$((o1 - o0)) -v hz="$hz" -v ns=$(( $(now_ns) - t0 )) 'BEGIN { printf "%.2f", o * 1e3 / hz / (ns / 1e9) }')"
@@ -345,6 +368,18 @@ for run in $(seq "$RUNS"); do
     run_server knot "$run" "$knot_port" knotd -c "$work/knot/knot.conf"
     run_server satellite "$run" "$sat_port" "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/sat.toml"
     [ "${BENCH_MASTER:-1}" != 1 ] || run_master_fed "$run"
+    if [ "${BENCH_SIGNED:-0}" = 1 ]; then
+        # The same store unsigned: start and memory only (the signed zone's cost in memory).
+        port=$sat_port
+        t0=$(now_ns)
+        "$bin/orrery-satellite" --snapshot "$work/unsigned.snap" --config "$work/sat.toml" >"$work/unsigned.log" 2>&1 &
+        upid=$!; pids+=("$upid")
+        answered=$($peers wait-answer "$port" "$probe" 600) || { echo "unsigned satellite did not answer"; exit 1; }
+        record satellite-unsigned "$run" start_ms $(( (answered - t0) / 1000000 ))
+        sleep 2
+        record satellite-unsigned "$run" pss_per_delegation "$(( $($peers pss "$upid") / N ))"
+        kill "$upid"; wait "$upid" 2>/dev/null || true
+    fi
 done
 
 echo
