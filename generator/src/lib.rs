@@ -252,44 +252,30 @@ pub async fn generate_zone_with_keys(
     let (mut delegations, mut records) = (0u64, 0u64);
     // A signed zone is collected, signed whole and written in canonical order; an unsigned one
     // streams straight into the file. Which one is known once the items after the zone come.
-    let mut dnssec: Option<orrery_proto::dnssec::ZoneDnssec> = None;
+    let mut signed_records = signed::SignedRecords::default();
     let mut apex_written = false;
-    let mut collected: Vec<orrery_signer::Record> = Vec::new();
 
     let visited = store
         .visit_zone(apex, HostSelection::Published, |item| {
-            if let ZoneItem::Dnssec(d) = item {
-                if d.is_signed() {
-                    let z = zone.as_ref().expect("the zone comes first");
-                    orrery_signer::objects::apex_records(z, serials.0, &mut collected);
-                    dnssec = Some(d);
-                }
-                return Ok(());
-            }
             if let ZoneItem::Zone {
                 zone: z,
                 serial,
                 zone_serial,
-            } = item
+            } = &item
             {
-                zone = Some(z.clone());
-                serials = (serial, zone_serial);
-                written_serial = if zone_serial > 0 { zone_serial } else { serial };
+                zone = Some(Zone::clone(z));
+                serials = (*serial, *zone_serial);
+                written_serial = if *zone_serial > 0 {
+                    *zone_serial
+                } else {
+                    *serial
+                };
                 return Ok(());
             }
             let z = zone.as_ref().expect("the zone comes first");
-            if dnssec.is_some() {
-                match item {
-                    ZoneItem::Domain(d) => {
-                        let n = orrery_signer::objects::domain_records(z, &d, &mut collected);
-                        delegations += u64::from(n > 0);
-                        records += n;
-                    }
-                    ZoneItem::Host(h) => {
-                        records += orrery_signer::objects::host_records(z, &h, &mut collected)
-                    }
-                    ZoneItem::Zone { .. } | ZoneItem::Dnssec(_) => {}
-                }
+            if let Some((n, delegation)) = signed_records.take(z, serials.0, &item) {
+                delegations += u64::from(delegation);
+                records += n;
                 return Ok(());
             }
             if !apex_written {
@@ -319,12 +305,13 @@ pub async fn generate_zone_with_keys(
         }
     };
     let z = zone.as_ref().expect("a visited zone");
-    let written = match &dnssec {
+    let written = match &signed_records.dnssec {
         Some(d) => {
-            let signed_zone = match signed::sign(z, d, std::mem::take(&mut collected), keys) {
-                Ok(s) => s,
-                Err(e) => return Err(e.into()),
-            };
+            let signed_zone =
+                match signed::sign(z, d, std::mem::take(&mut signed_records.records), keys) {
+                    Ok(s) => s,
+                    Err(e) => return Err(e.into()),
+                };
             records = signed_zone.records.len() as u64;
             signed::write(&mut out, &serial_line(serials.1), z, &signed_zone)
         }
@@ -362,39 +349,27 @@ pub async fn zone_dnssec_rrsets(
     keys: Option<&dyn orrery_signer::KeyStore>,
 ) -> Result<Option<(Serial, Vec<orrery_proto::dnssec::DnssecRrset>)>, GenerateError> {
     let mut zone: Option<(Zone, Serial)> = None;
-    let mut dnssec: Option<orrery_proto::dnssec::ZoneDnssec> = None;
-    let mut collected: Vec<orrery_signer::Record> = Vec::new();
+    let mut signed_records = signed::SignedRecords::default();
     store
         .visit_zone(apex, HostSelection::Published, |item| {
-            match item {
+            match &item {
                 ZoneItem::Zone {
                     zone: z,
                     zone_serial,
                     ..
-                } => zone = Some((z.clone(), zone_serial)),
-                ZoneItem::Dnssec(d) if d.is_signed() => {
+                } => zone = Some((Zone::clone(z), *zone_serial)),
+                _ => {
                     let (z, _) = zone.as_ref().expect("the zone comes first");
-                    orrery_signer::objects::apex_records(z, serial, &mut collected);
-                    dnssec = Some(d);
+                    signed_records.take(z, serial, &item);
                 }
-                ZoneItem::Dnssec(_) => {}
-                // The policy comes right after the zone: an unsigned zone collects nothing.
-                ZoneItem::Domain(d) if dnssec.is_some() => {
-                    let (z, _) = zone.as_ref().expect("the zone comes first");
-                    orrery_signer::objects::domain_records(z, &d, &mut collected);
-                }
-                ZoneItem::Host(h) if dnssec.is_some() => {
-                    let (z, _) = zone.as_ref().expect("the zone comes first");
-                    orrery_signer::objects::host_records(z, &h, &mut collected);
-                }
-                ZoneItem::Domain(_) | ZoneItem::Host(_) => {}
             }
             Ok::<_, StoreError>(())
         })
         .await?;
-    let (Some((z, zone_serial)), Some(d)) = (zone, dnssec) else {
+    let (Some((z, zone_serial)), Some(d)) = (zone, signed_records.dnssec) else {
         return Ok(None);
     };
+    let collected = signed_records.records;
     let signed_zone = signed::sign(&z, &d, collected, keys)?;
     Ok(Some((
         zone_serial,

@@ -7,10 +7,11 @@
 
 use std::io::{self, Write};
 
-use orrery_proto::Zone;
 use orrery_proto::dnssec::ZoneDnssec;
+use orrery_proto::{Serial, Zone};
 use orrery_signer::rdata::{present, type_name};
 use orrery_signer::{KeyStore, Record, SignWithKeysError, SignedZone, sign_with_keys};
+use orrery_store::ZoneItem;
 
 /// Why a zone could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,48 @@ pub enum SignZoneError {
     NoKeyStore(orrery_proto::Name),
     #[error(transparent)]
     Sign(#[from] SignWithKeysError),
+}
+
+/// A signed zone's records, collected from the store's walk of the zone (`Store::visit_zone`)
+/// in the order it yields them: the zone, its policy right after it (which says whether the
+/// zone signs), then domains and hosts. The one place that turns those items into the
+/// records the signer takes, for the signed file and for the satellites' DNSSEC sets alike.
+#[derive(Default)]
+pub(crate) struct SignedRecords {
+    /// The zone's policy, once it has said that the zone signs.
+    pub(crate) dnssec: Option<ZoneDnssec>,
+    pub(crate) records: Vec<Record>,
+}
+
+impl SignedRecords {
+    /// Takes an item that follows `zone`'s own: a signing policy starts the collection with
+    /// the apex's records (SOA serial `soa_serial`); then each domain and host adds its
+    /// records. Returns `None` for a domain or host of a zone that does not sign (the caller
+    /// writes it as it is), else the records it added and whether it was a delegation.
+    pub(crate) fn take(
+        &mut self,
+        zone: &Zone,
+        soa_serial: Serial,
+        item: &ZoneItem,
+    ) -> Option<(u64, bool)> {
+        use orrery_signer::objects::{apex_records, domain_records, host_records};
+        match item {
+            ZoneItem::Dnssec(d) => {
+                if d.is_signed() {
+                    apex_records(zone, soa_serial, &mut self.records);
+                    self.dnssec = Some(d.clone());
+                }
+                Some((0, false))
+            }
+            ZoneItem::Zone { .. } => Some((0, false)),
+            _ if self.dnssec.is_none() => None,
+            ZoneItem::Domain(d) => {
+                let n = domain_records(zone, d, &mut self.records);
+                Some((n, n > 0))
+            }
+            ZoneItem::Host(h) => Some((host_records(zone, h, &mut self.records), false)),
+        }
+    }
 }
 
 /// Signs `records` of `zone` with the private keys of the keys that sign, from `keys`.
