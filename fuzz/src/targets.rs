@@ -393,7 +393,11 @@ pub fn state_file(input: &[u8]) {
         return;
     };
     for object in &objects {
-        assert!(!object.is_removal(), "a removal read as an object\nfile {}", hex(&bytes));
+        assert!(
+            !object.is_removal(),
+            "a removal read as an object\nfile {}",
+            hex(&bytes)
+        );
         let again = Change::try_from(pb::Change::from(object));
         if again.as_ref() != Ok(object) {
             panic!(
