@@ -7,7 +7,15 @@ mod probe_peers;
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=../tests/probe_peers.rs");
-    probe_peers::declare(&["missing_dns_clients", "missing_whois_client"]);
+    probe_peers::declare(&[
+        "missing_dns_clients",
+        "missing_whois_client",
+        "missing_knot",
+        "missing_bind",
+    ]);
     probe_peers::programs("missing_dns_clients", &["dig", "kdig"]);
     probe_peers::programs("missing_whois_client", &["whois"]);
+    // The catalog zone's consumers (tests/integration/catalog.rs).
+    probe_peers::programs("missing_knot", &["knotd", "kdig"]);
+    probe_peers::programs("missing_bind", &["named", "kdig"]);
 }

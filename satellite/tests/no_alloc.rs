@@ -687,9 +687,10 @@ fn signed_do_queries_do_not_allocate() {
     }
 }
 
-/// The same queries on a satellite that serves zone transfers: the TCP edge's test for a
-/// transfer and the pipeline's look for a TSIG (queries with an OPT have an additional
-/// record) allocate nothing for unsigned queries.
+/// The same queries on a satellite that serves zone transfers and a catalog zone: the TCP
+/// edge's test for a transfer, the pipeline's test for the queries the transfer service
+/// answers (IXFR over UDP, the catalog's SOA) and its look for a TSIG (queries with an OPT
+/// have an additional record) allocate nothing for unsigned queries.
 #[test]
 fn steady_state_queries_with_transfers_served_do_not_allocate() {
     let config = Config::parse(include_str!("../config.example.toml")).unwrap();
@@ -700,6 +701,8 @@ fn steady_state_queries_with_transfers_served_do_not_allocate() {
             algorithm: orrery_proto::link::TsigAlgorithm::HmacSha256,
             secret: vec![1; 32],
         }],
+        // The pipeline compares SOA queries with the catalog's name.
+        catalog_zone: Some(Name::from_ascii("catalog.invalid").unwrap()),
         ..Default::default()
     };
     let service = Arc::new(orrery_satellite::xfr::XfrService::new(

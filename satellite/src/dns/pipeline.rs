@@ -69,21 +69,33 @@ impl Pipeline {
         let started = Instant::now();
         ev.load(packet, peer, transport);
         let served = self.served.load();
-        let ctx = Ctx {
-            zones: &served.zones,
-            nsid: self.nsid,
-            transfers: self.xfr.is_some(),
+        let responded = match &self.xfr {
+            // IXFR over UDP and the catalog's SOA queries: the transfer service's own ACL and
+            // TSIG decide, as for a transfer over TCP (only secondaries send these; the
+            // check is a few compares on the parsed question, nothing allocated otherwise).
+            Some(xfr) if xfr.takes(&ev.query, transport, &served) => {
+                xfr.answer_query(packet, ev, &served, self.nsid);
+                true
+            }
+            _ => {
+                let ctx = Ctx {
+                    zones: &served.zones,
+                    nsid: self.nsid,
+                };
+                let responded = self.selector.run(ev, &ctx);
+                // A query signed with TSIG (a secondary's SOA query) gets a signed answer,
+                // or the RFC 8945 error. Only queries with additional records are looked at,
+                // so the unsigned path stays as it was (allocation-free); signed ones
+                // allocate a little.
+                if responded
+                    && let Some(xfr) = &self.xfr
+                    && packet.get(10..12).is_some_and(|ar| ar != [0, 0])
+                {
+                    xfr.sign_answer(packet, ev);
+                }
+                responded
+            }
         };
-        let responded = self.selector.run(ev, &ctx);
-        // A query signed with TSIG (a secondary's SOA query) gets a signed answer, or the
-        // RFC 8945 error. Only queries with additional records are looked at, so the
-        // unsigned path stays as it was (allocation-free); signed ones allocate a little.
-        if responded
-            && let Some(xfr) = &self.xfr
-            && packet.get(10..12).is_some_and(|ar| ar != [0, 0])
-        {
-            xfr.sign_answer(packet, ev);
-        }
         let outcome = match (responded, ev.limited) {
             (true, Limited::Slipped) => Outcome::Slipped,
             (true, _) if ev.response.truncated => Outcome::Truncated,

@@ -162,6 +162,8 @@ impl ServerSettings {
 pub struct Server {
     udp_threads: Vec<JoinHandle<()>>,
     tcp: TaskTracker,
+    /// Cancelled by [`Server::retire`] (and with the server's token).
+    retire: CancellationToken,
 }
 
 /// Room for the answers of one round of pipelined queries; a larger answer is written on its
@@ -186,7 +188,11 @@ struct Shared {
     slots: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
     free: FreeList,
+    /// Stops accepting, reading and answering: [`Server::retire`] or the server's token.
     cancel: CancellationToken,
+    /// Cuts transfers in progress: the server's token only. A retired server's transfers
+    /// finish from the version they started with (their own total timeout bounds them).
+    stop_transfers: CancellationToken,
 }
 
 impl Server {
@@ -201,9 +207,10 @@ impl Server {
         cancel: CancellationToken,
     ) -> io::Result<Self> {
         let mut udp_threads = Vec::new();
+        let retire = cancel.child_token();
         // A child token, so that a failed start can stop the threads it started without
         // cancelling the caller's token.
-        let udp_cancel = cancel.child_token();
+        let udp_cancel = retire.child_token();
         for sockets in udp {
             let started = sockets.into().spawn_workers(
                 &pipeline,
@@ -231,7 +238,8 @@ impl Server {
             ),
             settings: tcp_settings,
             free: Mutex::new(Vec::new()),
-            cancel,
+            cancel: retire.clone(),
+            stop_transfers: cancel,
         });
         let tracker = TaskTracker::new();
         // NOTIFY to secondaries runs as long as the server whose pipeline has the service.
@@ -245,7 +253,17 @@ impl Server {
         Ok(Self {
             udp_threads,
             tcp: tracker,
+            retire,
         })
+    }
+
+    /// Stops this server as a replaced one stops: no more accepts, UDP reads or answers, and
+    /// every connection closes after what it is doing, except that a zone transfer in
+    /// progress runs to its end (a new `xfr` table, or any new pipeline, must not cut the
+    /// secondaries' transfers). [`Server::join`] then waits for those too; cancelling the
+    /// server's token cuts them.
+    pub fn retire(&self) {
+        self.retire.cancel();
     }
 
     /// Waits until every server has stopped (after the token is cancelled).
@@ -361,7 +379,7 @@ async fn answer_queries(
                     return End::Now;
                 }
                 out = 0;
-                if xfr.serve(stream, peer, query, &shared.cancel).await
+                if xfr.serve(stream, peer, query, &shared.stop_transfers).await
                     == crate::xfr::Outcome::Close
                 {
                     return End::Now;

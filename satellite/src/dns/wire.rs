@@ -25,6 +25,7 @@ pub mod rtype {
     pub const A: u16 = 1;
     pub const NS: u16 = 2;
     pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     /// RFC 6891 §6.1.1.

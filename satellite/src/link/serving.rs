@@ -5,7 +5,9 @@
 //! 53) and no query is lost: a server with the new pipeline starts on clones of the same
 //! sockets, then the old one is cancelled. For the ~100 ms the old UDP workers take to notice,
 //! the kernel hands each datagram to one waiting thread of either server; old TCP connections
-//! finish the query they are answering and close (clients reconnect, RFC 7766 §6.2.3).
+//! finish the query they are answering and close (clients reconnect, RFC 7766 §6.2.3). A zone
+//! transfer in progress on an old connection runs to its end from the version it started with
+//! ([`Server::retire`]): a new `xfr` table must not cut the secondaries' transfers.
 //! Changing the addresses or the worker count does need a restart (see [`super`]).
 //!
 //! ```text
@@ -39,6 +41,9 @@ pub struct Serving {
     current: Option<Running>,
     /// Counters of replaced pipelines.
     base: Arc<Mutex<Counters>>,
+    /// The parent of every server's token: [`Serving::stop`] cuts the transfers of retired
+    /// servers still finishing too.
+    shutdown: CancellationToken,
 }
 
 struct Running {
@@ -79,6 +84,7 @@ impl Serving {
             settings,
             current: None,
             base: Arc::default(),
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -116,7 +122,7 @@ impl Serving {
             .iter()
             .map(|l| tokio::net::TcpListener::from_std(l.try_clone()?))
             .collect::<io::Result<Vec<_>>>()?;
-        let cancel = CancellationToken::new();
+        let cancel = self.shutdown.child_token();
         let server = Server::start(
             Arc::clone(&pipeline),
             udp,
@@ -132,8 +138,11 @@ impl Serving {
         if let Some(old) = old {
             let base = Arc::clone(&self.base);
             tokio::spawn(async move {
-                old.cancel.cancel();
+                // Retired, not cancelled: transfers in progress finish from the version they
+                // started with; everything else stops now.
+                old.server.retire();
                 old.server.join().await;
+                drop(old.cancel);
                 let mut base = base.lock().unwrap_or_else(|e| e.into_inner());
                 old.pipeline.selector.counters(&mut |leaf, counter, value| {
                     *base
@@ -168,6 +177,8 @@ impl Serving {
             r.cancel.cancel();
             r.server.join().await;
         }
+        self.shutdown.cancel();
+        self.shutdown = CancellationToken::new();
     }
 }
 

@@ -98,7 +98,6 @@ mod tests {
         let ctx = Ctx {
             zones: &zones,
             nsid: None,
-            transfers: false,
         };
         assert!(sel.run(&mut ev, &ctx));
         let m = hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap();

@@ -52,11 +52,7 @@ impl History {
     /// The differences from serial `from` to `current` of the zone at `apex`, oldest first;
     /// `None` when the window does not reach back to `from` (the caller answers AXFR-style).
     pub fn since(&self, apex: &[u8], from: u32, current: u32) -> Option<Vec<Arc<Diff>>> {
-        let list = self.zones.get(apex)?;
-        let start = list.iter().position(|d| d.from == from)?;
-        let diffs: Vec<Arc<Diff>> = list.iter().skip(start).cloned().collect();
-        let chained = diffs.windows(2).all(|w| w[0].to == w[1].from);
-        (chained && diffs.last().is_some_and(|d| d.to == current)).then_some(diffs)
+        chain_since(self.zones.get(apex)?, from, current)
     }
 
     /// Serials kept for the zone at `apex`.
@@ -90,6 +86,16 @@ impl History {
         }
         self.zones = Arc::new(zones);
     }
+}
+
+/// The differences of `list` (oldest first) from serial `from` to `current`, when they
+/// chain serial to serial; `None` when `list` does not reach back to `from`. Shared by the
+/// zones' windows and the catalog's ([`crate::xfr::catalog`]).
+pub fn chain_since(list: &VecDeque<Arc<Diff>>, from: u32, current: u32) -> Option<Vec<Arc<Diff>>> {
+    let start = list.iter().position(|d| d.from == from)?;
+    let diffs: Vec<Arc<Diff>> = list.iter().skip(start).cloned().collect();
+    let chained = diffs.windows(2).all(|w| w[0].to == w[1].from);
+    (chained && diffs.last().is_some_and(|d| d.to == current)).then_some(diffs)
 }
 
 /// Owner names (canonical wire) whose records `batch` may have changed, and whether apex

@@ -21,12 +21,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
-use orrery_proto::{Change, ChangeBatch, Domain, Host, Serial, Timestamp, Zone};
+use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Timestamp, Zone};
 
 use crate::background;
 use crate::rds::Directory;
 use crate::served::shards::build_threads;
 use crate::snapshot::SnapshotData;
+use crate::xfr::catalog::Catalog;
 use crate::zone::{ZoneError, ZoneSet};
 use history::History;
 
@@ -57,6 +58,9 @@ pub struct Served {
     with_directory: bool,
     /// Recent changes per zone for IXFR (empty unless transfers are served).
     pub history: History,
+    /// The catalog zone listing this version's zones, when the transfer service names one
+    /// ([`crate::xfr::catalog`]); shared between versions with the same zones.
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl Default for Served {
@@ -68,6 +72,7 @@ impl Default for Served {
             directory: Directory::default(),
             with_directory: true,
             history: History::default(),
+            catalog: None,
         }
     }
 }
@@ -91,6 +96,7 @@ impl Served {
             directory,
             with_directory: true,
             history: History::default(),
+            catalog: None,
         }
     }
 
@@ -102,6 +108,7 @@ impl Served {
             directory: Directory::default(),
             with_directory: false,
             history: History::default(),
+            catalog: None,
         }
     }
 
@@ -141,6 +148,7 @@ impl Served {
             directory,
             with_directory: options.directory,
             history: History::default(),
+            catalog: None,
         }
     }
 
@@ -194,6 +202,7 @@ impl Served {
             directory,
             with_directory: options.directory,
             history: History::default(),
+            catalog: None,
         }
     }
 
@@ -243,6 +252,9 @@ pub struct ServedStore {
     current: ArcSwap<Served>,
     /// Serials of changes kept per zone for IXFR ([`History`]); 0: none are kept.
     ixfr_window: AtomicUsize,
+    /// The catalog zone to build with each version ([`Served::catalog`]); None: none. Held
+    /// under the writer lock: only writers read it.
+    catalog_name: Mutex<Option<Name>>,
     /// Serialises writers; readers never take it.
     writer: Mutex<()>,
 }
@@ -253,6 +265,7 @@ impl ServedStore {
         Self {
             current: ArcSwap::from_pointee(served),
             ixfr_window: AtomicUsize::new(0),
+            catalog_name: Mutex::new(None),
             writer: Mutex::new(()),
         }
     }
@@ -280,9 +293,13 @@ impl ServedStore {
     /// The old version (a whole registry) is freed on a background thread once no query holds
     /// it, then its memory handed back ([`return_freed_memory`]), not by whichever thread
     /// releases it last — a tokio worker or a query.
-    pub fn replace(&self, served: Served) {
+    pub fn replace(&self, mut served: Served) {
         let old = {
             let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let current = self.current.load();
+            served.catalog =
+                self.catalog_for(current.catalog.as_ref(), &served.zones, served.serial);
+            drop(current);
             self.current.swap(Arc::new(served))
         };
         let freeing = background::spawn("served-retire", move || {
@@ -313,11 +330,58 @@ impl ServedStore {
                     .history
                     .record(&current.zones, &next.zones, &batch, window),
             }
+            next.catalog = self.catalog_for(current.catalog.as_ref(), &next.zones, batch.upto);
             drop(current);
             self.current.swap(Arc::new(next))
         };
         background::drop_when_unused(old);
         Ok(())
+    }
+
+    /// Builds a catalog zone named `name` with every version from now on (None: no catalog),
+    /// starting with the current one. The transfer service sets it when it starts.
+    pub fn set_catalog(&self, name: Option<Name>) {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.catalog_name.lock().unwrap_or_else(|e| e.into_inner());
+        if *held == name {
+            return;
+        }
+        *held = name;
+        drop(held);
+        let current = self.current.load_full();
+        let mut next = Served::clone(&current);
+        next.catalog = self.catalog_for(current.catalog.as_ref(), &next.zones, current.serial);
+        drop(current);
+        let old = self.current.swap(Arc::new(next));
+        background::drop_when_unused(old);
+    }
+
+    /// The catalog of a version serving `zones` at journal serial `serial`, after `previous`
+    /// (the catalog of the version it follows): `previous` itself when it already lists the
+    /// same zones under the configured name, a new one otherwise (the caller holds the
+    /// writer lock).
+    fn catalog_for(
+        &self,
+        previous: Option<&Arc<Catalog>>,
+        zones: &ZoneSet,
+        serial: Serial,
+    ) -> Option<Arc<Catalog>> {
+        let name = self.catalog_name.lock().unwrap_or_else(|e| e.into_inner());
+        let name = name.as_ref()?;
+        if let Some(p) = previous
+            && p.name == *name
+            && p.lists(zones)
+        {
+            return Some(Arc::clone(p));
+        }
+        let window = self.ixfr_window.load(Ordering::Relaxed);
+        Some(Arc::new(Catalog::build(
+            name,
+            zones,
+            serial,
+            previous.map(|p| &**p),
+            window,
+        )))
     }
 
     /// Keeps the differences of the last `window` serials of each zone from the next batch on

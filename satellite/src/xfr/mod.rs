@@ -33,6 +33,7 @@
 //! in this one. The records come from the one walk of the zone tables
 //! ([`crate::zone::records`]).
 
+pub mod catalog;
 pub mod notify;
 pub mod stream;
 pub mod tsig;
@@ -53,10 +54,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::wire::{Problem, Query, Response, Transport, class, rcode, rtype};
+use crate::dns::wire::{Event, Problem, Query, Response, Section, Transport, class, rcode, rtype};
 use crate::rds::rate_limit::{Decision, RateLimitConfig, RateLimiter};
-use crate::served::ServedStore;
+use crate::served::{Served, ServedStore};
 use crate::tcp::connection_limit::PerAddress;
+use catalog::Catalog;
+use orrery_proto::Name;
 use stream::Plan;
 use tsig::{Key, Signer};
 
@@ -126,6 +129,7 @@ impl XfrService {
     ) -> Option<Arc<Self>> {
         let Some(x) = &settings.xfr else {
             served.set_ixfr_window(0);
+            served.set_catalog(None);
             return None;
         };
         Some(Arc::new(Self::new(x, Arc::clone(served))))
@@ -134,6 +138,8 @@ impl XfrService {
     /// The service for `settings` (checked by the link's receipt check), over `served`.
     pub fn new(settings: &XfrSettings, served: Arc<ServedStore>) -> Self {
         served.set_ixfr_window(settings.ixfr_window.unwrap_or(DEFAULT_IXFR_WINDOW) as usize);
+        // After the window: the catalog keeps as many differences.
+        served.set_catalog(settings.catalog_zone.clone());
         let (max, per_address, per_minute, idle_timeout, total_timeout) = limits(settings);
         let rate = f64::from(per_minute) / 60.0;
         let rate = RateLimiter::new(&RateLimitConfig {
@@ -267,7 +273,7 @@ impl XfrService {
     /// or replaces it with the NOTAUTH answer of §5.2 when the signature fails. A query
     /// without TSIG is left alone. For the queries secondaries send beside transfers (SOA
     /// before an IXFR): BIND refuses an unsigned answer to a signed query.
-    pub fn sign_answer(&self, packet: &[u8], ev: &mut crate::dns::wire::Event) {
+    pub fn sign_answer(&self, packet: &[u8], ev: &mut Event) {
         let Ok(Some(t)) = tsig::find(packet) else {
             return;
         };
@@ -302,39 +308,137 @@ impl XfrService {
         }
     }
 
-    /// Everything before the first record: parse, TSIG, zone, ACL, limits.
-    fn decide(&self, query: &Query, request: &[u8], ip: IpAddr) -> Decided {
+    /// True for the queries of the query path that this service answers instead of the
+    /// Selector: IXFR over UDP (RFC 1995 §2, under the same ACL and TSIG as over TCP) and
+    /// SOA queries for the catalog zone (transfer-only, [`catalog`]). A few compares on the
+    /// parsed question: nothing allocated for any other query.
+    pub fn takes(&self, query: &Query, transport: Transport, served: &Served) -> bool {
+        if query.problem != Problem::None
+            || !query.has_question
+            || query.edns.is_some_and(|e| e.version > 0)
+        {
+            return false;
+        }
+        match query.qtype {
+            rtype::IXFR => transport == Transport::Udp,
+            rtype::SOA => served
+                .catalog
+                .as_ref()
+                .is_some_and(|c| *c.apex == *query.qname()),
+            _ => false,
+        }
+    }
+
+    /// Answers in `ev` a query [`XfrService::takes`]: the SOA alone to a client the ACL
+    /// allows (signed when the query was), else the answer a transfer request would get
+    /// (REFUSED, NOTAUTH, the TSIG errors).
+    pub fn answer_query(
+        &self,
+        packet: &[u8],
+        ev: &mut Event,
+        served: &Served,
+        nsid: Option<&'static [u8]>,
+    ) {
+        let (code, signer, target) = match self.authorize(&ev.query, packet, ev.peer, served) {
+            Ok(a) => (rcode::NOERROR, a.signer, Some(a.target)),
+            Err(Denied::Tsig(refusal)) => {
+                let out = tsig_error_answer(&ev.query, refusal, tsig::now());
+                ev.response.set_finished(&out[2..]);
+                return;
+            }
+            Err(Denied::Code(code, signer)) => (code, signer, None),
+        };
+        ev.begin_response(code, nsid);
+        match &target {
+            Some(Target::Zone { apex, .. }) => {
+                if let Some(zone) = served.zones.find_zone(apex) {
+                    ev.response.authoritative = true;
+                    crate::dns::leaf::lookup::soa(
+                        zone,
+                        None,
+                        Section::Answer,
+                        zone.soa_ttl,
+                        &mut ev.response,
+                    );
+                }
+            }
+            Some(Target::Catalog(c)) => {
+                ev.response.authoritative = true;
+                let soa = c.soa();
+                ev.response.rrset(Section::Answer, true, |r| {
+                    r.record(
+                        crate::dns::wire::Owner::Question,
+                        soa.rtype,
+                        class::IN,
+                        soa.ttl,
+                        |r| r.put_bytes(&soa.rdata),
+                    )
+                });
+            }
+            None => {}
+        }
+        ev.response.finish();
+        if let Some(mut signer) = signer {
+            let mut out = framed(ev.response.bytes());
+            signer.sign_at(&mut out, 2, tsig::now(), 0, &[]);
+            ev.response.set_finished(&out[2..]);
+        }
+    }
+
+    /// The decision every transfer-related request gets, over TCP or UDP: parse, TSIG, the
+    /// zone (or the catalog), the ACL. Counted in [`XfrStats`].
+    fn authorize<'v>(
+        &self,
+        query: &Query,
+        request: &[u8],
+        ip: IpAddr,
+        version: &'v Served,
+    ) -> Result<Authorized<'v>, Denied> {
         if query.problem != Problem::None {
-            return Decided::Answer(error_answer(query, rcode::FORMERR, None));
+            return Err(Denied::Code(rcode::FORMERR, None));
         }
         let tsig = match tsig::find(request) {
             Ok(t) => t,
             Err(tsig::Malformed) => {
                 self.stats.tsig_failed.fetch_add(1, Ordering::Relaxed);
-                return Decided::Answer(error_answer(query, rcode::FORMERR, None));
+                return Err(Denied::Code(rcode::FORMERR, None));
             }
         };
         let now = tsig::now();
-        let mut signer = match &tsig {
+        let signer = match &tsig {
             None => None,
             Some(t) => match tsig::verify(&self.keys, request, t, now) {
                 Ok(s) => Some(s),
                 Err(refusal) => {
                     self.stats.tsig_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%ip, key = %refusal.key_name, error = refusal.error, "transfer request with a bad TSIG");
-                    return Decided::Answer(tsig_error_answer(query, refusal, now));
+                    return Err(Denied::Tsig(refusal));
                 }
             },
         };
-        let version = self.served.load_full();
-        let zones = &version.zones;
-        let apex = (query.qclass == class::IN)
-            .then(|| zones.find_zone(query.qname()))
-            .flatten()
-            .filter(|z| z.apex_labels == query.label_count());
-        let Some(zone) = apex else {
-            self.stats.not_auth.fetch_add(1, Ordering::Relaxed);
-            return Decided::Answer(error_answer(query, rcode::NOTAUTH, signer.as_mut()));
+        let in_class = query.qclass == class::IN;
+        // The catalog first: its name is no served zone's (the runbook says to pick one
+        // outside them, e.g. under `invalid.`).
+        let catalog = version
+            .catalog
+            .as_ref()
+            .filter(|c| in_class && *c.apex == *query.qname());
+        let target = match catalog {
+            Some(c) => Target::Catalog(c),
+            None => {
+                let zone = in_class
+                    .then(|| version.zones.find_zone(query.qname()))
+                    .flatten()
+                    .filter(|z| z.apex_labels == query.label_count());
+                let Some(zone) = zone else {
+                    self.stats.not_auth.fetch_add(1, Ordering::Relaxed);
+                    return Err(Denied::Code(rcode::NOTAUTH, signer));
+                };
+                Target::Zone {
+                    apex: &zone.apex,
+                    name: &zone.apex_name,
+                }
+            }
         };
         let allowed = self
             .acl
@@ -346,12 +450,28 @@ impl XfrService {
             });
         if !allowed {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%ip, zone = %zone.apex_name, "transfer refused by the ACL");
-            return Decided::Answer(error_answer(query, rcode::REFUSED, signer.as_mut()));
+            tracing::info!(%ip, zone = %target.name(), "transfer refused by the ACL");
+            return Err(Denied::Code(rcode::REFUSED, signer));
         }
+        Ok(Authorized { target, signer })
+    }
+
+    /// Everything before the first record: [`XfrService::authorize`], then the limits.
+    fn decide(&self, query: &Query, request: &[u8], ip: IpAddr) -> Decided {
+        // One version for the decision and the whole transfer.
+        let version = self.served.load_full();
+        let Authorized { target, mut signer } = match self.authorize(query, request, ip, &version) {
+            Ok(a) => a,
+            Err(Denied::Tsig(refusal)) => {
+                return Decided::Answer(tsig_error_answer(query, refusal, tsig::now()));
+            }
+            Err(Denied::Code(code, mut signer)) => {
+                return Decided::Answer(error_answer(query, code, signer.as_mut()));
+            }
+        };
         let refused = |why: &str, signer: Option<&mut Signer>| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%ip, zone = %zone.apex_name, why, "transfer refused");
+            tracing::info!(%ip, zone = %target.name(), why, "transfer refused");
             Decided::Answer(error_answer(query, rcode::REFUSED, signer))
         };
         if let Decision::Limited { .. } = self.rate.check(ip, Instant::now()) {
@@ -363,10 +483,16 @@ impl XfrService {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             return refused("transfers at once", signer.as_mut());
         };
-        let apex = zone.apex.clone();
-        let plan = match query.qtype {
-            rtype::IXFR => Plan::ixfr(Arc::clone(&version), apex, client_serial(request)),
-            _ => Plan::axfr(Arc::clone(&version), apex),
+        let ixfr = query.qtype == rtype::IXFR;
+        let plan = match target {
+            Target::Catalog(c) => Plan::catalog(
+                Arc::clone(c),
+                ixfr.then(|| client_serial(request)).flatten(),
+            ),
+            Target::Zone { apex, .. } if ixfr => {
+                Plan::ixfr(Arc::clone(&version), apex.into(), client_serial(request))
+            }
+            Target::Zone { apex, .. } => Plan::axfr(Arc::clone(&version), apex.into()),
         };
         Decided::Transfer {
             plan,
@@ -374,6 +500,36 @@ impl XfrService {
             permits: (slot, address),
         }
     }
+}
+
+/// What a request may transfer, in the version it was decided on (borrowed: a refusal, or
+/// an unsigned IXFR over UDP, allocates nothing).
+enum Target<'v> {
+    Zone { apex: &'v [u8], name: &'v Name },
+    Catalog(&'v Arc<Catalog>),
+}
+
+impl Target<'_> {
+    fn name(&self) -> &Name {
+        match self {
+            Self::Zone { name, .. } => name,
+            Self::Catalog(c) => &c.name,
+        }
+    }
+}
+
+/// A request that passed [`XfrService::authorize`].
+struct Authorized<'v> {
+    target: Target<'v>,
+    signer: Option<Signer>,
+}
+
+/// A request that did not.
+enum Denied {
+    /// A TSIG that failed: NOTAUTH with the TSIG error (RFC 8945 §5.2).
+    Tsig(tsig::Refusal),
+    /// An RCODE, signed when the request's TSIG was good.
+    Code(u16, Option<Signer>),
 }
 
 enum Decided {

@@ -12,7 +12,8 @@
 //!              to 30 s, jittered), at most MAX_ATTEMPTS times, then a warning
 //! ```
 //!
-//! Every zone is announced once when the task starts, so a secondary hears of a satellite
+//! The catalog zone ([`super::catalog`]) is announced like a zone when its serial moves (a zone
+//! added or removed). Every zone is announced once when the task starts, so a secondary hears of a satellite
 //! that restarted. Answers are matched by id and source; their TSIG is not checked (an answer
 //! only stops the retries, it changes nothing else).
 
@@ -80,17 +81,20 @@ pub async fn run(
             }
         }
         let version = served.load();
-        for zone in version.zones.zones() {
-            if announced.get(&zone.apex) == Some(&zone.serial) {
+        // The served zones and the catalog zone, when there is one.
+        let catalog = version.catalog.as_ref().map(|c| (&c.apex, c.serial));
+        let zones = version.zones.zones().iter().map(|z| (&z.apex, z.serial));
+        for (apex, serial) in zones.chain(catalog) {
+            if announced.get(apex) == Some(&serial) {
                 continue;
             }
-            announced.insert(zone.apex.clone(), zone.serial);
+            announced.insert(apex.clone(), serial);
             for i in 0..targets.len() {
                 pending.insert(
-                    (i, zone.apex.clone()),
+                    (i, apex.clone()),
                     Pending {
                         id: rand::random(),
-                        serial: zone.serial,
+                        serial,
                         attempts: 0,
                         next: Instant::now(),
                     },
@@ -98,10 +102,11 @@ pub async fn run(
             }
         }
         announced.retain(|apex, _| {
-            version
-                .zones
-                .find_zone(apex)
-                .is_some_and(|z| *z.apex == **apex)
+            version.catalog.as_ref().is_some_and(|c| c.apex == *apex)
+                || version
+                    .zones
+                    .find_zone(apex)
+                    .is_some_and(|z| *z.apex == **apex)
         });
         drop(version);
         let now = Instant::now();

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::Sender;
 
+use super::catalog::Catalog;
 use super::tsig::{self, Signer};
 use super::{framed, set_frame_len};
 use crate::dns::wire::{Full, Owner, Query, Response, Section, Transport, class};
@@ -34,9 +35,19 @@ pub const MESSAGE_SIZE: usize = 16 * 1024;
 
 /// What one transfer sends, decided before the first message.
 pub struct Plan {
-    version: Arc<Served>,
-    apex: Box<[u8]>,
+    source: Source,
     kind: Kind,
+}
+
+/// Where the records come from.
+enum Source {
+    /// A served zone, at `apex`, of one served version.
+    Zone {
+        version: Arc<Served>,
+        apex: Box<[u8]>,
+    },
+    /// The catalog zone of one served version.
+    Catalog(Arc<Catalog>),
 }
 
 enum Kind {
@@ -52,9 +63,22 @@ impl Plan {
     /// An AXFR of the zone at `apex` (a served apex of `version`).
     pub fn axfr(version: Arc<Served>, apex: Box<[u8]>) -> Self {
         Self {
-            version,
-            apex,
+            source: Source::Zone { version, apex },
             kind: Kind::Full,
+        }
+    }
+
+    /// A transfer of the catalog zone: AXFR (`client` None), or IXFR from the client's serial
+    /// `client`, from the catalog's own differences.
+    pub fn catalog(catalog: Arc<Catalog>, client: Option<u32>) -> Self {
+        let kind = match client {
+            Some(s) if !serial_lt(s, catalog.serial) => Kind::SoaOnly,
+            Some(s) => catalog.since(s).map_or(Kind::Full, Kind::Incremental),
+            None => Kind::Full,
+        };
+        Self {
+            source: Source::Catalog(catalog),
+            kind,
         }
     }
 
@@ -71,8 +95,7 @@ impl Plan {
             None => Kind::Full,
         };
         Self {
-            version,
-            apex,
+            source: Source::Zone { version, apex },
             kind,
         }
     }
@@ -98,30 +121,44 @@ pub fn generate(plan: Plan, query: Box<Query>, signer: Option<Signer>, tx: Sende
         stopped: false,
     };
     m.begin();
-    let zones = &plan.version.zones;
-    let Some(zone) = zones.find_zone(&plan.apex) else {
-        return;
-    };
-    let soa = zones.soa_record(zone);
-    match &plan.kind {
-        Kind::Full => {
-            zones.records(&plan.apex, |r| m.push(&r));
-            m.push(&soa);
-        }
-        Kind::SoaOnly => m.push(&soa),
-        Kind::Incremental(diffs) => {
-            m.push(&soa);
-            for d in diffs {
-                m.push_raw(&d.old_soa);
-                for r in &d.deleted {
-                    m.push_raw(r);
+    match &plan.source {
+        Source::Zone { version, apex } => {
+            let zones = &version.zones;
+            let Some(zone) = zones.find_zone(apex) else {
+                return;
+            };
+            let soa = zones.soa_record(zone);
+            match &plan.kind {
+                Kind::Full => {
+                    // The walk starts with the SOA.
+                    zones.records(apex, |r| m.push(&r));
+                    m.push(&soa);
                 }
-                m.push_raw(&d.new_soa);
-                for r in &d.added {
-                    m.push_raw(r);
+                Kind::SoaOnly => m.push(&soa),
+                Kind::Incremental(diffs) => {
+                    m.push(&soa);
+                    m.push_diffs(diffs);
+                    m.push(&soa);
                 }
             }
-            m.push(&soa);
+        }
+        Source::Catalog(c) => {
+            let soa = c.soa();
+            match &plan.kind {
+                Kind::Full => {
+                    m.push_raw(soa);
+                    for r in c.records() {
+                        m.push_raw(r);
+                    }
+                    m.push_raw(soa);
+                }
+                Kind::SoaOnly => m.push_raw(soa),
+                Kind::Incremental(diffs) => {
+                    m.push_raw(soa);
+                    m.push_diffs(diffs);
+                    m.push_raw(soa);
+                }
+            }
         }
     }
     m.flush();
@@ -166,6 +203,21 @@ impl Messages {
 
     fn push(&mut self, rec: &Record<'_>) {
         self.write(|r| write_record(r, rec));
+    }
+
+    /// The differences of an IXFR, oldest first (RFC 1995 §4): per serial, the old SOA and
+    /// what was deleted, then the new SOA and what was added.
+    fn push_diffs(&mut self, diffs: &[Arc<Diff>]) {
+        for d in diffs {
+            self.push_raw(&d.old_soa);
+            for r in &d.deleted {
+                self.push_raw(r);
+            }
+            self.push_raw(&d.new_soa);
+            for r in &d.added {
+                self.push_raw(r);
+            }
+        }
     }
 
     fn push_raw(&mut self, rec: &OwnedRecord) {

@@ -1,5 +1,6 @@
 //! Integration tests of the satellite, in one test binary (link time matters on 2 cores).
 
+mod catalog;
 mod dig;
 mod fixtures;
 mod fuzz;

@@ -18,9 +18,9 @@ use crate::fixtures::{domain, host, n, registry};
 use crate::harness::{EXAMPLE_CONFIG, TestServer, tcp_connect};
 
 /// base64 of `secret-secret-secret-secret!`
-const SECRET_B64: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==";
+pub(crate) const SECRET_B64: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==";
 
-fn config(extra: &str) -> String {
+pub(crate) fn config(extra: &str) -> String {
     format!(
         r#"{EXAMPLE_CONFIG}
 [xfr]
@@ -34,7 +34,7 @@ secret = "{SECRET_B64}"
     )
 }
 
-fn key(secret: &[u8]) -> Arc<Key> {
+pub(crate) fn key(secret: &[u8]) -> Arc<Key> {
     Arc::new(Key::new(&TsigKey {
         name: n("k1"),
         algorithm: TsigAlgorithm::HmacSha256,
@@ -42,12 +42,12 @@ fn key(secret: &[u8]) -> Arc<Key> {
     }))
 }
 
-fn good_key() -> Arc<Key> {
+pub(crate) fn good_key() -> Arc<Key> {
     key(b"secret-secret-secret-secret!")
 }
 
 /// A transfer request for `zone`; IXFR carries the client's SOA with `serial`.
-fn request(zone: &str, qtype: RecordType, serial: Option<u32>) -> Vec<u8> {
+pub(crate) fn request(zone: &str, qtype: RecordType, serial: Option<u32>) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&[
         0x12,
@@ -74,18 +74,18 @@ fn request(zone: &str, qtype: RecordType, serial: Option<u32>) -> Vec<u8> {
     m
 }
 
-fn signed(mut msg: Vec<u8>, key: &Arc<Key>, time: u64) -> Vec<u8> {
+pub(crate) fn signed(mut msg: Vec<u8>, key: &Arc<Key>, time: u64) -> Vec<u8> {
     Signer::for_request(Arc::clone(key), 0x1234).sign(&mut msg, time, 0, &[]);
     msg
 }
 
-fn send(stream: &mut TcpStream, msg: &[u8]) {
+pub(crate) fn send(stream: &mut TcpStream, msg: &[u8]) {
     let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(msg);
     stream.write_all(&framed).unwrap();
 }
 
-fn recv_raw(stream: &mut TcpStream) -> Option<Vec<u8>> {
+pub(crate) fn recv_raw(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).ok()?;
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
@@ -94,7 +94,7 @@ fn recv_raw(stream: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// A message with its TSIG record (if any) taken off, parsed; and the TSIG.
-fn parse(raw: &[u8]) -> (Message, Option<tsig::TsigRecord>) {
+pub(crate) fn parse(raw: &[u8]) -> (Message, Option<tsig::TsigRecord>) {
     let t = tsig::find(raw).unwrap();
     let mut plain = raw.to_vec();
     if let Some(t) = &t {
@@ -107,7 +107,7 @@ fn parse(raw: &[u8]) -> (Message, Option<tsig::TsigRecord>) {
 
 /// Every message of a transfer answer: until the second SOA, a single error message, or a
 /// first message holding only the SOA (an IXFR "you are current").
-fn transfer(stream: &mut TcpStream) -> Vec<(Message, Option<tsig::TsigRecord>)> {
+pub(crate) fn transfer(stream: &mut TcpStream) -> Vec<(Message, Option<tsig::TsigRecord>)> {
     let mut out = Vec::new();
     let mut soas = 0;
     while let Some(raw) = recv_raw(stream) {
@@ -127,14 +127,14 @@ fn transfer(stream: &mut TcpStream) -> Vec<(Message, Option<tsig::TsigRecord>)> 
     out
 }
 
-fn records(msgs: &[(Message, Option<tsig::TsigRecord>)]) -> Vec<String> {
+pub(crate) fn records(msgs: &[(Message, Option<tsig::TsigRecord>)]) -> Vec<String> {
     msgs.iter()
         .flat_map(|(m, _)| m.answers.iter())
         .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
         .collect()
 }
 
-fn serial_of(msgs: &[(Message, Option<tsig::TsigRecord>)]) -> u32 {
+pub(crate) fn serial_of(msgs: &[(Message, Option<tsig::TsigRecord>)]) -> u32 {
     match &msgs[0].0.answers[0].data {
         RData::SOA(soa) => soa.serial,
         other => panic!("not a SOA: {other:?}"),
@@ -142,7 +142,7 @@ fn serial_of(msgs: &[(Message, Option<tsig::TsigRecord>)]) -> u32 {
 }
 
 /// A bigger registry: enough delegations for several 16 KiB messages.
-fn big_registry() -> orrery_satellite::SnapshotData {
+pub(crate) fn big_registry() -> orrery_satellite::SnapshotData {
     let mut data = registry();
     for i in 0..3000 {
         data.domains.push(domain(
@@ -783,7 +783,7 @@ fn follows(secondary: Secondary) {
     );
 }
 
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -792,10 +792,175 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// IXFR over UDP gets the SOA alone (RFC 1995 §2) only from the decision a transfer over TCP
+/// gets: unsigned from an address whose rule asks for the key, REFUSED; a wrong secret,
+/// NOTAUTH with BADSIG; an address outside every rule, REFUSED even when signed; not a
+/// served apex, NOTAUTH. (Before issue 14's fix the SOA went to anyone.)
+#[test]
+fn ixfr_over_udp_follows_the_acl() {
+    let s = TestServer::start(&config(""), &registry());
+    let ask_from = |from: &str, msg: &[u8]| {
+        let sock = std::net::UdpSocket::bind(format!("{from}:0")).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(msg, s.udp).unwrap();
+        let mut buf = vec![0u8; 65535];
+        let n = sock.recv(&mut buf).expect("an answer");
+        parse(&buf[..n])
+    };
+    let ask = |msg: &[u8]| ask_from("127.0.0.1", msg);
+    let ixfr = request("tld", RecordType::IXFR, Some(2000));
+    let (m, t) = ask(&ixfr);
+    assert_eq!(
+        (m.response_code, m.answers.len(), t.is_none()),
+        (ResponseCode::Refused, 0, true),
+        "unsigned, the rule asks for k1"
+    );
+    let (m, t) = ask(&signed(ixfr.clone(), &good_key(), tsig::now()));
+    assert_eq!(
+        (m.response_code, m.answers.len(), m.authoritative),
+        (ResponseCode::NoError, 1, true)
+    );
+    match &m.answers[0].data {
+        RData::SOA(soa) => assert_eq!(soa.serial, 2026),
+        other => panic!("not the SOA: {other:?}"),
+    }
+    let t = t.expect("a signed answer");
+    assert_eq!((t.error, t.mac.len()), (0, 32));
+    let (m, t) = ask(&signed(
+        ixfr.clone(),
+        &key(b"the-wrong-secret-for-this-key"),
+        tsig::now(),
+    ));
+    assert_eq!(m.response_code, ResponseCode::NotAuth);
+    assert_eq!(t.unwrap().error, tsig::error::BADSIG);
+    let (m, _) = ask_from("127.0.0.2", &signed(ixfr, &good_key(), tsig::now()));
+    assert_eq!(m.response_code, ResponseCode::Refused, "outside the ACL");
+    let (m, _) = ask(&signed(
+        request("foo.tld", RecordType::IXFR, Some(1)),
+        &good_key(),
+        tsig::now(),
+    ));
+    assert_eq!(m.response_code, ResponseCode::NotAuth, "not a served apex");
+    let stats = &s.pipeline.xfr.as_ref().unwrap().stats;
+    assert_eq!(stats.refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+/// A new `xfr` table arrives (the query pipeline is replaced) while a secondary is in the
+/// middle of an AXFR: the transfer runs to its end from the version it started with (a batch
+/// applied meanwhile is in none of it), as many records as a whole AXFR at that serial; new
+/// connections get the new pipeline and the new version. Before issue 14's fix the old
+/// server's cancellation cut the transfer.
+#[test]
+fn a_new_xfr_table_does_not_cut_a_transfer_in_progress() {
+    use orrery_satellite::dns::leaf::Dns;
+    use orrery_satellite::link::serving::Serving;
+    use orrery_satellite::xfr::XfrService;
+    use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, ZoneSet};
+
+    let mut data = big_registry();
+    for i in 0..20_000 {
+        data.domains.push(domain(
+            &format!("more{i}.tld"),
+            &["ns1.foo.tld", "ns.example.net"],
+        ));
+    }
+    let zones = Arc::new(ServedStore::new(Served::dns_only(ZoneSet::build(
+        data.serial,
+        &data.zones,
+        &data.domains,
+        &data.hosts,
+    ))));
+    let pipeline = |c: &Config| {
+        Arc::new(
+            Pipeline::new(
+                Selector::<Dns>::build(&c.selector).unwrap(),
+                Arc::clone(&zones),
+                c.nsid(),
+            )
+            .with_xfr(XfrService::for_settings(&c.settings, &zones)),
+        )
+    };
+    let first = Config::parse(&config("")).unwrap();
+    let second = Config::parse(&config("transfers_per_minute = 30")).unwrap();
+    assert_ne!(first.settings.xfr, second.settings.xfr);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut serving =
+        Serving::bind(&[], &["127.0.0.1:0".parse().unwrap()], first.server.clone()).unwrap();
+    let tcp = serving.tcp_addrs()[0];
+    rt.block_on(async { serving.serve(pipeline(&first)) })
+        .unwrap();
+    let axfr = || {
+        signed(
+            request("tld", RecordType::AXFR, None),
+            &good_key(),
+            tsig::now(),
+        )
+    };
+    let whole = {
+        let mut c = tcp_connect(tcp);
+        send(&mut c, &axfr());
+        records(&transfer(&mut c))
+    };
+    assert!(whole.len() > 40_000, "{}", whole.len());
+
+    // A slow reader: a small receive buffer, one message read, then a pause while the
+    // pipeline is replaced and a batch applied.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&tcp.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    send(&mut slow, &axfr());
+    let mut got = vec![parse(&recv_raw(&mut slow).expect("the first message"))];
+    assert_eq!(serial_of(&got), 2026);
+    rt.block_on(async { serving.serve(pipeline(&second)) })
+        .unwrap();
+    zones
+        .apply(ChangeBatch {
+            after: 2026,
+            upto: 2027,
+            changes: vec![Change::Domain(domain("late.tld", &["ns1.foo.tld"]))],
+        })
+        .unwrap();
+    // Long enough for the old server to have retired everything but the transfer.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut soas = records(&got).iter().filter(|r| r.contains(" SOA ")).count();
+    while soas < 2 {
+        let Some(raw) = recv_raw(&mut slow) else {
+            panic!(
+                "the transfer was cut after {} records of {}",
+                records(&got).len(),
+                whole.len()
+            );
+        };
+        let (m, t) = parse(&raw);
+        soas += m
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
+        got.push((m, t));
+    }
+    let all = records(&got);
+    assert_eq!(all, whole, "the whole zone at 2026, in the same order");
+    assert!(!all.iter().any(|r| r.starts_with("late.tld.")));
+    // New connections: the new pipeline, the new version.
+    let mut c = tcp_connect(tcp);
+    send(&mut c, &axfr());
+    let after = transfer(&mut c);
+    assert_eq!(serial_of(&after), 2027);
+    assert!(records(&after).iter().any(|r| r.starts_with("late.tld.")));
+    rt.block_on(serving.stop());
 }

@@ -916,11 +916,7 @@ mod tests {
                 "127.0.0.1".parse().unwrap(),
                 tr,
             );
-            let ctx = Ctx {
-                zones,
-                nsid: None,
-                transfers: false,
-            };
+            let ctx = Ctx { zones, nsid: None };
             assert!(selector().run(&mut ev, &ctx));
             ev.response.bytes().to_vec()
         }

@@ -29,9 +29,6 @@ pub struct Ctx<'a> {
     pub zones: &'a ZoneSet,
     /// NSID to send when asked (RFC 5001).
     pub nsid: Option<&'static [u8]>,
-    /// The satellite serves zone transfers (an `xfr` service): IXFR over UDP is answered
-    /// with the SOA (RFC 1995 §2) instead of REFUSED.
-    pub transfers: bool,
 }
 
 impl Service for Dns {
@@ -125,23 +122,11 @@ pub(crate) mod tests {
         packet: &[u8],
         transport: Transport,
     ) -> Option<hickory_proto::op::Message> {
-        ask_with(sel, zones, packet, transport, false)
-    }
-
-    /// [`ask`] on a satellite that serves zone transfers or not.
-    pub(crate) fn ask_with(
-        sel: &Selector<Dns>,
-        zones: &ZoneSet,
-        packet: &[u8],
-        transport: Transport,
-        transfers: bool,
-    ) -> Option<hickory_proto::op::Message> {
         let mut ev = Event::new();
         ev.load(packet, "127.0.0.1".parse().unwrap(), transport);
         let ctx = Ctx {
             zones,
             nsid: Some(b"sat1"),
-            transfers,
         };
         sel.run(&mut ev, &ctx)
             .then(|| hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap())

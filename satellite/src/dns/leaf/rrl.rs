@@ -327,7 +327,6 @@ mod tests {
             let ctx = Ctx {
                 zones: &zones,
                 nsid: None,
-                transfers: false,
             };
             assert!(sel.selector.run(&mut ev, &ctx));
             ResponseClass::of(&ev.response)

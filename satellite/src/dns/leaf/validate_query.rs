@@ -12,8 +12,6 @@
 //! | AXFR over UDP                             | FORMERR                    | RFC 5936 §4.2      |
 //! | AXFR or IXFR of a name that is not the    | NOTAUTH                    | RFC 5936 §2.2.1    |
 //! | apex of a served zone                     |                            |                    |
-//! | IXFR over UDP of a served apex, with an   | the SOA alone (the client  | RFC 1995 §2        |
-//! | `xfr` service                             | retries over TCP)          |                    |
 //! | AXFR over TCP or IXFR of a served apex    | REFUSED (no `xfr` service) | RFC 5936 §2.2.1    |
 //! | MAILA, MAILB                              | NOTIMP                     | RFC 1035 §3.2.3    |
 //!
@@ -23,11 +21,12 @@
 //! the OPT out when the OPT itself is at fault (repeated, misplaced, malformed); §7 asks for it
 //! ("the response MUST include an OPT record"), so the satellite sends it. A served apex is refused a transfer, as NSD does when no
 //! `provide-xfr` allows it; other names are NOTAUTH, as NSD and Knot answer. With an `xfr`
-//! service the DNS TCP edge hands AXFR and IXFR to it before the Selector ([`crate::xfr`]).
+//! service the DNS TCP edge hands AXFR and IXFR to it before the Selector, and the pipeline hands
+//! it IXFR over UDP (answered with the SOA, RFC 1995 §2, to clients its ACL allows) and the
+//! catalog's SOA queries ([`crate::xfr`]): with transfers served, this leaf never sees them.
 
-use crate::dns::leaf::lookup;
 use crate::dns::leaf::{Ctx, Dns};
-use crate::dns::wire::{Event, Problem, Query, Section, Transport, class, rcode, rtype};
+use crate::dns::wire::{Event, Problem, Query, Transport, class, rcode, rtype};
 use crate::selector::{Flow, Leaf};
 use crate::zone::ZoneSet;
 
@@ -61,19 +60,6 @@ impl Leaf<Dns> for ValidateQuery {
                 (Some(e), _, _) if e.version > 0 => rcode::BADVERS,
                 (_, rtype::OPT | rtype::TSIG | 249, _) => rcode::FORMERR,
                 (_, rtype::AXFR, Transport::Udp) => rcode::FORMERR,
-                (_, rtype::IXFR, Transport::Udp)
-                    if ctx.transfers && is_served_apex(ctx.zones, &ev.query) =>
-                {
-                    // RFC 1995 §2: an answer that does not fit a datagram is the SOA alone;
-                    // the satellite always answers so (the SOA is what an SOA query tells
-                    // anyone), and a client that is behind retries over TCP.
-                    ev.begin_response(rcode::NOERROR, ctx.nsid);
-                    if let Some(zone) = ctx.zones.find_zone(ev.query.qname()) {
-                        ev.response.authoritative = true;
-                        lookup::soa(zone, None, Section::Answer, zone.soa_ttl, &mut ev.response);
-                    }
-                    return Flow::Respond;
-                }
                 (_, rtype::AXFR | rtype::IXFR, _) if is_served_apex(ctx.zones, &ev.query) => {
                     rcode::REFUSED
                 }
@@ -264,33 +250,6 @@ mod tests {
             rc(&query_packet("tld", rtype::AXFR, 3, None), Transport::Tcp),
             Some(ResponseCode::NotAuth)
         );
-    }
-
-    /// RFC 1995 §2: with transfers served, IXFR over UDP of a served apex is the SOA alone;
-    /// other names stay NOTAUTH, TCP goes to the transfer service (not the Selector).
-    #[test]
-    fn ixfr_over_udp_is_the_soa_when_transfers_are_served() {
-        use crate::dns::leaf::tests::ask_with;
-        let zones = sample();
-        let q = |name| {
-            ask_with(
-                &selector(),
-                &zones,
-                &query_packet(name, rtype::IXFR, 1, None),
-                Transport::Udp,
-                true,
-            )
-            .unwrap()
-        };
-        let m = q("tld");
-        assert_eq!(m.response_code, ResponseCode::NoError);
-        assert!(m.authoritative);
-        assert_eq!(m.answers.len(), 1);
-        assert_eq!(
-            m.answers[0].record_type(),
-            hickory_proto::rr::RecordType::SOA
-        );
-        assert_eq!(q("foo.tld").response_code, ResponseCode::NotAuth);
     }
 
     #[test]
