@@ -7,7 +7,15 @@ mod probe_peers;
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=../tests/probe_peers.rs");
-    probe_peers::declare(&["missing_dns_clients", "missing_whois_client"]);
+    probe_peers::declare(&[
+        "missing_dns_clients",
+        "missing_whois_client",
+        "missing_xfr_secondaries",
+    ]);
     probe_peers::programs("missing_dns_clients", &["dig", "kdig"]);
     probe_peers::programs("missing_whois_client", &["whois"]);
+    probe_peers::programs(
+        "missing_xfr_secondaries",
+        &["knotd", "nsd", "named", "kdig"],
+    );
 }
