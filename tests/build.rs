@@ -14,6 +14,7 @@ fn main() {
         "missing_promtool",
         "missing_unbound",
         "missing_knot",
+        "missing_xfr_secondaries",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -24,6 +25,10 @@ fn main() {
     probe_peers::programs("missing_bind", &["named", "named-checkzone"]);
     probe_peers::programs("missing_unbound", &["unbound"]);
     probe_peers::programs("missing_knot", &["knotd"]);
+    probe_peers::programs(
+        "missing_xfr_secondaries",
+        &["knotd", "nsd", "named", "kdig"],
+    );
     probe_peers::programs(
         "missing_dnssec_validators",
         &[
