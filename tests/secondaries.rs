@@ -246,6 +246,8 @@ impl Secondary {
         let args = kind.configure(dir, setup);
         let child = Command::new(kind.binary())
             .args(&args)
+            // BIND in debug mode writes `named.run` in its working directory.
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
