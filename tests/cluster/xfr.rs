@@ -484,8 +484,10 @@ secret = "{secret}"
             "phase {phase}: {} changes at {rate:.1}/s",
             writer.next - before
         );
+        // A loaded machine slows the store's writes (19/s seen on PostgreSQL at a load of 18):
+        // the bound only catches a writer that stalled.
         assert!(
-            rate > f64::from(RATE) / 2.0,
+            rate > f64::from(RATE) / 3.0,
             "the writes ran at {rate:.1}/s"
         );
         let serials = checkpoint(&c, sat, &followers, &format!("after phase {phase}")).await;
