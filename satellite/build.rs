@@ -12,10 +12,15 @@ fn main() {
         "missing_whois_client",
         "missing_knot",
         "missing_bind",
+        "missing_xfr_secondaries",
     ]);
     probe_peers::programs("missing_dns_clients", &["dig", "kdig"]);
     probe_peers::programs("missing_whois_client", &["whois"]);
     // The catalog zone's consumers (tests/integration/catalog.rs).
     probe_peers::programs("missing_knot", &["knotd", "kdig"]);
     probe_peers::programs("missing_bind", &["named", "kdig"]);
+    probe_peers::programs(
+        "missing_xfr_secondaries",
+        &["knotd", "nsd", "named", "kdig"],
+    );
 }

@@ -15,6 +15,7 @@ fn main() {
         "missing_unbound",
         "missing_knot",
         "missing_nsd",
+        "missing_xfr_secondaries",
     ]);
     // DATABASE_URL names the PostgreSQL server the tests make their databases on. Only this
     // leaf crate reads it at build time: a change rebuilds its tests alone.
@@ -26,6 +27,10 @@ fn main() {
     probe_peers::programs("missing_unbound", &["unbound"]);
     probe_peers::programs("missing_knot", &["knotd"]);
     probe_peers::programs("missing_nsd", &["nsd"]);
+    probe_peers::programs(
+        "missing_xfr_secondaries",
+        &["knotd", "nsd", "named", "kdig"],
+    );
     probe_peers::programs(
         "missing_dnssec_validators",
         &[

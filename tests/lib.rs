@@ -1,3 +1,5 @@
-//! Cluster-level test helpers.
+//! Cluster-level test helpers, shared with the other crates' tests through their
+//! dev-dependency on this library.
 
 pub mod private_postgres;
+pub mod secondaries;

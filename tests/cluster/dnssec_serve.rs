@@ -69,7 +69,15 @@ struct Signed {
     insecure: String,
 }
 
-async fn add_key(store: &Store, keys: &FileKeyStore, apex: &Name, role: KeyRole, alg: Algorithm) {
+/// Generates a key for `role` in `keys` and adds it to the zone at `apex`, active from now
+/// (also used by the transfer test, `xfr.rs`).
+pub(crate) async fn add_key(
+    store: &Store,
+    keys: &FileKeyStore,
+    apex: &Name,
+    role: KeyRole,
+    alg: Algorithm,
+) {
     let flags = if role.is_sep() { 257 } else { 256 };
     let (locator, private) = keys.generate(apex, alg, flags).unwrap();
     let public_key = private.public_key();

@@ -18,3 +18,4 @@ mod satellite_faults;
 mod soa_serial;
 mod throttle;
 mod watchdog;
+mod xfr;

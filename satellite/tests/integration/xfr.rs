@@ -12,6 +12,7 @@ use hickory_proto::rr::{RData, RecordType};
 use orrery_proto::link::{TsigAlgorithm, TsigKey};
 use orrery_proto::{Change, ChangeBatch};
 use orrery_satellite::xfr::tsig::{self, Key, Signer};
+use orrery_tests::secondaries::{self, Kind, Secondary, Setup, TsigKey as SecondaryKey};
 
 use crate::dig::{run, tool};
 use crate::fixtures::{domain, host, n, registry};
@@ -496,175 +497,55 @@ fn dig_and_kdig_verify_the_transfer() {
 /// the satellite's NOTIFY, IXFR (its log says so); its zone equals the satellite's, record by
 /// record. Skipped, saying so, without knotd (never under `CI=true`).
 #[test]
+#[cfg_attr(
+    missing_xfr_secondaries,
+    ignore = "knotd, nsd, named or kdig is not installed (apt-get install knot nsd bind9 knot-dnsutils)"
+)]
 fn knot_follows_by_ixfr_after_notify() {
-    follows(Secondary::Knot);
+    follows(Kind::Knot);
 }
 
 /// The same with NSD.
 #[test]
+#[cfg_attr(
+    missing_xfr_secondaries,
+    ignore = "knotd, nsd, named or kdig is not installed (apt-get install knot nsd bind9 knot-dnsutils)"
+)]
 fn nsd_follows_by_ixfr_after_notify() {
-    follows(Secondary::Nsd);
+    follows(Kind::Nsd);
 }
 
 /// The same with BIND, which also signs its SOA queries and refuses unsigned answers to them.
 #[test]
+#[cfg_attr(
+    missing_xfr_secondaries,
+    ignore = "knotd, nsd, named or kdig is not installed (apt-get install knot nsd bind9 knot-dnsutils)"
+)]
 fn bind_follows_by_ixfr_after_notify() {
-    follows(Secondary::Bind);
+    follows(Kind::Bind);
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Secondary {
-    Knot,
-    Nsd,
-    Bind,
-}
-
-impl Secondary {
-    fn binary(self) -> &'static str {
-        match self {
-            Self::Knot => "knotd",
-            Self::Nsd => "nsd",
-            Self::Bind => "named",
-        }
-    }
-
-    /// Writes its configuration in `dir`; returns the command line.
-    fn configure(self, dir: &std::path::Path, port: u16, sat: u16) -> Vec<String> {
-        let d = dir.display();
-        let (file, text) = match self {
-            Self::Knot => (
-                "knot.conf",
-                format!(
-                    r#"server:
-    listen: 127.0.0.1@{port}
-    rundir: {d}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: {d}/secondary.log
-    any: debug
-database:
-    storage: {d}
-key:
-  - id: k1
-    algorithm: hmac-sha256
-    secret: {SECRET_B64}
-remote:
-  - id: sat
-    address: 127.0.0.1@{sat}
-    key: k1
-acl:
-  - id: from_sat
-    address: 127.0.0.1
-    key: k1
-    action: notify
-  - id: local
-    address: 127.0.0.1
-    action: transfer
-template:
-  - id: default
-    storage: {d}
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: all
-zone:
-  - domain: tld
-    master: sat
-    acl: [from_sat, local]
-"#
-                ),
-            ),
-            Self::Nsd => (
-                "nsd.conf",
-                format!(
-                    r#"server:
-    ip-address: 127.0.0.1@{port}
-    port: {port}
-    username: ""
-    chroot: ""
-    zonesdir: "{d}"
-    database: ""
-    pidfile: "{d}/nsd.pid"
-    xfrdfile: "{d}/xfrd.state"
-    xfrdir: "{d}"
-    zonelistfile: "{d}/zone.list"
-    logfile: "{d}/secondary.log"
-    verbosity: 2
-    server-count: 1
-remote-control:
-    control-enable: no
-key:
-    name: "k1"
-    algorithm: hmac-sha256
-    secret: "{SECRET_B64}"
-zone:
-    name: "tld"
-    zonefile: "tld.zone"
-    allow-notify: 127.0.0.1 k1
-    request-xfr: 127.0.0.1@{sat} k1
-    provide-xfr: 127.0.0.1 NOKEY
-"#
-                ),
-            ),
-            Self::Bind => (
-                "named.conf",
-                format!(
-                    r#"options {{
-    directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    recursion no;
-    notify no;
-    dnssec-validation no;
-    allow-transfer {{ 127.0.0.1; }};
-}};
-controls {{ }};
-key "k1" {{ algorithm hmac-sha256; secret "{SECRET_B64}"; }};
-logging {{
-    channel file {{ file "{d}/secondary.log"; severity info; print-time yes; }};
-    category default {{ file; }};
-    category xfer-in {{ file; }};
-    category notify {{ file; }};
-}};
-zone "tld" {{
-    type secondary;
-    primaries {{ 127.0.0.1 port {sat} key k1; }};
-    file "{d}/tld.db";
-}};
-"#
-                ),
-            ),
-        };
-        let conf = dir.join(file).display().to_string();
-        std::fs::write(&conf, text).unwrap();
-        match self {
-            Self::Knot => vec!["-c".into(), conf],
-            Self::Nsd => vec!["-d".into(), "-c".into(), conf],
-            Self::Bind => vec!["-f".into(), "-n".into(), "1".into(), "-c".into(), conf],
-        }
-    }
-
-    /// The log lines of the first transfer (a full one) and of later incremental ones.
-    fn log_markers(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Knot => ("AXFR, incoming", "IXFR, incoming"),
-            // NSD 4.6 does not name the transfer's type in its log: the sizes tell, and the
-            // satellite's own count of incremental answers (checked for both) does.
-            Self::Nsd => (
-                "received update to serial 2026",
-                "received update to serial 2029",
-            ),
-            Self::Bind => ("transferred serial 2026", "transferred serial 2029"),
-        }
+/// The log lines of the first transfer (a full one) and of later incremental ones.
+fn log_markers(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Knot => ("AXFR, incoming", "IXFR, incoming"),
+        // NSD 4.6 does not name the transfer's type in its log: the sizes tell, and the
+        // satellite's own count of incremental answers (checked for both) does.
+        Kind::Nsd => (
+            "received update to serial 2026",
+            "received update to serial 2029",
+        ),
+        Kind::Bind => ("transferred serial 2026", "transferred serial 2029"),
     }
 }
 
-fn follows(secondary: Secondary) {
-    if !tool(secondary.binary()) || !tool("kdig") {
+const KEY: SecondaryKey<'static> = SecondaryKey {
+    name: "k1",
+    secret: SECRET_B64,
+};
+
+fn follows(kind: Kind) {
+    if !tool(kind.binary()) || !tool("kdig") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -680,39 +561,23 @@ fn follows(secondary: Secondary) {
         s.udp.port(),
         "one address for SOA queries and transfers"
     );
-    let args = secondary.configure(dir.path(), port, s.udp.port());
-    let _child = KillOnDrop(
-        std::process::Command::new(secondary.binary())
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let secondary = Secondary::start(
+        kind,
+        dir.path(),
+        &Setup {
+            port,
+            primary: s.udp,
+            key: KEY,
+            zones: &["tld"],
+        },
     );
-    let log = || std::fs::read_to_string(dir.path().join("secondary.log")).unwrap_or_default();
-    let serial = || {
-        let out = run(
-            "kdig",
-            &[
-                "@127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                "tld".into(),
-                "SOA".into(),
-                "+short".into(),
-            ],
-        );
-        out.split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse::<u32>().ok())
-    };
     let wait_for = |want: u32| {
         let started = Instant::now();
-        while serial() != Some(want) {
+        while secondary.serial("tld") != Some(want) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "{secondary:?} never reached serial {want}: {}",
-                log()
+                "{kind:?} never reached serial {want}: {}",
+                secondary.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -732,54 +597,21 @@ fn follows(secondary: Secondary) {
             .unwrap();
         wait_for(after as u32 + 1);
     }
-    let (full, incremental) = secondary.log_markers();
-    let text = log();
-    assert!(
-        text.contains(full),
-        "{secondary:?}, the first transfer: {text}"
-    );
-    assert!(
-        text.contains(incremental),
-        "{secondary:?}, then IXFR: {text}"
-    );
+    let (full, incremental) = log_markers(kind);
+    let text = secondary.log();
+    assert!(text.contains(full), "{kind:?}, the first transfer: {text}");
+    assert!(text.contains(incremental), "{kind:?}, then IXFR: {text}");
     let stats = &s.pipeline.xfr.as_ref().unwrap().stats;
     assert!(
         stats.incremental.load(std::sync::atomic::Ordering::Relaxed) >= 3,
-        "{secondary:?}: each change by IXFR: {stats:?}"
+        "{kind:?}: each change by IXFR: {stats:?}"
     );
-    let axfr = |port: u16, tsig: bool| {
-        let mut args = vec![
-            "@127.0.0.1".to_owned(),
-            "-p".into(),
-            port.to_string(),
-            "tld".into(),
-            "AXFR".into(),
-            "+nocomments".into(),
-        ];
-        if tsig {
-            args.push("-y".into());
-            args.push(format!("hmac-sha256:k1:{SECRET_B64}"));
-        }
-        let mut lines: Vec<String> = run("kdig", &args)
-            .lines()
-            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-            .map(|l| {
-                l.split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_lowercase()
-            })
-            .filter(|l| !l.contains(" any tsig "))
-            .collect();
-        lines.sort();
-        lines
-    };
-    let ours = axfr(s.udp.port(), true);
+    let ours = secondaries::axfr(s.udp, "tld", Some(KEY));
     assert!(ours.len() > 400, "{}", ours.len());
     assert_eq!(
-        axfr(port, false),
+        secondaries::axfr(secondary.addr, "tld", None),
         ours,
-        "{secondary:?}'s zone is the satellite's"
+        "{kind:?}'s zone is the satellite's"
     );
 }
 
