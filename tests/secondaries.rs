@@ -8,6 +8,10 @@
 //! Every secondary listens on 127.0.0.1 (the tests run in a loopback-only namespace), accepts
 //! NOTIFY from the primary signed with the key, and allows unsigned AXFR from 127.0.0.1 so that
 //! a test can read back what it holds. Its log goes to `secondary.log` in its directory.
+//!
+//! Knot and BIND can also follow a catalog zone (RFC 9432, `Setup::catalog`): they then serve
+//! every member zone the catalog lists, from the same primary with the same key. NSD 4.6.1
+//! (Debian 12's) has no catalog support.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,12 +70,13 @@ impl Kind {
             primary,
             key,
             zones,
+            catalog,
         } = *setup;
         let (sat_ip, sat_port) = (primary.ip(), primary.port());
         let (key_name, secret) = (key.name, key.secret);
         let (file, text) = match self {
             Self::Knot => {
-                let zones: String = zones
+                let mut zones: String = zones
                     .iter()
                     .map(|z| {
                         format!(
@@ -79,6 +84,19 @@ impl Kind {
                         )
                     })
                     .collect();
+                // The members of a catalog take the `member` template: the same primary.
+                let mut member = String::new();
+                if let Some(c) = catalog {
+                    zones.push_str(&format!(
+                        "  - domain: {c}\n    master: primary\n    acl: [from_primary, local]\n    \
+                         catalog-role: interpret\n    catalog-template: member\n"
+                    ));
+                    member = format!(
+                        "  - id: member\n    storage: {d}\n    master: primary\n    \
+                         acl: [from_primary, local]\n    zonefile-sync: -1\n    \
+                         zonefile-load: none\n    journal-content: all\n"
+                    );
+                }
                 (
                     "knot.conf",
                     format!(
@@ -115,12 +133,13 @@ template:
     zonefile-sync: -1
     zonefile-load: none
     journal-content: all
-zone:
+{member}zone:
 {zones}"#
                     ),
                 )
             }
             Self::Nsd => {
+                assert!(catalog.is_none(), "NSD 4.6 cannot follow a catalog zone");
                 let zones: String = zones
                     .iter()
                     .map(|z| {
@@ -162,6 +181,7 @@ key:
             Self::Bind => {
                 let zones: String = zones
                     .iter()
+                    .chain(&catalog)
                     .map(|z| {
                         format!(
                             "zone \"{z}\" {{\n    type secondary;\n    \
@@ -170,6 +190,16 @@ key:
                         )
                     })
                     .collect();
+                // Members from the catalog: kept in memory, from the same primary.
+                let catalog_zones = catalog
+                    .map(|c| {
+                        format!(
+                            "    catalog-zones {{\n        zone \"{c}\" default-primaries {{ \
+                             {sat_ip} port {sat_port} key {key_name}; }}\n            \
+                             in-memory yes min-update-interval 1;\n    }};\n"
+                        )
+                    })
+                    .unwrap_or_default();
                 (
                     "named.conf",
                     format!(
@@ -184,7 +214,7 @@ key:
     notify no;
     dnssec-validation no;
     allow-transfer {{ 127.0.0.1; }};
-}};
+{catalog_zones}}};
 controls {{ }};
 key "{key_name}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 logging {{
@@ -230,6 +260,8 @@ pub struct Setup<'a> {
     pub key: TsigKey<'a>,
     /// The zones it follows (apex names without the final dot).
     pub zones: &'a [&'a str],
+    /// A catalog zone it follows too, serving the members it lists (Knot and BIND only).
+    pub catalog: Option<&'a str>,
 }
 
 /// A running secondary, killed on drop.

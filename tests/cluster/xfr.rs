@@ -16,6 +16,10 @@
 //!
 //! Secondaries run both zones: at this zone size (300 and 200 delegations) it costs seconds,
 //! so nothing is left out for CI's sake.
+//!
+//! The satellite also serves a catalog zone (RFC 9432): a Knot and a BIND configured by the
+//! catalog alone (NSD 4.6 has no catalog support) serve both zones from it, and a zone added
+//! to the store at the end appears on them, transferred, at the store's serial.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -25,7 +29,7 @@ use orrery_proto::dnssec::{Algorithm, DnssecPolicy, KeyRole};
 use orrery_proto::{Ds, Name, Timestamp};
 use orrery_signer::FileKeyStore;
 use orrery_store::synthetic::SyntheticTld;
-use orrery_store::write::{NewDomain, NsSpec};
+use orrery_store::write::{NewDomain, NewZone, NsSpec};
 use orrery_tests::secondaries::{self, Kind, Secondary, Setup, TsigKey};
 
 use crate::dnssec_serve::add_key;
@@ -37,6 +41,11 @@ const SIGNED: &str = "sgn";
 /// Its synthetic delegations (the cluster's own zone has 300).
 const SIGNED_DOMAINS: usize = 200;
 const ZONES: [&str; 2] = [ZONE, SIGNED];
+/// The satellite's catalog zone, and the zone the store gains at the end.
+const CATALOG: &str = "catalog.invalid";
+const LATE_ZONE: &str = "late";
+/// The secondaries configured by the catalog.
+const CONSUMERS: [Kind; 2] = [Kind::Knot, Kind::Bind];
 
 /// The key every secondary shares with the satellite (base64 of `xfr-cluster-test-secret!`).
 const KEY: TsigKey<'static> = TsigKey {
@@ -396,8 +405,10 @@ async fn nsd_knot_and_bind_follow_a_satellite_by_ixfr_as_the_store_changes() {
     // every serial of the test, so an IXFR never falls back to AXFR-style because a loaded
     // machine let a secondary lag.
     let ports: Vec<u16> = Kind::ALL.iter().map(|_| free_port()).collect();
+    let consumer_ports: Vec<u16> = CONSUMERS.iter().map(|_| free_port()).collect();
     let notify: Vec<String> = ports
         .iter()
+        .chain(&consumer_ports)
         .map(|p| format!("{{ address = \"127.0.0.1:{p}\", key = \"{}\" }}", KEY.name))
         .collect();
     c.write_master_config(&format!(
@@ -405,6 +416,7 @@ async fn nsd_knot_and_bind_follow_a_satellite_by_ixfr_as_the_store_changes() {
 key_dir = {key_dir:?}
 
 [satellites.sat1.xfr]
+catalog_zone = "{CATALOG}"
 acl = [{{ prefixes = ["127.0.0.1"], key = "{name}" }}]
 notify = [{notify}]
 ixfr_window = 5000
@@ -433,7 +445,7 @@ secret = "{secret}"
         );
     }
 
-    let dirs: Vec<tempfile::TempDir> = (0..=Kind::ALL.len())
+    let dirs: Vec<tempfile::TempDir> = (0..=Kind::ALL.len() + CONSUMERS.len())
         .map(|_| tempfile::tempdir_in(c.dir.path()).unwrap())
         .collect();
     let followers: Vec<Secondary> = Kind::ALL
@@ -449,6 +461,7 @@ secret = "{secret}"
                     primary: sat,
                     key: KEY,
                     zones: &ZONES,
+                    catalog: None,
                 },
             )
         })
@@ -462,8 +475,28 @@ secret = "{secret}"
             primary: sat,
             key: WRONG_KEY,
             zones: &[ZONE],
+            catalog: None,
         },
     );
+
+    let consumers: Vec<Secondary> = CONSUMERS
+        .iter()
+        .zip(&consumer_ports)
+        .zip(&dirs[Kind::ALL.len() + 1..])
+        .map(|((&kind, &port), dir)| {
+            Secondary::start(
+                kind,
+                dir.path(),
+                &Setup {
+                    port,
+                    primary: sat,
+                    key: KEY,
+                    zones: &[],
+                    catalog: Some(CATALOG),
+                },
+            )
+        })
+        .collect();
 
     let first = checkpoint(&c, sat, &followers, "after the first transfer").await;
     let mut writer = Writer {
@@ -496,6 +529,71 @@ secret = "{secret}"
         }
         last = serials;
     }
+
+    // The catalog's consumers: both zones from the catalog, at the satellite's serials; then a
+    // zone new in the store appears on them.
+    for consumer in &consumers {
+        for (zone, want) in ZONES.iter().zip(&last) {
+            wait_serial(
+                &format!("{:?} (catalog)", consumer.kind),
+                zone,
+                *want,
+                || consumer.serial(zone),
+                || consumer.log(),
+            );
+        }
+    }
+    let late = Name::from_ascii(LATE_ZONE).unwrap();
+    c.store
+        .add_zone(&NewZone {
+            name: late.clone(),
+            mname: Name::from_ascii("ns.elsewhere.example").unwrap(),
+            rname: Name::from_ascii("hostmaster.elsewhere.example").unwrap(),
+            refresh: 1800,
+            retry: 900,
+            expire: 604_800,
+            minimum: 300,
+            soa_ttl: 300,
+            ns_ttl: 3600,
+            ds_ttl: 3600,
+            nameservers: vec![NsSpec {
+                name: Name::from_ascii("ns.elsewhere.example").unwrap(),
+                addresses: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    let want = store_serial(&c, LATE_ZONE).await;
+    wait_serial(
+        "the satellite",
+        LATE_ZONE,
+        want,
+        || c.zone_soa_serial("sat1", LATE_ZONE),
+        || c.satellite_log("sat1"),
+    );
+    for consumer in &consumers {
+        wait_serial(
+            &format!("{:?} (catalog)", consumer.kind),
+            LATE_ZONE,
+            want,
+            || consumer.serial(LATE_ZONE),
+            || consumer.log(),
+        );
+        let (theirs, ours) = (
+            secondaries::axfr(consumer.addr, LATE_ZONE, None),
+            secondaries::axfr(sat, LATE_ZONE, Some(KEY)),
+        );
+        assert!(!ours.is_empty(), "the satellite's AXFR of {LATE_ZONE}");
+        assert_eq!(
+            theirs, ours,
+            "{:?} (catalog): {LATE_ZONE} as the satellite sends it",
+            consumer.kind
+        );
+    }
+    // The followers configured by hand do not know the new zone: the catalog is what told
+    // the consumers.
+    assert_eq!(followers[0].serial(LATE_ZONE), None);
+    eprintln!("catalog: {CONSUMERS:?} serve {ZONES:?} and then {LATE_ZONE} from it");
 
     for s in &followers {
         for zone in ZONES {

@@ -14,14 +14,13 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use orrery_proto::{Change, ChangeBatch, Soa, Zone};
 
-use crate::dig::run;
 use crate::fixtures::{domain, n, registry};
 use crate::harness::{TestServer, tcp_connect};
 use crate::xfr::{
-    KillOnDrop, SECRET_B64, config, free_port, good_key, parse, records, request, send, serial_of,
-    signed, transfer,
+    KEY, config, free_port, good_key, parse, records, request, send, serial_of, signed, transfer,
 };
 use orrery_satellite::xfr::tsig;
+use orrery_tests::secondaries::{Kind, Secondary, Setup};
 
 const CATALOG: &str = "catalog.invalid";
 
@@ -172,7 +171,7 @@ fn the_catalog_lists_the_served_zones_to_the_acl_only() {
     ignore = "knotd or kdig is not installed (apt-get install knot knot-dnsutils)"
 )]
 fn knot_configures_its_zones_from_the_catalog() {
-    follows_catalog(Consumer::Knot);
+    follows_catalog(Kind::Knot);
 }
 
 /// The same with BIND 9.18 (`catalog-zones`).
@@ -182,124 +181,10 @@ fn knot_configures_its_zones_from_the_catalog() {
     ignore = "named or kdig is not installed (apt-get install bind9 knot-dnsutils)"
 )]
 fn bind_configures_its_zones_from_the_catalog() {
-    follows_catalog(Consumer::Bind);
+    follows_catalog(Kind::Bind);
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Consumer {
-    Knot,
-    Bind,
-}
-
-impl Consumer {
-    fn binary(self) -> &'static str {
-        match self {
-            Self::Knot => "knotd",
-            Self::Bind => "named",
-        }
-    }
-
-    /// Writes a configuration with the catalog as its only zone; returns the command line.
-    fn configure(self, dir: &std::path::Path, port: u16, sat: u16) -> Vec<String> {
-        let d = dir.display();
-        let (file, text) = match self {
-            Self::Knot => (
-                "knot.conf",
-                format!(
-                    r#"server:
-    listen: 127.0.0.1@{port}
-    rundir: {d}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: {d}/secondary.log
-    any: debug
-database:
-    storage: {d}
-key:
-  - id: k1
-    algorithm: hmac-sha256
-    secret: {SECRET_B64}
-remote:
-  - id: sat
-    address: 127.0.0.1@{sat}
-    key: k1
-acl:
-  - id: from_sat
-    address: 127.0.0.1
-    key: k1
-    action: notify
-template:
-  - id: default
-    storage: {d}
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: all
-  - id: member
-    storage: {d}
-    master: sat
-    acl: from_sat
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: all
-zone:
-  - domain: {CATALOG}
-    master: sat
-    acl: from_sat
-    catalog-role: interpret
-    catalog-template: member
-"#
-                ),
-            ),
-            Self::Bind => (
-                "named.conf",
-                format!(
-                    r#"options {{
-    directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    recursion no;
-    notify no;
-    dnssec-validation no;
-    catalog-zones {{
-        zone "{CATALOG}" default-primaries {{ 127.0.0.1 port {sat} key k1; }}
-            in-memory yes min-update-interval 1;
-    }};
-}};
-controls {{ }};
-key "k1" {{ algorithm hmac-sha256; secret "{SECRET_B64}"; }};
-logging {{
-    channel file {{ file "{d}/secondary.log"; severity info; print-time yes; }};
-    category default {{ file; }};
-    category xfer-in {{ file; }};
-    category notify {{ file; }};
-}};
-zone "{CATALOG}" {{
-    type secondary;
-    primaries {{ 127.0.0.1 port {sat} key k1; }};
-    file "{d}/catalog.db";
-}};
-"#
-                ),
-            ),
-        };
-        let conf = dir.join(file).display().to_string();
-        std::fs::write(&conf, text).unwrap();
-        match self {
-            Self::Knot => vec!["-c".into(), conf],
-            Self::Bind => vec!["-f".into(), "-n".into(), "1".into(), "-c".into(), conf],
-        }
-    }
-}
-
-fn follows_catalog(consumer: Consumer) {
-    if !crate::dig::tool(consumer.binary()) || !crate::dig::tool("kdig") {
-        return;
-    }
+fn follows_catalog(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let s = TestServer::start(
@@ -308,47 +193,31 @@ fn follows_catalog(consumer: Consumer) {
         )),
         &registry(),
     );
-    let args = consumer.configure(dir.path(), port, s.udp.port());
-    let _child = KillOnDrop(
-        std::process::Command::new(consumer.binary())
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let consumer = Secondary::start(
+        kind,
+        dir.path(),
+        &Setup {
+            port,
+            primary: s.udp,
+            key: KEY,
+            zones: &[],
+            catalog: Some(CATALOG),
+        },
     );
-    let log = || std::fs::read_to_string(dir.path().join("secondary.log")).unwrap_or_default();
-    // The SOA serial the consumer serves for `zone`, None when it does not serve it.
-    let serial = |zone: &str| {
-        let out = run(
-            "kdig",
-            &[
-                "@127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                zone.into(),
-                "SOA".into(),
-                "+short".into(),
-            ],
-        );
-        out.split_whitespace()
-            .nth(2)
-            .and_then(|s| s.parse::<u32>().ok())
-    };
     let wait_for = |zone: &str, want: Option<u32>| {
         let started = Instant::now();
-        while serial(zone) != want {
+        while consumer.serial(zone) != want {
             assert!(
                 started.elapsed() < Duration::from_secs(40),
-                "{consumer:?}: {zone} never at {want:?}: {}",
-                log()
+                "{kind:?}: {zone} never at {want:?}: {}",
+                consumer.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
     };
     // The one zone of the catalog, configured and transferred.
     wait_for("tld", Some(2026));
-    assert_eq!(serial("example"), None);
+    assert_eq!(consumer.serial("example"), None);
     // A zone added on the satellite appears and is transferred.
     apply(&s, 2026, Change::Zone(zone("example")));
     wait_for("example", Some(2027));
@@ -367,6 +236,6 @@ fn follows_catalog(consumer: Consumer) {
     let stats = &s.pipeline.xfr.as_ref().unwrap().stats;
     assert!(
         stats.completed.load(std::sync::atomic::Ordering::Relaxed) >= 4,
-        "{consumer:?}: catalog and member transfers: {stats:?}"
+        "{kind:?}: catalog and member transfers: {stats:?}"
     );
 }

@@ -539,7 +539,7 @@ fn log_markers(kind: Kind) -> (&'static str, &'static str) {
     }
 }
 
-const KEY: SecondaryKey<'static> = SecondaryKey {
+pub(crate) const KEY: SecondaryKey<'static> = SecondaryKey {
     name: "k1",
     secret: SECRET_B64,
 };
@@ -569,6 +569,7 @@ fn follows(kind: Kind) {
             primary: s.udp,
             key: KEY,
             zones: &["tld"],
+            catalog: None,
         },
     );
     let wait_for = |want: u32| {
@@ -613,15 +614,6 @@ fn follows(kind: Kind) {
         ours,
         "{kind:?}'s zone is the satellite's"
     );
-}
-
-pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 pub(crate) fn free_port() -> u16 {
