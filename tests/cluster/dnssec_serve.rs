@@ -69,7 +69,15 @@ struct Signed {
     insecure: String,
 }
 
-async fn add_key(store: &Store, keys: &FileKeyStore, apex: &Name, role: KeyRole, alg: Algorithm) {
+/// Generates a key in `keys` and adds it to the store, active; returns its locator (the
+/// private key's file name in the key directory).
+pub(crate) async fn add_key(
+    store: &Store,
+    keys: &FileKeyStore,
+    apex: &Name,
+    role: KeyRole,
+    alg: Algorithm,
+) -> String {
     let flags = if role.is_sep() { 257 } else { 256 };
     let (locator, private) = keys.generate(apex, alg, flags).unwrap();
     let public_key = private.public_key();
@@ -88,6 +96,7 @@ async fn add_key(store: &Store, keys: &FileKeyStore, apex: &Name, role: KeyRole,
         revoked: None,
     };
     store.add_zone_key(apex, &key).await.unwrap();
+    key.locator
 }
 
 fn sign(dir: &Path, denial: Denial, alg: Algorithm) -> Signed {

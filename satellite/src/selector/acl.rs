@@ -99,6 +99,7 @@ mod tests {
             zones: &zones,
             nsid: None,
             transfers: false,
+            expiry: None,
         };
         assert!(sel.run(&mut ev, &ctx));
         let m = hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap();

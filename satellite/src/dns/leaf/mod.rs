@@ -9,6 +9,7 @@ pub mod statistics;
 pub mod validate_query;
 
 use crate::dns::wire::{Event, rcode};
+use crate::expiry::Expiry;
 use crate::selector::acl::Acl;
 use crate::selector::{ChainId, Leaf, Request, Service};
 use crate::zone::ZoneSet;
@@ -32,6 +33,9 @@ pub struct Ctx<'a> {
     /// The satellite serves zone transfers (an `xfr` service): IXFR over UDP is answered
     /// with the SOA (RFC 1995 §2) instead of REFUSED.
     pub transfers: bool,
+    /// Zone expiry, when expired zones answer SERVFAIL (`serve_expired = false`); `None`
+    /// when they are served whatever their age (the default).
+    pub expiry: Option<&'a Expiry>,
 }
 
 impl Service for Dns {
@@ -142,6 +146,7 @@ pub(crate) mod tests {
             zones,
             nsid: Some(b"sat1"),
             transfers,
+            expiry: None,
         };
         sel.run(&mut ev, &ctx)
             .then(|| hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap())

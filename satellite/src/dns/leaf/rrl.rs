@@ -328,6 +328,7 @@ mod tests {
                 zones: &zones,
                 nsid: None,
                 transfers: false,
+                expiry: None,
             };
             assert!(sel.selector.run(&mut ev, &ctx));
             ResponseClass::of(&ev.response)
