@@ -46,7 +46,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// tick (which measures it) and the lookup leaf (which compares it with a zone's EXPIRE).
 #[derive(Debug)]
 pub struct Expiry {
-    /// Unix seconds of the last contact with a master.
+    /// Unix milliseconds of the last contact with a master (milliseconds, so that whole
+    /// seconds of silence are counted from the contact, not from the second it fell in).
     heard: AtomicU64,
     /// Whole seconds of silence as of the last tick; 0 right after a contact.
     silent: AtomicU32,
@@ -58,9 +59,13 @@ pub struct Expiry {
 }
 
 fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Expiry {
@@ -111,19 +116,19 @@ impl Expiry {
     /// A clock whose last contact was at `unix_secs`, persisted nowhere.
     pub fn heard_at(unix_secs: u64) -> Self {
         let me = Self {
-            heard: AtomicU64::new(unix_secs),
+            heard: AtomicU64::new(unix_secs.saturating_mul(1000)),
             silent: AtomicU32::new(0),
             servfail: AtomicBool::new(false),
             path: None,
         };
-        me.measure(unix_now());
+        me.measure(unix_now_ms());
         me
     }
 
     /// A master answered (a boot, a batch, a heartbeat, a check-in's answer): every zone is
     /// current again at once, without waiting for the tick.
     pub fn heard(&self) {
-        self.heard.store(unix_now(), Ordering::Relaxed);
+        self.heard.store(unix_now_ms(), Ordering::Relaxed);
         self.silent.store(0, Ordering::Relaxed);
     }
 
@@ -146,9 +151,9 @@ impl Expiry {
         self.servfail.store(servfail, Ordering::Relaxed);
     }
 
-    /// Measures the silence at `now` (Unix seconds) and publishes it.
-    fn measure(&self, now: u64) -> u32 {
-        let silent = now.saturating_sub(self.heard.load(Ordering::Relaxed));
+    /// Measures the silence at `now_ms` (Unix milliseconds) and publishes it.
+    fn measure(&self, now_ms: u64) -> u32 {
+        let silent = now_ms.saturating_sub(self.heard.load(Ordering::Relaxed)) / 1000;
         let silent = u32::try_from(silent).unwrap_or(u32::MAX);
         self.silent.store(silent, Ordering::Relaxed);
         silent
@@ -157,7 +162,8 @@ impl Expiry {
     /// Writes `STATE.heard` when `written` is [`PERSIST_EVERY`] behind (or `force`); returns
     /// what the file now holds.
     fn persist(&self, written: u64, force: bool) -> u64 {
-        let heard = self.heard.load(Ordering::Relaxed);
+        // Whole seconds, rounded down: a restart errs towards an older contact.
+        let heard = self.heard.load(Ordering::Relaxed) / 1000;
         let Some(path) = &self.path else {
             return heard;
         };
@@ -235,14 +241,14 @@ pub async fn run_tick(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut written = expiry.heard.load(Ordering::Relaxed);
+    let mut written = expiry.heard.load(Ordering::Relaxed) / 1000;
     let mut expired = Expired::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        expiry.measure(unix_now());
+        expiry.measure(unix_now_ms());
         if let Some(served) = zones() {
             expired.update(&expiry, &served);
         }
@@ -267,7 +273,7 @@ mod tests {
         assert!(!e.is_expired(0) && !e.is_expired(3));
         // A clock set back: no silence, no panic.
         let e = Expiry::heard_at(now + 100);
-        assert_eq!(e.measure(now), 0);
+        assert_eq!(e.measure(now * 1000), 0);
         assert!(!e.is_expired(0));
     }
 
@@ -286,7 +292,7 @@ mod tests {
         assert!(e.is_expired(40));
         // Not far enough behind: not written; forced, or PERSIST_EVERY behind: written.
         e.heard();
-        let heard = e.heard.load(Ordering::Relaxed);
+        let heard = e.heard.load(Ordering::Relaxed) / 1000;
         assert_eq!(e.persist(heard - 1, false), heard - 1);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap().trim(),
@@ -297,7 +303,7 @@ mod tests {
         std::fs::write(&path, "garbage").unwrap();
         let e = Expiry::load(path.clone());
         assert_eq!(e.silent_for(), 0);
-        assert_eq!(e.persist(0, true), e.heard.load(Ordering::Relaxed));
+        assert_eq!(e.persist(0, true), e.heard.load(Ordering::Relaxed) / 1000);
         assert!(
             std::fs::read_to_string(&path)
                 .unwrap()
