@@ -26,6 +26,7 @@ use crate::cert_expiry::unix_ms;
 use crate::config::{ClusterSettings, hostname};
 use crate::satellites::SatelliteStatus;
 use crate::serve::PeerInfo;
+use crate::signing::SigningHealth;
 
 /// Pending reports are written at most this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -234,6 +235,7 @@ impl ClusterState {
         self: Arc<Self>,
         store: Store,
         cache: Arc<Cache>,
+        signing: Arc<SigningHealth>,
         cert_expires_ms: Option<i64>,
         shutdown: CancellationToken,
     ) {
@@ -257,6 +259,8 @@ impl ClusterState {
                         // Rows quarantined now, not since start: the warning clears once they are fixed.
                         quarantined: cache.quarantined_now() as i64,
                         cert_expires_ms,
+                        // Zones failing now: the warning clears once they sign again.
+                        unsignable: signing.to_json(),
                     };
                     match store.master_heartbeat(&hb).await {
                         Ok(()) => if std::mem::take(&mut heartbeat_failing) {

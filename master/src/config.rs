@@ -121,6 +121,7 @@ struct WatchdogSection {
     refused_config: Option<bool>,
     cert_expiry_days: Option<u32>,
     quarantined_rows: Option<u64>,
+    unsignable_zone: Option<bool>,
     require_standby: Option<bool>,
     hook: Option<PathBuf>,
     hook_timeout_ms: Option<u64>,
@@ -153,6 +154,9 @@ struct SatelliteSection {
     metrics: Option<String>,
     /// Zone transfer out (keys, ACL, NOTIFY targets, limits).
     xfr: Option<XfrSection>,
+    /// Keep answering for a zone past its SOA EXPIRE while no master answers (default
+    /// `true`), or answer SERVFAIL for it (`false`).
+    serve_expired: Option<bool>,
 }
 
 impl SatelliteSection {
@@ -171,6 +175,7 @@ impl SatelliteSection {
             rds_selector: self.rds_selector.or_else(|| d.rds_selector.clone()),
             metrics: self.metrics.or_else(|| d.metrics.clone()),
             xfr: self.xfr.or_else(|| d.xfr.clone()),
+            serve_expired: self.serve_expired.or(d.serve_expired),
         }
     }
 }
@@ -286,6 +291,8 @@ pub struct WatchdogSettings {
     pub cert_expiry_days: u32,
     /// At least this many rows quarantined by a master.
     pub quarantined_rows: u64,
+    /// A zone some master cannot sign (its changes withheld).
+    pub unsignable_zone: bool,
     /// Fewer than two masters with a fresh heartbeat.
     pub require_standby: bool,
     /// Run on every warning raised and cleared (environment and JSON on stdin).
@@ -311,6 +318,7 @@ impl WatchdogSettings {
             refused_config: true,
             cert_expiry_days: 21,
             quarantined_rows: 1,
+            unsignable_zone: true,
             require_standby: postgres,
             hook: None,
             hook_timeout: Duration::from_secs(10),
@@ -633,6 +641,7 @@ fn watchdog(
         refused_config: w.refused_config.unwrap_or(d.refused_config),
         cert_expiry_days: w.cert_expiry_days.unwrap_or(d.cert_expiry_days),
         quarantined_rows: w.quarantined_rows.unwrap_or(d.quarantined_rows),
+        unsignable_zone: w.unsignable_zone.unwrap_or(d.unsignable_zone),
         require_standby: w.require_standby.unwrap_or(d.require_standby),
         hook: w.hook.map(path),
         hook_timeout: Duration::from_millis(positive(
@@ -769,6 +778,7 @@ fn satellite(
             })
             .transpose()?,
         xfr,
+        serve_expired: s.serve_expired.unwrap_or(true),
     };
     // What the satellite checks on receipt, checked here by the same code on the message the
     // master will send: anything it would refuse is refused at load.
@@ -810,6 +820,33 @@ mod tests {
         MasterConfig::parse(text, Path::new("/base"))
             .unwrap_err()
             .to_string()
+    }
+
+    /// `serve_expired`: `true` unless set, inherited from `[satellite_defaults]`, overridden by
+    /// a satellite's table, and sent on the link.
+    #[test]
+    fn serve_expired_defaults_inherits_and_is_sent() {
+        let get = |text: &str, sat: &str| {
+            MasterConfig::parse(text, Path::new("/base"))
+                .unwrap()
+                .satellites[&SatelliteId::new(sat).unwrap()]
+                .serve_expired
+        };
+        assert!(get(MINIMAL, "sat1") && get(MINIMAL, "sat2"));
+        let off = MINIMAL.replace(
+            "checkin_interval_ms = 30000",
+            "checkin_interval_ms = 30000\nserve_expired = false",
+        );
+        assert!(!get(&off, "sat1") && !get(&off, "sat2"));
+        let one_on = off.replace("nsid = \"sat1\"", "nsid = \"sat1\"\nserve_expired = true");
+        assert!(get(&one_on, "sat1") && !get(&one_on, "sat2"));
+        let c = MasterConfig::parse(&off, Path::new("/base")).unwrap();
+        let s1 = &c.satellites[&SatelliteId::new("sat1").unwrap()];
+        assert!(pb::SatelliteConfig::from(s1).servfail_expired);
+        assert!(
+            err(&MINIMAL.replace("nsid = \"sat1\"", "serve_expired = \"no\""))
+                .contains("serve_expired")
+        );
     }
 
     #[test]
@@ -1163,7 +1200,8 @@ mod tests {
         // Both satellites get the registration data Selector from the defaults.
         assert_eq!(s1.rds_selector_toml, s2.rds_selector_toml);
         let rds: toml::Table = toml::from_str(&s2.rds_selector_toml).unwrap();
-        assert_eq!(rds["chains"][0]["leaves"].as_array().unwrap().len(), 5);
+        assert_eq!(rds["chains"][0]["leaves"].as_array().unwrap().len(), 4);
+        assert!(s1.serve_expired && s2.serve_expired);
         assert_eq!(rds["leaves"]["limit"]["kind"].as_str(), Some("rate_limit"));
     }
 

@@ -161,8 +161,10 @@ impl Master {
             )),
             None => None,
         };
+        let signer = signing::ZoneSigner::new(keys);
+        let signing_health = signer.health();
         let follower = JournalFollower::new(read.clone(), cache.clone(), config.follow.clone())
-            .with_signer(signing::ZoneSigner::new(keys), resume.signing_flag());
+            .with_signer(signer, resume.signing_flag());
         let mut tasks = JoinSet::new();
         let service = LinkService::new(
             cache.clone(),
@@ -202,6 +204,7 @@ impl Master {
         tasks.spawn(cluster.clone().run(
             store.clone(),
             cache.clone(),
+            signing_health.clone(),
             own_cert_expires,
             shutdown.clone(),
         ));
@@ -235,6 +238,7 @@ impl Master {
                     config.cluster.id.clone(),
                     cache.clone(),
                     satellites.clone(),
+                    signing_health.clone(),
                     own_cert_expires,
                 ));
                 let (bound, serving) = metrics

@@ -1,5 +1,6 @@
 //! The master's Prometheus metrics (`master.metrics` in its configuration): its own state
-//! (journal head, quarantined rows, satellites connected to it, certificate expiry) read
+//! (journal head, quarantined rows, zones it cannot sign, satellites connected to it,
+//! certificate expiry) read
 //! live from memory, and the cluster as the store shows it (per-satellite applied serial and
 //! lag, the watchdog's active warnings, whether the store answers) read by a background task
 //! every cluster heartbeat ([`MasterMetrics::refresh`]), so a scrape never waits for the store.
@@ -23,6 +24,7 @@ use crate::cache::Cache;
 use crate::cert_expiry::unix_ms;
 use crate::cluster_view::ClusterView;
 use crate::satellites::Satellites;
+use crate::signing::SigningHealth;
 
 /// What the last read of the store gave.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +47,8 @@ pub struct MasterMetrics {
     started: Instant,
     cache: Arc<Cache>,
     satellites: Arc<Satellites>,
+    /// The zones this master cannot sign, and the failures counted.
+    signing: Arc<SigningHealth>,
     /// notAfter of this master's link certificate, milliseconds since the epoch.
     cert_not_after_ms: Option<i64>,
     facts: Mutex<StoreFacts>,
@@ -55,6 +59,7 @@ impl MasterMetrics {
         id: String,
         cache: Arc<Cache>,
         satellites: Arc<Satellites>,
+        signing: Arc<SigningHealth>,
         cert_not_after_ms: Option<i64>,
     ) -> Self {
         Self {
@@ -62,6 +67,7 @@ impl MasterMetrics {
             started: Instant::now(),
             cache,
             satellites,
+            signing,
             cert_not_after_ms,
             facts: Mutex::default(),
         }
@@ -180,6 +186,28 @@ impl MasterMetrics {
             "orrery_quarantined_rows_total",
             &master,
             self.cache.quarantined_total(),
+        );
+        e.family(
+            "orrery_zone_unsignable",
+            Kind::Gauge,
+            "Zones this master cannot sign (1 each): their changes are withheld, satellites keep their last signed state.",
+        );
+        for (zone, _) in self.signing.failing() {
+            e.sample(
+                "orrery_zone_unsignable",
+                &[("master", self.id.as_str()), ("zone", zone.as_str())],
+                1.0,
+            );
+        }
+        e.family(
+            "orrery_signing_failures_total",
+            Kind::Counter,
+            "Failed attempts to sign a zone since this master started.",
+        )
+        .sample_u64(
+            "orrery_signing_failures_total",
+            &master,
+            self.signing.failures(),
         );
         let configured = self.satellites.all_settings();
         let connected = configured

@@ -37,8 +37,9 @@
 //! the store's publication rule publishes (addresses, and named by the zone's NS or by a
 //! delegated domain; `HostSelection::Published`).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use orrery_proto::dnssec::{DnssecRrset, DnssecRrsetId, ZoneDnssec};
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Zone};
@@ -50,6 +51,40 @@ use crate::cache::Registry;
 
 /// A key store shared with the signing threads.
 pub type SharedKeyStore = Arc<dyn KeyStore + Send + Sync>;
+
+/// The zones this master cannot sign, as the signer last found them: read by the heartbeat
+/// (into the cluster state, for the watchdog's `unsignable_zone` rule and `status`) and by the
+/// metrics, without waiting for the signer's lock (signing a large zone holds it for seconds).
+#[derive(Debug, Default)]
+pub struct SigningHealth {
+    /// Zone (presentation form) → why its last signing failed.
+    failing: Mutex<BTreeMap<String, String>>,
+    /// Failed signing attempts since start (each zone each time).
+    failures: AtomicU64,
+}
+
+impl SigningHealth {
+    /// The zones that cannot be signed now, with the reason, in name order.
+    pub fn failing(&self) -> Vec<(String, String)> {
+        let m = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(z, e)| (z.clone(), e.clone())).collect()
+    }
+
+    /// Failed signing attempts since this master started.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The failing zones as the heartbeat's JSON: `[{"zone": …, "error": …}]`.
+    pub fn to_json(&self) -> String {
+        let zones: Vec<serde_json::Value> = self
+            .failing()
+            .into_iter()
+            .map(|(zone, error)| serde_json::json!({"zone": zone, "error": error}))
+            .collect();
+        serde_json::Value::Array(zones).to_string()
+    }
+}
 
 /// What signing a batch gives the follower.
 #[derive(Debug, Default)]
@@ -94,6 +129,8 @@ pub struct ZoneSigner {
     reset_caches: HashMap<Name, SignatureCache>,
     /// Signing failures since start (each failed attempt of a zone).
     pub failures: u64,
+    /// What the heartbeat and the metrics read of the failures.
+    health: Arc<SigningHealth>,
 }
 
 impl std::fmt::Debug for ZoneSigner {
@@ -116,7 +153,28 @@ impl ZoneSigner {
             domain_refs: HashMap::new(),
             reset_caches: HashMap::new(),
             failures: 0,
+            health: Arc::default(),
         }
+    }
+
+    /// The failures as the rest of the master reads them.
+    pub fn health(&self) -> Arc<SigningHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// Publishes the failing zones (after each batch and retry).
+    fn publish_health(&self) {
+        let failing: BTreeMap<String, String> = self
+            .failing()
+            .into_iter()
+            .map(|(n, why)| (n.to_string(), why))
+            .collect();
+        *self
+            .health
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = failing;
+        self.health.failures.store(self.failures, Ordering::Relaxed);
     }
 
     /// True when some zone is signed (and satellites must then get its sets with every batch).
@@ -335,6 +393,7 @@ impl ZoneSigner {
         for apex in touched {
             self.sign(&apex, &mut out);
         }
+        self.publish_health();
         out
     }
 
@@ -346,6 +405,7 @@ impl ZoneSigner {
         for apex in failing {
             self.sign(&apex, &mut out);
         }
+        self.publish_health();
         out
     }
 

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cluster_view::{ClusterView, SatelliteView};
+use crate::watchdog::rules::unsignable_zones;
 
 /// RFC 3339 (UTC, whole seconds) of a time in milliseconds since the epoch.
 pub fn rfc3339(ms: i64) -> String {
@@ -88,6 +89,10 @@ pub fn to_json(view: &ClusterView, o: StatusOptions) -> Value {
                 "journal_head": m.journal_head,
                 "behind_store": (view.journal_head - m.journal_head).max(0),
                 "quarantined_rows": m.quarantined,
+                "unsignable_zones": unsignable_zones(&m.unsignable)
+                    .into_iter()
+                    .map(|(zone, error)| json!({"zone": zone, "error": error}))
+                    .collect::<Vec<_>>(),
                 "cert_expires": m.cert_expires_ms.map(rfc3339),
             })
         })
@@ -266,6 +271,9 @@ pub fn to_text(view: &ClusterView, o: StatusOptions) -> String {
             (view.journal_head - m.journal_head).max(0)
         );
         let _ = writeln!(out, "  quarantined rows: {}", m.quarantined);
+        for (zone, error) in unsignable_zones(&m.unsignable) {
+            let _ = writeln!(out, "  UNSIGNABLE zone:  {zone}: {error}");
+        }
         if let Some(e) = m.cert_expires_ms {
             let _ = writeln!(out, "  certificate:      expires {}", rfc3339(e));
         }

@@ -566,6 +566,14 @@ async fn a_zone_that_cannot_be_signed_keeps_its_last_signed_state() {
     let failing = f.signer().lock().unwrap().failing();
     assert_eq!(failing.len(), 1);
     assert!(failing[0].1.contains(&csk.locator), "{failing:?}");
+    // What the heartbeat carries to the watchdog, read without the signer's lock.
+    let health = f.signer().lock().unwrap().health();
+    let seen = health.failing();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.trim_end_matches('.') == "test" && seen[0].1.contains(&csk.locator));
+    assert!(health.failures() >= 1);
+    let json: serde_json::Value = serde_json::from_str(&health.to_json()).unwrap();
+    assert_eq!(json[0]["error"], seen[0].1.as_str(), "{json}");
     // A reload (a restart with the key still missing) keeps it withheld too.
     f.load().await.unwrap();
     assert_eq!(published(&cache), signed);
@@ -575,6 +583,8 @@ async fn a_zone_that_cannot_be_signed_keeps_its_last_signed_state() {
     std::fs::rename(&saved, &key_file).unwrap();
     f.poll_once().await.unwrap();
     assert!(f.signer().lock().unwrap().failing().is_empty());
+    assert!(health.failing().is_empty(), "cleared once the zone signs");
+    assert_eq!(health.to_json(), "[]");
     cache.with_registry(|r| assert!(r.domains.contains_key(&n("secure.test"))));
     assert_eq!(published(&cache), reference(&store, &keys).await);
 

@@ -53,6 +53,10 @@ struct ConfigFile {
     rdap: Option<RdapSection>,
     /// Zone transfer out, the master's `xfr` table.
     xfr: Option<XfrSection>,
+    /// The master's `serve_expired`: `false` answers SERVFAIL for a zone past its SOA
+    /// EXPIRE, counted from the last contact with a master the state file's `.heard` records
+    /// (else from the file's modification time); default `true`.
+    serve_expired: Option<bool>,
     /// The Whois/RDAP Selector's `leaves` and `chains`.
     rds: Option<toml::Table>,
     /// The DNS Selector's tables, parsed by [`SelectorConfig::from_table`] so that errors name
@@ -213,6 +217,7 @@ impl Config {
                 })
                 .transpose()?,
             xfr,
+            serve_expired: file.serve_expired.unwrap_or(true),
         };
         // The satellite's receipt check, as on settings from a master; its field names are the
         // master's, mapped back to this file's tables.
@@ -270,6 +275,15 @@ mod tests {
     pub(crate) const EXAMPLE: &str = include_str!("../config.example.toml");
     /// The operators' copy, which the README and `quickstart.sh` start a satellite with.
     const DEPLOY_EXAMPLE: &str = include_str!("../../deploy/satellite.example.toml");
+
+    /// `serve_expired`: `true` unless the file says otherwise, as from a master.
+    #[test]
+    fn reads_serve_expired() {
+        assert!(Config::parse(EXAMPLE).unwrap().settings.serve_expired);
+        let off = Config::parse(&format!("serve_expired = false\n{EXAMPLE}")).unwrap();
+        assert!(!off.settings.serve_expired);
+        assert!(Config::parse(&format!("serve_expired = 0\n{EXAMPLE}")).is_err());
+    }
 
     #[test]
     fn parses_the_examples() {

@@ -39,6 +39,9 @@
 //! - [`config`]: the TOML configuration, validated once into typed values.
 //! - [`xfr`]: zone transfer out: AXFR and IXFR with TSIG, handed over by the DNS TCP
 //!   listener, with limits of their own; NOTIFY to secondaries.
+//! - [`expiry`]: zone expiry (RFC 1035 §3.3.13): the time since a master was last heard
+//!   from, against each zone's SOA EXPIRE; with `serve_expired = false` an expired zone
+//!   answers SERVFAIL.
 //! - [`link`]: the dial-in link to the masters (boot, snapshot, change stream, check-ins) and
 //!   the state files that let a restarted satellite serve without them.
 //!
@@ -52,6 +55,7 @@
 pub mod background;
 pub mod config;
 pub mod dns;
+pub mod expiry;
 pub mod link;
 pub mod rds;
 pub mod selector;

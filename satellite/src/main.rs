@@ -20,6 +20,7 @@ use clap::Parser;
 use orrery_proto::link::client::check_master_address;
 use orrery_proto::link::tls::{TlsFiles, TlsMaterial};
 use orrery_satellite::dns::leaf::Dns;
+use orrery_satellite::expiry::{Expiry, run_tick};
 use orrery_satellite::link::rds_serving::RdsServing;
 use orrery_satellite::link::serving::Serving;
 use orrery_satellite::link::{LinkConfig, Satellite};
@@ -219,11 +220,25 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
     let zones = Arc::new(ServedStore::new(served));
     metrics.set_served(&zones);
     let selector = Selector::<Dns>::build(&config.selector)?;
+    // With `serve_expired = false` a zone expires EXPIRE seconds after its data was current:
+    // no master will ever refresh it here.
+    let expiry = Arc::new(Expiry::for_standalone(snapshot));
+    expiry.set_servfail(!config.settings.serve_expired);
     let pipeline = Arc::new(
         Pipeline::new(selector, Arc::clone(&zones), config.nsid())
             .with_stats(Arc::clone(&metrics.queries))
-            .with_xfr(XfrService::for_settings(&config.settings, &zones)),
+            .with_xfr(XfrService::for_settings(&config.settings, &zones))
+            .with_expiry((!config.settings.serve_expired).then(|| Arc::clone(&expiry))),
     );
+    let expiry_stop = CancellationToken::new();
+    let expiry_tick = {
+        let zones = Arc::clone(&zones);
+        runtime.spawn(run_tick(
+            expiry,
+            move || Some(Arc::clone(&zones)),
+            expiry_stop.clone(),
+        ))
+    };
     runtime.block_on(async move {
         // Dropped (stopped) when serving ends.
         let _metrics_listener = config
@@ -260,6 +275,8 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
             rds.stop(RDS_STOP_GRACE).await;
         }
         dns.stop().await;
+        expiry_stop.cancel();
+        let _ = expiry_tick.await;
         Ok(())
     })
 }

@@ -725,6 +725,35 @@ fn steady_state_queries_with_transfers_served_do_not_allocate() {
     assert_eq!(allocations, 0, "{allocations} allocations in steady state");
 }
 
+/// With `serve_expired = false` (the expiry clock handed to the lookup leaf): a fresh zone's
+/// answers and an expired zone's SERVFAILs allocate nothing either.
+#[test]
+fn queries_with_serve_expired_off_do_not_allocate() {
+    use orrery_satellite::expiry::Expiry;
+    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let packets = dns_packets();
+    for (heard, servfail) in [(now, false), (0, true)] {
+        let pipeline = Pipeline::new(
+            Selector::<Dns>::build(&config.selector).unwrap(),
+            Arc::new(ServedStore::new(Served::dns_only(zones()))),
+            config.nsid(),
+        )
+        .with_expiry(Some(Arc::new(Expiry::heard_at(heard))));
+        let (answered, allocations) = run_counted(&pipeline, &packets, &["127.0.0.1"]);
+        assert!(answered > 50 * packets.len());
+        assert_eq!(
+            allocations, 0,
+            "{allocations} allocations (expired: {servfail})"
+        );
+        let servfails = pipeline.stats.totals().by_rcode()[2];
+        assert_eq!(servfails > 0, servfail, "SERVFAIL answers: {servfails}");
+    }
+}
+
 /// Counting a query by itself — on a thread that never counted before (its slot is taken
 /// then), then in steady state — allocates nothing.
 #[test]

@@ -24,6 +24,8 @@ pub struct MasterHeartbeat {
     pub duties: Vec<String>,
     pub quarantined: i64,
     pub cert_expires_ms: Option<i64>,
+    /// The zones it cannot sign, as JSON (`[{"zone", "error"}]`, the master's shape).
+    pub unsignable: String,
 }
 
 /// A master's row as read.
@@ -38,6 +40,8 @@ pub struct MasterRow {
     pub duties: String,
     pub quarantined: i64,
     pub cert_expires_ms: Option<i64>,
+    /// The zones it cannot sign, as JSON (see [`MasterHeartbeat::unsignable`]).
+    pub unsignable: String,
 }
 
 /// What the master holding a satellite's session writes about it.
@@ -155,11 +159,12 @@ impl Store {
         let now = self.sql.now_ms();
         let sql = format!(
             "INSERT INTO cluster_master(id, host, started_ms, heartbeat_ms, journal_head, duties, \
-             quarantined, cert_expires_ms) VALUES ($1, $2, $3, {now}, $4, $5, $6, $7) \
+             quarantined, cert_expires_ms, unsignable) \
+             VALUES ($1, $2, $3, {now}, $4, $5, $6, $7, COALESCE(NULLIF($8, ''), '[]')) \
              ON CONFLICT (id) DO UPDATE SET host = excluded.host, started_ms = excluded.started_ms, \
              heartbeat_ms = excluded.heartbeat_ms, journal_head = excluded.journal_head, \
              duties = excluded.duties, quarantined = excluded.quarantined, \
-             cert_expires_ms = excluded.cert_expires_ms"
+             cert_expires_ms = excluded.cert_expires_ms, unsignable = excluded.unsignable"
         );
         let mut tx = Tx::begin(self).await?;
         tx.exec(
@@ -172,6 +177,7 @@ impl Store {
                 text(&hb.duties.join(",")),
                 Arg::I64(hb.quarantined),
                 opt(hb.cert_expires_ms),
+                text(&hb.unsignable),
             ],
         )
         .await?;
@@ -189,7 +195,7 @@ impl Store {
     /// Every master's row.
     pub async fn cluster_masters(&self) -> Result<Vec<MasterRow>> {
         let sql = "SELECT id, host, started_ms, heartbeat_ms, journal_head, duties, quarantined, \
-                   cert_expires_ms FROM cluster_master ORDER BY id";
+                   cert_expires_ms, unsignable FROM cluster_master ORDER BY id";
         Ok(on_pool!(self, p => sqlx::query_as::<_, MasterRow>(sql).fetch_all(p).await?))
     }
 
@@ -492,10 +498,13 @@ mod tests {
                 duties: vec!["watchdog".into()],
                 quarantined: 1,
                 cert_expires_ms: None,
+                unsignable: String::new(),
             };
             s.master_heartbeat(&hb).await.unwrap();
+            assert_eq!(s.cluster_masters().await.unwrap()[0].unsignable, "[]");
             s.master_heartbeat(&MasterHeartbeat {
                 journal_head: 4,
+                unsignable: r#"[{"zone":"tld","error":"no key"}]"#.into(),
                 ..hb.clone()
             })
             .await
@@ -506,6 +515,7 @@ mod tests {
                 (masters[0].journal_head, masters[0].duties.as_str()),
                 (4, "watchdog")
             );
+            assert!(masters[0].unsignable.contains("no key"));
             s.master_stopped("m1").await.unwrap();
             assert!(s.cluster_masters().await.unwrap().is_empty());
 

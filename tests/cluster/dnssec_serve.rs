@@ -69,15 +69,16 @@ struct Signed {
     insecure: String,
 }
 
-/// Generates a key for `role` in `keys` and adds it to the zone at `apex`, active from now
-/// (also used by the transfer test, `xfr.rs`).
+/// Generates a key for `role` in `keys` and adds it to the zone at `apex`, active from now;
+/// returns its locator (the private key's file name in the key directory). Also used by the
+/// transfer and watchdog tests.
 pub(crate) async fn add_key(
     store: &Store,
     keys: &FileKeyStore,
     apex: &Name,
     role: KeyRole,
     alg: Algorithm,
-) {
+) -> String {
     let flags = if role.is_sep() { 257 } else { 256 };
     let (locator, private) = keys.generate(apex, alg, flags).unwrap();
     let public_key = private.public_key();
@@ -96,6 +97,7 @@ pub(crate) async fn add_key(
         revoked: None,
     };
     store.add_zone_key(apex, &key).await.unwrap();
+    key.locator
 }
 
 fn sign(dir: &Path, denial: Denial, alg: Algorithm) -> Signed {

@@ -14,7 +14,7 @@ use crate::harness::{free_port, program, query};
 use crate::processes::{Backend, ProcessCluster, ZONE};
 
 /// One `GET /metrics`: the body, or `None` when nothing listens (yet) or the status is not 200.
-fn scrape(addr: SocketAddr) -> Option<String> {
+pub(crate) fn scrape(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -27,7 +27,7 @@ fn scrape(addr: SocketAddr) -> Option<String> {
 
 /// The value of the series `series` (name and labels exactly as exposed); 0 when absent
 /// (a counter not yet incremented is not exposed).
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.parse().unwrap())

@@ -796,3 +796,289 @@ async fn a_bare_satellites_first_snapshot_raises_no_serial_lag() {
         .collect::<Vec<_>>();
     assert!(raised.is_empty(), "{raised:#?}");
 }
+
+/// The SOA the satellite `addr` answers for the zone: its RCODE (`None`: no answer).
+fn soa_rcode(addr: std::net::SocketAddr) -> Option<hickory_proto::op::ResponseCode> {
+    use hickory_proto::rr::RecordType;
+    crate::harness::try_query(addr, crate::processes::ZONE, RecordType::SOA, Some(1232))
+        .map(|m| m.response_code)
+}
+
+/// `servfail_rate` raised by its real cause: a zone past its SOA EXPIRE (3 s here) while no
+/// master answers, on a satellite with `serve_expired = false` (sat2). The master is frozen
+/// with SIGSTOP: sat2 answers SERVFAIL for the zone (`dig` sees it) while sat1, with the
+/// default `serve_expired = true`, answers through the same outage. The master thawed, the
+/// satellite hears from it and answers again; its first check-ins carry the SERVFAIL count,
+/// `servfail_rate` is raised for sat2 alone, and cleared once check-ins carry none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servfail_rate_is_raised_by_an_expired_zone_and_cleared() {
+    use hickory_proto::op::ResponseCode;
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    c.sql("UPDATE zone SET soa_expire = 3").await.unwrap();
+    // The first line lands in sat2's table (the last satellite table).
+    c.write_master_config(
+        "serve_expired = false\n[watchdog]\ninterval_ms = 300\nservfail_ratio = 0.5\nmin_responses = 3\n",
+    );
+    let config = c.master_config();
+    c.start_master();
+    c.start_satellite("sat1");
+    c.start_satellite("sat2");
+    let sat1 = std::net::SocketAddr::from(([127, 0, 0, 1], c.ports("sat1").dns));
+    let sat2 = std::net::SocketAddr::from(([127, 0, 0, 1], c.ports("sat2").dns));
+    let logs = |c: &ProcessCluster| {
+        format!(
+            "master log:\n{}\nsat2 log:\n{}",
+            c.master_log(),
+            c.satellite_log("sat2")
+        )
+    };
+    wait_for(
+        "both satellites connected with two samples",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| {
+            ["sat1", "sat2"]
+                .iter()
+                .all(|n| {
+                    satellite(s, n)["connected"] == true && satellite(s, n)["rates"].is_object()
+                })
+                .then_some(())
+        },
+    );
+    // Connected and answering: the EXPIRE of 3 s does not expire a zone that hears from its
+    // master every half second.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(soa_rcode(sat2), Some(ResponseCode::NoError), "{}", logs(&c));
+
+    // The master frozen: no batch, heartbeat or check-in answer from here on.
+    let frozen = Instant::now();
+    signal(c.master_pid(), "-STOP");
+    let expired_after = loop {
+        let rcode = soa_rcode(sat2);
+        if rcode == Some(ResponseCode::ServFail) {
+            break frozen.elapsed();
+        }
+        assert_eq!(rcode, Some(ResponseCode::NoError), "{}", logs(&c));
+        assert!(
+            frozen.elapsed() < Duration::from_secs(15),
+            "no SERVFAIL from sat2 after its zone's EXPIRE:\n{}",
+            logs(&c)
+        );
+        // Slowly: every answer before the expiry dilutes the SERVFAIL ratio of the check-in.
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Heard at most a heartbeat (0.5 s) before the freeze, expired at 3 whole seconds after.
+    assert!(
+        expired_after >= Duration::from_millis(2400),
+        "expired {expired_after:?} after the freeze, before its EXPIRE of 3 s"
+    );
+    if let Some(dig) = crate::harness::program("dig", "bind9-dnsutils") {
+        let out = Command::new(dig)
+            .args(["@127.0.0.1", "-p", &sat2.port().to_string()])
+            .args([
+                crate::processes::ZONE,
+                "SOA",
+                "+norec",
+                "+tries=1",
+                "+time=2",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("status: SERVFAIL"), "{text}");
+    }
+    // Every name of the zone, not only its apex; the default policy answers meanwhile.
+    let domain = c.some_domain(1).await;
+    for _ in 0..40 {
+        assert_eq!(
+            crate::harness::try_query(sat2, &domain, hickory_proto::rr::RecordType::A, None)
+                .map(|m| m.response_code),
+            Some(ResponseCode::ServFail)
+        );
+    }
+    assert_eq!(
+        soa_rcode(sat1),
+        Some(ResponseCode::NoError),
+        "serve_expired = true"
+    );
+    let outage = frozen.elapsed();
+
+    // The master back: sat2 hears from it and answers again; its check-ins carry the count.
+    signal(c.master_pid(), "-CONT");
+    let s = wait_for(
+        "servfail_rate raised for sat2",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| has_warning(s, "servfail_rate", "satellite:sat2").then(|| s.clone()),
+    );
+    assert!(!has_warning(&s, "servfail_rate", "satellite:sat1"), "{s:#}");
+    let started = Instant::now();
+    while soa_rcode(sat2) != Some(ResponseCode::NoError) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "sat2 still not answering after the master came back:\n{}",
+            logs(&c)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for(
+        "servfail_rate cleared for sat2",
+        Duration::from_secs(30),
+        &config,
+        || logs(&c),
+        |s| (!has_warning(s, "servfail_rate", "satellite:sat2")).then_some(()),
+    );
+    eprintln!("zone expired {expired_after:?} after the freeze; outage {outage:?}");
+    let log = c.master_log();
+    let count = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains("servfail_rate"))
+            .count()
+    };
+    assert_eq!(
+        (count("warning raised"), count("warning cleared")),
+        (1, 1),
+        "{log}"
+    );
+    // The satellites logged the expiry once and the recovery once; sat1 kept answering.
+    let sat2_log = c.satellite_log("sat2");
+    assert_eq!(
+        sat2_log.matches("answering SERVFAIL").count(),
+        1,
+        "{sat2_log}"
+    );
+    assert_eq!(
+        sat2_log.matches("no longer expired").count(),
+        1,
+        "{sat2_log}"
+    );
+    let sat1_log = c.satellite_log("sat1");
+    assert!(sat1_log.contains("still answering"), "{sat1_log}");
+}
+
+/// `unsignable_zone` raised by its real cause: the signed zone's ZSK private key file is
+/// removed from the master's key directory and a change reaches the zone, so the master
+/// cannot sign it (its changes withheld); `status` shows the zone under the master and the
+/// warning, the master's metrics carry the zone as a label. The file restored, the zone signs
+/// at the next poll and the warning clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsignable_zone_is_raised_by_a_missing_key_and_cleared() {
+    use orrery_proto::dnssec::{Algorithm, DnssecPolicy, KeyRole};
+    use orrery_proto::{Name, Timestamp};
+    use orrery_signer::FileKeyStore;
+
+    let mut c = ProcessCluster::create(Backend::Sqlite).await;
+    let apex = Name::from_ascii(crate::processes::ZONE).unwrap();
+    let policy = DnssecPolicy::tld_default(DnssecPolicy::window_for(
+        DnssecPolicy::DEFAULT_REFRESH,
+        Timestamp::now(),
+    ));
+    c.store.set_dnssec_policy(&apex, &policy).await.unwrap();
+    let key_dir = c.dir.path().join("keys");
+    let keys = FileKeyStore::open(&key_dir).unwrap();
+    let alg = Algorithm::EcdsaP256Sha256;
+    crate::dnssec_serve::add_key(&c.store, &keys, &apex, KeyRole::Ksk, alg).await;
+    let zsk = crate::dnssec_serve::add_key(&c.store, &keys, &apex, KeyRole::Zsk, alg).await;
+    c.write_master_config(&format!(
+        "[watchdog]\ninterval_ms = 300\n[dnssec]\nkey_dir = {key_dir:?}\n"
+    ));
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    c.add_master_setting(&format!("metrics = \"{metrics}\""));
+    let config = c.master_config();
+    c.start_master();
+    c.start_satellite("sat1");
+    let subject = format!("zone:{}", crate::processes::ZONE);
+    let s = wait_for(
+        "the master up and signing, nothing unsignable",
+        Duration::from_secs(30),
+        &config,
+        || c.master_log(),
+        |s| (satellite(s, "sat1")["connected"] == true).then(|| s.clone()),
+    );
+    assert!(!has_warning(&s, "unsignable_zone", &subject), "{s:#}");
+    assert_eq!(s["masters"][0]["unsignable_zones"], serde_json::json!([]));
+
+    // The ZSK's private key goes missing, and a change needs a new signature (the SOA's).
+    let key_file = key_dir.join(&zsk);
+    let saved = c.dir.path().join("saved.pk8");
+    std::fs::rename(&key_file, &saved).unwrap();
+    c.sql("UPDATE domain SET updated = '2030-01-01T00:00:00Z' WHERE id = (SELECT MIN(id) FROM domain)")
+        .await
+        .unwrap();
+    let s = wait_for(
+        "unsignable_zone raised",
+        Duration::from_secs(30),
+        &config,
+        || c.master_log(),
+        |s| has_warning(s, "unsignable_zone", &subject).then(|| s.clone()),
+    );
+    let listed = &s["masters"][0]["unsignable_zones"][0];
+    assert_eq!(listed["zone"], crate::processes::ZONE, "{s:#}");
+    assert!(listed["error"].as_str().unwrap().contains(&zsk), "{s:#}");
+    let warning = s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["rule"] == "unsignable_zone")
+        .unwrap();
+    assert!(
+        warning["detail"].as_str().unwrap().contains("withheld"),
+        "{warning:#}"
+    );
+    let text = status_text(&config);
+    assert!(text.contains("UNSIGNABLE zone:"), "{text}");
+    assert!(text.contains("WARNING unsignable_zone"), "{text}");
+    let master = s["masters"][0]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = crate::metrics::scrape(metrics).unwrap_or_default();
+        let gauge = format!(
+            "orrery_zone_unsignable{{master=\"{master}\",zone=\"{}\"}}",
+            crate::processes::ZONE
+        );
+        let warned =
+            format!("orrery_watchdog_warnings{{rule=\"unsignable_zone\",subject=\"{subject}\"}}");
+        if crate::metrics::value(&text, &gauge) == 1.0
+            && crate::metrics::value(&text, &warned) == 1.0
+        {
+            assert!(
+                crate::metrics::value(
+                    &text,
+                    &format!("orrery_signing_failures_total{{master=\"{master}\"}}")
+                ) >= 1.0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The file back: the next poll signs the zone, and the warning clears.
+    std::fs::rename(&saved, &key_file).unwrap();
+    let s = wait_for(
+        "unsignable_zone cleared",
+        Duration::from_secs(30),
+        &config,
+        || c.master_log(),
+        |s| (!has_warning(s, "unsignable_zone", &subject)).then(|| s.clone()),
+    );
+    assert_eq!(
+        s["masters"][0]["unsignable_zones"],
+        serde_json::json!([]),
+        "{s:#}"
+    );
+    let log = c.master_log();
+    let count = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains("unsignable_zone"))
+            .count()
+    };
+    assert_eq!(
+        (count("warning raised"), count("warning cleared")),
+        (1, 1),
+        "{log}"
+    );
+}

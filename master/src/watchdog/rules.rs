@@ -3,9 +3,10 @@
 //! so far, so a warning is raised once while its condition lasts and cleared once it no longer
 //! holds.
 //!
-//! Subjects name what a warning is about: `satellite:NAME`, `master:ID`, `store` or `cluster`.
+//! Subjects name what a warning is about: `satellite:NAME`, `master:ID`, `zone:NAME`, `store`
+//! or `cluster`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::cluster_view::ClusterView;
@@ -22,6 +23,7 @@ pub enum Rule {
     RefusedConfig,
     CertExpiring,
     QuarantinedRows,
+    UnsignableZone,
     NoStandby,
 }
 
@@ -36,6 +38,7 @@ impl Rule {
             Self::RefusedConfig => "refused_config",
             Self::CertExpiring => "cert_expiring",
             Self::QuarantinedRows => "quarantined_rows",
+            Self::UnsignableZone => "unsignable_zone",
             Self::NoStandby => "no_standby",
         }
     }
@@ -227,6 +230,28 @@ pub fn evaluate(view: &ClusterView, t: &WatchdogSettings, cx: Context) -> Vec<Fi
             ),
         );
     }
+    // Zones a master cannot sign (issue 13): one warning per zone, naming every master that
+    // reports it. Only masters with a fresh heartbeat count: a dead master's list is stale.
+    if t.unsignable_zone {
+        let mut zones: BTreeMap<String, Vec<(&str, String)>> = BTreeMap::new();
+        for m in &up {
+            for (zone, error) in unsignable_zones(&m.unsignable) {
+                zones.entry(zone).or_default().push((m.id.as_str(), error));
+            }
+        }
+        for (zone, by) in zones {
+            let masters: Vec<String> = by.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+            add(
+                Rule::UnsignableZone,
+                format!("zone:{zone}"),
+                format!(
+                    "cannot be signed ({}); its changes are withheld and satellites serve its \
+                     last signed state",
+                    masters.join("; ")
+                ),
+            );
+        }
+    }
     if t.require_standby && up.len() < 2 {
         let ids: Vec<_> = up.iter().map(|m| m.id.as_str()).collect();
         add(
@@ -240,6 +265,23 @@ pub fn evaluate(view: &ClusterView, t: &WatchdogSettings, cx: Context) -> Vec<Fi
         );
     }
     out
+}
+
+/// The zones of a master row's `unsignable` JSON (`[{"zone", "error"}]`), with the reason;
+/// nothing from a column that does not parse (an older master's shape): a warning is not
+/// invented from it.
+pub fn unsignable_zones(json: &str) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(json) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| {
+            let zone = i["zone"].as_str()?;
+            let error = i["error"].as_str().unwrap_or("");
+            Some((zone.to_owned(), error.to_owned()))
+        })
+        .collect()
 }
 
 fn expiry(expires_ms: i64, now_ms: i64) -> String {
@@ -309,6 +351,7 @@ mod tests {
             duties: String::new(),
             quarantined: 0,
             cert_expires_ms: Some(NOW + 365 * DAY_MS),
+            unsignable: "[]".into(),
         }
     }
 
@@ -452,6 +495,13 @@ mod tests {
         v.masters[1].heartbeat_ms = NOW - 60_000;
         cases.push((v, vec![(Rule::NoStandby, "cluster".into())]));
 
+        // Both masters cannot sign zone `tld`: one warning for the zone, naming both.
+        let mut v = healthy();
+        for m in &mut v.masters {
+            m.unsignable = r#"[{"zone":"tld","error":"key K1 missing"}]"#.into();
+        }
+        cases.push((v, vec![(Rule::UnsignableZone, "zone:tld".into())]));
+
         for (view, want) in cases {
             let findings = evaluate(&view, &thresholds(), cx());
             let got: Vec<_> = findings
@@ -473,6 +523,38 @@ mod tests {
             let (raise, clear) = changes(&raised, &healthy);
             assert_eq!((raise.len(), clear), (0, raised.clone()));
         }
+    }
+
+    #[test]
+    fn unsignable_zones_come_from_fresh_masters_only_and_name_each() {
+        let mut v = healthy();
+        v.masters[0].unsignable = r#"[{"zone":"a","error":"e1"},{"zone":"b","error":"e2"}]"#.into();
+        v.masters[1].unsignable = r#"[{"zone":"b","error":"e3"}]"#.into();
+        let found = evaluate(&v, &thresholds(), cx());
+        let got: Vec<_> = found.iter().map(|f| (f.rule, f.subject.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Rule::UnsignableZone, "zone:a"),
+                (Rule::UnsignableZone, "zone:b")
+            ]
+        );
+        assert!(found[1].detail.contains("m1: e2") && found[1].detail.contains("m2: e3"));
+        // A master gone stale: its list no longer counts (but it leaves no standby).
+        v.masters[0].heartbeat_ms = NOW - 60_000;
+        let subjects: Vec<_> = evaluate(&v, &thresholds(), cx())
+            .into_iter()
+            .filter(|f| f.rule == Rule::UnsignableZone)
+            .map(|f| f.subject)
+            .collect();
+        assert_eq!(subjects, ["zone:b"]);
+        // Unparsable or empty: nothing.
+        assert!(unsignable_zones("").is_empty());
+        assert!(unsignable_zones("{\"zone\":1}").is_empty());
+        assert_eq!(
+            unsignable_zones("[{\"zone\":\"x\"}]"),
+            [("x".into(), String::new())]
+        );
     }
 
     #[test]
@@ -510,10 +592,12 @@ mod tests {
             r.memory_bytes = Some(300 << 20);
         }
         v.masters.truncate(1);
+        v.masters[0].unsignable = r#"[{"zone":"tld","error":"no key directory"}]"#.into();
         let off = WatchdogSettings {
             missed_checkins: 0,
             refused_config: false,
             memory_over_budget: false,
+            unsignable_zone: false,
             require_standby: false,
             ..thresholds()
         };

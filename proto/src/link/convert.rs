@@ -647,6 +647,11 @@ pub struct SatelliteSettings {
     pub metrics: Option<SocketAddr>,
     /// Zone transfer out; `None`: AXFR and IXFR of a served apex are refused.
     pub xfr: Option<XfrSettings>,
+    /// Keep answering for a zone past its SOA EXPIRE with no master heard from (`true`, the
+    /// default), or answer SERVFAIL for it until a master answers (`false`, RFC 1035
+    /// §3.3.13). On the wire as `servfail_expired`, its negation, so that a message without
+    /// the field means the default.
+    pub serve_expired: bool,
 }
 
 /// Zone transfer out (issue 14): TSIG keys, who may transfer, whom to NOTIFY, the transfers'
@@ -1040,6 +1045,7 @@ impl From<&SatelliteSettings> for pb::SatelliteConfig {
             rds_selector_toml: s.rds_selector_toml.clone(),
             metrics: s.metrics.map(|a| a.to_string()).unwrap_or_default(),
             xfr: s.xfr.as_ref().map(pb::XfrService::from),
+            servfail_expired: !s.serve_expired,
         };
         // The version is the digest of the message without it; prost encodes fields in number
         // order and this message has no maps, so equal settings give equal bytes.
@@ -1315,6 +1321,7 @@ impl TryFrom<pb::SatelliteConfig> for SatelliteSettings {
             rds_selector_toml: c.rds_selector_toml,
             metrics,
             xfr,
+            serve_expired: !c.servfail_expired,
         })
     }
 }
@@ -1702,6 +1709,8 @@ mod tests {
             rds_selector_toml: "[[chains]]\nname = \"rds\"\nleaves = []\n".into(),
             metrics: Some("127.0.0.1:9153".parse().unwrap()),
             xfr: Some(xfr()),
+            // Not the default, so that the round trip shows the field is carried.
+            serve_expired: false,
         }
     }
 
@@ -1841,6 +1850,9 @@ mod tests {
         let mut other = s.clone();
         other.metrics = None;
         assert_ne!(other.version(), s.version());
+        let mut other = s.clone();
+        other.serve_expired = !s.serve_expired;
+        assert_ne!(other.version(), s.version());
 
         // Nothing optional set also survives the trip: no services besides DNS, empty texts.
         let bare = SatelliteSettings {
@@ -1854,6 +1866,7 @@ mod tests {
             rds_selector_toml: String::new(),
             metrics: None,
             xfr: None,
+            serve_expired: true,
             ..s.clone()
         };
         let back = SatelliteSettings::try_from(pb::SatelliteConfig::from(&bare)).unwrap();

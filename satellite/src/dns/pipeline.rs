@@ -16,6 +16,7 @@ use std::time::Instant;
 use crate::dns::leaf::Ctx;
 use crate::dns::leaf::Dns;
 use crate::dns::wire::{Event, Limited, Transport};
+use crate::expiry::Expiry;
 use crate::selector::Selector;
 use crate::served::ServedStore;
 use crate::stats::{Outcome, Qtype, QueryStats};
@@ -33,6 +34,8 @@ pub struct Pipeline {
     /// Zone transfers, when the satellite serves them: the TCP edge hands AXFR and IXFR
     /// queries to it instead of the Selector.
     pub xfr: Option<Arc<XfrService>>,
+    /// Zone expiry, when expired zones answer SERVFAIL (`serve_expired = false`).
+    pub expiry: Option<Arc<Expiry>>,
 }
 
 impl Pipeline {
@@ -43,7 +46,15 @@ impl Pipeline {
             nsid: nsid.map(|n| &*Box::leak(n.into_boxed_slice())),
             stats: Arc::default(),
             xfr: None,
+            expiry: None,
         }
+    }
+
+    /// This pipeline, answering SERVFAIL for the zones `expiry` finds past their SOA EXPIRE
+    /// (`Some`: `serve_expired = false`), or serving them whatever their age (`None`).
+    pub fn with_expiry(mut self, expiry: Option<Arc<Expiry>>) -> Self {
+        self.expiry = expiry;
+        self
     }
 
     /// This pipeline, handing transfers to `xfr`.
@@ -81,6 +92,7 @@ impl Pipeline {
                 let ctx = Ctx {
                     zones: &served.zones,
                     nsid: self.nsid,
+                    expiry: self.expiry.as_deref(),
                 };
                 let responded = self.selector.run(ev, &ctx);
                 // A query signed with TSIG (a secondary's SOA query) gets a signed answer,

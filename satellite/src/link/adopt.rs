@@ -13,6 +13,7 @@ use super::{Link, LinkError};
 use crate::dns::leaf::{Dns, LeafConfig, SelectorConfig, SelectorError};
 use crate::dns::pipeline::Pipeline;
 use crate::dns::server::ServerSettings;
+use crate::expiry::Expiry;
 use crate::rds::Rds;
 use crate::rds::leaf::{DEFAULT_SELECTOR as DEFAULT_RDS_SELECTOR, RdsLeafConfig};
 use crate::selector::Selector;
@@ -38,6 +39,12 @@ impl Link {
                 Ok(())
             }
         }
+    }
+
+    /// The expiry the query pipeline carries: with `serve_expired = false` only (the lookup
+    /// leaf then answers SERVFAIL for expired zones).
+    fn expiry_for(&self, settings: &SatelliteSettings) -> Option<Arc<Expiry>> {
+        (!settings.serve_expired).then(|| Arc::clone(&self.expiry))
     }
 
     /// Notes that configuration `version` is refused, and why.
@@ -91,17 +98,21 @@ impl Link {
         self.ensure_metrics(new.metrics);
         let old = self.settings.replace(new.clone());
         self.files.write_settings(&new)?;
+        self.expiry.set_servfail(!new.serve_expired);
+        let expiry = self.expiry_for(&new);
         if let (Some(serving), Some(zones)) = (&mut self.serving, &self.zones) {
             let pipeline_changed = old.as_ref().is_none_or(|o| {
                 o.selector_toml != new.selector_toml
                     || o.nsid != new.nsid
                     || o.hostname != new.hostname
                     || o.xfr != new.xfr
+                    || o.serve_expired != new.serve_expired
             });
             if pipeline_changed {
                 let pipeline = Pipeline::new(selector, Arc::clone(zones), new.nsid.clone())
                     .with_stats(Arc::clone(&self.metrics.queries))
-                    .with_xfr(XfrService::for_settings(&new, zones));
+                    .with_xfr(XfrService::for_settings(&new, zones))
+                    .with_expiry(expiry);
                 serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
                 tracing::info!("query pipeline replaced with the master's new selector");
             }
@@ -234,7 +245,8 @@ impl Link {
         })?;
         let pipeline = Pipeline::new(selector, Arc::clone(zones), settings.nsid.clone())
             .with_stats(Arc::clone(&self.metrics.queries))
-            .with_xfr(XfrService::for_settings(settings, zones));
+            .with_xfr(XfrService::for_settings(settings, zones))
+            .with_expiry(self.expiry_for(settings));
         serving.serve(Arc::new(pipeline)).map_err(LinkError::Bind)?;
         tracing::info!(
             udp = ?serving.udp_addrs(),

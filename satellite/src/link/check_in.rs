@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use super::LinkError;
 use super::collect_statistics::collect_statistics;
 use super::log_buffer;
+use crate::expiry::Expiry;
 use crate::served::ServedStore;
 use crate::stats::SatelliteMetrics;
 
@@ -51,6 +52,8 @@ pub(super) struct CheckIns {
     pub interval: Duration,
     pub report: watch::Receiver<Report>,
     pub metrics: Arc<SatelliteMetrics>,
+    /// Stamped with each answer: the master is heard from ([`crate::expiry`]).
+    pub expiry: Arc<Expiry>,
     pub started: Instant,
     /// The session loop takes the answers from here.
     pub answers: mpsc::Sender<pb::CheckInResponse>,
@@ -77,6 +80,7 @@ impl CheckIns {
                     return status.into();
                 }
                 Ok(Ok(answer)) => {
+                    self.expiry.heard();
                     let answer = answer.into_inner();
                     self.metrics.set_head(answer.head_serial);
                     self.interval = Duration::from_millis(u64::from(answer.checkin_interval_ms))

@@ -57,6 +57,10 @@
 //! - [`serving`]: DNS sockets bound once, servers swapped on them.
 //! - [`collect_statistics`]: the check-in's statistics from the leaves' counters.
 //! - [`log_buffer`]: the warnings and errors each check-in carries up to the master.
+//!
+//! Every answer from a master (boot, batch, heartbeat, check-in) stamps the last contact
+//! ([`crate::expiry`], kept in `STATE.heard`); a zone silent for its SOA EXPIRE answers
+//! SERVFAIL when the master configured `serve_expired = false`.
 
 mod adopt;
 pub mod batch_log;
@@ -87,6 +91,7 @@ use self::persist::{PERSIST_INTERVAL, PersistError, SavedState, StateFiles};
 use self::rds_serving::{RdsServing, RdsServingError};
 use self::serving::Serving;
 use self::snapshot_transfer::Transfer;
+use crate::expiry::Expiry;
 use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 use crate::stats::SatelliteMetrics;
 use crate::stats::listener::MetricsListener;
@@ -209,7 +214,9 @@ impl Satellite {
     pub fn start(config: LinkConfig, shutdown: CancellationToken) -> Result<Self, LinkError> {
         let files = StateFiles::new(config.state.clone(), config.sync_batches);
         let (status_tx, status) = watch::channel(LinkStatus::default());
+        let expiry = Arc::new(Expiry::load(Expiry::path_beside(&config.state)));
         let mut link = Link {
+            expiry,
             following: false,
             files,
             dirty: Arc::new(Notify::new()),
@@ -345,6 +352,9 @@ struct Link {
     metrics_listener: Option<MetricsListener>,
     /// Why the configured metrics listener does not run; reported at every check-in.
     metrics_error: Option<String>,
+    /// The last contact with a master, stamped by the session and the check-ins, measured
+    /// against each zone's SOA EXPIRE ([`crate::expiry`]).
+    expiry: Arc<Expiry>,
 }
 
 /// How a session ended without an error.
@@ -486,6 +496,7 @@ mod tests {
             rds_selector_toml: String::new(),
             metrics: None,
             xfr: None,
+            serve_expired: true,
         }
     }
 

@@ -17,8 +17,8 @@ use tokio_util::task::AbortOnDropHandle;
 use super::check_in::CheckIns;
 use super::persist::persist_state;
 use super::{Link, LinkError, SessionEnd, snapshot_transfer};
-use crate::background;
 use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
+use crate::{background, expiry};
 
 /// Limit for the boot call and for opening a stream (check-ins have their own,
 /// [`super::check_in::CHECKIN_TIMEOUT`]).
@@ -39,6 +39,15 @@ impl Link {
         dial.ca = Some(self.config.tls.ca_source().to_owned());
         dial.return_after = self.config.return_after;
         let mut dialer = Dialer::new(dial);
+        let expiry_stop = CancellationToken::new();
+        let expiry_tick = {
+            let report = self.report.subscribe();
+            tokio::spawn(expiry::run_tick(
+                Arc::clone(&self.expiry),
+                move || report.borrow().zones.clone(),
+                expiry_stop.clone(),
+            ))
+        };
         loop {
             let client = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -120,6 +129,8 @@ impl Link {
         self.metrics_listener = None;
         persist_stop.cancel();
         let _ = persister.await;
+        expiry_stop.cancel();
+        let _ = expiry_tick.await;
         tracing::info!(serial = self.applied(), "satellite stopped");
     }
 
@@ -148,6 +159,7 @@ impl Link {
             other => other.into(),
         })?
         .into_inner();
+        self.expiry.heard();
         let config = boot
             .config
             .ok_or_else(|| LinkError::Protocol("boot without a configuration".into()))?;
@@ -202,6 +214,8 @@ impl Link {
                 let event = message
                     .event
                     .ok_or_else(|| LinkError::Protocol("empty change stream event".into()))?;
+                // Any event is the master answering (a batch, a heartbeat, a request).
+                self.expiry.heard();
                 match event {
                     Event::Batch(b) => self.apply_batch(ChangeBatch::try_from(b)?).await?,
                     Event::Heartbeat(h) => self.metrics.set_head(h.head_serial),
@@ -281,6 +295,7 @@ impl Link {
             self.in_snapshot = false;
         }
         let (serial, objects) = fetched?;
+        self.expiry.heard();
         let fetched = started.elapsed();
         let count = objects.len();
         // Settings may enable Whois or RDAP at any time: build the directory too.
@@ -360,6 +375,7 @@ impl Link {
             interval: self.checkin_interval,
             report: self.report.subscribe(),
             metrics: Arc::clone(&self.metrics),
+            expiry: Arc::clone(&self.expiry),
             started: self.started,
             answers: tx,
         };

@@ -98,6 +98,7 @@ mod tests {
         let ctx = Ctx {
             zones: &zones,
             nsid: None,
+            expiry: None,
         };
         assert!(sel.run(&mut ev, &ctx));
         let m = hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap();

@@ -45,6 +45,7 @@ use orrery_proto::name::wire_is_subdomain;
 
 use crate::dns::leaf::{Ctx, Dns};
 use crate::dns::wire::{Event, Full, Owner, Response, Section, Transport, class, rcode, rtype};
+use crate::expiry::Expiry;
 use crate::selector::{Flow, Leaf};
 use crate::zone::dnssec::{Denial, Hash, Signed, nsec3_owner};
 use crate::zone::{Delegation, HostId, HostTable, ZoneData, ZoneSet};
@@ -69,13 +70,25 @@ impl Leaf<Dns> for Lookup {
     }
 
     fn handle(&self, ev: &mut Event, ctx: &Ctx<'_>) -> Flow {
-        answer(ctx.zones, ev, ctx.nsid);
+        answer_unless_expired(ctx.zones, ev, ctx.nsid, ctx.expiry);
         Flow::Respond
     }
 }
 
 /// Writes the authoritative answer to the event's question into its response.
 pub fn answer(set: &ZoneSet, ev: &mut Event, nsid: Option<&'static [u8]>) {
+    answer_unless_expired(set, ev, nsid, None);
+}
+
+/// [`answer`], or SERVFAIL when `expiry` (given with `serve_expired = false`) finds the zone
+/// past its SOA EXPIRE: the zone "is no longer authoritative" (RFC 1035 §3.3.13), as a BIND,
+/// NSD or Knot secondary answers then. One relaxed load, only for names in a zone.
+fn answer_unless_expired(
+    set: &ZoneSet,
+    ev: &mut Event,
+    nsid: Option<&'static [u8]>,
+    expiry: Option<&Expiry>,
+) {
     let zone = match ev.query.qclass {
         class::IN => set.find_zone(ev.query.qname()),
         _ => None,
@@ -84,6 +97,10 @@ pub fn answer(set: &ZoneSet, ev: &mut Event, nsid: Option<&'static [u8]>) {
         ev.begin_response(rcode::REFUSED, nsid);
         return;
     };
+    if expiry.is_some_and(|e| e.is_expired(zone.soa.expire)) {
+        ev.begin_response(rcode::SERVFAIL, nsid);
+        return;
+    }
     ev.begin_response(rcode::NOERROR, nsid);
     let q = &ev.query;
     let r = &mut ev.response;
@@ -676,6 +693,57 @@ mod tests {
             .collect()
     }
 
+    /// With `serve_expired = false` (an [`Expiry`] in the context) a zone silent for its SOA
+    /// EXPIRE answers SERVFAIL, every name in it, until a master is heard from; names in no
+    /// zone are still REFUSED; without one (the default) the same silence changes nothing.
+    #[test]
+    fn an_expired_zone_answers_servfail_only_when_told_to() {
+        let zones = sample();
+        let expire = zones.zones()[0].soa.expire;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ask_with = |name: &str, expiry: Option<&Expiry>| {
+            let mut ev = Event::new();
+            ev.load(
+                &query_packet(name, rtype::A, class::IN, None),
+                "127.0.0.1".parse().unwrap(),
+                Transport::Udp,
+            );
+            let ctx = Ctx {
+                zones: &zones,
+                nsid: None,
+                expiry,
+            };
+            assert!(selector().run(&mut ev, &ctx));
+            Message::from_vec(ev.response.bytes())
+                .unwrap()
+                .response_code
+        };
+        let fresh = Expiry::heard_at(now - u64::from(expire) + 60);
+        let expired = Expiry::heard_at(now - u64::from(expire) - 1);
+        for name in ["tld", "foo.tld", "nope.tld", "ns1.foo.tld"] {
+            assert_ne!(ask_with(name, None), ResponseCode::ServFail, "{name}");
+            assert_ne!(
+                ask_with(name, Some(&fresh)),
+                ResponseCode::ServFail,
+                "{name}"
+            );
+            assert_eq!(
+                ask_with(name, Some(&expired)),
+                ResponseCode::ServFail,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            ask_with("example.org", Some(&expired)),
+            ResponseCode::Refused
+        );
+        expired.heard();
+        assert_eq!(ask_with("foo.tld", Some(&expired)), ResponseCode::NoError);
+    }
+
     #[test]
     fn referral_with_glue() {
         for name in ["foo.tld", "www.foo.tld", "a.b.FOO.tld"] {
@@ -916,7 +984,11 @@ mod tests {
                 "127.0.0.1".parse().unwrap(),
                 tr,
             );
-            let ctx = Ctx { zones, nsid: None };
+            let ctx = Ctx {
+                zones,
+                nsid: None,
+                expiry: None,
+            };
             assert!(selector().run(&mut ev, &ctx));
             ev.response.bytes().to_vec()
         }

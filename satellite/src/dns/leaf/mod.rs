@@ -9,6 +9,7 @@ pub mod statistics;
 pub mod validate_query;
 
 use crate::dns::wire::{Event, rcode};
+use crate::expiry::Expiry;
 use crate::selector::acl::Acl;
 use crate::selector::{ChainId, Leaf, Request, Service};
 use crate::zone::ZoneSet;
@@ -29,6 +30,9 @@ pub struct Ctx<'a> {
     pub zones: &'a ZoneSet,
     /// NSID to send when asked (RFC 5001).
     pub nsid: Option<&'static [u8]>,
+    /// Zone expiry, when expired zones answer SERVFAIL (`serve_expired = false`); `None`
+    /// when they are served whatever their age (the default).
+    pub expiry: Option<&'a Expiry>,
 }
 
 impl Service for Dns {
@@ -127,6 +131,7 @@ pub(crate) mod tests {
         let ctx = Ctx {
             zones,
             nsid: Some(b"sat1"),
+            expiry: None,
         };
         sel.run(&mut ev, &ctx)
             .then(|| hickory_proto::op::Message::from_vec(ev.response.bytes()).unwrap())

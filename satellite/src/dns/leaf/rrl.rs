@@ -327,6 +327,7 @@ mod tests {
             let ctx = Ctx {
                 zones: &zones,
                 nsid: None,
+                expiry: None,
             };
             assert!(sel.selector.run(&mut ev, &ctx));
             ResponseClass::of(&ev.response)
