@@ -580,6 +580,7 @@ mod tests {
                     activated: None,
                     retired: None,
                     revoked: None,
+                    ds_seen: None,
                 },
             )
             .await

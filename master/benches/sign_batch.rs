@@ -95,6 +95,7 @@ fn main() {
             activated: None,
             retired: None,
             revoked: None,
+            ds_seen: None,
         });
     }
     let dnssec = ZoneDnssec {

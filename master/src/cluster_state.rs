@@ -72,6 +72,11 @@ impl ClusterState {
         &self.settings.id
     }
 
+    /// How long after its last heartbeat another master counts as gone.
+    pub fn stale_after(&self) -> Duration {
+        self.settings.stale_after()
+    }
+
     /// Notes that this master holds (or no longer holds) a singleton duty; shown by `status`.
     pub fn set_duty(&self, duty: &'static str, held: bool) {
         let mut duties = self.duties.lock().unwrap_or_else(|e| e.into_inner());

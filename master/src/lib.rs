@@ -37,7 +37,9 @@
 //! - [`metrics`]: the Prometheus listener (`master.metrics`): this master and the cluster.
 //! - [`serve`]: accepting connections: TLS handshake, identity from the certificate.
 //! - [`signing`]: signing the signed zones in the change path (DNSSEC RRsets in each batch).
-//! - [`signing_duty`]: moving the signature windows, under the `dnssec` lease.
+//! - [`signing_duty`]: moving the signature windows and rolling keys, under the `dnssec`
+//!   lease; every master reports there which keys it can load.
+//! - [`rollover`]: the key rollover schedule, a pure function the duty applies.
 
 pub mod cache;
 pub mod cert_expiry;
@@ -49,6 +51,7 @@ pub mod follow_journal;
 pub mod maintenance;
 pub mod metrics;
 pub mod resume;
+pub mod rollover;
 pub mod satellites;
 pub mod serve;
 pub mod service;
@@ -161,7 +164,7 @@ impl Master {
             )),
             None => None,
         };
-        let signer = signing::ZoneSigner::new(keys);
+        let signer = signing::ZoneSigner::new(keys.clone());
         let signing_health = signer.health();
         let follower = JournalFollower::new(read.clone(), cache.clone(), config.follow.clone())
             .with_signer(signer, resume.signing_flag());
@@ -217,8 +220,13 @@ impl Master {
             .run(shutdown.clone()),
         );
         tasks.spawn(
-            signing_duty::SigningDuty::new(store.clone(), config.dnssec.clone(), cluster.clone())
-                .run(shutdown.clone()),
+            signing_duty::SigningDuty::new(
+                store.clone(),
+                config.dnssec.clone(),
+                cluster.clone(),
+                keys,
+            )
+            .run(shutdown.clone()),
         );
         if config.watchdog.enabled {
             let watchdog = watchdog::Watchdog::new(

@@ -93,6 +93,7 @@ async fn add_key(
         activated: (state == KeyState::Active).then_some(Timestamp(1_800_000_000)),
         retired: None,
         revoked: None,
+        ds_seen: None,
     };
     store.add_zone_key(&n("test"), &key).await.unwrap();
     key
@@ -202,7 +203,10 @@ async fn stores() -> Vec<(Store, tempfile::TempDir, Option<String>)> {
     match std::env::var("DATABASE_URL") {
         Ok(admin) => {
             use sqlx::Connection;
-            let name = format!("orrery_sign_{}_{}", std::process::id(), v.len());
+            // One database per call: the tests of this binary run in parallel.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("orrery_sign_{}_{call}", std::process::id());
             let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {name}"
@@ -722,7 +726,7 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
             stats_history: 2,
         }));
         tasks.push(tokio::spawn(
-            SigningDuty::new(store.clone(), settings.clone(), state).run(shutdown.clone()),
+            SigningDuty::new(store.clone(), settings.clone(), state, None).run(shutdown.clone()),
         ));
     }
     tokio::time::sleep(Duration::from_millis(2_600)).await;
@@ -795,5 +799,179 @@ async fn no_resume_from_the_journal_across_a_signed_zone() {
     match resume.gap(signed_from).await {
         Gap::Unavailable(why) => assert!(why.contains("DNSSEC zone test"), "{why}"),
         Gap::Batch(b) => panic!("resumed across a signed zone: {b:?}"),
+    }
+}
+
+/// Copies a key file from one master's key directory to another's, as the runbook does.
+fn copy_key(from: &std::path::Path, to: &std::path::Path, locator: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from.join(locator), to.join(locator)).unwrap();
+    std::fs::set_permissions(to.join(locator), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A ZSK rollover by the signing duty with two masters, each with its own key directory: the
+/// successor is generated on the lease holder at publication (both masters keep signing: a
+/// published key signs nothing), its activation waits while the other master cannot load it,
+/// goes ahead once the file is there, and both masters then sign to the same bytes; the old
+/// ZSK leaves after the largest signed TTL plus the propagation delay.
+#[tokio::test]
+async fn a_zsk_rollover_waits_until_every_live_master_can_load_the_new_key() {
+    use orrery_master::rollover::Step;
+    use orrery_master::signing_duty::{report_loadable, roll_keys_at};
+    use orrery_store::MasterHeartbeat;
+    use std::time::Duration;
+
+    for (store, dir, pg) in stores().await {
+        seed(&store).await;
+        let (dir_a, dir_b) = (dir.path().join("keys-a"), dir.path().join("keys-b"));
+        let ka = FileKeyStore::open(&dir_a).unwrap();
+        let kb = FileKeyStore::open(&dir_b).unwrap();
+        let mut policy = DnssecPolicy::tld_default(Timestamp(1_799_996_400));
+        policy.algorithm = Algorithm::Ed25519;
+        policy.dnskey_ttl = 50;
+        policy.timings.zsk_lifetime = Some(1_000);
+        policy.timings.propagation = 10;
+        store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+        let ksk = add_key(
+            &store,
+            &ka,
+            Algorithm::Ed25519,
+            KeyRole::Ksk,
+            KeyState::Active,
+        )
+        .await;
+        let old = add_key(
+            &store,
+            &ka,
+            Algorithm::Ed25519,
+            KeyRole::Zsk,
+            KeyState::Active,
+        )
+        .await;
+        for k in [&ksk, &old] {
+            copy_key(&dir_a, &dir_b, &k.locator);
+        }
+        for id in ["a", "b"] {
+            store
+                .master_heartbeat(&MasterHeartbeat {
+                    id: id.into(),
+                    host: "localhost".into(),
+                    started_ms: 0,
+                    journal_head: 0,
+                    duties: vec![],
+                    quarantined: 0,
+                    cert_expires_ms: None,
+                    unsignable: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        let (fa, cache_a) = follower(&store, Some(Arc::new(ka.clone())));
+        let (fb, cache_b) = follower(&store, Some(Arc::new(kb.clone())));
+        fa.load().await.unwrap();
+        fb.load().await.unwrap();
+        let stale = Duration::from_secs(600);
+        let roll = |now: i64| roll_keys_at(&store, Some(&ka), "a", stale, Timestamp(now));
+
+        // Ipub (60 s) before the ZSK's lifetime ends: a successor, in master a's directory.
+        let publish = 1_800_000_000 + 1_000 - 60;
+        assert!(roll(publish - 1).await.unwrap().steps.is_empty());
+        let rolled = roll(publish).await.unwrap();
+        assert_eq!(
+            rolled.steps,
+            vec![(n("test"), Step::Publish { role: KeyRole::Zsk })]
+        );
+        let keys = store.dnssec(&n("test")).await.unwrap().unwrap().keys;
+        let new = keys
+            .iter()
+            .find(|k| k.role == KeyRole::Zsk && k.state == KeyState::Published)
+            .unwrap()
+            .clone();
+        assert_eq!(new.published, Some(Timestamp(publish)));
+        assert!(dir_a.join(&new.locator).exists() && !dir_b.join(&new.locator).exists());
+        // Published, it signs nothing: master b, without its file, still signs the zone.
+        fa.poll_once().await.unwrap();
+        fb.poll_once().await.unwrap();
+        assert_eq!(published(&cache_a), reference(&store, &ka).await);
+        assert_eq!(published(&cache_b), published(&cache_a));
+        let dnskeys = |c: &Cache| {
+            published(c)
+                .iter()
+                .find(|s| s.id.rtype == 48)
+                .map_or(0, |s| s.rdata.len())
+        };
+        assert_eq!(dnskeys(&cache_b), 3, "the successor is in the DNSKEY RRset");
+
+        // Due, but master b cannot load it: the activation waits, naming b.
+        report_loadable(&store, Some(&ka), "a").await.unwrap();
+        report_loadable(&store, Some(&kb), "b").await.unwrap();
+        let rolled = roll(publish + 60).await.unwrap();
+        assert!(rolled.steps.is_empty(), "{rolled:?}");
+        assert_eq!(
+            rolled.blocked,
+            vec![(n("test"), new.locator.clone(), vec!["b".to_owned()])]
+        );
+        let state = |locator: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .dnssec(&n("test"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .keys
+                    .into_iter()
+                    .find(|k| k.locator == locator)
+                    .map(|k| k.state)
+            }
+        };
+        assert_eq!(state(new.locator.clone()).await, Some(KeyState::Published));
+
+        // The file reaches b: the successor signs and the old ZSK retires, in one write.
+        copy_key(&dir_a, &dir_b, &new.locator);
+        report_loadable(&store, Some(&kb), "b").await.unwrap();
+        let rolled = roll(publish + 61).await.unwrap();
+        assert_eq!(
+            rolled.steps,
+            vec![(
+                n("test"),
+                Step::Activate {
+                    key: new.locator.clone(),
+                    retire: vec![old.locator.clone()]
+                }
+            )]
+        );
+        assert!(rolled.blocked.is_empty());
+        fa.poll_once().await.unwrap();
+        fb.poll_once().await.unwrap();
+        assert_eq!(published(&cache_a), reference(&store, &ka).await);
+        assert_eq!(
+            published(&cache_b),
+            published(&cache_a),
+            "b signs with the new key too"
+        );
+
+        // The old ZSK leaves once the largest signed TTL (the NS TTL, 172,800 s) and the
+        // propagation delay have passed; not before. (The new ZSK's own 1,000 s lifetime would
+        // start the next roll meanwhile: by hand from here.)
+        policy.timings.zsk_lifetime = None;
+        store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+        let remove = publish + 61 + 172_800 + 10;
+        assert!(roll(remove - 1).await.unwrap().steps.is_empty());
+        assert_eq!(
+            roll(remove).await.unwrap().steps,
+            vec![(
+                n("test"),
+                Step::Remove {
+                    key: old.locator.clone()
+                }
+            )]
+        );
+        assert_eq!(state(old.locator.clone()).await, None);
+        fa.poll_once().await.unwrap();
+        fb.poll_once().await.unwrap();
+        assert_eq!(dnskeys(&cache_a), 2);
+        assert_eq!(published(&cache_b), published(&cache_a));
+        drop_pg(pg).await;
     }
 }

@@ -97,6 +97,57 @@ pub struct DnssecPolicy {
     /// journalled write once per `refresh`) rather than taken from the clock, so the same store
     /// state signs to the same bytes on every master and in the generator.
     pub inception: Timestamp,
+    /// When the signing duty rolls the zone's keys. Not a signing input: no signature depends
+    /// on it, only when key states change.
+    pub timings: KeyTimings,
+}
+
+/// The timings of a zone's automatic key rollovers, in seconds, with the names of RFC 7583 §3.
+/// The waits themselves are derived from them and from the zone's TTLs
+/// (`orrery_master::rollover`): a new key is published `TTLkey + Dprp` before it signs
+/// (pre-publication, RFC 6781 §4.1.1.1), an old ZSK stays published `TTLsig + Dprp` after it
+/// stops signing, an old KSK signs until `TTLds + Dprp` after the parent publishes its
+/// successor's DS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTimings {
+    /// How long a ZSK signs before its successor takes over (RFC 7583 `Lzsk`); `None`: only
+    /// by hand (`orrery-admin dnssec rollover --zsk`). Default 90 days.
+    pub zsk_lifetime: Option<u32>,
+    /// How long a KSK signs before the duty publishes a successor (`Lksk`); `None` (the
+    /// default): registries roll KSKs by hand, together with their parent.
+    pub ksk_lifetime: Option<u32>,
+    /// `Dprp`: from a commit in the store to every satellite (and secondary) serving it,
+    /// a reconnecting satellite included. Default one hour.
+    pub propagation: u32,
+    /// `TTLds`: the TTL of the zone's DS at its parent (86,400 at the root, the default).
+    pub parent_ds_ttl: u32,
+}
+
+impl KeyTimings {
+    /// 90 days, a common ZSK lifetime (RFC 6781 §3.2 leaves it to policy; Knot and BIND's
+    /// `dnssec-policy default` use 30 days to unlimited).
+    pub const DEFAULT_ZSK_LIFETIME: u32 = 90 * 86_400;
+    /// One hour.
+    pub const DEFAULT_PROPAGATION: u32 = 3_600;
+    /// The root zone's DS TTL.
+    pub const DEFAULT_PARENT_DS_TTL: u32 = 86_400;
+
+    /// The pre-publication interval `Ipub = Dprp + TTLkey` (RFC 7583 §3.3.1): a new DNSKEY is
+    /// in every cache's view of the DNSKEY RRset this long after it is published.
+    pub fn publish_interval(&self, dnskey_ttl: u32) -> u32 {
+        self.propagation.saturating_add(dnskey_ttl)
+    }
+}
+
+impl Default for KeyTimings {
+    fn default() -> Self {
+        Self {
+            zsk_lifetime: Some(Self::DEFAULT_ZSK_LIFETIME),
+            ksk_lifetime: None,
+            propagation: Self::DEFAULT_PROPAGATION,
+            parent_ds_ttl: Self::DEFAULT_PARENT_DS_TTL,
+        }
+    }
 }
 
 impl DnssecPolicy {
@@ -118,6 +169,7 @@ impl DnssecPolicy {
             refresh: Self::DEFAULT_REFRESH,
             dnskey_ttl: Self::DEFAULT_DNSKEY_TTL,
             inception,
+            timings: KeyTimings::default(),
         }
     }
 
@@ -138,6 +190,22 @@ impl DnssecPolicy {
                 "refresh ({} s) must be shorter than the validity ({} s), or signatures expire before they are renewed",
                 self.refresh, self.validity
             ));
+        }
+        let ipub = self.timings.publish_interval(self.dnskey_ttl);
+        for (what, lifetime) in [
+            ("ZSK", self.timings.zsk_lifetime),
+            ("KSK", self.timings.ksk_lifetime),
+        ] {
+            match lifetime {
+                Some(0) => return Err(format!("a {what} lifetime of 0 s: give none for by hand")),
+                // A key must outlive its own pre-publication, or every key would start a roll.
+                Some(l) if l <= ipub => {
+                    return Err(format!(
+                        "the {what} lifetime ({l} s) must be longer than the DNSKEY TTL plus the propagation delay ({ipub} s)"
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -238,6 +306,9 @@ pub struct ZoneKey {
     pub activated: Option<Timestamp>,
     pub retired: Option<Timestamp>,
     pub revoked: Option<Timestamp>,
+    /// For a KSK or CSK: when the operator recorded that the parent publishes its DS
+    /// (`orrery-admin dnssec ds-seen`), the operator step of a double-DS rollover.
+    pub ds_seen: Option<Timestamp>,
 }
 
 impl ZoneKey {
@@ -421,5 +492,18 @@ mod tests {
         assert_eq!(e - i, 14 * 86_400);
         p.refresh = p.validity;
         assert!(p.check().is_err());
+    }
+
+    #[test]
+    fn key_timings_are_checked_against_the_publish_interval() {
+        let mut p = DnssecPolicy::tld_default(Timestamp(0));
+        assert_eq!(p.timings.publish_interval(p.dnskey_ttl), 7_200);
+        p.timings.zsk_lifetime = Some(7_200);
+        assert!(p.check().unwrap_err().contains("ZSK lifetime"));
+        p.timings.zsk_lifetime = Some(7_201);
+        p.timings.ksk_lifetime = Some(0);
+        assert!(p.check().unwrap_err().contains("KSK lifetime of 0"));
+        p.timings.ksk_lifetime = None;
+        assert!(p.check().is_ok());
     }
 }

@@ -209,6 +209,7 @@ fn signed_zones(denial: orrery_proto::dnssec::Denial) -> ZoneSet {
             activated: None,
             retired: None,
             revoked: None,
+            ds_seen: None,
         }],
     };
     let mut records = Vec::new();

@@ -85,6 +85,7 @@ fn run(apex: &Name, domains: usize, denial: Denial, key: &PrivateKey) {
             activated: None,
             retired: None,
             revoked: None,
+            ds_seen: None,
         }],
     };
     let recs = records(apex, domains);

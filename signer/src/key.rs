@@ -11,8 +11,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use orrery_proto::dnssec::Algorithm;
-use orrery_proto::{Ds, Name};
+use orrery_proto::dnssec::{Algorithm, KeyRole, KeyState, ZoneKey};
+use orrery_proto::{Ds, Name, Timestamp};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey as _;
 use ring::digest::{SHA256, digest};
@@ -170,6 +170,50 @@ pub fn ds_for(owner: &Name, dnskey_rdata: &[u8]) -> Ds {
 /// The DNSKEY RDATA of a public key.
 pub fn dnskey_rdata(flags: u16, algorithm: Algorithm, public_key: &[u8]) -> Vec<u8> {
     rdata::dnskey(flags, algorithm.number(), public_key)
+}
+
+/// Generates a new key of `role` for `zone` in `keys` and returns the row the store records
+/// for it, in `state` (published or active) since `now`. The one way keys are made: by
+/// `orrery-admin dnssec add-key` / `rollover` and by the master's signing duty.
+pub fn new_zone_key(
+    keys: &dyn KeyStore,
+    zone: &Name,
+    role: KeyRole,
+    algorithm: Algorithm,
+    state: KeyState,
+    now: Timestamp,
+) -> Result<ZoneKey, KeyError> {
+    let mut key = ZoneKey {
+        role,
+        algorithm,
+        key_tag: 0,
+        public_key: Vec::new(),
+        state,
+        locator: String::new(),
+        created: now,
+        published: Some(now),
+        activated: (state == KeyState::Active).then_some(now),
+        retired: None,
+        revoked: None,
+        ds_seen: None,
+    };
+    let (locator, private) = keys.generate(zone, algorithm, key.flags())?;
+    key.locator = locator;
+    key.public_key = private.public_key();
+    key.key_tag = key_tag(&dnskey_rdata(key.flags(), algorithm, &key.public_key));
+    Ok(key)
+}
+
+/// Whether `keys` can sign with `key`: its private key loads and matches the public key the
+/// store holds (what a master needs before the key may sign, `orrery_master::signing_duty`).
+pub fn can_sign_with(keys: &dyn KeyStore, key: &ZoneKey) -> Result<(), KeyError> {
+    let private = keys.load(&key.locator, key.algorithm)?;
+    if private.public_key() != key.public_key {
+        return Err(KeyError::Mismatch {
+            locator: key.locator.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// PKCS#8 files in one directory, mode 0600, named `K<zone>+<alg>+<n>.pk8`.

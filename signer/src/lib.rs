@@ -30,7 +30,9 @@ pub mod record;
 pub mod rrsets;
 pub mod zone;
 
-pub use key::{FileKeyStore, KeyError, KeyStore, PrivateKey, ds_for, key_tag};
+pub use key::{
+    FileKeyStore, KeyError, KeyStore, PrivateKey, can_sign_with, ds_for, key_tag, new_zone_key,
+};
 pub use objects::{SignWithKeysError, sign_with_keys, sign_with_keys_cached};
 pub use record::{Record, canonical_cmp};
 pub use rrsets::dnssec_rrsets;

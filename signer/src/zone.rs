@@ -620,6 +620,7 @@ pub(crate) mod tests {
                 activated: None,
                 retired: None,
                 revoked: None,
+                ds_seen: None,
             }],
         }
     }

@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use orrery_proto::dnssec::{
-    Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneDnssec, ZoneKey,
+    Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, KeyTimings, ZoneDnssec, ZoneKey,
 };
 use orrery_proto::{Name, Timestamp};
 use sqlx::AssertSqlSafe;
@@ -21,7 +21,9 @@ use crate::{Result, Store, StoreError, on_pool};
 /// The policy of one zone, by zone id (`$1`).
 pub(crate) const POLICY_SQL: &str = "SELECT denial, CAST(algorithm AS bigint) AS algorithm, \
     CAST(validity_s AS bigint) AS validity_s, CAST(refresh_s AS bigint) AS refresh_s, \
-    CAST(dnskey_ttl AS bigint) AS dnskey_ttl, CAST(inception_s AS bigint) AS inception_s \
+    CAST(dnskey_ttl AS bigint) AS dnskey_ttl, CAST(inception_s AS bigint) AS inception_s, \
+    CAST(zsk_lifetime_s AS bigint) AS zsk_lifetime_s, CAST(ksk_lifetime_s AS bigint) AS ksk_lifetime_s, \
+    CAST(propagation_s AS bigint) AS propagation_s, CAST(parent_ds_ttl_s AS bigint) AS parent_ds_ttl_s \
     FROM dnssec_policy WHERE zone_id = $1";
 
 /// The keys of one zone, by zone id (`$1`), in the one order every reader sees.
@@ -29,7 +31,7 @@ pub(crate) const KEYS_SQL: &str = "SELECT role, CAST(algorithm AS bigint) AS alg
     CAST(key_tag AS bigint) AS key_tag, public_key, state, locator, \
     CAST(created_s AS bigint) AS created_s, CAST(published_s AS bigint) AS published_s, \
     CAST(activated_s AS bigint) AS activated_s, CAST(retired_s AS bigint) AS retired_s, \
-    CAST(revoked_s AS bigint) AS revoked_s \
+    CAST(revoked_s AS bigint) AS revoked_s, CAST(ds_seen_s AS bigint) AS ds_seen_s \
     FROM dnssec_key WHERE zone_id = $1 ORDER BY role, algorithm, key_tag, public_key";
 
 #[derive(sqlx::FromRow)]
@@ -40,6 +42,10 @@ pub(crate) struct PolicyRow {
     refresh_s: Option<i64>,
     dnskey_ttl: Option<i64>,
     inception_s: Option<i64>,
+    zsk_lifetime_s: Option<i64>,
+    ksk_lifetime_s: Option<i64>,
+    propagation_s: Option<i64>,
+    parent_ds_ttl_s: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -55,6 +61,7 @@ pub(crate) struct KeyRow {
     activated_s: Option<i64>,
     retired_s: Option<i64>,
     revoked_s: Option<i64>,
+    ds_seen_s: Option<i64>,
 }
 
 fn u32_of(table: &'static str, zone: &str, field: &str, v: Option<i64>) -> RowResult<u32> {
@@ -94,6 +101,18 @@ pub(crate) fn into_model(
                 .inception_s
                 .ok_or_else(|| bad_row("zone", t, zone, "inception_s is not a number"))?,
         ),
+        timings: KeyTimings {
+            zsk_lifetime: policy
+                .zsk_lifetime_s
+                .map(|v| u32_of(t, zone, "zsk_lifetime_s", Some(v)))
+                .transpose()?,
+            ksk_lifetime: policy
+                .ksk_lifetime_s
+                .map(|v| u32_of(t, zone, "ksk_lifetime_s", Some(v)))
+                .transpose()?,
+            propagation: u32_of(t, zone, "propagation_s", policy.propagation_s)?,
+            parent_ds_ttl: u32_of(t, zone, "parent_ds_ttl_s", policy.parent_ds_ttl_s)?,
+        },
     };
     policy.check().map_err(|e| bad_row("zone", t, zone, e))?;
     let t = "dnssec_key";
@@ -122,6 +141,7 @@ pub(crate) fn into_model(
                 activated: k.activated_s.map(Timestamp),
                 retired: k.retired_s.map(Timestamp),
                 revoked: k.revoked_s.map(Timestamp),
+                ds_seen: k.ds_seen_s.map(Timestamp),
                 locator: k.locator.clone(),
             })
         })
@@ -169,10 +189,13 @@ impl Store {
         let mut tx = Tx::begin(self).await?;
         let zone_id = zone_id(&mut tx, apex).await?;
         tx.exec(
-            "INSERT INTO dnssec_policy(zone_id, denial, algorithm, validity_s, refresh_s, dnskey_ttl, inception_s) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (zone_id) DO UPDATE SET denial = EXCLUDED.denial, \
+            "INSERT INTO dnssec_policy(zone_id, denial, algorithm, validity_s, refresh_s, dnskey_ttl, inception_s, \
+             zsk_lifetime_s, ksk_lifetime_s, propagation_s, parent_ds_ttl_s) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (zone_id) DO UPDATE SET denial = EXCLUDED.denial, \
              algorithm = EXCLUDED.algorithm, validity_s = EXCLUDED.validity_s, refresh_s = EXCLUDED.refresh_s, \
-             dnskey_ttl = EXCLUDED.dnskey_ttl, inception_s = EXCLUDED.inception_s",
+             dnskey_ttl = EXCLUDED.dnskey_ttl, inception_s = EXCLUDED.inception_s, \
+             zsk_lifetime_s = EXCLUDED.zsk_lifetime_s, ksk_lifetime_s = EXCLUDED.ksk_lifetime_s, \
+             propagation_s = EXCLUDED.propagation_s, parent_ds_ttl_s = EXCLUDED.parent_ds_ttl_s",
             &[
                 Arg::I64(zone_id),
                 Arg::Text(policy.denial.as_str().to_owned()),
@@ -181,6 +204,10 @@ impl Store {
                 Arg::I64(policy.refresh.into()),
                 Arg::I64(policy.dnskey_ttl.into()),
                 Arg::I64(policy.inception.0),
+                Arg::OptI64(policy.timings.zsk_lifetime.map(i64::from)),
+                Arg::OptI64(policy.timings.ksk_lifetime.map(i64::from)),
+                Arg::I64(policy.timings.propagation.into()),
+                Arg::I64(policy.timings.parent_ds_ttl.into()),
             ],
         )
         .await?;
@@ -225,7 +252,8 @@ impl Store {
         let opt = |t: Option<Timestamp>| Arg::OptI64(t.map(|t| t.0));
         tx.exec(
             "INSERT INTO dnssec_key(zone_id, role, algorithm, key_tag, public_key, state, locator, created_s, \
-             published_s, activated_s, retired_s, revoked_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             published_s, activated_s, retired_s, revoked_s, ds_seen_s) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 Arg::I64(zone_id),
                 Arg::Text(key.role.as_str().to_owned()),
@@ -239,6 +267,7 @@ impl Store {
                 opt(key.activated),
                 opt(key.retired),
                 opt(key.revoked),
+                opt(key.ds_seen),
             ],
         )
         .await?;
@@ -255,35 +284,105 @@ impl Store {
         key_tag: u16,
         at: Timestamp,
     ) -> Result<()> {
-        let col = match state {
-            KeyState::Published => "published_s",
-            KeyState::Active => "activated_s",
-            KeyState::Retired => "retired_s",
-            KeyState::Revoked => "revoked_s",
-        };
+        self.set_key_states(apex, &[(locator, state, key_tag)], at)
+            .await
+    }
+
+    /// Moves several keys (locator, state, key tag) in one transaction, so one serial has
+    /// all of them: a ZSK swap activates the successor and retires its predecessor at once,
+    /// and no serial has both or neither signing.
+    pub async fn set_key_states(
+        &self,
+        apex: &Name,
+        moves: &[(&str, KeyState, u16)],
+        at: Timestamp,
+    ) -> Result<()> {
+        let mut tx = Tx::begin(self).await?;
+        let zone_id = zone_id(&mut tx, apex).await?;
+        for &(locator, state, key_tag) in moves {
+            let col = match state {
+                KeyState::Published => "published_s",
+                KeyState::Active => "activated_s",
+                KeyState::Retired => "retired_s",
+                KeyState::Revoked => "revoked_s",
+            };
+            let n = tx
+                .exec(
+                    &format!(
+                        "UPDATE dnssec_key SET state = $3, key_tag = $4, {col} = $5 WHERE zone_id = $1 AND locator = $2"
+                    ),
+                    &[
+                        Arg::I64(zone_id),
+                        Arg::Text(locator.to_owned()),
+                        Arg::Text(state.as_str().to_owned()),
+                        Arg::I64(key_tag.into()),
+                        Arg::I64(at.0),
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "key",
+                    key: format!("{locator} of zone {apex}"),
+                });
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Records that the parent publishes the DS of a KSK or CSK (by its locator) since `at`:
+    /// the operator step of a double-DS rollover, after which the signing duty retires the
+    /// older KSKs once the parent's DS TTL has passed. Journalled as a zone change.
+    pub async fn set_ds_seen(&self, apex: &Name, locator: &str, at: Timestamp) -> Result<()> {
         let mut tx = Tx::begin(self).await?;
         let zone_id = zone_id(&mut tx, apex).await?;
         let n = tx
             .exec(
-                &format!(
-                    "UPDATE dnssec_key SET state = $3, key_tag = $4, {col} = $5 WHERE zone_id = $1 AND locator = $2"
-                ),
+                "UPDATE dnssec_key SET ds_seen_s = $3 WHERE zone_id = $1 AND locator = $2 AND role IN ('ksk', 'csk')",
                 &[
                     Arg::I64(zone_id),
                     Arg::Text(locator.to_owned()),
-                    Arg::Text(state.as_str().to_owned()),
-                    Arg::I64(key_tag.into()),
                     Arg::I64(at.0),
                 ],
             )
             .await?;
         if n == 0 {
             return Err(StoreError::NotFound {
-                kind: "key",
+                kind: "KSK or CSK",
                 key: format!("{locator} of zone {apex}"),
             });
         }
         tx.commit().await
+    }
+
+    /// Replaces the set of key locators master `master_id` can load (its report at each
+    /// signing-duty period). Cluster state, not the registry: not journalled.
+    pub async fn report_loadable_keys(&self, master_id: &str, locators: &[String]) -> Result<()> {
+        let now = self.sql.now_ms();
+        let insert = format!(
+            "INSERT INTO dnssec_key_loadable(master_id, locator, checked_ms) VALUES ($1, $2, {now}) \
+             ON CONFLICT (master_id, locator) DO NOTHING"
+        );
+        let mut tx = Tx::begin(self).await?;
+        tx.exec(
+            "DELETE FROM dnssec_key_loadable WHERE master_id = $1",
+            &[Arg::Text(master_id.to_owned())],
+        )
+        .await?;
+        for locator in locators {
+            tx.exec(
+                &insert,
+                &[Arg::Text(master_id.to_owned()), Arg::Text(locator.clone())],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Every (master, locator) pair reported loadable, by master then locator.
+    pub async fn loadable_keys(&self) -> Result<Vec<(String, String)>> {
+        let sql = "SELECT master_id, locator FROM dnssec_key_loadable ORDER BY master_id, locator";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await?))
     }
 
     /// Removes a key (by its locator) from the zone: the end of a rollover, once the key's
@@ -345,6 +444,7 @@ mod tests {
             activated: None,
             retired: None,
             revoked: None,
+            ds_seen: None,
         }
     }
 
@@ -444,6 +544,71 @@ mod tests {
                     .await,
                 Err(StoreError::NotFound { .. })
             ));
+
+            // The operator step of a double-DS rollover, on a SEP key only.
+            let csk = key(7, 1, KeyState::Published).locator;
+            store
+                .set_ds_seen(&apex, &csk, Timestamp(1_800_200_000))
+                .await
+                .unwrap();
+            let d = store.dnssec(&apex).await.unwrap().unwrap();
+            assert_eq!(d.keys[1].ds_seen, Some(Timestamp(1_800_200_000)));
+            assert!(matches!(
+                store.set_ds_seen(&apex, "nope", Timestamp(0)).await,
+                Err(StoreError::NotFound { .. })
+            ));
+            // Several states in one write (one serial).
+            let serial = store.zone_serial(&apex).await.unwrap();
+            store
+                .set_key_states(
+                    &apex,
+                    &[
+                        (csk.as_str(), KeyState::Retired, 7),
+                        (&key(3, 2, KeyState::Active).locator, KeyState::Active, 3),
+                    ],
+                    Timestamp(1_800_300_000),
+                )
+                .await
+                .unwrap();
+            let d = store.dnssec(&apex).await.unwrap().unwrap();
+            assert_eq!(d.keys[1].state, KeyState::Retired);
+            assert_eq!(d.keys[1].retired, Some(Timestamp(1_800_300_000)));
+            assert!(store.zone_serial(&apex).await.unwrap() > serial);
+            // A failing move leaves every key as it was.
+            assert!(
+                store
+                    .set_key_states(
+                        &apex,
+                        &[
+                            (csk.as_str(), KeyState::Active, 7),
+                            ("nope", KeyState::Active, 1)
+                        ],
+                        Timestamp(1_800_400_000),
+                    )
+                    .await
+                    .is_err()
+            );
+            assert_eq!(
+                store.dnssec(&apex).await.unwrap().unwrap().keys[1].state,
+                KeyState::Retired
+            );
+            // Which masters can load which keys: each report replaces that master's.
+            store
+                .report_loadable_keys("m1", &["a".into(), "b".into()])
+                .await
+                .unwrap();
+            store
+                .report_loadable_keys("m2", &["b".into()])
+                .await
+                .unwrap();
+            store
+                .report_loadable_keys("m1", &["c".into()])
+                .await
+                .unwrap();
+            assert_eq!(
+                store.loadable_keys().await.unwrap(),
+                vec![("m1".into(), "c".into()), ("m2".into(), "b".into())]
+            );
 
             // A key leaves the zone; an unknown one is NotFound.
             let serial = store.zone_serial(&apex).await.unwrap();

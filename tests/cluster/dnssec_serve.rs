@@ -19,7 +19,7 @@
 //! generator's signed zone file unchanged, over TCP, the answer, authority and additional
 //! sections compared as sets of records, RRSIG octets included (deterministic signatures).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use orrery_store::synthetic::SyntheticTld;
 
 use crate::harness::{Satellite, free_port, program};
 use crate::processes::{Backend, ProcessCluster, ZONE};
+use crate::unbound::{Unbound, ask};
 
 const DOMAINS: usize = 2_000;
 
@@ -95,6 +96,7 @@ pub(crate) async fn add_key(
         activated: Some(now),
         retired: None,
         revoked: None,
+        ds_seen: None,
     };
     store.add_zone_key(apex, &key).await.unwrap();
     key.locator
@@ -176,116 +178,6 @@ fn sign_sized(dir: &Path, denial: Denial, alg: Algorithm, domains: usize) -> Sig
             insecure,
         }
     })
-}
-
-/// Unbound on a loopback port, validating with `anchor`, the zone `test.` stubbed to `sat`.
-struct Unbound {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Unbound {
-    fn start(unbound: &Path, anchor: &str, sat: SocketAddr) -> Self {
-        Self::start_for(unbound, "test", anchor, sat)
-    }
-
-    /// Unbound validating `zone` (stubbed to `sat`) with `anchor`.
-    fn start_for(unbound: &Path, zone: &str, anchor: &str, sat: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("unbound.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    val-log-level: 2
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: ""
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "validator iterator"
-    trust-anchor-signaling: no
-    root-key-sentinel: no
-    harden-referral-path: no
-    qname-minimisation: no
-    cache-max-ttl: 0
-    cache-max-negative-ttl: 0
-    trust-anchor: "{anchor}"
-    # `test.` is one of Unbound's default local zones (RFC 6761): served by the satellite here.
-    local-zone: "{zone}." nodefault
-remote-control:
-    control-enable: no
-stub-zone:
-    name: "{zone}."
-    stub-addr: {ip}@{sport}
-"#,
-                dir = dir.path().display(),
-                anchor = anchor.replace('\t', " "),
-                ip = sat.ip(),
-                sport = sat.port(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new(unbound)
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start unbound");
-        let me = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ask(me.addr, zone, 6).is_none() {
-            assert!(Instant::now() < deadline, "unbound did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        me
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A recursive query with DO set (EDNS 1232); `None` if no answer came in time.
-fn ask(addr: SocketAddr, name: &str, qtype: u16) -> Option<Message> {
-    let mut p = vec![0x4F, 0x52, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        p.push(label.len() as u8);
-        p.extend_from_slice(label.as_bytes());
-    }
-    p.push(0);
-    p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&1u16.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0x80, 0, 0, 0]);
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    let mut buf = [0u8; 65535];
-    for _ in 0..3 {
-        sock.send_to(&p, addr).ok()?;
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return Message::from_vec(&buf[..n]).ok();
-        }
-    }
-    None
 }
 
 fn run(unbound: &Path, denial: Denial, alg: Algorithm) {

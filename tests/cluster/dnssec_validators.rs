@@ -37,6 +37,7 @@ async fn add_key(store: &Store, keys: &FileKeyStore, apex: &Name, role: KeyRole,
         activated: Some(Timestamp(1_800_000_000)),
         retired: None,
         revoked: None,
+        ds_seen: None,
     };
     store.add_zone_key(apex, &key).await.unwrap();
 }

@@ -4,6 +4,7 @@
 mod bind_fallback;
 mod command_line;
 mod differential;
+mod dnssec_rollover;
 mod dnssec_serve;
 mod dnssec_validators;
 mod faults;
@@ -17,5 +18,6 @@ mod rds;
 mod satellite_faults;
 mod soa_serial;
 mod throttle;
+mod unbound;
 mod watchdog;
 mod xfr;

@@ -1090,6 +1090,7 @@ pub(crate) mod tests {
                 activated: None,
                 retired: None,
                 revoked: None,
+                ds_seen: None,
             }],
         };
         let z = zone(

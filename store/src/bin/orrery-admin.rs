@@ -169,6 +169,19 @@ enum DnssecCmd {
         refresh: u32,
         #[arg(long, default_value_t = orrery_proto::dnssec::DnssecPolicy::DEFAULT_DNSKEY_TTL)]
         dnskey_ttl: u32,
+        /// ZSK lifetime, seconds: the signing duty rolls the ZSK this often (0: only by hand).
+        #[arg(long, default_value_t = orrery_proto::dnssec::KeyTimings::DEFAULT_ZSK_LIFETIME)]
+        zsk_lifetime: u32,
+        /// KSK lifetime, seconds: the duty starts a KSK rollover this often, which still waits
+        /// for `dnssec ds-seen` (0, the default: only by hand).
+        #[arg(long, default_value_t = 0)]
+        ksk_lifetime: u32,
+        /// Propagation delay, seconds: from a commit to every satellite serving it.
+        #[arg(long, default_value_t = orrery_proto::dnssec::KeyTimings::DEFAULT_PROPAGATION)]
+        propagation: u32,
+        /// The TTL of the zone's DS at the parent, seconds.
+        #[arg(long, default_value_t = orrery_proto::dnssec::KeyTimings::DEFAULT_PARENT_DS_TTL)]
+        parent_ds_ttl: u32,
     },
     /// Create a key: the private key goes to the key directory (PKCS#8, mode 0600), the public
     /// key and its state to the store.
@@ -217,6 +230,30 @@ enum DnssecCmd {
     RemoveKey {
         zone: String,
         /// The key's tag, or its locator.
+        #[arg(long)]
+        key: String,
+    },
+    /// Start a rollover now: a successor key is generated here and published; the masters'
+    /// signing duty activates it once every master can load it and caches have its DNSKEY,
+    /// then (ZSK) retires and removes the old one, or (KSK) waits for `ds-seen`.
+    #[command(group(clap::ArgGroup::new("role").required(true).args(["zsk", "ksk"])))]
+    Rollover {
+        zone: String,
+        /// Roll the zone-signing key (pre-publication).
+        #[arg(long)]
+        zsk: bool,
+        /// Roll the key-signing key (double-DS: send the new DS to the parent, then `ds-seen`).
+        #[arg(long)]
+        ksk: bool,
+        /// This signing host's key directory; copy the new file to every other master's.
+        #[arg(long, env = "ORRERY_KEY_DIR")]
+        key_dir: std::path::PathBuf,
+    },
+    /// Record that the parent now publishes the DS of a new KSK: the signing duty retires the
+    /// older KSKs once the parent's DS TTL has passed, and removes them after the DNSKEY TTL.
+    DsSeen {
+        zone: String,
+        /// The new KSK's tag, or its locator.
         #[arg(long)]
         key: String,
     },
@@ -763,9 +800,9 @@ async fn find_key(
 }
 
 async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
-    use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneKey};
+    use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, KeyTimings};
     use orrery_signer::key::dnskey_rdata;
-    use orrery_signer::{FileKeyStore, KeyStore as _};
+    use orrery_signer::{FileKeyStore, new_zone_key};
     let algorithm = |n: u8| {
         Algorithm::from_number(n).ok_or_else(|| invalid("algorithm", format!("{n}: use 13 or 15")))
     };
@@ -777,8 +814,13 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
             validity,
             refresh,
             dnskey_ttl,
+            zsk_lifetime,
+            ksk_lifetime,
+            propagation,
+            parent_ds_ttl,
         } => {
             let apex = name("zone", &zone)?;
+            let lifetime = |s: u32| (s > 0).then_some(s);
             let policy = DnssecPolicy {
                 denial: Denial::parse(&denial).ok_or_else(|| {
                     invalid(
@@ -791,7 +833,14 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
                 refresh,
                 dnskey_ttl,
                 inception: DnssecPolicy::window_for(refresh, Timestamp::now()),
+                timings: KeyTimings {
+                    zsk_lifetime: lifetime(zsk_lifetime),
+                    ksk_lifetime: lifetime(ksk_lifetime),
+                    propagation,
+                    parent_ds_ttl,
+                },
             };
+            policy.check().map_err(|e| invalid("dnssec policy", e))?;
             store.set_dnssec_policy(&apex, &policy).await?;
             say!(
                 "zone {apex}: {} with algorithm {}, signatures from {}",
@@ -831,25 +880,8 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
                 None => policy.algorithm,
             };
             let keys = FileKeyStore::open(&key_dir).map_err(|e| Refused(e.to_string()))?;
-            let flags = if role.is_sep() { 257 } else { 256 };
-            let (locator, private) = keys
-                .generate(&apex, alg, flags)
+            let key = new_zone_key(&keys, &apex, role, alg, state, Timestamp::now())
                 .map_err(|e| Refused(e.to_string()))?;
-            let now = Timestamp::now();
-            let mut key = ZoneKey {
-                role,
-                algorithm: alg,
-                key_tag: 0,
-                public_key: private.public_key(),
-                state,
-                locator,
-                created: now,
-                published: Some(now),
-                activated: (state == KeyState::Active).then_some(now),
-                retired: None,
-                revoked: None,
-            };
-            key.key_tag = orrery_signer::key_tag(&dnskey_rdata(key.flags(), alg, &key.public_key));
             store.add_zone_key(&apex, &key).await?;
             say!(
                 "zone {apex}: {} key {} (algorithm {}) {}, private key {}",
@@ -867,7 +899,21 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
                 .await?
                 .map(|d| d.keys)
                 .unwrap_or_default();
-            let records: Vec<_> = keys.iter().map(|k| show::zone_key(&apex, k)).collect();
+            let mut loadable_on: std::collections::HashMap<String, Vec<String>> =
+                std::collections::HashMap::new();
+            for (master, locator) in store.loadable_keys().await? {
+                loadable_on.entry(locator).or_default().push(master);
+            }
+            let records: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    show::zone_key(
+                        &apex,
+                        k,
+                        loadable_on.get(&k.locator).map_or(&[][..], Vec::as_slice),
+                    )
+                })
+                .collect();
             print_list(&records, &output);
         }
         DnssecCmd::Ds { zone, output } => {
@@ -885,7 +931,7 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
                         &apex,
                         &dnskey_rdata(k.flags(), k.algorithm, &k.public_key),
                     );
-                    show::parent_ds(&apex, &ds)
+                    show::parent_ds(&apex, &ds, k)
                 })
                 .collect();
             print_list(&records, &output);
@@ -921,6 +967,91 @@ async fn dnssec(store: &Store, cmd: DnssecCmd) -> Result<(), Refused> {
             }
             store.remove_zone_key(&apex, &k.locator).await?;
             say!("zone {apex}: key {} ({}) removed", k.key_tag, k.locator);
+        }
+        DnssecCmd::Rollover {
+            zone,
+            zsk,
+            ksk: _,
+            key_dir,
+        } => {
+            let apex = name("zone", &zone)?;
+            let role = if zsk { KeyRole::Zsk } else { KeyRole::Ksk };
+            let d = store.dnssec(&apex).await?.ok_or_else(|| {
+                Refused(format!(
+                    "zone {apex} has no DNSSEC policy: set one with `dnssec policy`"
+                ))
+            })?;
+            if !d
+                .keys
+                .iter()
+                .any(|k| k.role == role && k.state == KeyState::Active)
+            {
+                return Err(Refused(format!(
+                    "zone {apex} has no active {}: nothing to roll (a CSK zone is rolled by hand)",
+                    role.as_str()
+                )));
+            }
+            if let Some(k) = d
+                .keys
+                .iter()
+                .find(|k| k.role == role && k.state == KeyState::Published)
+            {
+                return Err(Refused(format!(
+                    "a {} rollover is already under way: key {} is published (see `dnssec keys`)",
+                    role.as_str(),
+                    k.key_tag
+                )));
+            }
+            let keys = FileKeyStore::open(&key_dir).map_err(|e| Refused(e.to_string()))?;
+            let key = new_zone_key(
+                &keys,
+                &apex,
+                role,
+                d.policy.algorithm,
+                KeyState::Published,
+                Timestamp::now(),
+            )
+            .map_err(|e| Refused(e.to_string()))?;
+            store.add_zone_key(&apex, &key).await?;
+            let ipub = d.policy.timings.publish_interval(d.policy.dnskey_ttl);
+            say!(
+                "zone {apex}: {} key {} published, private key {}; copy it to every other master's key directory: it signs no sooner than {ipub} s from now, once every master can load it{}",
+                role.as_str(),
+                key.key_tag,
+                key_dir.join(&key.locator).display(),
+                if role == KeyRole::Ksk {
+                    "; then send its DS (`dnssec ds`) to the parent and run `dnssec ds-seen` when the parent publishes it"
+                } else {
+                    ""
+                }
+            );
+        }
+        DnssecCmd::DsSeen { zone, key } => {
+            let apex = name("zone", &zone)?;
+            let k = find_key(store, &apex, &key).await?;
+            if !k.role.is_sep() {
+                return Err(Refused(format!(
+                    "key {} is a {}: only a KSK's or CSK's DS is at the parent",
+                    k.key_tag,
+                    k.role.as_str()
+                )));
+            }
+            if k.state != KeyState::Active {
+                return Err(Refused(format!(
+                    "key {} is {}: its DS goes to the parent once it is active (see `dnssec keys`)",
+                    k.key_tag,
+                    k.state.as_str()
+                )));
+            }
+            store
+                .set_ds_seen(&apex, &k.locator, Timestamp::now())
+                .await?;
+            let d = store.dnssec(&apex).await?;
+            let ds_ttl = d.map_or(0, |d| d.policy.timings.parent_ds_ttl);
+            say!(
+                "zone {apex}: the parent publishes the DS of key {}; the older KSKs retire in {ds_ttl} s plus the propagation delay",
+                k.key_tag
+            );
         }
         DnssecCmd::Refresh { zone } => {
             let apex = name("zone", &zone)?;

@@ -212,7 +212,12 @@ pub(crate) fn zone(z: &Zone, serial: i64) -> Record {
 }
 
 /// A zone's DNSSEC key, for `dnssec keys`.
-pub(crate) fn zone_key(zone: &orrery_proto::Name, k: &orrery_proto::dnssec::ZoneKey) -> Record {
+/// A key for `dnssec keys`, with the masters that reported they can load it.
+pub(crate) fn zone_key(
+    zone: &orrery_proto::Name,
+    k: &orrery_proto::dnssec::ZoneKey,
+    loadable_on: &[String],
+) -> Record {
     let opt = |t: Option<Timestamp>| t.map(|t| t.to_string());
     Record::default()
         .text("zone", zone)
@@ -227,12 +232,20 @@ pub(crate) fn zone_key(zone: &orrery_proto::Name, k: &orrery_proto::dnssec::Zone
         .optional("activated", opt(k.activated))
         .optional("retired", opt(k.retired))
         .optional("revoked", opt(k.revoked))
+        .optional("ds_seen", opt(k.ds_seen))
+        .list("loadable_on", "loadable_on", loadable_on)
 }
 
 /// A DS record for the parent, for `dnssec ds`.
-pub(crate) fn parent_ds(zone: &orrery_proto::Name, ds: &Ds) -> Record {
+pub(crate) fn parent_ds(
+    zone: &orrery_proto::Name,
+    ds: &Ds,
+    key: &orrery_proto::dnssec::ZoneKey,
+) -> Record {
     Record::default()
         .text("zone", zone)
+        .text("key_state", key.state.as_str())
+        .optional("ds_seen", key.ds_seen.map(|t| t.to_string()))
         .number("key_tag", ds.key_tag)
         .number("algorithm", ds.algorithm)
         .number("digest_type", ds.digest_type)
