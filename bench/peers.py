@@ -27,7 +27,9 @@
                                            each time a server's serial changes
   peers.py follow COMMITS WATCH            commit → serial latency: COMMITS has "EPOCH_S SERIAL"
                                            per commit, WATCH soa-watch's lines; prints per server
-                                           "NAME P50_MS P99_MS MAX_MS FOLLOWED COMMITS"
+                                           "NAME P50_MS P99_MS MAX_MS FOLLOWED COMMITS", then
+                                           the same from the satellite's serial to each other
+                                           server's ("satellite→NAME ...")
 
 A process tree is summed because NSD forks its servers (they share the zone copy-on-write,
 which PSS divides between them, so the sum is the whole cost once).
@@ -351,6 +353,22 @@ def follow(commits_path, watch_path):
         lat.sort()
         pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
         print(f"{name} {pick(0.50):.0f} {pick(0.99):.0f} {lat[-1]:.0f} {len(lat)} {len(commits)}")
+    # The secondaries' own share: from the satellite showing a serial to each secondary showing
+    # it or a later one (one figure per serial the satellite showed).
+    primary = seen.get("satellite", [])
+    for name, changes in seen.items():
+        if name == "satellite" or not primary:
+            continue
+        serials = [cs for _, cs in changes]
+        lat = []
+        for t, serial in primary:
+            i = bisect.bisect_left(serials, serial)
+            if i < len(changes):
+                lat.append(max(0.0, changes[i][0] - t) * 1e3)
+        if lat:
+            lat.sort()
+            pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+            print(f"satellite→{name} {pick(0.50):.0f} {pick(0.99):.0f} {lat[-1]:.0f} {len(lat)} {len(primary)}")
 
 
 # The table: (metric key, heading, unit divisor/format, lower is better)
