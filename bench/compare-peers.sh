@@ -71,9 +71,6 @@ if [ -n "${BENCH_DB:-}" ] && [[ "$BENCH_DB" == sqlite:* ]]; then
 else
     fresh_db "orrery_peers_$$" || true
 fi
-sql() {
-    if [ -z "$db" ]; then sqlite3 "${url#sqlite:}" "$1"; else psql -qAt -h "$PGHOST" -U postgres -d "$db" -c "$1"; fi
-}
 # A batch interrupted half-way is undone, so that a reused store stays as it was loaded.
 undo_batch() {
     [ -z "$held" ] || sql "UPDATE domain_status SET status = 'ok' WHERE status = 'serverHold' AND domain_id IN ($held)" || true
@@ -125,33 +122,7 @@ probe=$(head -1 "$work/q.ref" | cut -d' ' -f1)
 
 # Configurations, each listening on its own loopback port.
 nsd_port=5301 knot_port=5302 sat_port=5303 msat_port=5304 link_port=7443
-mkdir -p "$work/nsd" "$work/knot"
-cat >"$work/nsd/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1@$nsd_port
-    server-count: 2
-    reuseport: yes
-    database: ""
-    zonesdir: "$work/zones"
-    zonelistfile: "$work/nsd/zone.list"
-    xfrdfile: "$work/nsd/xfrd.state"
-    xfrdir: "$work/nsd"
-    pidfile: "$work/nsd/nsd.pid"
-    logfile: "$work/nsd/nsd.log"
-    username: ""
-    chroot: ""
-    zonefiles-write: 0
-    # Packages build NSD with response rate limiting on (200/s per source and kind of answer),
-    # which would cap the NXDOMAIN runs from one loopback source; the other servers run unlimited.
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-    verbosity: 0
-remote-control:
-    control-enable: no
-zone:
-    name: test
-    zonefile: test.zone
-EOF
+nsd_config
 peer_configs
 
 # measure SERVER RUN PID T0: everything but the start time, on the server on $port.

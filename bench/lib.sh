@@ -140,10 +140,25 @@ dns = { udp = ["127.0.0.1:$4"], tcp = ["127.0.0.1:$4"] }
 TOML
 }
 
-# peer_configs: the two servers every comparison with Knot runs, on $knot_port and $sat_port:
+# peer_configs [xfr]: the two servers every comparison with Knot runs, on $knot_port and $sat_port:
 # $work/knot/knot.conf (Knot serving $work/zones/test.zone, 2 UDP workers, no journal, a control
 # socket) and $work/sat.toml (deploy/satellite.example.toml on $sat_port with 2 UDP workers).
+# With `xfr`, both send AXFR/IXFR of the zone to 127.0.0.1 unsigned (the satellite without its
+# per-client transfer rate limit, so that a loop of transfers is not refused).
 peer_configs() {
+    local knot_acl="" zone_acl="" sat_xfr=""
+    if [ "${1:-}" = xfr ]; then
+        knot_acl='acl:
+  - id: local_xfr
+    address: 127.0.0.1
+    action: transfer'
+        zone_acl='    acl: [local_xfr]'
+        sat_xfr='
+[xfr]
+acl = [{ prefixes = ["127.0.0.1/32"] }]
+transfers_per_minute = 1000000
+max_transfers_per_address = 16'
+    fi
     mkdir -p "$work/knot"
     cat >"$work/knot/knot.conf" <<KNOT
 server:
@@ -155,6 +170,7 @@ control:
     listen: "$work/knot/knot.sock"
 database:
     storage: "$work/knot/db"
+$knot_acl
 template:
   - id: default
     storage: "$work/zones"
@@ -164,10 +180,54 @@ template:
 zone:
   - domain: test
     file: test.zone
+$zone_acl
 log:
   - target: stderr
     any: warning
 KNOT
     sed -e "s/127.0.0.1:5353/127.0.0.1:$sat_port/g" -e "s/^workers = .*/workers = 2/" \
         deploy/satellite.example.toml >"$work/sat.toml"
+    echo "$sat_xfr" >>"$work/sat.toml"
+}
+
+# nsd_config [xfr]: $work/nsd/nsd.conf, NSD 4 serving $work/zones/test.zone on $nsd_port
+# (`server-count: 2`, `reuseport: yes`, no database file, no remote control, no notify, no RRL);
+# with `xfr` it sends AXFR of the zone to 127.0.0.1 unsigned.
+nsd_config() {
+    local provide=""
+    [ "${1:-}" != xfr ] || provide='    provide-xfr: 127.0.0.1 NOKEY'
+    mkdir -p "$work/nsd"
+    cat >"$work/nsd/nsd.conf" <<NSD
+server:
+    ip-address: 127.0.0.1@$nsd_port
+    server-count: 2
+    reuseport: yes
+    database: ""
+    zonesdir: "$work/zones"
+    zonelistfile: "$work/nsd/zone.list"
+    xfrdfile: "$work/nsd/xfrd.state"
+    xfrdir: "$work/nsd"
+    pidfile: "$work/nsd/nsd.pid"
+    logfile: "$work/nsd/nsd.log"
+    username: ""
+    chroot: ""
+    zonefiles-write: 0
+    # Packages build NSD with response rate limiting on (200/s per source and kind of answer),
+    # which would cap the NXDOMAIN runs from one loopback source; the other servers run unlimited.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+    verbosity: 0
+remote-control:
+    control-enable: no
+zone:
+    name: test
+    zonefile: test.zone
+$provide
+NSD
+}
+
+# sql STATEMENTS: runs them on the store $url (PostgreSQL database $db, or SQLite when $db is
+# empty and $url is sqlite:PATH); rows unaligned, one a line.
+sql() {
+    if [ -z "$db" ]; then sqlite3 "${url#sqlite:}" "$1"; else psql -qAt -h "$PGHOST" -U postgres -d "$db" -c "$1"; fi
 }

@@ -15,11 +15,27 @@
                                            PID until STOPFILE exists; writes "PEAK_RSS PEAK_PSS
                                            FIRST_PSS" (bytes) to OUT
   peers.py table RESULTS                   the issue's table from "server run metric value" lines
+  peers.py axfr PORT ZONE [TIMEOUT]        one AXFR of ZONE from 127.0.0.1:PORT over TCP, unsigned;
+                                           prints "RECORDS BYTES MESSAGES SECONDS" once the
+                                           closing SOA arrives (exit 1 on an error or timeout).
+                                           Records are counted from the headers, not parsed, so
+                                           the client costs little beside the sending server
+  peers.py axfr-loop PORT ZONE STOPFILE OUT  AXFRs one after the other until STOPFILE exists;
+                                           writes "TRANSFERS FAILED" to OUT
+  peers.py soa-watch OUT STOPFILE ZONE NAME:PORT...  polls each server's SOA serial for ZONE over
+                                           UDP every 5 ms; appends "NAME EPOCH_S SERIAL" to OUT
+                                           each time a server's serial changes
+  peers.py follow COMMITS WATCH            commit → serial latency: COMMITS has "EPOCH_S SERIAL"
+                                           per commit, WATCH soa-watch's lines; prints per server
+                                           "NAME P50_MS P99_MS MAX_MS FOLLOWED COMMITS", then
+                                           the same from the satellite's serial to each other
+                                           server's ("satellite→NAME ...")
 
 A process tree is summed because NSD forks its servers (they share the zone copy-on-write,
 which PSS divides between them, so the sum is the whole cost once).
 """
 
+import bisect
 import os
 import socket
 import statistics
@@ -180,6 +196,181 @@ def sample_mem(pid, out, stop):
         f.write(f"{peak_rss} {peak_pss} {first_pss}\n")
 
 
+def read_exact(sock, n, end):
+    buf = bytearray()
+    while len(buf) < n:
+        sock.settimeout(max(0.001, end - time.monotonic()))
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def axfr(port, zone, timeout=600.0):
+    """One AXFR; (records, bytes, messages, seconds). Raises OSError on failure.
+
+    The transfer ends with the SOA it began with (RFC 5936 §2.2): rather than parsing every
+    record, each message's last 20 octets are compared with the fixed tail of the first SOA's
+    RDATA (serial, refresh, retry, expire, minimum), which no NS, A, AAAA or DS record ends with
+    by chance in practice; the record count is then checked by the caller across servers."""
+    q = struct.pack(">HHHHHH", 0x5846, 0, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in zone.strip(".").split(".")) + b"\0"
+    q += struct.pack(">HH", 252, 1)
+    start = time.monotonic()
+    end = start + timeout
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(struct.pack(">H", len(q)) + q)
+        records = total = messages = 0
+        tail = None
+        while True:
+            (length,) = struct.unpack(">H", read_exact(sock, 2, end))
+            msg = read_exact(sock, length, end)
+            messages += 1
+            total += length + 2
+            _, flags, _, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
+            if flags & 0xF:
+                raise OSError(f"rcode {flags & 0xF}")
+            records += an
+            if tail is None:
+                tail = first_soa_tail(msg)
+                if records > 1 and msg.endswith(tail):
+                    break
+            elif msg.endswith(tail):
+                break
+        return records, total, messages, time.monotonic() - start
+    finally:
+        sock.close()
+
+
+def skip_name(msg, i):
+    while True:
+        n = msg[i]
+        if n >= 0xC0:
+            return i + 2
+        if n == 0:
+            return i + 1
+        i += n + 1
+
+
+def first_soa_tail(msg):
+    i = skip_name(msg, 12) + 4  # the question
+    i = skip_name(msg, i)
+    rtype, _, _, rdlen = struct.unpack(">HHIH", msg[i : i + 10])
+    if rtype != 6:
+        raise OSError("the transfer does not open with an SOA")
+    return msg[i + 10 + rdlen - 20 : i + 10 + rdlen]
+
+
+def axfr_loop(port, zone, stop, out):
+    done = failed = 0
+    while not os.path.exists(stop):
+        try:
+            axfr(port, zone, 600.0)
+            done += 1
+        except (OSError, struct.error):
+            failed += 1
+            time.sleep(0.1)
+    with open(out, "w") as f:
+        f.write(f"{done} {failed}\n")
+
+
+def soa_query(zone, qid):
+    q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in zone.strip(".").split(".")) + b"\0"
+    return q + struct.pack(">HH", 6, 1)
+
+
+def soa_serial(msg):
+    """The serial of the first answer record if it is an SOA, else None."""
+    _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
+    if flags & 0xF or an == 0:
+        return None
+    i = 12
+    for _ in range(qd):
+        i = skip_name(msg, i) + 4
+    i = skip_name(msg, i)
+    rtype, _, _, rdlen = struct.unpack(">HHIH", msg[i : i + 10])
+    if rtype != 6:
+        return None
+    return struct.unpack(">I", msg[i + 10 + rdlen - 20 : i + 10 + rdlen - 16])[0]
+
+
+def soa_watch(out, stop, zone, targets):
+    servers = []
+    for t in targets:
+        name, port = t.rsplit(":", 1)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.05)
+        servers.append([name, int(port), s, None])
+    qid = 0
+    with open(out, "a") as f:
+        while not os.path.exists(stop):
+            for srv in servers:
+                name, port, s, last = srv
+                qid = (qid + 1) & 0xFFFF
+                try:
+                    s.sendto(soa_query(zone, qid), ("127.0.0.1", port))
+                    while True:
+                        r = s.recv(65535)
+                        if r[:2] == struct.pack(">H", qid):
+                            break
+                except OSError:
+                    continue
+                serial = soa_serial(r)
+                if serial is not None and serial != last:
+                    srv[3] = serial
+                    f.write(f"{name} {time.time():.6f} {serial}\n")
+                    f.flush()
+            time.sleep(0.005)
+
+
+def follow(commits_path, watch_path):
+    commits = []
+    with open(commits_path) as f:
+        for line in f:
+            w = line.replace("|", " ").split()
+            if len(w) == 2:
+                commits.append((float(w[0]), int(w[1]) & 0xFFFFFFFF))
+    seen = {}
+    with open(watch_path) as f:
+        for line in f:
+            name, t, serial = line.split()
+            seen.setdefault(name, []).append((float(t), int(serial)))
+    for name, changes in seen.items():
+        # A server's serial only grows: the first time it showed this commit's serial or a
+        # later one is a binary search away.
+        serials = [cs for _, cs in changes]
+        lat = []
+        for t, serial in commits:
+            i = bisect.bisect_left(serials, serial)
+            if i < len(changes):
+                lat.append(max(0.0, changes[i][0] - t) * 1e3)
+        if not lat:
+            print(f"{name} nan nan nan 0 {len(commits)}")
+            continue
+        lat.sort()
+        pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+        print(f"{name} {pick(0.50):.0f} {pick(0.99):.0f} {lat[-1]:.0f} {len(lat)} {len(commits)}")
+    # The secondaries' own share: from the satellite showing a serial to each secondary showing
+    # it or a later one (one figure per serial the satellite showed).
+    primary = seen.get("satellite", [])
+    for name, changes in seen.items():
+        if name == "satellite" or not primary:
+            continue
+        serials = [cs for _, cs in changes]
+        lat = []
+        for t, serial in primary:
+            i = bisect.bisect_left(serials, serial)
+            if i < len(changes):
+                lat.append(max(0.0, changes[i][0] - t) * 1e3)
+        if lat:
+            lat.sort()
+            pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+            print(f"satellite→{name} {pick(0.50):.0f} {pick(0.99):.0f} {lat[-1]:.0f} {len(lat)} {len(primary)}")
+
+
 # The table: (metric key, heading, unit divisor/format, lower is better)
 COLUMNS = [
     ("pss_per_delegation", "PSS per delegation (B)", True),
@@ -280,6 +471,18 @@ def main():
         sample_mem(int(args[0]), args[1], args[2])
     elif cmd == "table":
         table(args[0])
+    elif cmd == "axfr":
+        try:
+            r, b, m, secs = axfr(int(args[0]), args[1], float(args[2]) if len(args) > 2 else 600.0)
+        except (OSError, struct.error) as e:
+            sys.exit(f"axfr: {e}")
+        print(f"{r} {b} {m} {secs:.3f}")
+    elif cmd == "axfr-loop":
+        axfr_loop(int(args[0]), args[1], args[2], args[3])
+    elif cmd == "soa-watch":
+        soa_watch(args[0], args[1], args[2], args[3:])
+    elif cmd == "follow":
+        follow(args[0], args[1])
     else:
         sys.exit(f"unknown command {cmd}")
 
