@@ -212,87 +212,8 @@ impl Satellite {
     /// dials the masters in the background until `shutdown`. Must be called inside a
     /// multi-threaded tokio runtime.
     pub fn start(config: LinkConfig, shutdown: CancellationToken) -> Result<Self, LinkError> {
-        let files = StateFiles::new(config.state.clone(), config.sync_batches);
-        let (status_tx, status) = watch::channel(LinkStatus::default());
-        let expiry = Arc::new(Expiry::load(Expiry::path_beside(&config.state)));
-        let mut link = Link {
-            expiry,
-            following: false,
-            files,
-            dirty: Arc::new(Notify::new()),
-            zones: None,
-            serving: None,
-            rds: None,
-            settings: None,
-            restart_required: Vec::new(),
-            refused: None,
-            not_serving: None,
-            progress: None,
-            in_snapshot: false,
-            snapshot_required: false,
-            checkin_interval: Duration::from_secs(60),
-            started: Instant::now(),
-            status: status_tx,
-            report: watch::channel(check_in::Report::default()).0,
-            metrics: Arc::new(SatelliteMetrics::new()),
-            metrics_listener: None,
-            metrics_error: None,
-            config,
-        };
-        if let Some(secs) = link.config.tls.cert_not_after() {
-            link.metrics.set_cert_not_after(secs);
-        }
-        match link.files.read() {
-            Ok(Some(SavedState {
-                header,
-                objects,
-                settings,
-            })) => {
-                let started = Instant::now();
-                // Domains always name a registrar: a state with domains and no registrars
-                // lacks the Whois data. Serve it, but take a full snapshot at the first session
-                // rather than follow changes from its serial, which would leave contacts and
-                // registrars missing until each one changes.
-                let has = |f: fn(&Change) -> bool| objects.iter().any(f);
-                if has(|c| matches!(c, Change::Domain(_)))
-                    && !has(|c| matches!(c, Change::Registrar(_)))
-                {
-                    tracing::warn!(
-                        "the saved state has no Whois data: a full snapshot will replace it"
-                    );
-                    link.snapshot_required = true;
-                }
-                // Settings may enable Whois or RDAP at any time: build the directory too.
-                let mut served = Served::from_objects(
-                    header.serial,
-                    objects,
-                    dispose_in_background,
-                    BuildOptions::default(),
-                );
-                replay_batches(&link.files, header.generation, &mut served);
-                let zones = Arc::new(ServedStore::new(served));
-                link.metrics.set_served(&zones);
-                link.zones = Some(zones);
-                link.adopt(settings)?;
-                tracing::info!(
-                    serial = link.applied(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "serving the state from {} until a master answers",
-                    link.files.state.display()
-                );
-            }
-            Ok(None) => {
-                tracing::info!(
-                    state = %link.files.state.display(),
-                    "no saved state: waiting for a master"
-                );
-                link.files.clear_batches(0)?;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "saved state unusable: waiting for a master");
-                link.files.clear_batches(0)?;
-            }
-        }
+        let (mut link, status) = Link::new(config);
+        link.restore()?;
         link.publish(|_| {});
         let task = tokio::spawn(link.run(shutdown));
         Ok(Self { status, task })
@@ -365,6 +286,98 @@ enum SessionEnd {
 }
 
 impl Link {
+    /// A link with no state yet, and the receiver of its status.
+    fn new(config: LinkConfig) -> (Self, watch::Receiver<LinkStatus>) {
+        let files = StateFiles::new(config.state.clone(), config.sync_batches);
+        let (status_tx, status) = watch::channel(LinkStatus::default());
+        let expiry = Arc::new(Expiry::load(Expiry::path_beside(&config.state)));
+        let link = Self {
+            expiry,
+            following: false,
+            files,
+            dirty: Arc::new(Notify::new()),
+            zones: None,
+            serving: None,
+            rds: None,
+            settings: None,
+            restart_required: Vec::new(),
+            refused: None,
+            not_serving: None,
+            progress: None,
+            in_snapshot: false,
+            snapshot_required: false,
+            checkin_interval: Duration::from_secs(60),
+            started: Instant::now(),
+            status: status_tx,
+            report: watch::channel(check_in::Report::default()).0,
+            metrics: Arc::new(SatelliteMetrics::new()),
+            metrics_listener: None,
+            metrics_error: None,
+            config,
+        };
+        if let Some(secs) = link.config.tls.cert_not_after() {
+            link.metrics.set_cert_not_after(secs);
+        }
+        (link, status)
+    }
+
+    /// Serves what a previous run left (the state file, the batches logged after it, the
+    /// configuration), if it left a sound state; otherwise waits for a master with none.
+    fn restore(&mut self) -> Result<(), LinkError> {
+        match self.files.read() {
+            Ok(Some(SavedState {
+                header,
+                objects,
+                settings,
+            })) => {
+                let started = Instant::now();
+                // Domains always name a registrar: a state with domains and no registrars
+                // lacks the Whois data. Serve it, but take a full snapshot at the first session
+                // rather than follow changes from its serial, which would leave contacts and
+                // registrars missing until each one changes.
+                let has = |f: fn(&Change) -> bool| objects.iter().any(f);
+                if has(|c| matches!(c, Change::Domain(_)))
+                    && !has(|c| matches!(c, Change::Registrar(_)))
+                {
+                    tracing::warn!(
+                        "the saved state has no Whois data: a full snapshot will replace it"
+                    );
+                    self.snapshot_required = true;
+                }
+                // The directory only if the saved configuration serves Whois or RDAP; one
+                // that enables them later has it built then ([`Link::match_directory`]).
+                let options = BuildOptions {
+                    directory: adopt::serves_rds(Some(&settings)),
+                };
+                let mut served =
+                    Served::from_objects(header.serial, objects, dispose_in_background, options);
+                replay_batches(&self.files, header.generation, &mut served);
+                let zones = Arc::new(ServedStore::new(served));
+                self.metrics.set_served(&zones);
+                self.zones = Some(zones);
+                self.adopt(settings)?;
+                tracing::info!(
+                    serial = self.applied(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "serving the state from {} until a master answers",
+                    self.files.state.display()
+                );
+            }
+            Ok(None) => {
+                tracing::info!(
+                    state = %self.files.state.display(),
+                    "no saved state: waiting for a master"
+                );
+                self.files.clear_batches(0)?;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "saved state unusable: waiting for a master");
+                self.files.clear_batches(0)?;
+            }
+        }
+        Ok(())
+    }
+
     fn applied(&self) -> Serial {
         self.zones.as_ref().map_or(0, |z| z.serial())
     }

@@ -162,6 +162,31 @@ impl StateFiles {
         }))
     }
 
+    /// The state the files hold now: the state file's objects and the logged batches that
+    /// follow it, which together are what queries see (every batch is logged before it is
+    /// visible). For a build beside the served version (the directory a new configuration
+    /// asks for); a compaction waits meanwhile, so the file and the log match.
+    pub fn read_current(&self) -> Result<(Header, Vec<Change>, Vec<ChangeBatch>), PersistError> {
+        let _order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let (header, objects) =
+            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
+        let mut log = self.log();
+        if log.generation() != header.generation {
+            // Cannot happen while the writing lock orders snapshots and compactions.
+            return Err(self.bad_state()(StateFileError::Undecodable {
+                offset: 0,
+                reason: format!(
+                    "generation {} where the batch log continues {}",
+                    header.generation,
+                    log.generation()
+                ),
+            }));
+        }
+        let mut batches = log.batches()?;
+        batches.retain(|b| b.upto > header.serial);
+        Ok((header, objects, batches))
+    }
+
     /// Writes the configuration the satellite runs.
     pub fn write_settings(&self, settings: &SatelliteSettings) -> Result<(), PersistError> {
         let path = self.settings_path();

@@ -16,7 +16,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::check_in::CheckIns;
 use super::persist::persist_state;
-use super::{Link, LinkError, SessionEnd, snapshot_transfer};
+use super::{Link, LinkError, SessionEnd, adopt, snapshot_transfer};
 use crate::served::{BuildOptions, Served, ServedStore, dispose_in_background};
 use crate::{background, expiry};
 
@@ -164,6 +164,7 @@ impl Link {
             .config
             .ok_or_else(|| LinkError::Protocol("boot without a configuration".into()))?;
         self.receive(config)?;
+        self.match_directory().await;
         let applied = self.applied();
         tracing::info!(
             identity = %boot.identity,
@@ -201,7 +202,7 @@ impl Link {
                     () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
                     failed = &mut checkins => return Err(failed?),
                     Some(answer) = answers.recv() => {
-                        self.checked_in(answer)?;
+                        self.checked_in(answer).await?;
                         continue;
                     }
                     m = stream.message() => m?,
@@ -236,7 +237,7 @@ impl Link {
     }
 
     /// Applies one batch atomically, re-based on the applied serial when it overlaps it.
-    async fn apply_batch(&mut self, mut batch: ChangeBatch) -> Result<(), LinkError> {
+    pub(super) async fn apply_batch(&mut self, mut batch: ChangeBatch) -> Result<(), LinkError> {
         let zones = Arc::clone(
             self.zones
                 .as_ref()
@@ -298,15 +299,12 @@ impl Link {
         self.expiry.heard();
         let fetched = started.elapsed();
         let count = objects.len();
-        // Settings may enable Whois or RDAP at any time: build the directory too.
-        let build = move || {
-            Served::from_objects(
-                serial,
-                objects,
-                dispose_in_background,
-                BuildOptions::default(),
-            )
+        // The directory only when the configuration serves Whois or RDAP (it came at boot,
+        // before the snapshot); a later one that does has it built then.
+        let options = BuildOptions {
+            directory: adopt::serves_rds(self.settings.as_ref()),
         };
+        let build = move || Served::from_objects(serial, objects, dispose_in_background, options);
         // A version that replaces a served one is built at low priority, beside the queries
         // ([`background`]); the first one is the start's critical path and runs at once.
         let built = if self.zones.is_some() {
@@ -383,12 +381,15 @@ impl Link {
     }
 
     /// Takes a check-in's answer: the interval and any new configuration.
-    fn checked_in(&mut self, answer: pb::CheckInResponse) -> Result<(), LinkError> {
+    async fn checked_in(&mut self, answer: pb::CheckInResponse) -> Result<(), LinkError> {
         self.checkin_interval =
             Duration::from_millis(u64::from(answer.checkin_interval_ms)).max(MIN_CHECKIN_INTERVAL);
         if let Some(config) = answer.config {
             self.receive(config)?;
         }
+        // A directory the new configuration needs (or no longer needs), or one whose build
+        // failed before.
+        self.match_directory().await;
         // A service that could not start (a Whois port in use, an unreadable certificate) is
         // tried again at every check-in.
         self.ensure_serving()?;

@@ -164,16 +164,18 @@ impl Served {
         dispose: impl FnOnce(Vec<Change>),
         options: BuildOptions,
     ) -> Self {
-        let objects: Vec<Change> = objects.into_iter().filter(|c| !c.is_removal()).collect();
+        // A vector is taken as it is (no copy). The DNS build skips removals itself; a pass
+        // over the objects to drop them (reading and writing every one, about half a gigabyte
+        // at 1M delegations) is made only for the directory, which would apply them.
+        let mut objects: Vec<Change> = objects.into_iter().collect();
         let started = std::time::Instant::now();
+        if options.directory {
+            objects.retain(|c| !c.is_removal());
+        }
         let (zones, directory) = std::thread::scope(|scope| {
-            let directory = options.directory.then(|| {
-                scope.spawn(|| {
-                    let mut d = Directory::build(&objects);
-                    d.touch(Timestamp::now());
-                    d
-                })
-            });
+            let directory = options
+                .directory
+                .then(|| scope.spawn(|| build_directory(&objects, &[])));
             // The directory's build is one thread and the longer one: the DNS tables take
             // the other cores, not that one.
             let threads = if options.directory {
@@ -204,6 +206,11 @@ impl Served {
             history: History::default(),
             catalog: None,
         }
+    }
+
+    /// Whether this version holds (and batches update) the Whois/RDAP directory.
+    pub fn has_directory(&self) -> bool {
+        self.with_directory
     }
 
     /// Objects held, for statistics: zones plus the directory's domains, hosts, contacts and
@@ -384,11 +391,74 @@ impl ServedStore {
         )))
     }
 
+    /// Serves `directory`, brought up to `serial`, beside the DNS tables from the next version
+    /// on: a configuration enabled Whois/RDAP on a satellite that did not build it. The
+    /// current version is cloned (the DNS tables shared, not copied) and swapped, as for a
+    /// batch. Refused, changing nothing, when the tables are no longer at `serial` (a batch
+    /// applied while the directory was built that it does not hold).
+    pub fn attach_directory(&self, directory: Directory, serial: Serial) -> Result<(), ZoneError> {
+        let old = {
+            let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let current = self.current.load();
+            if current.serial != serial {
+                return Err(ZoneError::SerialGap {
+                    after: serial,
+                    current: current.serial,
+                });
+            }
+            let mut next = Served::clone(&current);
+            next.directory = directory;
+            next.with_directory = true;
+            drop(current);
+            self.current.swap(Arc::new(next))
+        };
+        background::drop_when_unused(old);
+        Ok(())
+    }
+
+    /// Stops keeping the Whois/RDAP directory (no service reads it any more): the next
+    /// version holds the DNS tables only, and the old one, directory and all, is freed off
+    /// the query path once no reader holds it, its memory handed back. Nothing when there is
+    /// no directory.
+    pub fn detach_directory(&self) {
+        let old = {
+            let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let current = self.current.load();
+            if !current.with_directory {
+                return;
+            }
+            let mut next = Served::clone(&current);
+            next.directory = Directory::default();
+            next.with_directory = false;
+            drop(current);
+            self.current.swap(Arc::new(next))
+        };
+        let freeing = background::spawn("served-retire", move || {
+            background::drop_when_unused(old);
+            return_freed_memory();
+        });
+        if let Err(e) = freeing {
+            tracing::warn!(error = %e, "cannot start a thread to free the directory");
+        }
+    }
+
     /// Keeps the differences of the last `window` serials of each zone from the next batch on
     /// (0: none). The transfer service sets it when it starts.
     pub fn set_ixfr_window(&self, window: usize) {
         self.ixfr_window.store(window, Ordering::Relaxed);
     }
+}
+
+/// The Whois/RDAP directory of a registry's `objects` (a snapshot's or a state file's;
+/// removals among them are applied as removals), then the `batches` that follow them, in
+/// order. Stamped now, as a version built at start is.
+pub fn build_directory(objects: &[Change], batches: &[ChangeBatch]) -> Directory {
+    let mut directory = Directory::build(objects);
+    for change in batches.iter().flat_map(|b| &b.changes) {
+        directory.apply(change);
+    }
+    directory.touch(Timestamp::now());
+    directory
 }
 
 /// Frees a build's objects on a thread of its own (at a million domains that takes about as
@@ -559,6 +629,65 @@ mod tests {
         assert!(with.directory.domain(n("x.tld").as_wire()).is_some());
         assert!(without.directory.domain(n("x.tld").as_wire()).is_none());
         assert_eq!((with.serial, without.serial), (8, 8));
+    }
+
+    /// A directory built later (a configuration enabling Whois/RDAP) joins the tables only at
+    /// the serial it was brought to, shares the DNS tables, follows batches from then on, and
+    /// is dropped again whole.
+    #[test]
+    fn a_directory_is_attached_at_its_serial_and_detached() {
+        let store = store();
+        assert!(!store.load().has_directory());
+        let objects = [
+            Change::Host(host("ns.a.tld", &["192.0.2.1"])),
+            Change::Domain(domain("a.tld", "tld", &["ns.a.tld"])),
+        ];
+        let stale = build_directory(&objects, &[]);
+        store.apply(add(7, "b.tld")).unwrap();
+        // Built at serial 7, the tables at 8: refused, nothing changed.
+        assert!(store.attach_directory(stale, 7).is_err());
+        assert!(!store.load().has_directory());
+        let before = store.load_full();
+        store
+            .attach_directory(build_directory(&objects, &[add(7, "b.tld")]), 8)
+            .unwrap();
+        let with = store.load_full();
+        let dir = &with.directory;
+        assert!(with.has_directory() && with.serial == 8);
+        assert!(dir.domain(n("a.tld").as_wire()).is_some());
+        assert!(dir.domain(n("b.tld").as_wire()).is_some());
+        let (a, b) = (
+            before.zones.zone(&n("tld")).unwrap(),
+            with.zones.zone(&n("tld")).unwrap(),
+        );
+        assert_eq!(
+            b.delegation_shards_shared_with(a),
+            b.delegation_shard_count(),
+            "the DNS tables are shared, not copied"
+        );
+        store.apply(add(8, "c.tld")).unwrap();
+        assert!(
+            store
+                .load()
+                .directory
+                .domain(n("c.tld").as_wire())
+                .is_some()
+        );
+        store.detach_directory();
+        let without = store.load();
+        assert!(!without.has_directory() && without.serial == 9);
+        assert!(without.directory.domain(n("a.tld").as_wire()).is_none());
+        assert!(delegated(&without, "c.tld"));
+        // Batches no longer reach a directory; the version held before still has its own.
+        store.apply(add(9, "d.tld")).unwrap();
+        assert!(
+            store
+                .load()
+                .directory
+                .domain(n("d.tld").as_wire())
+                .is_none()
+        );
+        assert!(with.directory.domain(n("a.tld").as_wire()).is_some());
     }
 
     #[test]
