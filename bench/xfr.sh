@@ -20,8 +20,9 @@
 # to the three secondaries, ixfr_window 10000, no per-client transfer rate limit: the three
 # secondaries share 127.0.0.1); Knot, NSD and BIND as secondaries (IXFR, TSIG). After their
 # first transfer, BENCH_FOLLOW_RATE commits a second for BENCH_FOLLOW_SECONDS, each putting one
-# more delegated domain on serverHold (one autocommit UPDATE from one psql session, paced on
-# the server's clock; the commit's time and its journal serial read right after it); every
+# more delegated domain on serverHold (one autocommit UPDATE each, from BENCH_FOLLOW_SESSIONS
+# psql sessions (2), paced on the server's clock; the commit's time and the journal's head read
+# right after it); every
 # server's SOA serial is polled every 5 ms over UDP (peers.py soa-watch); per server, p50/p99/max
 # of commit → first SOA at that serial or later.
 # Environment (all optional): BENCH_DOMAINS=1000000 BENCH_ROUNDS=3 BENCH_RATE=20000
@@ -359,13 +360,25 @@ BIND
     echo "changes: $n commits at $FRATE/s from $(date -u '+%T') UTC; $(uptime | sed 's/^ *//')"
     local c0 m0 s0
     c0=$(date +%s.%N); m0=$($peers cpu "$mpid"); s0=$($peers cpu "$spid")
-    # One psql session, autocommit: each UPDATE commits alone; then the time and the serial it
-    # got (the journal's head: nobody else writes); then a sleep to the next commit's slot.
-    awk -v r="$FRATE" -v t0="$(date +%s.%N)" '{
-        print "UPDATE domain_status SET status = '\''serverHold'\'' WHERE domain_id = " $1 " AND status = '\''ok'\'';"
-        print "SELECT extract(epoch FROM clock_timestamp()), (SELECT max(serial) FROM journal);"
-        printf "SELECT pg_sleep(greatest(0, %.6f - extract(epoch FROM clock_timestamp())));\n", t0 + NR / r
-    }' "$work/ids" | psql -qAt -F ' ' -h "$PGHOST" -U postgres -d "$db" | grep -v '^$' >"$work/commits"
+    # BENCH_FOLLOW_SESSIONS psql sessions (default 2: one session's commit round trip on a
+    # loaded PostgreSQL capped it at 43–72/s), autocommit: each UPDATE commits alone; then the
+    # time and the journal's head (with two sessions the head may already hold the other's
+    # next commit, which can only overstate the latency, by one slot at most); then a sleep to
+    # the next commit's slot. Slot k of the whole run is t0 + k / rate, dealt round-robin.
+    local sessions="${BENCH_FOLLOW_SESSIONS:-2}" t0 k writers=()
+    t0=$(date +%s.%N)
+    for k in $(seq 0 $((sessions - 1))); do
+        awk -v r="$FRATE" -v t0="$t0" -v s="$sessions" -v k="$k" '
+        BEGIN { printf "SELECT pg_sleep(%.6f);\n", k / r }
+        (NR - 1) % s == k {
+            print "UPDATE domain_status SET status = '\''serverHold'\'' WHERE domain_id = " $1 " AND status = '\''ok'\'';"
+            print "SELECT extract(epoch FROM clock_timestamp()), (SELECT max(serial) FROM journal);"
+            printf "SELECT pg_sleep(greatest(0, %.6f - extract(epoch FROM clock_timestamp())));\n", t0 + (NR + s - 1) / r
+        }' "$work/ids" | psql -qAt -F ' ' -h "$PGHOST" -U postgres -d "$db" | grep -v '^$' >"$work/commits.$k" &
+        writers+=($!)
+    done
+    for k in "${writers[@]}"; do wait "$k" || echo "a psql session failed"; done
+    sort -n "$work"/commits.* >"$work/commits"
     local elapsed
     elapsed=$(awk -v a="$c0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "changes: done in $elapsed s; master CPU $(( ($($peers cpu "$mpid") - m0) * 1000 / hz )) ms, satellite CPU $(( ($($peers cpu "$spid") - s0) * 1000 / hz )) ms"
