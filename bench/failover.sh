@@ -16,11 +16,13 @@ export DATABASE_URL="${DATABASE_URL:-postgres:///postgres?host=/var/run/postgres
 profile=()
 [ "${PROFILE:-debug}" = release ] && profile=(--release)
 cargo build "${profile[@]}" --locked --workspace --bins >/dev/null
-cargo test "${profile[@]}" --locked -p orrery-tests --test cluster --no-run >/dev/null 2>&1
+# --workspace, not -p: the features then resolve as in the workspace build, whose
+# dependencies are reused rather than built again.
+cargo test "${profile[@]}" --locked --workspace --test cluster --no-run >/dev/null 2>&1
 times="$(mktemp)"
 trap 'rm -f "$times"' EXIT
 for run in $(seq 1 "$RUNS"); do
-    out="$(unshare --net -- bash -c "ip link set lo up && cargo test ${profile[*]} --locked -q -p orrery-tests --test cluster \
+    out="$(unshare --net -- bash -c "ip link set lo up && cargo test ${profile[*]} --locked -q --workspace --test cluster \
         masters::killing_the_active_master_moves_every_satellite_to_the_next -- --exact --nocapture 2>&1")" \
         || { echo "run $run failed:"; echo "$out" | tail -40; exit 1; }
     ms="$(echo "$out" | sed -n 's/^failover: .* in \([0-9]*\) ms$/\1/p')"
