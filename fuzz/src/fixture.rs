@@ -226,6 +226,7 @@ pub fn dns_pipeline(zones: ZoneSet) -> Pipeline {
         nsid: *NSID.get_or_init(|| config.nsid().map(|n| &*Box::leak(n.into_boxed_slice()))),
         stats: Arc::default(),
         xfr: None,
+        expiry: None,
     }
 }
 

@@ -327,6 +327,8 @@ fn link() -> Vec<Vec<u8>> {
     let config = pb::SatelliteConfig {
         version: "v1".into(),
         checkin_interval_ms: 30_000,
+        // A seed with expired zones answering SERVFAIL: the flag's conversion is read too.
+        servfail_expired: true,
         dns: Some(pb::DnsService {
             udp: vec!["127.0.0.1:5353".into(), "[::1]:5353".into()],
             tcp: vec!["127.0.0.1:5353".into()],
