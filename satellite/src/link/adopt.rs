@@ -433,9 +433,7 @@ mod tests {
     /// while DNS goes on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_directory_is_held_only_while_whois_or_rdap_is_served() {
-        use super::super::persist::StateFiles;
         use super::super::{Link, LinkConfig};
-        use crate::snapshot::tests::sample_data;
         use crate::zone::tests::{domain, n};
         use orrery_proto::link::convert::WhoisListen;
         use orrery_proto::link::tls::TlsMaterial;
@@ -444,16 +442,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        {
-            let files = StateFiles::new(state.clone(), true);
-            files.recover_batches(0).unwrap();
-            let mut f = files.snapshot_file().unwrap();
-            for c in sample_data().changes() {
-                f.push(&c).unwrap();
-            }
-            f.finish(42).unwrap();
-            files.write_settings(&settings(CHAINS)).unwrap();
-        }
+        drop(super::super::tests::sample_state_files(&state));
         let certified = rcgen::generate_simple_self_signed(vec!["sat9".to_owned()]).unwrap();
         let pem = certified.cert.pem();
         let tls =

@@ -513,6 +513,20 @@ mod tests {
         }
     }
 
+    /// State files at `state` as a master snapshot of the sample registry wrote them (journal
+    /// serial 42, generation 1, the batch log restarted at it) with the `CHAINS` settings.
+    pub(super) fn sample_state_files(state: &std::path::Path) -> StateFiles {
+        let files = StateFiles::new(state.to_path_buf(), true);
+        files.recover_batches(0).unwrap();
+        let mut f = files.snapshot_file().unwrap();
+        for c in crate::snapshot::tests::sample_data().changes() {
+            f.push(&c).unwrap();
+        }
+        assert_eq!(f.finish(42).unwrap(), 1);
+        files.write_settings(&settings(CHAINS)).unwrap();
+        files
+    }
+
     pub(super) const CHAINS: &str = r#"
         [leaves.chaos]
         kind = "chaos"
@@ -547,21 +561,13 @@ mod tests {
     /// serves both batches, from the batch log.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_after_a_crash_serves_the_logged_batches() {
-        use crate::snapshot::{read_snapshot, tests::sample_data};
+        use crate::snapshot::read_snapshot;
         use crate::zone::tests::domain;
         use hickory_proto::op::ResponseCode;
         use orrery_proto::{ChangeBatch, Name};
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let files = StateFiles::new(state.clone(), true);
-        files.recover_batches(0).unwrap();
-        // The state file as a master snapshot wrote it (generation 1, the log restarted at it).
-        let mut f = files.snapshot_file().unwrap();
-        for c in sample_data().changes() {
-            f.push(&c).unwrap();
-        }
-        assert_eq!(f.finish(42).unwrap(), 1);
-        files.write_settings(&settings(CHAINS)).unwrap();
+        let files = sample_state_files(&state);
         let added = domain("new.tld", "tld", &["ns1.foo.tld"]);
         let removed = Name::from_ascii("bar.tld").unwrap();
         for (after, change) in [

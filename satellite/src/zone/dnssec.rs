@@ -74,26 +74,11 @@ impl<'a> Iterator for RdataIter<'a> {
     }
 }
 
-/// The sets of one owner, read from its payload.
+/// The set (`rtype`, `covered`) of an owner's payload.
 fn find_set(payload: &[u8], rtype: u16, covered: u16) -> Option<Set<'_>> {
-    let mut pos = 0;
-    while pos + SET_HEAD <= payload.len() {
-        let head = &payload[pos..pos + SET_HEAD];
-        let t = u16::from_be_bytes([head[0], head[1]]);
-        let c = u16::from_be_bytes([head[2], head[3]]);
-        let ttl = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-        let count = u16::from_be_bytes([head[8], head[9]]);
-        let len = set_len(&payload[pos..], count);
-        if t == rtype && c == covered {
-            return Some(Set {
-                ttl,
-                count,
-                rdata: &payload[pos + SET_HEAD..pos + len],
-            });
-        }
-        pos += len;
-    }
-    None
+    sets_of(payload)
+        .find(|&(t, c, _)| t == rtype && c == covered)
+        .map(|(_, _, set)| set)
 }
 
 /// Every set of an owner's payload: its type, covered type and records.
