@@ -21,7 +21,7 @@ use orrery_satellite::{
 
 /// The satellite's example configuration: its DNS Selector and NSID are what the DNS targets
 /// run (so a leaf added to the example is fuzzed too).
-pub const EXAMPLE_CONFIG: &str = include_str!("../../satellite/config.example.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../../deploy/satellite.example.toml");
 
 /// The Whois/RDAP chain the targets run: every leaf kind, with ACLs that refuse one prefix and
 /// drop another, and a rate limit high enough never to turn a fuzzer's stream of requests

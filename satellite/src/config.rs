@@ -16,7 +16,7 @@
 //!
 //! The Selector tables are the plain-data description ([`SelectorConfig`]) parsed and
 //! validated by the functions that check the master's `[selectors.NAME]` tables and the
-//! Selector a master sends; each is built once here as well. See `config.example.toml` for
+//! Selector a master sends; each is built once here as well. See `deploy/satellite.example.toml` for
 //! every field.
 
 use std::net::SocketAddr;
@@ -272,9 +272,8 @@ mod tests {
     use super::*;
     use crate::dns::udp::UdpSettings;
 
-    pub(crate) const EXAMPLE: &str = include_str!("../config.example.toml");
-    /// The operators' copy, which the README and `quickstart.sh` start a satellite with.
-    const DEPLOY_EXAMPLE: &str = include_str!("../../deploy/satellite.example.toml");
+    /// The one example, which the README and `quickstart.sh` start a satellite with.
+    pub(crate) const EXAMPLE: &str = include_str!("../../deploy/satellite.example.toml");
 
     /// `serve_expired`: `true` unless the file says otherwise, as from a master.
     #[test]
@@ -286,20 +285,18 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_examples() {
-        for text in [EXAMPLE, DEPLOY_EXAMPLE] {
-            let c = Config::parse(text).unwrap();
-            assert_eq!(c.udp(), ["127.0.0.1:5353".parse().unwrap()]);
-            assert_eq!(c.tcp(), c.udp());
-            assert_eq!(c.server.workers, 2);
-            assert_eq!(c.server.udp, UdpSettings::default());
-            assert_eq!(c.server.tcp.idle_timeout, Duration::from_secs(10));
-            assert_eq!(c.server.tcp.max_connections, 1024);
-            assert_eq!(c.nsid().as_deref(), Some(&b"sat1.example"[..]));
-            assert_eq!(c.selector.chains[0].name, "main");
-            assert_eq!((&c.settings.whois, &c.settings.rdap), (&None, &None));
-            assert_eq!(c.rds_selector.chains[0].name, "main");
-        }
+    fn parses_the_example() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.udp(), ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.tcp(), c.udp());
+        assert_eq!(c.server.workers, 2);
+        assert_eq!(c.server.udp, UdpSettings::default());
+        assert_eq!(c.server.tcp.idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.tcp.max_connections, 1024);
+        assert_eq!(c.nsid().as_deref(), Some(&b"sat1.example"[..]));
+        assert_eq!(c.selector.chains[0].name, "main");
+        assert_eq!((&c.settings.whois, &c.settings.rdap), (&None, &None));
+        assert_eq!(c.rds_selector.chains[0].name, "main");
     }
 
     /// The example with its commented-out `[whois]`, `[rdap]` and `[rds]` tables enabled.
@@ -323,19 +320,17 @@ mod tests {
 
     #[test]
     fn reads_whois_rdap_and_their_selector_as_the_master_sends_them() {
-        for example in [EXAMPLE, DEPLOY_EXAMPLE] {
-            let text = with_whois_and_rdap(example);
-            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-            let whois = c.settings.whois.as_ref().expect("whois");
-            assert_eq!(whois.tcp, ["127.0.0.1:4343".parse().unwrap()]);
-            assert_eq!(whois.timeout, Some(Duration::from_secs(10)));
-            let rdap = c.settings.rdap.as_ref().expect("rdap");
-            assert_eq!(rdap.http, ["127.0.0.1:8080".parse().unwrap()]);
-            assert_eq!(rdap.base_url.as_deref(), Some("http://127.0.0.1:8080/"));
-            // The settings survive the link's encoding unchanged: a master could send them.
-            let sent = pb::SatelliteConfig::from(&c.settings);
-            assert_eq!(SatelliteSettings::try_from(sent).unwrap(), c.settings);
-        }
+        let text = with_whois_and_rdap(EXAMPLE);
+        let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let whois = c.settings.whois.as_ref().expect("whois");
+        assert_eq!(whois.tcp, ["127.0.0.1:4343".parse().unwrap()]);
+        assert_eq!(whois.timeout, Some(Duration::from_secs(10)));
+        let rdap = c.settings.rdap.as_ref().expect("rdap");
+        assert_eq!(rdap.http, ["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(rdap.base_url.as_deref(), Some("http://127.0.0.1:8080/"));
+        // The settings survive the link's encoding unchanged: a master could send them.
+        let sent = pb::SatelliteConfig::from(&c.settings);
+        assert_eq!(SatelliteSettings::try_from(sent).unwrap(), c.settings);
         // Errors name the table of this file.
         let text = with_whois_and_rdap(EXAMPLE);
         let err = Config::parse(&text.replace("127.0.0.1:4343", "4343")).unwrap_err();

@@ -7,9 +7,9 @@
 //!  recvmmsg ───► Event::load (wire: parse header, question, OPT)  free list, returns it
 //!                     │
 //!                     ▼
-//!               Selector ── chain "main" ─► statistics ─► validate_query ─► acl ─► route_class ─► lookup
-//!                     │                                                          │ Jump
-//!                     │                    chain "chaos" ─► chaos ◄──────────────┘
+//!               Selector ── chain "main" ─► validate_query ─► acl ─► route_class ─► lookup
+//!                     │                                                 │ Jump
+//!                     │                    chain "chaos" ─► chaos ◄─────┘
 //!                     ▼
 //!               Response (64 KiB buffer, compression, TC) ──► sendmmsg (the batch) / framed write
 //!                     ▲

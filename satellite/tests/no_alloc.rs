@@ -604,7 +604,7 @@ fn run_counted(pipeline: &Pipeline, packets: &[Vec<u8>], peers: &[&str]) -> (usi
 
 #[test]
 fn steady_state_queries_do_not_allocate() {
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let config = Config::parse(include_str!("../../deploy/satellite.example.toml")).unwrap();
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ServedStore::new(Served::dns_only(zones()))),
@@ -644,7 +644,7 @@ fn steady_state_queries_do_not_allocate() {
 #[test]
 fn signed_do_queries_do_not_allocate() {
     use orrery_proto::dnssec::Denial;
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let config = Config::parse(include_str!("../../deploy/satellite.example.toml")).unwrap();
     for denial in [Denial::Nsec3OptOut, Denial::Nsec] {
         let zones = signed_zones(denial);
         assert!(zones.zones()[0].signed.is_signed());
@@ -694,7 +694,7 @@ fn signed_do_queries_do_not_allocate() {
 /// have an additional record) allocate nothing for unsigned queries.
 #[test]
 fn steady_state_queries_with_transfers_served_do_not_allocate() {
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let config = Config::parse(include_str!("../../deploy/satellite.example.toml")).unwrap();
     let served = Arc::new(ServedStore::new(Served::dns_only(zones())));
     let xfr = orrery_proto::link::XfrSettings {
         keys: vec![orrery_proto::link::TsigKey {
@@ -731,7 +731,7 @@ fn steady_state_queries_with_transfers_served_do_not_allocate() {
 #[test]
 fn queries_with_serve_expired_off_do_not_allocate() {
     use orrery_satellite::expiry::Expiry;
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let config = Config::parse(include_str!("../../deploy/satellite.example.toml")).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -788,14 +788,18 @@ fn counting_a_query_does_not_allocate() {
 /// from IPv4, IPv6 and IPv4-mapped sources, and exempting one.
 #[test]
 fn steady_state_queries_with_rrl_do_not_allocate() {
-    let text = include_str!("../config.example.toml")
+    let text = include_str!("../../deploy/satellite.example.toml")
         .replacen(
             "[[chains]]",
             "[leaves.rrl]\nkind = \"rrl\"\nrate = 1\nslip = 2\ntable_size = 64\n\
              exempt = [\"10.9.0.0/16\"]\n\n[[chains]]",
             1,
         )
-        .replacen("[\"stats\", ", "[\"stats\", \"rrl\", ", 1);
+        .replacen(
+            "leaves = [\"validate\", ",
+            "leaves = [\"rrl\", \"validate\", ",
+            1,
+        );
     let config = Config::parse(&text).unwrap();
     assert!(config.selector.chains[0].leaves.contains(&"rrl".to_owned()));
     let pipeline = Pipeline::new(
@@ -836,7 +840,7 @@ fn steady_state_queries_with_rrl_do_not_allocate() {
 /// a packet-info control message per datagram) allocates nothing once it runs.
 #[test]
 fn batched_udp_worker_does_not_allocate() {
-    let config = Config::parse(include_str!("../config.example.toml")).unwrap();
+    let config = Config::parse(include_str!("../../deploy/satellite.example.toml")).unwrap();
     let pipeline = Pipeline::new(
         Selector::<Dns>::build(&config.selector).unwrap(),
         Arc::new(ServedStore::new(Served::dns_only(zones()))),

@@ -192,7 +192,7 @@ mod tests {
     use crate::{Config, Selector, Served, ServedStore, ZoneSet};
 
     fn pipeline() -> Arc<Pipeline> {
-        let config = Config::parse(include_str!("../../config.example.toml")).unwrap();
+        let config = Config::parse(include_str!("../../../deploy/satellite.example.toml")).unwrap();
         Arc::new(Pipeline::new(
             Selector::<Dns>::build(&config.selector).unwrap(),
             Arc::new(ServedStore::new(Served::dns_only(ZoneSet::build(

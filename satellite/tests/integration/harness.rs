@@ -15,7 +15,7 @@ use orrery_satellite::{Config, Pipeline, Selector, Served, ServedStore, Snapshot
 use tokio_util::sync::CancellationToken;
 
 /// The example configuration shipped with the crate.
-pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml");
+pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/satellite.example.toml");
 
 pub(crate) struct TestServer {
     pub(crate) udp: SocketAddr,

@@ -23,7 +23,11 @@ fn config() -> String {
             "[leaves.rrl]\nkind = \"rrl\"\nrate = 1\nwindow = 10\nslip = 3\n\n[[chains]]",
             1,
         )
-        .replacen("[\"stats\", ", "[\"stats\", \"rrl\", ", 1)
+        .replacen(
+            "leaves = [\"validate\", ",
+            "leaves = [\"rrl\", \"validate\", ",
+            1,
+        )
 }
 
 /// Answers received, split into full and truncated ones.

@@ -85,7 +85,8 @@ pub(crate) mod tests {
     use crate::dns::wire::Transport;
     use crate::selector::Selector;
 
-    /// The default pipeline of the example configuration.
+    /// The example configuration's pipeline, with the no-op `statistics` leaf of older
+    /// configurations still in it (they must keep parsing).
     pub(crate) const CHAINS: &str = r#"
         [leaves.stats]
         kind = "statistics"
