@@ -80,10 +80,21 @@ pub(crate) async fn add_key(
     role: KeyRole,
     alg: Algorithm,
 ) -> String {
+    add_key_at(store, keys, apex, role, alg, Timestamp::now()).await
+}
+
+/// [`add_key`] with the key created, published and active from `now`.
+pub(crate) async fn add_key_at(
+    store: &Store,
+    keys: &FileKeyStore,
+    apex: &Name,
+    role: KeyRole,
+    alg: Algorithm,
+    now: Timestamp,
+) -> String {
     let flags = if role.is_sep() { 257 } else { 256 };
     let (locator, private) = keys.generate(apex, alg, flags).unwrap();
     let public_key = private.public_key();
-    let now = Timestamp::now();
     let key = ZoneKey {
         role,
         algorithm: alg,

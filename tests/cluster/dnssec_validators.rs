@@ -11,35 +11,19 @@ use std::process::Command;
 use orrery_generator::{Outcome, generate_zone_with_keys};
 use orrery_proto::Name;
 use orrery_proto::Timestamp;
-use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole, KeyState, ZoneKey};
-use orrery_signer::key::dnskey_rdata;
-use orrery_signer::{FileKeyStore, KeyStore, key_tag};
+use orrery_proto::dnssec::{Algorithm, Denial, DnssecPolicy, KeyRole};
+use orrery_signer::FileKeyStore;
 use orrery_store::Store;
 use orrery_store::synthetic::SyntheticTld;
 
+use crate::dnssec_serve::add_key_at;
 use crate::harness::program;
 
 const DOMAINS: usize = 20_000;
 
+/// A key active from a fixed time, so that every run signs with the same timings.
 async fn add_key(store: &Store, keys: &FileKeyStore, apex: &Name, role: KeyRole, alg: Algorithm) {
-    let flags = if role.is_sep() { 257 } else { 256 };
-    let (locator, private) = keys.generate(apex, alg, flags).unwrap();
-    let public_key = private.public_key();
-    let key = ZoneKey {
-        role,
-        algorithm: alg,
-        key_tag: key_tag(&dnskey_rdata(flags, alg, &public_key)),
-        public_key,
-        state: KeyState::Active,
-        locator,
-        created: Timestamp(1_800_000_000),
-        published: Some(Timestamp(1_800_000_000)),
-        activated: Some(Timestamp(1_800_000_000)),
-        retired: None,
-        revoked: None,
-        ds_seen: None,
-    };
-    store.add_zone_key(apex, &key).await.unwrap();
+    add_key_at(store, keys, apex, role, alg, Timestamp(1_800_000_000)).await;
 }
 
 /// `csk`: the zone has one combined key, which `dnssec-verify` must be told (`-z`: its SEP flag
