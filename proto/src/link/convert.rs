@@ -751,9 +751,17 @@ pub const DEFAULT_MAX_TRANSFERS: u32 = 16;
 /// Transfers at once from one client address when the configuration says nothing (an AXFR and
 /// an IXFR of another zone).
 pub const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: u32 = 2;
-/// Transfers one client address may start per minute when the configuration says nothing:
-/// one a second, far above what a secondary that follows NOTIFY and its refresh timer needs.
-pub const DEFAULT_TRANSFERS_PER_MINUTE: u32 = 60;
+/// Transfers one client address may start per minute when the configuration says nothing.
+///
+/// A secondary asks for about one transfer per NOTIFY per zone, and a satellite NOTIFYs a
+/// zone that changes all the time every 200 ms (the satellite's `xfr::notify::WATCH`): 300 a
+/// minute for one busy zone. 3000 lets one address (a secondary, or a provider's several
+/// behind one address) follow ten such zones without a refusal; Knot, NSD and BIND have no
+/// such limit at all. What it still stops is a broken client of the ACL looping on
+/// transfers; the cost of big ones is bounded by the transfers at once
+/// ([`DEFAULT_MAX_TRANSFERS_PER_ADDRESS`]), not by this. (It was 60, which refused a
+/// secondary following one busy zone within the first minute.)
+pub const DEFAULT_TRANSFERS_PER_MINUTE: u32 = 3000;
 /// How long a transfer waits for its client to take a message by default.
 pub const DEFAULT_XFR_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole transfer may take by default: a million-domain AXFR takes seconds.
