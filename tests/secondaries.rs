@@ -151,6 +151,15 @@ template:
                         )
                     })
                     .collect();
+                // `xfrd-reload-timeout: 0`: NSD 4.6 reloads as soon as a transfer is
+                // committed instead of at most once a second. With the default (1 s), a zone
+                // notified more than once a second (a satellite announces each serial, every
+                // 200 ms at most) has several transfers applied by one reload; NSD 4.6's xfrd
+                // then forgets only the newest of them, takes the one before for an update the
+                // reload failed to apply (`soa serial N update failed, restarting transfer`)
+                // and, when both were acquired in the same second, starts again with AXFR. An
+                // NSD bug, fixed in 4.12.0 (NLnetLabs/nsd bf8200fa); the measurements, Knot as
+                // the primary included, are in deploy/runbooks/xfr.md.
                 (
                     "nsd.conf",
                     format!(
@@ -168,6 +177,7 @@ template:
     logfile: "{d}/secondary.log"
     verbosity: 2
     server-count: 1
+    xfrd-reload-timeout: 0
 remote-control:
     control-enable: no
 key:

@@ -175,8 +175,8 @@ const RDS_STOP_GRACE: Duration = Duration::from_secs(5);
 /// Serves a snapshot (or a state file a satellite wrote) with a local configuration: DNS,
 /// and Whois and RDAP when the configuration enables them, on the same sockets-bound-once
 /// services a master-fed satellite runs ([`Serving`], [`RdsServing`]).
-fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config)?;
+fn serve_snapshot(snapshot: &Path, config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
     // The runtime and the sockets first: a port in use is reported before a read of seconds,
     // and serving begins the moment the tables are built.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,6 +214,12 @@ fn serve_snapshot(snapshot: &Path, config: &Path) -> anyhow::Result<()> {
         "zones loaded from {}",
         snapshot.display()
     );
+    // The one check of the `xfr` table that needs the zones: now they are known.
+    if let Some(xfr) = &config.settings.xfr {
+        let zones = served.zones.zones().iter().map(|z| &z.apex_name);
+        xfr.check_catalog(zones)
+            .with_context(|| format!("{}: [xfr]", config_path.display()))?;
+    }
     let metrics = Arc::new(SatelliteMetrics::new());
     metrics.set_applied(header.serial);
     metrics.set_objects(served.object_count() as u64);

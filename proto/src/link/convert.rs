@@ -682,6 +682,41 @@ pub struct XfrSettings {
     pub catalog_zone: Option<Name>,
 }
 
+impl XfrSettings {
+    /// The check of `catalog_zone` that needs the served zones, which the settings alone do
+    /// not know (the receipt check cannot make it): the catalog must be a zone of its own,
+    /// neither one of `zones` nor inside one. Inside, the zone's own answers (a delegation,
+    /// NXDOMAIN) and the catalog's would both claim its names, and a secondary that follows
+    /// both would serve the catalog's records inside the registry's zone (RFC 9432 §7 asks
+    /// that a catalog not be served as public data).
+    pub fn check_catalog<'a>(
+        &self,
+        zones: impl IntoIterator<Item = &'a Name>,
+    ) -> Result<(), CatalogInZoneError> {
+        let Some(catalog) = &self.catalog_zone else {
+            return Ok(());
+        };
+        match zones.into_iter().find(|z| catalog.is_subdomain_of(z)) {
+            Some(zone) => Err(CatalogInZoneError {
+                catalog: catalog.clone(),
+                zone: zone.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `xfr.catalog_zone` names a served zone, or a name inside one ([`XfrSettings::check_catalog`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "xfr.catalog_zone {catalog}: {}; pick a name outside every served zone (e.g. under `invalid.`)",
+    if .catalog == .zone { "is a served zone".to_owned() } else { format!("lies inside the served zone {}", .zone) }
+)]
+pub struct CatalogInZoneError {
+    pub catalog: Name,
+    pub zone: Name,
+}
+
 /// A TSIG key (RFC 8945 §4).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TsigKey {
@@ -751,9 +786,17 @@ pub const DEFAULT_MAX_TRANSFERS: u32 = 16;
 /// Transfers at once from one client address when the configuration says nothing (an AXFR and
 /// an IXFR of another zone).
 pub const DEFAULT_MAX_TRANSFERS_PER_ADDRESS: u32 = 2;
-/// Transfers one client address may start per minute when the configuration says nothing:
-/// one a second, far above what a secondary that follows NOTIFY and its refresh timer needs.
-pub const DEFAULT_TRANSFERS_PER_MINUTE: u32 = 60;
+/// Transfers one client address may start per minute when the configuration says nothing.
+///
+/// A secondary asks for about one transfer per NOTIFY per zone, and a satellite NOTIFYs a
+/// zone that changes all the time every 200 ms (the satellite's `xfr::notify::WATCH`): 300 a
+/// minute for one busy zone. 3000 lets one address (a secondary, or a provider's several
+/// behind one address) follow ten such zones without a refusal; Knot, NSD and BIND have no
+/// such limit at all. What it still stops is a broken client of the ACL looping on
+/// transfers; the cost of big ones is bounded by the transfers at once
+/// ([`DEFAULT_MAX_TRANSFERS_PER_ADDRESS`]), not by this. (It was 60, which refused a
+/// secondary following one busy zone within the first minute.)
+pub const DEFAULT_TRANSFERS_PER_MINUTE: u32 = 3000;
 /// How long a transfer waits for its client to take a message by default.
 pub const DEFAULT_XFR_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole transfer may take by default: a million-domain AXFR takes seconds.
@@ -1747,6 +1790,30 @@ mod tests {
 
     /// The transfer settings travel whole and every field a peer could get wrong is refused
     /// with its name; the secret never appears in a debug print.
+    #[test]
+    fn a_catalog_inside_a_served_zone_is_refused() {
+        let zones = [n("tld"), n("other")];
+        let with = |catalog: &str| XfrSettings {
+            catalog_zone: Some(n(catalog)),
+            ..XfrSettings::default()
+        };
+        assert_eq!(with("catalog.invalid").check_catalog(&zones), Ok(()));
+        assert_eq!(XfrSettings::default().check_catalog(&zones), Ok(()));
+        // A parent of a served zone is a zone of its own: its names under `zones.` are not
+        // the served zone's.
+        assert_eq!(with("cat").check_catalog(&[n("x.cat")]), Ok(()));
+        let e = with("tld").check_catalog(&zones).unwrap_err();
+        assert_eq!(e.zone, n("tld"));
+        assert!(e.to_string().contains("is a served zone"), "{e}");
+        let e = with("catalog.other").check_catalog(&zones).unwrap_err();
+        assert_eq!(e.zone, n("other"));
+        assert!(
+            e.to_string()
+                .starts_with("xfr.catalog_zone catalog.other: lies inside the served zone other"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn xfr_settings_travel_and_are_checked() {
         let s = settings();

@@ -103,6 +103,16 @@ impl Link {
                 return Ok(());
             }
         };
+        // The one check of the `xfr` table that needs the zones (a zone the store gains later
+        // is not checked against a catalog already adopted).
+        if let (Some(xfr), Some(zones)) = (&new.xfr, &self.zones) {
+            let served = zones.load();
+            if let Err(e) = xfr.check_catalog(served.zones.zones().iter().map(|z| &z.apex_name)) {
+                drop(served);
+                self.refuse(&new.version(), e.to_string());
+                return Ok(());
+            }
+        }
         self.refused = None;
         self.ensure_metrics(new.metrics);
         let old = self.settings.replace(new.clone());
@@ -509,6 +519,53 @@ mod tests {
         assert!(tld.delegation(n("new.tld").as_wire()).is_some());
         drop((served, now));
         link.serving.take().unwrap().stop().await;
+    }
+
+    /// A catalog zone inside a zone the satellite serves is refused on receipt (reported in
+    /// the check-in), the running configuration kept; one outside is adopted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_catalog_inside_a_served_zone_is_refused() {
+        use super::super::{Link, LinkConfig};
+        use crate::zone::tests::n;
+        use orrery_proto::link::convert::XfrSettings;
+        use orrery_proto::link::tls::TlsMaterial;
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        drop(super::super::tests::sample_state_files(&state));
+        let certified = rcgen::generate_simple_self_signed(vec!["sat9".to_owned()]).unwrap();
+        let pem = certified.cert.pem();
+        let tls =
+            TlsMaterial::from_pem(pem.clone(), pem, certified.signing_key.serialize_pem()).unwrap();
+        let (mut link, _status) = Link::new(LinkConfig::new(vec![], tls, state));
+        link.restore().unwrap();
+        let running = link.settings.clone();
+        let with_catalog = |name: &str| {
+            let mut s = settings(CHAINS);
+            s.dns.as_mut().unwrap().tcp = vec!["127.0.0.1:0".parse().unwrap()];
+            s.xfr = Some(XfrSettings {
+                catalog_zone: Some(n(name)),
+                ..XfrSettings::default()
+            });
+            s
+        };
+        link.adopt(with_catalog("catalog.tld")).unwrap();
+        assert_eq!(link.settings, running, "kept");
+        let reported = link.config_refused();
+        assert!(
+            reported.contains("xfr.catalog_zone catalog.tld: lies inside the served zone tld"),
+            "{reported}"
+        );
+        link.adopt(with_catalog("catalog.invalid")).unwrap();
+        assert!(
+            link.config_refused().is_empty(),
+            "{}",
+            link.config_refused()
+        );
+        assert_eq!(link.settings, Some(with_catalog("catalog.invalid")));
+        if let Some(mut serving) = link.serving.take() {
+            serving.stop().await;
+        }
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct XfrStats {
     pub not_auth: AtomicU64,
     /// IXFR answered with differences (not AXFR-style, not SOA only).
     pub incremental: AtomicU64,
+    /// Whole zones sent: AXFR, or IXFR answered AXFR-style (the client's serial outside the
+    /// window). A secondary that follows by IXFR has one, its first.
+    pub full: AtomicU64,
 }
 
 /// The end of a transfer for the connection it ran on.
@@ -223,7 +226,7 @@ impl XfrService {
         let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(SEND_BUFFER);
         let started = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
-        let incremental = plan.is_incremental();
+        let (incremental, full) = (plan.is_incremental(), plan.is_full());
         let generator =
             tokio::task::spawn_blocking(move || stream::generate(plan, query, signer, tx));
         let deadline = tokio::time::Instant::from_std(started + self.total_timeout);
@@ -260,6 +263,9 @@ impl XfrService {
             self.stats.completed.fetch_add(1, Ordering::Relaxed);
             if incremental {
                 self.stats.incremental.fetch_add(1, Ordering::Relaxed);
+            }
+            if full {
+                self.stats.full.fetch_add(1, Ordering::Relaxed);
             }
             tracing::debug!(%peer, elapsed = ?started.elapsed(), "transfer sent");
         } else {

@@ -104,6 +104,11 @@ impl Plan {
     pub fn is_incremental(&self) -> bool {
         matches!(self.kind, Kind::Incremental(_))
     }
+
+    /// True when the answer is the whole zone (AXFR, or IXFR answered AXFR-style).
+    pub fn is_full(&self) -> bool {
+        matches!(self.kind, Kind::Full)
+    }
 }
 
 /// `a < b` in serial number arithmetic (RFC 1982 §3.2).

@@ -185,3 +185,51 @@ fn a_standalone_satellite_serves_dns_whois_and_rdap_from_a_state_file() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// A catalog zone named inside a served zone stops a standalone satellite at start, naming
+/// the field and the zone (the settings alone cannot tell: the check waits for the zones).
+#[test]
+fn a_catalog_inside_a_served_zone_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    write_snapshot(&state, &data()).unwrap();
+    let config_path = dir.path().join("satellite.toml");
+    let text = format!(
+        "{}\n[xfr]\ncatalog_zone = \"catalog.tld\"\nacl = [{{ prefixes = [\"127.0.0.1\"] }}]\n",
+        config(free_port(), free_port(), free_port())
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_orrery-satellite"))
+        .arg("--snapshot")
+        .arg(&state)
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut satellite = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = satellite.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the satellite started serving");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    satellite
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("xfr.catalog_zone catalog.tld: lies inside the served zone tld"),
+        "{stderr}"
+    );
+}
