@@ -7,8 +7,8 @@
 # keys are in the run's key directory, as in deploy/runbooks/dnssec.md); a master process
 # signing the change path, two satellite processes following it, and one Unbound per
 # satellite (a stub zone `flt.` pointing at that satellite, the zone's DS as trust anchor).
-# Then for SECONDS, BENCH_RATE (100) changes a second, one transaction each from two psql
-# sessions paced on the server's clock (the approach of bench/xfr.sh's `follow` part): each
+# Then for SECONDS, BENCH_RATE (100) changes a second, one transaction each from BENCH_SESSIONS
+# (4) psql sessions paced on the server's clock (the approach of bench/xfr.sh's `follow` part): each
 # gives an existing delegation a DS (about three in four: one without a DS gets one) or
 # replaces the one DS it has (the rest), with a digest new to the run; the commit's time and
 # its journal serial (the zone's SOA serial that carries it) are recorded per change.
@@ -16,7 +16,8 @@
 # NOERROR with AD set and the new digest, counting every SERVFAIL on the way, and polls each
 # satellite's SOA serial every 5 ms; it prints per satellite count, p50, p90, p99 and max of
 # commit → validated and of commit → the satellite's serial (the master's signing and the
-# link: what is left is the resolver's share).
+# link: what is left is the resolver's share). Each change is asked of a resolver every 2 s
+# until the satellite's serial carries it, then at once and every 5 ms until it validates.
 #
 # Unbound runs with `cache-max-ttl: 0` and `cache-max-negative-ttl: 0`: a name is asked again
 # and again while its change propagates, and a cached old answer (the NODATA for a name without
@@ -26,7 +27,8 @@
 # RRset re-fetched and re-validated each time (the validator's worst case); what a deployed
 # resolver adds on top, holding the old DS up to its TTL, is DNS by design, not the cluster's.
 #
-# Environment (all optional): BENCH_RATE=100  BENCH_BIN=DIR (default: the release build)
+# Environment (all optional): BENCH_RATE=100  BENCH_SESSIONS=4  BENCH_BIN=DIR (default: the
+#   release build)
 # Every wait is bounded; processes are stopped and the database dropped on exit.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -89,7 +91,9 @@ for i in 1 2; do
         --name "sat$i" --state "$work/sat$i.state" >"$work/sat$i.log" 2>&1 &
     spids+=("$!"); pids+=("$!")
 done
+t=$(now)
 for i in 1 2; do wait_log "$work/sat$i.log" "snapshot applied and saved" 600 "${spids[$((i - 1))]}"; done
+echo "satellites: both serving in $(since "$t") s"
 
 # One Unbound per satellite (the configuration of tests/cluster/unbound.rs, caching nothing).
 upids=()
@@ -144,6 +148,7 @@ echo "both resolvers validate the apex SOA (AD)"
 # those with exactly one DS (its DS replaced) while they last, the rest from those without a
 # DS (a DS added); in a random order fixed by the seed.
 n=$((RATE * SECS))
+t=$(now)
 zone_id=$(sql "SELECT id FROM zone WHERE name = '$ZONE'")
 pick() {
     sql "SELECT setseed(0.13); SELECT d.id, d.name FROM domain d
@@ -164,23 +169,24 @@ for k, (kind, did, name) in enumerate(rows):
 [ "$(wc -l <"$work/changes")" = "$n" ] || { echo "fewer than $n delegations to change"; exit 1; }
 awk '{ print $1, $4 ".", $6 }' "$work/changes" >"$work/plan"
 signed_before=$(sql "SELECT count(DISTINCT ds.domain_id) FROM ds JOIN domain d ON d.id = ds.domain_id WHERE d.zone_id = $zone_id")
-echo "changes: $n ($(wc -l <"$work/adding") DS added, $(wc -l <"$work/changing") DS replaced); delegations with DS before: $signed_before"
+echo "changes: $n ($(wc -l <"$work/adding") DS added, $(wc -l <"$work/changing") DS replaced), picked in $(since "$t") s; delegations with DS before: $signed_before"
 
 rm -f "$work/stop"
 specs=()
 for i in 1 2; do specs+=("sat$i:${sat_ports[$((i - 1))]}:${resolver_ports[$((i - 1))]}"); done
-$peers ds-validated "$work/plan" "$work/events" "$work/stop" "$ZONE" "${specs[@]}" "$work/commits.0" "$work/commits.1" >"$work/report" &
+$peers ds-validated "$work/plan" "$work/events" "$work/stop" "$ZONE" "${specs[@]}" $(seq -f "$work/commits.%g" 0 $((${BENCH_SESSIONS:-4} - 1))) >"$work/report" &
 poller=$!; pids+=("$poller")
 sleep 1
 
 echo "writing from $(date -u '+%T') UTC; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 c0=$(now); m0=$($peers cpu "$mpid")
 s0=(); for p in "${spids[@]}" "${upids[@]}"; do s0+=("$($peers cpu "$p")"); done
-# Two psql sessions, each change one transaction; after COMMIT the time (PostgreSQL's clock,
+# BENCH_SESSIONS psql sessions (4: two reached 88/s at load average 13-15, each change being
+# five round trips), each change one transaction; after COMMIT the time (PostgreSQL's clock,
 # the same machine's) and the serial the journal gave this transaction's rows (looked up by
 # its transaction id through the journal_zone index, newest first). Slot k of the run is
 # t0 + k / rate, dealt round-robin; each session sleeps to its next slot.
-sessions=2 t0=$(now) writers=()
+sessions="${BENCH_SESSIONS:-4}" t0=$(now) writers=()
 for s in $(seq 0 $((sessions - 1))); do
     awk -v r="$RATE" -v t0="$t0" -v s="$sessions" -v me="$s" -v z="$zone_id" '
     BEGIN { printf "SELECT pg_sleep(%.6f);\n", me / r }
