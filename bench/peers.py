@@ -31,12 +31,21 @@
                                            the same from the satellite's serial to each other
                                            server's ("satellite→NAME ...")
 
+  peers.py ds-validated PLAN OUT STOPFILE ZONE NAME:SAT_PORT:RESOLVER_PORT... COMMITS...
+                                           commit → validated DS through each resolver (bench/
+                                           ds-validated.sh): PLAN has "K NAME DIGEST_HEX" per
+                                           change, the COMMITS files "K EPOCH_S SERIAL" lines as
+                                           the writers commit (read as they grow); prints per
+                                           satellite the figures and appends every event to OUT
+
 A process tree is summed because NSD forks its servers (they share the zone copy-on-write,
 which PSS divides between them, so the sum is the whole cost once).
 """
 
 import bisect
+import heapq
 import os
+import select
 import socket
 import statistics
 import struct
@@ -371,6 +380,237 @@ def follow(commits_path, watch_path):
             print(f"satellite→{name} {pick(0.50):.0f} {pick(0.99):.0f} {lat[-1]:.0f} {len(lat)} {len(primary)}")
 
 
+def ds_query(name, qid):
+    """NAME DS with recursion desired, EDNS (1232 octets) and DO set, so that a validating
+    resolver reports its verdict in the AD bit (RFC 6840 §5.8)."""
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in name.strip(".").split(".")) + b"\0"
+    return q + struct.pack(">HH", 43, 1) + b"\0" + struct.pack(">HHIH", 41, 1232, 0x8000, 0)
+
+
+def ds_answer(msg):
+    """(rcode, AD, the digests of the DS records in the answer section)."""
+    _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
+    i = 12
+    for _ in range(qd):
+        i = skip_name(msg, i) + 4
+    digests = set()
+    for _ in range(an):
+        i = skip_name(msg, i)
+        rtype, _, _, rdlen = struct.unpack(">HHIH", msg[i : i + 10])
+        if rtype == 43:
+            digests.add(msg[i + 14 : i + 10 + rdlen])
+        i += 10 + rdlen
+    return flags & 0xF, bool(flags & 0x20), digests
+
+
+class Follower:
+    """One satellite and the validating resolver stubbed to it: the satellite's SOA serial
+    polled every 5 ms, and each committed change asked of the resolver until it validates.
+
+    A change is asked at once when the satellite's serial reaches the change's commit serial
+    (then again every 5 ms while the resolver still shows the old state), and every 2 s
+    before that, so that a SERVFAIL of the old state or of a transition is seen too. Asking on
+    the serial keeps the load small (a few hundred changes can be in flight at 100k) while the
+    figure stays within about 5 ms of asking without pause: no answer can validate the new DS
+    before the satellite serves it."""
+
+    SOA_EVERY = 0.005
+    # Every 500 ms cost the two resolvers a third of a core at 100k (30 s behind: 46 questions
+    # a change, each re-fetching and re-validating the DNSKEY RRset), taken from the master.
+    BEFORE_EVERY = 2.0
+    AFTER_EVERY = 0.005
+    # After a SERVFAIL (a failure of the run whatever follows): ask again, but not in a loop.
+    SERVFAIL_EVERY = 0.1
+    TIMEOUT = 0.5
+
+    def __init__(self, spec, zone):
+        self.name, sat, resolver = spec.split(":")
+        self.sat, self.resolver = int(sat), int(resolver)
+        self.zone = zone
+        self.soa_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.ask_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for s in (self.soa_sock, self.ask_sock):
+            s.setblocking(False)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.soa_qid = 0
+        self.next_soa = 0.0
+        self.serial = -1
+        self.serials = []  # (epoch, serial) each time the satellite's serial changed
+        self.qid = 0
+        self.inflight = {}  # qid -> k
+        self.asking = {}  # k -> qid of its question out
+        self.due = {}  # k -> when to ask next
+        self.heap = []  # (due, k), stale entries skipped
+        self.done = {}  # k -> epoch of the first validated answer with the new DS
+        self.servfail = 0
+        self.servfail_names = set()
+        self.asked = 0
+        self.unvalidated = 0  # the new DS answered without AD
+
+    def schedule(self, k, when):
+        self.due[k] = when
+        heapq.heappush(self.heap, (when, k))
+
+    def reached(self, commits, k):
+        return self.serial >= commits[k][1]
+
+    def tick(self, now, plan, commits, log):
+        if now >= self.next_soa:
+            self.next_soa = now + self.SOA_EVERY
+            self.soa_qid = (self.soa_qid + 1) & 0xFFFF
+            try:
+                self.soa_sock.sendto(soa_query(self.zone, self.soa_qid), ("127.0.0.1", self.sat))
+            except OSError:
+                pass
+        while self.heap and self.heap[0][0] <= now:
+            when, k = heapq.heappop(self.heap)
+            if k in self.done or self.due.get(k) != when:
+                continue
+            self.qid = (self.qid + 1) & 0xFFFF
+            # A question unanswered within TIMEOUT is given up: its answer no longer counts.
+            self.inflight.pop(self.asking.get(k), None)
+            self.inflight[self.qid] = k
+            self.asking[k] = self.qid
+            self.asked += 1
+            try:
+                self.ask_sock.sendto(ds_query(plan[k][0], self.qid), ("127.0.0.1", self.resolver))
+            except OSError:
+                pass
+            self.schedule(k, now + self.TIMEOUT)
+
+    def on_soa(self, now, msg, commits):
+        if msg[:2] != struct.pack(">H", self.soa_qid):
+            return
+        serial = soa_serial(msg)
+        if serial is None or serial == self.serial:
+            return
+        self.serial = serial
+        self.serials.append((now, serial))
+        # Every change the satellite now serves is asked at once (unless a question is out).
+        for k in list(self.due):
+            if k not in self.asking and self.reached(commits, k):
+                self.schedule(k, now)
+
+    def on_answer(self, now, msg, plan, commits, log):
+        (qid,) = struct.unpack(">H", msg[:2])
+        k = self.inflight.pop(qid, None)
+        if k is None:
+            return
+        del self.asking[k]
+        if k in self.done:
+            return
+        rcode, ad, digests = ds_answer(msg)
+        if rcode == 2:
+            self.servfail += 1
+            self.servfail_names.add(k)
+            log.write(f"servfail {self.name} {k} {now:.6f}\n")
+            self.schedule(k, now + self.SERVFAIL_EVERY)
+            return
+        elif rcode == 0 and plan[k][1] in digests:
+            if ad:
+                self.done[k] = now
+                del self.due[k]
+                log.write(f"validated {self.name} {k} {now:.6f}\n")
+                return
+            self.unvalidated += 1
+            log.write(f"unvalidated {self.name} {k} {now:.6f}\n")
+        self.schedule(k, now + (self.AFTER_EVERY if self.reached(commits, k) else self.BEFORE_EVERY))
+
+
+def read_commits(files, offsets, commits, on_commit):
+    """The complete lines the writers added since the last call."""
+    for path in files:
+        try:
+            with open(path) as f:
+                f.seek(offsets.get(path, 0))
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        end = data.rfind("\n") + 1
+        offsets[path] = offsets.get(path, 0) + len(data[:end].encode())
+        for line in data[:end].splitlines():
+            w = line.split()
+            if len(w) == 3:
+                k, t, serial = int(w[0]), float(w[1]), int(w[2]) & 0xFFFFFFFF
+                commits[k] = (t, serial)
+                on_commit(k)
+
+
+def percentiles(values):
+    if not values:
+        return "      -      -      -      -"
+    values = sorted(values)
+    pick = lambda p: values[min(len(values) - 1, int(p * len(values)))]
+    return " ".join(f"{v:6.0f}" for v in (pick(0.50), pick(0.90), pick(0.99), values[-1]))
+
+
+def ds_validated(plan_path, out, stop, zone, specs, commit_files):
+    plan = {}
+    with open(plan_path) as f:
+        for line in f:
+            k, name, digest = line.split()
+            plan[int(k)] = (name, bytes.fromhex(digest))
+    followers = [Follower(s, zone) for s in specs]
+    by_sock = {}
+    for fo in followers:
+        by_sock[fo.soa_sock] = (fo, True)
+        by_sock[fo.ask_sock] = (fo, False)
+    commits, offsets = {}, {}
+
+    def on_commit(k):
+        now = time.time()
+        for fo in followers:
+            fo.schedule(k, now)
+
+    next_read = 0.0
+    with open(out, "a") as log:
+        while True:
+            now = time.time()
+            if now >= next_read:
+                next_read = now + 0.002
+                read_commits(commit_files, offsets, commits, on_commit)
+                if os.path.exists(stop):
+                    break
+                if len(commits) == len(plan) and all(len(fo.done) == len(plan) for fo in followers):
+                    break
+            for fo in followers:
+                fo.tick(now, plan, commits, log)
+            ready, _, _ = select.select(list(by_sock), [], [], 0.001)
+            for sock in ready:
+                fo, is_soa = by_sock[sock]
+                while True:
+                    try:
+                        msg = sock.recv(65535)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break
+                    t = time.time()
+                    if is_soa:
+                        fo.on_soa(t, msg, commits)
+                    else:
+                        fo.on_answer(t, msg, plan, commits, log)
+        for fo in followers:
+            for t, serial in fo.serials:
+                log.write(f"serial {fo.name} {t:.6f} {serial}\n")
+    # The figures, in milliseconds from the commit.
+    print("  satellite  figure                     count    p50    p90    p99    max")
+    for fo in followers:
+        validated = [(fo.done[k] - commits[k][0]) * 1e3 for k in fo.done if k in commits]
+        times = [t for t, _ in fo.serials]
+        serials = [s for _, s in fo.serials]
+        served = []
+        for k, (t, serial) in commits.items():
+            i = bisect.bisect_left(serials, serial)
+            if i < len(times):
+                served.append(max(0.0, times[i] - t) * 1e3)
+        print(f"  {fo.name:<10} commit → validated (ms)   {len(validated):6} {percentiles(validated)}")
+        print(f"  {fo.name:<10} commit → serial (ms)      {len(served):6} {percentiles(served)}")
+        print(f"  {fo.name:<10} not validated {len(commits) - len(validated)}, SERVFAIL {fo.servfail}"
+              f" (names {len(fo.servfail_names)}), new DS without AD {fo.unvalidated}, questions {fo.asked}, serials seen {len(fo.serials)}")
+
+
 # The table: (metric key, heading, unit divisor/format, lower is better)
 COLUMNS = [
     ("pss_per_delegation", "PSS per delegation (B)", True),
@@ -483,6 +723,10 @@ def main():
         soa_watch(args[0], args[1], args[2], args[3:])
     elif cmd == "follow":
         follow(args[0], args[1])
+    elif cmd == "ds-validated":
+        specs = [a for a in args[4:] if a.count(":") == 2]
+        files = [a for a in args[4:] if a.count(":") != 2]
+        ds_validated(args[0], args[1], args[2], args[3], specs, files)
     else:
         sys.exit(f"unknown command {cmd}")
 
