@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use orrery_proto::atomic_file::write_atomic;
 use orrery_proto::link::{SatelliteSettings, pb};
-use orrery_proto::state_file::{self, Header, StateFileError, StateFileWriter};
+use orrery_proto::state_file::{self, Header, Objects, StateFileError, StateFileWriter};
 use orrery_proto::{Change, ChangeBatch, Serial};
 use prost::Message;
 use tokio::sync::Notify;
@@ -79,8 +79,8 @@ pub enum PersistError {
 #[derive(Debug)]
 pub struct SavedState {
     pub header: Header,
-    /// Every object of the state file.
-    pub objects: Vec<Change>,
+    /// Every object of the state file, as its chunks hold them.
+    pub objects: Objects,
     pub settings: SatelliteSettings,
 }
 
@@ -143,8 +143,7 @@ impl StateFiles {
         if !self.state.exists() || !settings_path.exists() {
             return Ok(None);
         }
-        let (header, objects) =
-            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
+        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
         let bytes = fs::read(&settings_path).map_err(|source| PersistError::Io {
             path: settings_path.clone(),
             source,
@@ -166,10 +165,9 @@ impl StateFiles {
     /// follow it, which together are what queries see (every batch is logged before it is
     /// visible). For a build beside the served version (the directory a new configuration
     /// asks for); a compaction waits meanwhile, so the file and the log match.
-    pub fn read_current(&self) -> Result<(Header, Vec<Change>, Vec<ChangeBatch>), PersistError> {
+    pub fn read_current(&self) -> Result<(Header, Objects, Vec<ChangeBatch>), PersistError> {
         let _order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let (header, objects) =
-            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
+        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
         let mut log = self.log();
         if log.generation() != header.generation {
             // Cannot happen while the writing lock orders snapshots and compactions.
