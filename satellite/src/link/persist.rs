@@ -409,6 +409,53 @@ mod tests {
         assert_eq!((data.serial, data.domains.len()), (2, 2));
     }
 
+    /// A corrupt chunk anywhere in the state file (the first, one in the middle, the last)
+    /// makes the saved state unusable as a whole: `read` says which chunk, and returns none
+    /// of the objects (the chunks before it decode, and are dropped), so a restart never
+    /// serves part of a registry.
+    #[test]
+    fn a_corrupt_chunk_anywhere_refuses_the_saved_state() {
+        use orrery_proto::state_file::{CHUNK_HEADER_LEN, HEADER_LEN};
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let files = crate::link::tests::sample_state_files(&state);
+        let mut f = files.snapshot_file().unwrap();
+        for i in 0..60_000 {
+            let name = format!("domain-{i}.tld");
+            f.push(&Change::Domain(domain(&name, "tld", &["ns1.foo.tld"])))
+                .unwrap();
+        }
+        f.finish(50).unwrap();
+        let good = files.read().unwrap().expect("a saved state");
+        assert_eq!(good.objects.len(), 60_000);
+        let bytes = fs::read(&state).unwrap();
+        let mut chunks = Vec::new();
+        let mut at = HEADER_LEN;
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            chunks.push((at, len));
+            at += CHUNK_HEADER_LEN + len;
+        }
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        for &(at, len) in [chunks[0], chunks[chunks.len() / 2], chunks[chunks.len() - 1]].iter() {
+            let mut bad = bytes.clone();
+            bad[at + CHUNK_HEADER_LEN + len / 2] ^= 0x10;
+            fs::write(&state, &bad).unwrap();
+            match files.read() {
+                Err(PersistError::StateFile {
+                    source: StateFileError::ChunkChecksum { offset },
+                    ..
+                }) => assert_eq!(offset as usize, at),
+                other => panic!("chunk at {at}: {other:?}"),
+            }
+        }
+        fs::write(&state, &bytes).unwrap();
+        assert_eq!(files.read().unwrap().unwrap().objects, good.objects);
+    }
+
     /// A compaction gives the file a fresh snapshot at the same serial would give, and keeps
     /// only later batches in the log; a new snapshot starts a new generation whose log ignores
     /// the old one's.
