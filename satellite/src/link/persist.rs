@@ -440,7 +440,13 @@ mod tests {
             at += CHUNK_HEADER_LEN + len;
         }
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
-        for &(at, len) in [chunks[0], chunks[chunks.len() / 2], chunks[chunks.len() - 1]].iter() {
+        for &(at, len) in [
+            chunks[0],
+            chunks[chunks.len() / 2],
+            chunks[chunks.len() - 1],
+        ]
+        .iter()
+        {
             let mut bad = bytes.clone();
             bad[at + CHUNK_HEADER_LEN + len / 2] ^= 0x10;
             fs::write(&state, &bad).unwrap();
