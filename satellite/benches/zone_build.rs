@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use orrery_proto::state_file::Objects;
 use orrery_proto::{Change, ChangeBatch, Domain, Ds, EppStatus, Host, Name, Soa, Timestamp, Zone};
 use orrery_satellite::served::{BuildOptions, Served, ServedStore};
 use orrery_satellite::{SnapshotData, ZoneSet};
@@ -228,12 +229,17 @@ fn main() {
         let objs = objects(0, domains, &mut rng, true);
         // Handed on into a vector, as a satellite moves them into its registry: dropping a
         // million objects is not part of the build (nor is this vector part of its peak).
-        let mut kept = Vec::new();
+        let mut kept = Objects::default();
         let with_objects = live();
         reset_peak();
         let cpu = process_cpu();
         let started = Instant::now();
-        let served = Served::from_objects(1, objs, |objs| kept = objs, BuildOptions { directory });
+        let served = Served::from_objects(
+            1,
+            objs.into(),
+            |objs| kept = objs,
+            BuildOptions { directory },
+        );
         times.push(started.elapsed().as_secs_f64() * 1e3);
         cpus.push((process_cpu() - cpu) as f64 / 1e6);
         drop(kept);
@@ -315,7 +321,7 @@ fn main() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let objs = objects(0, domains, &mut rng, true);
     let store = {
-        let served = Served::from_objects(1, objs, drop, BuildOptions { directory: false });
+        let served = Served::from_objects(1, objs.into(), drop, BuildOptions { directory: false });
         ServedStore::new(served)
     };
     let steady = live().saturating_sub(before);

@@ -185,7 +185,7 @@ fn serve_snapshot(snapshot: &Path, config_path: &Path) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
     let started = std::time::Instant::now();
-    let (header, objects) = orrery_proto::state_file::read_state_file(snapshot)
+    let (header, objects) = orrery_proto::state_file::read_objects(snapshot)
         .with_context(|| format!("state file {}", snapshot.display()))?;
     tracing::info!(
         objects = objects.len(),

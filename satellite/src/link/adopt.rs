@@ -243,7 +243,7 @@ impl Link {
         let built = background::run("directory-build", move || {
             let (header, objects, batches) = files.read_current()?;
             let serial = batches.last().map_or(header.serial, |b| b.upto);
-            let directory = build_directory(&objects, &batches);
+            let directory = build_directory(objects.iter(), &batches);
             dispose_in_background(objects);
             Ok::<_, LinkError>((directory, serial))
         })

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use orrery_proto::atomic_file::write_atomic;
 use orrery_proto::link::{SatelliteSettings, pb};
-use orrery_proto::state_file::{self, Header, StateFileError, StateFileWriter};
+use orrery_proto::state_file::{self, Header, Objects, StateFileError, StateFileWriter};
 use orrery_proto::{Change, ChangeBatch, Serial};
 use prost::Message;
 use tokio::sync::Notify;
@@ -79,8 +79,8 @@ pub enum PersistError {
 #[derive(Debug)]
 pub struct SavedState {
     pub header: Header,
-    /// Every object of the state file.
-    pub objects: Vec<Change>,
+    /// Every object of the state file, as its chunks hold them.
+    pub objects: Objects,
     pub settings: SatelliteSettings,
 }
 
@@ -143,8 +143,7 @@ impl StateFiles {
         if !self.state.exists() || !settings_path.exists() {
             return Ok(None);
         }
-        let (header, objects) =
-            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
+        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
         let bytes = fs::read(&settings_path).map_err(|source| PersistError::Io {
             path: settings_path.clone(),
             source,
@@ -166,10 +165,9 @@ impl StateFiles {
     /// follow it, which together are what queries see (every batch is logged before it is
     /// visible). For a build beside the served version (the directory a new configuration
     /// asks for); a compaction waits meanwhile, so the file and the log match.
-    pub fn read_current(&self) -> Result<(Header, Vec<Change>, Vec<ChangeBatch>), PersistError> {
+    pub fn read_current(&self) -> Result<(Header, Objects, Vec<ChangeBatch>), PersistError> {
         let _order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let (header, objects) =
-            state_file::read_state_file(&self.state).map_err(self.bad_state())?;
+        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
         let mut log = self.log();
         if log.generation() != header.generation {
             // Cannot happen while the writing lock orders snapshots and compactions.
@@ -409,6 +407,59 @@ mod tests {
         task.await.unwrap();
         let data = read_snapshot(&files.state).unwrap();
         assert_eq!((data.serial, data.domains.len()), (2, 2));
+    }
+
+    /// A corrupt chunk anywhere in the state file (the first, one in the middle, the last)
+    /// makes the saved state unusable as a whole: `read` says which chunk, and returns none
+    /// of the objects (the chunks before it decode, and are dropped), so a restart never
+    /// serves part of a registry.
+    #[test]
+    fn a_corrupt_chunk_anywhere_refuses_the_saved_state() {
+        use orrery_proto::state_file::{CHUNK_HEADER_LEN, HEADER_LEN};
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let files = crate::link::tests::sample_state_files(&state);
+        let mut f = files.snapshot_file().unwrap();
+        for i in 0..60_000 {
+            let name = format!("domain-{i}.tld");
+            f.push(&Change::Domain(domain(&name, "tld", &["ns1.foo.tld"])))
+                .unwrap();
+        }
+        f.finish(50).unwrap();
+        let good = files.read().unwrap().expect("a saved state");
+        assert_eq!(good.objects.len(), 60_000);
+        let bytes = fs::read(&state).unwrap();
+        let mut chunks = Vec::new();
+        let mut at = HEADER_LEN;
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            chunks.push((at, len));
+            at += CHUNK_HEADER_LEN + len;
+        }
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        for &(at, len) in [
+            chunks[0],
+            chunks[chunks.len() / 2],
+            chunks[chunks.len() - 1],
+        ]
+        .iter()
+        {
+            let mut bad = bytes.clone();
+            bad[at + CHUNK_HEADER_LEN + len / 2] ^= 0x10;
+            fs::write(&state, &bad).unwrap();
+            match files.read() {
+                Err(PersistError::StateFile {
+                    source: StateFileError::ChunkChecksum { offset },
+                    ..
+                }) => assert_eq!(offset as usize, at),
+                other => panic!("chunk at {at}: {other:?}"),
+            }
+        }
+        fs::write(&state, &bytes).unwrap();
+        assert_eq!(files.read().unwrap().unwrap().objects, good.objects);
     }
 
     /// A compaction gives the file a fresh snapshot at the same serial would give, and keeps

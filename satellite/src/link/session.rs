@@ -304,6 +304,7 @@ impl Link {
         let options = BuildOptions {
             directory: adopt::serves_rds(self.settings.as_ref()),
         };
+        let objects = objects.into();
         let build = move || Served::from_objects(serial, objects, dispose_in_background, options);
         // A version that replaces a served one is built at low priority, beside the queries
         // ([`background`]); the first one is the start's critical path and runs at once.

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
+use orrery_proto::state_file::Objects;
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Timestamp, Zone};
 
 use crate::background;
@@ -160,14 +161,15 @@ impl Served {
     /// so they are built side by side.
     pub fn from_objects(
         serial: Serial,
-        objects: impl IntoIterator<Item = Change>,
-        dispose: impl FnOnce(Vec<Change>),
+        objects: Objects,
+        dispose: impl FnOnce(Objects),
         options: BuildOptions,
     ) -> Self {
-        // A vector is taken as it is (no copy). The DNS build skips removals itself; a pass
-        // over the objects to drop them (reading and writing every one, about half a gigabyte
-        // at 1M delegations) is made only for the directory, which would apply them.
-        let mut objects: Vec<Change> = objects.into_iter().collect();
+        // The objects are taken as they came (a state file's chunks, a snapshot's vector: no
+        // copy). The DNS build skips removals itself; a pass over the objects to drop them
+        // (reading and writing every one, about half a gigabyte at 1M delegations) is made
+        // only for the directory, which would apply them.
+        let mut objects = objects;
         let started = std::time::Instant::now();
         if options.directory {
             objects.retain(|c| !c.is_removal());
@@ -175,7 +177,7 @@ impl Served {
         let (zones, directory) = std::thread::scope(|scope| {
             let directory = options
                 .directory
-                .then(|| scope.spawn(|| build_directory(&objects, &[])));
+                .then(|| scope.spawn(|| build_directory(objects.iter(), &[])));
             // The directory's build is one thread and the longer one: the DNS tables take
             // the other cores, not that one.
             let threads = if options.directory {
@@ -183,7 +185,7 @@ impl Served {
             } else {
                 build_threads()
             };
-            let zones = ZoneSet::from_objects_on(serial, &objects, threads);
+            let zones = ZoneSet::from_chunks_on(serial, objects.chunks(), threads);
             let directory = directory.map(|h| {
                 h.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -452,7 +454,10 @@ impl ServedStore {
 /// The Whois/RDAP directory of a registry's `objects` (a snapshot's or a state file's;
 /// removals among them are applied as removals), then the `batches` that follow them, in
 /// order. Stamped now, as a version built at start is.
-pub fn build_directory(objects: &[Change], batches: &[ChangeBatch]) -> Directory {
+pub fn build_directory<'a>(
+    objects: impl IntoIterator<Item = &'a Change, IntoIter: Clone>,
+    batches: &[ChangeBatch],
+) -> Directory {
     let mut directory = Directory::build(objects);
     for change in batches.iter().flat_map(|b| &b.changes) {
         directory.apply(change);
@@ -463,7 +468,7 @@ pub fn build_directory(objects: &[Change], batches: &[ChangeBatch]) -> Directory
 
 /// Frees a build's objects on a thread of its own (at a million domains that takes about as
 /// long as the build), then gives the memory back to the system ([`return_freed_memory`]).
-pub fn dispose_in_background(objects: Vec<Change>) {
+pub fn dispose_in_background(objects: Objects) {
     // At the caller's priority, which a new thread inherits: the start-up build's at the
     // normal one, a replacing snapshot's build at the idle class ([`background`]). Not idle at
     // start-up: on a busy machine an idle-class thread keeps the objects for as long as the
@@ -599,7 +604,12 @@ mod tests {
             v
         };
         let build = |serial, names: &[&str]| {
-            Served::from_objects(serial, objects(names), |_| {}, BuildOptions::default())
+            Served::from_objects(
+                serial,
+                objects(names).into(),
+                |_| {},
+                BuildOptions::default(),
+            )
         };
         let store = ServedStore::new(build(5, &["a.tld", "b.tld"]));
         let held = store.load_full();

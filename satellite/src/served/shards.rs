@@ -96,25 +96,38 @@ pub fn build_threads() -> usize {
 /// `f(0..len)` collected in order, the range split into `threads` contiguous runs computed on
 /// their own threads (one thread for small inputs, where spawning costs more than it saves).
 pub fn parallel_map<T: Send>(len: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = if len < 4096 { 1 } else { threads.clamp(1, len) };
+    let threads = if len < 4096 { 1 } else { threads };
+    let runs = parallel_runs(len, threads, |run| run.map(&f).collect::<Vec<T>>());
+    let mut out = Vec::with_capacity(len);
+    for run in runs {
+        out.extend(run);
+    }
+    out
+}
+
+/// `f` of each of at most `threads` contiguous runs that split `0..len`, each run on its own
+/// thread (the first on the caller's), the results in order. For work whose items are coarse
+/// (a state file's chunks); [`parallel_map`] is this for fine ones.
+pub fn parallel_runs<T: Send>(
+    len: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let threads = threads.clamp(1, len.max(1));
     if threads == 1 {
-        return (0..len).map(f).collect();
+        return vec![f(0..len)];
     }
     let per = len.div_ceil(threads);
+    let run = |t: usize| (t * per).min(len)..((t + 1) * per).min(len);
     std::thread::scope(|scope| {
         let f = &f;
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t * per..((t + 1) * per).min(len))
-                        .map(f)
-                        .collect::<Vec<T>>()
-                })
-            })
+        let handles: Vec<_> = (1..threads)
+            .map(|t| scope.spawn(move || f(run(t))))
             .collect();
-        let mut out = Vec::with_capacity(len);
+        let mut out = Vec::with_capacity(threads);
+        out.push(f(run(0)));
         for h in handles {
-            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
         }
         out
     })

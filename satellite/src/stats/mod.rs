@@ -420,8 +420,12 @@ mod tests {
                 let ns = format!("ns1.{name}");
                 objects.push(Change::Domain(domain(&name, "tld", &[ns.as_str()])));
             }
-            let served =
-                Served::from_objects(1, objects, dispose_in_background, BuildOptions::default());
+            let served = Served::from_objects(
+                1,
+                objects.into(),
+                dispose_in_background,
+                BuildOptions::default(),
+            );
             let m = SatelliteMetrics::new();
             m.set_served(&std::sync::Arc::new(ServedStore::new(served)));
             let text = m.render(None);

@@ -136,9 +136,10 @@ impl Directory {
     /// Builds a directory from `changes` (applied in order, as by [`Directory::apply`]),
     /// sized for them, with no spare capacity left in it. [`Directory::updated`] is left for
     /// the caller to stamp.
-    pub fn build(changes: &[Change]) -> Self {
+    pub fn build<'a>(changes: impl IntoIterator<Item = &'a Change, IntoIter: Clone>) -> Self {
+        let changes = changes.into_iter();
         let mut counts = [0usize; 3];
-        for c in changes {
+        for c in changes.clone() {
             match c {
                 Change::Domain(_) => counts[0] += 1,
                 Change::Host(_) => counts[1] += 1,
