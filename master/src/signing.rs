@@ -7,22 +7,26 @@
 //!  journal batch (objects + each zone's policy and keys, one snapshot)
 //!     │ ZoneSigner::on_batch
 //!     ▼  per signed zone touched: update its unsigned records (delegations, in-zone hosts)
-//!        sign_zone_cached: the signatures of unchanged RRsets come from the zone's cache,
-//!                          the rest are signed (in parallel when many)
-//!        dnssec_rrsets → diff with the sets published → Change::Dnssec / DnssecRemoved
-//!     ▼
+//!        and note the owners whose records may have changed
+//!        IncrementalZone::update: those owners, the names below a cut that came or went, the
+//!                          chain records around them; signed (cache for the unchanged)
+//!        ── or, on a first signing, a policy/key/window change, a zone field other than the
+//!           serial: IncrementalZone::sign_whole (the whole-zone reference signer)
+//!     ▼  the sets changed → Change::Dnssec / DnssecRemoved
 //!  the batch + those changes ──▶ Cache::apply (window, snapshot)
 //! ```
 //!
-//! **Equal to the reference by construction.** The zone is signed with the one whole-zone
-//! signer (`orrery_signer::sign_zone`) over the same records the generator collects
-//! (`orrery_signer::objects`); what makes it incremental is the signature cache: a signature
-//! depends only on its key and its signing input (deterministic algorithms, times from the
-//! store's window), so a cached signature is the one signing would make, and only RRsets whose
-//! input changed are signed again — the new serial's SOA, the changed DS, the NSEC3 records
-//! whose next hash or bit map changed; with opt-out an insecure delegation changes none
-//! (RFC 5155 §6). The chain itself (sorting, hashing the few chain names) is rebuilt per batch:
-//! linear in the zone's size, cheap next to signing (docs/DNSSEC.md has the figures).
+//! **Equal to the reference.** The whole path signs with the one whole-zone signer
+//! (`orrery_signer::sign_zone`) over the same records the generator collects
+//! (`orrery_signer::objects`) and keeps its structure (`orrery_signer::incremental`: owners in
+//! canonical order, the NSEC chain or the NSEC3 hash table, the published sets). A batch then
+//! costs what it changes: each affected owner is signed by the same code, its role and chain
+//! record are what the whole zone gives, so the sets are the whole zone's (the test
+//! `incremental_signing_equals_signing_the_whole_zone` checks every batch against the store's
+//! state signed whole). Signatures are deterministic and their times come from the store's
+//! window, so only RRsets whose input changed are signed again — the new serial's SOA, the
+//! changed DS, the NSEC/NSEC3 records whose next name or bit map changed; with opt-out an
+//! insecure delegation changes none but the SOA's (RFC 5155 §6).
 //!
 //! **Never half-signed.** When a zone cannot be signed (no key directory on this master, a
 //! private key missing or not matching the store's public key, ...) its state stays the last
@@ -142,6 +146,8 @@ pub struct ZoneSigner {
     /// Sign batches incrementally (`false`: every batch signs the whole zone, the reference
     /// path; benches and tests compare the two).
     incremental: bool,
+    /// Zone signings since start: (whole, incremental).
+    signings: (u64, u64),
 }
 
 impl std::fmt::Debug for ZoneSigner {
@@ -166,6 +172,7 @@ impl ZoneSigner {
             failures: 0,
             health: Arc::default(),
             incremental: true,
+            signings: (0, 0),
         }
     }
 
@@ -173,6 +180,12 @@ impl ZoneSigner {
     /// zone every batch (the reference path).
     pub fn set_incremental(&mut self, on: bool) {
         self.incremental = on;
+    }
+
+    /// Zone signings since start: how many signed the whole zone, how many only a batch's
+    /// changes.
+    pub fn signings(&self) -> (u64, u64) {
+        self.signings
     }
 
     /// The failures as the rest of the master reads them.
@@ -542,6 +555,7 @@ impl ZoneSigner {
             let zone = state.signed.as_mut().expect("checked above");
             match zone.update(owners, keys.as_ref(), &mut state.cache) {
                 Ok(p) => {
+                    self.signings.1 += 1;
                     publish(p, out);
                     return;
                 }
@@ -573,6 +587,7 @@ impl ZoneSigner {
             &mut state.cache,
         ) {
             Ok((zone, fresh)) => {
+                self.signings.0 += 1;
                 if state.failing.take().is_some() {
                     tracing::info!(zone = %apex, "zone signs again; publishing what was withheld");
                     out.recovered = true;
