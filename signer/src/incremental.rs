@@ -104,11 +104,19 @@ pub struct IncrementalZone {
     /// Every owner's unsigned records, sorted by type then RDATA, duplicates removed.
     nodes: BTreeMap<Canonical, Vec<Record>>,
     chain: Chain,
-    /// The DNSSEC RRsets published, by owner.
-    sets: HashMap<Name, Vec<DnssecRrset>>,
+    /// The DNSSEC RRsets published, by owner and part ([`part`]).
+    sets: HashMap<(Name, bool), Vec<DnssecRrset>>,
     /// True while an update is under way: a failed update leaves the structure unusable (the
     /// published sets stay right; the next signing must be whole).
     dirty: bool,
+}
+
+/// Which part of its owner a set is: the NSEC3 chain's (`true`: the NSEC3 record and its
+/// RRSIG) or the owner's data. Kept apart, a registered name that is also an NSEC3 owner name
+/// (a 32-character base32hex label under the apex) cannot make one part replace the other.
+fn part(s: &DnssecRrset) -> (Name, bool) {
+    let chain = s.id.rtype == rtype::NSEC3 || s.id.covered == rtype::NSEC3;
+    (s.id.owner.clone(), chain)
 }
 
 fn has(records: &[Record], t: u16) -> bool {
@@ -157,9 +165,9 @@ impl IncrementalZone {
             .filter(|g| g.role.in_nsec3_chain())
             .map(|g| g.name.clone())
             .collect();
-        let mut sets: HashMap<Name, Vec<DnssecRrset>> = HashMap::new();
+        let mut sets: HashMap<(Name, bool), Vec<DnssecRrset>> = HashMap::new();
         for s in dnssec_rrsets(apex, &signed) {
-            sets.entry(s.id.owner.clone()).or_default().push(s);
+            sets.entry(part(&s)).or_default().push(s);
         }
         let mut z = Self {
             apex: apex.clone(),
@@ -359,7 +367,7 @@ impl IncrementalZone {
 
         // Sign the affected owners, as the whole-zone signer signs them.
         let mut batch = SigningBatch::new(&self.apex, &self.dnssec, signers);
-        let mut owners: Vec<Name> = Vec::with_capacity(data.len() + hashes.len());
+        let mut owners: Vec<(Name, bool)> = Vec::with_capacity(data.len() + hashes.len());
         for k in data {
             if let Some(mut node) = self.node(&k.0) {
                 if let Chain::Nsec(set) = &self.chain
@@ -375,28 +383,28 @@ impl IncrementalZone {
                 }
                 batch.add_node(node);
             }
-            owners.push(k.0);
+            owners.push((k.0, false));
         }
         if let Chain::Nsec3(c) = &self.chain {
             for h in &hashes {
                 if let Some(e) = c.get(h) {
                     let next = c.next(h).expect("the entry is in the chain");
                     let r = nsec3_record(&self.apex, h, next, &e.types, self.negative_ttl);
-                    owners.push(r.owner.clone());
+                    owners.push((r.owner.clone(), true));
                     batch.add_node(Node {
                         name: r.owner.clone(),
                         role: Role::Authoritative,
                         records: vec![r],
                     });
                 } else {
-                    owners.push(crate::nsec3::owner(h, &self.apex));
+                    owners.push((crate::nsec3::owner(h, &self.apex), true));
                 }
             }
         }
         let signed = batch.sign(Some((cache, CacheUse::Update)));
-        let mut by_owner: HashMap<Name, Vec<DnssecRrset>> = HashMap::new();
+        let mut by_owner: HashMap<(Name, bool), Vec<DnssecRrset>> = HashMap::new();
         for s in dnssec_rrsets(&self.apex, &signed) {
-            by_owner.entry(s.id.owner.clone()).or_default().push(s);
+            by_owner.entry(part(&s)).or_default().push(s);
         }
         let mut out = Published {
             fresh_signatures: signed.fresh_signatures,
@@ -410,7 +418,7 @@ impl IncrementalZone {
             // A signed RRset that left the zone leaves the cache (one entry per RRset).
             for o in &old {
                 if o.id.rtype == rtype::RRSIG && !new.iter().any(|s| s.id == o.id) {
-                    cache.forget(&owner, o.id.covered);
+                    cache.forget(&owner.0, o.id.covered);
                 }
             }
             if !new.is_empty() {
@@ -886,5 +894,57 @@ mod tests {
         // SOA, DS, the new NSEC3 and its predecessor.
         assert_eq!(p.fresh_signatures, 4);
         assert_eq!(p.owners, 4, "apex, the delegation, two NSEC3 owners");
+    }
+    /// A delegation registered under the name of the apex's NSEC3 record: its sets and the
+    /// chain's at that owner are kept apart, and each update equals signing the whole zone.
+    #[test]
+    fn a_name_equal_to_an_nsec3_owner_keeps_both_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = FileKeyStore::open(&dir.path().join("keys")).unwrap();
+        let d = dnssec(Denial::Nsec3OptOut, &keys);
+        let apex = n("test");
+        let twin = crate::nsec3::owner(&chain::hash(&apex), &apex);
+        let apex_records = |serial| {
+            vec![
+                soa(serial),
+                Record::new(apex.clone(), rtype::NS, 172_800, rdata::ns(&n("ns.other"))),
+            ]
+        };
+        let twin_records = |tag| {
+            vec![
+                Record::new(twin.clone(), rtype::NS, 172_800, rdata::ns(&n("ns.other"))),
+                Record::new(
+                    twin.clone(),
+                    rtype::DS,
+                    86_400,
+                    rdata::ds(&orrery_proto::Ds {
+                        key_tag: tag,
+                        algorithm: 13,
+                        digest_type: 2,
+                        digest: vec![3; 32],
+                    }),
+                ),
+            ]
+        };
+        let mut cache = SignatureCache::default();
+        let (mut z, _) =
+            IncrementalZone::sign_whole(&apex, &d, apex_records(1), &keys, &mut cache).unwrap();
+        for (serial, twin_now) in [(2, twin_records(1)), (3, twin_records(2)), (4, vec![])] {
+            z.update(
+                vec![
+                    (apex.clone(), apex_records(serial)),
+                    (twin.clone(), twin_now.clone()),
+                ],
+                &keys,
+                &mut cache,
+            )
+            .unwrap();
+            let mut all = apex_records(serial);
+            all.extend(twin_now);
+            let signed = sign_with_keys(&apex, &d, all, &keys).unwrap();
+            let mut want = dnssec_rrsets(&apex, &signed);
+            want.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(z.sets(), want, "serial {serial}");
+        }
     }
 }
