@@ -7,22 +7,26 @@
 //!  journal batch (objects + each zone's policy and keys, one snapshot)
 //!     │ ZoneSigner::on_batch
 //!     ▼  per signed zone touched: update its unsigned records (delegations, in-zone hosts)
-//!        sign_zone_cached: the signatures of unchanged RRsets come from the zone's cache,
-//!                          the rest are signed (in parallel when many)
-//!        dnssec_rrsets → diff with the sets published → Change::Dnssec / DnssecRemoved
-//!     ▼
+//!        and note the owners whose records may have changed
+//!        IncrementalZone::update: those owners, the names below a cut that came or went, the
+//!                          chain records around them; signed (cache for the unchanged)
+//!        ── or, on a first signing, a policy/key/window change, a zone field other than the
+//!           serial: IncrementalZone::sign_whole (the whole-zone reference signer)
+//!     ▼  the sets changed → Change::Dnssec / DnssecRemoved
 //!  the batch + those changes ──▶ Cache::apply (window, snapshot)
 //! ```
 //!
-//! **Equal to the reference by construction.** The zone is signed with the one whole-zone
-//! signer (`orrery_signer::sign_zone`) over the same records the generator collects
-//! (`orrery_signer::objects`); what makes it incremental is the signature cache: a signature
-//! depends only on its key and its signing input (deterministic algorithms, times from the
-//! store's window), so a cached signature is the one signing would make, and only RRsets whose
-//! input changed are signed again — the new serial's SOA, the changed DS, the NSEC3 records
-//! whose next hash or bit map changed; with opt-out an insecure delegation changes none
-//! (RFC 5155 §6). The chain itself (sorting, hashing the few chain names) is rebuilt per batch:
-//! linear in the zone's size, cheap next to signing (docs/DNSSEC.md has the figures).
+//! **Equal to the reference.** The whole path signs with the one whole-zone signer
+//! (`orrery_signer::sign_zone`) over the same records the generator collects
+//! (`orrery_signer::objects`) and keeps its structure (`orrery_signer::incremental`: owners in
+//! canonical order, the NSEC chain or the NSEC3 hash table, the published sets). A batch then
+//! costs what it changes: each affected owner is signed by the same code, its role and chain
+//! record are what the whole zone gives, so the sets are the whole zone's (the test
+//! `incremental_signing_equals_signing_the_whole_zone` checks every batch against the store's
+//! state signed whole). Signatures are deterministic and their times come from the store's
+//! window, so only RRsets whose input changed are signed again — the new serial's SOA, the
+//! changed DS, the NSEC/NSEC3 records whose next name or bit map changed; with opt-out an
+//! insecure delegation changes none but the SOA's (RFC 5155 §6).
 //!
 //! **Never half-signed.** When a zone cannot be signed (no key directory on this master, a
 //! private key missing or not matching the store's public key, ...) its state stays the last
@@ -45,7 +49,9 @@ use orrery_proto::dnssec::{DnssecRrset, DnssecRrsetId, ZoneDnssec};
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Zone};
 use orrery_signer::objects::{apex_records, domain_records, host_records};
 use orrery_signer::record::rtype;
-use orrery_signer::{KeyStore, Record, SignatureCache, dnssec_rrsets, sign_with_keys_cached};
+use orrery_signer::{
+    IncrementalError, IncrementalZone, KeyStore, Published, Record, SignatureCache,
+};
 
 use crate::cache::Registry;
 
@@ -110,8 +116,14 @@ struct ZoneState {
     hosts: HashMap<Name, Host>,
     /// References to in-zone host names: from delegated domains and from the zone's NS.
     refs: HashMap<Name, u32>,
-    /// The sets published now.
-    sets: HashMap<DnssecRrsetId, DnssecRrset>,
+    /// The zone as last signed: its structure and the sets published now (`None` until it
+    /// first signs).
+    signed: Option<IncrementalZone>,
+    /// Owners whose records may have changed since the last signing.
+    dirty: HashSet<Name>,
+    /// The next signing must be whole: the zone starts, its policy, keys or signature window
+    /// changed, or a zone field other than the serial did (every signature may change).
+    whole: bool,
     cache: SignatureCache,
     /// Why the last signing failed; `None` when the published sets are this state's.
     failing: Option<String>,
@@ -131,6 +143,11 @@ pub struct ZoneSigner {
     pub failures: u64,
     /// What the heartbeat and the metrics read of the failures.
     health: Arc<SigningHealth>,
+    /// Sign batches incrementally (`false`: every batch signs the whole zone, the reference
+    /// path; benches and tests compare the two).
+    incremental: bool,
+    /// Zone signings since start: (whole, incremental).
+    signings: (u64, u64),
 }
 
 impl std::fmt::Debug for ZoneSigner {
@@ -154,7 +171,21 @@ impl ZoneSigner {
             reset_caches: HashMap::new(),
             failures: 0,
             health: Arc::default(),
+            incremental: true,
+            signings: (0, 0),
         }
+    }
+
+    /// Chooses between signing each batch incrementally (the default) and signing the whole
+    /// zone every batch (the reference path).
+    pub fn set_incremental(&mut self, on: bool) {
+        self.incremental = on;
+    }
+
+    /// Zone signings since start: how many signed the whole zone, how many only a batch's
+    /// changes.
+    pub fn signings(&self) -> (u64, u64) {
+        self.signings
     }
 
     /// The failures as the rest of the master reads them.
@@ -192,13 +223,11 @@ impl ZoneSigner {
 
     /// The sets published for `apex`, in id order (tests and checks).
     pub fn sets(&self, apex: &Name) -> Vec<DnssecRrset> {
-        let mut v: Vec<DnssecRrset> = self
-            .zones
+        self.zones
             .get(apex)
-            .map(|z| z.sets.values().cloned().collect())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
-        v
+            .and_then(|z| z.signed.as_ref())
+            .map(IncrementalZone::sets)
+            .unwrap_or_default()
     }
 
     /// The signed zones that `dnssec` starts signing: their state must first be read from the
@@ -255,7 +284,9 @@ impl ZoneSigner {
             delegations: HashMap::new(),
             hosts: HashMap::new(),
             refs: HashMap::new(),
-            sets: HashMap::new(),
+            signed: None,
+            dirty: HashSet::new(),
+            whole: true,
             cache: self.reset_caches.remove(&apex).unwrap_or_default(),
             failing: None,
         };
@@ -322,6 +353,7 @@ impl ZoneSigner {
                 (Some(d), Some(state)) if d.is_signed() => {
                     if &state.dnssec != d {
                         state.dnssec = d.clone();
+                        state.whole = true;
                         touched.insert(apex.clone());
                     }
                 }
@@ -362,6 +394,15 @@ impl ZoneSigner {
                                 *state.refs.entry(ns.clone()).or_default() += 1;
                             }
                         }
+                        // Only the serial changed: the SOA alone. Anything else (TTLs, SOA
+                        // fields, apex NS) may change many records: the whole zone.
+                        let mut same = state.zone.clone();
+                        same.serial = z.serial;
+                        if same == *z {
+                            state.dirty.insert(apex.clone());
+                        } else {
+                            state.whole = true;
+                        }
                         state.zone = z.clone();
                         touched.insert(apex);
                     }
@@ -380,6 +421,7 @@ impl ZoneSigner {
                         && let Some(state) = self.zones.get_mut(&z)
                         && state.hosts.remove(n).is_some()
                     {
+                        state.dirty.insert(n.clone());
                         touched.insert(z);
                     }
                 }
@@ -411,8 +453,11 @@ impl ZoneSigner {
 
     fn stop_zone(&mut self, apex: &Name, out: &mut Signed) {
         if let Some(state) = self.zones.remove(apex) {
-            let mut ids: Vec<DnssecRrsetId> = state.sets.into_keys().collect();
-            ids.sort();
+            let ids: Vec<DnssecRrsetId> = state
+                .signed
+                .as_ref()
+                .map(IncrementalZone::ids)
+                .unwrap_or_default();
             out.changes
                 .extend(ids.into_iter().map(Change::DnssecRemoved));
             self.domain_refs.retain(|_, hosts| {
@@ -428,6 +473,7 @@ impl ZoneSigner {
             && let Some(state) = self.zones.get_mut(&z)
         {
             state.hosts.insert(h.name.clone(), h.clone());
+            state.dirty.insert(h.name.clone());
             touched.insert(z);
         }
     }
@@ -438,11 +484,13 @@ impl ZoneSigner {
                 && let Some(state) = self.zones.get_mut(&z)
             {
                 dec(&mut state.refs, &host);
+                state.dirty.insert(host);
                 touched.insert(z);
             }
         }
         for (apex, state) in &mut self.zones {
             if state.delegations.remove(name).is_some() {
+                state.dirty.insert(name.clone());
                 touched.insert(apex.clone());
             }
         }
@@ -457,6 +505,7 @@ impl ZoneSigner {
                     && let Some(state) = self.zones.get_mut(&z)
                 {
                     *state.refs.entry(ns.clone()).or_default() += 1;
+                    state.dirty.insert(ns.clone());
                     named.push(ns.clone());
                     touched.insert(z);
                 }
@@ -474,15 +523,52 @@ impl ZoneSigner {
             if !records.is_empty() {
                 state.delegations.insert(d.name.clone(), records);
             }
+            state.dirty.insert(d.name.clone());
             touched.insert(d.zone.clone());
         }
     }
 
-    /// Signs one zone from its state and records the differences with what is published.
+    /// Signs one zone from its state and records the differences with what is published:
+    /// incrementally (the owners the batch changed) when it can, else the whole zone.
     fn sign(&mut self, apex: &Name, out: &mut Signed) {
         let Some(state) = self.zones.get_mut(apex) else {
             return;
         };
+        let Some(keys) = &self.keys else {
+            let why = "this master has no key directory ([dnssec] key_dir)".to_owned();
+            self.failures += 1;
+            fail(apex, state, why, out);
+            return;
+        };
+        let incremental = self.incremental
+            && !state.whole
+            && state.failing.is_none()
+            && state.signed.as_ref().is_some_and(|z| !z.is_stale());
+        if incremental {
+            let owners: Vec<(Name, Vec<Record>)> = std::mem::take(&mut state.dirty)
+                .into_iter()
+                .map(|o| {
+                    let r = owner_records(state, &o);
+                    (o, r)
+                })
+                .collect();
+            let zone = state.signed.as_mut().expect("checked above");
+            match zone.update(owners, keys.as_ref(), &mut state.cache) {
+                Ok(p) => {
+                    self.signings.1 += 1;
+                    publish(p, out);
+                    return;
+                }
+                Err(IncrementalError::Whole { why, .. }) => {
+                    tracing::info!(zone = %apex, why, "signing the whole zone");
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    fail(apex, state, e.to_string(), out);
+                    return;
+                }
+            }
+        }
         let mut records = Vec::with_capacity(state.delegations.len() * 2 + 8);
         apex_records(&state.zone, state.zone.serial, &mut records);
         for r in state.delegations.values() {
@@ -493,61 +579,73 @@ impl ZoneSigner {
                 host_records(&state.zone, h, &mut records);
             }
         }
-        let result = match &self.keys {
-            None => Err("this master has no key directory ([dnssec] key_dir)".to_owned()),
-            Some(keys) => sign_with_keys_cached(
-                apex,
-                &state.dnssec,
-                records,
-                keys.as_ref(),
-                Some(&mut state.cache),
-            )
-            .map_err(|e| e.to_string()),
-        };
-        match result {
-            Ok(signed) => {
-                out.fresh_signatures += signed.fresh_signatures;
+        match IncrementalZone::sign_whole(
+            apex,
+            &state.dnssec,
+            records,
+            keys.as_ref(),
+            &mut state.cache,
+        ) {
+            Ok((zone, fresh)) => {
+                self.signings.0 += 1;
                 if state.failing.take().is_some() {
                     tracing::info!(zone = %apex, "zone signs again; publishing what was withheld");
                     out.recovered = true;
                 }
-                let mut new: HashMap<DnssecRrsetId, DnssecRrset> = dnssec_rrsets(apex, &signed)
-                    .into_iter()
-                    .map(|s| (s.id.clone(), s))
-                    .collect();
-                let mut removed: Vec<DnssecRrsetId> = state
-                    .sets
-                    .keys()
-                    .filter(|id| !new.contains_key(*id))
-                    .cloned()
-                    .collect();
-                removed.sort();
-                let mut changed: Vec<&DnssecRrset> = new
-                    .values()
-                    .filter(|s| state.sets.get(&s.id) != Some(*s))
-                    .collect();
-                changed.sort_by(|a, b| a.id.cmp(&b.id));
-                out.changes
-                    .extend(changed.into_iter().cloned().map(Change::Dnssec));
-                out.changes
-                    .extend(removed.into_iter().map(Change::DnssecRemoved));
-                std::mem::swap(&mut state.sets, &mut new);
+                let mut p = IncrementalZone::diff(state.signed.as_ref(), &zone);
+                p.fresh_signatures = fresh;
+                publish(p, out);
+                state.signed = Some(zone);
+                state.whole = false;
+                state.dirty.clear();
             }
-            Err(why) => {
+            Err(e) => {
                 self.failures += 1;
-                if state.failing.as_deref() != Some(why.as_str()) {
-                    tracing::error!(
-                        zone = %apex,
-                        error = %why,
-                        "cannot sign the zone: its changes are withheld and satellites keep its \
-                         last signed state until it signs again"
-                    );
-                }
-                state.failing = Some(why);
-                out.withheld.insert(apex.clone());
+                fail(apex, state, e.to_string(), out);
             }
         }
     }
+}
+
+/// Every record of one owner of the zone, as the whole-zone signing collects them: the apex
+/// records, a delegation's NS and DS, a published in-zone host's addresses.
+fn owner_records(state: &ZoneState, owner: &Name) -> Vec<Record> {
+    let mut records = Vec::new();
+    if owner == &state.zone.name {
+        apex_records(&state.zone, state.zone.serial, &mut records);
+    }
+    if let Some(r) = state.delegations.get(owner) {
+        records.extend(r.iter().cloned());
+    }
+    if let Some(h) = state.hosts.get(owner)
+        && state.refs.get(owner).is_some_and(|&n| n > 0)
+    {
+        host_records(&state.zone, h, &mut records);
+    }
+    records
+}
+
+/// Adds a signing's changes to the batch's.
+fn publish(p: Published, out: &mut Signed) {
+    out.fresh_signatures += p.fresh_signatures;
+    out.changes
+        .extend(p.changed.into_iter().map(Change::Dnssec));
+    out.changes
+        .extend(p.removed.into_iter().map(Change::DnssecRemoved));
+}
+
+/// A zone that cannot be signed: it keeps its last signed state, its changes are withheld.
+fn fail(apex: &Name, state: &mut ZoneState, why: String, out: &mut Signed) {
+    if state.failing.as_deref() != Some(why.as_str()) {
+        tracing::error!(
+            zone = %apex,
+            error = %why,
+            "cannot sign the zone: its changes are withheld and satellites keep its \
+             last signed state until it signs again"
+        );
+    }
+    state.failing = Some(why);
+    out.withheld.insert(apex.clone());
 }
 
 fn dec(refs: &mut HashMap<Name, u32>, name: &Name) {

@@ -243,10 +243,13 @@ async fn drop_pg(name: Option<String>) {
     }
 }
 
-/// Random batches of secure and insecure delegations, DS changes, in-zone nameservers and key
-/// changes: after each, the master's sets equal the reference, the cache publishes exactly
-/// them, a second master following the same store has the same bytes, and a snapshot holds
-/// them. Adding or removing an insecure delegation changes only the SOA's RRSIG (opt-out).
+/// Random batches of secure and insecure delegations, DS added, changed and removed, in-zone
+/// nameservers at several depths (empty non-terminals above them) coming and going, their
+/// addresses changing, ZSK rollover steps, and a switch from NSEC3 opt-out to NSEC and back:
+/// after each, the master's sets (signed incrementally) equal the reference (the store's state
+/// signed whole), the cache publishes exactly them, a second master following the same store
+/// has the same bytes, and a snapshot holds them. With opt-out, adding or removing an insecure
+/// delegation changes only the SOA's RRSIG (RFC 5155 §6).
 #[tokio::test]
 async fn incremental_signing_equals_signing_the_whole_zone() {
     for (store, dir, pg) in stores().await {
@@ -286,20 +289,39 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
         let mut rng = Rng(0x5eed_1234_abcd);
         let mut names: Vec<String> = Vec::new();
         let mut next_zsk: Option<ZoneKey> = None;
-        let (mut saw_host, mut saw_ds) = (false, false);
-        for step in 0..80 {
+        let (mut saw_host, mut saw_ds, mut saw_ent, mut saw_nsec) = (false, false, false, false);
+        let mut hosts: Vec<Name> = Vec::new();
+        let steps = 240;
+        for step in 0..steps {
             let head = c1.head();
-            let op = rng.below(10);
+            let op = rng.below(13);
             let mut insecure_only = false;
+            // NSEC3 opt-out for the first third, NSEC for the second, NSEC3 again after.
+            let denial = if (steps / 3..2 * steps / 3).contains(&step) {
+                Denial::Nsec
+            } else {
+                Denial::Nsec3OptOut
+            };
+            if policy.denial != denial {
+                policy.denial = denial;
+                store.set_dnssec_policy(&n("test"), &policy).await.unwrap();
+            }
             match op {
                 0..=2 => {
                     let name = format!("d{step}.test");
                     let secure = rng.below(2) == 0;
                     let ns = if rng.below(3) == 0 {
                         // An in-zone nameserver outside any delegation: its address is
-                        // authoritative and signed while a delegation names it.
+                        // authoritative and signed while a delegation names it; one or two
+                        // labels below nic.test (empty non-terminals above it).
+                        let host = if rng.below(2) == 0 {
+                            n(&format!("ns{}.nic.test", rng.below(3)))
+                        } else {
+                            n(&format!("ns{}.h{}.nic.test", rng.below(2), rng.below(2)))
+                        };
+                        hosts.push(host.clone());
                         NsSpec {
-                            name: n(&format!("ns{}.nic.test", rng.below(3))),
+                            name: host,
                             addresses: vec!["192.0.2.7".parse().unwrap()],
                         }
                     } else if rng.below(2) == 0 {
@@ -326,7 +348,7 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
                     let ds = match rng.below(3) {
                         0 => vec![],
                         1 => vec![ds(step as u8)],
-                        _ => vec![ds(step as u8), ds(step as u8 + 100)],
+                        _ => vec![ds(step as u8), ds((step as u8).wrapping_add(100))],
                     };
                     store.set_ds(&n(&name), &ds).await.unwrap();
                 }
@@ -406,6 +428,34 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
                         names.push(name);
                     }
                 }
+                10 if !names.is_empty() && !hosts.is_empty() => {
+                    // A domain moves to another in-zone nameserver (or out of the zone): the
+                    // old host may stop being published, the new one starts.
+                    let name = names[rng.below(names.len() as u64) as usize].clone();
+                    let ns = if rng.below(3) == 0 {
+                        NsSpec {
+                            name: n("ns.elsewhere.example"),
+                            addresses: vec![],
+                        }
+                    } else {
+                        NsSpec {
+                            name: hosts[rng.below(hosts.len() as u64) as usize].clone(),
+                            addresses: vec![],
+                        }
+                    };
+                    store.set_nameservers(&n(&name), &[ns]).await.unwrap();
+                }
+                11 if !hosts.is_empty() => {
+                    // An in-zone host's addresses change (none: it has no records).
+                    let host = hosts[rng.below(hosts.len() as u64) as usize].clone();
+                    let addrs: Vec<std::net::IpAddr> = match rng.below(3) {
+                        0 => vec![],
+                        1 => vec![format!("192.0.2.{}", step % 250).parse().unwrap()],
+                        _ => vec!["192.0.2.8".parse().unwrap(), "2001:db8::8".parse().unwrap()],
+                    };
+                    // Gone with its domain meanwhile: nothing to change.
+                    let _ = store.set_host_addresses(&host, &addrs).await;
+                }
                 _ => {
                     let name = format!("i{step}.test");
                     store
@@ -433,7 +483,12 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
                     && s.id.owner != n("a.nic.test")
             });
             saw_ds |= want.iter().filter(|s| s.id.covered == 43).count() >= 3;
-            if insecure_only {
+            saw_nsec |= want.iter().any(|s| s.id.rtype == 47);
+            // An NSEC3 record with an empty type bit map (RFC 5155 §7.1): 26 octets.
+            saw_ent |= want
+                .iter()
+                .any(|s| s.id.rtype == 50 && s.rdata.iter().any(|r| r.len() == 26));
+            if insecure_only && denial == Denial::Nsec3OptOut {
                 // RFC 5155 §6: only the new serial's SOA is signed again.
                 assert_eq!(
                     dnssec_changes_since(&c1, head),
@@ -449,6 +504,17 @@ async fn incremental_signing_equals_signing_the_whole_zone() {
             "an in-zone nameserver's address was signed at some step"
         );
         assert!(saw_ds, "several signed DS at some step");
+        assert!(
+            saw_ent,
+            "an empty non-terminal was in the NSEC3 chain at some step"
+        );
+        assert!(saw_nsec, "the zone was signed with NSEC for a while");
+        // The comparison is of the incremental path: most batches took it.
+        let (whole, incremental) = f1.signer().lock().unwrap().signings();
+        assert!(
+            incremental > 3 * whole && incremental > steps / 2,
+            "whole {whole}, incremental {incremental}"
+        );
         // A second master on the same store, loaded now, publishes the same bytes.
         let (f2, c2) = follower(&store, Some(shared.clone()));
         f2.load().await.unwrap();

@@ -19,9 +19,14 @@
 //!   base32hex.
 //! - [`zone`]: signing a whole zone: the DNSKEY RRset, RRSIGs over authoritative RRsets, the
 //!   NSEC or NSEC3 (opt-out) chain. Delegation NS and glue are not signed (RFC 4035 §2.2).
+//! - [`incremental`]: the signed structure kept between batches (owners in canonical order,
+//!   the chain, the published sets), so a batch signs only what it changes; its output is the
+//!   whole-zone signer's. [`chain`]: the NSEC3 chain as a table of hashes.
 //! - [`rrsets`]: the signed zone cut into the DNSSEC RRsets the master sends satellites (what
 //!   they cannot derive from the registry's objects).
 
+pub mod chain;
+pub mod incremental;
 pub mod key;
 pub mod nsec3;
 pub mod objects;
@@ -30,6 +35,7 @@ pub mod record;
 pub mod rrsets;
 pub mod zone;
 
+pub use incremental::{IncrementalError, IncrementalZone, Published};
 pub use key::{
     FileKeyStore, KeyError, KeyStore, PrivateKey, can_sign_with, ds_for, key_tag, new_zone_key,
 };

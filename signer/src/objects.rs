@@ -97,12 +97,21 @@ pub fn sign_with_keys_cached(
     keys: &dyn KeyStore,
     cache: Option<&mut SignatureCache>,
 ) -> Result<SignedZone, SignWithKeysError> {
+    let private = load_private(dnssec, keys)?;
+    let find = |loc: &str| private.get(loc).map(|k| k.as_ref() as &dyn SigningKey);
+    Ok(sign_zone_cached(apex, records, dnssec, &find, cache)?)
+}
+
+/// The private keys, by locator, of the keys of `dnssec` that sign.
+pub(crate) fn load_private(
+    dnssec: &ZoneDnssec,
+    keys: &dyn KeyStore,
+) -> Result<HashMap<String, Box<dyn SigningKey>>, KeyError> {
     let mut private: HashMap<String, Box<dyn SigningKey>> = HashMap::new();
     for k in &dnssec.keys {
         if (k.signs_zone() || k.signs_dnskey()) && !private.contains_key(&k.locator) {
             private.insert(k.locator.clone(), keys.load(&k.locator, k.algorithm)?);
         }
     }
-    let find = |loc: &str| private.get(loc).map(|k| k.as_ref() as &dyn SigningKey);
-    Ok(sign_zone_cached(apex, records, dnssec, &find, cache)?)
+    Ok(private)
 }

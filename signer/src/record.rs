@@ -46,9 +46,11 @@ impl Record {
 /// compared as lower-case octets, a missing label first. Names are canonical (lower-case)
 /// already, so the octets compare as they are.
 pub fn canonical_cmp(a: &Name, b: &Name) -> Ordering {
-    let (la, lb) = (label_offsets(a.as_wire()), label_offsets(b.as_wire()));
     let (wa, wb) = (a.as_wire(), b.as_wire());
-    for (&oa, &ob) in la.iter().rev().zip(lb.iter().rev()) {
+    let (la, na) = label_offsets(wa);
+    let (lb, nb) = label_offsets(wb);
+    for (&oa, &ob) in la[..na].iter().rev().zip(lb[..nb].iter().rev()) {
+        let (oa, ob) = (usize::from(oa), usize::from(ob));
         let x = &wa[oa + 1..oa + 1 + wa[oa] as usize];
         let y = &wb[ob + 1..ob + 1 + wb[ob] as usize];
         match x.cmp(y) {
@@ -56,18 +58,23 @@ pub fn canonical_cmp(a: &Name, b: &Name) -> Ordering {
             other => return other,
         }
     }
-    la.len().cmp(&lb.len())
+    na.cmp(&nb)
 }
 
-/// The offsets of the length octets of each label, the root label excluded, leftmost first.
-fn label_offsets(wire: &[u8]) -> Vec<usize> {
-    let mut out = Vec::with_capacity(8);
+/// The offsets of the length octets of each label, the root label excluded, leftmost first,
+/// and their number. A name is at most 255 octets (RFC 1035 §2.3.4), so at most 127 labels
+/// and every offset fits an octet: no allocation (the incremental signer's ordered maps
+/// compare names on every lookup).
+fn label_offsets(wire: &[u8]) -> ([u8; 128], usize) {
+    let mut out = [0u8; 128];
+    let mut n = 0;
     let mut pos = 0;
-    while pos < wire.len() && wire[pos] != 0 {
-        out.push(pos);
+    while pos < wire.len() && wire[pos] != 0 && n < out.len() {
+        out[n] = pos as u8;
+        n += 1;
         pos += 1 + wire[pos] as usize;
     }
-    out
+    (out, n)
 }
 
 /// Appends the signed data of an RRset after the RRSIG RDATA prefix (RFC 4034 §3.1.8.1): each

@@ -9,7 +9,7 @@
 //! - names below a delegation point (glue): neither signed nor in a chain;
 //! - empty non-terminals above chain names get NSEC3 records with an empty bit map (§7.1).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use orrery_proto::Name;
 use orrery_proto::dnssec::{Denial, ZoneDnssec};
@@ -57,22 +57,33 @@ pub struct SignedZone {
 
 /// What a name is in the zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Apex,
     Authoritative,
     Delegation { secure: bool },
     Occluded,
 }
 
-struct Node {
-    name: Name,
-    role: Role,
+impl Role {
+    /// In the NSEC3 chain (RFC 5155 §7.1): the apex, authoritative names and secure
+    /// delegations; opt-out leaves insecure delegations out (§6), glue is never in it.
+    pub(crate) fn in_nsec3_chain(self) -> bool {
+        match self {
+            Self::Apex | Self::Authoritative | Self::Delegation { secure: true } => true,
+            Self::Delegation { secure: false } | Self::Occluded => false,
+        }
+    }
+}
+
+pub(crate) struct Node {
+    pub(crate) name: Name,
+    pub(crate) role: Role,
     /// Records of the node, grouped by type in ascending type order.
-    records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
 }
 
 /// The keys of a zone, each with its private half.
-struct Signers<'a> {
+pub(crate) struct Signers<'a> {
     dnskey: Vec<(u16, &'a dyn SigningKey)>,
     zone: Vec<(u16, &'a dyn SigningKey)>,
 }
@@ -90,35 +101,49 @@ pub fn sign_zone<'k>(
     sign_zone_cached(apex, records, dnssec, private, None)
 }
 
-/// [`sign_zone`], reusing the signatures in `cache` whose signing input is unchanged and
-/// leaving in it the signatures of this zone (a master keeps one per zone across batches).
-/// The result is the same bytes as [`sign_zone`]'s.
-pub fn sign_zone_cached<'k>(
+/// The negative TTL of NSEC, NSEC3 and NSEC3PARAM: the smaller of the SOA TTL and its
+/// MINIMUM (RFC 9077 §3.2).
+pub(crate) fn negative_ttl(soa: &Record) -> u32 {
+    let minimum = u32::from_be_bytes(soa.rdata[soa.rdata.len() - 4..].try_into().unwrap());
+    soa.ttl.min(minimum)
+}
+
+/// The apex records the signer adds: the DNSKEY RRset and, with NSEC3, the NSEC3PARAM.
+pub(crate) fn apex_extra(apex: &Name, dnssec: &ZoneDnssec, negative_ttl: u32) -> Vec<Record> {
+    let mut out: Vec<Record> = dnssec
+        .keys
+        .iter()
+        .map(|k| {
+            Record::new(
+                apex.clone(),
+                rtype::DNSKEY,
+                dnssec.policy.dnskey_ttl,
+                dnskey_rdata(k.flags(), k.algorithm, &k.public_key),
+            )
+        })
+        .collect();
+    if dnssec.policy.denial == Denial::Nsec3OptOut {
+        out.push(Record::new(
+            apex.clone(),
+            rtype::NSEC3PARAM,
+            negative_ttl,
+            rdata::nsec3param(0, nsec3::ITERATIONS, nsec3::SALT),
+        ));
+    }
+    out
+}
+
+/// The signers of the zone's keys: each key's tag checked against the store's, its private
+/// half found and matched with the public key in the store.
+pub(crate) fn signers<'k>(
     apex: &Name,
-    records: Vec<Record>,
     dnssec: &ZoneDnssec,
     private: &dyn Fn(&str) -> Option<&'k dyn SigningKey>,
-    cache: Option<&mut SignatureCache>,
-) -> Result<SignedZone, SignError> {
-    let policy = &dnssec.policy;
-    if policy.denial == Denial::Unsigned {
-        return Err(SignError::Unsigned { zone: apex.clone() });
-    }
-    let mut nodes = group(apex, records);
-    let apex_node = nodes.first().filter(|n| n.role == Role::Apex);
-    let soa = apex_node
-        .and_then(|n| n.records.iter().find(|r| r.rtype == rtype::SOA))
-        .ok_or_else(|| SignError::NoSoa { zone: apex.clone() })?;
-    // RFC 9077 §3.2: the negative TTL is the smaller of the SOA TTL and its MINIMUM.
-    let minimum = u32::from_be_bytes(soa.rdata[soa.rdata.len() - 4..].try_into().unwrap());
-    let negative_ttl = soa.ttl.min(minimum);
-
-    // The DNSKEY RRset and the signers.
+) -> Result<Signers<'k>, SignError> {
     let mut signers: Signers<'k> = Signers {
         dnskey: Vec::new(),
         zone: Vec::new(),
     };
-    let mut dnskeys = Vec::new();
     for k in &dnssec.keys {
         let rd = dnskey_rdata(k.flags(), k.algorithm, &k.public_key);
         let tag = key_tag(&rd);
@@ -130,12 +155,6 @@ pub fn sign_zone_cached<'k>(
                 computed: tag,
             });
         }
-        dnskeys.push(Record::new(
-            apex.clone(),
-            rtype::DNSKEY,
-            policy.dnskey_ttl,
-            rd,
-        ));
         if k.signs_dnskey() || k.signs_zone() {
             let key = private(&k.locator).ok_or_else(|| SignError::MissingPrivateKey {
                 zone: apex.clone(),
@@ -163,17 +182,75 @@ pub fn sign_zone_cached<'k>(
             });
         }
     }
+    Ok(signers)
+}
+
+/// The NSEC3 record of the chain entry `hash` whose successor is `next` (RFC 5155 §3.3): the
+/// opt-out flag set, RFC 9276's parameters.
+pub(crate) fn nsec3_record(
+    apex: &Name,
+    hash: &[u8; 20],
+    next: &[u8; 20],
+    types: &[u16],
+    negative_ttl: u32,
+) -> Record {
+    let rd = rdata::nsec3(
+        nsec3::FLAG_OPT_OUT,
+        nsec3::ITERATIONS,
+        nsec3::SALT,
+        next,
+        types,
+    );
+    Record::new(nsec3::owner(hash, apex), rtype::NSEC3, negative_ttl, rd)
+}
+
+/// The types the NSEC3 record of a node lists: its chain types, and RRSIG when there are any
+/// (an empty non-terminal lists none, RFC 5155 §7.1).
+pub(crate) fn nsec3_types(node: &Node) -> Vec<u16> {
+    let mut types = chain_types(node);
+    if !types.is_empty() {
+        types.push(rtype::RRSIG);
+    }
+    types
+}
+
+/// The NSEC record of a node whose successor in the chain is `next` (RFC 4034 §4).
+pub(crate) fn nsec_record(node: &Node, next: &Name, negative_ttl: u32) -> Record {
+    let mut types = chain_types(node);
+    types.extend([rtype::NSEC, rtype::RRSIG]);
+    Record::new(
+        node.name.clone(),
+        rtype::NSEC,
+        negative_ttl,
+        rdata::nsec(next, &types),
+    )
+}
+
+/// [`sign_zone`], reusing the signatures in `cache` whose signing input is unchanged and
+/// leaving in it the signatures of this zone (a master keeps one per zone across batches).
+/// The result is the same bytes as [`sign_zone`]'s.
+pub fn sign_zone_cached<'k>(
+    apex: &Name,
+    records: Vec<Record>,
+    dnssec: &ZoneDnssec,
+    private: &dyn Fn(&str) -> Option<&'k dyn SigningKey>,
+    cache: Option<&mut SignatureCache>,
+) -> Result<SignedZone, SignError> {
+    let policy = &dnssec.policy;
+    if policy.denial == Denial::Unsigned {
+        return Err(SignError::Unsigned { zone: apex.clone() });
+    }
+    let mut nodes = group(apex, records);
+    let apex_node = nodes.first().filter(|n| n.role == Role::Apex);
+    let soa = apex_node
+        .and_then(|n| n.records.iter().find(|r| r.rtype == rtype::SOA))
+        .ok_or_else(|| SignError::NoSoa { zone: apex.clone() })?;
+    let negative_ttl = negative_ttl(soa);
+
+    let signers = signers(apex, dnssec, private)?;
     {
         let apex_records = &mut nodes[0].records;
-        apex_records.extend(dnskeys);
-        if policy.denial == Denial::Nsec3OptOut {
-            apex_records.push(Record::new(
-                apex.clone(),
-                rtype::NSEC3PARAM,
-                negative_ttl,
-                rdata::nsec3param(0, nsec3::ITERATIONS, nsec3::SALT),
-            ));
-        }
+        apex_records.extend(apex_extra(apex, dnssec, negative_ttl));
         apex_records.sort_by(|a, b| a.rtype.cmp(&b.rtype).then_with(|| a.rdata.cmp(&b.rdata)));
     }
 
@@ -186,13 +263,8 @@ pub fn sign_zone_cached<'k>(
                 .collect();
             for (pos, &i) in in_chain.iter().enumerate() {
                 let next = nodes[in_chain[(pos + 1) % in_chain.len()]].name.clone();
-                let mut types = chain_types(&nodes[i]);
-                types.extend([rtype::NSEC, rtype::RRSIG]);
-                let rd = rdata::nsec(&next, &types);
-                let owner = nodes[i].name.clone();
-                nodes[i]
-                    .records
-                    .push(Record::new(owner, rtype::NSEC, negative_ttl, rd));
+                let r = nsec_record(&nodes[i], &next, negative_ttl);
+                nodes[i].records.push(r);
             }
         }
         Denial::Nsec3OptOut => {
@@ -217,18 +289,10 @@ pub fn sign_zone_cached<'k>(
             let existing: std::collections::HashSet<&Name> =
                 nodes.iter().map(|n| &n.name).collect();
             for n in &nodes {
-                let listed = match n.role {
-                    Role::Apex | Role::Authoritative | Role::Delegation { secure: true } => true,
-                    Role::Delegation { secure: false } | Role::Occluded => false,
-                };
-                if !listed {
+                if !n.role.in_nsec3_chain() {
                     continue;
                 }
-                let mut types = chain_types(n);
-                if !types.is_empty() {
-                    types.push(rtype::RRSIG);
-                }
-                add(&n.name, types)?;
+                add(&n.name, nsec3_types(n))?;
                 // Empty non-terminals between the name and the apex.
                 let mut up = n.name.parent();
                 while let Some(p) = up {
@@ -244,18 +308,11 @@ pub fn sign_zone_cached<'k>(
             let entries: Vec<_> = hashed.into_iter().collect();
             for (i, (h, (_, types))) in entries.iter().enumerate() {
                 let next = &entries[(i + 1) % entries.len()].0;
-                let rd = rdata::nsec3(
-                    nsec3::FLAG_OPT_OUT,
-                    nsec3::ITERATIONS,
-                    nsec3::SALT,
-                    next,
-                    types,
-                );
-                let owner = nsec3::owner(h, apex);
+                let r = nsec3_record(apex, h, next, types, negative_ttl);
                 chain_nodes.push(Node {
-                    name: owner.clone(),
+                    name: r.owner.clone(),
                     role: Role::Authoritative,
-                    records: vec![Record::new(owner, rtype::NSEC3, negative_ttl, rd)],
+                    records: vec![r],
                 });
             }
         }
@@ -266,11 +323,50 @@ pub fn sign_zone_cached<'k>(
 
     // Sign, node by node: first the signing input of every signature, then the signatures
     // (cached ones reused, the rest in parallel), then the records in canonical order.
-    let (inception, expiration) = policy.signature_times();
-    let mut pieces: Vec<Piece> =
-        Vec::with_capacity(nodes.iter().map(|n| n.records.len() * 2).sum());
-    let mut jobs: Vec<Job<'k>> = Vec::new();
+    let mut batch = SigningBatch::new(apex, dnssec, signers);
     for node in nodes {
+        batch.add_node(node);
+    }
+    let signed = batch.sign(cache.map(|c| (c, CacheUse::Replace)));
+    Ok(signed)
+}
+
+/// Signatures to make over nodes, in order: shared by the whole-zone signer and the
+/// incremental one (`crate::incremental`), so both write the same RRSIGs for the same node.
+pub(crate) struct SigningBatch<'a, 'k> {
+    apex: &'a Name,
+    signers: Signers<'k>,
+    inception: u32,
+    expiration: u32,
+    pieces: Vec<Piece>,
+    jobs: Vec<Job<'k>>,
+}
+
+/// What [`SigningBatch::sign`] does with the cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheUse {
+    /// Keep exactly this batch's signatures (the batch is the whole zone).
+    Replace,
+    /// Add or replace this batch's signatures, keep the others (the batch is part of a zone).
+    Update,
+}
+
+impl<'a, 'k> SigningBatch<'a, 'k> {
+    pub(crate) fn new(apex: &'a Name, dnssec: &ZoneDnssec, signers: Signers<'k>) -> Self {
+        let (inception, expiration) = dnssec.policy.signature_times();
+        Self {
+            apex,
+            signers,
+            inception,
+            expiration,
+            pieces: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Adds a node's records and the signing input of each of its signed RRsets (by role:
+    /// RFC 4035 §2.2 — at a delegation only DS and NSEC; glue never).
+    pub(crate) fn add_node(&mut self, node: Node) {
         let labels = rrsig_labels(&node.name);
         let mut i = 0;
         let recs = node.records;
@@ -286,78 +382,90 @@ pub fn sign_zone_cached<'k>(
                 Role::Delegation { .. } => t == rtype::DS || t == rtype::NSEC,
                 Role::Occluded => false,
             };
-            pieces.extend(set.iter().map(|r| Piece::Record((*r).clone())));
+            self.pieces
+                .extend(set.iter().map(|r| Piece::Record((*r).clone())));
             if signed {
                 let ttl = set.iter().map(|r| r.ttl).min().unwrap_or(0);
                 let keys = if t == rtype::DNSKEY {
-                    &signers.dnskey
+                    &self.signers.dnskey
                 } else {
-                    &signers.zone
+                    &self.signers.zone
                 };
-                let first = jobs.len();
+                let first = self.jobs.len();
                 for &(tag, key) in keys {
                     let prefix = RrsigPrefix {
                         type_covered: t,
                         algorithm: key.algorithm().number(),
                         labels,
                         original_ttl: ttl,
-                        expiration,
-                        inception,
+                        expiration: self.expiration,
+                        inception: self.inception,
                         key_tag: tag,
-                        signer: apex,
+                        signer: self.apex,
                     };
                     let mut data = Vec::with_capacity(256);
                     prefix.append(&mut data);
                     let prefix_len = data.len();
                     append_rrset_for_signing(&mut data, &set, ttl);
-                    jobs.push(Job {
+                    self.jobs.push(Job {
                         key,
+                        owner: node.name.clone(),
+                        covered: t,
                         data,
                         prefix_len,
                     });
                 }
-                pieces.push(Piece::Signatures {
+                self.pieces.push(Piece::Signatures {
                     owner: node.name.clone(),
                     ttl,
-                    jobs: first..jobs.len(),
+                    jobs: first..self.jobs.len(),
                 });
             }
             i = j;
         }
     }
-    let (sigs, fresh) = sign_jobs(&jobs, cache);
-    let mut out = Vec::with_capacity(pieces.len() + jobs.len());
-    for piece in pieces {
-        match piece {
-            Piece::Record(r) => out.push(r),
-            Piece::Signatures {
-                owner,
-                ttl,
-                jobs: range,
-            } => {
-                let mut set: Vec<Record> = range
-                    .map(|k| {
-                        let mut rd = jobs[k].data[..jobs[k].prefix_len].to_vec();
-                        rd.extend_from_slice(&sigs[k]);
-                        Record::new(owner.clone(), rtype::RRSIG, ttl, rd)
-                    })
-                    .collect();
-                set.sort_by(|a, b| a.rdata.cmp(&b.rdata));
-                out.extend(set);
+
+    /// Makes the signatures (those in the cache reused, the rest in parallel when many) and
+    /// returns the records in the order the nodes were added, RRSIGs after the RRset they
+    /// cover in RDATA order.
+    pub(crate) fn sign(self, cache: Option<(&mut SignatureCache, CacheUse)>) -> SignedZone {
+        let jobs = self.jobs;
+        let (sigs, fresh) = sign_jobs(&jobs, cache);
+        let mut out = Vec::with_capacity(self.pieces.len() + jobs.len());
+        for piece in self.pieces {
+            match piece {
+                Piece::Record(r) => out.push(r),
+                Piece::Signatures {
+                    owner,
+                    ttl,
+                    jobs: range,
+                } => {
+                    let mut set: Vec<Record> = range
+                        .map(|k| {
+                            let mut rd = jobs[k].data[..jobs[k].prefix_len].to_vec();
+                            rd.extend_from_slice(&sigs[k]);
+                            Record::new(owner.clone(), rtype::RRSIG, ttl, rd)
+                        })
+                        .collect();
+                    set.sort_by(|a, b| a.rdata.cmp(&b.rdata));
+                    out.extend(set);
+                }
             }
         }
+        SignedZone {
+            records: out,
+            signatures: jobs.len() as u64,
+            fresh_signatures: fresh,
+        }
     }
-    Ok(SignedZone {
-        records: out,
-        signatures: jobs.len() as u64,
-        fresh_signatures: fresh,
-    })
 }
 
-/// One signature to make: the key and the RRSIG signing input (RFC 4034 §3.1.8.1), whose
-/// first `prefix_len` octets are the RRSIG RDATA before the signature field.
+/// One signature to make: the key, the RRset it covers and the RRSIG signing input (RFC 4034
+/// §3.1.8.1), whose first `prefix_len` octets are the RRSIG RDATA before the signature field.
 struct Job<'k> {
     key: &'k dyn SigningKey,
+    owner: Name,
+    covered: u16,
     data: Vec<u8>,
     prefix_len: usize,
 }
@@ -378,14 +486,18 @@ const PARALLEL_FROM: usize = 64;
 
 /// The signatures of `jobs`, in order, and how many were made (not taken from `cache`). A
 /// signature depends only on its key and its input (deterministic algorithms), so a cached one
-/// is the one signing would make. The cache keeps exactly the signatures of this call.
-fn sign_jobs(jobs: &[Job<'_>], cache: Option<&mut SignatureCache>) -> (Vec<Vec<u8>>, u64) {
+/// is the one signing would make.
+fn sign_jobs(
+    jobs: &[Job<'_>],
+    cache: Option<(&mut SignatureCache, CacheUse)>,
+) -> (Vec<Vec<u8>>, u64) {
     let mut sigs: Vec<Option<Vec<u8>>> = vec![None; jobs.len()];
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    if let Some(c) = cache.as_deref() {
-        keys = jobs.iter().map(|j| j.key.public_key()).collect();
+    let keys: Vec<Vec<u8>> = jobs.iter().map(|j| j.key.public_key()).collect();
+    if let Some((c, _)) = &cache {
         for (k, j) in jobs.iter().enumerate() {
-            sigs[k] = c.get(&keys[k], &j.data).map(<[u8]>::to_vec);
+            sigs[k] = c
+                .get(&keys[k], &j.owner, j.covered, &j.data)
+                .map(<[u8]>::to_vec);
         }
     }
     let missing: Vec<usize> = (0..jobs.len()).filter(|&k| sigs[k].is_none()).collect();
@@ -423,33 +535,54 @@ fn sign_jobs(jobs: &[Job<'_>], cache: Option<&mut SignatureCache>) -> (Vec<Vec<u
         sigs[k] = Some(sig);
     }
     let sigs: Vec<Vec<u8>> = sigs.into_iter().map(|s| s.unwrap_or_default()).collect();
-    if let Some(c) = cache {
-        if keys.is_empty() {
-            keys = jobs.iter().map(|j| j.key.public_key()).collect();
+    if let Some((c, how)) = cache {
+        if how == CacheUse::Replace {
+            c.by_key.clear();
         }
-        let mut next = SignatureCache::default();
         for ((j, key), sig) in jobs.iter().zip(keys).zip(&sigs) {
-            next.by_key
-                .entry(key)
-                .or_default()
-                .insert(j.data.clone(), sig.clone());
+            c.by_key.entry(key).or_default().insert(
+                (j.owner.clone(), j.covered),
+                Cached {
+                    data: j.data.clone(),
+                    sig: sig.clone(),
+                },
+            );
         }
-        *c = next;
     }
     (sigs, fresh)
 }
 
-/// The signatures of the last signing of a zone, by public key and signing input: signing the
-/// zone again re-signs only the RRsets whose input changed (the new serial's SOA, changed DS
-/// and NSEC3 records...), and gives the same bytes as signing from scratch.
+/// The signatures of a zone, by public key and signed RRset (owner, type covered), each with
+/// the signing input it was made for: signing the zone again re-signs only the RRsets whose
+/// input changed (the new serial's SOA, changed DS and NSEC3 records...), and gives the same
+/// bytes as signing from scratch. One entry per RRset and key, so an RRset signed again
+/// replaces its old signature and the cache never holds more than the zone's signatures.
 #[derive(Debug, Default)]
 pub struct SignatureCache {
-    by_key: std::collections::HashMap<Vec<u8>, std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+    by_key: HashMap<Vec<u8>, HashMap<(Name, u16), Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    data: Vec<u8>,
+    sig: Vec<u8>,
 }
 
 impl SignatureCache {
-    fn get(&self, public_key: &[u8], data: &[u8]) -> Option<&[u8]> {
-        self.by_key.get(public_key)?.get(data).map(Vec::as_slice)
+    fn get(&self, public_key: &[u8], owner: &Name, covered: u16, data: &[u8]) -> Option<&[u8]> {
+        let c = self
+            .by_key
+            .get(public_key)?
+            .get(&(owner.clone(), covered))?;
+        (c.data == data).then_some(c.sig.as_slice())
+    }
+
+    /// Drops the signatures of the RRset (`owner`, `covered`) by every key: it left the zone.
+    pub(crate) fn forget(&mut self, owner: &Name, covered: u16) {
+        let slot = (owner.clone(), covered);
+        for m in self.by_key.values_mut() {
+            m.remove(&slot);
+        }
     }
 
     /// How many signatures it holds.
@@ -475,7 +608,7 @@ fn rrsig_labels(owner: &Name) -> u8 {
 
 /// The types a chain record lists for a node, before NSEC/NSEC3 and RRSIG themselves: at a
 /// delegation only NS and DS (glue at the cut is not the zone's data, RFC 4035 §2.3).
-fn chain_types(node: &Node) -> Vec<u16> {
+pub(crate) fn chain_types(node: &Node) -> Vec<u16> {
     let mut types: Vec<u16> = node
         .records
         .iter()
@@ -490,7 +623,7 @@ fn chain_types(node: &Node) -> Vec<u16> {
 }
 
 /// Sorts the records into nodes in canonical order and tells each node's role.
-fn group(apex: &Name, mut records: Vec<Record>) -> Vec<Node> {
+pub(crate) fn group(apex: &Name, mut records: Vec<Record>) -> Vec<Node> {
     records.retain(|r| r.owner.is_subdomain_of(apex));
     records.sort_by(|a, b| {
         canonical_cmp(&a.owner, &b.owner)
