@@ -880,8 +880,8 @@ async fn a_satellite_moved_to_another_master_serves_the_same_signatures() {
             let serial = c.soa_serial("sat1");
             let sat = SocketAddr::from(([127, 0, 0, 1], c.ports("sat1").dns));
             let dnskey = tcp_ask(sat, ZONE, 48).is_some_and(|m| !m.answers.is_empty());
-            if dnskey && serial.is_some() {
-                return serial.unwrap();
+            if let Some(serial) = serial.filter(|_| dnskey) {
+                return serial;
             }
             assert!(Instant::now() < deadline, "{}", c.satellite_log("sat1"));
             std::thread::sleep(Duration::from_millis(50));
