@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A TSIG key (HMAC-SHA256), as BIND's `tsig-keygen` prints it.
 #[derive(Clone, Copy, Debug)]
@@ -310,6 +311,21 @@ impl Secondary {
     /// The SOA serial it answers for `zone`, `None` while it has none.
     pub fn serial(&self, zone: &str) -> Option<u32> {
         soa_serial(self.addr, zone)
+    }
+
+    /// Waits until it answers `want` as the SOA serial of `zone` (`None`: until it no longer
+    /// serves the zone), polling every `poll`; panics with its log after `within`.
+    pub fn wait_for_serial(&self, zone: &str, want: Option<u32>, within: Duration, poll: Duration) {
+        let started = Instant::now();
+        while self.serial(zone) != want {
+            assert!(
+                started.elapsed() < within,
+                "{:?}: {zone} never at serial {want:?}: {}",
+                self.kind,
+                self.log()
+            );
+            std::thread::sleep(poll);
+        }
     }
 }
 

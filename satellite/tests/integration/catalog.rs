@@ -205,15 +205,12 @@ fn follows_catalog(kind: Kind) {
         },
     );
     let wait_for = |zone: &str, want: Option<u32>| {
-        let started = Instant::now();
-        while consumer.serial(zone) != want {
-            assert!(
-                started.elapsed() < Duration::from_secs(40),
-                "{kind:?}: {zone} never at {want:?}: {}",
-                consumer.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        consumer.wait_for_serial(
+            zone,
+            want,
+            Duration::from_secs(40),
+            Duration::from_millis(200),
+        )
     };
     // The one zone of the catalog, configured and transferred.
     wait_for("tld", Some(2026));

@@ -606,15 +606,12 @@ fn follows(kind: Kind) {
         },
     );
     let wait_for = |want: u32| {
-        let started = Instant::now();
-        while secondary.serial("tld") != Some(want) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{kind:?} never reached serial {want}: {}",
-                secondary.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        secondary.wait_for_serial(
+            "tld",
+            Some(want),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+        )
     };
     wait_for(2026);
     for (after, change) in [
@@ -861,15 +858,12 @@ fn nsd_follows_a_busy_zone_by_ixfr_alone() {
         },
     );
     let wait_for = |want: u32| {
-        let started = Instant::now();
-        while secondary.serial("tld") != Some(want) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "NSD never reached serial {want}: {}",
-                secondary.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        secondary.wait_for_serial(
+            "tld",
+            Some(want),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+        )
     };
     wait_for(2026);
     // Domains added, re-delegated and removed, one a batch, at a steady rate.
