@@ -468,12 +468,50 @@ impl Signed {
         self.change(apex, &set.id, Some(set));
     }
 
+    /// Sets or replaces many RRsets at once (a snapshot's or a state file's): the set map is
+    /// sized for them first, and NSEC owners are sorted into the chain once at the end rather
+    /// than inserted one by one (each insert into the sorted vector moves its tail).
+    pub(super) fn put_all<'a>(
+        &mut self,
+        apex: &[u8],
+        sets: impl ExactSizeIterator<Item = &'a DnssecRrset>,
+    ) {
+        self.reserve(sets.len());
+        let mut nsec = Vec::new();
+        for set in sets {
+            self.change_deferring(apex, &set.id, Some(set), Some(&mut nsec));
+        }
+        if !nsec.is_empty() {
+            let owners = Arc::make_mut(&mut self.nsec.owners);
+            owners.extend(nsec);
+            owners.sort_by(|a, b| canonical_cmp(a, b));
+            owners.dedup();
+        }
+    }
+
+    /// Makes room in the set map for about `additional` more owners ([`NameMap::reserve`]).
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.sets.reserve(additional);
+    }
+
     /// Removes one RRset.
     pub(super) fn remove(&mut self, apex: &[u8], id: &DnssecRrsetId) {
         self.change(apex, id, None);
     }
 
     fn change(&mut self, apex: &[u8], id: &DnssecRrsetId, set: Option<&DnssecRrset>) {
+        self.change_deferring(apex, id, set, None);
+    }
+
+    /// [`Signed::change`]; an NSEC owner added goes to `nsec_added`, when given, for the caller
+    /// to sort into the chain, instead of into the chain.
+    fn change_deferring(
+        &mut self,
+        apex: &[u8],
+        id: &DnssecRrsetId,
+        set: Option<&DnssecRrset>,
+        nsec_added: Option<&mut Vec<Box<[u8]>>>,
+    ) {
         let owner = id.owner.as_wire();
         let old = self.sets.get(owner).map(|f| f.payload());
         let had = old.is_some_and(|p| find_set(p, id.rtype, id.covered).is_some());
@@ -496,7 +534,10 @@ impl Signed {
                     id.owner
                 ),
             },
-            rrset_type::NSEC if set.is_some() => self.nsec.insert(owner),
+            rrset_type::NSEC if set.is_some() => match nsec_added {
+                Some(added) => added.push(owner.into()),
+                None => self.nsec.insert(owner),
+            },
             rrset_type::NSEC => self.nsec.remove(owner),
             rrset_type::NSEC3PARAM if owner == apex => {
                 self.params = set.and_then(|s| parse_nsec3param(apex, s.rdata.first()?));
@@ -707,5 +748,62 @@ mod tests {
             s.hash(&w("tld"), &w("x.tld")),
             nsec3_hash(&w("x.tld"), &[], 0)
         );
+    }
+
+    /// The bulk path (a state file's or a snapshot's sets) holds what one set at a time
+    /// holds: the same sets by owner, the same NSEC chain in canonical order, NSEC3 hashes.
+    #[test]
+    fn put_all_holds_what_put_one_by_one_holds() {
+        use orrery_proto::Name;
+        let apex = Name::from_ascii("tld").unwrap();
+        let set = |owner: &str, rtype, covered, rd: &[u8]| DnssecRrset {
+            id: DnssecRrsetId {
+                zone: apex.clone(),
+                owner: Name::from_ascii(owner).unwrap(),
+                rtype,
+                covered,
+            },
+            ttl: 3600,
+            rdata: vec![rd.to_vec()],
+        };
+        let mut sets = vec![set("tld", 48, 0, b"key"), set("tld", 46, 48, b"sig")];
+        // Owners out of canonical order, one NSEC given twice.
+        for name in ["z.tld", "b.tld", "a.b.tld", "m.tld", "b.tld", "tld"] {
+            sets.push(set(name, 47, 0, name.as_bytes()));
+            sets.push(set(name, 46, 47, b"sig-nsec"));
+        }
+        let hashed = "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.tld";
+        sets.push(set(hashed, 50, 0, b"nsec3"));
+        for i in 0..300 {
+            sets.push(set(&format!("d{i}.tld"), 46, 43, b"sig-ds"));
+        }
+        let mut one = Signed::default();
+        for s in &sets {
+            one.put(apex.as_wire(), s);
+        }
+        one.seal();
+        let mut bulk = Signed::default();
+        bulk.put_all(apex.as_wire(), sets.iter());
+        bulk.seal();
+        let dump = |s: &Signed| {
+            let mut out = Vec::new();
+            s.each_set(|owner, t, c, set| {
+                out.push((
+                    owner.to_vec(),
+                    t,
+                    c,
+                    set.rdatas().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+                ));
+            });
+            out.sort();
+            out
+        };
+        assert_eq!(dump(&bulk), dump(&one));
+        assert_eq!(bulk.owner_count(), one.owner_count());
+        assert_eq!(bulk.nsec.owners, one.nsec.owners);
+        assert_eq!(bulk.nsec.len(), 5);
+        assert_eq!(bulk.nsec3.len(), 1);
+        assert_eq!(bulk.is_signed(), one.is_signed());
+        assert!(bulk.sets.shard_count() >= crate::served::shards::shard_count_for(300));
     }
 }

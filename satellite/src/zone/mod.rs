@@ -526,13 +526,16 @@ impl ZoneSet {
         if sets.is_empty() {
             return;
         }
+        // Zone by zone, so that each zone's set map is sized for its sets before they go in.
+        let mut by_zone: Vec<Vec<&orrery_proto::dnssec::DnssecRrset>> =
+            vec![Vec::new(); self.zones.len()];
         for set in sets {
             if let Some(i) = self.zone_index(&set.id.zone) {
-                let z = &mut self.zones[i];
-                z.signed.put(&z.apex, set);
+                by_zone[i].push(set);
             }
         }
-        for z in &mut self.zones {
+        for (z, sets) in self.zones.iter_mut().zip(by_zone) {
+            z.signed.put_all(&z.apex, sets.into_iter());
             z.signed.seal();
         }
     }
@@ -717,6 +720,7 @@ impl ZoneSet {
                 current: self.serial,
             });
         }
+        self.reserve_dnssec(&batch.changes);
         for change in &batch.changes {
             self.apply_change(change);
         }
@@ -728,6 +732,29 @@ impl ZoneSet {
         }
         self.seal();
         Ok(())
+    }
+
+    /// Sizes each zone's DNSSEC set map for the sets a batch brings, before they go in: the
+    /// first batch of a zone that becomes signed carries all of its sets, and a map sized for
+    /// none would be re-split only at the seal, after every insert had scanned one long shard.
+    fn reserve_dnssec(&mut self, changes: &[Change]) {
+        // Few sets (the usual batch) fit any map's slack: not worth a pass.
+        const FEW: usize = 64;
+        let sets = changes.iter().filter(|c| matches!(c, Change::Dnssec(_)));
+        if sets.clone().nth(FEW).is_none() {
+            return;
+        }
+        let mut by_zone = vec![0usize; self.zones.len()];
+        for c in sets {
+            if let Change::Dnssec(set) = c
+                && let Some(i) = self.zone_index(&set.id.zone)
+            {
+                by_zone[i] += 1;
+            }
+        }
+        for (z, n) in self.zones.iter_mut().zip(by_zone) {
+            z.signed.reserve(n);
+        }
     }
 
     /// Compacts what the edits since the last seal touched.

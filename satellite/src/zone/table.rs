@@ -452,8 +452,27 @@ impl<V: Copy + Send + Sync> NameMap<V> {
         self.touched = Vec::new();
     }
 
+    /// Makes room for about `additional` more entries before they are inserted: a map whose
+    /// shard count is too small for them is re-split now, not at the next [`NameMap::seal`].
+    /// Inserting many entries into a map sized for few scans ever longer shards (every entry
+    /// of a one-shard map, for each insert): a bulk load calls this first.
+    pub fn reserve(&mut self, additional: usize) {
+        let want = shard_count_for(self.len + additional);
+        if want > self.shards.count() {
+            self.resplit_into(want);
+        }
+    }
+
     fn resplit(&mut self) {
-        let mut next = Self::with_expected(self.len);
+        self.resplit_into(shard_count_for(self.len));
+    }
+
+    fn resplit_into(&mut self, shards: usize) {
+        let mut next = Self {
+            shards: Shards::new(shards),
+            len: 0,
+            touched: Vec::new(),
+        };
         for f in self.iter() {
             next.insert(f.name(), f.payload(), f.value());
         }
@@ -563,6 +582,23 @@ mod tests {
             Some(0)
         );
         assert!(m.get(&w("a.tld")).is_none() && m.is_empty());
+    }
+
+    /// A map reserved for many entries is split for them before they arrive (a bulk load
+    /// into a one-shard map would scan that shard at every insert), and keeps what it held.
+    #[test]
+    fn reserve_splits_before_the_entries_arrive() {
+        let mut m = NameMap::<u32>::default();
+        m.insert(&w("kept.tld"), b"payload", 7);
+        m.reserve(10_000);
+        assert_eq!(m.shard_count(), shard_count_for(10_001));
+        assert_eq!(m.value(&w("kept.tld")), Some(7));
+        assert_eq!(m.get(&w("kept.tld")).unwrap().payload(), b"payload");
+        assert_eq!(m.len(), 1);
+        // Already big enough: nothing moves.
+        let before = m.shard_count();
+        m.reserve(10);
+        assert_eq!(m.shard_count(), before);
     }
 
     #[test]
