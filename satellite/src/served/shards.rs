@@ -3,20 +3,26 @@
 //!
 //! # Contract
 //! - A [`Shards<S>`] is one *version* of a table split into a fixed, power-of-two number of
-//!   shards, each an immutable `Arc<S>`. Cloning a version copies only the shard pointers
-//!   (8 bytes a shard), never a shard.
+//!   shards, each an immutable `Arc<S>`. The shard pointers are held in *pages* of
+//!   [`PAGE_SHARDS`], each page itself an immutable `Arc`, under a small top array of page
+//!   pointers. Cloning a version copies only the top array (one pointer a page: 256 at 65,536
+//!   shards), never a page or a shard.
 //! - Which shard holds a key is decided by [`key_hash`] of the key's bytes: the same hash the
 //!   shard's own index should use, computed once per lookup. The hasher is foldhash with a
 //!   seed drawn once per process, so the layout is deterministic within a process (every
 //!   version and every thread agrees) while names chosen by outsiders cannot be aimed at one
 //!   shard across satellites (hash flooding).
 //! - A new version is made with [`Shards::edit`]: the [`Editor`] holds a clone of the version
-//!   and hands out `&mut S` through [`Editor::shard_mut`], which clones a shard the first time
-//!   the batch touches it (`Arc::make_mut`: only while another version still holds it). When
-//!   the batch is done, [`Editor::finish`] calls [`Shard::seal`] once on every touched shard
-//!   (to compact and shrink what the edits left behind) and returns the new version. Untouched
-//!   shards are shared with the old version: a batch costs memory in proportion to the shards
-//!   it touches, not to the table.
+//!   and hands out `&mut S` through [`Editor::shard_mut`], which copies the shard's page of
+//!   pointers and then the shard the first time the batch touches them (`Arc::make_mut`: only
+//!   while another version still holds them). When the batch is done, [`Editor::finish`]
+//!   calls [`Shard::seal`] once on every touched shard (to compact and shrink what the edits
+//!   left behind) and returns the new version. Untouched shards and pages are shared with the
+//!   old version: a batch costs memory and time in proportion to the shards and pages it
+//!   touches plus the top array, not to the table. (A flat vector of shard pointers, as
+//!   before, made every batch copy 65,536 pointers and bump as many reference counts per
+//!   table at 1,000,000 delegations, and the old version's drop take them back: 6.8 ms of a
+//!   satellite's CPU a batch, issue 13/11.)
 //! - The shard count is chosen from the expected number of entries ([`shard_count_for`]): about
 //!   [`ENTRIES_PER_SHARD`] entries a shard, so a 10,000-change batch on 1,000,000 entries copies
 //!   at most about 10,000 × 16 entries. A table that grows far beyond its count is re-split by
@@ -24,7 +30,10 @@
 //! - A shard index is a `u32`; the shard count is at most 2^24.
 //!
 //! Readers take `&Shards<S>` (inside whatever `Arc` the owner swaps): a lookup is one hash,
-//! one shift and mask, and one pointer load, with no allocation or lock.
+//! one shift and mask, and two dependent pointer loads (the page in the top array, the shard
+//! in the page), with no allocation or lock. The second load is the one a flat vector made;
+//! the first reads a top array of a few kilobytes at most (4 KiB at 65,536 shards: 256 fat
+//! page pointers), which the queries keep in cache.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
@@ -35,6 +44,13 @@ pub const ENTRIES_PER_SHARD: usize = 16;
 
 /// Most shards a table may have (shard indexes fit `u32` with room to spare).
 pub const MAX_SHARDS: usize = 1 << 24;
+
+/// Shard pointers a page holds (see the module docs): a batch that edits one shard copies
+/// its page, this many pointers, and a new version copies one pointer a page. 256 is about
+/// the square root of the largest tables' counts (65,536 shards at 1,000,000 entries: 256
+/// pages), which makes the two costs equal there: about 512 pointers a batch, not 65,536.
+pub const PAGE_SHARDS: usize = 1 << PAGE_BITS;
+const PAGE_BITS: u32 = 8;
 
 /// The bits of [`key_hash`] that pick the shard start here: above the low bits an in-shard
 /// hash table uses for its bucket position, below the top 7 bits hashbrown uses as tags, so
@@ -184,11 +200,128 @@ impl Partition {
     }
 }
 
-/// One version of a sharded table (see the module docs).
+/// A vector of `Arc<T>` held in pages of [`PAGE_SHARDS`] pointers, each page an immutable
+/// `Arc` shared between the versions that have not edited it (see the module docs). Indexing
+/// is two dependent loads (page, then pointer); a clone copies one pointer a page.
+#[derive(Debug)]
+pub struct Paged<T> {
+    /// Full pages, the last one possibly partial.
+    pages: Vec<Arc<[Arc<T>]>>,
+    len: usize,
+}
+
+impl<T> Clone for Paged<T> {
+    fn clone(&self) -> Self {
+        Self {
+            pages: self.pages.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<T> Default for Paged<T> {
+    fn default() -> Self {
+        Self {
+            pages: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Paged<T> {
+    /// `items` cut into pages.
+    pub fn from_vec(items: Vec<Arc<T>>) -> Self {
+        let len = items.len();
+        let mut rest = items.into_iter();
+        let mut pages = Vec::with_capacity(len.div_ceil(PAGE_SHARDS));
+        while rest.len() > 0 {
+            pages.push(rest.by_ref().take(PAGE_SHARDS).collect::<Arc<[Arc<T>]>>());
+        }
+        Self { pages, len }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there is no item.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Item `i`: page `i >> PAGE_BITS`, pointer `i % PAGE_SHARDS` in it.
+    #[inline]
+    pub fn get(&self, i: usize) -> &Arc<T> {
+        &self.pages[i >> PAGE_BITS][i & (PAGE_SHARDS - 1)]
+    }
+
+    /// The last item.
+    pub fn last(&self) -> Option<&Arc<T>> {
+        self.pages.last()?.last()
+    }
+
+    /// Every item, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.pages.iter().flat_map(|p| p.iter())
+    }
+
+    /// Item `i`, writable, if no other version holds it or its page.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        let page = Arc::get_mut(&mut self.pages[i >> PAGE_BITS])?;
+        Arc::get_mut(&mut page[i & (PAGE_SHARDS - 1)])
+    }
+
+    /// Appends `item`. A partial last page is copied with it (at most [`PAGE_SHARDS`]
+    /// pointers; a page cannot grow in place, and appends are rare: a new host chunk).
+    pub fn push(&mut self, item: Arc<T>) {
+        match self.pages.last_mut() {
+            Some(last) if last.len() < PAGE_SHARDS => {
+                *last = last.iter().cloned().chain([item]).collect();
+            }
+            _ => self.pages.push(Arc::from([item])),
+        }
+        self.len += 1;
+    }
+
+    /// Number of pages.
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Pages `self` and `other` share (same allocation, same place): what the edits between
+    /// the two versions did not copy.
+    pub fn pages_shared_with(&self, other: &Self) -> usize {
+        self.pages
+            .iter()
+            .zip(&other.pages)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count()
+    }
+
+    /// Heap bytes of the pages themselves (the pointers, not what they point to).
+    pub fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.pages)
+            + self.pages.len() * 2 * size_of::<usize>()
+            + self.len * size_of::<Arc<T>>()
+    }
+}
+
+impl<T: Clone> Paged<T> {
+    /// Item `i`, writable: a private copy of its page of pointers first if another version
+    /// still shares the page ([`PAGE_SHARDS`] pointers copied), then of the item if another
+    /// version still shares it.
+    pub fn make_mut(&mut self, i: usize) -> &mut T {
+        let page = Arc::make_mut(&mut self.pages[i >> PAGE_BITS]);
+        Arc::make_mut(&mut page[i & (PAGE_SHARDS - 1)])
+    }
+}
+
+/// One version of a sharded table (see the module docs): the shard pointers [`Paged`].
 #[derive(Debug)]
 pub struct Shards<S> {
-    shards: Box<[Arc<S>]>,
-    /// `shards.len() - 1`.
+    shards: Paged<S>,
+    /// `count - 1`.
     mask: u64,
 }
 
@@ -216,10 +349,9 @@ impl<S: Shard> Shards<S> {
     /// `count` shards (rounded as in [`Shards::new`]), shard `i` made by `make(i)`.
     pub fn from_fn(count: usize, make: impl FnMut(usize) -> S) -> Self {
         let count = count.clamp(1, MAX_SHARDS).next_power_of_two();
-        let shards: Box<[Arc<S>]> = (0..count).map(make).map(Arc::new).collect();
         Self {
             mask: (count - 1) as u64,
-            shards,
+            shards: Paged::from_vec((0..count).map(make).map(Arc::new).collect()),
         }
     }
 
@@ -252,16 +384,15 @@ impl<S: Shard> Shards<S> {
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
-        let shards: Box<[Arc<S>]> = parts.into_iter().flatten().collect();
         Self {
             mask: (count - 1) as u64,
-            shards,
+            shards: Paged::from_vec(parts.into_iter().flatten().collect()),
         }
     }
 
     /// Number of shards (a power of two).
     pub fn count(&self) -> usize {
-        self.shards.len()
+        self.mask as usize + 1
     }
 
     /// The shard index for a key hash ([`key_hash`]).
@@ -273,13 +404,13 @@ impl<S: Shard> Shards<S> {
     /// The shard that holds keys with this hash.
     #[inline]
     pub fn get(&self, hash: u64) -> &S {
-        &self.shards[self.index_of(hash)]
+        self.shard(self.index_of(hash))
     }
 
-    /// Shard `i`.
+    /// Shard `i`: its page in the top array, then its pointer in the page.
     #[inline]
     pub fn shard(&self, i: usize) -> &S {
-        &self.shards[i]
+        self.shards.get(i)
     }
 
     /// Heap bytes of this version: the shard pointers, and each shard (its `Arc` block and
@@ -289,8 +420,7 @@ impl<S: Shard> Shards<S> {
         S: Shard,
     {
         let block = size_of::<S>() + 2 * size_of::<usize>();
-        self.shards.len() * size_of::<Arc<S>>()
-            + self.iter().map(|s| block + s.heap_bytes()).sum::<usize>()
+        self.shards.heap_bytes() + self.iter().map(|s| block + s.heap_bytes()).sum::<usize>()
     }
 
     /// Every shard, in index order.
@@ -308,18 +438,35 @@ impl<S: Shard> Shards<S> {
     /// True when shard `i` of `self` and of `other` are the same allocation (shared between
     /// the two versions).
     pub fn shares_shard(&self, other: &Self, i: usize) -> bool {
-        Arc::ptr_eq(&self.shards[i], &other.shards[i])
+        Arc::ptr_eq(self.shards.get(i), other.shards.get(i))
     }
 
-    /// Shard `i`, writable: a private copy first if another version still shares it. The
-    /// caller must [`Shard::seal`] it once its edits are done (an [`Editor`] does).
+    /// Number of pages of shard pointers ([`PAGE_SHARDS`] shards a page).
+    pub fn page_count(&self) -> usize {
+        self.shards.page_count()
+    }
+
+    /// Pages of shard pointers `self` and `other` share (same allocation): what a batch
+    /// between the two versions did not copy. 0 when their counts differ.
+    pub fn pages_shared_with(&self, other: &Self) -> usize {
+        if self.count() != other.count() {
+            return 0;
+        }
+        self.shards.pages_shared_with(&other.shards)
+    }
+
+    /// Shard `i`, writable: a private copy of its page of pointers first if another version
+    /// still shares the page ([`PAGE_SHARDS`] pointers copied), then of the shard if another
+    /// version still shares it. The caller must [`Shard::seal`] it once its edits are done
+    /// (an [`Editor`] does).
     pub fn make_mut_at(&mut self, i: usize) -> &mut S {
-        Arc::make_mut(&mut self.shards[i])
+        self.shards.make_mut(i)
     }
 
-    /// Shard `i`, writable, if no other version holds it (to seal a build's shards).
+    /// Shard `i`, writable, if no other version holds it or its page (to seal a build's
+    /// shards).
     pub fn get_mut(&mut self, i: usize) -> Option<&mut S> {
-        Arc::get_mut(&mut self.shards[i])
+        self.shards.get_mut(i)
     }
 
     /// Starts a new version from this one (see the module docs).
@@ -452,12 +599,59 @@ mod tests {
         }
     }
 
+    /// What a batch copies is counted in pages and shards, not in the table's size: a
+    /// version shares every page of shard pointers but the touched shards' own.
+    #[test]
+    fn a_batch_copies_only_the_pages_and_shards_it_touches() {
+        let v1 = Shards::<Keys>::new(1 << 16);
+        assert_eq!(v1.page_count(), (1 << 16) / PAGE_SHARDS);
+        let v2 = v1.clone();
+        assert_eq!(
+            v2.pages_shared_with(&v1),
+            v1.page_count(),
+            "a clone copies no page"
+        );
+
+        let keys: [&[u8]; 3] = [b"a", b"b", b"c"];
+        let mut e = v1.edit();
+        for k in keys {
+            insert(&mut e, k);
+        }
+        let v2 = e.finish();
+        let shards: Vec<usize> = keys.iter().map(|k| v2.index_of(key_hash(k))).collect();
+        let mut pages: Vec<usize> = shards.iter().map(|&i| i / PAGE_SHARDS).collect();
+        pages.sort_unstable();
+        pages.dedup();
+        assert_eq!(
+            v2.pages_shared_with(&v1),
+            v1.page_count() - pages.len(),
+            "only the touched shards' pages are copied"
+        );
+        let copied = (0..v2.count())
+            .filter(|&i| !v2.shares_shard(&v1, i))
+            .count();
+        let mut touched = shards.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        assert_eq!(copied, touched.len(), "only the touched shards are copied");
+        assert!(keys.iter().all(|k| contains(&v2, k) && !contains(&v1, k)));
+
+        // A table smaller than a page has one page, shared the same way.
+        let small = Shards::<Keys>::new(8);
+        assert_eq!(small.page_count(), 1);
+        let mut e = small.edit();
+        insert(&mut e, b"x");
+        let next = e.finish();
+        assert_eq!(next.pages_shared_with(&small), 0);
+        assert_eq!((0..8).filter(|&i| next.shares_shard(&small, i)).count(), 7);
+    }
+
     #[test]
     fn a_shard_no_other_version_holds_is_edited_in_place() {
         let v1 = Shards::<Keys>::new(8);
         let mut e = v1.edit();
         drop(v1);
-        let before = &**e.current().shards.first().unwrap() as *const Keys;
+        let before = e.current().shard(0) as *const Keys;
         e.shard_mut_at(0).keys.push(b"x".to_vec());
         let v2 = e.finish();
         assert_eq!(v2.shard(0) as *const Keys, before, "no copy when unshared");
