@@ -58,6 +58,8 @@ use crate::atomic_file::AtomicFile;
 use crate::link::pb;
 use crate::{Change, Name, Serial};
 
+mod decode;
+
 /// The first bytes of a state file.
 pub const MAGIC: &[u8; 8] = b"ORRSTATE";
 /// The first bytes of the version 1–3 snapshot format, refused with a clear error.
@@ -432,8 +434,18 @@ enum Raw {
     },
 }
 
-/// The objects of a chunk's message (at offset `at`, for errors).
+/// The objects of a chunk's message (at offset `at`, for errors): straight from its bytes
+/// when the chunk is as the writers make it ([`decode`]), otherwise, and for every error,
+/// through the link's messages and conversion.
 fn decode_chunk(at: u64, body: &[u8]) -> Result<Vec<Change>, StateFileError> {
+    match decode::objects(body) {
+        Some(objects) => Ok(objects),
+        None => decode_chunk_via_messages(at, body),
+    }
+}
+
+/// The general path of [`decode_chunk`]: prost's messages, then [`Change::try_from`].
+fn decode_chunk_via_messages(at: u64, body: &[u8]) -> Result<Vec<Change>, StateFileError> {
     let batch = pb::ChangeBatch::decode(body).map_err(|e| StateFileError::Undecodable {
         offset: at,
         reason: format!("not a ChangeBatch: {e}"),
