@@ -344,12 +344,11 @@ impl Link {
                     );
                     self.snapshot_required = true;
                 }
-                // The DNS tables alone: DNS is served as soon as they are built. The
-                // Whois/RDAP directory, if the saved configuration serves them, is built
-                // next from the same files, as for a configuration that enables them later
-                // ([`Link::match_directory`], at the start of [`Link::run`]): at a million
-                // domains it takes twice as long as the DNS tables, and DNS need not wait.
-                let options = BuildOptions { directory: false };
+                // The directory only if the saved configuration serves Whois or RDAP; one
+                // that enables them later has it built then ([`Link::match_directory`]).
+                let options = BuildOptions {
+                    directory: adopt::serves_rds(Some(&settings)),
+                };
                 let mut served =
                     Served::from_objects(header.serial, objects, dispose_in_background, options);
                 replay_batches(&self.files, header.generation, &mut served);
@@ -557,12 +556,11 @@ mod tests {
         (r.response_code, delegated)
     }
 
-    /// A restart whose saved configuration serves Whois, with no master: DNS is served from
-    /// the DNS tables at once (the directory is not part of the restore), then the link builds
-    /// the directory from the state file and the batch log and serves Whois from it, the
-    /// logged batch included, before any master answers.
+    /// A restart whose saved configuration serves Whois, with no master: DNS and Whois are
+    /// served from the state file and the batch log, the logged batch included, before any
+    /// master answers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_restart_serves_dns_at_once_then_whois_without_a_master() {
+    async fn a_restart_serves_dns_and_whois_without_a_master() {
         use crate::zone::tests::domain;
         use orrery_proto::ChangeBatch;
         use orrery_proto::link::convert::WhoisListen;

@@ -26,14 +26,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Link {
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
-        // A restored state is served for DNS already; the Whois/RDAP directory its saved
-        // configuration needs is built now, before the first dial, so that a satellite no
-        // master answers serves Whois and RDAP too.
-        self.match_directory().await;
-        if let Err(e) = self.ensure_serving() {
-            tracing::error!(error = %e, "cannot serve the restored state's configuration");
-        }
-        self.publish(|_| {});
         let persist_stop = CancellationToken::new();
         let persister = tokio::spawn(persist_state(
             self.files.clone(),
