@@ -518,7 +518,11 @@ async fn certificate_from_another_ca_is_refused() {
     );
 
     add_domain(&cluster.store, "after-rogue").await;
-    let deadline = Instant::now() + PROPAGATION;
+    // The good satellite getting the change only shows that it was published; how fast it
+    // propagates is the business of `*_change_reaches_every_satellite_within_a_second`. Under
+    // the whole suite's load on 2 cores its idle-priority apply can miss 1 s (seen in CI),
+    // which says nothing about the rogue.
+    let deadline = Instant::now() + PATIENCE;
     assert!(wait_for(good_addr, &domain("after-rogue"), Seen::Delegated, deadline).await);
     // Give the rogue every chance (several dial rounds) to get it.
     tokio::time::sleep(Duration::from_secs(2)).await;
