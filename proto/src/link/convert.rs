@@ -237,6 +237,17 @@ fn address_bytes(a: &IpAddr) -> Vec<u8> {
     }
 }
 
+/// The address [`address_bytes`] wrote: 4 octets (IPv4) or 16 (IPv6), anything else `None`.
+pub(crate) fn address_from_bytes(octets: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        Some(IpAddr::V4(Ipv4Addr::from(v4)))
+    } else {
+        <[u8; 16]>::try_from(octets)
+            .ok()
+            .map(|v6| IpAddr::V6(Ipv6Addr::from(v6)))
+    }
+}
+
 impl From<&Host> for pb::Host {
     fn from(h: &Host) -> Self {
         Self {
@@ -261,16 +272,12 @@ impl TryFrom<pb::Host> for Host {
             .addresses
             .iter()
             .map(|a| {
-                if let Ok(v4) = <[u8; 4]>::try_from(a.as_slice()) {
-                    Ok(IpAddr::V4(Ipv4Addr::from(v4)))
-                } else if let Ok(v6) = <[u8; 16]>::try_from(a.as_slice()) {
-                    Ok(IpAddr::V6(Ipv6Addr::from(v6)))
-                } else {
-                    Err(cx.err(
+                address_from_bytes(a).ok_or_else(|| {
+                    cx.err(
                         "addresses",
                         format!("{} octets, not 4 (IPv4) or 16 (IPv6)", a.len()),
-                    ))
-                }
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {

@@ -22,10 +22,9 @@
 //! the general path gives (the tests compare the two, on valid chunks and on mutated ones),
 //! and one it refuses costs one more decode.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use prost::Message;
 
+use crate::link::convert::address_from_bytes;
 use crate::link::pb;
 use crate::model::{Change, Domain, Ds, EppStatus, Host, Timestamp};
 use crate::name::Name;
@@ -210,7 +209,7 @@ fn host(bytes: &[u8]) -> Option<Host> {
     while !w.is_empty() {
         match w.key()? {
             (1, LEN) => name = utf8(w.bytes()?)?.as_bytes(),
-            (2, LEN) => addresses.push(address(w.bytes()?)?),
+            (2, LEN) => addresses.push(address_from_bytes(w.bytes()?)?),
             (3, LEN) => registrar = Some(text(w.bytes()?)?),
             (4, VARINT) => created = w.varint()? as i64,
             (5, VARINT) => updated = w.varint()? as i64,
@@ -224,16 +223,6 @@ fn host(bytes: &[u8]) -> Option<Host> {
         created: Timestamp(created),
         updated: Timestamp(updated),
     })
-}
-
-fn address(octets: &[u8]) -> Option<IpAddr> {
-    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
-        Some(Ipv4Addr::from(v4).into())
-    } else {
-        <[u8; 16]>::try_from(octets)
-            .ok()
-            .map(|v6| Ipv6Addr::from(v6).into())
-    }
 }
 
 fn utf8(bytes: &[u8]) -> Option<&str> {
@@ -293,6 +282,7 @@ mod tests {
     use super::*;
     use crate::dnssec::{DnssecRrset, DnssecRrsetId};
     use crate::model::{Contact, Registrar, Soa, Zone};
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
