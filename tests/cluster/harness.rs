@@ -126,16 +126,7 @@ impl Drop for PgDatabase {
     }
 }
 
-/// A free loopback UDP+TCP port (bound and released: good enough for one test run).
-pub(crate) fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub(crate) use orrery_tests::loopback_port::free_port;
 
 /// A real BIND `named` serving the generator's output on a loopback port.
 pub(crate) struct Named {

@@ -3,27 +3,17 @@
 //! and RDAP (plain HTTP), then stops cleanly on SIGTERM. Everything on 127.0.0.1.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 use orrery_satellite::write_snapshot;
+use orrery_tests::loopback_port::free_port;
 
 use crate::dig::{run, tool};
 use crate::harness::{EXAMPLE_CONFIG, query, udp_exchange};
 use crate::whois::{client_installed, data, whois};
-
-/// A port free for both UDP and TCP on 127.0.0.1 (the kernel's choice, released at once).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// The example configuration on `dns`, with its Whois and RDAP tables enabled on the other
 /// two ports.
