@@ -9,6 +9,8 @@
 #   BENCH_SECONDS=15       length of each dnsperf run
 #   BENCH_RATE=20000       the fixed rate of the latency runs (q/s)
 #   BENCH_MASTER=1         0 skips the master-fed satellite (batch memory, p99 with a master)
+#   BENCH_PEERS=1          0 skips NSD, Knot and the snapshot-fed satellite (only the
+#                          master-fed runs: batch memory and latency with a master)
 #   BENCH_RENICED_MASTER=0 1 repeats the two batch runs with the master's threads at nice 19
 #                          (metrics reniced_batch_…): the master's share of the batch p99
 #   BENCH_STREAM_RATE=10   changes a second of the change-stream latency run (PostgreSQL only)
@@ -335,9 +337,11 @@ run_master_fed() {
 }
 
 for run in $(seq "$RUNS"); do
-    run_server nsd "$run" "$nsd_port" nsd -d -c "$work/nsd/nsd.conf"
-    run_server knot "$run" "$knot_port" knotd -c "$work/knot/knot.conf"
-    run_server satellite "$run" "$sat_port" "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/sat.toml"
+    if [ "${BENCH_PEERS:-1}" = 1 ]; then
+        run_server nsd "$run" "$nsd_port" nsd -d -c "$work/nsd/nsd.conf"
+        run_server knot "$run" "$knot_port" knotd -c "$work/knot/knot.conf"
+        run_server satellite "$run" "$sat_port" "$bin/orrery-satellite" --snapshot "$work/sat.snap" --config "$work/sat.toml"
+    fi
     [ "${BENCH_MASTER:-1}" != 1 ] || run_master_fed "$run"
     if [ "${BENCH_SIGNED:-0}" = 1 ]; then
         # The same store unsigned: start and memory only (the signed zone's cost in memory).

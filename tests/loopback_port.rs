@@ -61,7 +61,11 @@ mod tests {
     fn ports_are_below_the_ephemeral_range_and_never_handed_out_twice() {
         let low = ephemeral_low();
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
-        assert!(ports.iter().all(|&p| (LOWEST..low.max(LOWEST + 1_000)).contains(&p)));
+        assert!(
+            ports
+                .iter()
+                .all(|&p| (LOWEST..low.max(LOWEST + 1_000)).contains(&p))
+        );
         let mut unique = ports.clone();
         unique.sort_unstable();
         unique.dedup();

@@ -17,8 +17,11 @@
 //!
 //! Prints the time of each batch's apply (median, 10th and 90th percentile, max, in µs; the
 //! apply runs on one thread and frees the version it replaced there, so this is its CPU) and
-//! then a 10,000-change batch of the same kind while a reader holds the version before it: its
-//! time and the peak heap above the steady state (a counting allocator).
+//! then three batches of 10,000 domains, each while a reader holds the version before it: a DS
+//! added to each (as above), serverHold set on 10,000 others, and taken off again (the batch of
+//! `bench/compare-peers.sh`'s master-fed runs). For each, its time, the heap both versions hold
+//! and the peak heap above the steady state (a counting allocator; the batch's own changes are
+//! outside both).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,12 +226,12 @@ fn main() -> anyhow::Result<()> {
             }
             _ => None,
         })
-        .take(batches + big)
+        .take(batches + 2 * big)
         .collect();
     anyhow::ensure!(
-        domains.len() == batches + big,
+        domains.len() == batches + 2 * big,
         "the file has fewer than {} delegations without a DS",
-        batches + big
+        batches + 2 * big
     );
     // What is held beside the served state (the domains and sets the batches are made from).
     let before = base + (live() - with_objects);
@@ -288,30 +291,57 @@ fn main() -> anyhow::Result<()> {
         times[times.len() - 1]
     );
 
-    // 10,000 DS added in one batch while a reader holds the version before it.
-    let serial = store.serial();
-    let batch = ChangeBatch {
-        after: serial,
-        upto: serial + 1,
-        changes: domains[batches..]
+    // Batches of 10,000 changes, each applied while a reader holds the version before it:
+    // DS added, then (as bench/compare-peers.sh's master-fed batch) serverHold set on 10,000
+    // other delegations and taken off again.
+    let steady = live().saturating_sub(before);
+    let ds = || -> Vec<Change> {
+        domains[batches..batches + big]
             .iter()
             .enumerate()
             .flat_map(|(k, d)| ds_added(d, templates.as_ref(), (batches + k) as u64))
-            .collect(),
+            .collect()
     };
-    let steady = live().saturating_sub(before);
-    let held = store.load_full();
-    let at = live();
-    PEAK.store(at, Ordering::Relaxed);
-    let started = Instant::now();
-    store.apply(batch)?;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(at);
-    drop(held);
-    println!(
-        "10,000 DS added in one batch, the old version held: applied in {ms:.0} ms, peak +{:.1} MB ({:.3}x steady)",
-        peak as f64 / 1e6,
-        (steady + peak) as f64 / steady as f64
-    );
+    let with_status = |status: EppStatus| -> Vec<Change> {
+        domains[batches + big..]
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.statuses = vec![status];
+                Change::Domain(d)
+            })
+            .collect()
+    };
+    for what in ["DS added", "serverHold set", "serverHold taken off"] {
+        let without = live();
+        let changes = match what {
+            "DS added" => ds(),
+            "serverHold set" => with_status(EppStatus::ServerHold),
+            _ => with_status(EppStatus::Ok),
+        };
+        // `apply` frees the batch when it is done: its bytes are added back below.
+        let batch_bytes = live().saturating_sub(without);
+        let serial = store.serial();
+        let batch = ChangeBatch {
+            after: serial,
+            upto: serial + 1,
+            changes,
+        };
+        let held = store.load_full();
+        let at = live();
+        PEAK.store(at, Ordering::Relaxed);
+        let started = Instant::now();
+        store.apply(batch)?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let peak = PEAK.load(Ordering::Relaxed).saturating_sub(at);
+        let both = (live() + batch_bytes).saturating_sub(at);
+        drop(held);
+        println!(
+            "10,000 domains, {what}, in one batch, the old version held: applied in {ms:.0} ms, both versions +{:.1} MB, peak +{:.1} MB ({:.3}x steady)",
+            both as f64 / 1e6,
+            peak as f64 / 1e6,
+            (steady + peak) as f64 / steady as f64
+        );
+    }
     Ok(())
 }

@@ -75,6 +75,23 @@ pub fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * size_of::<T>()
 }
 
+/// Makes room in one of a shard's vectors for `additional` more elements, growing it by a
+/// quarter of its length at least instead of doubling it.
+///
+/// A batch edits private copies of the shards it touches while the old version still holds
+/// the originals, and a copy starts at its exact length (`Vec::clone`), so the first push onto
+/// it would double its capacity: on a 10,000-change batch at 1,000,000 delegations, about 14%
+/// of every table's shards, each doubled until [`Shard::seal`] trims it at the end of the
+/// batch. That was most of the batch's peak heap (1.14× steady, of which both versions alive
+/// are only 1.045×). A quarter still amortises the many pushes of a shard that keeps growing
+/// (a small zone's one shard before it is re-split) to a constant per element.
+#[inline]
+pub fn reserve_in_shard<T>(v: &mut Vec<T>, additional: usize) {
+    if v.capacity() - v.len() < additional {
+        v.reserve_exact(additional.max(v.len() / 4));
+    }
+}
+
 fn hasher() -> &'static foldhash::fast::FixedState {
     static STATE: OnceLock<foldhash::fast::FixedState> = OnceLock::new();
     STATE.get_or_init(|| foldhash::fast::FixedState::with_seed(rand::random()))

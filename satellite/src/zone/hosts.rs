@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::served::shards::{
-    Paged, Partition, Shard, Shards, key_hash, shard_count_for, vec_bytes,
+    Paged, Partition, Shard, Shards, key_hash, reserve_in_shard, shard_count_for, vec_bytes,
 };
 
 /// Index of a host in the [`HostTable`].
@@ -256,6 +256,8 @@ impl HostTable {
         let i = self.index.index_of(hash);
         self.touched_index.push(i as u32);
         let shard = self.index.make_mut_at(i);
+        reserve_in_shard(&mut shard.tags, 1);
+        reserve_in_shard(&mut shard.ids, 1);
         shard.tags.push(tag(hash));
         shard.ids.push(id);
         id
