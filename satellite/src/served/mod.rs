@@ -256,6 +256,14 @@ impl Served {
     }
 }
 
+/// Changes in a batch from which [`ServedStore::apply`] hands the memory the batch and the
+/// version it replaced freed back to the system. glibc keeps freed memory in its arenas: after
+/// a 10,000-change batch at 1,000,000 delegations (the copies of about 14% of every table's
+/// shards, the decoded changes) a master-fed satellite stayed 22% above its PSS before the
+/// batch. `malloc_trim` walks every arena, so single changes, which free a few shards each and
+/// come many a second, do not call it.
+const RETURN_MEMORY_AFTER: usize = 1_000;
+
 /// The served state shared by every worker: the current version, swapped whole.
 pub struct ServedStore {
     current: ArcSwap<Served>,
@@ -343,7 +351,11 @@ impl ServedStore {
             drop(current);
             self.current.swap(Arc::new(next))
         };
-        background::drop_when_unused(old);
+        let large = batch.changes.len() >= RETURN_MEMORY_AFTER;
+        drop(batch);
+        if background::drop_when_unused(old) && large {
+            return_freed_memory();
+        }
         Ok(())
     }
 
