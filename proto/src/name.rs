@@ -69,10 +69,25 @@ impl Name {
     /// [`Name::check_hostname`] for the stricter host name rules (RFC 952/1123). Escapes
     /// (`\.`, `\065`) are not accepted: registry data never needs them.
     pub fn from_ascii(text: &str) -> Result<Self, NameError> {
+        if let Some(wire) = WireBuffer::from_ascii(text.as_bytes()) {
+            return Ok(Self {
+                wire: wire.as_slice().into(),
+            });
+        }
         let mut wire = Vec::with_capacity(text.len() + 2);
         ascii_to_wire(text, &mut wire)?;
         Ok(Self {
             wire: wire.into_boxed_slice(),
+        })
+    }
+
+    /// A valid name in presentation form, read in one pass over its octets; `None` for
+    /// anything else, the root included. For readers of bulk data that judge a refusal
+    /// elsewhere (the state file's decoder falls back to the link's conversion, which says what
+    /// is wrong): no UTF-8 check first, as an octet outside ASCII is refused anyway.
+    pub fn from_ascii_octets(text: &[u8]) -> Option<Self> {
+        WireBuffer::from_ascii(text).map(|wire| Self {
+            wire: wire.as_slice().into(),
         })
     }
 
@@ -316,6 +331,86 @@ pub fn read_wire_name(
 /// fresh buffer. On error `out` holds an unspecified prefix.
 pub fn ascii_to_wire(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
     out.clear();
+    if let Some(wire) = WireBuffer::from_ascii(text.as_bytes()) {
+        out.extend_from_slice(wire.as_slice());
+        return Ok(());
+    }
+    ascii_to_wire_checked(text, out)
+}
+
+/// What a presentation-form name may hold, octet by octet: 0 for an octet not allowed (a dot
+/// is handled on its own), otherwise the octet folded to lower case.
+const FOLDED: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'*' {
+            table[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    table
+};
+
+/// A name's wire form built on the stack: the one pass of [`ascii_to_wire`] over a valid name.
+struct WireBuffer {
+    bytes: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl WireBuffer {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The wire form of `text` if it is a valid name, in one pass over its octets; `None` for
+    /// anything else (including "." and every error), which [`ascii_to_wire_checked`] then
+    /// reads again to say what is wrong. A state file at 1,000,000 delegations holds about
+    /// 4 million names: the start reads each of them.
+    fn from_ascii(text: &[u8]) -> Option<Self> {
+        let text = text.strip_suffix(b".").unwrap_or(text);
+        // Labels and their length octets plus the root label: text.len() + 2 octets.
+        if text.is_empty() || text.len() + 2 > MAX_NAME_LEN {
+            return None;
+        }
+        let mut wire = Self {
+            bytes: [0; MAX_NAME_LEN],
+            len: text.len() + 2,
+        };
+        let mut label_at = 0; // where the current label's length octet goes
+        let mut star = false;
+        for (i, &c) in text.iter().enumerate() {
+            if c == b'.' {
+                let len = i - label_at;
+                if !(1..=MAX_LABEL_LEN).contains(&len) || (star && len != 1) {
+                    return None;
+                }
+                wire.bytes[label_at] = len as u8;
+                label_at = i + 1;
+                star = false;
+                continue;
+            }
+            let folded = FOLDED[usize::from(c)];
+            if folded == 0 {
+                return None;
+            }
+            star |= c == b'*';
+            wire.bytes[i + 1] = folded;
+        }
+        let len = text.len() - label_at;
+        if !(1..=MAX_LABEL_LEN).contains(&len) || (star && len != 1) {
+            return None;
+        }
+        wire.bytes[label_at] = len as u8;
+        // The root label is the last octet, already zero.
+        Some(wire)
+    }
+}
+
+/// [`ascii_to_wire`] label by label, with the error that says what is wrong.
+fn ascii_to_wire_checked(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
+    out.clear();
     if text.is_empty() {
         return Err(NameError::Empty);
     }
@@ -486,6 +581,81 @@ impl<'de> serde::Deserialize<'de> for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass parser gives what the label-by-label one gives, for valid names and for
+    /// every kind of error (which it leaves to the other): names at the length limits, labels
+    /// of 63 and 64 octets, wildcards, dots in every place, upper case, non-ASCII, and
+    /// 300,000 strings drawn from the characters that matter.
+    #[test]
+    fn the_one_pass_parser_agrees_with_the_checked_one() {
+        let check = |text: &str| {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let fast_result = ascii_to_wire(text, &mut fast);
+            let slow_result = ascii_to_wire_checked(text, &mut slow);
+            assert_eq!(fast_result, slow_result, "{text:?}");
+            if slow_result.is_ok() {
+                assert_eq!(fast, slow, "{text:?}");
+                assert_eq!(
+                    Name::from_ascii(text).unwrap().as_wire(),
+                    &slow[..],
+                    "{text:?}"
+                );
+            }
+        };
+        let label = |n: usize| "a".repeat(n);
+        let mut fixed = vec![
+            String::new(),
+            ".".into(),
+            "..".into(),
+            "a..b".into(),
+            ".a".into(),
+            "a.".into(),
+            "a..".into(),
+            "*".into(),
+            "*.a".into(),
+            "a*.b".into(),
+            "**.b".into(),
+            "a.*".into(),
+            "A-B_c.EXAMPLE".into(),
+            "é.test".into(),
+            "a b.test".into(),
+            format!("{}.test", label(63)),
+            format!("{}.test", label(64)),
+            format!("{}.{}", label(63), label(64)),
+        ];
+        // Names of 253 to 256 octets of text, with and without a trailing dot: the wire limit
+        // of 255 octets falls between them.
+        for total in 250..=257 {
+            let mut name = String::new();
+            while name.len() < total {
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                let room = (total - name.len()).min(60);
+                name.push_str(&label(room));
+            }
+            fixed.push(name.clone());
+            fixed.push(format!("{name}."));
+        }
+        for text in &fixed {
+            check(text);
+        }
+        let alphabet = ['a', 'Z', '0', '-', '_', '*', '.', '.', 'é', ' '];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300_000 {
+            let len = (next() % 12) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            check(&text);
+        }
+    }
 
     #[test]
     fn registry_names_follow_idna2008() {

@@ -212,7 +212,10 @@ fn main() -> anyhow::Result<()> {
     let directory = flag("--directory");
 
     let base = live();
-    let (header, objects) = orrery_proto::state_file::read_objects(state.as_ref())?;
+    let (header, objects) = orrery_proto::state_file::read_objects(
+        state.as_ref(),
+        orrery_proto::state_file::Detail::Full,
+    )?;
     let with_objects = live();
     let templates = templates(&objects);
     let big = 10_000;

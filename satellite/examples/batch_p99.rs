@@ -33,7 +33,10 @@ fn main() -> anyhow::Result<()> {
     };
     let size: usize = args.get(3).map_or(Ok(10_000), |s| s.parse())?;
     let config = Config::load(std::path::Path::new(config))?;
-    let (header, objects) = orrery_proto::state_file::read_objects(state.as_ref())?;
+    let (header, objects) = orrery_proto::state_file::read_objects(
+        state.as_ref(),
+        orrery_proto::state_file::Detail::Full,
+    )?;
     let mut domains: Vec<Domain> = objects
         .iter()
         .filter_map(|c| match c {

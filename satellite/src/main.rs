@@ -185,7 +185,15 @@ fn serve_snapshot(snapshot: &Path, config_path: &Path) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let mut dns = Serving::bind(config.udp(), config.tcp(), config.server.clone())?;
     let started = std::time::Instant::now();
-    let (header, objects) = orrery_proto::state_file::read_objects(snapshot)
+    // The objects are kept for the Whois/RDAP directory when the configuration serves them;
+    // otherwise the file is read in `Detail::Dns`, all the DNS tables are built from.
+    let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
+    let detail = if rds_enabled {
+        orrery_proto::state_file::Detail::Full
+    } else {
+        orrery_proto::state_file::Detail::Dns
+    };
+    let (header, objects) = orrery_proto::state_file::read_objects(snapshot, detail)
         .with_context(|| format!("state file {}", snapshot.display()))?;
     tracing::info!(
         objects = objects.len(),
@@ -196,7 +204,6 @@ fn serve_snapshot(snapshot: &Path, config_path: &Path) -> anyhow::Result<()> {
     // the DNS tables, once DNS is served: at a million domains its build (one thread) takes
     // twice as long as the DNS tables' (every core), and DNS need not wait for it. The
     // objects are kept for it meanwhile.
-    let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
     let mut kept = None;
     let served = Served::from_objects(
         header.serial,

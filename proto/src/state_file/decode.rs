@@ -11,7 +11,7 @@
 //! domains and hosts, nearly all of a registry, directly: each text and name is read from the
 //! chunk's buffer into its final allocation, addresses into `IpAddr`s, and the zone name of
 //! consecutive domains is parsed once. It makes the same checks as the conversion (names
-//! through [`Name::from_ascii`], the domain below its zone, EPP statuses, DS field widths and
+//! through [`Name::from_ascii_octets`], the domain below its zone, EPP statuses, DS field widths and
 //! digest lengths, addresses of 4 or 16 octets). Zones, contacts, registrars and DNSSEC sets,
 //! a handful per registry, go through prost and the conversion one by one.
 //!
@@ -24,6 +24,7 @@
 
 use prost::Message;
 
+use super::{Chunk, Detail};
 use crate::link::convert::address_from_bytes;
 use crate::link::pb;
 use crate::model::{Change, Domain, Ds, EppStatus, Host, Timestamp};
@@ -36,10 +37,11 @@ const LEN: u8 = 2;
 /// `ChangeBatch.changes` (link.proto).
 const BATCH_CHANGES: u32 = 3;
 
-/// The objects of a chunk (a `pb::ChangeBatch` message), or `None` when the chunk is not in
-/// the shape this decoder takes whole (see the module docs).
-pub(super) fn objects(body: &[u8]) -> Option<Vec<Change>> {
-    let mut out = Vec::with_capacity(count_changes(body)?);
+/// The objects of a chunk (a `pb::ChangeBatch` message) in `detail`, or `None` when the chunk
+/// is not in the shape this decoder takes whole (see the module docs).
+pub(super) fn objects(body: &[u8], detail: Detail) -> Option<Chunk> {
+    let count = count_changes(body)?;
+    let mut out = Vec::with_capacity(count);
     let mut zone_cache = ZoneCache::default();
     let mut batch = Wire(body);
     while !batch.is_empty() {
@@ -48,11 +50,18 @@ pub(super) fn objects(body: &[u8]) -> Option<Vec<Change>> {
             (1 | 2, VARINT) => {
                 batch.varint()?;
             }
-            (BATCH_CHANGES, LEN) => out.push(change(batch.bytes()?, &mut zone_cache)?),
+            (BATCH_CHANGES, LEN) => {
+                if let Some(change) = change(batch.bytes()?, &mut zone_cache, detail)? {
+                    out.push(change);
+                }
+            }
             _ => return None,
         }
     }
-    Some(out)
+    Some(Chunk {
+        left_out: (count - out.len()) as u64,
+        objects: out,
+    })
 }
 
 /// How many changes the batch holds (its top-level fields only), to size the vector once.
@@ -74,8 +83,9 @@ fn count_changes(body: &[u8]) -> Option<usize> {
     Some(n)
 }
 
-/// One `pb::Change`: exactly one object field, never a removal.
-fn change(bytes: &[u8], zones: &mut ZoneCache) -> Option<Change> {
+/// One `pb::Change`: exactly one object field, never a removal; `Some(None)` for an object
+/// `detail` leaves out.
+fn change(bytes: &[u8], zones: &mut ZoneCache, detail: Detail) -> Option<Option<Change>> {
     let mut w = Wire(bytes);
     let (tag, wire_type) = w.key()?;
     if wire_type != LEN {
@@ -87,15 +97,16 @@ fn change(bytes: &[u8], zones: &mut ZoneCache) -> Option<Change> {
         return None;
     }
     // The `Change.change` oneof's field numbers (link.proto).
-    Some(match tag {
-        3 => Change::Domain(domain(object, zones)?),
-        5 => Change::Host(host(object)?),
+    Some(Some(match tag {
+        3 => Change::Domain(domain(object, zones, detail)?),
+        5 => Change::Host(host(object, detail)?),
         1 => Change::Zone(pb::Zone::decode(object).ok()?.try_into().ok()?),
+        7 if detail == Detail::Dns => return Some(None),
         7 => Change::Contact(pb::Contact::decode(object).ok()?.try_into().ok()?),
         9 => Change::Registrar(pb::Registrar::decode(object).ok()?.try_into().ok()?),
         11 => Change::Dnssec(pb::DnssecRrset::decode(object).ok()?.try_into().ok()?),
         _ => return None,
-    })
+    }))
 }
 
 /// The last zone name parsed and its text: the domains of a zone come one after the other.
@@ -112,7 +123,7 @@ impl ZoneCache {
         {
             return Some(name.clone());
         }
-        let name = Name::from_ascii(std::str::from_utf8(text).ok()?).ok()?;
+        let name = Name::from_ascii_octets(text)?;
         self.text.clear();
         self.text.extend_from_slice(text);
         self.name = Some(name.clone());
@@ -120,8 +131,10 @@ impl ZoneCache {
     }
 }
 
-/// A `pb::Domain`, checked as `Domain::try_from(pb::Domain)` checks it.
-fn domain(bytes: &[u8], zones: &mut ZoneCache) -> Option<Domain> {
+/// A `pb::Domain`, checked as `Domain::try_from(pb::Domain)` checks it; in [`Detail::Dns`]
+/// its Whois fields are passed over, not read.
+fn domain(bytes: &[u8], zones: &mut ZoneCache, detail: Detail) -> Option<Domain> {
+    let whois = detail == Detail::Full;
     let mut name: &[u8] = b"";
     let mut zone: &[u8] = b"";
     let (mut roid, mut registrar) = (String::new(), String::new());
@@ -134,8 +147,11 @@ fn domain(bytes: &[u8], zones: &mut ZoneCache) -> Option<Domain> {
     // Singular fields: the last occurrence wins, as in prost; repeated ones accumulate.
     while !w.is_empty() {
         match w.key()? {
-            (1, LEN) => name = utf8(w.bytes()?)?.as_bytes(),
-            (2, LEN) => zone = utf8(w.bytes()?)?.as_bytes(),
+            (1, LEN) => name = w.bytes()?,
+            (2, LEN) => zone = w.bytes()?,
+            (3 | 4 | 9 | 10 | 11 | 12, LEN) if !whois => {
+                w.bytes()?;
+            }
             (3, LEN) => roid = text(w.bytes()?)?,
             (4, LEN) => registrar = text(w.bytes()?)?,
             (5, VARINT) => created = w.varint()? as i64,
@@ -146,12 +162,12 @@ fn domain(bytes: &[u8], zones: &mut ZoneCache) -> Option<Domain> {
             (10, LEN) => admin = Some(text(w.bytes()?)?),
             (11, LEN) => tech = Some(text(w.bytes()?)?),
             (12, LEN) => billing = Some(text(w.bytes()?)?),
-            (13, LEN) => nameservers.push(Name::from_ascii(utf8(w.bytes()?)?).ok()?),
+            (13, LEN) => nameservers.push(Name::from_ascii_octets(w.bytes()?)?),
             (14, LEN) => ds.push(delegation_signer(w.bytes()?)?),
             _ => return None,
         }
     }
-    let name = Name::from_ascii(utf8(name)?).ok()?;
+    let name = Name::from_ascii_octets(name)?;
     let zone = zones.name(zone)?;
     if !name.is_subdomain_of(&zone) || name == zone {
         return None;
@@ -199,8 +215,9 @@ fn delegation_signer(bytes: &[u8]) -> Option<Ds> {
     Some(ds)
 }
 
-/// A `pb::Host`, checked as `Host::try_from(pb::Host)` checks it.
-fn host(bytes: &[u8]) -> Option<Host> {
+/// A `pb::Host`, checked as `Host::try_from(pb::Host)` checks it; in [`Detail::Dns`] without
+/// its registrar.
+fn host(bytes: &[u8], detail: Detail) -> Option<Host> {
     let mut name: &[u8] = b"";
     let mut addresses = Vec::new();
     let mut registrar = None;
@@ -208,8 +225,11 @@ fn host(bytes: &[u8]) -> Option<Host> {
     let mut w = Wire(bytes);
     while !w.is_empty() {
         match w.key()? {
-            (1, LEN) => name = utf8(w.bytes()?)?.as_bytes(),
+            (1, LEN) => name = w.bytes()?,
             (2, LEN) => addresses.push(address_from_bytes(w.bytes()?)?),
+            (3, LEN) if detail == Detail::Dns => {
+                w.bytes()?;
+            }
             (3, LEN) => registrar = Some(text(w.bytes()?)?),
             (4, VARINT) => created = w.varint()? as i64,
             (5, VARINT) => updated = w.varint()? as i64,
@@ -217,7 +237,7 @@ fn host(bytes: &[u8]) -> Option<Host> {
         }
     }
     Some(Host {
-        name: Name::from_ascii(utf8(name)?).ok()?,
+        name: Name::from_ascii_octets(name)?,
         addresses,
         registrar,
         created: Timestamp(created),
@@ -286,6 +306,29 @@ mod tests {
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
+    }
+
+    /// The direct decoder, every object whole.
+    fn full(body: &[u8]) -> Option<Vec<Change>> {
+        let chunk = objects(body, Detail::Full)?;
+        assert_eq!(chunk.left_out, 0);
+        Some(chunk.objects)
+    }
+
+    /// The direct decoder for a DNS-only start, and how many objects it left out.
+    fn dns(body: &[u8]) -> Option<(Vec<Change>, u64)> {
+        objects(body, Detail::Dns).map(|c| (c.objects, c.left_out))
+    }
+
+    /// What [`Detail::Dns`] keeps of `objects`, through the general path's filter.
+    fn kept_for_dns(objects: Vec<Change>) -> (Vec<Change>, u64) {
+        let count = objects.len();
+        let kept: Vec<Change> = objects
+            .into_iter()
+            .filter_map(|c| Detail::Dns.keep(c))
+            .collect();
+        let left_out = (count - kept.len()) as u64;
+        (kept, left_out)
     }
 
     /// The general path: prost, then the link's conversion.
@@ -431,12 +474,54 @@ mod tests {
         let want = varied();
         let body = encode(&want);
         assert_eq!(via_messages(&body).unwrap(), want);
-        assert_eq!(objects(&body).unwrap(), want);
+        assert_eq!(full(&body).unwrap(), want);
         // An empty chunk, and one with no serials.
-        assert_eq!(objects(&[]).unwrap(), vec![]);
+        assert_eq!(full(&[]).unwrap(), vec![]);
         let mut bare = pb::ChangeBatch::decode(body.as_slice()).unwrap();
         (bare.after, bare.upto) = (0, 0);
-        assert_eq!(objects(&bare.encode_to_vec()).unwrap(), want);
+        assert_eq!(full(&bare.encode_to_vec()).unwrap(), want);
+    }
+
+    /// A DNS-only read makes what the general path makes once the Whois-only fields and the
+    /// contacts are dropped, and counts the contacts it left out.
+    #[test]
+    fn a_dns_only_read_leaves_out_the_whois_data_and_counts_it() {
+        let all = varied();
+        let body = encode(&all);
+        let (kept, left_out) = dns(&body).unwrap();
+        assert_eq!((kept.clone(), left_out), kept_for_dns(all.clone()));
+        let contacts = all
+            .iter()
+            .filter(|c| matches!(c, Change::Contact(_)))
+            .count();
+        assert!(contacts > 0 && left_out == contacts as u64);
+        assert_eq!(kept.len() + contacts, all.len());
+        for c in &kept {
+            match c {
+                Change::Domain(d) => {
+                    assert!(d.roid.is_empty() && d.registrar.is_empty());
+                    assert!(d.registrant.is_none() && d.admin.is_none());
+                    assert!(d.tech.is_none() && d.billing.is_none());
+                }
+                Change::Host(h) => assert!(h.registrar.is_none()),
+                Change::Contact(_) => panic!("a contact kept"),
+                _ => {}
+            }
+        }
+        // What DNS serves is all there: names, nameservers, statuses, DS, addresses.
+        let dns_part = |c: &Change| match c {
+            Change::Domain(d) => Some(format!(
+                "{:?}",
+                (&d.name, &d.zone, &d.statuses, &d.nameservers, &d.ds)
+            )),
+            Change::Host(h) => Some(format!("{:?}", (&h.name, &h.addresses))),
+            Change::Contact(_) => None,
+            other => Some(format!("{other:?}")),
+        };
+        assert_eq!(
+            kept.iter().filter_map(dns_part).collect::<Vec<_>>(),
+            all.iter().filter_map(dns_part).collect::<Vec<_>>()
+        );
     }
 
     /// What the writers never make is left to the general path, which gives the error (or,
@@ -460,7 +545,7 @@ mod tests {
             .encode_to_vec()
         };
         let refused = |body: Vec<u8>, general_ok: bool| {
-            assert_eq!(objects(&body), None);
+            assert_eq!(full(&body), None);
             assert_eq!(
                 via_messages(&body).is_ok(),
                 general_ok,
@@ -565,7 +650,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let (mut taken, mut left) = (0, 0);
+        let (mut taken, mut left, mut dns_compared) = (0, 0, 0);
         for _ in 0..20_000 {
             let mut bad = body.clone();
             for _ in 0..=next() % 3 {
@@ -578,15 +663,25 @@ mod tests {
                     }
                 }
             }
-            match objects(&bad) {
+            match full(&bad) {
                 Some(direct) => {
                     assert_eq!(Ok(direct), via_messages(&bad), "chunk {bad:?}");
                     taken += 1;
                 }
                 None => left += 1,
             }
+            // A DNS-only read does not look into the fields it passes over, so it may take a
+            // chunk the general path refuses there; where both take one, they agree.
+            if let (Some(direct), Ok(general)) = (dns(&bad), via_messages(&bad)) {
+                assert_eq!(direct, kept_for_dns(general), "chunk {bad:?}");
+                dns_compared += 1;
+            }
         }
         // Both sides of the comparison were exercised.
         assert!(taken > 1000 && left > 1000, "{taken} taken, {left} left");
+        assert!(
+            dns_compared > 1000,
+            "{dns_compared} compared in a DNS-only read"
+        );
     }
 }

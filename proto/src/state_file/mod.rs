@@ -77,6 +77,55 @@ pub const MAX_CHUNK: usize = 64 << 20;
 /// A writer closes a chunk once its payload reaches this size.
 const CHUNK_TARGET: usize = 1 << 20;
 
+/// How much of each object a whole read ([`read_objects`]) decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every object whole: for the Whois/RDAP directory, tools and tests.
+    Full,
+    /// What the DNS tables are built from, for a satellite that serves DNS only: zones, hosts,
+    /// domains, DNSSEC sets and registrars, with the Whois-only fields of domains (ROID,
+    /// registrar, contacts) and hosts (registrar) left empty, and no contacts. At 1,000,000
+    /// delegations that is about a third less to allocate and fill at a start (250,000
+    /// contacts and six strings a domain). The fields passed over are not looked into: the
+    /// chunk's checksum covers them, and a read in `Full` (a compaction, a directory build)
+    /// still checks them. Registrars stay: they are few, and a satellite's restore tells from
+    /// them whether its saved state has the Whois data.
+    Dns,
+}
+
+impl Detail {
+    /// `change` as this detail keeps it; `None` for an object it leaves out. The direct
+    /// decoder makes the same objects without reading what this drops.
+    fn keep(self, change: Change) -> Option<Change> {
+        match (self, change) {
+            (Self::Full, change) => Some(change),
+            (Self::Dns, Change::Contact(_)) => None,
+            (Self::Dns, Change::Domain(d)) => Some(Change::Domain(crate::model::Domain {
+                roid: String::new(),
+                registrar: String::new(),
+                registrant: None,
+                admin: None,
+                tech: None,
+                billing: None,
+                ..d
+            })),
+            (Self::Dns, Change::Host(h)) => Some(Change::Host(crate::model::Host {
+                registrar: None,
+                ..h
+            })),
+            (Self::Dns, change) => Some(change),
+        }
+    }
+}
+
+/// A chunk's objects as a read keeps them, and how many it left out ([`Detail::Dns`]): the
+/// trailer counts those too.
+#[derive(Debug)]
+struct Chunk {
+    objects: Vec<Change>,
+    left_out: u64,
+}
+
 /// What the header says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -350,11 +399,11 @@ impl IntoIterator for Objects {
 /// Reads a whole state file: the header and every object, or the first error. As
 /// [`read_objects`], in one vector (a copy of every object: for tests and tools).
 pub fn read_state_file(path: &Path) -> Result<(Header, Vec<Change>), StateFileError> {
-    read_objects(path).map(|(header, objects)| (header, objects.into_vec()))
+    read_objects(path, Detail::Full).map(|(header, objects)| (header, objects.into_vec()))
 }
 
 /// Reads a whole state file: the header and every object, chunk by chunk, or the first
-/// error. Nothing is returned before the last chunk's CRC, the object count and the trailer's
+/// error, each object in `detail`. Nothing is returned before the last chunk's CRC, the object count and the trailer's
 /// checksum over every chunk are checked: a corrupt or torn file gives an error, never part of
 /// its objects.
 ///
@@ -362,12 +411,12 @@ pub fn read_state_file(path: &Path) -> Result<(Header, Vec<Change>), StateFileEr
 /// checksum, the trailer); turning the chunks' messages into objects, most of the time a start
 /// takes, is spread over the cores: the chunks are independent, each checked before it is
 /// handed on. At most two chunks a core wait in between.
-pub fn read_objects(path: &Path) -> Result<(Header, Objects), StateFileError> {
+pub fn read_objects(path: &Path, detail: Detail) -> Result<(Header, Objects), StateFileError> {
     use std::sync::{Arc, Mutex, mpsc};
     let mut reader = open(path)?;
     let header = reader.header();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let mut decoded: Vec<Option<Result<Vec<Change>, StateFileError>>> = Vec::new();
+    let mut decoded: Vec<Option<Result<Chunk, StateFileError>>> = Vec::new();
     let end = std::thread::scope(|scope| {
         let (work, jobs) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(2 * workers);
         let jobs = Arc::new(Mutex::new(jobs));
@@ -378,7 +427,7 @@ pub fn read_objects(path: &Path) -> Result<(Header, Objects), StateFileError> {
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((i, at, body)) = job else { break };
-                    if done.send((i, decode_chunk(at, &body))).is_err() {
+                    if done.send((i, decode_chunk(at, &body, detail))).is_err() {
                         break;
                     }
                 }
@@ -406,10 +455,15 @@ pub fn read_objects(path: &Path) -> Result<(Header, Objects), StateFileError> {
     });
     // The first error in file order, as the streaming reader would report it.
     let mut chunks = Vec::with_capacity(decoded.len());
+    let mut left_out = 0;
     for chunk in decoded {
         match chunk {
-            Some(Ok(c)) if c.is_empty() => {}
-            Some(Ok(c)) => chunks.push(c),
+            Some(Ok(c)) => {
+                left_out += c.left_out;
+                if !c.objects.is_empty() {
+                    chunks.push(c.objects);
+                }
+            }
             Some(Err(e)) => return Err(e),
             // A worker that did not answer ended with a panic, which the scope re-raised.
             None => unreachable!("every chunk handed on is decoded"),
@@ -417,7 +471,7 @@ pub fn read_objects(path: &Path) -> Result<(Header, Objects), StateFileError> {
     }
     let objects = Objects { chunks };
     let (at, head) = end?;
-    reader.count = objects.len() as u64;
+    reader.count = objects.len() as u64 + left_out;
     reader.trailer(at, head)?;
     Ok((header, objects))
 }
@@ -434,14 +488,20 @@ enum Raw {
     },
 }
 
-/// The objects of a chunk's message (at offset `at`, for errors): straight from its bytes
-/// when the chunk is as the writers make it ([`decode`]), otherwise, and for every error,
-/// through the link's messages and conversion.
-fn decode_chunk(at: u64, body: &[u8]) -> Result<Vec<Change>, StateFileError> {
-    match decode::objects(body) {
-        Some(objects) => Ok(objects),
-        None => decode_chunk_via_messages(at, body),
+/// The objects of a chunk's message (at offset `at`, for errors) in `detail`: straight from
+/// its bytes when the chunk is as the writers make it ([`decode`]), otherwise, and for every
+/// error, through the link's messages and conversion.
+fn decode_chunk(at: u64, body: &[u8], detail: Detail) -> Result<Chunk, StateFileError> {
+    if let Some(chunk) = decode::objects(body, detail) {
+        return Ok(chunk);
     }
+    let all = decode_chunk_via_messages(at, body)?;
+    let count = all.len();
+    let objects: Vec<Change> = all.into_iter().filter_map(|c| detail.keep(c)).collect();
+    Ok(Chunk {
+        left_out: (count - objects.len()) as u64,
+        objects,
+    })
 }
 
 /// The general path of [`decode_chunk`]: prost's messages, then [`Change::try_from`].
@@ -597,10 +657,10 @@ impl<R: Read> StateFileReader<R> {
         match self.read_raw()? {
             Raw::End { at, head } => self.trailer(at, head).map(|()| false),
             Raw::Chunk { at, body } => {
-                let objects = decode_chunk(at, &body);
+                let objects = decode_chunk(at, &body, Detail::Full);
                 // The buffer serves the next chunk.
                 self.buf = body;
-                let objects = objects?;
+                let objects = objects?.objects;
                 self.count += objects.len() as u64;
                 self.pending = objects.into_iter();
                 Ok(true)
@@ -810,6 +870,25 @@ mod tests {
         v
     }
 
+    fn contact(handle: &str) -> Change {
+        Change::Contact(crate::model::Contact {
+            handle: handle.into(),
+            name: "A Person".into(),
+            organisation: None,
+            street: vec!["1 Street".into()],
+            city: "Town".into(),
+            province: None,
+            postcode: None,
+            country: "NL".into(),
+            email: "a@example.org".into(),
+            voice: None,
+            fax: None,
+            disclose: false,
+            created: Timestamp(1),
+            updated: Timestamp(2),
+        })
+    }
+
     const HEADER: Header = Header {
         serial: 42,
         generation: 7,
@@ -842,6 +921,19 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let whole = read_state_file(&path);
         assert_eq!(format!("{whole:?}"), format!("{streamed:?}"));
+        // A DNS-only read refuses what the others refuse, with the same error, and otherwise
+        // keeps what it should of the same objects.
+        let dns = read_objects(&path, Detail::Dns).map(|(h, o)| (h, o.into_vec()));
+        let kept = whole.as_ref().map(|(h, all)| {
+            (
+                *h,
+                all.iter()
+                    .cloned()
+                    .filter_map(|c| Detail::Dns.keep(c))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        assert_eq!(format!("{dns:?}"), format!("{kept:?}"));
         streamed
     }
 
@@ -860,7 +952,7 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(boundaries(&bytes).len() > 2, "several chunks");
         // Read as chunks, the objects stay in the file's chunks, in order, none copied.
-        let (_, chunked) = read_objects(&path).unwrap();
+        let (_, chunked) = read_objects(&path, Detail::Full).unwrap();
         assert_eq!(chunked.chunks().len(), boundaries(&bytes).len() - 1);
         assert_eq!(chunked.len(), objs.len());
         assert!(chunked.iter().eq(objs.iter()));
@@ -875,6 +967,44 @@ mod tests {
         // A removal has no place in it.
         let e = write_state_file(&path, HEADER, &[Change::DomainRemoved(n("a.tld"))]);
         assert_eq!(e.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// A DNS-only read over several chunks leaves the contacts out and still checks the
+    /// trailer's count, which counts them; a torn or corrupt file is refused as by a whole read.
+    #[test]
+    fn a_dns_only_read_counts_what_it_leaves_out() {
+        let mut objs = objects(12_000);
+        for i in 0..30 {
+            objs.insert(i * 800, contact(&format!("C{i}")));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_state_file(&path, HEADER, &objs).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(boundaries(&bytes).len() > 2, "several chunks");
+        let (h, kept) = read_objects(&path, Detail::Dns).unwrap();
+        assert_eq!(h, HEADER);
+        assert_eq!(kept.len(), objs.len() - 30);
+        assert!(!kept.iter().any(|c| matches!(c, Change::Contact(_))));
+        let want: Vec<Change> = objs
+            .iter()
+            .cloned()
+            .filter_map(|c| Detail::Dns.keep(c))
+            .collect();
+        assert_eq!(kept.into_vec(), want);
+        // The trailer's count is checked against what was read plus what was left out: a file
+        // whose trailer counts one object fewer is refused.
+        let mut bad = bytes.clone();
+        let count_at = bad.len() - 12;
+        let count = u64::from_le_bytes(bad[count_at..count_at + 8].try_into().unwrap());
+        bad[count_at..count_at + 8].copy_from_slice(&(count - 1).to_le_bytes());
+        assert!(matches!(
+            read_bytes(&bad),
+            Err(StateFileError::Count { .. })
+        ));
+        // Cut anywhere in the last chunk: refused.
+        read_bytes(&bytes).unwrap();
+        assert!(read_bytes(&bytes[..bytes.len() - 100]).is_err());
     }
 
     #[test]

@@ -137,13 +137,14 @@ impl StateFiles {
 
     /// What a previous run left: the objects and the configuration, if both are there and
     /// sound. A missing file is `Ok(None)`; a corrupt, torn or old-format one is an error (the
-    /// caller logs it and starts bare rather than serve half a registry).
+    /// caller logs it and starts bare rather than serve half a registry). The objects are read
+    /// whole only if the configuration serves Whois or RDAP; otherwise in
+    /// [`Detail::Dns`](state_file::Detail::Dns), all the DNS tables are built from.
     pub fn read(&self) -> Result<Option<SavedState>, PersistError> {
         let settings_path = self.settings_path();
         if !self.state.exists() || !settings_path.exists() {
             return Ok(None);
         }
-        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
         let bytes = fs::read(&settings_path).map_err(|source| PersistError::Io {
             path: settings_path.clone(),
             source,
@@ -154,6 +155,13 @@ impl StateFiles {
         };
         let msg = pb::SatelliteConfig::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
         let settings = SatelliteSettings::try_from(msg).map_err(|e| bad(e.to_string()))?;
+        let detail = if super::adopt::serves_rds(Some(&settings)) {
+            state_file::Detail::Full
+        } else {
+            state_file::Detail::Dns
+        };
+        let (header, objects) =
+            state_file::read_objects(&self.state, detail).map_err(self.bad_state())?;
         Ok(Some(SavedState {
             header,
             objects,
@@ -167,7 +175,8 @@ impl StateFiles {
     /// asks for); a compaction waits meanwhile, so the file and the log match.
     pub fn read_current(&self) -> Result<(Header, Objects, Vec<ChangeBatch>), PersistError> {
         let _order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let (header, objects) = state_file::read_objects(&self.state).map_err(self.bad_state())?;
+        let (header, objects) = state_file::read_objects(&self.state, state_file::Detail::Full)
+            .map_err(self.bad_state())?;
         let mut log = self.log();
         if log.generation() != header.generation {
             // Cannot happen while the writing lock orders snapshots and compactions.
