@@ -74,8 +74,9 @@ impl Name {
                 wire: wire.as_slice().into(),
             });
         }
+        // Not a valid name (or the root): the checked parser says which.
         let mut wire = Vec::with_capacity(text.len() + 2);
-        ascii_to_wire(text, &mut wire)?;
+        ascii_to_wire_checked(text, &mut wire)?;
         Ok(Self {
             wire: wire.into_boxed_slice(),
         })
@@ -330,8 +331,8 @@ pub fn read_wire_name(
 /// allocation once the buffer has grown to a name's length; [`Name::from_ascii`] is this into a
 /// fresh buffer. On error `out` holds an unspecified prefix.
 pub fn ascii_to_wire(text: &str, out: &mut Vec<u8>) -> Result<(), NameError> {
-    out.clear();
     if let Some(wire) = WireBuffer::from_ascii(text.as_bytes()) {
+        out.clear();
         out.extend_from_slice(wire.as_slice());
         return Ok(());
     }

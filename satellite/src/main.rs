@@ -188,11 +188,7 @@ fn serve_snapshot(snapshot: &Path, config_path: &Path) -> anyhow::Result<()> {
     // The objects are kept for the Whois/RDAP directory when the configuration serves them;
     // otherwise the file is read in `Detail::Dns`, all the DNS tables are built from.
     let rds_enabled = config.settings.whois.is_some() || config.settings.rdap.is_some();
-    let detail = if rds_enabled {
-        orrery_proto::state_file::Detail::Full
-    } else {
-        orrery_proto::state_file::Detail::Dns
-    };
+    let detail = orrery_proto::state_file::Detail::for_serving(rds_enabled);
     let (header, objects) = orrery_proto::state_file::read_objects(snapshot, detail)
         .with_context(|| format!("state file {}", snapshot.display()))?;
     tracing::info!(

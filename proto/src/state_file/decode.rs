@@ -301,7 +301,7 @@ impl<'a> Wire<'a> {
 mod tests {
     use super::*;
     use crate::dnssec::{DnssecRrset, DnssecRrsetId};
-    use crate::model::{Contact, Registrar, Soa, Zone};
+    use crate::model::{Registrar, Soa, Zone};
     use std::net::{IpAddr, Ipv4Addr};
 
     fn n(s: &str) -> Name {
@@ -410,22 +410,7 @@ mod tests {
                 abuse_email: None,
                 abuse_phone: None,
             }),
-            Change::Contact(Contact {
-                handle: "C1".into(),
-                name: "A Person".into(),
-                organisation: None,
-                street: vec!["1 Street".into()],
-                city: "Town".into(),
-                province: None,
-                postcode: Some("1234".into()),
-                country: "NL".into(),
-                email: "a@example.org".into(),
-                voice: None,
-                fax: None,
-                disclose: false,
-                created: Timestamp(1),
-                updated: Timestamp(2),
-            }),
+            crate::state_file::tests::contact("C1"),
             Change::Zone(Zone {
                 name: n("tld"),
                 soa: Soa {

@@ -94,6 +94,12 @@ pub enum Detail {
 }
 
 impl Detail {
+    /// The detail a satellite reads its state in: whole if it serves Whois or RDAP (the
+    /// directory is built from the objects), otherwise only what DNS needs.
+    pub fn for_serving(whois_or_rdap: bool) -> Self {
+        if whois_or_rdap { Self::Full } else { Self::Dns }
+    }
+
     /// `change` as this detail keeps it; `None` for an object it leaves out. The direct
     /// decoder makes the same objects without reading what this drops.
     fn keep(self, change: Change) -> Option<Change> {
@@ -403,7 +409,8 @@ pub fn read_state_file(path: &Path) -> Result<(Header, Vec<Change>), StateFileEr
 }
 
 /// Reads a whole state file: the header and every object, chunk by chunk, or the first
-/// error, each object in `detail`. Nothing is returned before the last chunk's CRC, the object count and the trailer's
+/// error, each object in `detail`. Nothing is returned before the last chunk's CRC, the object
+/// count and the trailer's
 /// checksum over every chunk are checked: a corrupt or torn file gives an error, never part of
 /// its objects.
 ///
@@ -870,7 +877,8 @@ mod tests {
         v
     }
 
-    fn contact(handle: &str) -> Change {
+    /// A contact with some fields set (the direct decoder's tests use it too).
+    pub(super) fn contact(handle: &str) -> Change {
         Change::Contact(crate::model::Contact {
             handle: handle.into(),
             name: "A Person".into(),
@@ -878,7 +886,7 @@ mod tests {
             street: vec!["1 Street".into()],
             city: "Town".into(),
             province: None,
-            postcode: None,
+            postcode: Some("1234".into()),
             country: "NL".into(),
             email: "a@example.org".into(),
             voice: None,

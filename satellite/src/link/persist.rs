@@ -155,11 +155,7 @@ impl StateFiles {
         };
         let msg = pb::SatelliteConfig::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
         let settings = SatelliteSettings::try_from(msg).map_err(|e| bad(e.to_string()))?;
-        let detail = if super::adopt::serves_rds(Some(&settings)) {
-            state_file::Detail::Full
-        } else {
-            state_file::Detail::Dns
-        };
+        let detail = state_file::Detail::for_serving(super::adopt::serves_rds(Some(&settings)));
         let (header, objects) =
             state_file::read_objects(&self.state, detail).map_err(self.bad_state())?;
         Ok(Some(SavedState {
