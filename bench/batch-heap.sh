@@ -37,14 +37,7 @@ on_exit=undo_batch
 link_port=7447 dns_port=5307
 test_certs "$work/certs" m1 sat1
 master_config "$work/master.toml" "$link_port" sat1 "$dns_port"
-batch_ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
-    AND (SELECT array_agg(status) FROM domain_status s WHERE s.domain_id = d.id) = ARRAY['ok']
-    ORDER BY d.id DESC LIMIT 10000" 2>/dev/null | paste -sd, -) || batch_ids=""
-if [ -z "$batch_ids" ]; then # SQLite has no arrays
-    batch_ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
-        AND (SELECT group_concat(status) FROM domain_status s WHERE s.domain_id = d.id) = 'ok'
-        ORDER BY d.id DESC LIMIT 10000" | paste -sd, -)
-fi
+batch_ids=$(ok_delegations 10000)
 probe=$(sql "SELECT name FROM domain WHERE id = ${batch_ids%%,*}")
 echo "batch: $(tr ',' '\n' <<<"$batch_ids" | grep -c .) domains; probe $probe"
 

@@ -230,14 +230,7 @@ dns = { udp = ["127.0.0.1:$msat_port"], tcp = ["127.0.0.1:$msat_port"] }
 nsid = "sat1.example"
 EOF
     # The batch: 10,000 delegated domains whose only status is 'ok'.
-    batch_ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
-        AND (SELECT array_agg(status) FROM domain_status s WHERE s.domain_id = d.id) = ARRAY['ok']
-        ORDER BY d.id DESC LIMIT 10000" 2>/dev/null | paste -sd, -) || batch_ids=""
-    if [ -z "$batch_ids" ]; then # SQLite has no arrays
-        batch_ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
-            AND (SELECT group_concat(status) FROM domain_status s WHERE s.domain_id = d.id) = 'ok'
-            ORDER BY d.id DESC LIMIT 10000" | paste -sd, -)
-    fi
+    batch_ids=$(ok_delegations 10000)
     batch_count=$(tr ',' '\n' <<<"$batch_ids" | grep -c .)
     batch_probe=$(sql "SELECT name FROM domain WHERE id = ${batch_ids%%,*}")
 fi

@@ -231,3 +231,19 @@ NSD
 sql() {
     if [ -z "$db" ]; then sqlite3 "${url#sqlite:}" "$1"; else psql -qAt -h "$PGHOST" -U postgres -d "$db" -c "$1"; fi
 }
+
+# ok_delegations N: the ids of N delegated domains whose only status is 'ok', the highest ids
+# first, comma-separated (the batches of compare-peers.sh and batch-heap.sh: their status set
+# to 'serverHold' and back in one transaction each).
+ok_delegations() {
+    local ids
+    ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
+        AND (SELECT array_agg(status) FROM domain_status s WHERE s.domain_id = d.id) = ARRAY['ok']
+        ORDER BY d.id DESC LIMIT $1" 2>/dev/null | paste -sd, -) || ids=""
+    if [ -z "$ids" ]; then # SQLite has no arrays
+        ids=$(sql "SELECT d.id FROM domain d WHERE EXISTS (SELECT 1 FROM domain_ns n WHERE n.domain_id = d.id)
+            AND (SELECT group_concat(status) FROM domain_status s WHERE s.domain_id = d.id) = 'ok'
+            ORDER BY d.id DESC LIMIT $1" | paste -sd, -)
+    fi
+    echo "$ids"
+}

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
 /// it on the runtime's threads, each taking an arena, and the freed objects stayed spread
 /// over them: 207 B of PSS a delegation once serving, 180 B with this cap (175 B with one a
 /// core, whose start from the state file was 5 % slower); the peak RSS of a 10,000-change
-/// batch went from 226–243 MiB to 200–205 MiB. A start from the state file kept its 170–172 B
+/// batch went from 226–243 MiB to 199–209 MiB. A start from the state file kept its 170–172 B
 /// and its time (bench/compare-peers.sh and bench/boot-vs.sh, docs/BENCHMARKS.md).
 fn limit_allocator_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -17,9 +17,10 @@ use orrery_proto::{Change, ChangeBatch, Soa, Zone};
 use crate::fixtures::{domain, n, registry};
 use crate::harness::{TestServer, tcp_connect};
 use crate::xfr::{
-    KEY, config, free_port, good_key, parse, records, request, send, serial_of, signed, transfer,
+    KEY, config, good_key, parse, records, request, send, serial_of, signed, transfer,
 };
 use orrery_satellite::xfr::tsig;
+use orrery_tests::loopback_port::free_port;
 use orrery_tests::secondaries::{Kind, Secondary, Setup};
 
 const CATALOG: &str = "catalog.invalid";

@@ -12,6 +12,7 @@ use hickory_proto::rr::{RData, RecordType};
 use orrery_proto::link::{TsigAlgorithm, TsigKey};
 use orrery_proto::{Change, ChangeBatch};
 use orrery_satellite::xfr::tsig::{self, Key, Signer};
+use orrery_tests::loopback_port::free_port;
 use orrery_tests::secondaries::{self, Kind, Secondary, Setup, TsigKey as SecondaryKey};
 
 use crate::dig::{run, tool};
@@ -644,14 +645,6 @@ fn follows(kind: Kind) {
         ours,
         "{kind:?}'s zone is the satellite's"
     );
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// IXFR over UDP gets the SOA alone (RFC 1995 §2) only from the decision a transfer over TCP
