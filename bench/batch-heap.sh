@@ -8,8 +8,9 @@
 # A master on the store and a bare satellite (DNS only) run in a loopback-only namespace.
 # Round 0: two batches on the satellite as it is, for the peaks without a profiler. Each round
 # after it restarts the satellite from its state file under heaptrack, waits until it serves
-# and has caught up, commits one batch, and lets it run 8 s past the answer (the state-file
-# write follows within PERSIST_INTERVAL). Printed per batch: commit -> answered, the PSS and
+# and has caught up, commits one batch, and lets it run 8 s past the answer (a compaction of
+# the state file, should the batch log have grown to a quarter of it, falls in that window).
+# Printed per batch: commit -> answered, the PSS and
 # RSS just before, the peak RSS and PSS (sampled every 10 / 100 ms); per heaptrack round, from
 # bench/heap_window.py: the live heap before the commit, its peak in the window, and the call
 # stacks that made the difference.
@@ -93,6 +94,8 @@ for round in $(seq 1 "$ROUNDS"); do
     [ -z "${BENCH_HEAP_OUT:-}" ] || { mkdir -p "$BENCH_HEAP_OUT"; cp "$file" "$BENCH_HEAP_OUT/"; }
     sql "UPDATE domain_status SET status = 'ok' WHERE status = 'serverHold' AND domain_id IN ($batch_ids)" >/dev/null
     held=""
+    [ "$round" -lt "$ROUNDS" ] || break
+    # A satellite as it is for the next round to restart under heaptrack.
     NO_COLOR=1 "$bin/orrery-satellite" --master "127.0.0.1:$link_port" --tls-dir "$work/certs" \
         --state "$work/sat1.state" >"$work/sat.log" 2>&1 &
     spid=$!; pids+=("$spid")

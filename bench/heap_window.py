@@ -5,9 +5,10 @@ stack, from a heaptrack recording (bench/batch-heap.sh; issue 11).
   heap_window.py FILE.zst FROM_MS TO_MS [TOP]
 
 FROM_MS and TO_MS are milliseconds since the process started (heaptrack's clock). Prints the
-live heap at FROM_MS, its peak within the window and when, the live heap at TO_MS, and the TOP (default 15) call stacks
-whose allocations made the difference between the two: bytes allocated after FROM_MS and still
-live at the peak, minus the bytes live at FROM_MS that were freed by then. heaptrack_print's own
+live heap at FROM_MS, its peak within the window and when, the live heap at TO_MS, and the TOP
+(default 15) call stacks whose allocations made the difference between FROM_MS and the peak:
+bytes allocated after FROM_MS and still live at the peak, minus the bytes live at FROM_MS that
+were freed by then. heaptrack_print's own
 peak is the whole run's (a start's build), which is not the question here.
 
 The file is read twice as text (`zstdcat`): first for the peak, then for the two states. The
