@@ -23,10 +23,11 @@
 //!   before, made every batch copy 65,536 pointers and bump as many reference counts per
 //!   table at 1,000,000 delegations, and the old version's drop take them back: 6.8 ms of a
 //!   satellite's CPU a batch, issue 13/11.)
-//! - The shard count is chosen from the expected number of entries ([`shard_count_for`]): about
-//!   [`ENTRIES_PER_SHARD`] entries a shard, so a 10,000-change batch on 1,000,000 entries copies
-//!   at most about 10,000 × 16 entries. A table that grows far beyond its count is re-split by
-//!   its owner (see [`Shards::needs_resplit`]); that copy is a full rebuild, done rarely.
+//! - The shard count is chosen from the expected number of entries ([`Shards::count_for`]):
+//!   about [`Shard::ENTRIES`] entries a shard (16 unless the shard type says otherwise), so a
+//!   10,000-change batch on 1,000,000 entries copies at most about 10,000 × 16 entries. A
+//!   table that grows far beyond its count is re-split by its owner (see
+//!   [`Shards::needs_resplit`]); that copy is a full rebuild, done rarely.
 //! - A shard index is a `u32`; the shard count is at most 2^24.
 //!
 //! Readers take `&Shards<S>` (inside whatever `Arc` the owner swaps): a lookup is one hash,
@@ -59,6 +60,9 @@ const SHARD_SHIFT: u32 = 20;
 
 /// What a shard type does beyond holding data.
 pub trait Shard: Clone + Default + Send + Sync {
+    /// Entries a shard of this type is sized for (see [`shard_count`]).
+    const ENTRIES: usize = ENTRIES_PER_SHARD;
+
     /// Called once on each shard a batch touched, after the batch's last edit: compact
     /// garbage and shrink capacity so the version keeps only what it needs.
     fn seal(&mut self) {}
@@ -109,9 +113,14 @@ pub fn key_hash(key: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The power-of-two shard count for about `entries` entries.
+/// The power-of-two shard count for about `entries` entries, [`ENTRIES_PER_SHARD`] a shard.
 pub fn shard_count_for(entries: usize) -> usize {
-    (entries / ENTRIES_PER_SHARD)
+    shard_count(entries, ENTRIES_PER_SHARD)
+}
+
+/// The power-of-two shard count for about `entries` entries, `per_shard` a shard.
+pub fn shard_count(entries: usize, per_shard: usize) -> usize {
+    (entries / per_shard.max(1))
         .max(1)
         .next_power_of_two()
         .min(MAX_SHARDS)
@@ -328,6 +337,20 @@ impl<T> Paged<T> {
     }
 }
 
+impl<T> Paged<T> {
+    /// Sets item `i` to `item`: a private copy of its page of pointers first if another
+    /// version still shares the page, then `item` in place of the old item if no other
+    /// version holds that, else in a new `Arc` (the old item is never copied).
+    pub fn set(&mut self, i: usize, item: T) {
+        let page = Arc::make_mut(&mut self.pages[i >> PAGE_BITS]);
+        let slot = &mut page[i & (PAGE_SHARDS - 1)];
+        match Arc::get_mut(slot) {
+            Some(old) => *old = item,
+            None => *slot = Arc::new(item),
+        }
+    }
+}
+
 impl<T: Clone> Paged<T> {
     /// Item `i`, writable: a private copy of its page of pointers first if another version
     /// still shares the page ([`PAGE_SHARDS`] pointers copied), then of the item if another
@@ -450,10 +473,15 @@ impl<S: Shard> Shards<S> {
     }
 
     /// True when `entries` is far above what this count was sized for (four times
-    /// [`ENTRIES_PER_SHARD`] a shard on average): the owner should rebuild with
-    /// [`shard_count_for`]`(entries)` shards.
+    /// [`Shard::ENTRIES`] a shard on average): the owner should rebuild with
+    /// [`Shards::count_for`]`(entries)` shards.
     pub fn needs_resplit(&self, entries: usize) -> bool {
-        self.count() < MAX_SHARDS && entries > self.count() * ENTRIES_PER_SHARD * 4
+        self.count() < MAX_SHARDS && entries > self.count() * S::ENTRIES * 4
+    }
+
+    /// The shard count for about `entries` entries of this shard type.
+    pub fn count_for(entries: usize) -> usize {
+        shard_count(entries, S::ENTRIES)
     }
 
     /// True when shard `i` of `self` and of `other` are the same allocation (shared between
@@ -482,6 +510,12 @@ impl<S: Shard> Shards<S> {
     /// (an [`Editor`] does).
     pub fn make_mut_at(&mut self, i: usize) -> &mut S {
         self.shards.make_mut(i)
+    }
+
+    /// Shard `i` replaced by `shard`, which an owner wrote from the old one: as
+    /// [`Shards::make_mut_at`] but without copying the old shard first.
+    pub fn set_at(&mut self, i: usize, shard: S) {
+        self.shards.set(i, shard);
     }
 
     /// Shard `i`, writable, if no other version holds it or its page (to seal a build's

@@ -71,7 +71,7 @@ use orrery_proto::name::wire_is_subdomain;
 use orrery_proto::{Change, ChangeBatch, Domain, Host, Name, Serial, Soa, Zone};
 
 pub use hosts::{HostId, HostRecord, HostTable};
-use table::NameMap;
+use table::{NameMap, Record, u32_at};
 
 use crate::served::shards::{build_threads, parallel_runs};
 
@@ -105,6 +105,18 @@ pub struct Ds<'a> {
 #[derive(Clone, Copy, Debug, Default)]
 struct DelegationRecord {
     ns: u16,
+}
+
+impl Record for DelegationRecord {
+    const SIZE: usize = 2;
+    fn pack(&self, out: &mut [u8]) {
+        out.copy_from_slice(&self.ns.to_le_bytes());
+    }
+    fn unpack(bytes: &[u8]) -> Self {
+        Self {
+            ns: u16::from_le_bytes([bytes[0], bytes[1]]),
+        }
+    }
 }
 
 /// One delegation as the lookup sees it: nameserver ids and DS records (possibly none).
@@ -206,6 +218,22 @@ impl Default for NodeRecord {
             host: NO_HOST,
             below: 0,
             refs: 0,
+        }
+    }
+}
+
+impl Record for NodeRecord {
+    const SIZE: usize = 12;
+    fn pack(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.host.to_le_bytes());
+        out[4..8].copy_from_slice(&self.below.to_le_bytes());
+        out[8..12].copy_from_slice(&self.refs.to_le_bytes());
+    }
+    fn unpack(bytes: &[u8]) -> Self {
+        Self {
+            host: u32_at(bytes, 0),
+            below: u32_at(bytes, 4),
+            refs: u32_at(bytes, 8),
         }
     }
 }
@@ -1607,7 +1635,7 @@ pub(crate) mod tests {
         assert_eq!(dump(&one), b);
         for z in bulk.zones() {
             assert!(z.delegations.shard_count() >= 16);
-            assert!(z.delegations.is_sealed() && z.nodes.is_sealed());
+            assert!(z.delegations.is_compact() && z.nodes.is_compact());
         }
         // A batch on the bulk-built version does what it does on the other.
         let batch = ChangeBatch {
@@ -1639,7 +1667,7 @@ pub(crate) mod tests {
             for threads in 1..=3 {
                 let built = ZoneSet::from_chunks_on(9, &chunks, threads);
                 assert_eq!(dump(&built), whole, "chunks of {size}, {threads} threads");
-                assert!(built.zones().iter().all(|z| z.delegations.is_sealed()));
+                assert!(built.zones().iter().all(|z| z.delegations.is_compact()));
             }
         }
         assert_eq!(
