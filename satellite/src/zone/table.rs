@@ -447,8 +447,21 @@ impl<V: Record> NameMap<V> {
         size: impl Fn(&T) -> usize + Sync,
         write: impl Fn(&T, &mut Vec<u8>) -> V + Sync,
     ) -> Option<Self> {
+        let shards = Shards::<NameShard<V>>::count_for(expected);
+        Self::build_unique_in(shards, items, threads, name, size, write)
+    }
+
+    /// [`NameMap::build_unique`] into `shards` shards.
+    fn build_unique_in<T: Sync>(
+        shards: usize,
+        items: &[T],
+        threads: usize,
+        name: impl Fn(&T) -> &[u8] + Sync,
+        size: impl Fn(&T) -> usize + Sync,
+        write: impl Fn(&T, &mut Vec<u8>) -> V + Sync,
+    ) -> Option<Self> {
         let (shards, parts) = Partition::new(
-            Shards::<NameShard<V>>::count_for(expected),
+            shards,
             items.len(),
             threads,
             |i| name(&items[i]),
@@ -575,15 +588,25 @@ impl<V: Record> NameMap<V> {
         }
     }
 
+    /// The map rebuilt into `shards` shards, each written once.
     fn resplit_into(&mut self, shards: usize) {
-        let mut next = Self {
-            shards: Shards::new(shards),
-            len: 0,
-        };
-        for f in self.iter() {
-            next.insert(f.name(), f.payload(), f.value());
+        let entries: Vec<Found<'_, V>> = self.iter().collect();
+        let next = Self::build_unique_in(
+            shards,
+            &entries,
+            1,
+            |f| f.name(),
+            |f| f.payload().len(),
+            |f, out| {
+                out.extend_from_slice(f.payload());
+                f.value()
+            },
+        );
+        drop(entries);
+        // The names in a map are distinct, so the build cannot refuse them.
+        if let Some(next) = next {
+            *self = next;
         }
-        *self = next;
     }
 
     /// True when every shard is laid out as the module docs say: its entries' bytes one after
