@@ -14,7 +14,9 @@
 # RSS just before, the peak RSS and PSS (sampled every 10 / 100 ms); per heaptrack round, from
 # bench/heap_window.py: the live heap before the commit, its peak in the window, and the call
 # stacks that made the difference.
-# Environment: BENCH_BIN (see lib.sh), BENCH_HEAP_OUT=DIR keeps heaptrack's files there.
+# Environment: BENCH_BIN (see lib.sh), BENCH_HEAP_OUT=DIR keeps heaptrack's files there,
+# BENCH_BATCH_PAIRS=N runs N hold/unhold pairs in round 0 (default 1): the PSS before each shows
+# where a long-running satellite's steady state settles, ROUNDS=0 skips heaptrack.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 : "${BENCH_DB:?BENCH_DB=a loaded store (sqlite:PATH or a PostgreSQL database)}"
@@ -72,8 +74,10 @@ batch() {
         "peak PSS $((peak_pss >> 20)) MiB ($(awk -v a="$peak_pss" -v b="$steady" 'BEGIN { printf "%.3f", a / b }')×)," \
         "peak RSS $((peak_rss >> 20)) MiB ($(awk -v a="$peak_rss" -v b="$rss_before" 'BEGIN { printf "%.3f", a / b }')×)"
 }
-batch "round 0, no heaptrack, hold" ok serverHold wait-gone
-batch "round 0, no heaptrack, unhold" serverHold ok wait-answer
+for pair in $(seq 1 "${BENCH_BATCH_PAIRS:-1}"); do
+    batch "round 0, no heaptrack, hold $pair" ok serverHold wait-gone
+    batch "round 0, no heaptrack, unhold $pair" serverHold ok wait-answer
+done
 for round in $(seq 1 "$ROUNDS"); do
     # The satellite again, under heaptrack from its start (attaching to a running process
     # with `heaptrack -p` failed here: gdb could not call into it), from its state file.
