@@ -127,6 +127,23 @@ impl<V: Record> NameShard<V> {
         COUNT + n * (TAG + Self::HEAD)
     }
 
+    /// Entry `i`'s tag in `bytes`, a shard's.
+    #[inline]
+    fn tag_at(bytes: &[u8], i: usize) -> u16 {
+        u16::from_le_bytes([bytes[COUNT + i * TAG], bytes[COUNT + i * TAG + 1]])
+    }
+
+    /// Writes entry `i`'s tag and head into `bytes`, a shard of `n` entries being written:
+    /// its name starts `off` bytes into the arena.
+    fn put_head(bytes: &mut [u8], n: usize, i: usize, tag: u16, off: u32, name: &[u8], value: V) {
+        debug_assert!(name.len() <= usize::from(u8::MAX));
+        bytes[COUNT + i * TAG..][..TAG].copy_from_slice(&tag.to_le_bytes());
+        let head = Self::head_at(n, i);
+        bytes[head..head + 4].copy_from_slice(&off.to_le_bytes());
+        bytes[head + 4] = name.len() as u8;
+        value.pack(&mut bytes[head + 5..head + Self::HEAD]);
+    }
+
     /// Entry `i`'s bytes in the arena: where its name starts, where its payload starts, where
     /// it ends.
     #[inline]
@@ -184,10 +201,7 @@ impl<V: Record> NameShard<V> {
         (0..self.len()).map(|i| {
             let (start, payload, end) = self.span(i);
             Part {
-                tag: u16::from_le_bytes([
-                    self.bytes[COUNT + i * TAG],
-                    self.bytes[COUNT + i * TAG + 1],
-                ]),
+                tag: Self::tag_at(&self.bytes, i),
                 name: &self.bytes[start..payload],
                 payload: &self.bytes[payload..end],
                 value: self.value(i),
@@ -211,12 +225,15 @@ impl<V: Record> NameShard<V> {
         bytes[..COUNT].copy_from_slice(&(n as u32).to_le_bytes());
         let mut at = start;
         for (i, p) in parts.enumerate() {
-            debug_assert!(p.name.len() <= usize::from(u8::MAX));
-            bytes[COUNT + i * TAG..][..TAG].copy_from_slice(&p.tag.to_le_bytes());
-            let head = Self::head_at(n, i);
-            bytes[head..head + 4].copy_from_slice(&((at - start) as u32).to_le_bytes());
-            bytes[head + 4] = p.name.len() as u8;
-            p.value.pack(&mut bytes[head + 5..head + Self::HEAD]);
+            Self::put_head(
+                &mut bytes,
+                n,
+                i,
+                p.tag,
+                (at - start) as u32,
+                p.name,
+                p.value,
+            );
             bytes[at..at + p.name.len()].copy_from_slice(p.name);
             at += p.name.len();
             bytes[at..at + p.payload.len()].copy_from_slice(p.payload);
@@ -490,7 +507,7 @@ impl<V: Record> NameMap<V> {
                 let seen = (0..k).any(|j| {
                     let head = NameShard::<V>::head_at(n, j);
                     let off = start + u32_at(&bytes, head) as usize;
-                    u16::from_le_bytes([bytes[COUNT + j * TAG], bytes[COUNT + j * TAG + 1]]) == t
+                    NameShard::<V>::tag_at(&bytes, j) == t
                         && bytes.get(off..off + usize::from(bytes[head + 4])) == Some(key)
                 });
                 if seen {
@@ -500,11 +517,7 @@ impl<V: Record> NameMap<V> {
                 let off = (bytes.len() - start) as u32;
                 bytes.extend_from_slice(key);
                 let value = write(item, &mut bytes);
-                bytes[COUNT + k * TAG..][..TAG].copy_from_slice(&t.to_le_bytes());
-                let head = NameShard::<V>::head_at(n, k);
-                bytes[head..head + 4].copy_from_slice(&off.to_le_bytes());
-                bytes[head + 4] = key.len() as u8;
-                value.pack(&mut bytes[head + 5..head + NameShard::<V>::HEAD]);
+                NameShard::put_head(&mut bytes, n, k, t, off, key, value);
             }
             NameShard {
                 bytes: bytes.into_boxed_slice(),
