@@ -299,7 +299,10 @@ mod tests {
             (now - 40).to_string()
         );
         assert_eq!(e.persist(heard - PERSIST_EVERY.as_secs(), false), heard);
-        assert_eq!(Expiry::load(path.clone()).silent_for(), 0);
+        // The file holds whole seconds, rounded down: read back across a second's boundary,
+        // the contact is a second old (CI saw 1), not the 40 s of the file before.
+        let silent = Expiry::load(path.clone()).silent_for();
+        assert!(silent <= 1, "{silent}");
         std::fs::write(&path, "garbage").unwrap();
         let e = Expiry::load(path.clone());
         assert_eq!(e.silent_for(), 0);
