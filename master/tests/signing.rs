@@ -763,9 +763,15 @@ async fn the_signing_duty_moves_the_window_under_its_lease() {
     };
     assert_eq!(inception(&published(&cache)), vec![1_000_000_000]);
 
-    // Once per period: the second call inside it is a no-op.
+    // Once per period: the second call inside it is a no-op. The two calls read the store's
+    // clock each, and may straddle the end of a 2 s period: then the second moves the window
+    // to the next one, and a third, inside that, is the no-op.
     assert_eq!(refresh_windows(&store).await.unwrap(), 1);
-    assert_eq!(refresh_windows(&store).await.unwrap(), 0);
+    let mut again = refresh_windows(&store).await.unwrap();
+    if again == 1 {
+        again = refresh_windows(&store).await.unwrap();
+    }
+    assert_eq!(again, 0);
     f.poll_once().await.unwrap();
     let first = store
         .dnssec(&n("test"))

@@ -265,7 +265,9 @@ mod tests {
     fn silence_is_measured_compared_with_expire_and_cleared_by_a_contact() {
         let now = unix_now();
         let e = Expiry::heard_at(now - 5);
-        assert_eq!(e.silent_for(), 5);
+        // Measured again at `now` itself: `heard_at` measured at its own clock read, which may
+        // be in the next second.
+        assert_eq!(e.measure(now * 1000), 5);
         assert!(e.is_expired(3) && e.is_expired(5));
         assert!(!e.is_expired(6) && !e.is_expired(604_800));
         e.heard();
@@ -282,9 +284,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = Expiry::path_beside(&dir.path().join("state"));
         assert!(path.ends_with("state.heard"));
-        // No file: the clock starts now.
+        // No file: the clock starts now (whole seconds: at most one old across a boundary).
         let e = Expiry::load(path.clone());
-        assert_eq!(e.silent_for(), 0);
+        assert!(e.silent_for() <= 1, "{}", e.silent_for());
         let now = unix_now();
         std::fs::write(&path, format!("{}\n", now - 40)).unwrap();
         let e = Expiry::load(path.clone());
@@ -305,7 +307,7 @@ mod tests {
         assert!(silent <= 1, "{silent}");
         std::fs::write(&path, "garbage").unwrap();
         let e = Expiry::load(path.clone());
-        assert_eq!(e.silent_for(), 0);
+        assert!(e.silent_for() <= 1, "{}", e.silent_for());
         assert_eq!(e.persist(0, true), e.heard.load(Ordering::Relaxed) / 1000);
         assert!(
             std::fs::read_to_string(&path)

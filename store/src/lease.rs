@@ -111,15 +111,19 @@ mod tests {
             assert!(s.acquire_lease("watchdog", "m2", long).await.unwrap());
             assert!(!s.acquire_lease("watchdog", "m1", long).await.unwrap());
 
-            // An expired one too.
+            // An expired one too. (A second: long enough that the next statement comes
+            // before it ends on a loaded machine; then m2 asks until it has expired.)
             assert!(
-                s.acquire_lease("short", "m1", Duration::from_millis(30))
+                s.acquire_lease("short", "m1", Duration::from_secs(1))
                     .await
                     .unwrap()
             );
             assert!(!s.acquire_lease("short", "m2", long).await.unwrap());
-            tokio::time::sleep(Duration::from_millis(80)).await;
-            assert!(s.acquire_lease("short", "m2", long).await.unwrap());
+            let asked = std::time::Instant::now();
+            while !s.acquire_lease("short", "m2", long).await.unwrap() {
+                assert!(asked.elapsed() < Duration::from_secs(10), "never expired");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             assert!(!s.acquire_lease("short", "m1", long).await.unwrap());
             let short = s
                 .leases()
